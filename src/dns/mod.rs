@@ -1,0 +1,13 @@
+//! The DNS core: record model, validation, planning, TXT ownership registry and the
+//! `Provider` seam. Nothing here knows about Kubernetes, so it is unit-tested in isolation
+//! and shared by the controllers, the `render` command and the benchmarks.
+
+pub mod endpoint;
+pub mod filter;
+pub mod plan;
+pub mod provider;
+pub mod providers;
+pub mod registry;
+
+pub use endpoint::{Endpoint, RecordKey, RecordType};
+pub use provider::{Change, Provider, ProviderError, Zone};

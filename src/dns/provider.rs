@@ -1,0 +1,126 @@
+//! The seam between planning and DNS APIs. Kept small on purpose: list zones, list records,
+//! apply changes with one result per change so that one bad record never hides the others.
+
+use async_trait::async_trait;
+
+use super::endpoint::Endpoint;
+
+/// A zone a provider can write to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Zone {
+    /// Provider-side identifier (Route53 hosted zone id; the zone name elsewhere).
+    pub id: String,
+    /// Normalised zone name: lower case, no trailing dot.
+    pub name: String,
+}
+
+impl Zone {
+    pub fn named(name: &str) -> Self {
+        let name = super::endpoint::normalize_name(name);
+        Zone { id: name.clone(), name }
+    }
+
+    /// True when `dns_name` (normalised) is the apex of the zone or below it.
+    pub fn contains(&self, dns_name: &str) -> bool {
+        dns_name == self.name || (dns_name.len() > self.name.len() && dns_name.ends_with(&self.name) && dns_name.as_bytes()[dns_name.len() - self.name.len() - 1] == b'.')
+    }
+}
+
+/// One change to one RRset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Create(Endpoint),
+    /// Replace `old` (exactly as the provider holds it) with `new`.
+    Update { old: Endpoint, new: Endpoint },
+    Delete(Endpoint),
+}
+
+impl Change {
+    /// The record as it will look after the change (or, for a delete, the record removed).
+    pub fn endpoint(&self) -> &Endpoint {
+        match self {
+            Change::Create(e) | Change::Delete(e) => e,
+            Change::Update { new, .. } => new,
+        }
+    }
+
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Change::Create(_) => "create",
+            Change::Update { .. } => "update",
+            Change::Delete(_) => "delete",
+        }
+    }
+}
+
+/// What went wrong talking to a DNS backend. The variant decides the user-visible reason and
+/// whether extdns retries on its own.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The backend did not answer (timeout, connection refused). Retried with backoff.
+    #[error("DNS backend unreachable: {0}")]
+    Unreachable(String),
+    /// Credentials or keys were refused. Needs a human; retried slowly.
+    #[error("DNS backend rejected the credentials: {0}")]
+    AuthFailed(String),
+    /// The backend asked us to slow down. Retried with backoff.
+    #[error("DNS backend throttled the request: {0}")]
+    Throttled(String),
+    /// The backend refused this particular change (bad data, conflict in the zone).
+    #[error("DNS backend rejected the change: {0}")]
+    Rejected(String),
+    /// The zone does not exist on the backend.
+    #[error("zone not found: {0}")]
+    ZoneNotFound(String),
+    /// Provider configuration is unusable (missing secret, bad field).
+    #[error("provider misconfigured: {0}")]
+    Config(String),
+}
+
+impl ProviderError {
+    /// Transient errors are retried with backoff; the others need a change to the spec.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Unreachable(_) | ProviderError::Throttled(_))
+    }
+
+    /// CamelCase reason for conditions and per-record status.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderError::Unreachable(_) => "Unreachable",
+            ProviderError::AuthFailed(_) => "AuthFailed",
+            ProviderError::Throttled(_) => "Throttled",
+            ProviderError::Rejected(_) => "ProviderRejected",
+            ProviderError::ZoneNotFound(_) => "ZoneNotFound",
+            ProviderError::Config(_) => "InvalidProvider",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Zones this backend holds and this provider may write to.
+    async fn zones(&self) -> Result<Vec<Zone>, ProviderError>;
+    /// Every RRset of a zone, including TXT ownership records, names normalised.
+    async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError>;
+    /// Applies changes to one zone. Returns exactly one result per change, in order.
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>>;
+}
+
+/// The zone with the longest name containing `dns_name`, as external-dns picks it.
+pub fn zone_for<'a>(zones: &'a [Zone], dns_name: &str) -> Option<&'a Zone> {
+    zones.iter().filter(|z| z.contains(dns_name)).max_by_key(|z| z.name.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_zone_wins() {
+        let zones = vec![Zone::named("example.com"), Zone::named("sub.example.com."), Zone::named("ample.com")];
+        assert_eq!(zone_for(&zones, "a.sub.example.com").unwrap().name, "sub.example.com");
+        assert_eq!(zone_for(&zones, "example.com").unwrap().name, "example.com");
+        assert_eq!(zone_for(&zones, "x.example.com").unwrap().name, "example.com");
+        assert!(zone_for(&zones, "badexample.com").is_none());
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per DNS backend, all behind [`crate::dns::Provider`].
+
+pub mod inmemory;

@@ -1,0 +1,3 @@
+//! extdns: External-DNS for Kubernetes as a CRD-driven operator.
+
+pub mod dns;
