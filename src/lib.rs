@@ -1,3 +1,5 @@
 //! extdns: External-DNS for Kubernetes as a CRD-driven operator.
 
 pub mod dns;
+pub mod crd;
+pub mod status;

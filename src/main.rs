@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", extdns::crd::crds_yaml().expect("crds"));
+}

@@ -1,0 +1,428 @@
+//! The planner: desired records (from every DNSEndpoint a provider serves) against current
+//! records (from the provider, ownership attached by the registry) gives the changes to make
+//! and, for every desired record, what became of it. Pure and deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::endpoint::{label, Endpoint, RecordKey, RecordType};
+use super::provider::Change;
+
+/// external-dns's `--policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Create, update and delete owned records.
+    #[default]
+    Sync,
+    /// Create and update, never delete.
+    UpsertOnly,
+    /// Only create records that do not exist.
+    CreateOnly,
+}
+
+/// The object that asked for a record. Ordering is "oldest wins": creation time, then
+/// namespace/name, so conflicts resolve the same way on every pass and every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Claimant {
+    /// Creation time as RFC 3339 UTC (sorts chronologically) or empty when unknown.
+    pub created: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for Claimant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredRecord {
+    pub endpoint: Endpoint,
+    pub claimant: Claimant,
+}
+
+/// What the planner decided about one desired record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The provider already holds exactly this.
+    InSync,
+    /// A change is planned; its index in [`Plan::changes`].
+    Change(usize),
+    /// Another DNSEndpoint, older, wants different data for this record.
+    Conflict { winner: Claimant },
+    /// The record exists and a different owner id holds it.
+    OwnedByOther { owner: String },
+    /// The record exists without any ownership record: someone created it by hand.
+    RecordExists,
+    /// The policy forbids the change needed.
+    PolicyForbids { policy: Policy, change: &'static str },
+    /// The provider does not manage this record type.
+    UnmanagedType,
+}
+
+impl Outcome {
+    /// CamelCase reason used in conditions and record states.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::InSync => "Ready",
+            Outcome::Change(_) => "Pending",
+            Outcome::Conflict { .. } => "Conflict",
+            Outcome::OwnedByOther { .. } => "OwnedByOther",
+            Outcome::RecordExists => "RecordExists",
+            Outcome::PolicyForbids { .. } => "PolicyForbids",
+            Outcome::UnmanagedType => "UnmanagedType",
+        }
+    }
+
+    pub fn message(&self, key: &RecordKey) -> String {
+        match self {
+            Outcome::InSync => format!("{key} is live"),
+            Outcome::Change(_) => format!("{key} is being written"),
+            Outcome::Conflict { winner } => {
+                format!("{key} is also requested with different data by DNSEndpoint {winner}, which is older and wins")
+            }
+            Outcome::OwnedByOther { owner } => format!(
+                "{key} already exists and is owned by owner id {owner:?}; extdns never modifies records of other owners"
+            ),
+            Outcome::RecordExists => format!(
+                "{key} (or a record at that name that conflicts with it) already exists without an ownership record; delete it by hand or adopt it by creating its TXT ownership record"
+            ),
+            Outcome::PolicyForbids { policy, change } => {
+                format!("{key} needs a {change}, which policy {policy:?} does not allow")
+            }
+            Outcome::UnmanagedType => format!("{key}: record type is not in the provider's managedRecordTypes"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// One entry per input desired record, in input order.
+    pub outcomes: Vec<Outcome>,
+}
+
+pub struct PlanInput<'a> {
+    pub desired: &'a [DesiredRecord],
+    /// Current data records (registry TXT records removed), with `owner` labels attached.
+    pub current: &'a [Endpoint],
+    pub policy: Policy,
+    /// Our owner id, or `None` when no registry is used (then nothing is ever deleted).
+    pub owner_id: Option<&'a str>,
+    pub managed_types: &'a [RecordType],
+    pub default_ttl: u32,
+}
+
+/// Computes the changes. Deletes come first in `changes`, so a batch that replaces an A by a
+/// CNAME at one name never has both at once.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let managed = |t: RecordType| input.managed_types.contains(&t);
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; input.desired.len()];
+
+    // 1. Per record key, the oldest claimant wins; younger ones wanting other data conflict.
+    let mut by_key: BTreeMap<RecordKey, Vec<usize>> = BTreeMap::new();
+    for (i, d) in input.desired.iter().enumerate() {
+        if !managed(d.endpoint.record_type) {
+            outcomes[i] = Some(Outcome::UnmanagedType);
+            continue;
+        }
+        by_key.entry(d.endpoint.key()).or_default().push(i);
+    }
+    // Winner per key, and every desired index that shares it (same data).
+    let mut winners: BTreeMap<RecordKey, (usize, Vec<usize>)> = BTreeMap::new();
+    for (key, mut idx) in by_key {
+        idx.sort_by(|a, b| input.desired[*a].claimant.cmp(&input.desired[*b].claimant));
+        let w = idx[0];
+        let mut followers = vec![w];
+        for &i in &idx[1..] {
+            if input.desired[i].endpoint.same_data(&input.desired[w].endpoint, input.default_ttl) {
+                followers.push(i);
+            } else {
+                outcomes[i] = Some(Outcome::Conflict { winner: input.desired[w].claimant.clone() });
+            }
+        }
+        winners.insert(key, (w, followers));
+    }
+
+    // 2. A CNAME excludes other types at its name across objects: the oldest claimant at the
+    //    name keeps it.
+    let mut at_name: BTreeMap<(String, String), Vec<RecordKey>> = BTreeMap::new();
+    for key in winners.keys() {
+        at_name.entry((key.dns_name.clone(), key.set_identifier.clone())).or_default().push(key.clone());
+    }
+    for keys in at_name.values() {
+        if keys.len() < 2 || !keys.iter().any(|k| k.record_type == RecordType::CNAME) {
+            continue;
+        }
+        let oldest = keys
+            .iter()
+            .min_by(|a, b| input.desired[winners[*a].0].claimant.cmp(&input.desired[winners[*b].0].claimant))
+            .cloned()
+            .unwrap_or_else(|| keys[0].clone());
+        let oldest_claimant = input.desired[winners[&oldest].0].claimant.clone();
+        let keep_cname = oldest.record_type == RecordType::CNAME;
+        for k in keys {
+            let (w, _) = &winners[k];
+            let same_object = input.desired[*w].claimant == oldest_claimant;
+            let loses = if keep_cname { k != &oldest } else { k.record_type == RecordType::CNAME };
+            if loses && !same_object {
+                if let Some((_, followers)) = winners.remove(k) {
+                    for i in followers {
+                        outcomes[i] = Some(Outcome::Conflict { winner: oldest_claimant.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    // 3. Compare with current records.
+    let current: BTreeMap<RecordKey, &Endpoint> =
+        input.current.iter().filter(|e| managed(e.record_type)).map(|e| (e.key(), e)).collect();
+    let ours = |e: &Endpoint| match input.owner_id {
+        Some(id) => e.labels.get(label::OWNER).map(String::as_str) == Some(id),
+        None => true,
+    };
+    let desired_keys: BTreeSet<&RecordKey> = winners.keys().collect();
+    let mut deletes: Vec<Change> = Vec::new();
+    let mut deleted_keys: BTreeSet<RecordKey> = BTreeSet::new();
+    if input.policy == Policy::Sync && input.owner_id.is_some() {
+        for (key, cur) in &current {
+            if !desired_keys.contains(key) && ours(cur) {
+                deletes.push(Change::Delete((*cur).clone()));
+                deleted_keys.insert(key.clone());
+            }
+        }
+    }
+
+    let mut others: Vec<(Change, Vec<usize>)> = Vec::new();
+    for (key, (w, followers)) in &winners {
+        let want = &input.desired[*w].endpoint;
+        let outcome = match current.get(key) {
+            Some(cur) if !ours(cur) => match cur.labels.get(label::OWNER) {
+                Some(o) => Outcome::OwnedByOther { owner: o.clone() },
+                None => Outcome::RecordExists,
+            },
+            Some(cur) if want.same_data(cur, input.default_ttl) => Outcome::InSync,
+            Some(_) if input.policy == Policy::CreateOnly => {
+                Outcome::PolicyForbids { policy: input.policy, change: "update" }
+            }
+            Some(cur) => {
+                others.push((Change::Update { old: (*cur).clone(), new: want.clone() }, followers.clone()));
+                Outcome::Change(usize::MAX)
+            }
+            None => {
+                // A CNAME and other data cannot share a name: the blocking records must be
+                // ours and on their way out.
+                let blocking = current.iter().find(|(k, _)| {
+                    k.dns_name == key.dns_name
+                        && k.set_identifier == key.set_identifier
+                        && (k.record_type == RecordType::CNAME) != (key.record_type == RecordType::CNAME)
+                        && !deleted_keys.contains(*k)
+                });
+                match blocking {
+                    Some((_, b)) if !ours(b) => match b.labels.get(label::OWNER) {
+                        Some(o) => Outcome::OwnedByOther { owner: o.clone() },
+                        None => Outcome::RecordExists,
+                    },
+                    Some(_) => Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" },
+                    None => {
+                        others.push((Change::Create(want.clone()), followers.clone()));
+                        Outcome::Change(usize::MAX)
+                    }
+                }
+            }
+        };
+        for &i in followers {
+            outcomes[i] = Some(outcome.clone());
+        }
+    }
+
+    let mut changes = deletes;
+    for (change, followers) in others {
+        let idx = changes.len();
+        changes.push(change);
+        for i in followers {
+            outcomes[i] = Some(Outcome::Change(idx));
+        }
+    }
+    Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: &str = "extdns";
+
+    fn claimant(created: &str, name: &str) -> Claimant {
+        Claimant { created: created.into(), namespace: "ns".into(), name: name.into() }
+    }
+
+    fn want(name: &str, rt: RecordType, targets: &[&str], who: &Claimant) -> DesiredRecord {
+        DesiredRecord {
+            endpoint: Endpoint::new(name, rt, targets.iter().map(|s| s.to_string()).collect()),
+            claimant: who.clone(),
+        }
+    }
+
+    fn have(name: &str, rt: RecordType, targets: &[&str], owner: Option<&str>) -> Endpoint {
+        let mut e = Endpoint::new(name, rt, targets.iter().map(|s| s.to_string()).collect());
+        if let Some(o) = owner {
+            e.labels.insert(label::OWNER.into(), o.into());
+        }
+        e
+    }
+
+    fn run(desired: &[DesiredRecord], current: &[Endpoint], policy: Policy) -> Plan {
+        plan(&PlanInput {
+            desired,
+            current,
+            policy,
+            owner_id: Some(OWNER),
+            managed_types: &[RecordType::A, RecordType::AAAA, RecordType::CNAME],
+            default_ttl: 300,
+        })
+    }
+
+    #[test]
+    fn creates_updates_and_deletes_owned_records() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![
+            want("new.example.com", RecordType::A, &["192.0.2.1"], &a),
+            want("changed.example.com", RecordType::A, &["192.0.2.2"], &a),
+            want("same.example.com", RecordType::A, &["192.0.2.3"], &a),
+        ];
+        let current = vec![
+            have("changed.example.com", RecordType::A, &["192.0.2.9"], Some(OWNER)),
+            have("same.example.com", RecordType::A, &["192.0.2.3"], Some(OWNER)),
+            have("gone.example.com", RecordType::A, &["192.0.2.4"], Some(OWNER)),
+            have("foreign.example.com", RecordType::A, &["192.0.2.5"], Some("other")),
+            have("manual.example.com", RecordType::A, &["192.0.2.6"], None),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        assert_eq!(p.changes.len(), 3);
+        assert_eq!(p.changes[0], Change::Delete(current[2].clone()));
+        assert!(p.changes.iter().any(|c| matches!(c, Change::Update { old, new } if old.targets == ["192.0.2.9"] && new.targets == ["192.0.2.2"])));
+        assert!(matches!(p.outcomes[0], Outcome::Change(i) if matches!(p.changes[i], Change::Create(_))));
+        assert!(matches!(p.outcomes[1], Outcome::Change(_)));
+        assert_eq!(p.outcomes[2], Outcome::InSync);
+    }
+
+    #[test]
+    fn never_touches_foreign_or_unowned_records() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![
+            want("foreign.example.com", RecordType::A, &["192.0.2.1"], &a),
+            want("manual.example.com", RecordType::A, &["192.0.2.1"], &a),
+        ];
+        let current = vec![
+            have("foreign.example.com", RecordType::A, &["192.0.2.5"], Some("other")),
+            have("manual.example.com", RecordType::A, &["192.0.2.6"], None),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        assert!(p.changes.is_empty());
+        assert_eq!(p.outcomes[0], Outcome::OwnedByOther { owner: "other".into() });
+        assert_eq!(p.outcomes[1], Outcome::RecordExists);
+    }
+
+    #[test]
+    fn policies() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![want("changed.example.com", RecordType::A, &["192.0.2.2"], &a)];
+        let current = vec![
+            have("changed.example.com", RecordType::A, &["192.0.2.9"], Some(OWNER)),
+            have("gone.example.com", RecordType::A, &["192.0.2.4"], Some(OWNER)),
+        ];
+        let upsert = run(&desired, &current, Policy::UpsertOnly);
+        assert_eq!(upsert.changes.len(), 1);
+        assert!(matches!(upsert.changes[0], Change::Update { .. }));
+        let create = run(&desired, &current, Policy::CreateOnly);
+        assert!(create.changes.is_empty());
+        assert_eq!(create.outcomes[0], Outcome::PolicyForbids { policy: Policy::CreateOnly, change: "update" });
+    }
+
+    #[test]
+    fn oldest_claimant_wins_conflicts() {
+        let old = claimant("2026-01-01T00:00:00Z", "old");
+        let young = claimant("2026-02-01T00:00:00Z", "young");
+        let twin = claimant("2026-03-01T00:00:00Z", "twin");
+        let desired = vec![
+            want("x.example.com", RecordType::A, &["192.0.2.2"], &young),
+            want("x.example.com", RecordType::A, &["192.0.2.1"], &old),
+            want("x.example.com", RecordType::A, &["192.0.2.1"], &twin),
+        ];
+        let p = run(&desired, &[], Policy::Sync);
+        assert_eq!(p.changes, vec![Change::Create(desired[1].endpoint.clone())]);
+        assert_eq!(p.outcomes[0], Outcome::Conflict { winner: old.clone() });
+        assert_eq!(p.outcomes[1], Outcome::Change(0));
+        assert_eq!(p.outcomes[2], Outcome::Change(0));
+        assert!(p.outcomes[0].message(&desired[0].endpoint.key()).contains("ns/old"));
+    }
+
+    #[test]
+    fn cname_excludes_other_types_across_objects() {
+        let old = claimant("2026-01-01T00:00:00Z", "old");
+        let young = claimant("2026-02-01T00:00:00Z", "young");
+        let desired = vec![
+            want("x.example.com", RecordType::CNAME, &["lb.example.net"], &young),
+            want("x.example.com", RecordType::A, &["192.0.2.1"], &old),
+            want("x.example.com", RecordType::AAAA, &["2001:db8::1"], &old),
+        ];
+        let p = run(&desired, &[], Policy::Sync);
+        assert_eq!(p.changes.len(), 2);
+        assert_eq!(p.outcomes[0], Outcome::Conflict { winner: old });
+    }
+
+    #[test]
+    fn replacing_a_by_cname_deletes_first() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![want("x.example.com", RecordType::CNAME, &["lb.example.net"], &a)];
+        let current = vec![have("x.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER))];
+        let p = run(&desired, &current, Policy::Sync);
+        assert_eq!(p.changes[0], Change::Delete(current[0].clone()));
+        assert!(matches!(p.changes[1], Change::Create(_)));
+        // A foreign A at the name blocks the CNAME.
+        let foreign = vec![have("x.example.com", RecordType::A, &["192.0.2.1"], Some("other"))];
+        let p = run(&desired, &foreign, Policy::Sync);
+        assert!(p.changes.is_empty());
+        assert_eq!(p.outcomes[0], Outcome::OwnedByOther { owner: "other".into() });
+    }
+
+    #[test]
+    fn label_only_and_ttl_default_differences_cause_no_change() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let mut d = want("x.example.com", RecordType::A, &["192.0.2.1"], &a);
+        d.endpoint.labels.insert(label::RESOURCE.into(), "crd/ns/a".into());
+        let mut cur = have("x.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER));
+        cur.labels.insert(label::RESOURCE.into(), "service/ns/a".into());
+        cur.ttl = Some(300);
+        let p = run(&[d], &[cur], Policy::Sync);
+        assert!(p.changes.is_empty());
+        assert_eq!(p.outcomes[0], Outcome::InSync);
+    }
+
+    #[test]
+    fn unmanaged_types_are_reported_and_current_ones_ignored() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let d = want("x.example.com", RecordType::MX, &["10 mail.example.com"], &a);
+        let cur = have("y.example.com", RecordType::MX, &["10 mail.example.com"], Some(OWNER));
+        let p = run(&[d], &[cur], Policy::Sync);
+        assert!(p.changes.is_empty());
+        assert_eq!(p.outcomes[0], Outcome::UnmanagedType);
+    }
+
+    #[test]
+    fn no_registry_never_deletes() {
+        let cur = vec![have("gone.example.com", RecordType::A, &["192.0.2.4"], None)];
+        let p = plan(&PlanInput {
+            desired: &[],
+            current: &cur,
+            policy: Policy::Sync,
+            owner_id: None,
+            managed_types: &[RecordType::A],
+            default_ttl: 300,
+        });
+        assert!(p.changes.is_empty());
+    }
+}

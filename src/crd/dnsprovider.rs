@@ -1,0 +1,275 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::dns::endpoint::RecordType;
+
+/// Where and how records are written. Shared by DNSProvider (serves its own namespace, reads
+/// Secrets there) and ClusterDNSProvider (serves namespaces matched by `namespaceSelector`,
+/// reads Secrets from the operator's namespace). Set exactly one backend block.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSpec {
+    /// Backend: records kept in the operator's memory. For tests and trying extdns out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_memory: Option<InMemorySpec>,
+    /// Backend: the operator itself answers DNS queries for `zones` on `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedSpec>,
+    /// Backend: RFC2136 dynamic updates (BIND, Knot, PowerDNS, Windows DNS) with TSIG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rfc2136: Option<Rfc2136Spec>,
+    /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
+    /// An entry "example.com" matches the name and everything below; ".example.com" only
+    /// names below it. No include list admits every name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<IncludeExclude>,
+    /// Zones this provider may write to, by name (external-dns --zone-id-filter in spirit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<IncludeExclude>,
+    /// sync: create, update and delete owned records; upsert-only: never delete;
+    /// create-only: only create records that do not exist.
+    pub policy: Policy,
+    /// How ownership is recorded. Default: TXT records with ownerId "default", as
+    /// external-dns does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistrySpec>,
+    /// Record types this provider creates, updates and deletes. Default A, AAAA, CNAME.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_record_types: Option<Vec<RecordType>>,
+    /// TTL in seconds for records that do not set recordTTL. Default 300.
+    #[serde(default, rename = "defaultTTL", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub default_ttl: Option<u32>,
+    /// How often the backend's records are listed again to repair drift, e.g. "1h", "10m".
+    /// Between resyncs extdns makes no listing calls. Default "1h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<String>,
+    /// Limits calls to the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// ClusterDNSProvider only: namespaces whose DNSEndpoints it serves. All when absent.
+    /// Ignored on a namespaced DNSProvider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct IncludeExclude {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Policy {
+    #[default]
+    #[serde(rename = "sync")]
+    Sync,
+    #[serde(rename = "upsert-only")]
+    UpsertOnly,
+    #[serde(rename = "create-only")]
+    CreateOnly,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InMemorySpec {
+    /// Zones to hold, e.g. ["example.com"].
+    pub zones: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddedSpec {
+    /// Zones the operator answers for authoritatively.
+    pub zones: Vec<String>,
+    /// UDP and TCP address to answer on. Default "0.0.0.0:5353".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Name servers announced in the zones' NS records. Default "ns1.<zone>".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rfc2136Spec {
+    /// DNS server host name or IP.
+    pub host: String,
+    /// DNS server port. Default 53.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Zones to manage on that server.
+    pub zones: Vec<String>,
+    /// TSIG key for updates and zone transfers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsig: Option<TsigSpec>,
+    /// udp (falls back to TCP when an answer is truncated) or tcp. Default udp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// How records are listed. Only "axfr" is supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_method: Option<ListMethod>,
+    /// Lowest TTL written; lower TTLs are raised to it.
+    #[serde(default, rename = "minTTL", skip_serializing_if = "Option::is_none")]
+    pub min_ttl: Option<u32>,
+    /// Changes per UPDATE message. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5000))]
+    pub batch_size: Option<u32>,
+    /// Timeout of one exchange with the server, e.g. "10s". Default "10s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TsigSpec {
+    /// Key name as configured on the server, e.g. "externaldns-key".
+    pub key_name: String,
+    /// hmac-sha256 (default), hmac-sha1, hmac-sha224, hmac-sha384 or hmac-sha512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Secret holding the base64 key material.
+    pub secret_ref: SecretKeyRef,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListMethod {
+    #[default]
+    Axfr,
+}
+
+/// A key in a Secret. The Secret is read from the DNSProvider's namespace, or from the
+/// operator's namespace for a ClusterDNSProvider.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySpec {
+    /// Ownership in TXT records, compatible with external-dns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txt: Option<TxtRegistrySpec>,
+    /// No ownership records. extdns then never deletes records (it cannot tell whose they
+    /// are) and may overwrite existing ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none: Option<Empty>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Empty {}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TxtRegistrySpec {
+    /// Owner id written to TXT records (external-dns --txt-owner-id). Use the same value as
+    /// your external-dns deployment to take its records over without changes. Default "default".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// external-dns --txt-prefix; may contain %{record_type}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// external-dns --txt-suffix; may contain %{record_type}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// external-dns --txt-wildcard-replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard_replacement: Option<String>,
+    /// Encrypt TXT contents with AES-256-GCM (external-dns --txt-encrypt-aes-key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<TxtEncryption>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TxtEncryption {
+    /// Secret key holding the 32-byte AES key.
+    pub secret_ref: SecretKeyRef,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained calls per second.
+    pub qps: f64,
+    /// Calls allowed in a burst above qps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// Observed state of a provider.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsProviderStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: backend reachable, credentials accepted, zones found.
+    #[serde(default)]
+    #[schemars(schema_with = "super::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Zones found on the backend and admitted by `zones`.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Records this provider owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_records: Option<i64>,
+    /// When records were last listed from the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<Time>,
+}
+
+/// A DNS backend serving DNSEndpoints of its own namespace.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "extdns.io",
+    version = "v1alpha1",
+    kind = "DNSProvider",
+    plural = "dnsproviders",
+    shortname = "dnsp",
+    namespaced,
+    status = "DnsProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Records","type":"integer","jsonPath":".status.managedRecords"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct DNSProviderSpec {
+    #[serde(flatten)]
+    pub spec: ProviderSpec,
+}
+
+/// A DNS backend serving DNSEndpoints of every namespace matched by `namespaceSelector`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "extdns.io",
+    version = "v1alpha1",
+    kind = "ClusterDNSProvider",
+    plural = "clusterdnsproviders",
+    shortname = "cdnsp",
+    status = "DnsProviderStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Records","type":"integer","jsonPath":".status.managedRecords"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct ClusterDNSProviderSpec {
+    #[serde(flatten)]
+    pub spec: ProviderSpec,
+}

@@ -1,0 +1,237 @@
+//! Conditions from record states, as a pure function: kstatus/Argo CD semantics, reasons as
+//! constants, `lastTransitionTime` kept unless a condition's status flips.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::RecordStatus;
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Record states. Anything not listed as live or in progress needs a human.
+pub mod state {
+    pub const READY: &str = "Ready";
+    pub const PENDING: &str = "Pending";
+    pub const RETRYING: &str = "Retrying";
+    pub const INVALID: &str = "Invalid";
+    pub const NO_PROVIDER: &str = "NoProvider";
+    pub const NO_ZONE: &str = "ZoneNotFound";
+}
+
+pub mod reason {
+    pub const RECORDS_LIVE: &str = "RecordsLive";
+    pub const NO_RECORDS: &str = "NoRecords";
+    pub const DELETING: &str = "Deleting";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const INVALID_RECORD: &str = "InvalidRecord";
+    pub const AS_EXPECTED: &str = "AsExpected";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Live,
+    InProgress,
+    NeedsHuman,
+}
+
+pub fn classify(state: &str) -> Class {
+    match state {
+        state::READY => Class::Live,
+        state::PENDING | state::RETRYING | "Propagating" => Class::InProgress,
+        _ => Class::NeedsHuman,
+    }
+}
+
+fn reason_for_state(state: &str) -> &str {
+    match state {
+        state::INVALID => reason::INVALID_RECORD,
+        other => other,
+    }
+}
+
+const MAX_MESSAGES: usize = 3;
+
+fn summarize(records: &[&RecordStatus]) -> String {
+    let mut parts: Vec<String> = records
+        .iter()
+        .take(MAX_MESSAGES)
+        .map(|r| r.message.clone().unwrap_or_else(|| format!("{} {}: {}", r.dns_name, r.record_type, r.state)))
+        .collect();
+    if records.len() > MAX_MESSAGES {
+        parts.push(format!("and {} more record(s), see status.records", records.len() - MAX_MESSAGES));
+    }
+    parts.join("; ")
+}
+
+/// The three conditions for a DNSEndpoint, and whether its generation counts as applied
+/// (nothing left in progress), which decides `status.observedGeneration`.
+pub fn endpoint_conditions(
+    records: &[RecordStatus],
+    deleting: bool,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> (Vec<Condition>, bool) {
+    let stalled: Vec<&RecordStatus> = records.iter().filter(|r| classify(&r.state) == Class::NeedsHuman).collect();
+    let progressing: Vec<&RecordStatus> = records.iter().filter(|r| classify(&r.state) == Class::InProgress).collect();
+
+    let (ready, ready_reason, ready_msg) = if deleting {
+        (false, reason::DELETING.to_string(), "removing this object's records before it is deleted".to_string())
+    } else if let Some(first) = stalled.first() {
+        (false, reason_for_state(&first.state).to_string(), summarize(&stalled))
+    } else if let Some(first) = progressing.first() {
+        let r = if first.state == state::RETRYING {
+            first.message.as_deref().and_then(|m| m.split(':').next()).unwrap_or(state::RETRYING).to_string()
+        } else {
+            reason::PROGRESSING.to_string()
+        };
+        (false, r, summarize(&progressing))
+    } else if records.is_empty() {
+        (true, reason::NO_RECORDS.to_string(), "this object requests no records".to_string())
+    } else {
+        (true, reason::RECORDS_LIVE.to_string(), format!("{} record(s) live", records.len()))
+    };
+    // Retrying messages start with the error reason ("Unreachable: ..."); keep it CamelCase.
+    let ready_reason = if ready_reason.chars().all(|c| c.is_ascii_alphanumeric()) && !ready_reason.is_empty() {
+        ready_reason
+    } else {
+        state::RETRYING.to_string()
+    };
+
+    let reconciling = deleting || !progressing.is_empty();
+    let (rec_reason, rec_msg) = if deleting {
+        (reason::DELETING.to_string(), "removing records".to_string())
+    } else if reconciling {
+        (reason::PROGRESSING.to_string(), summarize(&progressing))
+    } else {
+        (reason::AS_EXPECTED.to_string(), String::new())
+    };
+    let is_stalled = !deleting && !stalled.is_empty();
+    let (st_reason, st_msg) = if is_stalled {
+        (reason_for_state(&stalled[0].state).to_string(), summarize(&stalled))
+    } else {
+        (reason::AS_EXPECTED.to_string(), String::new())
+    };
+
+    let conds = vec![
+        condition(READY, ready, &ready_reason, ready_msg, generation, previous, now),
+        condition(RECONCILING, reconciling, &rec_reason, rec_msg, generation, previous, now),
+        condition(STALLED, is_stalled, &st_reason, st_msg, generation, previous, now),
+    ];
+    (conds, !deleting && progressing.is_empty())
+}
+
+/// Builds a condition, keeping the previous `lastTransitionTime` when the status is unchanged.
+pub fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Compares conditions ignoring nothing but order, so an unchanged status is not rewritten.
+pub fn same_conditions(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len() && a.iter().all(|c| b.iter().any(|d| d == c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(state: &str, msg: &str) -> RecordStatus {
+        RecordStatus {
+            dns_name: "a.example.com".into(),
+            record_type: "A".into(),
+            set_identifier: None,
+            provider: "DNSProvider/ns/p".into(),
+            zone: Some("example.com".into()),
+            state: state.into(),
+            message: Some(msg.into()),
+        }
+    }
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn get<'a>(c: &'a [Condition], t: &str) -> &'a Condition {
+        c.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn all_live_is_ready() {
+        let (c, applied) = endpoint_conditions(&[rec("Ready", "ok")], false, Some(3), &[], &t("2026-01-01T00:00:00Z"));
+        assert!(applied);
+        assert_eq!(get(&c, READY).status, "True");
+        assert_eq!(get(&c, READY).reason, "RecordsLive");
+        assert_eq!(get(&c, READY).observed_generation, Some(3));
+        assert_eq!(get(&c, RECONCILING).status, "False");
+        assert_eq!(get(&c, STALLED).status, "False");
+    }
+
+    #[test]
+    fn pending_is_reconciling_and_not_applied() {
+        let (c, applied) = endpoint_conditions(&[rec("Pending", "writing")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        assert!(!applied);
+        assert_eq!(get(&c, READY).status, "False");
+        assert_eq!(get(&c, RECONCILING).status, "True");
+        let (c, _) = endpoint_conditions(&[rec("Retrying", "Unreachable: timeout")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        assert_eq!(get(&c, READY).reason, "Unreachable");
+    }
+
+    #[test]
+    fn invalid_is_stalled_with_reason_and_message() {
+        let (c, applied) = endpoint_conditions(
+            &[rec("Ready", "ok"), rec("Invalid", "endpoints[1].targets[0]: \"x\" is not an IPv4 address")],
+            false,
+            Some(2),
+            &[],
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(applied, "a stalled generation is still fully processed");
+        assert_eq!(get(&c, READY).status, "False");
+        assert_eq!(get(&c, READY).reason, "InvalidRecord");
+        assert_eq!(get(&c, STALLED).status, "True");
+        assert!(get(&c, STALLED).message.contains("endpoints[1].targets[0]"));
+    }
+
+    #[test]
+    fn transition_time_kept_unless_status_flips() {
+        let t0 = t("2026-01-01T00:00:00Z");
+        let t1 = t("2026-01-01T01:00:00Z");
+        let (c0, _) = endpoint_conditions(&[rec("Ready", "ok")], false, Some(1), &[], &t0);
+        let (c1, _) = endpoint_conditions(&[rec("Ready", "ok"), rec("Ready", "ok")], false, Some(2), &c0, &t1);
+        assert_eq!(get(&c1, READY).last_transition_time, t0);
+        assert_eq!(get(&c1, READY).message, "2 record(s) live");
+        let (c2, _) = endpoint_conditions(&[rec("Conflict", "x")], false, Some(3), &c1, &t1);
+        assert_eq!(get(&c2, READY).last_transition_time, t1);
+        assert_eq!(get(&c2, RECONCILING).last_transition_time, t0);
+    }
+
+    #[test]
+    fn deleting_is_reconciling() {
+        let (c, applied) = endpoint_conditions(&[rec("Ready", "ok")], true, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        assert!(!applied);
+        assert_eq!(get(&c, RECONCILING).status, "True");
+        assert_eq!(get(&c, READY).reason, "Deleting");
+    }
+}
