@@ -3,3 +3,7 @@
 pub mod dns;
 pub mod crd;
 pub mod status;
+pub mod metrics;
+pub mod config;
+pub mod controller;
+pub mod source;

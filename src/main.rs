@@ -1,3 +1,124 @@
-fn main() {
-    print!("{}", extdns::crd::crds_yaml().expect("crds"));
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use extdns::config::{Cli, Command, Controller, LogFormat, RunArgs};
+use extdns::controller;
+use extdns::metrics::Metrics;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "connecting to the Kubernetes API failed: set KUBECONFIG or run in a cluster");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let addr = args.metrics_addr;
+    let m = metrics.clone();
+    tokio::spawn(async move {
+        if let Err(e) = extdns::metrics::serve(addr, m).await {
+            error!(error = %e, %addr, "serving metrics failed");
+        }
+    });
+    info!(version = env!("CARGO_PKG_VERSION"), controllers = ?args.controllers, "starting extdns");
+    let mut tasks = tokio::task::JoinSet::new();
+    if args.controllers.contains(&Controller::Provider) {
+        let settings = controller::provider::Settings {
+            operator_namespace: args.operator_namespace.clone(),
+            coalesce: args.coalesce_window,
+            status_concurrency: args.status_concurrency,
+        };
+        tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
+    }
+    if args.controllers.contains(&Controller::Source) {
+        tasks.spawn(controller::source::run(client.clone(), args.source.clone(), metrics.clone()));
+    }
+    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::select! {
+        _ = tasks.join_next() => {
+            error!("a controller stopped; exiting so the process is restarted");
+            ExitCode::from(1)
+        }
+        _ = tokio::signal::ctrl_c() => {
+            info!("interrupted; stopping");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn render(args: extdns::config::RenderArgs) -> ExitCode {
+    let mut inputs = Vec::new();
+    let mut paths = Vec::new();
+    for f in &args.files {
+        if f.as_os_str() == "-" {
+            let mut s = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+                eprintln!("error: reading standard input: {e}");
+                return ExitCode::from(2);
+            }
+            inputs.push(("-".to_string(), s));
+        } else {
+            paths.push(f.clone());
+        }
+    }
+    match extdns::source::render::read_inputs(&paths) {
+        Ok(mut files) => inputs.append(&mut files),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match extdns::source::render::render(&inputs, &args.source) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crdgen => match extdns::crd::crds_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: serialising CRDs: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Version => {
+            println!("extdns {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Render(args) => render(args),
+        Command::Run(args) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => {
+                eprintln!("error: starting the async runtime: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
 }

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by up.sh and down.sh. Expects env.sh to be sourced first.
+# Helpers shared by up.sh, down.sh and restart-apiserver.sh. Expects env.sh to be
+# sourced first.
 
 cluster_log() { printf '[extdns cluster] %s %s\n' "$(date +%H:%M:%S)" "$*"; }
 cluster_die() { printf '[extdns cluster] %s ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
@@ -25,33 +26,55 @@ cluster_live_pid() {
     printf '%s\n' "$pid"
 }
 
+# True until PID has fully exited. Exited servers are reparented to PID 1, and
+# a container's PID 1 may never reap them (this image's does not): `kill -0`
+# alone would call a zombie alive and make every stop wait 15 s. But a zombie
+# thread-group leader whose other threads are still exiting (Go servers after
+# KILL) still holds the process' files, e.g. its listening socket.
+cluster_pid_running() {
+    local pid=$1 stat tasks
+    kill -0 "$pid" 2>/dev/null || return 1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" = Z ] || return 0
+    tasks=("/proc/$pid/task/"*)
+    [ "${#tasks[@]}" -gt 1 ]
+}
+
 # TERM, up to 10 s of grace, then KILL; only PIDs from our own pid files.
+# Fails if the process is still running after the KILL (pid file kept then).
 cluster_stop_component() {
     local name=$1 pid i
     if pid=$(cluster_live_pid "$name"); then
-        cluster_log "stopping $name (pid $pid)"
+        cluster_log "stopping $name (pid $pid): TERM"
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            cluster_pid_running "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
-            cluster_log "$name (pid $pid) still alive after 10 s, sending KILL"
+        if cluster_pid_running "$pid"; then
+            cluster_log "$name (pid $pid) still running after 10 s: KILL"
             kill -KILL "$pid" 2>/dev/null || true
             for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
+                cluster_pid_running "$pid" || break
                 sleep 0.1
             done
+            if cluster_pid_running "$pid"; then
+                cluster_log "$name (pid $pid) survived KILL"
+                return 1
+            fi
         fi
+        cluster_log "stopped $name (pid $pid)"
     fi
     rm -f "$(cluster_pidfile "$name")"
 }
 
 cluster_stop_all() {
-    local i
+    local i rc=0
     for ((i = ${#CLUSTER_COMPONENTS[@]} - 1; i >= 0; i--)); do
-        cluster_stop_component "${CLUSTER_COMPONENTS[$i]}"
+        cluster_stop_component "${CLUSTER_COMPONENTS[$i]}" || rc=1
     done
+    return "$rc"
 }
 
 # Serialises up.sh and down.sh on one cluster dir. The lock file sits beside the
@@ -63,4 +86,66 @@ cluster_lock() {
         cluster_log "waiting for another up.sh/down.sh on $EXTDNS_CLUSTER_DIR"
         flock 8
     fi
+}
+
+cluster_port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Admin clients of the running cluster (needs pki/tokens.csv).
+KUBECTL=()
+CURL_API=()
+cluster_set_clients() {
+    KUBECTL=("$EXTDNS_KUBECTL" --kubeconfig "$EXTDNS_KUBECONFIG")
+    local token
+    token=$(cut -d, -f1 "$EXTDNS_CLUSTER_DIR/pki/tokens.csv")
+    CURL_API=(curl -fsS --max-time 2 --cacert "$EXTDNS_CLUSTER_DIR/pki/ca.crt" -H "Authorization: Bearer $token")
+}
+
+cluster_apiserver_ready() {
+    [ "$("${CURL_API[@]}" "https://127.0.0.1:$EXTDNS_APISERVER_PORT/readyz" 2>/dev/null)" = ok ]
+}
+
+# Starts NAME as `BIN ARGS...` in the background, logging to its log file, and
+# records its PID in its pid file. Returns 1 if it exited right away.
+# setsid detaches the server from the caller's process group (make or a CI step
+# may kill that group on exit); it execs in place, so $! is the server's PID,
+# which cluster_live_pid double-checks against the binary name.
+cluster_start_component() {
+    local name=$1 bin=$2
+    shift 2
+    local log pid
+    log=$(cluster_logfile "$name")
+    echo "---- $(date -Is) starting $bin $*" >>"$log" || return 1
+    # The lock fds must not leak into the servers, or they would hold the locks forever.
+    setsid "$bin" "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
+    pid=$!
+    echo "$pid" >"$(cluster_pidfile "$name")" || return 1
+    sleep 0.1
+    if ! cluster_live_pid "$name" >/dev/null; then
+        cluster_log "$name (pid $pid) exited right after start"
+        return 1
+    fi
+    cluster_log "started $name (pid $pid, log $log)"
+}
+
+# The one kube-apiserver command line, used by up.sh and restart-apiserver.sh.
+# Only starts it; the caller waits for cluster_apiserver_ready.
+# ServiceAccount admission is off: no token controller runs, and with it on,
+# every Pod a test creates would be rejected for lack of an SA token.
+cluster_start_apiserver() {
+    local d=$EXTDNS_CLUSTER_DIR
+    cluster_start_component kube-apiserver "$EXTDNS_K8S_BIN/kube-apiserver" \
+        --etcd-servers "http://127.0.0.1:$EXTDNS_ETCD_PORT" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+        --secure-port "$EXTDNS_APISERVER_PORT" --insecure-port 0 \
+        --cert-dir "$d/pki" \
+        --tls-cert-file "$d/pki/apiserver.crt" --tls-private-key-file "$d/pki/apiserver.key" \
+        --token-auth-file "$d/pki/tokens.csv" \
+        --authorization-mode RBAC \
+        --service-account-issuer https://kubernetes.default.svc \
+        --service-account-key-file "$d/pki/sa.pub" \
+        --service-account-signing-key-file "$d/pki/sa.key" \
+        --service-cluster-ip-range 10.96.0.0/12 \
+        --disable-admission-plugins ServiceAccount
 }

@@ -236,25 +236,12 @@ ensure_binaries() {
 # ---------------------------------------------------------------------------
 # Cluster
 
-KUBECTL=()
-CURL_API=()
-set_clients() {
-    KUBECTL=("$EXTDNS_KUBECTL" --kubeconfig "$EXTDNS_KUBECONFIG")
-    local token
-    token=$(cut -d, -f1 "$EXTDNS_CLUSTER_DIR/pki/tokens.csv")
-    CURL_API=(curl -fsS --max-time 2 --cacert "$EXTDNS_CLUSTER_DIR/pki/ca.crt" -H "Authorization: Bearer $token")
-}
-
-apiserver_ready() {
-    [ "$("${CURL_API[@]}" "https://127.0.0.1:$EXTDNS_APISERVER_PORT/readyz" 2>/dev/null)" = ok ]
-}
-
 cluster_healthy() {
     local c
     for c in "${CLUSTER_COMPONENTS[@]}"; do cluster_live_pid "$c" >/dev/null || return 1; done
     [ -s "$EXTDNS_KUBECONFIG" ] && [ -s "$EXTDNS_CLUSTER_DIR/pki/tokens.csv" ] || return 1
-    set_clients
-    apiserver_ready
+    cluster_set_clients
+    cluster_apiserver_ready
 }
 
 print_usage() {
@@ -265,10 +252,6 @@ print_usage() {
   logs:    $EXTDNS_CLUSTER_DIR/logs/
   stop:    bash $HERE/down.sh   (keeps the binary cache in $EXTDNS_K8S_BIN)
 EOF
-}
-
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # Generated once per cluster dir, so a restart (e.g. after a reboot) keeps the
@@ -333,22 +316,8 @@ EOF
     mv -f "$file.tmp" "$file"
 }
 
-# setsid detaches the server from the caller's process group (make or a CI step
-# may kill that group on exit); it execs in place, so $! is the server's PID,
-# which cluster_live_pid double-checks against the binary name.
 start_component() {
-    local name=$1 bin=$2
-    shift 2
-    local log pid
-    log=$(cluster_logfile "$name")
-    echo "---- $(date -Is) starting $bin $*" >>"$log"
-    # The lock fds must not leak into the servers, or they would hold the locks forever.
-    setsid "$bin" "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
-    pid=$!
-    echo "$pid" >"$(cluster_pidfile "$name")"
-    sleep 0.1
-    cluster_live_pid "$name" >/dev/null || fail_start "$name exited right after start"
-    cluster_log "started $name (pid $pid, log $log)"
+    cluster_start_component "$@" || fail_start "$1 exited right after start"
 }
 
 fail_start() {
@@ -359,7 +328,7 @@ fail_start() {
         tail -n 40 "$(cluster_logfile "$c")" >&2
     done
     # Half a cluster would only hold the ports; the data dir stays for inspection.
-    cluster_stop_all >&2
+    cluster_stop_all >&2 || true
     cluster_die "$1"
 }
 
@@ -389,14 +358,14 @@ default_ns_exists() { "${KUBECTL[@]}" get ns default; }
 start_cluster() {
     local d=$EXTDNS_CLUSTER_DIR
     # Half-alive leftovers (e.g. apiserver crashed, etcd still up) are restarted as a whole.
-    cluster_stop_all
+    cluster_stop_all || cluster_die "could not stop the leftover components"
     local p
     for p in "$EXTDNS_ETCD_PORT" "$EXTDNS_ETCD_PEER_PORT" "$EXTDNS_APISERVER_PORT" "$EXTDNS_KCM_PORT"; do
-        port_in_use "$p" && cluster_die "127.0.0.1:$p is already in use by another process (see: ss -ltnp 'sport = :$p'); stop it or override the EXTDNS_*_PORT variables"
+        cluster_port_in_use "$p" && cluster_die "127.0.0.1:$p is already in use by another process (see: ss -ltnp 'sport = :$p'); stop it or override the EXTDNS_*_PORT variables"
     done
     mkdir -p "$d/logs" "$d/run" "$d/etcd"
     ensure_pki
-    set_clients
+    cluster_set_clients
     [ -s "$EXTDNS_KUBECONFIG" ] || write_kubeconfig "$EXTDNS_KUBECONFIG" admin
     [ -s "$d/kcm.kubeconfig" ] || write_kubeconfig "$d/kcm.kubeconfig" kube-controller-manager
 
@@ -414,23 +383,9 @@ start_cluster() {
     STARTED+=(etcd)
     wait_for "etcd on 127.0.0.1:$EXTDNS_ETCD_PORT" etcd_healthy
 
-    # ServiceAccount admission is off: no token controller runs, and with it on,
-    # every Pod a test creates would be rejected for lack of an SA token.
-    start_component kube-apiserver "$EXTDNS_K8S_BIN/kube-apiserver" \
-        --etcd-servers "http://127.0.0.1:$EXTDNS_ETCD_PORT" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
-        --secure-port "$EXTDNS_APISERVER_PORT" --insecure-port 0 \
-        --cert-dir "$d/pki" \
-        --tls-cert-file "$d/pki/apiserver.crt" --tls-private-key-file "$d/pki/apiserver.key" \
-        --token-auth-file "$d/pki/tokens.csv" \
-        --authorization-mode RBAC \
-        --service-account-issuer https://kubernetes.default.svc \
-        --service-account-key-file "$d/pki/sa.pub" \
-        --service-account-signing-key-file "$d/pki/sa.key" \
-        --service-cluster-ip-range 10.96.0.0/12 \
-        --disable-admission-plugins ServiceAccount
+    cluster_start_apiserver || fail_start "kube-apiserver exited right after start"
     STARTED+=(kube-apiserver)
-    wait_for "kube-apiserver /readyz on https://127.0.0.1:$EXTDNS_APISERVER_PORT" apiserver_ready
+    wait_for "kube-apiserver /readyz on https://127.0.0.1:$EXTDNS_APISERVER_PORT" cluster_apiserver_ready
 
     # garbagecollector: ownerReference cascades; namespace: namespace deletion;
     # serviceaccount: the `default` ServiceAccount every real namespace has.

@@ -149,7 +149,7 @@ impl Endpoint {
     /// Canonical form, so that equal records compare equal whatever their spelling.
     pub fn normalized(mut self) -> Self {
         self.dns_name = normalize_name(&self.dns_name);
-        if self.record_type != RecordType::TXT && self.record_type != RecordType::CAA {
+        if self.record_type != RecordType::TXT {
             for t in &mut self.targets {
                 *t = normalize_target(self.record_type, t);
             }
@@ -190,6 +190,15 @@ fn normalize_target(rt: RecordType, target: &str) -> String {
             parts.iter().map(|p| p.to_string()).chain(std::iter::once(host)).collect::<Vec<_>>().join(" ")
         }
         RecordType::AAAA => t.parse::<Ipv6Addr>().map(|a| a.to_string()).unwrap_or_else(|_| t.to_string()),
+        // Backends list CAA values quoted; quote ours the same way so they compare equal.
+        RecordType::CAA => match t.splitn(3, ' ').collect::<Vec<_>>().as_slice() {
+            [flags, tag, value] => {
+                let v = value.trim();
+                let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { v.to_string() } else { format!("\"{v}\"") };
+                format!("{flags} {} {v}", tag.to_ascii_lowercase())
+            }
+            _ => t.to_string(),
+        },
         _ => t.to_string(),
     }
 }
@@ -372,6 +381,8 @@ mod tests {
         assert_eq!(mx.targets, vec!["10 mail.example.com"]);
         let v6 = Endpoint::new("x", RecordType::AAAA, vec!["2001:DB8:0:0::1".into()]);
         assert_eq!(v6.targets, vec!["2001:db8::1"]);
+        let caa = Endpoint::new("x", RecordType::CAA, vec!["0 issue letsencrypt.org".into()]);
+        assert_eq!(caa.targets, vec!["0 issue \"letsencrypt.org\""]);
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct PlanInput<'a> {
     pub owner_id: Option<&'a str>,
     pub managed_types: &'a [RecordType],
     pub default_ttl: u32,
+    /// Owner ids of ownership records found for names that hold no data record (leftovers of
+    /// another owner). A create there would steal the name, so it is refused.
+    pub orphan_claims: &'a BTreeMap<RecordKey, String>,
 }
 
 /// Computes the changes. Deletes come first in `changes`, so a batch that replaces an A by a
@@ -220,7 +223,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         && (k.record_type == RecordType::CNAME) != (key.record_type == RecordType::CNAME)
                         && !deleted_keys.contains(*k)
                 });
+                let orphan = input.orphan_claims.get(key).filter(|o| input.owner_id.is_some_and(|id| id != o.as_str()));
                 match blocking {
+                    _ if orphan.is_some() => Outcome::OwnedByOther { owner: orphan.cloned().unwrap_or_default() },
                     Some((_, b)) if !ours(b) => match b.labels.get(label::OWNER) {
                         Some(o) => Outcome::OwnedByOther { owner: o.clone() },
                         None => Outcome::RecordExists,
@@ -282,6 +287,7 @@ mod tests {
             owner_id: Some(OWNER),
             managed_types: &[RecordType::A, RecordType::AAAA, RecordType::CNAME],
             default_ttl: 300,
+            orphan_claims: &BTreeMap::new(),
         })
     }
 
@@ -422,7 +428,26 @@ mod tests {
             owner_id: None,
             managed_types: &[RecordType::A],
             default_ttl: 300,
+            orphan_claims: &BTreeMap::new(),
         });
         assert!(p.changes.is_empty());
+    }
+
+    #[test]
+    fn leftover_foreign_ownership_record_blocks_create() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let d = want("x.example.com", RecordType::A, &["192.0.2.1"], &a);
+        let claims: BTreeMap<RecordKey, String> = [(d.endpoint.key(), "other".to_string())].into();
+        let p = plan(&PlanInput {
+            desired: std::slice::from_ref(&d),
+            current: &[],
+            policy: Policy::Sync,
+            owner_id: Some(OWNER),
+            managed_types: &[RecordType::A],
+            default_ttl: 300,
+            orphan_claims: &claims,
+        });
+        assert!(p.changes.is_empty());
+        assert_eq!(p.outcomes[0], Outcome::OwnedByOther { owner: "other".into() });
     }
 }

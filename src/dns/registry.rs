@@ -1,0 +1,1941 @@
+//! TXT ownership registry, readable and writable side by side with external-dns.
+//!
+//! Ownership of a record lives in a companion TXT record, so that several controllers (extdns
+//! and external-dns instances alike) can share a zone and each touches only what it owns. Every
+//! byte that another controller reads is kept exactly as external-dns writes it: the label
+//! text, the companion names, and the AES-GCM envelope. Where external-dns has a quirk that
+//! decides who owns what (AAAA records never inherit an old-format TXT, `%{record_type}`
+//! templates matched in a fixed type order) we keep the quirk, because two controllers that
+//! disagree about ownership is worse than both being odd in the same way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use rand::RngCore;
+
+use super::endpoint::{label, Endpoint, RecordKey, RecordType};
+use super::provider::Change;
+
+/// Labels carried by an ownership TXT record, keys without the `external-dns/` prefix.
+pub type Labels = BTreeMap<String, String>;
+
+const HERITAGE_KEY: &str = "heritage";
+const HERITAGE: &str = "external-dns";
+const RECORD_TYPE_TEMPLATE: &str = "%{record_type}";
+const AES_KEY_LEN: usize = 32;
+/// Go's `cipher.NewGCM` default, which external-dns uses.
+const GCM_NONCE_LEN: usize = 12;
+/// A TXT value is at most a few KiB; anything that inflates beyond this is not ours.
+const MAX_PLAINTEXT_LEN: u64 = 64 * 1024;
+
+/// Type names external-dns recognises inside TXT names, in its matching order: with a
+/// `%{record_type}` template the first type whose affix matches wins, so the order decides
+/// ownership and must stay as external-dns has it. `caa` is ours, appended last, so that the
+/// TXT we write for a CAA record maps back to it.
+const TXT_NAME_TYPES: [&str; 11] = [
+    "a", "aaaa", "cname", "ns", "mx", "ptr", "srv", "naptr", "txt", "dname", "caa",
+];
+
+/// Go's `base64.StdEncoding`: padded, and lenient about non-zero trailing bits.
+const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Configuration of the TXT registry, mirroring external-dns's `--txt-*` flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxtRegistryConfig {
+    /// `--txt-owner-id`: identifies this controller in the `owner` label.
+    pub owner_id: String,
+    /// `--txt-prefix`, may contain `%{record_type}`. Exclusive with `suffix`.
+    pub prefix: String,
+    /// `--txt-suffix`, may contain `%{record_type}`. Exclusive with `prefix`.
+    pub suffix: String,
+    /// `--txt-wildcard-replacement`: stands in for a leading `*` label in TXT names.
+    pub wildcard_replacement: String,
+    /// `--txt-encrypt-aes-key`: 32 bytes as given, or the standard base64 of 32 bytes.
+    /// `Some` turns encryption on.
+    pub aes_key: Option<Vec<u8>>,
+}
+
+/// Why a TXT registry cannot be built from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("TXT registry owner id: must not be empty")]
+    EmptyOwnerId,
+    /// The label format has no escaping, so these characters would make our own records
+    /// unrecognisable to us (and to external-dns).
+    #[error("TXT registry owner id {0:?}: must not contain ',', '=' or '\"'")]
+    InvalidOwnerId(String),
+    #[error("TXT registry prefix {prefix:?} and suffix {suffix:?}: only one of them may be set")]
+    PrefixAndSuffix { prefix: String, suffix: String },
+    #[error("TXT encryption key: must be 32 bytes, or the standard base64 encoding of 32 bytes; got {len} bytes")]
+    InvalidAesKey { len: usize },
+}
+
+/// The ownership registry: maps provider records to owned records and back.
+#[derive(Clone)]
+pub struct TxtRegistry {
+    owner_id: String,
+    names: AffixNameMapper,
+    cipher: Option<LabelCipher>,
+}
+
+impl std::fmt::Debug for TxtRegistry {
+    // The key must not end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxtRegistry")
+            .field("owner_id", &self.owner_id)
+            .field("names", &self.names)
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+/// One ownership TXT record as read from the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OwnershipTxt {
+    /// Exactly as the provider returned it, so that a delete matches the stored value.
+    record: Endpoint,
+    labels: Labels,
+}
+
+impl OwnershipTxt {
+    fn owner(&self) -> Option<&str> {
+        self.labels.get(label::OWNER).map(String::as_str)
+    }
+}
+
+/// A zone's records as the planner should see them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryView {
+    /// Data records (TXT ownership records removed) with labels attached from their ownership
+    /// TXT: `owner`, `resource`, nonce, any others. A record without an ownership TXT has no
+    /// owner label.
+    pub endpoints: Vec<Endpoint>,
+    /// New-format ownership TXT records, by the key of the record they back (name with the
+    /// wildcard replacement applied, as external-dns keys them).
+    new_format: BTreeMap<RecordKey, OwnershipTxt>,
+    /// Old-format ownership TXT records by (name, set identifier): they back every type but
+    /// AAAA at that name.
+    old_format: BTreeMap<(String, String), OwnershipTxt>,
+}
+
+impl RegistryView {
+    /// Every ownership TXT record of the zone, exactly as read.
+    pub fn ownership_records(&self) -> impl Iterator<Item = &Endpoint> {
+        self.new_format
+            .values()
+            .chain(self.old_format.values())
+            .map(|t| &t.record)
+    }
+
+    /// The ownership TXT that decides who owns a record like `ep`: new format first, then
+    /// old format except for AAAA.
+    fn backing(&self, key: &RecordKey) -> Option<&OwnershipTxt> {
+        self.new_format.get(key).or_else(|| {
+            if key.record_type == RecordType::AAAA {
+                None
+            } else {
+                self.old_format
+                    .get(&(key.dns_name.clone(), key.set_identifier.clone()))
+            }
+        })
+    }
+}
+
+/// Which nonce an encrypted TXT value is sealed with.
+enum NonceChoice<'a> {
+    /// The `txt-encryption-nonce` label of the endpoint, else a fresh one.
+    FromLabels,
+    /// The nonce a previous value with the same plaintext was sealed with, else a fresh one.
+    Reuse(Option<&'a str>),
+    /// A fresh random nonce: sealing a different plaintext under a used nonce would leak
+    /// the key stream.
+    Fresh,
+}
+
+impl TxtRegistry {
+    pub fn new(cfg: TxtRegistryConfig) -> Result<Self, RegistryError> {
+        if cfg.owner_id.is_empty() {
+            return Err(RegistryError::EmptyOwnerId);
+        }
+        if cfg.owner_id.contains([',', '=', '"']) {
+            return Err(RegistryError::InvalidOwnerId(cfg.owner_id));
+        }
+        if !cfg.prefix.is_empty() && !cfg.suffix.is_empty() {
+            return Err(RegistryError::PrefixAndSuffix {
+                prefix: cfg.prefix,
+                suffix: cfg.suffix,
+            });
+        }
+        let cipher = match cfg.aes_key {
+            None => None,
+            Some(key) => Some(LabelCipher::new(&key)?),
+        };
+        Ok(TxtRegistry {
+            owner_id: cfg.owner_id,
+            names: AffixNameMapper::new(&cfg.prefix, &cfg.suffix, &cfg.wildcard_replacement),
+            cipher,
+        })
+    }
+
+    pub fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+
+    /// Name of the (new-format) ownership TXT record for a record of this name and type.
+    pub fn txt_name(&self, dns_name: &str, record_type: RecordType) -> String {
+        self.names.to_txt_name(dns_name, record_type)
+    }
+
+    /// Raw provider records of one zone -> view. Ownership TXT records are hidden; a TXT
+    /// record whose content is not an external-dns ownership record is ordinary data and stays
+    /// in `endpoints`. New-format TXT wins over old-format when both exist. Old-format TXT
+    /// (same name as the record) applies to every record type at that name but AAAA, as
+    /// external-dns does.
+    pub fn view(&self, raw: Vec<Endpoint>) -> RegistryView {
+        let mut view = RegistryView::default();
+        for record in raw {
+            if record.record_type != RecordType::TXT {
+                view.endpoints.push(record);
+                continue;
+            }
+            let Some(labels) = record.targets.iter().find_map(|t| self.parse_txt(t)) else {
+                view.endpoints.push(record);
+                continue;
+            };
+            // A TXT carrying heritage=external-dns is hidden even when its name maps to no
+            // record, as external-dns does: it is somebody's ownership record, never data.
+            let Some((name, kind)) = self.names.to_endpoint_name(&record.dns_name) else {
+                continue;
+            };
+            let set_identifier = record.set_identifier.clone();
+            let txt = OwnershipTxt { record, labels };
+            match kind {
+                TxtNameKind::Old => {
+                    view.old_format.entry((name, set_identifier)).or_insert(txt);
+                }
+                TxtNameKind::New(record_type) => {
+                    let key = RecordKey {
+                        dns_name: name,
+                        set_identifier,
+                        record_type,
+                    };
+                    view.new_format.entry(key).or_insert(txt);
+                }
+                // A type extdns does not model (NAPTR, DNAME): backs nothing we hold.
+                TxtNameKind::Foreign => {}
+            }
+        }
+        let mut endpoints = std::mem::take(&mut view.endpoints);
+        for ep in &mut endpoints {
+            if let Some(txt) = view.backing(&self.lookup_key(ep)) {
+                ep.labels
+                    .extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        view.endpoints = endpoints;
+        view
+    }
+
+    /// Labels of the ownership TXT that claims `ep`'s name, type and set identifier in
+    /// `view`, whether or not the record itself exists: a planner about to create a record
+    /// sees the claim a record deleted out of band left behind.
+    pub fn claim<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v Labels> {
+        view.backing(&self.lookup_key(ep)).map(|t| &t.labels)
+    }
+
+    /// Expands planned data changes into provider changes including ownership TXT changes.
+    ///
+    /// - `Create(ep)` adds the new-format TXT for `ep` (owner = ours). If a TXT of ours is
+    ///   already there (its record was removed out of band) it is left alone when its labels
+    ///   match, updated otherwise; a TXT claimed by another owner is never overwritten.
+    /// - `Update{old,new}` touches no TXT while the new-format TXT carries the labels `new`
+    ///   asks for. A missing new-format TXT (record owned through an old-format TXT only, or
+    ///   not owned at all) is created; one of ours with other labels (say a new `resource`)
+    ///   is updated. `Update` is expected to keep the record's name, type and set identifier.
+    /// - `Delete(ep)` deletes the ownership TXT records of ours backing `ep`, as stored. An
+    ///   old-format TXT is deleted only when no record that is left at that name still
+    ///   depends on it.
+    ///
+    /// Returns, for every produced provider change, the index of the planned change it
+    /// belongs to, so a caller can attribute a failed TXT change to its record.
+    pub fn expand(&self, view: &RegistryView, changes: &[Change]) -> Vec<(usize, Change)> {
+        let deleted: BTreeSet<RecordKey> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Delete(ep) => Some(ep.key()),
+                _ => None,
+            })
+            .collect();
+        let mut old_format_deleted: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut out = Vec::with_capacity(changes.len() * 2);
+        for (i, change) in changes.iter().enumerate() {
+            out.push((i, change.clone()));
+            match change {
+                Change::Create(ep) => {
+                    let key = self.lookup_key(ep);
+                    match view.new_format.get(&key) {
+                        None => out.push((i, Change::Create(self.ownership_record(ep)))),
+                        Some(stored) => {
+                            if let Some(update) = self.refresh_stored(stored, ep) {
+                                out.push((i, update));
+                            }
+                        }
+                    }
+                }
+                Change::Update { new, .. } => {
+                    let key = self.lookup_key(new);
+                    match view.new_format.get(&key) {
+                        None => {
+                            let old_format = if new.record_type == RecordType::AAAA {
+                                None
+                            } else {
+                                view.old_format.get(&(key.dns_name, key.set_identifier))
+                            };
+                            // Migrating away from somebody else's old-format claim would be
+                            // taking the record over; that is not the registry's call.
+                            if old_format.is_some_and(|t| !self.owns(t)) {
+                                continue;
+                            }
+                            let desired = self.desired_labels(new);
+                            let nonce = old_format
+                                .filter(|t| same_labels(&t.labels, &desired))
+                                .and_then(|t| t.labels.get(label::TXT_ENCRYPTION_NONCE))
+                                .map(String::as_str);
+                            let txt = self.build_ownership_record(
+                                new,
+                                &desired,
+                                NonceChoice::Reuse(nonce),
+                            );
+                            out.push((i, Change::Create(txt)));
+                        }
+                        Some(stored) => {
+                            if let Some(update) = self.refresh_stored(stored, new) {
+                                out.push((i, update));
+                            }
+                        }
+                    }
+                }
+                Change::Delete(ep) => {
+                    let key = self.lookup_key(ep);
+                    if let Some(txt) = view.new_format.get(&key) {
+                        if self.owns(txt) {
+                            out.push((i, Change::Delete(txt.record.clone())));
+                        }
+                    }
+                    if ep.record_type == RecordType::AAAA {
+                        continue;
+                    }
+                    let old_key = (key.dns_name, key.set_identifier);
+                    if old_format_deleted.contains(&old_key) {
+                        continue;
+                    }
+                    if let Some(txt) = view.old_format.get(&old_key) {
+                        if self.owns(txt) && !self.old_format_still_needed(view, &old_key, &deleted)
+                        {
+                            out.push((i, Change::Delete(txt.record.clone())));
+                            old_format_deleted.insert(old_key);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The ownership TXT record extdns writes for `ep`: new-format name, `ep`'s labels with
+    /// `owner` set to ours, `ep`'s TTL, set identifier and provider-specific properties (a
+    /// weighted Route53 record needs its TXT weighted too). With encryption on, a
+    /// `txt-encryption-nonce` label on `ep` is reused so that an unchanged record yields
+    /// identical bytes.
+    pub fn ownership_record(&self, ep: &Endpoint) -> Endpoint {
+        let desired = self.desired_labels(ep);
+        self.build_ownership_record(ep, &desired, NonceChoice::FromLabels)
+    }
+
+    fn build_ownership_record(
+        &self,
+        ep: &Endpoint,
+        desired: &Labels,
+        nonce: NonceChoice<'_>,
+    ) -> Endpoint {
+        let plain = serialize_labels(desired);
+        let content = match &self.cipher {
+            None => plain,
+            Some(cipher) => {
+                let stored = match nonce {
+                    NonceChoice::FromLabels => ep
+                        .labels
+                        .get(label::TXT_ENCRYPTION_NONCE)
+                        .map(String::as_str),
+                    NonceChoice::Reuse(n) => n,
+                    NonceChoice::Fresh => None,
+                };
+                // A nonce label that does not decode is treated as absent rather than trusted.
+                let nonce = stored.and_then(decode_nonce).unwrap_or_else(random_nonce);
+                cipher.encrypt(&plain, &nonce)
+            }
+        };
+        Endpoint {
+            dns_name: self.names.to_txt_name(&ep.dns_name, ep.record_type),
+            record_type: RecordType::TXT,
+            targets: vec![content],
+            ttl: ep.ttl,
+            set_identifier: ep.set_identifier.clone(),
+            labels: Labels::new(),
+            provider_specific: ep.provider_specific.clone(),
+        }
+    }
+
+    /// `ep`'s labels as they go into its TXT: ours as owner, the nonce kept out of the text.
+    fn desired_labels(&self, ep: &Endpoint) -> Labels {
+        let mut labels = ep.labels.clone();
+        labels.remove(label::TXT_ENCRYPTION_NONCE);
+        labels.insert(label::OWNER.to_string(), self.owner_id.clone());
+        labels
+    }
+
+    /// The change that brings a stored new-format TXT in line with `ep`, if any is needed.
+    fn refresh_stored(&self, stored: &OwnershipTxt, ep: &Endpoint) -> Option<Change> {
+        if !self.owns(stored) {
+            return None;
+        }
+        let desired = self.desired_labels(ep);
+        if same_labels(&stored.labels, &desired) {
+            return None;
+        }
+        Some(Change::Update {
+            old: stored.record.clone(),
+            new: self.build_ownership_record(ep, &desired, NonceChoice::Fresh),
+        })
+    }
+
+    fn owns(&self, txt: &OwnershipTxt) -> bool {
+        txt.owner() == Some(self.owner_id.as_str())
+    }
+
+    /// True when a record that survives this batch still gets its ownership from the
+    /// old-format TXT at `old_key`.
+    fn old_format_still_needed(
+        &self,
+        view: &RegistryView,
+        old_key: &(String, String),
+        deleted: &BTreeSet<RecordKey>,
+    ) -> bool {
+        view.endpoints.iter().any(|e| {
+            if e.record_type == RecordType::AAAA || deleted.contains(&e.key()) {
+                return false;
+            }
+            let key = self.lookup_key(e);
+            key.dns_name == old_key.0
+                && key.set_identifier == old_key.1
+                && !view.new_format.contains_key(&key)
+        })
+    }
+
+    /// The key under which ownership TXT records of `ep` are filed: external-dns maps TXT
+    /// names back to the wildcard replacement, never to `*`.
+    fn lookup_key(&self, ep: &Endpoint) -> RecordKey {
+        RecordKey {
+            dns_name: self.names.replace_wildcard(&ep.dns_name),
+            set_identifier: ep.set_identifier.clone(),
+            record_type: ep.record_type,
+        }
+    }
+
+    /// Labels of one TXT value if it is an external-dns ownership record. With a key, an
+    /// encrypted value is tried first and a plain one accepted too (records written before
+    /// encryption was turned on); a value that fails to decrypt is plain text to us, which
+    /// without heritage means somebody's data.
+    fn parse_txt(&self, value: &str) -> Option<Labels> {
+        if let Some(cipher) = &self.cipher {
+            if let Ok((plain, nonce)) = cipher.decrypt(value.trim_matches('"')) {
+                let mut labels = parse_labels(&plain)?;
+                labels.insert(label::TXT_ENCRYPTION_NONCE.to_string(), nonce);
+                return Some(labels);
+            }
+        }
+        parse_labels(value)
+    }
+}
+
+/// Equal as far as the TXT text goes: the nonce is envelope, not content.
+fn same_labels(a: &Labels, b: &Labels) -> bool {
+    let content = |l: &Labels| {
+        l.iter()
+            .filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE)
+            .count()
+    };
+    content(a) == content(b)
+        && a.iter()
+            .filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE)
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
+/// external-dns's label text: `heritage=external-dns` then `external-dns/<key>=<value>` in key
+/// order, comma separated, without quotes (providers add their own quoting). The nonce label
+/// is never part of the text.
+pub fn serialize_labels(labels: &Labels) -> String {
+    let mut out = format!("{HERITAGE_KEY}={HERITAGE}");
+    for (k, v) in labels {
+        if k == label::TXT_ENCRYPTION_NONCE {
+            continue;
+        }
+        out.push_str(&format!(",{HERITAGE}/{k}={v}"));
+    }
+    out
+}
+
+/// Parses external-dns's label text. `None` unless it carries `heritage=external-dns`: such a
+/// TXT value is somebody's data, not an ownership record. Surrounding quotes are dropped,
+/// tokens that are not exactly `key=value` are skipped, keys without the `external-dns`
+/// prefix are ignored, and unknown `external-dns/` keys are kept.
+pub fn parse_labels(text: &str) -> Option<Labels> {
+    let mut labels = Labels::new();
+    let mut heritage_found = false;
+    for token in text.trim_matches('"').split(',') {
+        let mut parts = token.split('=');
+        let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if key == HERITAGE_KEY {
+            if value != HERITAGE {
+                return None;
+            }
+            heritage_found = true;
+            continue;
+        }
+        // external-dns keeps any key starting with "external-dns", even without the slash.
+        if key.starts_with(HERITAGE) {
+            let name = key.strip_prefix("external-dns/").unwrap_or(key);
+            labels.insert(name.to_string(), value.to_string());
+        }
+    }
+    heritage_found.then_some(labels)
+}
+
+/// How a TXT name relates to the record it backs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxtNameKind {
+    /// Pre-v0.12 format: the record's own name, no type.
+    Old,
+    /// `<type>-` (or the template) names the record type.
+    New(RecordType),
+    /// A type external-dns knows and extdns does not model.
+    Foreign,
+}
+
+/// external-dns's affix name mapper (`registry/mapper/mapper.go`, `AffixNameMapper`) without
+/// the zone-aware split: the prefix goes in front of the whole name, the suffix after the
+/// first label, and `<type>-` in front of the first label unless a `%{record_type}` template
+/// places the type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct AffixNameMapper {
+    prefix: String,
+    suffix: String,
+    wildcard_replacement: String,
+}
+
+impl AffixNameMapper {
+    fn new(prefix: &str, suffix: &str, wildcard_replacement: &str) -> Self {
+        AffixNameMapper {
+            prefix: prefix.to_ascii_lowercase(),
+            suffix: suffix.to_ascii_lowercase(),
+            wildcard_replacement: wildcard_replacement.to_ascii_lowercase(),
+        }
+    }
+
+    fn type_in_affix(&self) -> bool {
+        self.prefix.contains(RECORD_TYPE_TEMPLATE) || self.suffix.contains(RECORD_TYPE_TEMPLATE)
+    }
+
+    /// external-dns reads a suffix only when no prefix is set, and a prefix otherwise
+    /// (an empty one included).
+    fn is_prefix(&self) -> bool {
+        self.suffix.is_empty()
+    }
+
+    fn replace_wildcard(&self, dns_name: &str) -> String {
+        match dns_name.split_once('.') {
+            _ if self.wildcard_replacement.is_empty() => dns_name.to_string(),
+            Some(("*", rest)) => format!("{}.{rest}", self.wildcard_replacement),
+            None if dns_name == "*" => self.wildcard_replacement.clone(),
+            _ => dns_name.to_string(),
+        }
+    }
+
+    /// New-format name: `<prefix><type>-<first label><suffix>.<rest>`.
+    fn to_txt_name(&self, dns_name: &str, record_type: RecordType) -> String {
+        let rt = record_type.as_str().to_ascii_lowercase();
+        let prefix = self.prefix.replace(RECORD_TYPE_TEMPLATE, &rt);
+        let suffix = self.suffix.replace(RECORD_TYPE_TEMPLATE, &rt);
+        let (first, rest) = self.split_first_label(dns_name);
+        let first = if self.type_in_affix() {
+            first
+        } else {
+            format!("{rt}-{first}")
+        };
+        join_txt_name(&prefix, &first, &suffix, rest)
+    }
+
+    /// Old-format name: the record's own name with the affixes, templates dropped. Recent
+    /// external-dns releases no longer write these; extdns only reads them, tests write them.
+    #[cfg(test)]
+    fn to_old_txt_name(&self, dns_name: &str) -> String {
+        let prefix = self.prefix.replace(RECORD_TYPE_TEMPLATE, "");
+        let suffix = self.suffix.replace(RECORD_TYPE_TEMPLATE, "");
+        let (first, rest) = self.split_first_label(dns_name);
+        join_txt_name(&prefix, &first, &suffix, rest)
+    }
+
+    fn split_first_label<'a>(&self, dns_name: &'a str) -> (String, Option<&'a str>) {
+        let (first, rest) = match dns_name.split_once('.') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (dns_name, None),
+        };
+        let first = if first == "*" && !self.wildcard_replacement.is_empty() {
+            self.wildcard_replacement.clone()
+        } else {
+            first.to_string()
+        };
+        (first, rest)
+    }
+
+    /// The record a TXT name backs: its name (wildcard replacement kept) and how the type is
+    /// given. `None` when the affixes do not match.
+    fn to_endpoint_name(&self, txt_name: &str) -> Option<(String, TxtNameKind)> {
+        let lower = txt_name.to_ascii_lowercase();
+        if self.is_prefix() {
+            return self.drop_affix_extract_type(&lower);
+        }
+        // The suffix sits after the first label and may itself contain dots: cut off as many
+        // labels as it spans, plus the first.
+        let dots = self.suffix.matches('.').count();
+        let parts: Vec<&str> = lower.splitn(dots + 2, '.').collect();
+        if parts.len() <= dots {
+            return None;
+        }
+        let head = parts[..=dots].join(".");
+        let (name, kind) = self.drop_affix_extract_type(&head)?;
+        match parts.get(dots + 1) {
+            Some(rest) => Some((format!("{name}.{rest}"), kind)),
+            None => Some((name, kind)),
+        }
+    }
+
+    fn drop_affix_extract_type(&self, name: &str) -> Option<(String, TxtNameKind)> {
+        let mut prefix = self.prefix.clone();
+        let mut suffix = self.suffix.clone();
+        if self.type_in_affix() {
+            for t in TXT_NAME_TYPES {
+                if self.is_prefix() {
+                    if let Some(stripped) =
+                        name.strip_prefix(&prefix.replace(RECORD_TYPE_TEMPLATE, t))
+                    {
+                        return Some((stripped.to_string(), type_kind(t)));
+                    }
+                } else if let Some(stripped) =
+                    name.strip_suffix(&suffix.replace(RECORD_TYPE_TEMPLATE, t))
+                {
+                    return Some((stripped.to_string(), type_kind(t)));
+                }
+            }
+            // Templates without a type: how old-format records look under a templated affix.
+            prefix = prefix.replace(RECORD_TYPE_TEMPLATE, "");
+            suffix = suffix.replace(RECORD_TYPE_TEMPLATE, "");
+        }
+        let stripped = if self.is_prefix() {
+            name.strip_prefix(&prefix)
+        } else {
+            name.strip_suffix(&suffix)
+        };
+        stripped.map(extract_type_default_position)
+    }
+}
+
+fn join_txt_name(prefix: &str, first: &str, suffix: &str, rest: Option<&str>) -> String {
+    match rest {
+        Some(rest) => format!("{prefix}{first}{suffix}.{rest}"),
+        None => format!("{prefix}{first}{suffix}"),
+    }
+}
+
+fn type_kind(lower_type: &str) -> TxtNameKind {
+    match lower_type.parse::<RecordType>() {
+        Ok(rt) => TxtNameKind::New(rt),
+        Err(_) => TxtNameKind::Foreign,
+    }
+}
+
+/// `<type>-<name>` when the part before the first `-` is a known type, else the old format.
+fn extract_type_default_position(name: &str) -> (String, TxtNameKind) {
+    let head = name.split('-').next().unwrap_or(name);
+    if TXT_NAME_TYPES.contains(&head) {
+        let rest = name
+            .strip_prefix(head)
+            .and_then(|r| r.strip_prefix('-'))
+            .unwrap_or(name);
+        return (rest.to_string(), type_kind(head));
+    }
+    (name.to_string(), TxtNameKind::Old)
+}
+
+/// Why a TXT value did not decrypt. Never surfaced: such a value is simply not ours.
+#[derive(Debug, PartialEq, Eq)]
+enum DecryptError {
+    NotBase64,
+    TooShort,
+    Authentication,
+    Decompression,
+    NotUtf8,
+}
+
+/// external-dns's envelope (`endpoint/crypto.go`): base64-std( nonce(12) || AES-256-GCM(
+/// gzip(label text)) ), no associated data. The nonce travels as the label
+/// `txt-encryption-nonce`, base64-std of its 12 bytes.
+#[derive(Clone)]
+struct LabelCipher {
+    aead: Aes256Gcm,
+}
+
+impl LabelCipher {
+    /// external-dns takes a key of exactly 32 bytes as is, and otherwise its base64 decoding,
+    /// which must be 32 bytes.
+    fn new(key: &[u8]) -> Result<Self, RegistryError> {
+        let invalid = RegistryError::InvalidAesKey { len: key.len() };
+        let key = if key.len() == AES_KEY_LEN {
+            key.to_vec()
+        } else {
+            GO_STD_BASE64.decode(key).map_err(|_| invalid.clone())?
+        };
+        let aead = Aes256Gcm::new_from_slice(&key).map_err(|_| invalid)?;
+        Ok(LabelCipher { aead })
+    }
+
+    fn encrypt(&self, plain: &str, nonce: &[u8; GCM_NONCE_LEN]) -> String {
+        let compressed = gzip(plain.as_bytes());
+        let sealed = self
+            .aead
+            .encrypt(Nonce::from_slice(nonce), compressed.as_slice())
+            .expect("AES-GCM sealing fails only beyond 64 GiB of plaintext");
+        let mut envelope = Vec::with_capacity(GCM_NONCE_LEN + sealed.len());
+        envelope.extend_from_slice(nonce);
+        envelope.extend_from_slice(&sealed);
+        GO_STD_BASE64.encode(envelope)
+    }
+
+    /// Plain label text and the nonce (base64) it was sealed with.
+    fn decrypt(&self, text: &str) -> Result<(String, String), DecryptError> {
+        // Go's decoder skips line breaks.
+        let cleaned: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+        let data = GO_STD_BASE64
+            .decode(cleaned)
+            .map_err(|_| DecryptError::NotBase64)?;
+        if data.len() <= GCM_NONCE_LEN {
+            return Err(DecryptError::TooShort);
+        }
+        let (nonce, sealed) = data.split_at(GCM_NONCE_LEN);
+        let opened = self
+            .aead
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| DecryptError::Authentication)?;
+        // The first encrypting releases of external-dns sealed the text without gzip.
+        let plain = if opened.starts_with(&[0x1f, 0x8b]) {
+            gunzip(&opened)?
+        } else {
+            opened
+        };
+        let plain = String::from_utf8(plain).map_err(|_| DecryptError::NotUtf8)?;
+        Ok((plain, GO_STD_BASE64.encode(nonce)))
+    }
+}
+
+/// Compresses like Go's `gzip.NewWriterLevel(BestCompression)` framing: no name, mtime 0,
+/// OS 255. The deflate bytes differ from Go's, which no reader cares about; what matters is
+/// that the same input always gives the same bytes.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("writing into a Vec cannot fail");
+    enc.finish().expect("writing into a Vec cannot fail")
+}
+
+/// Reads every gzip member, as Go's reader does, up to a bound so that a hostile TXT value
+/// cannot inflate into memory exhaustion.
+fn gunzip(data: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .take(MAX_PLAINTEXT_LEN + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| DecryptError::Decompression)?;
+    if out.len() as u64 > MAX_PLAINTEXT_LEN {
+        return Err(DecryptError::Decompression);
+    }
+    Ok(out)
+}
+
+fn decode_nonce(encoded: &str) -> Option<[u8; GCM_NONCE_LEN]> {
+    GO_STD_BASE64.decode(encoded).ok()?.try_into().ok()
+}
+
+fn random_nonce() -> [u8; GCM_NONCE_LEN] {
+    let mut nonce = [0u8; GCM_NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: &str = "default";
+
+    fn registry(prefix: &str, suffix: &str, wildcard: &str) -> TxtRegistry {
+        TxtRegistry::new(TxtRegistryConfig {
+            owner_id: OWNER.into(),
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+            wildcard_replacement: wildcard.into(),
+            aes_key: None,
+        })
+        .expect("valid test config")
+    }
+
+    fn encrypted_registry(key: &[u8]) -> TxtRegistry {
+        TxtRegistry::new(TxtRegistryConfig {
+            owner_id: OWNER.into(),
+            aes_key: Some(key.to_vec()),
+            ..Default::default()
+        })
+        .expect("valid test config")
+    }
+
+    fn ep(name: &str, rt: RecordType, target: &str) -> Endpoint {
+        Endpoint::new(name, rt, vec![target.to_string()])
+    }
+
+    fn txt(name: &str, content: &str) -> Endpoint {
+        ep(name, RecordType::TXT, content)
+    }
+
+    fn owned(mut e: Endpoint, owner: &str, resource: &str) -> Endpoint {
+        e.labels.insert(label::OWNER.into(), owner.into());
+        e.labels.insert(label::RESOURCE.into(), resource.into());
+        e
+    }
+
+    fn ownership_text(owner: &str, resource: &str) -> String {
+        format!("heritage=external-dns,external-dns/owner={owner},external-dns/resource={resource}")
+    }
+
+    fn mapper(prefix: &str, suffix: &str) -> AffixNameMapper {
+        AffixNameMapper::new(prefix, suffix, "")
+    }
+
+    #[test]
+    fn new_format_names_for_every_type() {
+        let m = mapper("", "");
+        let cases = [
+            (RecordType::A, "a-foo.example.org"),
+            (RecordType::AAAA, "aaaa-foo.example.org"),
+            (RecordType::CNAME, "cname-foo.example.org"),
+            (RecordType::TXT, "txt-foo.example.org"),
+            (RecordType::SRV, "srv-foo.example.org"),
+            (RecordType::MX, "mx-foo.example.org"),
+            (RecordType::NS, "ns-foo.example.org"),
+            (RecordType::PTR, "ptr-foo.example.org"),
+            (RecordType::CAA, "caa-foo.example.org"),
+        ];
+        for (rt, expected) in cases {
+            assert_eq!(m.to_txt_name("foo.example.org", rt), expected);
+            assert_eq!(
+                m.to_endpoint_name(expected),
+                Some(("foo.example.org".to_string(), TxtNameKind::New(rt))),
+                "{expected}"
+            );
+        }
+    }
+
+    /// The literal cases of external-dns's `TestToEndpointNameNewTXT` (registry/txt_test.go),
+    /// apex names included: external-dns puts the type in front of the first label even at
+    /// the apex, so `example.com` gets `a-example.com`, outside its zone.
+    #[test]
+    fn affix_names_match_external_dns() {
+        let cases = [
+            ("foo", "", RecordType::A, "fooa-example.com"),
+            ("", "foo", RecordType::AAAA, "aaaa-examplefoo.com"),
+            ("foo-", "", RecordType::A, "foo-a-example.com"),
+            ("", "-foo", RecordType::CNAME, "cname-example-foo.com"),
+            ("foo.", "", RecordType::CNAME, "foo.cname-example.com"),
+            ("", ".foo", RecordType::CNAME, "cname-example.foo.com"),
+            (
+                "foo.bar.",
+                "",
+                RecordType::CNAME,
+                "foo.bar.cname-example.com",
+            ),
+            (
+                "",
+                ".foo.bar.test",
+                RecordType::CNAME,
+                "cname-example.foo.bar.test.com",
+            ),
+            ("%{record_type}-foo", "", RecordType::A, "a-fooexample.com"),
+            ("", "foo-%{record_type}", RecordType::A, "examplefoo-a.com"),
+            (
+                "%{record_type}foo.",
+                "",
+                RecordType::CNAME,
+                "cnamefoo.example.com",
+            ),
+            ("", ".foo%{record_type}", RecordType::A, "example.fooa.com"),
+            (
+                "bar.%{record_type}.foo.",
+                "",
+                RecordType::CNAME,
+                "bar.cname.foo.example.com",
+            ),
+            (
+                "",
+                ".foo%{record_type}.bar",
+                RecordType::A,
+                "example.fooa.bar.com",
+            ),
+            ("", "", RecordType::A, "a-example.com"),
+            ("%{record_type}.", "", RecordType::A, "a.example.com"),
+        ];
+        for (prefix, suffix, rt, expected) in cases {
+            let m = mapper(prefix, suffix);
+            let name = m.to_txt_name("example.com", rt);
+            assert_eq!(name, expected, "prefix {prefix:?} suffix {suffix:?}");
+            assert_eq!(
+                m.to_endpoint_name(&name),
+                Some(("example.com".to_string(), TxtNameKind::New(rt))),
+                "prefix {prefix:?} suffix {suffix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefix_goes_before_the_name_and_suffix_after_the_first_label() {
+        let p = mapper("txt.", "");
+        assert_eq!(
+            p.to_txt_name("api.prod.example.org", RecordType::A),
+            "txt.a-api.prod.example.org"
+        );
+        let s = mapper("", "-txt");
+        assert_eq!(
+            s.to_txt_name("api.prod.example.org", RecordType::A),
+            "a-api-txt.prod.example.org"
+        );
+        assert_eq!(
+            s.to_endpoint_name("a-api-txt.prod.example.org"),
+            Some((
+                "api.prod.example.org".into(),
+                TxtNameKind::New(RecordType::A)
+            ))
+        );
+        // Names are compared in lower case, as external-dns does.
+        assert_eq!(
+            p.to_endpoint_name("TXT.A-Api.Prod.Example.org")
+                .map(|(n, _)| n),
+            Some("api.prod.example.org".into())
+        );
+        assert_eq!(
+            p.to_endpoint_name("a-api.prod.example.org"),
+            None,
+            "prefix missing"
+        );
+        assert_eq!(
+            s.to_endpoint_name("a-api.prod.example.org"),
+            None,
+            "suffix missing"
+        );
+    }
+
+    #[test]
+    fn single_label_names() {
+        let m = mapper("", "");
+        assert_eq!(m.to_txt_name("localhost", RecordType::A), "a-localhost");
+        assert_eq!(
+            m.to_endpoint_name("a-localhost"),
+            Some(("localhost".into(), TxtNameKind::New(RecordType::A)))
+        );
+        let s = mapper("", "-txt");
+        assert_eq!(s.to_txt_name("localhost", RecordType::A), "a-localhost-txt");
+        assert_eq!(
+            s.to_endpoint_name("a-localhost-txt"),
+            Some(("localhost".into(), TxtNameKind::New(RecordType::A)))
+        );
+        assert_eq!(s.to_old_txt_name("localhost"), "localhost-txt");
+        // A suffix spanning more labels than the name has cannot match.
+        assert_eq!(mapper("", ".a.b").to_endpoint_name("x"), None);
+    }
+
+    #[test]
+    fn wildcard_replacement_applies_to_a_leading_star_only() {
+        let m = AffixNameMapper::new("", "", "WildCard");
+        assert_eq!(
+            m.to_txt_name("*.example.org", RecordType::A),
+            "a-wildcard.example.org"
+        );
+        assert_eq!(m.to_old_txt_name("*.example.org"), "wildcard.example.org");
+        assert_eq!(
+            m.to_txt_name("a.*.example.org", RecordType::A),
+            "a-a.*.example.org"
+        );
+        assert_eq!(
+            m.to_endpoint_name("a-wildcard.example.org"),
+            Some((
+                "wildcard.example.org".into(),
+                TxtNameKind::New(RecordType::A)
+            ))
+        );
+        assert_eq!(m.replace_wildcard("*.example.org"), "wildcard.example.org");
+        // Without a replacement external-dns writes the star into the name.
+        assert_eq!(
+            mapper("", "").to_txt_name("*.example.org", RecordType::CNAME),
+            "cname-*.example.org"
+        );
+    }
+
+    #[test]
+    fn old_format_names_map_back_without_a_type() {
+        let cases = [
+            ("", ""),
+            ("txt.", ""),
+            ("", "-txt"),
+            ("%{record_type}-", ""),
+            ("", ".%{record_type}"),
+        ];
+        for (prefix, suffix) in cases {
+            let m = mapper(prefix, suffix);
+            let old = m.to_old_txt_name("foo.example.org");
+            assert_eq!(
+                m.to_endpoint_name(&old),
+                Some(("foo.example.org".into(), TxtNameKind::Old)),
+                "{prefix:?} {suffix:?} -> {old}"
+            );
+        }
+        assert_eq!(
+            mapper("txt.", "").to_old_txt_name("foo.example.org"),
+            "txt.foo.example.org"
+        );
+        assert_eq!(
+            mapper("%{record_type}-", "").to_old_txt_name("foo.example.org"),
+            "-foo.example.org"
+        );
+    }
+
+    /// external-dns's `TestDropPrefix`, `TestDropSuffix` and `TestExtractRecordTypeDefaultPosition`.
+    #[test]
+    fn affix_dropping_matches_external_dns() {
+        let p = mapper("foo-%{record_type}-", "");
+        for name in [
+            "foo-cname-test.example.com",
+            "foo-a-test.example.com",
+            "foo--test.example.com",
+        ] {
+            assert_eq!(
+                p.to_endpoint_name(name).map(|(n, _)| n),
+                Some("test.example.com".into()),
+                "{name}"
+            );
+        }
+        let s = mapper("", "-%{record_type}-foo");
+        for name in ["test-a-foo.example.com", "test--foo.example.com"] {
+            assert_eq!(
+                s.to_endpoint_name(name).map(|(n, _)| n),
+                Some("test.example.com".into()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            extract_type_default_position("ns-zone.example.com"),
+            ("zone.example.com".into(), TxtNameKind::New(RecordType::NS))
+        );
+        assert_eq!(
+            extract_type_default_position("aaaa-zone.example.com"),
+            (
+                "zone.example.com".into(),
+                TxtNameKind::New(RecordType::AAAA)
+            )
+        );
+        assert_eq!(
+            extract_type_default_position("zone.example.com"),
+            ("zone.example.com".into(), TxtNameKind::Old)
+        );
+        assert_eq!(
+            extract_type_default_position("naptr-zone.example.com"),
+            ("zone.example.com".into(), TxtNameKind::Foreign)
+        );
+    }
+
+    #[test]
+    fn labels_serialise_in_key_order_without_quotes() {
+        let mut labels = Labels::new();
+        labels.insert("resource".into(), "ingress/default/foo".into());
+        labels.insert("owner".into(), "cluster-a".into());
+        labels.insert(label::TXT_ENCRYPTION_NONCE.into(), "ignored".into());
+        labels.insert("another".into(), "x".into());
+        assert_eq!(
+            serialize_labels(&labels),
+            "heritage=external-dns,external-dns/another=x,external-dns/owner=cluster-a,external-dns/resource=ingress/default/foo"
+        );
+    }
+
+    #[test]
+    fn labels_parse_tolerantly() {
+        let quoted = format!("\"{}\"", ownership_text("o", "ingress/ns/name"));
+        let labels = parse_labels(&quoted).expect("ownership record");
+        assert_eq!(labels.get("owner").map(String::as_str), Some("o"));
+        assert_eq!(
+            labels.get("resource").map(String::as_str),
+            Some("ingress/ns/name")
+        );
+        assert_eq!(
+            parse_labels(&ownership_text("o", "ingress/ns/name")),
+            Some(labels.clone()),
+            "quotes optional"
+        );
+
+        let extra = parse_labels(
+            "heritage=external-dns,external-dns/owner=o,external-dns/future=1,junk,k=v=w,other/x=y",
+        )
+        .expect("ownership record");
+        assert_eq!(
+            extra.get("future").map(String::as_str),
+            Some("1"),
+            "unknown labels are kept"
+        );
+        assert_eq!(
+            extra.len(),
+            2,
+            "tokens without the external-dns prefix or not key=value are dropped: {extra:?}"
+        );
+
+        assert_eq!(
+            parse_labels("heritage=mate,external-dns/owner=o"),
+            None,
+            "foreign heritage"
+        );
+        assert_eq!(parse_labels("external-dns/owner=o"), None, "no heritage");
+        assert_eq!(parse_labels("v=spf1 include:_spf.example.com ~all"), None);
+        assert_eq!(parse_labels(""), None);
+        assert_eq!(parse_labels("heritage=external-dns"), Some(Labels::new()));
+    }
+
+    /// A zone as external-dns v0.13 leaves it: every record has a new-format TXT, every type but
+    /// AAAA also the shared old-format TXT at the record's own name. Providers quote TXT
+    /// values; some strip the quotes, some do not.
+    fn zone_written_by_external_dns_v013() -> Vec<Endpoint> {
+        let foo = ownership_text(OWNER, "ingress/default/foo");
+        let bar = ownership_text(OWNER, "service/default/bar");
+        vec![
+            ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
+            txt("foo.example.org", &format!("\"{foo}\"")),
+            txt("cname-foo.example.org", &format!("\"{foo}\"")),
+            ep("bar.example.org", RecordType::A, "192.0.2.1"),
+            ep("bar.example.org", RecordType::AAAA, "2001:db8::1"),
+            txt("bar.example.org", &bar),
+            txt("a-bar.example.org", &bar),
+            txt("aaaa-bar.example.org", &bar),
+            ep("other.example.org", RecordType::A, "192.0.2.9"),
+            txt(
+                "other.example.org",
+                &ownership_text("cluster-b", "ingress/x/other"),
+            ),
+            txt(
+                "a-other.example.org",
+                &ownership_text("cluster-b", "ingress/x/other"),
+            ),
+            ep("example.org", RecordType::TXT, "v=spf1 -all"),
+            ep("manual.example.org", RecordType::A, "192.0.2.7"),
+        ]
+    }
+
+    fn find<'a>(eps: &'a [Endpoint], name: &str, rt: RecordType) -> &'a Endpoint {
+        eps.iter()
+            .find(|e| e.dns_name == name && e.record_type == rt)
+            .unwrap_or_else(|| panic!("{name} {rt} missing from {eps:#?}"))
+    }
+
+    fn owner_of<'a>(eps: &'a [Endpoint], name: &str, rt: RecordType) -> Option<&'a str> {
+        find(eps, name, rt)
+            .labels
+            .get(label::OWNER)
+            .map(String::as_str)
+    }
+
+    #[test]
+    fn view_of_an_external_dns_v013_zone() {
+        let r = registry("", "", "");
+        let view = r.view(zone_written_by_external_dns_v013());
+        let eps = &view.endpoints;
+        assert_eq!(eps.len(), 6, "ownership TXTs hidden, data kept: {eps:#?}");
+        assert!(eps
+            .iter()
+            .all(|e| e.record_type != RecordType::TXT || e.dns_name == "example.org"));
+
+        let foo = find(eps, "foo.example.org", RecordType::CNAME);
+        assert_eq!(
+            foo.labels.get(label::OWNER).map(String::as_str),
+            Some(OWNER)
+        );
+        assert_eq!(
+            foo.labels.get(label::RESOURCE).map(String::as_str),
+            Some("ingress/default/foo")
+        );
+        assert_eq!(owner_of(eps, "bar.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(
+            owner_of(eps, "bar.example.org", RecordType::AAAA),
+            Some(OWNER)
+        );
+        assert_eq!(
+            owner_of(eps, "other.example.org", RecordType::A),
+            Some("cluster-b")
+        );
+        assert_eq!(
+            owner_of(eps, "example.org", RecordType::TXT),
+            None,
+            "SPF is user data"
+        );
+        assert_eq!(owner_of(eps, "manual.example.org", RecordType::A), None);
+        assert_eq!(view.ownership_records().count(), 7);
+    }
+
+    #[test]
+    fn new_format_wins_over_old_format() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("foo.example.org", RecordType::A, "192.0.2.1"),
+            txt(
+                "foo.example.org",
+                &ownership_text("old-owner", "ingress/a/old"),
+            ),
+            txt("a-foo.example.org", &ownership_text(OWNER, "ingress/a/new")),
+        ]);
+        assert_eq!(
+            owner_of(&view.endpoints, "foo.example.org", RecordType::A),
+            Some(OWNER)
+        );
+        assert_eq!(
+            view.endpoints[0]
+                .labels
+                .get(label::RESOURCE)
+                .map(String::as_str),
+            Some("ingress/a/new")
+        );
+    }
+
+    #[test]
+    fn view_of_an_old_format_only_zone() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
+            txt(
+                "foo.example.org",
+                &ownership_text(OWNER, "ingress/default/foo"),
+            ),
+            ep("bar.example.org", RecordType::A, "192.0.2.1"),
+            ep("bar.example.org", RecordType::MX, "10 mail.example.org"),
+            ep("bar.example.org", RecordType::AAAA, "2001:db8::1"),
+            txt(
+                "bar.example.org",
+                &ownership_text(OWNER, "service/default/bar"),
+            ),
+        ]);
+        let eps = &view.endpoints;
+        assert_eq!(eps.len(), 4);
+        assert_eq!(
+            owner_of(eps, "foo.example.org", RecordType::CNAME),
+            Some(OWNER)
+        );
+        assert_eq!(owner_of(eps, "bar.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(
+            owner_of(eps, "bar.example.org", RecordType::MX),
+            Some(OWNER)
+        );
+        // external-dns never lets an AAAA record inherit an old-format TXT.
+        assert_eq!(owner_of(eps, "bar.example.org", RecordType::AAAA), None);
+    }
+
+    #[test]
+    fn view_with_prefix_wildcard_and_set_identifiers() {
+        let r = registry("txt.", "", "wc");
+        let mut weighted = ep("w.example.org", RecordType::A, "192.0.2.2");
+        weighted.set_identifier = "eu".into();
+        let mut weighted_txt = txt("txt.a-w.example.org", &ownership_text(OWNER, "ingress/a/w"));
+        weighted_txt.set_identifier = "eu".into();
+        let mut other_weighted = ep("w.example.org", RecordType::A, "192.0.2.3");
+        other_weighted.set_identifier = "us".into();
+        let view = r.view(vec![
+            ep("*.example.org", RecordType::CNAME, "lb.example.net"),
+            txt(
+                "txt.cname-wc.example.org",
+                &ownership_text(OWNER, "ingress/a/wild"),
+            ),
+            weighted,
+            weighted_txt,
+            other_weighted,
+            // Ownership text under a name this prefix does not produce: hidden, backs nothing.
+            txt("foo.example.org", &ownership_text(OWNER, "ingress/a/foo")),
+        ]);
+        let eps = &view.endpoints;
+        assert_eq!(eps.len(), 3, "{eps:#?}");
+        assert_eq!(
+            owner_of(eps, "*.example.org", RecordType::CNAME),
+            Some(OWNER)
+        );
+        let by_set = |s: &str| {
+            eps.iter()
+                .find(|e| e.set_identifier == s)
+                .and_then(|e| e.labels.get(label::OWNER))
+                .map(String::as_str)
+        };
+        assert_eq!(by_set("eu"), Some(OWNER));
+        assert_eq!(by_set("us"), None);
+    }
+
+    #[test]
+    fn txt_data_records_are_owned_through_txt_prefixed_names() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("_acme.example.org", RecordType::TXT, "token"),
+            txt(
+                "txt-_acme.example.org",
+                &ownership_text(OWNER, "crd/ns/acme"),
+            ),
+        ]);
+        assert_eq!(view.endpoints.len(), 1);
+        assert_eq!(
+            owner_of(&view.endpoints, "_acme.example.org", RecordType::TXT),
+            Some(OWNER)
+        );
+    }
+
+    fn data_changes(out: &[(usize, Change)]) -> Vec<(usize, &'static str, String, RecordType)> {
+        out.iter()
+            .map(|(i, c)| {
+                (
+                    *i,
+                    c.verb(),
+                    c.endpoint().dns_name.clone(),
+                    c.endpoint().record_type,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ownership_record_carries_owner_resource_and_ttl() {
+        let r = registry("", "", "");
+        let mut e = owned(
+            ep("foo.example.org", RecordType::A, "192.0.2.1").with_ttl(60),
+            "someone-else",
+            "ingress/default/foo",
+        );
+        e.provider_specific
+            .push(crate::dns::endpoint::ProviderSpecificProperty {
+                name: "aws/weight".into(),
+                value: "10".into(),
+            });
+        e.set_identifier = "eu".into();
+        let t = r.ownership_record(&e);
+        assert_eq!(t.dns_name, "a-foo.example.org");
+        assert_eq!(t.record_type, RecordType::TXT);
+        assert_eq!(
+            t.targets,
+            vec![ownership_text(OWNER, "ingress/default/foo")]
+        );
+        assert_eq!(t.ttl, Some(60));
+        assert_eq!(t.set_identifier, "eu");
+        assert_eq!(t.provider_specific, e.provider_specific);
+    }
+
+    #[test]
+    fn expand_create_adds_the_new_format_txt() {
+        let r = registry("", "", "");
+        let view = r.view(vec![]);
+        let e = owned(
+            ep("new.example.org", RecordType::CNAME, "lb.example.net"),
+            OWNER,
+            "ingress/default/new",
+        );
+        let out = r.expand(&view, &[Change::Create(e.clone())]);
+        assert_eq!(
+            out,
+            vec![
+                (0, Change::Create(e.clone())),
+                (0, Change::Create(r.ownership_record(&e)))
+            ]
+        );
+        assert_eq!(out[1].1.endpoint().dns_name, "cname-new.example.org");
+    }
+
+    #[test]
+    fn expand_create_over_a_leftover_txt() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            txt(
+                "a-mine.example.org",
+                &ownership_text(OWNER, "ingress/default/mine"),
+            ),
+            txt(
+                "a-moved.example.org",
+                &ownership_text(OWNER, "ingress/default/before"),
+            ),
+            txt(
+                "a-theirs.example.org",
+                &ownership_text("cluster-b", "ingress/x/theirs"),
+            ),
+        ]);
+        let mine = owned(
+            ep("mine.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "ingress/default/mine",
+        );
+        let moved = owned(
+            ep("moved.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "ingress/default/after",
+        );
+        let theirs = owned(
+            ep("theirs.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "ingress/default/theirs",
+        );
+        assert_eq!(
+            r.claim(&view, &theirs)
+                .and_then(|l| l.get(label::OWNER))
+                .map(String::as_str),
+            Some("cluster-b")
+        );
+        let out = r.expand(
+            &view,
+            &[
+                Change::Create(mine),
+                Change::Create(moved),
+                Change::Create(theirs),
+            ],
+        );
+        assert_eq!(
+            data_changes(&out),
+            vec![
+                (0, "create", "mine.example.org".into(), RecordType::A),
+                (1, "create", "moved.example.org".into(), RecordType::A),
+                (1, "update", "a-moved.example.org".into(), RecordType::TXT),
+                (2, "create", "theirs.example.org".into(), RecordType::A),
+            ]
+        );
+        let Change::Update { old, new } = &out[2].1 else {
+            panic!("expected update")
+        };
+        assert_eq!(
+            old.targets,
+            vec![ownership_text(OWNER, "ingress/default/before")]
+        );
+        assert_eq!(
+            new.targets,
+            vec![ownership_text(OWNER, "ingress/default/after")]
+        );
+    }
+
+    #[test]
+    fn expand_update_leaves_txt_alone_unless_missing_or_stale() {
+        let r = registry("", "", "");
+        let view = r.view(zone_written_by_external_dns_v013());
+        let current = find(&view.endpoints, "foo.example.org", RecordType::CNAME).clone();
+        let mut new = current.clone();
+        new.targets = vec!["lb2.example.net".into()];
+        let update = Change::Update {
+            old: current.clone(),
+            new: new.clone(),
+        };
+        assert_eq!(
+            r.expand(&view, std::slice::from_ref(&update)),
+            vec![(0, update)],
+            "no TXT churn"
+        );
+
+        let mut moved = new.clone();
+        moved
+            .labels
+            .insert(label::RESOURCE.into(), "ingress/default/foo-v2".into());
+        let out = r.expand(
+            &view,
+            &[Change::Update {
+                old: current,
+                new: moved,
+            }],
+        );
+        assert_eq!(
+            data_changes(&out)[1],
+            (0, "update", "cname-foo.example.org".into(), RecordType::TXT)
+        );
+        let Change::Update { old, new } = &out[1].1 else {
+            panic!("expected update")
+        };
+        assert_eq!(
+            old.targets,
+            vec![format!(
+                "\"{}\"",
+                ownership_text(OWNER, "ingress/default/foo")
+            )],
+            "old value as stored"
+        );
+        assert_eq!(
+            new.targets,
+            vec![ownership_text(OWNER, "ingress/default/foo-v2")]
+        );
+    }
+
+    #[test]
+    fn expand_update_migrates_an_old_format_only_record() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
+            txt(
+                "foo.example.org",
+                &ownership_text(OWNER, "ingress/default/foo"),
+            ),
+            ep("theirs.example.org", RecordType::CNAME, "lb.example.net"),
+            txt(
+                "theirs.example.org",
+                &ownership_text("cluster-b", "ingress/x/theirs"),
+            ),
+        ]);
+        let current = find(&view.endpoints, "foo.example.org", RecordType::CNAME).clone();
+        let mut new = current.clone();
+        new.targets = vec!["lb2.example.net".into()];
+        let out = r.expand(
+            &view,
+            &[Change::Update {
+                old: current,
+                new: new.clone(),
+            }],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1], (0, Change::Create(r.ownership_record(&new))));
+        assert_eq!(out[1].1.endpoint().dns_name, "cname-foo.example.org");
+
+        let theirs = find(&view.endpoints, "theirs.example.org", RecordType::CNAME).clone();
+        let out = r.expand(
+            &view,
+            &[Change::Update {
+                old: theirs.clone(),
+                new: theirs,
+            }],
+        );
+        assert_eq!(
+            out.len(),
+            1,
+            "another owner's old-format claim is not migrated to us"
+        );
+    }
+
+    #[test]
+    fn expand_delete_removes_both_formats_as_stored() {
+        let r = registry("", "", "");
+        let view = r.view(zone_written_by_external_dns_v013());
+        let foo = find(&view.endpoints, "foo.example.org", RecordType::CNAME).clone();
+        let out = r.expand(&view, &[Change::Delete(foo)]);
+        assert_eq!(
+            data_changes(&out),
+            vec![
+                (0, "delete", "foo.example.org".into(), RecordType::CNAME),
+                (0, "delete", "cname-foo.example.org".into(), RecordType::TXT),
+                (0, "delete", "foo.example.org".into(), RecordType::TXT),
+            ]
+        );
+        // Deletes match by value: the stored, quoted value is what goes out.
+        assert!(out[1].1.endpoint().targets[0].starts_with('"'));
+
+        let other = find(&view.endpoints, "other.example.org", RecordType::A).clone();
+        assert_eq!(
+            r.expand(&view, &[Change::Delete(other)]).len(),
+            1,
+            "another owner's TXTs are never deleted"
+        );
+    }
+
+    #[test]
+    fn expand_delete_keeps_a_shared_old_format_txt_while_needed() {
+        let r = registry("", "", "");
+        let old = ownership_text(OWNER, "service/default/bar");
+        let view = r.view(vec![
+            ep("bar.example.org", RecordType::A, "192.0.2.1"),
+            ep("bar.example.org", RecordType::MX, "10 mail.example.org"),
+            ep("bar.example.org", RecordType::AAAA, "2001:db8::1"),
+            txt("bar.example.org", &old),
+            txt("aaaa-bar.example.org", &old),
+        ]);
+        let a = find(&view.endpoints, "bar.example.org", RecordType::A).clone();
+        let mx = find(&view.endpoints, "bar.example.org", RecordType::MX).clone();
+        let aaaa = find(&view.endpoints, "bar.example.org", RecordType::AAAA).clone();
+
+        let out = r.expand(&view, &[Change::Delete(a.clone())]);
+        assert_eq!(
+            out.len(),
+            1,
+            "MX still owned through the old-format TXT: {out:#?}"
+        );
+
+        let out = r.expand(&view, &[Change::Delete(aaaa.clone())]);
+        assert_eq!(
+            data_changes(&out)[1],
+            (0, "delete", "aaaa-bar.example.org".into(), RecordType::TXT)
+        );
+        assert_eq!(
+            out.len(),
+            2,
+            "the AAAA never depended on the old-format TXT"
+        );
+
+        let out = r.expand(
+            &view,
+            &[Change::Delete(a), Change::Delete(mx), Change::Delete(aaaa)],
+        );
+        assert_eq!(
+            data_changes(&out),
+            vec![
+                (0, "delete", "bar.example.org".into(), RecordType::A),
+                (0, "delete", "bar.example.org".into(), RecordType::TXT),
+                (1, "delete", "bar.example.org".into(), RecordType::MX),
+                (2, "delete", "bar.example.org".into(), RecordType::AAAA),
+                (2, "delete", "aaaa-bar.example.org".into(), RecordType::TXT),
+            ]
+        );
+
+        // Once the MX has its own new-format TXT it no longer needs the old one.
+        let mut zone = vec![
+            ep("bar.example.org", RecordType::A, "192.0.2.1"),
+            ep("bar.example.org", RecordType::MX, "10 mail.example.org"),
+            txt("bar.example.org", &old),
+            txt("mx-bar.example.org", &old),
+        ];
+        let view = r.view(std::mem::take(&mut zone));
+        let a = find(&view.endpoints, "bar.example.org", RecordType::A).clone();
+        let out = r.expand(&view, &[Change::Delete(a)]);
+        assert_eq!(
+            data_changes(&out)[1],
+            (0, "delete", "bar.example.org".into(), RecordType::TXT)
+        );
+    }
+
+    #[test]
+    fn registry_config_is_validated() {
+        let base = TxtRegistryConfig {
+            owner_id: "o".into(),
+            ..Default::default()
+        };
+        let err = |cfg: TxtRegistryConfig| TxtRegistry::new(cfg).expect_err("invalid config");
+        assert_eq!(
+            err(TxtRegistryConfig {
+                owner_id: String::new(),
+                ..base.clone()
+            }),
+            RegistryError::EmptyOwnerId
+        );
+        assert!(matches!(
+            err(TxtRegistryConfig {
+                owner_id: "a,b".into(),
+                ..base.clone()
+            }),
+            RegistryError::InvalidOwnerId(_)
+        ));
+        let both = err(TxtRegistryConfig {
+            prefix: "p".into(),
+            suffix: "s".into(),
+            ..base.clone()
+        });
+        assert!(
+            both.to_string().starts_with("TXT registry prefix"),
+            "{both}"
+        );
+        let short = err(TxtRegistryConfig {
+            aes_key: Some(b"too short".to_vec()),
+            ..base.clone()
+        });
+        assert_eq!(short.to_string(), "TXT encryption key: must be 32 bytes, or the standard base64 encoding of 32 bytes; got 9 bytes");
+        // external-dns's TestNewTXTRegistryEncryptionConfig: 49 bytes that are not base64 of 32.
+        assert!(TxtRegistry::new(TxtRegistryConfig {
+            aes_key: Some(b"123456789012345678901234567890asdfasdfasdfasdfa12".to_vec()),
+            ..base.clone()
+        })
+        .is_err());
+        assert!(
+            TxtRegistry::new(TxtRegistryConfig {
+                aes_key: Some(Vec::new()),
+                ..base.clone()
+            })
+            .is_err(),
+            "an empty key is a mistake, not 'no encryption'"
+        );
+        assert!(TxtRegistry::new(TxtRegistryConfig {
+            aes_key: Some(b"passphrasewhichneedstobe32bytes!".to_vec()),
+            ..base
+        })
+        .is_ok());
+    }
+
+    /// external-dns's `TestNewTXTRegistryEncryptionConfig`: a 44-character key is base64.
+    #[test]
+    fn base64_key_decodes_like_external_dns() {
+        let key = GO_STD_BASE64
+            .decode("ZPitL0NGVQBZbTD6DwXJzD8RiStSazzYXQsdUowLURY=")
+            .expect("valid base64");
+        assert_eq!(
+            key,
+            [
+                100, 248, 173, 47, 67, 70, 85, 0, 89, 109, 48, 250, 15, 5, 201, 204, 63, 17, 137,
+                43, 82, 107, 60, 216, 93, 11, 29, 82, 140, 11, 81, 22
+            ]
+        );
+        let from_b64 = encrypted_registry(b"ZPitL0NGVQBZbTD6DwXJzD8RiStSazzYXQsdUowLURY=");
+        let from_raw = encrypted_registry(&key);
+        let e = owned(
+            ep("foo.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "r",
+        );
+        let sealed = from_b64.ownership_record(&e).targets[0].clone();
+        assert!(
+            from_raw.parse_txt(&sealed).is_some(),
+            "both spellings are the same key"
+        );
+    }
+
+    /// The literal vector of external-dns's `endpoint/crypto_test.go` `TestEncrypt`.
+    #[test]
+    fn decrypts_external_dns_literal_vector() {
+        let cipher = LabelCipher::new(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;").expect("32-byte key");
+        let sealed = "0Mfzf6wsN8llrfX0ucDZ6nlc2+QiQfKKedjPPLu5atb2I35L9nUZeJcCnuLVW7CVW3K0h94vSuBLdXnMrj8Vcm0M09shxaoF48IcCpD03XtQbKXqk2hPbsW6+JybvplHIQGr16/PcjUSObGmR9yjf38+qEltApkKvrPjsyw43BX4eE10rL0Bln33UJD7/w+zazRDPFlAcbGtkt0ETKHnvyB3/aCddLipvrhjCXj2ZY/ktRF6h716kJRgXU10dCIQHFYU45MIdxI+k10HK3yZqhI2V0Gp2xjrFV/LRQ7/OS9SFee4asPWUYxbCEsnOzp8qc0dCPFSo1dtADzWnUZnsAcbnjtudT4milfLJc5CxDk1v3ykqQ/ajejwHjWQ7b8U6AsTErbezfdcqrb5IzkLgHb5TosnfrdDmNc9GcKfpsrCHbVY8KgNwMVdtwavLv7d9WM6sooUlZ3t0sABGkzagXQmPRvwLnkSOlie5XrnzWo8/8/4UByLga29CaXO";
+        let (plain, nonce) = cipher
+            .decrypt(sealed)
+            .expect("external-dns vector decrypts");
+        assert!(
+            plain.starts_with(
+                "Lorem Ipsum is simply dummy text of the printing and typesetting industry."
+            ),
+            "{plain}"
+        );
+        assert!(plain.ends_with(
+            "desktop publishing software like Aldus PageMaker including versions of Lorem Ipsum."
+        ));
+        assert!(
+            sealed.starts_with(&nonce),
+            "12 nonce bytes are exactly 16 base64 characters"
+        );
+
+        let wrong = LabelCipher::new(b"s'J!jD`].LC?g&Oa11AgTub,j48ts/96").expect("32-byte key");
+        assert_eq!(wrong.decrypt(sealed), Err(DecryptError::Authentication));
+    }
+
+    /// Builds external-dns's envelope independently of `LabelCipher`, the way Go's
+    /// `EncryptText` does: gzip, `gcm.Seal(nonce, nonce, data, nil)`, base64-std.
+    fn seal_like_external_dns(key: &[u8; 32], nonce: [u8; 12], text: &str) -> String {
+        let aead = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(text.as_bytes()).expect("vec write");
+        let compressed = gz.finish().expect("vec write");
+        let mut out = nonce.to_vec();
+        out.extend(
+            aead.encrypt(Nonce::from_slice(&nonce), compressed.as_slice())
+                .expect("seal"),
+        );
+        base64::engine::general_purpose::STANDARD.encode(out)
+    }
+
+    #[test]
+    fn view_reads_an_external_dns_encrypted_zone() {
+        let key = *b"passphrasewhichneedstobe32bytes!";
+        let nonce = [7u8; 12];
+        let sealed =
+            seal_like_external_dns(&key, nonce, &ownership_text(OWNER, "ingress/default/foo"));
+        let r = encrypted_registry(&key);
+        let view = r.view(vec![
+            ep("foo.example.org", RecordType::A, "192.0.2.1"),
+            txt("a-foo.example.org", &format!("\"{sealed}\"")),
+            // Written before encryption was switched on: still ours.
+            ep("plain.example.org", RecordType::A, "192.0.2.2"),
+            txt(
+                "a-plain.example.org",
+                &ownership_text(OWNER, "ingress/default/plain"),
+            ),
+        ]);
+        assert_eq!(view.endpoints.len(), 2);
+        let foo = find(&view.endpoints, "foo.example.org", RecordType::A);
+        assert_eq!(
+            foo.labels.get(label::OWNER).map(String::as_str),
+            Some(OWNER)
+        );
+        assert_eq!(
+            foo.labels.get(label::RESOURCE).map(String::as_str),
+            Some("ingress/default/foo")
+        );
+        assert_eq!(
+            foo.labels
+                .get(label::TXT_ENCRYPTION_NONCE)
+                .map(String::as_str),
+            Some("BwcHBwcHBwcHBwcH")
+        );
+        assert_eq!(
+            owner_of(&view.endpoints, "plain.example.org", RecordType::A),
+            Some(OWNER)
+        );
+
+        // Re-emitting the unchanged record reuses the nonce, so the bytes are identical to
+        // what we sealed the way external-dns does.
+        assert_eq!(r.ownership_record(foo).targets, vec![sealed]);
+    }
+
+    #[test]
+    fn encryption_round_trip_and_nonce_reuse() {
+        let r = encrypted_registry(b"01234567890123456789012345678901");
+        let e = owned(
+            ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
+            OWNER,
+            "ingress/default/foo",
+        );
+        let first = r.ownership_record(&e);
+        let value = &first.targets[0];
+        assert!(!value.contains("heritage"), "sealed: {value}");
+        let labels = r.parse_txt(value).expect("our own value decrypts");
+        assert_eq!(
+            labels.get(label::RESOURCE).map(String::as_str),
+            Some("ingress/default/foo")
+        );
+        let nonce = labels
+            .get(label::TXT_ENCRYPTION_NONCE)
+            .cloned()
+            .expect("nonce label");
+        assert_eq!(nonce.len(), 16);
+
+        assert_ne!(
+            r.ownership_record(&e).targets,
+            first.targets,
+            "no nonce label: a fresh nonce each time"
+        );
+        let mut read_back = e.clone();
+        read_back
+            .labels
+            .insert(label::TXT_ENCRYPTION_NONCE.into(), nonce);
+        assert_eq!(r.ownership_record(&read_back).targets, first.targets);
+        assert_eq!(r.ownership_record(&read_back).targets, first.targets);
+
+        // An unusable nonce label is ignored, never trusted or fatal.
+        read_back
+            .labels
+            .insert(label::TXT_ENCRYPTION_NONCE.into(), "not base64!".into());
+        assert!(r
+            .parse_txt(&r.ownership_record(&read_back).targets[0])
+            .is_some());
+    }
+
+    #[test]
+    fn undecryptable_txt_is_not_ours() {
+        let theirs = encrypted_registry(b"s'J!jD`].LC?g&Oa11AgTub,j48ts/96");
+        let ours = encrypted_registry(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;");
+        let e = owned(
+            ep("foo.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "r",
+        );
+        let sealed = theirs.ownership_record(&e);
+        let view = ours.view(vec![e.clone(), sealed.clone()]);
+        assert_eq!(view.endpoints.len(), 2, "kept as data: {view:#?}");
+        assert_eq!(
+            owner_of(&view.endpoints, "a-foo.example.org", RecordType::TXT),
+            None
+        );
+        assert_eq!(view.ownership_records().count(), 0);
+
+        for garbage in [
+            "",
+            "\"\"",
+            "AAAA",
+            "QUJD",
+            "!!!!",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert_eq!(ours.parse_txt(garbage), None, "{garbage:?}");
+        }
+        // Sealed fine but not gzip and not label text.
+        let not_labels =
+            seal_like_external_dns(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;", [1; 12], "hello");
+        assert_eq!(ours.parse_txt(&not_labels), None);
+    }
+
+    #[test]
+    fn encrypted_update_keeps_bytes_when_nothing_changed() {
+        let r = encrypted_registry(b"01234567890123456789012345678901");
+        let e = owned(
+            ep("foo.example.org", RecordType::A, "192.0.2.1"),
+            OWNER,
+            "ingress/default/foo",
+        );
+        let zone = vec![e.clone(), r.ownership_record(&e)];
+        let view = r.view(zone);
+        let current = view.endpoints[0].clone();
+        let mut new = current.clone();
+        new.targets = vec!["192.0.2.2".into()];
+        let out = r.expand(
+            &view,
+            &[Change::Update {
+                old: current.clone(),
+                new: new.clone(),
+            }],
+        );
+        assert_eq!(out.len(), 1);
+
+        // A changed label gets a fresh nonce: sealing new text under a used nonce leaks.
+        new.labels
+            .insert(label::RESOURCE.into(), "ingress/default/bar".into());
+        let out = r.expand(&view, &[Change::Update { old: current, new }]);
+        let Change::Update { old, new } = &out[1].1 else {
+            panic!("expected TXT update")
+        };
+        let old_nonce = r
+            .parse_txt(&old.targets[0])
+            .and_then(|l| l.get(label::TXT_ENCRYPTION_NONCE).cloned());
+        let new_labels = r.parse_txt(&new.targets[0]).expect("decrypts");
+        assert_eq!(
+            new_labels.get(label::RESOURCE).map(String::as_str),
+            Some("ingress/default/bar")
+        );
+        assert_ne!(
+            new_labels.get(label::TXT_ENCRYPTION_NONCE),
+            old_nonce.as_ref()
+        );
+    }
+
+    #[test]
+    fn encrypted_values_written_without_gzip_still_decrypt() {
+        let key = *b"01234567890123456789012345678901";
+        let aead = Aes256Gcm::new_from_slice(&key).expect("key");
+        let nonce = [3u8; 12];
+        let mut raw = nonce.to_vec();
+        raw.extend(
+            aead.encrypt(
+                Nonce::from_slice(&nonce),
+                ownership_text(OWNER, "r").as_bytes(),
+            )
+            .expect("seal"),
+        );
+        let r = encrypted_registry(&key);
+        let labels = r
+            .parse_txt(&GO_STD_BASE64.encode(raw))
+            .expect("ownership record");
+        assert_eq!(labels.get(label::OWNER).map(String::as_str), Some(OWNER));
+    }
+}

@@ -1,0 +1,101 @@
+//! All configuration, parsed once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::source::SourceArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "extdns", version, about = "External-DNS for Kubernetes as a CRD-driven operator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controllers against the cluster in the current kubeconfig (or in-cluster).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crdgen,
+    /// Print the DNSEndpoints the source controller would write for Kubernetes YAML files.
+    Render(RenderArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Controller {
+    Source,
+    Provider,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Controllers to run in this process.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Controller::Source, Controller::Provider], env = "EXTDNS_CONTROLLERS")]
+    pub controllers: Vec<Controller>,
+    /// Address of the /metrics, /healthz and /readyz endpoint.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "EXTDNS_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    /// Namespace the operator runs in; ClusterDNSProviders read their Secrets there.
+    #[arg(long, default_value = "extdns", env = "POD_NAMESPACE")]
+    pub operator_namespace: String,
+    /// Events arriving within this window are handled in one provider pass, e.g. "100ms".
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, env = "EXTDNS_COALESCE_WINDOW")]
+    pub coalesce_window: std::time::Duration,
+    /// Concurrent status writes of the provider controller.
+    #[arg(long, default_value_t = 16, env = "EXTDNS_STATUS_CONCURRENCY")]
+    pub status_concurrency: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "EXTDNS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// Files or directories of Kubernetes YAML; "-" reads standard input.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_run_flags() {
+        let cli = Cli::try_parse_from(["extdns", "run", "--controllers", "provider", "--coalesce-window", "250ms"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert_eq!(run.controllers, vec![Controller::Provider]);
+        assert_eq!(run.coalesce_window, std::time::Duration::from_millis(250));
+        assert_eq!(run.metrics_addr.port(), 8080);
+    }
+
+    #[test]
+    fn render_requires_files() {
+        assert!(Cli::try_parse_from(["extdns", "render"]).is_err());
+        let cli = Cli::try_parse_from(["extdns", "render", "-f", "a.yaml", "b.yaml"]).unwrap();
+        let Command::Render(r) = cli.command else { panic!("expected render") };
+        assert_eq!(r.files.len(), 2);
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

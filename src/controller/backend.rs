@@ -1,0 +1,122 @@
+//! Turns a provider spec into a live backend: reads the Secrets it references and starts
+//! whatever it needs (the embedded DNS server).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+
+use std::net::SocketAddr;
+
+use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, SecretKeyRef, Transport};
+use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
+use crate::dns::providers::inmemory::InMemoryProvider;
+use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
+use crate::dns::Provider;
+
+/// A running backend. Dropping it stops anything it started.
+pub struct Backend {
+    pub provider: Arc<dyn Provider>,
+    /// The embedded DNS server, alive for as long as the backend exists.
+    pub server: Option<ServerHandle>,
+}
+
+impl Backend {
+    /// Stops what the backend started and waits until its ports are free, so a rebuilt
+    /// backend can bind the same address.
+    pub async fn close(self) {
+        if let Some(s) = self.server {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Why a provider spec cannot be turned into a backend. Needs a change by a human.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136), found {0}")]
+    BackendCount(usize),
+    #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
+    Secret { namespace: String, name: String, key: String, message: String },
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    #[error("starting backend: {0}")]
+    Start(String),
+}
+
+pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> Result<Vec<u8>, BackendError> {
+    let err = |message: String| BackendError::Secret {
+        namespace: namespace.to_string(),
+        name: r.name.clone(),
+        key: r.key.clone(),
+        message,
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace).get(&r.name).await.map_err(|e| err(e.to_string()))?;
+    if let Some(v) = secret.data.as_ref().and_then(|d| d.get(&r.key)) {
+        return Ok(v.0.clone());
+    }
+    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(&r.key)) {
+        return Ok(v.as_bytes().to_vec());
+    }
+    Err(err("the key is missing".into()))
+}
+
+/// Builds the backend for `spec`. `secret_ns` is where its Secrets live.
+pub async fn build(client: &Client, spec: &ProviderSpec, secret_ns: &str, default_ttl: u32) -> Result<Backend, BackendError> {
+    let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some()].iter().filter(|b| **b).count();
+    if count != 1 {
+        return Err(BackendError::BackendCount(count));
+    }
+    if let Some(m) = &spec.in_memory {
+        return Ok(Backend { provider: Arc::new(InMemoryProvider::new(&m.zones)), server: None });
+    }
+    if let Some(e) = &spec.embedded {
+        let listen_s = e.listen.as_deref().unwrap_or(DEFAULT_EMBEDDED_LISTEN);
+        let listen: SocketAddr = listen_s.parse().map_err(|err| BackendError::Field {
+            field: "spec.embedded.listen".into(),
+            message: format!("{listen_s:?} is not an address like \"0.0.0.0:5353\": {err}"),
+        })?;
+        let (provider, handle) = embedded::start(EmbeddedConfig {
+            zones: e.zones.clone(),
+            listen,
+            nameservers: e.nameservers.clone(),
+            default_ttl,
+        })
+        .await
+        .map_err(|err| BackendError::Start(err.to_string()))?;
+        return Ok(Backend { provider: Arc::new(provider), server: Some(handle) });
+    }
+    if let Some(r) = &spec.rfc2136 {
+        return Ok(Backend { provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?), server: None });
+    }
+    Err(BackendError::BackendCount(0))
+}
+
+pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";
+
+async fn rfc2136_provider(client: &Client, r: &Rfc2136Spec, secret_ns: &str, default_ttl: u32) -> Result<Rfc2136Provider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.rfc2136.{field}"), message };
+    let mut cfg = Rfc2136Config::new(r.host.clone(), r.port.unwrap_or(53), r.zones.clone());
+    if r.zones.is_empty() {
+        return Err(field("zones", "list at least one zone".into()));
+    }
+    if let Some(t) = &r.tsig {
+        let algorithm: TsigAlgorithm = t.algorithm.as_deref().unwrap_or("hmac-sha256").parse().map_err(|e: String| field("tsig.algorithm", e))?;
+        let raw = read_secret(client, secret_ns, &t.secret_ref).await?;
+        let secret = String::from_utf8(raw).map_err(|_| field("tsig.secretRef", "the key is not base64 text".into()))?.trim().to_string();
+        cfg.tsig = Some(TsigConfig { key_name: t.key_name.clone(), algorithm, secret });
+    }
+    cfg.transport = match r.transport.unwrap_or_default() {
+        Transport::Udp => rfc2136::Transport::Udp,
+        Transport::Tcp => rfc2136::Transport::Tcp,
+    };
+    cfg.min_ttl = r.min_ttl;
+    if let Some(b) = r.batch_size {
+        cfg.batch_size = b as usize;
+    }
+    if let Some(t) = &r.timeout {
+        cfg.timeout = crate::controller::provider::parse_duration("spec.rfc2136.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    Rfc2136Provider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
+}

@@ -1,0 +1,28 @@
+//! The two controllers: thin adapters between Kubernetes objects and the DNS core.
+
+pub mod backend;
+pub mod provider;
+pub mod selector;
+pub mod source;
+
+/// Field manager of the provider controller's status writes.
+pub const PROVIDER_MANAGER: &str = "extdns-provider";
+/// Field manager of the source controller's DNSEndpoint writes.
+pub const SOURCE_MANAGER: &str = "extdns-source";
+/// Finalizer that keeps a DNSEndpoint until its records are removed.
+pub const FINALIZER: &str = "extdns.io/records";
+
+/// Errors of the controllers; each names the operation and the object.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing status of {kind} {name}: {source}")]
+    WriteStatus { kind: &'static str, name: String, source: kube::Error },
+    #[error("updating finalizers of DNSEndpoint {name}: {source}")]
+    Finalizer { name: String, source: kube::Error },
+    #[error("applying DNSEndpoint {name}: {source}")]
+    ApplyEndpoint { name: String, source: kube::Error },
+    #[error("deleting DNSEndpoint {name}: {source}")]
+    DeleteEndpoint { name: String, source: kube::Error },
+    #[error("computing DNSEndpoint for {kind} {name}: {source}")]
+    Source { kind: &'static str, name: String, source: crate::source::SourceError },
+}

@@ -1,0 +1,224 @@
+//! The source controller: one DNSEndpoint per Service or Ingress that yields records, owned by
+//! it, written with server-side apply and deleted when the object stops yielding records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::{Error, SOURCE_MANAGER};
+use crate::crd::DNSEndpoint;
+use crate::metrics::{KindLabels, Metrics};
+use crate::source::{self, DesiredObject, OwnerInfo, SourceArgs, SourceInputs, SourceObject, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+struct Ctx {
+    client: Client,
+    args: SourceArgs,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    nodes: Store<Node>,
+    slices: Store<EndpointSlice>,
+    pods: Store<Pod>,
+    /// DNSEndpoints this controller wrote, to skip writes that would change nothing.
+    written: Store<DNSEndpoint>,
+}
+
+impl SourceInputs for Ctx {
+    fn nodes(&self) -> Vec<Node> {
+        self.nodes.state().iter().map(|n| (**n).clone()).collect()
+    }
+
+    fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<EndpointSlice> {
+        self.slices
+            .state()
+            .iter()
+            .filter(|s| {
+                s.namespace().as_deref() == Some(namespace)
+                    && s.labels().get("kubernetes.io/service-name").map(String::as_str) == Some(service)
+            })
+            .map(|s| (**s).clone())
+            .collect()
+    }
+
+    fn pods(&self, namespace: &str) -> Vec<Pod> {
+        self.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(namespace)).map(|p| (**p).clone()).collect()
+    }
+}
+
+fn watch_store<K>(api: Api<K>, cfg: watcher::Config) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            if let Err(e) = ev {
+                warn!(error = %e, "watch error; retrying with backoff");
+            }
+        }
+    });
+    store
+}
+
+/// True when the apiserver serves discovery.k8s.io/v1 (Kubernetes 1.21+).
+async fn serves_endpointslices(client: &Client) -> bool {
+    match client.list_api_group_resources("discovery.k8s.io/v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "endpointslices"),
+        Err(_) => false,
+    }
+}
+
+pub async fn run(client: Client, args: SourceArgs, metrics: Arc<Metrics>) {
+    let ns = args.namespace.clone();
+    let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (slices, slices_served) = if serves_endpointslices(&client).await {
+        (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default()), true)
+    } else {
+        warn!("the apiserver does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes < 1.21): headless Services yield no records");
+        (reflector::store::<EndpointSlice>().0, false)
+    };
+    let pods = watch_store(scoped::<Pod>(&client, &ns), watcher::Config::default());
+    let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
+    let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
+    let ctx = Arc::new(Ctx { client: client.clone(), args: args.clone(), metrics, recorder, nodes, slices, pods, written });
+
+    let mut source_cfg = watcher::Config::default();
+    if !args.label_filter.trim().is_empty() {
+        source_cfg = source_cfg.labels(args.label_filter.trim());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    if args.wants_services() {
+        let mut c = Controller::new(scoped::<Service>(&client, &ns), source_cfg.clone())
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
+        if slices_served {
+            c = c.watches(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |s: EndpointSlice| {
+                let svc = s.labels().get("kubernetes.io/service-name").cloned()?;
+                Some(ObjectRef::<Service>::new(&svc).within(&s.namespace()?))
+            });
+        }
+        // Node addresses feed NodePort records: any node change re-evaluates every Service.
+        let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .touched_objects()
+            .filter_map(|r| async move { r.ok().map(|_| ()) });
+        c = c.reconcile_all_on(node_events);
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_service, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
+    if args.wants_ingresses() {
+        let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg);
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
+    info!("source controller started");
+    while tasks.join_next().await.is_some() {}
+}
+
+fn scoped<K>(client: &Client, ns: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if ns.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), ns)
+    }
+}
+
+async fn reconcile_service(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    reconcile(SourceObject::Service(&svc), svc.as_ref(), "Service", &ctx).await
+}
+
+async fn reconcile_ingress(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), "Ingress", &ctx).await
+}
+
+fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    warn!(error = %err, "source reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile<K>(obj: SourceObject<'_>, k: &K, kind: &'static str, ctx: &Ctx) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ns = k.namespace().unwrap_or_default();
+    let name = k.name_any();
+    let ep_name = source::dnsendpoint_name(&name, kind);
+    let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = ctx.written.get(&ObjectRef::new(&ep_name).within(&ns));
+    let uid = k.meta().uid.clone().unwrap_or_default();
+    let desired = if k.meta().deletion_timestamp.is_some() {
+        None
+    } else {
+        source::desired_dnsendpoint(obj, ctx, &ctx.args)
+            .map_err(|source| Error::Source { kind, name: format!("{ns}/{name}"), source })?
+    };
+    match desired {
+        Some(d) => {
+            let owner = OwnerInfo { api_version: K::api_version(&()).into_owned(), kind: kind.to_string(), name: name.clone(), uid };
+            let want = source::dnsendpoint_object(&d, &owner);
+            let unchanged = existing.as_ref().is_some_and(|e| {
+                e.spec == want.spec && e.metadata.owner_references == want.metadata.owner_references && e.labels() == want.labels()
+            });
+            if !unchanged {
+                // Warnings go out with the write that they concern, not on every resync.
+                publish_warnings(ctx, k, &d).await;
+                api.patch(&ep_name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(&want))
+                    .await
+                    .map_err(|source| Error::ApplyEndpoint { name: format!("{ns}/{ep_name}"), source })?;
+                ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "apply".into() }).inc();
+                info!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint written");
+            }
+        }
+        None => {
+            // Only delete what this object owns; a hand-written DNSEndpoint of that name stays.
+            let owned = existing.as_ref().is_some_and(|e| e.owner_references().iter().any(|o| o.uid == uid));
+            if owned {
+                match api.delete(&ep_name, &DeleteParams::default()).await {
+                    Ok(_) => {
+                        ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "delete".into() }).inc();
+                        info!(dnsendpoint = %format!("{ns}/{ep_name}"), "DNSEndpoint deleted: its source yields no records");
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(source) => return Err(Error::DeleteEndpoint { name: format!("{ns}/{ep_name}"), source }),
+                }
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
+    for w in &d.warnings {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "InvalidAnnotation".into(),
+            note: Some(w.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
+            warn!(error = %e, "publishing an Event failed");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Prometheus metrics and the health/metrics HTTP endpoint.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub provider: String,
+    pub operation: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub provider_calls: Family<CallLabels, Counter>,
+    pub provider_changes: Family<CallLabels, Counter>,
+    pub status_writes: Family<KindLabels, Counter>,
+    pub source_writes: Family<KindLabels, Counter>,
+    pub sync_passes: Counter,
+    pub desired_records: Gauge,
+    /// Set once the controllers have their caches; `/readyz` answers 200 from then on.
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("extdns");
+        let provider_calls = Family::<CallLabels, Counter>::default();
+        let provider_changes = Family::<CallLabels, Counter>::default();
+        let status_writes = Family::<KindLabels, Counter>::default();
+        let source_writes = Family::<KindLabels, Counter>::default();
+        let sync_passes = Counter::default();
+        let desired_records = Gauge::default();
+        registry.register("provider_calls", "Calls to DNS backends by operation and outcome", provider_calls.clone());
+        registry.register("provider_changes", "Record changes sent to DNS backends by kind and outcome", provider_changes.clone());
+        registry.register("status_writes", "Status subresource writes by kind", status_writes.clone());
+        registry.register("source_writes", "DNSEndpoint writes by the source controller", source_writes.clone());
+        registry.register("sync_passes", "Provider controller planning passes", sync_passes.clone());
+        registry.register("desired_records", "Records requested by all DNSEndpoints", desired_records.clone());
+        Metrics {
+            registry,
+            provider_calls,
+            provider_changes,
+            status_writes,
+            source_writes,
+            sync_passes,
+            desired_records,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn call(&self, provider: &str, operation: &str, outcome: &str) {
+        self.provider_calls
+            .get_or_create(&CallLabels { provider: provider.into(), operation: operation.into(), outcome: outcome.into() })
+            .inc();
+    }
+
+    pub fn change(&self, provider: &str, change: &str, outcome: &str) {
+        self.provider_changes
+            .get_or_create(&CallLabels { provider: provider.into(), operation: change.into(), outcome: outcome.into() })
+            .inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Sum of a provider-call counter over all labels matching `operation` (for tests/bench).
+    pub fn calls_total(&self, operation: &str) -> u64 {
+        let text = self.encode();
+        text.lines()
+            .filter(|l| l.starts_with("extdns_provider_calls_total{") && l.contains(&format!("operation=\"{operation}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+async fn metrics(State(m): State<Arc<Metrics>>) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        m.encode(),
+    )
+}
+
+async fn readyz(State(m): State<Arc<Metrics>>) -> StatusCode {
+    if m.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(m);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}

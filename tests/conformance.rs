@@ -1,0 +1,394 @@
+//! The provider conformance battery against real DNS servers: BIND, Knot and PowerDNS, each
+//! started by `e2e/dns/server.sh` in its own scratch dir, on its own free port, with its own
+//! zone, and stopped when the test ends.
+//!
+//! When a server binary is not installed the test is skipped with a message on stderr, unless
+//! `EXTDNS_REQUIRE_DNS_SERVERS` is set (CI sets it): then `server.sh` is run anyway, installs the
+//! packages or fails, and the test fails with it. `EXTDNS_DNS_LOG_DIR=dir` keeps the server logs.
+
+use std::io::Write as _;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use extdns::dns::providers::conformance;
+use extdns::dns::providers::rfc2136::{
+    Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig,
+};
+use extdns::dns::{Provider, ProviderError, Zone};
+
+const KEY_NAME: &str = "externaldns-key";
+const KEY_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";
+const REQUIRE_ENV: &str = "EXTDNS_REQUIRE_DNS_SERVERS";
+/// When set, each server's log is copied into this dir when its test ends.
+const LOG_DIR_ENV: &str = "EXTDNS_DNS_LOG_DIR";
+/// Bound on one whole test, so that a wedged server fails the run instead of hanging it.
+const TEST_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Written straight to stderr: the test harness captures `println!`/`eprintln!` of passing
+/// tests, and a skip or a timing must be visible in a plain `cargo test` run.
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/dns")
+}
+
+fn binary_of(kind: &str) -> &'static str {
+    match kind {
+        "bind" => "named",
+        "knot" => "knotd",
+        "pdns" => "pdns_server",
+        other => panic!("unknown server kind {other}"),
+    }
+}
+
+fn installed(binary: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .any(|dir| dir.join(binary).is_file())
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a UDP socket on 127.0.0.1 failed");
+        let port = udp.local_addr().expect("UDP socket has no address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("found no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// A DNS server child; stopped with SIGTERM (then SIGKILL) when dropped.
+struct Server {
+    kind: &'static str,
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server or returns `None` when the test must be skipped.
+    fn start(kind: &'static str, zone: &str) -> Option<Server> {
+        let binary = binary_of(kind);
+        if !installed(binary) {
+            if std::env::var_os(REQUIRE_ENV).is_none() {
+                say(&format!(
+                    "\n!!! SKIPPED {kind} conformance: `{binary}` is not installed. \
+                     Install it (e2e/dns/server.sh can, as root) or set {REQUIRE_ENV}=1 to make this a failure. !!!\n"
+                ));
+                return None;
+            }
+            say(&format!("{kind}: `{binary}` not installed and {REQUIRE_ENV} is set: letting server.sh install it"));
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("extdns-{kind}-"))
+            .tempdir()
+            .expect("creating a scratch dir failed");
+        let dir = scratch.path().join("server");
+        let log = scratch.path().join("server.log");
+        let port = free_port();
+        let mut cmd = Command::new("bash");
+        cmd.arg(scripts().join("server.sh"))
+            .arg(kind)
+            .arg(&dir)
+            .arg(port.to_string())
+            .arg(zone);
+        if kind == "pdns" {
+            cmd.env("PDNS_API_PORT", free_port().to_string());
+        }
+        let log_file = std::fs::File::create(&log).expect("creating the server log failed");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .expect("duplicating the log handle failed"),
+            )
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting e2e/dns/server.sh {kind} failed: {e}"));
+        let server = Server {
+            kind,
+            child,
+            port,
+            log,
+            _scratch: scratch,
+        };
+        let started = Instant::now();
+        let waited = Command::new("bash")
+            .arg(scripts().join("wait.sh"))
+            .arg(port.to_string())
+            .arg(zone)
+            .arg(server.child.id().to_string())
+            .status()
+            .expect("running e2e/dns/wait.sh failed");
+        if !waited.success() {
+            panic!(
+                "{kind} did not come up on 127.0.0.1:{port}; server log:\n{}",
+                server.log_tail()
+            );
+        }
+        say(&format!(
+            "{kind}: serving {zone} on 127.0.0.1:{port} after {:?}",
+            started.elapsed()
+        ));
+        Some(server)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Server {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        say(&format!(
+            "{}: did not stop within 10 s of SIGTERM, killing it",
+            self.kind
+        ));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        // The scratch dir goes with the test; CI keeps the server logs by naming a dir here.
+        if let Some(dir) = std::env::var_os(LOG_DIR_ENV) {
+            let dest = Path::new(&dir).join(format!("{}-{}.log", self.kind, self.port));
+            let copied =
+                std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&self.log, &dest));
+            if let Err(e) = copied {
+                say(&format!(
+                    "{}: keeping the server log as {} failed: {e}",
+                    self.kind,
+                    dest.display()
+                ));
+            }
+        }
+    }
+}
+
+fn provider(
+    port: u16,
+    zones: &[&str],
+    secret: &str,
+    key_name: &str,
+    transport: Transport,
+    timeout: Duration,
+) -> Rfc2136Provider {
+    let mut config = Rfc2136Config::new(
+        "127.0.0.1",
+        port,
+        zones.iter().map(|z| z.to_string()).collect(),
+    );
+    config.tsig = Some(TsigConfig {
+        key_name: key_name.into(),
+        algorithm: TsigAlgorithm::HmacSha256,
+        secret: secret.into(),
+    });
+    config.transport = transport;
+    config.timeout = timeout;
+    Rfc2136Provider::new(config).expect("the test provider config is valid")
+}
+
+async fn battery(kind: &'static str) {
+    let zone_name = format!("conformance-{kind}.test");
+    let Some(server) = Server::start(kind, &zone_name) else {
+        return;
+    };
+    let zone = Zone::named(&zone_name);
+    let timeout = Duration::from_secs(5);
+    let fail = |what: &str, e: String| -> ! {
+        panic!(
+            "{kind}: {what}: {e}\n--- {kind} log (tail) ---\n{}",
+            server.log_tail()
+        )
+    };
+
+    let good = provider(
+        server.port,
+        &[&zone_name],
+        KEY_SECRET,
+        KEY_NAME,
+        Transport::Udp,
+        timeout,
+    );
+    let started = Instant::now();
+    let report = conformance::run_all(&good, &zone)
+        .await
+        .unwrap_or_else(|e| fail("battery over UDP", e));
+    say(&format!(
+        "{kind}: battery over UDP passed in {:?}\n{report}",
+        started.elapsed()
+    ));
+
+    conformance::case_names_in_any_case(&good, &zone)
+        .await
+        .unwrap_or_else(|e| fail("names_in_any_case", e));
+
+    let tcp = provider(
+        server.port,
+        &[&zone_name],
+        KEY_SECRET,
+        KEY_NAME,
+        Transport::Tcp,
+        timeout,
+    );
+    conformance::case_each_type_lifecycle(&tcp, &zone)
+        .await
+        .unwrap_or_else(|e| fail("each_type_lifecycle over TCP", e));
+    let (create, delete) = conformance::case_bulk(&tcp, &zone, conformance::BULK_RECORDS)
+        .await
+        .unwrap_or_else(|e| fail("bulk over TCP", e));
+    say(&format!(
+        "{kind}: over TCP, {} creates took {create:?}, deletes {delete:?}",
+        conformance::BULK_RECORDS
+    ));
+
+    let wrong_secret = provider(
+        server.port,
+        &[&zone_name],
+        "c2VjcmV0IHRoYXQgdGhlIHNlcnZlciBkb2VzIG5vdCBrbm93",
+        KEY_NAME,
+        Transport::Udp,
+        timeout,
+    );
+    let (update, transfer) = conformance::case_auth_failure(&wrong_secret, &zone)
+        .await
+        .unwrap_or_else(|e| fail("auth_failure (wrong secret)", e));
+    say(&format!("{kind}: wrong secret:\n  {update}\n  {transfer}"));
+    let unknown_key = provider(
+        server.port,
+        &[&zone_name],
+        KEY_SECRET,
+        "no-such-key",
+        Transport::Udp,
+        timeout,
+    );
+    let (update, transfer) = conformance::case_auth_failure(&unknown_key, &zone)
+        .await
+        .unwrap_or_else(|e| fail("auth_failure (unknown key name)", e));
+    say(&format!(
+        "{kind}: unknown key name:\n  {update}\n  {transfer}"
+    ));
+
+    let missing = format!("missing-{kind}.test");
+    let with_missing = provider(
+        server.port,
+        &[&zone_name, &missing],
+        KEY_SECRET,
+        KEY_NAME,
+        Transport::Udp,
+        timeout,
+    );
+    match with_missing.zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains(&missing) && !m.contains(&zone_name) => {}
+        other => fail(
+            "zones() with a zone the server does not serve",
+            format!("expected Err(ZoneNotFound) naming {missing}, got {other:?}"),
+        ),
+    }
+    match with_missing.records(&Zone::named(&missing)).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail(
+            "records() of a zone the server does not serve",
+            format!("expected Err(ZoneNotFound), got {other:?}"),
+        ),
+    }
+
+    let down = provider(
+        free_port(),
+        &[&zone_name],
+        KEY_SECRET,
+        KEY_NAME,
+        Transport::Udp,
+        Duration::from_secs(2),
+    );
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!(
+        "{kind}: a stopped server was reported Unreachable after {took:?}"
+    ));
+}
+
+async fn within_deadline(kind: &'static str) {
+    if tokio::time::timeout(TEST_DEADLINE, battery(kind))
+        .await
+        .is_err()
+    {
+        panic!("{kind}: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_passes_the_conformance_battery() {
+    within_deadline("bind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_passes_the_conformance_battery() {
+    within_deadline("knot").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdns_passes_the_conformance_battery() {
+    within_deadline("pdns").await;
+}
+
+/// A server that takes packets and connections but never answers: listing and changes fail
+/// `Unreachable` after the configured timeout, not later. Needs no DNS server binary.
+#[tokio::test]
+async fn a_silent_server_is_reported_unreachable_within_the_timeout() {
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a UDP socket on 127.0.0.1 failed");
+        let port = udp.local_addr().expect("UDP socket has no address").port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) {
+            break (udp, tcp);
+        }
+    };
+    let port = tcp
+        .local_addr()
+        .expect("TCP listener has no address")
+        .port();
+    let zone = Zone::named("silent.test");
+    let p = provider(
+        port,
+        &["silent.test"],
+        KEY_SECRET,
+        KEY_NAME,
+        Transport::Udp,
+        Duration::from_millis(500),
+    );
+    // One timeout for the transfer (the kernel completes the TCP handshake, nobody reads) and
+    // one for the first UPDATE; the other changes are not sent.
+    let took = conformance::case_unreachable(&p, &zone, Duration::from_millis(2500))
+        .await
+        .unwrap_or_else(|e| panic!("silent server: {e}"));
+    say(&format!(
+        "silent server: reported Unreachable after {took:?} (timeout 500 ms)"
+    ));
+    drop((udp, tcp));
+}
