@@ -78,7 +78,8 @@ mod tests {
 
     #[test]
     fn parses_run_flags() {
-        let cli = Cli::try_parse_from(["extdns", "run", "--controllers", "provider", "--coalesce-window", "250ms"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["extdns", "run", "--controllers", "provider", "--coalesce-window", "250ms"]).unwrap();
         let Command::Run(run) = cli.command else { panic!("expected run") };
         assert_eq!(run.controllers, vec![Controller::Provider]);
         assert_eq!(run.coalesce_window, std::time::Duration::from_millis(250));

@@ -1,9 +1,9 @@
 //! extdns: External-DNS for Kubernetes as a CRD-driven operator.
 
-pub mod dns;
-pub mod crd;
-pub mod status;
-pub mod metrics;
 pub mod config;
 pub mod controller;
+pub mod crd;
+pub mod dns;
+pub mod metrics;
 pub mod source;
+pub mod status;

@@ -10,7 +10,8 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -25,6 +26,14 @@ async fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             error!(error = %e, "connecting to the Kubernetes API failed: set KUBECONFIG or run in a cluster");
             return ExitCode::from(1);
+        }
+    };
+    // Bad source flags stop the process here, not on every object later.
+    let source_cfg = match extdns::source::SourceConfig::new(&args.source) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "invalid source flags");
+            return ExitCode::from(2);
         }
     };
     let metrics = Arc::new(Metrics::default());
@@ -46,7 +55,7 @@ async fn run(args: RunArgs) -> ExitCode {
         tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
     }
     if args.controllers.contains(&Controller::Source) {
-        tasks.spawn(controller::source::run(client.clone(), args.source.clone(), metrics.clone()));
+        tasks.spawn(controller::source::run(client.clone(), source_cfg, metrics.clone()));
     }
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::select! {

@@ -45,7 +45,11 @@ impl Default for Metrics {
         let sync_passes = Counter::default();
         let desired_records = Gauge::default();
         registry.register("provider_calls", "Calls to DNS backends by operation and outcome", provider_calls.clone());
-        registry.register("provider_changes", "Record changes sent to DNS backends by kind and outcome", provider_changes.clone());
+        registry.register(
+            "provider_changes",
+            "Record changes sent to DNS backends by kind and outcome",
+            provider_changes.clone(),
+        );
         registry.register("status_writes", "Status subresource writes by kind", status_writes.clone());
         registry.register("source_writes", "DNSEndpoint writes by the source controller", source_writes.clone());
         registry.register("sync_passes", "Provider controller planning passes", sync_passes.clone());
@@ -66,7 +70,11 @@ impl Default for Metrics {
 impl Metrics {
     pub fn call(&self, provider: &str, operation: &str, outcome: &str) {
         self.provider_calls
-            .get_or_create(&CallLabels { provider: provider.into(), operation: operation.into(), outcome: outcome.into() })
+            .get_or_create(&CallLabels {
+                provider: provider.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
             .inc();
     }
 
@@ -87,7 +95,9 @@ impl Metrics {
     pub fn calls_total(&self, operation: &str) -> u64 {
         let text = self.encode();
         text.lines()
-            .filter(|l| l.starts_with("extdns_provider_calls_total{") && l.contains(&format!("operation=\"{operation}\"")))
+            .filter(|l| {
+                l.starts_with("extdns_provider_calls_total{") && l.contains(&format!("operation=\"{operation}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     }

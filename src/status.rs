@@ -190,11 +190,18 @@ mod tests {
 
     #[test]
     fn pending_is_reconciling_and_not_applied() {
-        let (c, applied) = endpoint_conditions(&[rec("Pending", "writing")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        let (c, applied) =
+            endpoint_conditions(&[rec("Pending", "writing")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
         assert!(!applied);
         assert_eq!(get(&c, READY).status, "False");
         assert_eq!(get(&c, RECONCILING).status, "True");
-        let (c, _) = endpoint_conditions(&[rec("Retrying", "Unreachable: timeout")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        let (c, _) = endpoint_conditions(
+            &[rec("Retrying", "Unreachable: timeout")],
+            false,
+            Some(1),
+            &[],
+            &t("2026-01-01T00:00:00Z"),
+        );
         assert_eq!(get(&c, READY).reason, "Unreachable");
     }
 

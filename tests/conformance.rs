@@ -13,9 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use extdns::dns::providers::conformance;
-use extdns::dns::providers::rfc2136::{
-    Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig,
-};
+use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
 use extdns::dns::{Provider, ProviderError, Zone};
 
 const KEY_NAME: &str = "externaldns-key";
@@ -95,32 +93,18 @@ impl Server {
         let log = scratch.path().join("server.log");
         let port = free_port();
         let mut cmd = Command::new("bash");
-        cmd.arg(scripts().join("server.sh"))
-            .arg(kind)
-            .arg(&dir)
-            .arg(port.to_string())
-            .arg(zone);
+        cmd.arg(scripts().join("server.sh")).arg(kind).arg(&dir).arg(port.to_string()).arg(zone);
         if kind == "pdns" {
             cmd.env("PDNS_API_PORT", free_port().to_string());
         }
         let log_file = std::fs::File::create(&log).expect("creating the server log failed");
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(
-                log_file
-                    .try_clone()
-                    .expect("duplicating the log handle failed"),
-            )
+            .stdout(log_file.try_clone().expect("duplicating the log handle failed"))
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting e2e/dns/server.sh {kind} failed: {e}"));
-        let server = Server {
-            kind,
-            child,
-            port,
-            log,
-            _scratch: scratch,
-        };
+        let server = Server { kind, child, port, log, _scratch: scratch };
         let started = Instant::now();
         let waited = Command::new("bash")
             .arg(scripts().join("wait.sh"))
@@ -130,15 +114,9 @@ impl Server {
             .status()
             .expect("running e2e/dns/wait.sh failed");
         if !waited.success() {
-            panic!(
-                "{kind} did not come up on 127.0.0.1:{port}; server log:\n{}",
-                server.log_tail()
-            );
+            panic!("{kind} did not come up on 127.0.0.1:{port}; server log:\n{}", server.log_tail());
         }
-        say(&format!(
-            "{kind}: serving {zone} on 127.0.0.1:{port} after {:?}",
-            started.elapsed()
-        ));
+        say(&format!("{kind}: serving {zone} on 127.0.0.1:{port} after {:?}", started.elapsed()));
         Some(server)
     }
 
@@ -151,10 +129,7 @@ impl Server {
 
 impl Server {
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -162,10 +137,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        say(&format!(
-            "{}: did not stop within 10 s of SIGTERM, killing it",
-            self.kind
-        ));
+        say(&format!("{}: did not stop within 10 s of SIGTERM, killing it", self.kind));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -177,14 +149,9 @@ impl Drop for Server {
         // The scratch dir goes with the test; CI keeps the server logs by naming a dir here.
         if let Some(dir) = std::env::var_os(LOG_DIR_ENV) {
             let dest = Path::new(&dir).join(format!("{}-{}.log", self.kind, self.port));
-            let copied =
-                std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&self.log, &dest));
+            let copied = std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&self.log, &dest));
             if let Err(e) = copied {
-                say(&format!(
-                    "{}: keeping the server log as {} failed: {e}",
-                    self.kind,
-                    dest.display()
-                ));
+                say(&format!("{}: keeping the server log as {} failed: {e}", self.kind, dest.display()));
             }
         }
     }
@@ -198,16 +165,9 @@ fn provider(
     transport: Transport,
     timeout: Duration,
 ) -> Rfc2136Provider {
-    let mut config = Rfc2136Config::new(
-        "127.0.0.1",
-        port,
-        zones.iter().map(|z| z.to_string()).collect(),
-    );
-    config.tsig = Some(TsigConfig {
-        key_name: key_name.into(),
-        algorithm: TsigAlgorithm::HmacSha256,
-        secret: secret.into(),
-    });
+    let mut config = Rfc2136Config::new("127.0.0.1", port, zones.iter().map(|z| z.to_string()).collect());
+    config.tsig =
+        Some(TsigConfig { key_name: key_name.into(), algorithm: TsigAlgorithm::HmacSha256, secret: secret.into() });
     config.transport = transport;
     config.timeout = timeout;
     Rfc2136Provider::new(config).expect("the test provider config is valid")
@@ -221,51 +181,24 @@ async fn battery(kind: &'static str) {
     let zone = Zone::named(&zone_name);
     let timeout = Duration::from_secs(5);
     let fail = |what: &str, e: String| -> ! {
-        panic!(
-            "{kind}: {what}: {e}\n--- {kind} log (tail) ---\n{}",
-            server.log_tail()
-        )
+        panic!("{kind}: {what}: {e}\n--- {kind} log (tail) ---\n{}", server.log_tail())
     };
 
-    let good = provider(
-        server.port,
-        &[&zone_name],
-        KEY_SECRET,
-        KEY_NAME,
-        Transport::Udp,
-        timeout,
-    );
+    let good = provider(server.port, &[&zone_name], KEY_SECRET, KEY_NAME, Transport::Udp, timeout);
     let started = Instant::now();
-    let report = conformance::run_all(&good, &zone)
-        .await
-        .unwrap_or_else(|e| fail("battery over UDP", e));
-    say(&format!(
-        "{kind}: battery over UDP passed in {:?}\n{report}",
-        started.elapsed()
-    ));
+    let report = conformance::run_all(&good, &zone).await.unwrap_or_else(|e| fail("battery over UDP", e));
+    say(&format!("{kind}: battery over UDP passed in {:?}\n{report}", started.elapsed()));
 
-    conformance::case_names_in_any_case(&good, &zone)
-        .await
-        .unwrap_or_else(|e| fail("names_in_any_case", e));
+    conformance::case_names_in_any_case(&good, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
 
-    let tcp = provider(
-        server.port,
-        &[&zone_name],
-        KEY_SECRET,
-        KEY_NAME,
-        Transport::Tcp,
-        timeout,
-    );
+    let tcp = provider(server.port, &[&zone_name], KEY_SECRET, KEY_NAME, Transport::Tcp, timeout);
     conformance::case_each_type_lifecycle(&tcp, &zone)
         .await
         .unwrap_or_else(|e| fail("each_type_lifecycle over TCP", e));
     let (create, delete) = conformance::case_bulk(&tcp, &zone, conformance::BULK_RECORDS)
         .await
         .unwrap_or_else(|e| fail("bulk over TCP", e));
-    say(&format!(
-        "{kind}: over TCP, {} creates took {create:?}, deletes {delete:?}",
-        conformance::BULK_RECORDS
-    ));
+    say(&format!("{kind}: over TCP, {} creates took {create:?}, deletes {delete:?}", conformance::BULK_RECORDS));
 
     let wrong_secret = provider(
         server.port,
@@ -279,30 +212,14 @@ async fn battery(kind: &'static str) {
         .await
         .unwrap_or_else(|e| fail("auth_failure (wrong secret)", e));
     say(&format!("{kind}: wrong secret:\n  {update}\n  {transfer}"));
-    let unknown_key = provider(
-        server.port,
-        &[&zone_name],
-        KEY_SECRET,
-        "no-such-key",
-        Transport::Udp,
-        timeout,
-    );
+    let unknown_key = provider(server.port, &[&zone_name], KEY_SECRET, "no-such-key", Transport::Udp, timeout);
     let (update, transfer) = conformance::case_auth_failure(&unknown_key, &zone)
         .await
         .unwrap_or_else(|e| fail("auth_failure (unknown key name)", e));
-    say(&format!(
-        "{kind}: unknown key name:\n  {update}\n  {transfer}"
-    ));
+    say(&format!("{kind}: unknown key name:\n  {update}\n  {transfer}"));
 
     let missing = format!("missing-{kind}.test");
-    let with_missing = provider(
-        server.port,
-        &[&zone_name, &missing],
-        KEY_SECRET,
-        KEY_NAME,
-        Transport::Udp,
-        timeout,
-    );
+    let with_missing = provider(server.port, &[&zone_name, &missing], KEY_SECRET, KEY_NAME, Transport::Udp, timeout);
     match with_missing.zones().await {
         Err(ProviderError::ZoneNotFound(m)) if m.contains(&missing) && !m.contains(&zone_name) => {}
         other => fail(
@@ -312,33 +229,20 @@ async fn battery(kind: &'static str) {
     }
     match with_missing.records(&Zone::named(&missing)).await {
         Err(ProviderError::ZoneNotFound(_)) => {}
-        other => fail(
-            "records() of a zone the server does not serve",
-            format!("expected Err(ZoneNotFound), got {other:?}"),
-        ),
+        other => {
+            fail("records() of a zone the server does not serve", format!("expected Err(ZoneNotFound), got {other:?}"))
+        }
     }
 
-    let down = provider(
-        free_port(),
-        &[&zone_name],
-        KEY_SECRET,
-        KEY_NAME,
-        Transport::Udp,
-        Duration::from_secs(2),
-    );
+    let down = provider(free_port(), &[&zone_name], KEY_SECRET, KEY_NAME, Transport::Udp, Duration::from_secs(2));
     let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
         .await
         .unwrap_or_else(|e| fail("unreachable", e));
-    say(&format!(
-        "{kind}: a stopped server was reported Unreachable after {took:?}"
-    ));
+    say(&format!("{kind}: a stopped server was reported Unreachable after {took:?}"));
 }
 
 async fn within_deadline(kind: &'static str) {
-    if tokio::time::timeout(TEST_DEADLINE, battery(kind))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(TEST_DEADLINE, battery(kind)).await.is_err() {
         panic!("{kind}: the conformance battery did not finish within {TEST_DEADLINE:?}");
     }
 }
@@ -369,26 +273,14 @@ async fn a_silent_server_is_reported_unreachable_within_the_timeout() {
             break (udp, tcp);
         }
     };
-    let port = tcp
-        .local_addr()
-        .expect("TCP listener has no address")
-        .port();
+    let port = tcp.local_addr().expect("TCP listener has no address").port();
     let zone = Zone::named("silent.test");
-    let p = provider(
-        port,
-        &["silent.test"],
-        KEY_SECRET,
-        KEY_NAME,
-        Transport::Udp,
-        Duration::from_millis(500),
-    );
+    let p = provider(port, &["silent.test"], KEY_SECRET, KEY_NAME, Transport::Udp, Duration::from_millis(500));
     // One timeout for the transfer (the kernel completes the TCP handshake, nobody reads) and
     // one for the first UPDATE; the other changes are not sent.
     let took = conformance::case_unreachable(&p, &zone, Duration::from_millis(2500))
         .await
         .unwrap_or_else(|e| panic!("silent server: {e}"));
-    say(&format!(
-        "silent server: reported Unreachable after {took:?} (timeout 500 ms)"
-    ));
+    say(&format!("silent server: reported Unreachable after {took:?} (timeout 500 ms)"));
     drop((udp, tcp));
 }

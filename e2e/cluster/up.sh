@@ -353,7 +353,10 @@ etcd_healthy() {
 kcm_healthy() {
     [ "$(curl -ksS --max-time 2 "https://127.0.0.1:$EXTDNS_KCM_PORT/healthz")" = ok ]
 }
-default_ns_exists() { "${KUBECTL[@]}" get ns default; }
+# Created by the serviceaccount controller, so kube-controller-manager is past
+# building its controller context: until then it exits if the apiserver goes
+# away (e.g. restart-apiserver.sh right after up.sh).
+default_sa_exists() { "${KUBECTL[@]}" -n default get serviceaccount default; }
 
 start_cluster() {
     local d=$EXTDNS_CLUSTER_DIR
@@ -398,7 +401,7 @@ start_cluster() {
     STARTED+=(kube-controller-manager)
     wait_for "kube-controller-manager /healthz on https://127.0.0.1:$EXTDNS_KCM_PORT" kcm_healthy
 
-    wait_for "namespace default via kubectl" default_ns_exists
+    wait_for "serviceaccount default/default via kubectl" default_sa_exists
 }
 
 main() {

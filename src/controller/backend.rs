@@ -51,7 +51,8 @@ pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> 
         key: r.key.clone(),
         message,
     };
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace).get(&r.name).await.map_err(|e| err(e.to_string()))?;
+    let secret =
+        Api::<Secret>::namespaced(client.clone(), namespace).get(&r.name).await.map_err(|e| err(e.to_string()))?;
     if let Some(v) = secret.data.as_ref().and_then(|d| d.get(&r.key)) {
         return Ok(v.0.clone());
     }
@@ -62,8 +63,14 @@ pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> 
 }
 
 /// Builds the backend for `spec`. `secret_ns` is where its Secrets live.
-pub async fn build(client: &Client, spec: &ProviderSpec, secret_ns: &str, default_ttl: u32) -> Result<Backend, BackendError> {
-    let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some()].iter().filter(|b| **b).count();
+pub async fn build(
+    client: &Client,
+    spec: &ProviderSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<Backend, BackendError> {
+    let count =
+        [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some()].iter().filter(|b| **b).count();
     if count != 1 {
         return Err(BackendError::BackendCount(count));
     }
@@ -87,23 +94,35 @@ pub async fn build(client: &Client, spec: &ProviderSpec, secret_ns: &str, defaul
         return Ok(Backend { provider: Arc::new(provider), server: Some(handle) });
     }
     if let Some(r) = &spec.rfc2136 {
-        return Ok(Backend { provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?), server: None });
+        return Ok(Backend {
+            provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?),
+            server: None,
+        });
     }
     Err(BackendError::BackendCount(0))
 }
 
 pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";
 
-async fn rfc2136_provider(client: &Client, r: &Rfc2136Spec, secret_ns: &str, default_ttl: u32) -> Result<Rfc2136Provider, BackendError> {
+async fn rfc2136_provider(
+    client: &Client,
+    r: &Rfc2136Spec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<Rfc2136Provider, BackendError> {
     let field = |field: &str, message: String| BackendError::Field { field: format!("spec.rfc2136.{field}"), message };
     let mut cfg = Rfc2136Config::new(r.host.clone(), r.port.unwrap_or(53), r.zones.clone());
     if r.zones.is_empty() {
         return Err(field("zones", "list at least one zone".into()));
     }
     if let Some(t) = &r.tsig {
-        let algorithm: TsigAlgorithm = t.algorithm.as_deref().unwrap_or("hmac-sha256").parse().map_err(|e: String| field("tsig.algorithm", e))?;
+        let algorithm: TsigAlgorithm =
+            t.algorithm.as_deref().unwrap_or("hmac-sha256").parse().map_err(|e: String| field("tsig.algorithm", e))?;
         let raw = read_secret(client, secret_ns, &t.secret_ref).await?;
-        let secret = String::from_utf8(raw).map_err(|_| field("tsig.secretRef", "the key is not base64 text".into()))?.trim().to_string();
+        let secret = String::from_utf8(raw)
+            .map_err(|_| field("tsig.secretRef", "the key is not base64 text".into()))?
+            .trim()
+            .to_string();
         cfg.tsig = Some(TsigConfig { key_name: t.key_name.clone(), algorithm, secret });
     }
     cfg.transport = match r.transport.unwrap_or_default() {
@@ -115,7 +134,8 @@ async fn rfc2136_provider(client: &Client, r: &Rfc2136Spec, secret_ns: &str, def
         cfg.batch_size = b as usize;
     }
     if let Some(t) = &r.timeout {
-        cfg.timeout = crate::controller::provider::parse_duration("spec.rfc2136.timeout", t).map_err(|m| field("timeout", m))?;
+        cfg.timeout =
+            crate::controller::provider::parse_duration("spec.rfc2136.timeout", t).map_err(|m| field("timeout", m))?;
     }
     cfg.default_ttl = default_ttl;
     Rfc2136Provider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))

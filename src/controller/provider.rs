@@ -97,7 +97,7 @@ struct Retry {
 }
 
 enum Ownership {
-    Txt(TxtRegistry),
+    Txt(Box<TxtRegistry>),
     Unregistered,
 }
 
@@ -168,7 +168,11 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     spawn_watch(reflector::reflector(w2, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w3, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w4, watcher(Api::all(client.clone()), cfg).default_backoff()), &notify);
-    for r in [endpoints.wait_until_ready().await, providers.wait_until_ready().await, cluster_providers.wait_until_ready().await] {
+    for r in [
+        endpoints.wait_until_ready().await,
+        providers.wait_until_ready().await,
+        cluster_providers.wait_until_ready().await,
+    ] {
         if r.is_err() {
             warn!("a watch ended before its first list; the provider controller stops");
             return;
@@ -243,7 +247,8 @@ pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(s).map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
 }
 
 impl Worker {
@@ -272,7 +277,10 @@ impl Worker {
             domains,
             zone_filter,
             policy: to_policy(spec.policy),
-            managed: spec.managed_record_types.clone().unwrap_or_else(|| vec![RecordType::A, RecordType::AAAA, RecordType::CNAME]),
+            managed: spec
+                .managed_record_types
+                .clone()
+                .unwrap_or_else(|| vec![RecordType::A, RecordType::AAAA, RecordType::CNAME]),
             default_ttl,
             resync,
             cache: None,
@@ -327,15 +335,17 @@ impl Worker {
     /// Plans and applies this provider's records; returns one result per routed record.
     async fn sync(&mut self, id: &ProviderId, routed: &[Routed], metrics: &Metrics) -> Vec<RecordResult> {
         let all = |state: &str, message: String| {
-            routed.iter().map(|_| RecordResult { state: state.to_string(), zone: None, message: message.clone() }).collect::<Vec<_>>()
+            routed
+                .iter()
+                .map(|_| RecordResult { state: state.to_string(), zone: None, message: message.clone() })
+                .collect::<Vec<_>>()
         };
         if let Err(e) = &self.backend {
             return all("InvalidProvider", format!("provider {id} cannot be used: {e}"));
         }
-        let ownership = match &self.ownership {
-            Ok(o) => o,
-            Err(e) => return all("InvalidProvider", format!("provider {id} cannot be used: {e}")),
-        };
+        if let Err(e) = &self.ownership {
+            return all("InvalidProvider", format!("provider {id} cannot be used: {e}"));
+        }
         if let Some(r) = &self.retry {
             if Instant::now() < r.next {
                 return self.retry_results(id, routed);
@@ -348,8 +358,12 @@ impl Worker {
                 return self.retry_results(id, routed);
             }
         }
+        let owner = self.owner_id().map(str::to_string);
+        let Ok(ownership) = &self.ownership else {
+            return all("InvalidProvider", format!("provider {id} cannot be used"));
+        };
         let Some(cache) = self.cache.as_mut() else {
-            return self.retry_results(id, routed);
+            return all(state::PENDING, format!("provider {id} has not listed its zones yet"));
         };
 
         // Ownership view of every zone.
@@ -369,7 +383,6 @@ impl Worker {
                 }
             }
         }
-        let owner = self.owner_id().map(str::to_string);
         self.managed_records = match &owner {
             Some(o) => current.iter().filter(|e| e.labels.get(label::OWNER) == Some(o)).count() as i64,
             None => 0,
@@ -406,7 +419,8 @@ impl Worker {
                 if current_keys.contains(&key) {
                     continue;
                 }
-                let view = zone_for(&cache.zones, &key.dns_name).and_then(|z| views.get(&z.name)).and_then(|v| v.as_ref());
+                let view =
+                    zone_for(&cache.zones, &key.dns_name).and_then(|z| views.get(&z.name)).and_then(|v| v.as_ref());
                 if let Some(owner) = view.and_then(|v| reg.claim(v, &d.endpoint)).and_then(|l| l.get(label::OWNER)) {
                     orphan_claims.insert(key, owner.clone());
                 }
@@ -557,7 +571,11 @@ async fn build_ownership(client: &Client, spec: &ProviderSpec, secret_ns: &str) 
     }
     let txt = reg.txt.unwrap_or_default();
     let aes_key = match &txt.encryption {
-        Some(enc) => Some(backend::read_secret(client, secret_ns, &enc.secret_ref).await.map_err(|e| format!("spec.registry.txt.encryption: {e}"))?),
+        Some(enc) => Some(
+            backend::read_secret(client, secret_ns, &enc.secret_ref)
+                .await
+                .map_err(|e| format!("spec.registry.txt.encryption: {e}"))?,
+        ),
         None => None,
     };
     TxtRegistry::new(TxtRegistryConfig {
@@ -567,7 +585,7 @@ async fn build_ownership(client: &Client, spec: &ProviderSpec, secret_ns: &str) 
         wildcard_replacement: txt.wildcard_replacement.unwrap_or_default(),
         aes_key,
     })
-    .map(Ownership::Txt)
+    .map(|r| Ownership::Txt(Box::new(r)))
     .map_err(|e| format!("spec.registry.txt: {e}"))
 }
 
@@ -578,7 +596,10 @@ fn default_resource(obj: &DNSEndpoint) -> String {
 
 /// Validates a DNSEndpoint's spec. Valid records come back as endpoints (by spec index),
 /// invalid ones as errors naming the field.
-pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> (Vec<(usize, Endpoint)>, Vec<(usize, endpoint::ValidationError)>) {
+/// Valid records and invalid ones, each with its index in `spec.endpoints`.
+pub type Validated = (Vec<(usize, Endpoint)>, Vec<(usize, endpoint::ValidationError)>);
+
+pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
     let mut ok: Vec<(usize, Endpoint)> = Vec::new();
     let mut bad: Vec<(usize, endpoint::ValidationError)> = Vec::new();
     for (i, spec) in obj.spec.endpoints.iter().enumerate() {
@@ -588,7 +609,10 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> (Vec<(usize, Endpoint)>, Vec
             errs.push(e);
         }
         if spec.targets.is_empty() {
-            errs.push(endpoint::ValidationError { field: field("targets"), message: "at least one target is required".into() });
+            errs.push(endpoint::ValidationError {
+                field: field("targets"),
+                message: "at least one target is required".into(),
+            });
         }
         for (j, t) in spec.targets.iter().enumerate() {
             if let Err(e) = endpoint::validate_target(&field(&format!("targets[{j}]")), spec.record_type, t) {
@@ -620,7 +644,13 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> (Vec<(usize, Endpoint)>, Vec
             ttl,
             set_identifier: spec.set_identifier.clone().unwrap_or_default(),
             labels,
-            provider_specific: spec.provider_specific.clone().unwrap_or_default().into_iter().map(|p| ProviderSpecificProperty { name: p.name, value: p.value }).collect(),
+            provider_specific: spec
+                .provider_specific
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| ProviderSpecificProperty { name: p.name, value: p.value })
+                .collect(),
         }
         .normalized();
         ok.push((i, ep));
@@ -652,12 +682,14 @@ impl ProviderController {
                 uid: p.meta().uid.clone(),
             })
             .collect();
-        out.extend(self.cluster_providers.state().iter().filter(|p| p.meta().deletion_timestamp.is_none()).map(|p| ProviderInfo {
-            id: ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() },
-            spec: p.spec.spec.clone(),
-            generation: p.meta().generation,
-            status: p.status.clone(),
-            uid: p.meta().uid.clone(),
+        out.extend(self.cluster_providers.state().iter().filter(|p| p.meta().deletion_timestamp.is_none()).map(|p| {
+            ProviderInfo {
+                id: ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() },
+                spec: p.spec.spec.clone(),
+                generation: p.meta().generation,
+                status: p.status.clone(),
+                uid: p.meta().uid.clone(),
+            }
         }));
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -702,7 +734,8 @@ impl ProviderController {
             });
             if stale || retry_rebuild {
                 let secret_ns = info.id.namespace.clone().unwrap_or_else(|| self.settings.operator_namespace.clone());
-                let attempts = self.workers.get(&info.id).filter(|_| !stale).and_then(|w| w.retry.as_ref().map(|r| r.attempts));
+                let attempts =
+                    self.workers.get(&info.id).filter(|_| !stale).and_then(|w| w.retry.as_ref().map(|r| r.attempts));
                 // Stop the old backend first so an embedded server releases its port.
                 if let Some(old) = self.workers.remove(&info.id) {
                     if let Ok(b) = old.backend {
@@ -731,7 +764,7 @@ impl ProviderController {
         let mut work: Vec<EndpointWork> = Vec::new();
         let mut routed: HashMap<ProviderId, Vec<Routed>> = HashMap::new();
         let mut objects = self.endpoints.state();
-        objects.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+        objects.sort_by_key(|o| (o.namespace(), o.name_any()));
         let mut desired_total = 0i64;
         for obj in objects {
             let deleting = obj.meta().deletion_timestamp.is_some();
@@ -798,18 +831,22 @@ impl ProviderController {
 
         // Sync every provider concurrently.
         let metrics = self.metrics.clone();
-        let mut jobs = Vec::new();
         let mut workers: Vec<(ProviderId, Worker)> = self.workers.drain().collect();
-        for (id, worker) in workers.iter_mut() {
-            let list = routed.remove(id).unwrap_or_default();
-            let metrics = metrics.clone();
-            let id = id.clone();
-            jobs.push(async move {
-                let results = worker.sync(&id, &list, &metrics).await;
-                (id, list, results)
-            });
-        }
-        let outputs = futures::future::join_all(jobs).await;
+        let outputs = {
+            let jobs: Vec<_> = workers
+                .iter_mut()
+                .map(|(id, worker)| {
+                    let list = routed.remove(id).unwrap_or_default();
+                    let metrics = metrics.clone();
+                    let id = id.clone();
+                    async move {
+                        let results = worker.sync(&id, &list, &metrics).await;
+                        (id, list, results)
+                    }
+                })
+                .collect();
+            futures::future::join_all(jobs).await
+        };
         self.workers = workers.into_iter().collect();
 
         let mut clean: BTreeMap<ProviderId, bool> = BTreeMap::new();
@@ -858,7 +895,10 @@ impl ProviderController {
                     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
                     match write_endpoint_status(&client, &obj, &status).await {
                         Ok(()) => {
-                            metrics.status_writes.get_or_create(&crate::metrics::KindLabels { kind: "DNSEndpoint".into() }).inc();
+                            metrics
+                                .status_writes
+                                .get_or_create(&crate::metrics::KindLabels { kind: "DNSEndpoint".into() })
+                                .inc();
                             Some((format!("{}@{}", key, obj.meta().uid.clone().unwrap_or_default()), status))
                         }
                         Err(e) => {
@@ -883,7 +923,13 @@ impl ProviderController {
 
     /// Providers serving a record: the referenced one, or all admitting the namespace with the
     /// longest matching domain.
-    fn route(&self, infos: &[ProviderInfo], obj: &DNSEndpoint, ns: &str, ep: &Endpoint) -> Result<Vec<ProviderId>, String> {
+    fn route(
+        &self,
+        infos: &[ProviderInfo],
+        obj: &DNSEndpoint,
+        ns: &str,
+        ep: &Endpoint,
+    ) -> Result<Vec<ProviderId>, String> {
         if let Some(r) = &obj.spec.provider_ref {
             let id = ProviderId {
                 kind: r.kind,
@@ -928,7 +974,12 @@ impl ProviderController {
     }
 
     /// The status to write, or `None` when the object already has it.
-    fn endpoint_status(&self, obj: &DNSEndpoint, mut records: Vec<RecordStatus>, deleting: bool) -> Option<serde_json::Value> {
+    fn endpoint_status(
+        &self,
+        obj: &DNSEndpoint,
+        mut records: Vec<RecordStatus>,
+        deleting: bool,
+    ) -> Option<serde_json::Value> {
         records.sort();
         let prev = obj.status.clone().unwrap_or_default();
         let generation = obj.meta().generation;
@@ -937,7 +988,12 @@ impl ProviderController {
         let observed_generation = if applied { generation } else { prev.observed_generation };
         let names: BTreeSet<&str> = obj.spec.endpoints.iter().map(|e| e.dns_name.trim_end_matches('.')).collect();
         let hostnames = summarize_names(&names);
-        let status = DnsEndpointStatus { observed_generation, conditions, records, hostnames: Some(hostnames).filter(|h| !h.is_empty()) };
+        let status = DnsEndpointStatus {
+            observed_generation,
+            conditions,
+            records,
+            hostnames: Some(hostnames).filter(|h| !h.is_empty()),
+        };
         let unchanged_on_server = obj.status.as_ref().is_some_and(|s| {
             s.observed_generation == status.observed_generation
                 && s.records == status.records
@@ -945,7 +1001,12 @@ impl ProviderController {
                 && status::same_conditions(&s.conditions, &status.conditions)
         });
         let value = serde_json::to_value(&status).ok()?;
-        let key = format!("{}/{}@{}", obj.namespace().unwrap_or_default(), obj.name_any(), obj.meta().uid.clone().unwrap_or_default());
+        let key = format!(
+            "{}/{}@{}",
+            obj.namespace().unwrap_or_default(),
+            obj.name_any(),
+            obj.meta().uid.clone().unwrap_or_default()
+        );
         if unchanged_on_server || self.written.get(&key) == Some(&value) {
             return None;
         }
@@ -957,10 +1018,9 @@ impl ProviderController {
         let mut finalizers = obj.finalizers().to_vec();
         finalizers.push(FINALIZER.to_string());
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
-        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map(|_| ())
-            .map_err(|source| Error::Finalizer { name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), source })
+        api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()).map_err(|source| {
+            Error::Finalizer { name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), source }
+        })
     }
 
     async fn remove_finalizer(&self, obj: &DNSEndpoint) -> Result<(), Error> {
@@ -971,7 +1031,10 @@ impl ProviderController {
         match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(source) => Err(Error::Finalizer { name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), source }),
+            Err(source) => Err(Error::Finalizer {
+                name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+                source,
+            }),
         }
     }
 
@@ -983,7 +1046,9 @@ impl ProviderController {
             (Err(e), _, _, _) => (false, "InvalidProvider".to_string(), e.to_string()),
             (_, Err(e), _, _) => (false, "InvalidProvider".to_string(), e.clone()),
             (_, _, Some(e), _) => (false, e.reason().to_string(), e.to_string()),
-            (_, _, None, Some(c)) if c.zones.is_empty() => (false, "NoZones".to_string(), "the backend holds no zone admitted by spec.zones".to_string()),
+            (_, _, None, Some(c)) if c.zones.is_empty() => {
+                (false, "NoZones".to_string(), "the backend holds no zone admitted by spec.zones".to_string())
+            }
             (_, _, None, Some(c)) => (true, "ZonesFound".to_string(), format!("{} zone(s) reachable", c.zones.len())),
             (_, _, None, None) => (false, "Pending".to_string(), "not listed yet".to_string()),
         };
@@ -991,7 +1056,11 @@ impl ProviderController {
         let status = DnsProviderStatus {
             observed_generation: info.generation,
             conditions: vec![cond],
-            zones: w.cache.as_ref().map(|c| c.zones.iter().map(|z| z.name.clone()).collect()).unwrap_or(prev.zones.clone()),
+            zones: w
+                .cache
+                .as_ref()
+                .map(|c| c.zones.iter().map(|z| z.name.clone()).collect())
+                .unwrap_or(prev.zones.clone()),
             managed_records: Some(w.managed_records),
             last_sync: w.cache.as_ref().map(|c| c.fetched_at.clone()).or(prev.last_sync.clone()),
         };
@@ -1013,16 +1082,25 @@ impl ProviderController {
         let res = match &info.id.namespace {
             Some(ns) => {
                 let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "status": value});
-                Api::<DNSProvider>::namespaced(self.client.clone(), ns).patch_status(&info.id.name, &pp, &Patch::Apply(&patch)).await.map(|_| ())
+                Api::<DNSProvider>::namespaced(self.client.clone(), ns)
+                    .patch_status(&info.id.name, &pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
             }
             None => {
                 let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "ClusterDNSProvider", "status": value});
-                Api::<ClusterDNSProvider>::all(self.client.clone()).patch_status(&info.id.name, &pp, &Patch::Apply(&patch)).await.map(|_| ())
+                Api::<ClusterDNSProvider>::all(self.client.clone())
+                    .patch_status(&info.id.name, &pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
             }
         };
         match res {
             Ok(()) => {
-                self.metrics.status_writes.get_or_create(&crate::metrics::KindLabels { kind: "DNSProvider".into() }).inc();
+                self.metrics
+                    .status_writes
+                    .get_or_create(&crate::metrics::KindLabels { kind: "DNSProvider".into() })
+                    .inc();
                 self.written.insert(key, value);
             }
             Err(e) => warn!(provider = %info.id, error = %e, "provider status write failed"),
@@ -1043,11 +1121,14 @@ async fn write_endpoint_status(client: &Client, obj: &DNSEndpoint, status: &serd
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns);
     let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "DNSEndpoint", "status": status});
-    match api.patch_status(&obj.name_any(), &PatchParams::apply(PROVIDER_MANAGER).force(), &Patch::Apply(&patch)).await {
+    match api.patch_status(&obj.name_any(), &PatchParams::apply(PROVIDER_MANAGER).force(), &Patch::Apply(&patch)).await
+    {
         Ok(_) => Ok(()),
         // Deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(source) => Err(Error::WriteStatus { kind: "DNSEndpoint", name: format!("{ns}/{}", obj.name_any()), source }),
+        Err(source) => {
+            Err(Error::WriteStatus { kind: "DNSEndpoint", name: format!("{ns}/{}", obj.name_any()), source })
+        }
     }
 }
 
@@ -1090,7 +1171,10 @@ mod tests {
         assert_eq!(ok[0].1.dns_name, "ok.example.com");
         assert_eq!(ok[0].1.labels.get("resource").map(String::as_str), Some("crd/team-a/web"));
         assert_eq!(bad[0].0, 1);
-        assert_eq!(bad[0].1.to_string(), "spec.endpoints[1].targets[0]: \"not-an-ip\" is not an IPv4 address (record type A)");
+        assert_eq!(
+            bad[0].1.to_string(),
+            "spec.endpoints[1].targets[0]: \"not-an-ip\" is not an IPv4 address (record type A)"
+        );
         assert!(bad[1].1.to_string().starts_with("spec.endpoints[2].recordTTL"));
         assert!(bad[2].1.to_string().starts_with("spec.endpoints[3].recordType: CNAME at c.example.com"));
     }

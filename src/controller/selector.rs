@@ -7,10 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// True when `labels` satisfy `selector`. An empty selector matches everything; an unknown
 /// operator matches nothing (fail closed: a typo must not widen a provider's reach).
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let labels_ok = selector.match_labels.as_ref().is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
     let exprs_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
         exprs.iter().all(|e| {
             let values = e.values.clone().unwrap_or_default();
@@ -35,7 +32,10 @@ mod tests {
     fn match_labels_and_expressions() {
         let labels: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
         assert!(matches(&LabelSelector::default(), &labels));
-        let sel = LabelSelector { match_labels: Some([("team".to_string(), "a".to_string())].into()), match_expressions: None };
+        let sel = LabelSelector {
+            match_labels: Some([("team".to_string(), "a".to_string())].into()),
+            match_expressions: None,
+        };
         assert!(matches(&sel, &labels));
         let sel = LabelSelector {
             match_labels: None,
@@ -48,7 +48,11 @@ mod tests {
         assert!(!matches(&sel, &labels));
         let sel = LabelSelector {
             match_labels: None,
-            match_expressions: Some(vec![LabelSelectorRequirement { key: "x".into(), operator: "Bogus".into(), values: None }]),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "x".into(),
+                operator: "Bogus".into(),
+                values: None,
+            }]),
         };
         assert!(!matches(&sel, &labels));
     }

@@ -19,11 +19,14 @@ use tracing::{info, warn};
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
 use crate::metrics::{KindLabels, Metrics};
-use crate::source::{self, DesiredObject, OwnerInfo, SourceArgs, SourceInputs, SourceObject, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::source::{
+    self, DesiredObject, OwnerInfo, SourceConfig, SourceInputs, SourceKind, SourceObject, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+};
 
 struct Ctx {
     client: Client,
-    args: SourceArgs,
+    cfg: SourceConfig,
     metrics: Arc<Metrics>,
     recorder: Recorder,
     nodes: Store<Node>,
@@ -34,24 +37,23 @@ struct Ctx {
 }
 
 impl SourceInputs for Ctx {
-    fn nodes(&self) -> Vec<Node> {
-        self.nodes.state().iter().map(|n| (**n).clone()).collect()
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.state()
     }
 
-    fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<EndpointSlice> {
+    fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
         self.slices
             .state()
-            .iter()
+            .into_iter()
             .filter(|s| {
                 s.namespace().as_deref() == Some(namespace)
                     && s.labels().get("kubernetes.io/service-name").map(String::as_str) == Some(service)
             })
-            .map(|s| (**s).clone())
             .collect()
     }
 
-    fn pods(&self, namespace: &str) -> Vec<Pod> {
-        self.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(namespace)).map(|p| (**p).clone()).collect()
+    fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
+        self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect()
     }
 }
 
@@ -81,7 +83,8 @@ async fn serves_endpointslices(client: &Client) -> bool {
     }
 }
 
-pub async fn run(client: Client, args: SourceArgs, metrics: Arc<Metrics>) {
+pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>) {
+    let args = cfg.args.clone();
     let ns = args.namespace.clone();
     let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default());
     let (slices, slices_served) = if serves_endpointslices(&client).await {
@@ -94,14 +97,14 @@ pub async fn run(client: Client, args: SourceArgs, metrics: Arc<Metrics>) {
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
-    let ctx = Arc::new(Ctx { client: client.clone(), args: args.clone(), metrics, recorder, nodes, slices, pods, written });
+    let ctx = Arc::new(Ctx { client: client.clone(), cfg, metrics, recorder, nodes, slices, pods, written });
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
         source_cfg = source_cfg.labels(args.label_filter.trim());
     }
     let mut tasks = tokio::task::JoinSet::new();
-    if args.wants_services() {
+    if ctx.cfg.enabled(SourceKind::Service) {
         let mut c = Controller::new(scoped::<Service>(&client, &ns), source_cfg.clone())
             .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
         if slices_served {
@@ -120,7 +123,7 @@ pub async fn run(client: Client, args: SourceArgs, metrics: Arc<Metrics>) {
             c.run(reconcile_service, error_policy, ctx).for_each(|_| async {}).await;
         });
     }
-    if args.wants_ingresses() {
+    if ctx.cfg.enabled(SourceKind::Ingress) {
         let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
             .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg);
         let ctx = ctx.clone();
@@ -145,11 +148,11 @@ where
 }
 
 async fn reconcile_service(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Service(&svc), svc.as_ref(), "Service", &ctx).await
+    reconcile(SourceObject::Service(&svc), svc.as_ref(), SourceKind::Service, &ctx).await
 }
 
 async fn reconcile_ingress(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), "Ingress", &ctx).await
+    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), SourceKind::Ingress, &ctx).await
 }
 
 fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
@@ -157,28 +160,42 @@ fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile<K>(obj: SourceObject<'_>, k: &K, kind: &'static str, ctx: &Ctx) -> Result<Action, Error>
+async fn reconcile<K>(obj: SourceObject<'_>, k: &K, source_kind: SourceKind, ctx: &Ctx) -> Result<Action, Error>
 where
     K: Resource<DynamicType = ()>,
 {
     let ns = k.namespace().unwrap_or_default();
     let name = k.name_any();
-    let ep_name = source::dnsendpoint_name(&name, kind);
+    let kind = match source_kind {
+        SourceKind::Service => "Service",
+        SourceKind::Ingress => "Ingress",
+    };
+    let ep_name = source::dnsendpoint_name(&name, source_kind);
     let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = ctx.written.get(&ObjectRef::new(&ep_name).within(&ns));
     let uid = k.meta().uid.clone().unwrap_or_default();
     let desired = if k.meta().deletion_timestamp.is_some() {
         None
     } else {
-        source::desired_dnsendpoint(obj, ctx, &ctx.args)
-            .map_err(|source| Error::Source { kind, name: format!("{ns}/{name}"), source })?
+        source::desired_dnsendpoint(obj, ctx, &ctx.cfg).map_err(|source| Error::Source {
+            kind,
+            name: format!("{ns}/{name}"),
+            source,
+        })?
     };
     match desired {
         Some(d) => {
-            let owner = OwnerInfo { api_version: K::api_version(&()).into_owned(), kind: kind.to_string(), name: name.clone(), uid };
+            let owner = OwnerInfo {
+                api_version: K::api_version(&()).into_owned(),
+                kind: kind.to_string(),
+                name: name.clone(),
+                uid,
+            };
             let want = source::dnsendpoint_object(&d, &owner);
             let unchanged = existing.as_ref().is_some_and(|e| {
-                e.spec == want.spec && e.metadata.owner_references == want.metadata.owner_references && e.labels() == want.labels()
+                e.spec == want.spec
+                    && e.metadata.owner_references == want.metadata.owner_references
+                    && e.labels() == want.labels()
             });
             if !unchanged {
                 // Warnings go out with the write that they concern, not on every resync.

@@ -4,8 +4,10 @@
 pub mod dnsendpoint;
 pub mod dnsprovider;
 
-pub use dnsendpoint::{DNSEndpoint, DnsEndpointSpec, DnsEndpointStatus, EndpointSpec, ProviderRef, ProviderRefKind, RecordStatus};
-pub use dnsprovider::{ClusterDNSProvider, DNSProvider, ProviderSpec, DnsProviderStatus};
+pub use dnsendpoint::{
+    DNSEndpoint, DnsEndpointSpec, DnsEndpointStatus, EndpointSpec, ProviderRef, ProviderRefKind, RecordStatus,
+};
+pub use dnsprovider::{ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderSpec};
 
 use kube::CustomResourceExt;
 

@@ -9,9 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Record types extdns manages. external-dns spells them in upper case; so do we.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum RecordType {
     A,
@@ -194,7 +192,11 @@ fn normalize_target(rt: RecordType, target: &str) -> String {
         RecordType::CAA => match t.splitn(3, ' ').collect::<Vec<_>>().as_slice() {
             [flags, tag, value] => {
                 let v = value.trim();
-                let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { v.to_string() } else { format!("\"{v}\"") };
+                let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                    v.to_string()
+                } else {
+                    format!("\"{v}\"")
+                };
                 format!("{flags} {} {v}", tag.to_ascii_lowercase())
             }
             _ => t.to_string(),
@@ -289,7 +291,9 @@ pub fn validate_target(field: &str, rt: RecordType, target: &str) -> Result<(), 
         RecordType::SRV => {
             let parts: Vec<&str> = t.split_whitespace().collect();
             match parts.as_slice() {
-                [p, w, port, host] if [p, w, port].iter().all(|n| n.parse::<u16>().is_ok()) => validate_name(field, host),
+                [p, w, port, host] if [p, w, port].iter().all(|n| n.parse::<u16>().is_ok()) => {
+                    validate_name(field, host)
+                }
                 _ => Err(ValidationError::new(
                     field,
                     format!("{t:?} is not a valid SRV target, expected \"<priority> <weight> <port> <host>\""),
@@ -300,7 +304,10 @@ pub fn validate_target(field: &str, rt: RecordType, target: &str) -> Result<(), 
             let parts: Vec<&str> = t.splitn(3, ' ').collect();
             match parts.as_slice() {
                 [flags, tag, value]
-                    if flags.parse::<u8>().is_ok() && !tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric()) && !value.is_empty() =>
+                    if flags.parse::<u8>().is_ok()
+                        && !tag.is_empty()
+                        && tag.chars().all(|c| c.is_ascii_alphanumeric())
+                        && !value.is_empty() =>
                 {
                     Ok(())
                 }
@@ -357,7 +364,10 @@ pub fn validate_together(endpoints: &[(usize, &Endpoint)]) -> Vec<(usize, Valida
                         *i,
                         ValidationError::new(
                             format!("endpoints[{i}].recordType"),
-                            format!("CNAME at {name} cannot coexist with other records at that name: {}", others.join(", ")),
+                            format!(
+                                "CNAME at {name} cannot coexist with other records at that name: {}",
+                                others.join(", ")
+                            ),
                         ),
                     ));
                 }

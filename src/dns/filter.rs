@@ -49,7 +49,14 @@ impl DomainFilter {
             return None;
         }
         let name = normalize_name(name);
-        Some(self.include.iter().filter(|f| matches_one(f, &name)).map(|f| f.trim_start_matches('.').len()).max().unwrap_or(0))
+        Some(
+            self.include
+                .iter()
+                .filter(|f| matches_one(f, &name))
+                .map(|f| f.trim_start_matches('.').len())
+                .max()
+                .unwrap_or(0),
+        )
     }
 }
 

@@ -230,7 +230,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         Some(o) => Outcome::OwnedByOther { owner: o.clone() },
                         None => Outcome::RecordExists,
                     },
-                    Some(_) => Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" },
+                    Some(_) => {
+                        Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" }
+                    }
                     None => {
                         others.push((Change::Create(want.clone()), followers.clone()));
                         Outcome::Change(usize::MAX)
@@ -309,7 +311,9 @@ mod tests {
         let p = run(&desired, &current, Policy::Sync);
         assert_eq!(p.changes.len(), 3);
         assert_eq!(p.changes[0], Change::Delete(current[2].clone()));
-        assert!(p.changes.iter().any(|c| matches!(c, Change::Update { old, new } if old.targets == ["192.0.2.9"] && new.targets == ["192.0.2.2"])));
+        assert!(p.changes.iter().any(
+            |c| matches!(c, Change::Update { old, new } if old.targets == ["192.0.2.9"] && new.targets == ["192.0.2.2"])
+        ));
         assert!(matches!(p.outcomes[0], Outcome::Change(i) if matches!(p.changes[i], Change::Create(_))));
         assert!(matches!(p.outcomes[1], Outcome::Change(_)));
         assert_eq!(p.outcomes[2], Outcome::InSync);

@@ -22,7 +22,10 @@ impl Zone {
 
     /// True when `dns_name` (normalised) is the apex of the zone or below it.
     pub fn contains(&self, dns_name: &str) -> bool {
-        dns_name == self.name || (dns_name.len() > self.name.len() && dns_name.ends_with(&self.name) && dns_name.as_bytes()[dns_name.len() - self.name.len() - 1] == b'.')
+        dns_name == self.name
+            || (dns_name.len() > self.name.len()
+                && dns_name.ends_with(&self.name)
+                && dns_name.as_bytes()[dns_name.len() - self.name.len() - 1] == b'.')
     }
 }
 
@@ -31,7 +34,10 @@ impl Zone {
 pub enum Change {
     Create(Endpoint),
     /// Replace `old` (exactly as the provider holds it) with `new`.
-    Update { old: Endpoint, new: Endpoint },
+    Update {
+        old: Endpoint,
+        new: Endpoint,
+    },
     Delete(Endpoint),
 }
 

@@ -38,9 +38,7 @@ const MAX_PLAINTEXT_LEN: u64 = 64 * 1024;
 /// `%{record_type}` template the first type whose affix matches wins, so the order decides
 /// ownership and must stay as external-dns has it. `caa` is ours, appended last, so that the
 /// TXT we write for a CAA record maps back to it.
-const TXT_NAME_TYPES: [&str; 11] = [
-    "a", "aaaa", "cname", "ns", "mx", "ptr", "srv", "naptr", "txt", "dname", "caa",
-];
+const TXT_NAME_TYPES: [&str; 11] = ["a", "aaaa", "cname", "ns", "mx", "ptr", "srv", "naptr", "txt", "dname", "caa"];
 
 /// Go's `base64.StdEncoding`: padded, and lenient about non-zero trailing bits.
 const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -132,10 +130,7 @@ pub struct RegistryView {
 impl RegistryView {
     /// Every ownership TXT record of the zone, exactly as read.
     pub fn ownership_records(&self) -> impl Iterator<Item = &Endpoint> {
-        self.new_format
-            .values()
-            .chain(self.old_format.values())
-            .map(|t| &t.record)
+        self.new_format.values().chain(self.old_format.values()).map(|t| &t.record)
     }
 
     /// The ownership TXT that decides who owns a record like `ep`: new format first, then
@@ -145,8 +140,7 @@ impl RegistryView {
             if key.record_type == RecordType::AAAA {
                 None
             } else {
-                self.old_format
-                    .get(&(key.dns_name.clone(), key.set_identifier.clone()))
+                self.old_format.get(&(key.dns_name.clone(), key.set_identifier.clone()))
             }
         })
     }
@@ -172,10 +166,7 @@ impl TxtRegistry {
             return Err(RegistryError::InvalidOwnerId(cfg.owner_id));
         }
         if !cfg.prefix.is_empty() && !cfg.suffix.is_empty() {
-            return Err(RegistryError::PrefixAndSuffix {
-                prefix: cfg.prefix,
-                suffix: cfg.suffix,
-            });
+            return Err(RegistryError::PrefixAndSuffix { prefix: cfg.prefix, suffix: cfg.suffix });
         }
         let cipher = match cfg.aes_key {
             None => None,
@@ -225,11 +216,7 @@ impl TxtRegistry {
                     view.old_format.entry((name, set_identifier)).or_insert(txt);
                 }
                 TxtNameKind::New(record_type) => {
-                    let key = RecordKey {
-                        dns_name: name,
-                        set_identifier,
-                        record_type,
-                    };
+                    let key = RecordKey { dns_name: name, set_identifier, record_type };
                     view.new_format.entry(key).or_insert(txt);
                 }
                 // A type extdns does not model (NAPTR, DNAME): backs nothing we hold.
@@ -239,8 +226,7 @@ impl TxtRegistry {
         let mut endpoints = std::mem::take(&mut view.endpoints);
         for ep in &mut endpoints {
             if let Some(txt) = view.backing(&self.lookup_key(ep)) {
-                ep.labels
-                    .extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                ep.labels.extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
         view.endpoints = endpoints;
@@ -312,11 +298,7 @@ impl TxtRegistry {
                                 .filter(|t| same_labels(&t.labels, &desired))
                                 .and_then(|t| t.labels.get(label::TXT_ENCRYPTION_NONCE))
                                 .map(String::as_str);
-                            let txt = self.build_ownership_record(
-                                new,
-                                &desired,
-                                NonceChoice::Reuse(nonce),
-                            );
+                            let txt = self.build_ownership_record(new, &desired, NonceChoice::Reuse(nonce));
                             out.push((i, Change::Create(txt)));
                         }
                         Some(stored) => {
@@ -341,8 +323,7 @@ impl TxtRegistry {
                         continue;
                     }
                     if let Some(txt) = view.old_format.get(&old_key) {
-                        if self.owns(txt) && !self.old_format_still_needed(view, &old_key, &deleted)
-                        {
+                        if self.owns(txt) && !self.old_format_still_needed(view, &old_key, &deleted) {
                             out.push((i, Change::Delete(txt.record.clone())));
                             old_format_deleted.insert(old_key);
                         }
@@ -363,21 +344,13 @@ impl TxtRegistry {
         self.build_ownership_record(ep, &desired, NonceChoice::FromLabels)
     }
 
-    fn build_ownership_record(
-        &self,
-        ep: &Endpoint,
-        desired: &Labels,
-        nonce: NonceChoice<'_>,
-    ) -> Endpoint {
+    fn build_ownership_record(&self, ep: &Endpoint, desired: &Labels, nonce: NonceChoice<'_>) -> Endpoint {
         let plain = serialize_labels(desired);
         let content = match &self.cipher {
             None => plain,
             Some(cipher) => {
                 let stored = match nonce {
-                    NonceChoice::FromLabels => ep
-                        .labels
-                        .get(label::TXT_ENCRYPTION_NONCE)
-                        .map(String::as_str),
+                    NonceChoice::FromLabels => ep.labels.get(label::TXT_ENCRYPTION_NONCE).map(String::as_str),
                     NonceChoice::Reuse(n) => n,
                     NonceChoice::Fresh => None,
                 };
@@ -437,9 +410,7 @@ impl TxtRegistry {
                 return false;
             }
             let key = self.lookup_key(e);
-            key.dns_name == old_key.0
-                && key.set_identifier == old_key.1
-                && !view.new_format.contains_key(&key)
+            key.dns_name == old_key.0 && key.set_identifier == old_key.1 && !view.new_format.contains_key(&key)
         })
     }
 
@@ -471,15 +442,9 @@ impl TxtRegistry {
 
 /// Equal as far as the TXT text goes: the nonce is envelope, not content.
 fn same_labels(a: &Labels, b: &Labels) -> bool {
-    let content = |l: &Labels| {
-        l.iter()
-            .filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE)
-            .count()
-    };
+    let content = |l: &Labels| l.iter().filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE).count();
     content(a) == content(b)
-        && a.iter()
-            .filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE)
-            .all(|(k, v)| b.get(k) == Some(v))
+        && a.iter().filter(|(k, _)| k.as_str() != label::TXT_ENCRYPTION_NONCE).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// external-dns's label text: `heritage=external-dns` then `external-dns/<key>=<value>` in key
@@ -580,11 +545,7 @@ impl AffixNameMapper {
         let prefix = self.prefix.replace(RECORD_TYPE_TEMPLATE, &rt);
         let suffix = self.suffix.replace(RECORD_TYPE_TEMPLATE, &rt);
         let (first, rest) = self.split_first_label(dns_name);
-        let first = if self.type_in_affix() {
-            first
-        } else {
-            format!("{rt}-{first}")
-        };
+        let first = if self.type_in_affix() { first } else { format!("{rt}-{first}") };
         join_txt_name(&prefix, &first, &suffix, rest)
     }
 
@@ -639,14 +600,10 @@ impl AffixNameMapper {
         if self.type_in_affix() {
             for t in TXT_NAME_TYPES {
                 if self.is_prefix() {
-                    if let Some(stripped) =
-                        name.strip_prefix(&prefix.replace(RECORD_TYPE_TEMPLATE, t))
-                    {
+                    if let Some(stripped) = name.strip_prefix(&prefix.replace(RECORD_TYPE_TEMPLATE, t)) {
                         return Some((stripped.to_string(), type_kind(t)));
                     }
-                } else if let Some(stripped) =
-                    name.strip_suffix(&suffix.replace(RECORD_TYPE_TEMPLATE, t))
-                {
+                } else if let Some(stripped) = name.strip_suffix(&suffix.replace(RECORD_TYPE_TEMPLATE, t)) {
                     return Some((stripped.to_string(), type_kind(t)));
                 }
             }
@@ -654,11 +611,7 @@ impl AffixNameMapper {
             prefix = prefix.replace(RECORD_TYPE_TEMPLATE, "");
             suffix = suffix.replace(RECORD_TYPE_TEMPLATE, "");
         }
-        let stripped = if self.is_prefix() {
-            name.strip_prefix(&prefix)
-        } else {
-            name.strip_suffix(&suffix)
-        };
+        let stripped = if self.is_prefix() { name.strip_prefix(&prefix) } else { name.strip_suffix(&suffix) };
         stripped.map(extract_type_default_position)
     }
 }
@@ -681,10 +634,7 @@ fn type_kind(lower_type: &str) -> TxtNameKind {
 fn extract_type_default_position(name: &str) -> (String, TxtNameKind) {
     let head = name.split('-').next().unwrap_or(name);
     if TXT_NAME_TYPES.contains(&head) {
-        let rest = name
-            .strip_prefix(head)
-            .and_then(|r| r.strip_prefix('-'))
-            .unwrap_or(name);
+        let rest = name.strip_prefix(head).and_then(|r| r.strip_prefix('-')).unwrap_or(name);
         return (rest.to_string(), type_kind(head));
     }
     (name.to_string(), TxtNameKind::Old)
@@ -738,23 +688,14 @@ impl LabelCipher {
     fn decrypt(&self, text: &str) -> Result<(String, String), DecryptError> {
         // Go's decoder skips line breaks.
         let cleaned: String = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        let data = GO_STD_BASE64
-            .decode(cleaned)
-            .map_err(|_| DecryptError::NotBase64)?;
+        let data = GO_STD_BASE64.decode(cleaned).map_err(|_| DecryptError::NotBase64)?;
         if data.len() <= GCM_NONCE_LEN {
             return Err(DecryptError::TooShort);
         }
         let (nonce, sealed) = data.split_at(GCM_NONCE_LEN);
-        let opened = self
-            .aead
-            .decrypt(Nonce::from_slice(nonce), sealed)
-            .map_err(|_| DecryptError::Authentication)?;
+        let opened = self.aead.decrypt(Nonce::from_slice(nonce), sealed).map_err(|_| DecryptError::Authentication)?;
         // The first encrypting releases of external-dns sealed the text without gzip.
-        let plain = if opened.starts_with(&[0x1f, 0x8b]) {
-            gunzip(&opened)?
-        } else {
-            opened
-        };
+        let plain = if opened.starts_with(&[0x1f, 0x8b]) { gunzip(&opened)? } else { opened };
         let plain = String::from_utf8(plain).map_err(|_| DecryptError::NotUtf8)?;
         Ok((plain, GO_STD_BASE64.encode(nonce)))
     }
@@ -877,39 +818,14 @@ mod tests {
             ("", "-foo", RecordType::CNAME, "cname-example-foo.com"),
             ("foo.", "", RecordType::CNAME, "foo.cname-example.com"),
             ("", ".foo", RecordType::CNAME, "cname-example.foo.com"),
-            (
-                "foo.bar.",
-                "",
-                RecordType::CNAME,
-                "foo.bar.cname-example.com",
-            ),
-            (
-                "",
-                ".foo.bar.test",
-                RecordType::CNAME,
-                "cname-example.foo.bar.test.com",
-            ),
+            ("foo.bar.", "", RecordType::CNAME, "foo.bar.cname-example.com"),
+            ("", ".foo.bar.test", RecordType::CNAME, "cname-example.foo.bar.test.com"),
             ("%{record_type}-foo", "", RecordType::A, "a-fooexample.com"),
             ("", "foo-%{record_type}", RecordType::A, "examplefoo-a.com"),
-            (
-                "%{record_type}foo.",
-                "",
-                RecordType::CNAME,
-                "cnamefoo.example.com",
-            ),
+            ("%{record_type}foo.", "", RecordType::CNAME, "cnamefoo.example.com"),
             ("", ".foo%{record_type}", RecordType::A, "example.fooa.com"),
-            (
-                "bar.%{record_type}.foo.",
-                "",
-                RecordType::CNAME,
-                "bar.cname.foo.example.com",
-            ),
-            (
-                "",
-                ".foo%{record_type}.bar",
-                RecordType::A,
-                "example.fooa.bar.com",
-            ),
+            ("bar.%{record_type}.foo.", "", RecordType::CNAME, "bar.cname.foo.example.com"),
+            ("", ".foo%{record_type}.bar", RecordType::A, "example.fooa.bar.com"),
             ("", "", RecordType::A, "a-example.com"),
             ("%{record_type}.", "", RecordType::A, "a.example.com"),
         ];
@@ -928,54 +844,30 @@ mod tests {
     #[test]
     fn prefix_goes_before_the_name_and_suffix_after_the_first_label() {
         let p = mapper("txt.", "");
-        assert_eq!(
-            p.to_txt_name("api.prod.example.org", RecordType::A),
-            "txt.a-api.prod.example.org"
-        );
+        assert_eq!(p.to_txt_name("api.prod.example.org", RecordType::A), "txt.a-api.prod.example.org");
         let s = mapper("", "-txt");
-        assert_eq!(
-            s.to_txt_name("api.prod.example.org", RecordType::A),
-            "a-api-txt.prod.example.org"
-        );
+        assert_eq!(s.to_txt_name("api.prod.example.org", RecordType::A), "a-api-txt.prod.example.org");
         assert_eq!(
             s.to_endpoint_name("a-api-txt.prod.example.org"),
-            Some((
-                "api.prod.example.org".into(),
-                TxtNameKind::New(RecordType::A)
-            ))
+            Some(("api.prod.example.org".into(), TxtNameKind::New(RecordType::A)))
         );
         // Names are compared in lower case, as external-dns does.
         assert_eq!(
-            p.to_endpoint_name("TXT.A-Api.Prod.Example.org")
-                .map(|(n, _)| n),
+            p.to_endpoint_name("TXT.A-Api.Prod.Example.org").map(|(n, _)| n),
             Some("api.prod.example.org".into())
         );
-        assert_eq!(
-            p.to_endpoint_name("a-api.prod.example.org"),
-            None,
-            "prefix missing"
-        );
-        assert_eq!(
-            s.to_endpoint_name("a-api.prod.example.org"),
-            None,
-            "suffix missing"
-        );
+        assert_eq!(p.to_endpoint_name("a-api.prod.example.org"), None, "prefix missing");
+        assert_eq!(s.to_endpoint_name("a-api.prod.example.org"), None, "suffix missing");
     }
 
     #[test]
     fn single_label_names() {
         let m = mapper("", "");
         assert_eq!(m.to_txt_name("localhost", RecordType::A), "a-localhost");
-        assert_eq!(
-            m.to_endpoint_name("a-localhost"),
-            Some(("localhost".into(), TxtNameKind::New(RecordType::A)))
-        );
+        assert_eq!(m.to_endpoint_name("a-localhost"), Some(("localhost".into(), TxtNameKind::New(RecordType::A))));
         let s = mapper("", "-txt");
         assert_eq!(s.to_txt_name("localhost", RecordType::A), "a-localhost-txt");
-        assert_eq!(
-            s.to_endpoint_name("a-localhost-txt"),
-            Some(("localhost".into(), TxtNameKind::New(RecordType::A)))
-        );
+        assert_eq!(s.to_endpoint_name("a-localhost-txt"), Some(("localhost".into(), TxtNameKind::New(RecordType::A))));
         assert_eq!(s.to_old_txt_name("localhost"), "localhost-txt");
         // A suffix spanning more labels than the name has cannot match.
         assert_eq!(mapper("", ".a.b").to_endpoint_name("x"), None);
@@ -984,39 +876,21 @@ mod tests {
     #[test]
     fn wildcard_replacement_applies_to_a_leading_star_only() {
         let m = AffixNameMapper::new("", "", "WildCard");
-        assert_eq!(
-            m.to_txt_name("*.example.org", RecordType::A),
-            "a-wildcard.example.org"
-        );
+        assert_eq!(m.to_txt_name("*.example.org", RecordType::A), "a-wildcard.example.org");
         assert_eq!(m.to_old_txt_name("*.example.org"), "wildcard.example.org");
-        assert_eq!(
-            m.to_txt_name("a.*.example.org", RecordType::A),
-            "a-a.*.example.org"
-        );
+        assert_eq!(m.to_txt_name("a.*.example.org", RecordType::A), "a-a.*.example.org");
         assert_eq!(
             m.to_endpoint_name("a-wildcard.example.org"),
-            Some((
-                "wildcard.example.org".into(),
-                TxtNameKind::New(RecordType::A)
-            ))
+            Some(("wildcard.example.org".into(), TxtNameKind::New(RecordType::A)))
         );
         assert_eq!(m.replace_wildcard("*.example.org"), "wildcard.example.org");
         // Without a replacement external-dns writes the star into the name.
-        assert_eq!(
-            mapper("", "").to_txt_name("*.example.org", RecordType::CNAME),
-            "cname-*.example.org"
-        );
+        assert_eq!(mapper("", "").to_txt_name("*.example.org", RecordType::CNAME), "cname-*.example.org");
     }
 
     #[test]
     fn old_format_names_map_back_without_a_type() {
-        let cases = [
-            ("", ""),
-            ("txt.", ""),
-            ("", "-txt"),
-            ("%{record_type}-", ""),
-            ("", ".%{record_type}"),
-        ];
+        let cases = [("", ""), ("txt.", ""), ("", "-txt"), ("%{record_type}-", ""), ("", ".%{record_type}")];
         for (prefix, suffix) in cases {
             let m = mapper(prefix, suffix);
             let old = m.to_old_txt_name("foo.example.org");
@@ -1026,38 +900,20 @@ mod tests {
                 "{prefix:?} {suffix:?} -> {old}"
             );
         }
-        assert_eq!(
-            mapper("txt.", "").to_old_txt_name("foo.example.org"),
-            "txt.foo.example.org"
-        );
-        assert_eq!(
-            mapper("%{record_type}-", "").to_old_txt_name("foo.example.org"),
-            "-foo.example.org"
-        );
+        assert_eq!(mapper("txt.", "").to_old_txt_name("foo.example.org"), "txt.foo.example.org");
+        assert_eq!(mapper("%{record_type}-", "").to_old_txt_name("foo.example.org"), "-foo.example.org");
     }
 
     /// external-dns's `TestDropPrefix`, `TestDropSuffix` and `TestExtractRecordTypeDefaultPosition`.
     #[test]
     fn affix_dropping_matches_external_dns() {
         let p = mapper("foo-%{record_type}-", "");
-        for name in [
-            "foo-cname-test.example.com",
-            "foo-a-test.example.com",
-            "foo--test.example.com",
-        ] {
-            assert_eq!(
-                p.to_endpoint_name(name).map(|(n, _)| n),
-                Some("test.example.com".into()),
-                "{name}"
-            );
+        for name in ["foo-cname-test.example.com", "foo-a-test.example.com", "foo--test.example.com"] {
+            assert_eq!(p.to_endpoint_name(name).map(|(n, _)| n), Some("test.example.com".into()), "{name}");
         }
         let s = mapper("", "-%{record_type}-foo");
         for name in ["test-a-foo.example.com", "test--foo.example.com"] {
-            assert_eq!(
-                s.to_endpoint_name(name).map(|(n, _)| n),
-                Some("test.example.com".into()),
-                "{name}"
-            );
+            assert_eq!(s.to_endpoint_name(name).map(|(n, _)| n), Some("test.example.com".into()), "{name}");
         }
         assert_eq!(
             extract_type_default_position("ns-zone.example.com"),
@@ -1065,15 +921,9 @@ mod tests {
         );
         assert_eq!(
             extract_type_default_position("aaaa-zone.example.com"),
-            (
-                "zone.example.com".into(),
-                TxtNameKind::New(RecordType::AAAA)
-            )
+            ("zone.example.com".into(), TxtNameKind::New(RecordType::AAAA))
         );
-        assert_eq!(
-            extract_type_default_position("zone.example.com"),
-            ("zone.example.com".into(), TxtNameKind::Old)
-        );
+        assert_eq!(extract_type_default_position("zone.example.com"), ("zone.example.com".into(), TxtNameKind::Old));
         assert_eq!(
             extract_type_default_position("naptr-zone.example.com"),
             ("zone.example.com".into(), TxtNameKind::Foreign)
@@ -1098,36 +948,16 @@ mod tests {
         let quoted = format!("\"{}\"", ownership_text("o", "ingress/ns/name"));
         let labels = parse_labels(&quoted).expect("ownership record");
         assert_eq!(labels.get("owner").map(String::as_str), Some("o"));
-        assert_eq!(
-            labels.get("resource").map(String::as_str),
-            Some("ingress/ns/name")
-        );
-        assert_eq!(
-            parse_labels(&ownership_text("o", "ingress/ns/name")),
-            Some(labels.clone()),
-            "quotes optional"
-        );
+        assert_eq!(labels.get("resource").map(String::as_str), Some("ingress/ns/name"));
+        assert_eq!(parse_labels(&ownership_text("o", "ingress/ns/name")), Some(labels.clone()), "quotes optional");
 
-        let extra = parse_labels(
-            "heritage=external-dns,external-dns/owner=o,external-dns/future=1,junk,k=v=w,other/x=y",
-        )
-        .expect("ownership record");
-        assert_eq!(
-            extra.get("future").map(String::as_str),
-            Some("1"),
-            "unknown labels are kept"
-        );
-        assert_eq!(
-            extra.len(),
-            2,
-            "tokens without the external-dns prefix or not key=value are dropped: {extra:?}"
-        );
+        let extra =
+            parse_labels("heritage=external-dns,external-dns/owner=o,external-dns/future=1,junk,k=v=w,other/x=y")
+                .expect("ownership record");
+        assert_eq!(extra.get("future").map(String::as_str), Some("1"), "unknown labels are kept");
+        assert_eq!(extra.len(), 2, "tokens without the external-dns prefix or not key=value are dropped: {extra:?}");
 
-        assert_eq!(
-            parse_labels("heritage=mate,external-dns/owner=o"),
-            None,
-            "foreign heritage"
-        );
+        assert_eq!(parse_labels("heritage=mate,external-dns/owner=o"), None, "foreign heritage");
         assert_eq!(parse_labels("external-dns/owner=o"), None, "no heritage");
         assert_eq!(parse_labels("v=spf1 include:_spf.example.com ~all"), None);
         assert_eq!(parse_labels(""), None);
@@ -1150,14 +980,8 @@ mod tests {
             txt("a-bar.example.org", &bar),
             txt("aaaa-bar.example.org", &bar),
             ep("other.example.org", RecordType::A, "192.0.2.9"),
-            txt(
-                "other.example.org",
-                &ownership_text("cluster-b", "ingress/x/other"),
-            ),
-            txt(
-                "a-other.example.org",
-                &ownership_text("cluster-b", "ingress/x/other"),
-            ),
+            txt("other.example.org", &ownership_text("cluster-b", "ingress/x/other")),
+            txt("a-other.example.org", &ownership_text("cluster-b", "ingress/x/other")),
             ep("example.org", RecordType::TXT, "v=spf1 -all"),
             ep("manual.example.org", RecordType::A, "192.0.2.7"),
         ]
@@ -1170,10 +994,7 @@ mod tests {
     }
 
     fn owner_of<'a>(eps: &'a [Endpoint], name: &str, rt: RecordType) -> Option<&'a str> {
-        find(eps, name, rt)
-            .labels
-            .get(label::OWNER)
-            .map(String::as_str)
+        find(eps, name, rt).labels.get(label::OWNER).map(String::as_str)
     }
 
     #[test]
@@ -1182,33 +1003,15 @@ mod tests {
         let view = r.view(zone_written_by_external_dns_v013());
         let eps = &view.endpoints;
         assert_eq!(eps.len(), 6, "ownership TXTs hidden, data kept: {eps:#?}");
-        assert!(eps
-            .iter()
-            .all(|e| e.record_type != RecordType::TXT || e.dns_name == "example.org"));
+        assert!(eps.iter().all(|e| e.record_type != RecordType::TXT || e.dns_name == "example.org"));
 
         let foo = find(eps, "foo.example.org", RecordType::CNAME);
-        assert_eq!(
-            foo.labels.get(label::OWNER).map(String::as_str),
-            Some(OWNER)
-        );
-        assert_eq!(
-            foo.labels.get(label::RESOURCE).map(String::as_str),
-            Some("ingress/default/foo")
-        );
+        assert_eq!(foo.labels.get(label::OWNER).map(String::as_str), Some(OWNER));
+        assert_eq!(foo.labels.get(label::RESOURCE).map(String::as_str), Some("ingress/default/foo"));
         assert_eq!(owner_of(eps, "bar.example.org", RecordType::A), Some(OWNER));
-        assert_eq!(
-            owner_of(eps, "bar.example.org", RecordType::AAAA),
-            Some(OWNER)
-        );
-        assert_eq!(
-            owner_of(eps, "other.example.org", RecordType::A),
-            Some("cluster-b")
-        );
-        assert_eq!(
-            owner_of(eps, "example.org", RecordType::TXT),
-            None,
-            "SPF is user data"
-        );
+        assert_eq!(owner_of(eps, "bar.example.org", RecordType::AAAA), Some(OWNER));
+        assert_eq!(owner_of(eps, "other.example.org", RecordType::A), Some("cluster-b"));
+        assert_eq!(owner_of(eps, "example.org", RecordType::TXT), None, "SPF is user data");
         assert_eq!(owner_of(eps, "manual.example.org", RecordType::A), None);
         assert_eq!(view.ownership_records().count(), 7);
     }
@@ -1218,23 +1021,11 @@ mod tests {
         let r = registry("", "", "");
         let view = r.view(vec![
             ep("foo.example.org", RecordType::A, "192.0.2.1"),
-            txt(
-                "foo.example.org",
-                &ownership_text("old-owner", "ingress/a/old"),
-            ),
+            txt("foo.example.org", &ownership_text("old-owner", "ingress/a/old")),
             txt("a-foo.example.org", &ownership_text(OWNER, "ingress/a/new")),
         ]);
-        assert_eq!(
-            owner_of(&view.endpoints, "foo.example.org", RecordType::A),
-            Some(OWNER)
-        );
-        assert_eq!(
-            view.endpoints[0]
-                .labels
-                .get(label::RESOURCE)
-                .map(String::as_str),
-            Some("ingress/a/new")
-        );
+        assert_eq!(owner_of(&view.endpoints, "foo.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(view.endpoints[0].labels.get(label::RESOURCE).map(String::as_str), Some("ingress/a/new"));
     }
 
     #[test]
@@ -1242,29 +1033,17 @@ mod tests {
         let r = registry("", "", "");
         let view = r.view(vec![
             ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
-            txt(
-                "foo.example.org",
-                &ownership_text(OWNER, "ingress/default/foo"),
-            ),
+            txt("foo.example.org", &ownership_text(OWNER, "ingress/default/foo")),
             ep("bar.example.org", RecordType::A, "192.0.2.1"),
             ep("bar.example.org", RecordType::MX, "10 mail.example.org"),
             ep("bar.example.org", RecordType::AAAA, "2001:db8::1"),
-            txt(
-                "bar.example.org",
-                &ownership_text(OWNER, "service/default/bar"),
-            ),
+            txt("bar.example.org", &ownership_text(OWNER, "service/default/bar")),
         ]);
         let eps = &view.endpoints;
         assert_eq!(eps.len(), 4);
-        assert_eq!(
-            owner_of(eps, "foo.example.org", RecordType::CNAME),
-            Some(OWNER)
-        );
+        assert_eq!(owner_of(eps, "foo.example.org", RecordType::CNAME), Some(OWNER));
         assert_eq!(owner_of(eps, "bar.example.org", RecordType::A), Some(OWNER));
-        assert_eq!(
-            owner_of(eps, "bar.example.org", RecordType::MX),
-            Some(OWNER)
-        );
+        assert_eq!(owner_of(eps, "bar.example.org", RecordType::MX), Some(OWNER));
         // external-dns never lets an AAAA record inherit an old-format TXT.
         assert_eq!(owner_of(eps, "bar.example.org", RecordType::AAAA), None);
     }
@@ -1280,10 +1059,7 @@ mod tests {
         other_weighted.set_identifier = "us".into();
         let view = r.view(vec![
             ep("*.example.org", RecordType::CNAME, "lb.example.net"),
-            txt(
-                "txt.cname-wc.example.org",
-                &ownership_text(OWNER, "ingress/a/wild"),
-            ),
+            txt("txt.cname-wc.example.org", &ownership_text(OWNER, "ingress/a/wild")),
             weighted,
             weighted_txt,
             other_weighted,
@@ -1292,15 +1068,9 @@ mod tests {
         ]);
         let eps = &view.endpoints;
         assert_eq!(eps.len(), 3, "{eps:#?}");
-        assert_eq!(
-            owner_of(eps, "*.example.org", RecordType::CNAME),
-            Some(OWNER)
-        );
+        assert_eq!(owner_of(eps, "*.example.org", RecordType::CNAME), Some(OWNER));
         let by_set = |s: &str| {
-            eps.iter()
-                .find(|e| e.set_identifier == s)
-                .and_then(|e| e.labels.get(label::OWNER))
-                .map(String::as_str)
+            eps.iter().find(|e| e.set_identifier == s).and_then(|e| e.labels.get(label::OWNER)).map(String::as_str)
         };
         assert_eq!(by_set("eu"), Some(OWNER));
         assert_eq!(by_set("us"), None);
@@ -1311,29 +1081,14 @@ mod tests {
         let r = registry("", "", "");
         let view = r.view(vec![
             ep("_acme.example.org", RecordType::TXT, "token"),
-            txt(
-                "txt-_acme.example.org",
-                &ownership_text(OWNER, "crd/ns/acme"),
-            ),
+            txt("txt-_acme.example.org", &ownership_text(OWNER, "crd/ns/acme")),
         ]);
         assert_eq!(view.endpoints.len(), 1);
-        assert_eq!(
-            owner_of(&view.endpoints, "_acme.example.org", RecordType::TXT),
-            Some(OWNER)
-        );
+        assert_eq!(owner_of(&view.endpoints, "_acme.example.org", RecordType::TXT), Some(OWNER));
     }
 
     fn data_changes(out: &[(usize, Change)]) -> Vec<(usize, &'static str, String, RecordType)> {
-        out.iter()
-            .map(|(i, c)| {
-                (
-                    *i,
-                    c.verb(),
-                    c.endpoint().dns_name.clone(),
-                    c.endpoint().record_type,
-                )
-            })
-            .collect()
+        out.iter().map(|(i, c)| (*i, c.verb(), c.endpoint().dns_name.clone(), c.endpoint().record_type)).collect()
     }
 
     #[test]
@@ -1345,18 +1100,12 @@ mod tests {
             "ingress/default/foo",
         );
         e.provider_specific
-            .push(crate::dns::endpoint::ProviderSpecificProperty {
-                name: "aws/weight".into(),
-                value: "10".into(),
-            });
+            .push(crate::dns::endpoint::ProviderSpecificProperty { name: "aws/weight".into(), value: "10".into() });
         e.set_identifier = "eu".into();
         let t = r.ownership_record(&e);
         assert_eq!(t.dns_name, "a-foo.example.org");
         assert_eq!(t.record_type, RecordType::TXT);
-        assert_eq!(
-            t.targets,
-            vec![ownership_text(OWNER, "ingress/default/foo")]
-        );
+        assert_eq!(t.targets, vec![ownership_text(OWNER, "ingress/default/foo")]);
         assert_eq!(t.ttl, Some(60));
         assert_eq!(t.set_identifier, "eu");
         assert_eq!(t.provider_specific, e.provider_specific);
@@ -1366,19 +1115,9 @@ mod tests {
     fn expand_create_adds_the_new_format_txt() {
         let r = registry("", "", "");
         let view = r.view(vec![]);
-        let e = owned(
-            ep("new.example.org", RecordType::CNAME, "lb.example.net"),
-            OWNER,
-            "ingress/default/new",
-        );
+        let e = owned(ep("new.example.org", RecordType::CNAME, "lb.example.net"), OWNER, "ingress/default/new");
         let out = r.expand(&view, &[Change::Create(e.clone())]);
-        assert_eq!(
-            out,
-            vec![
-                (0, Change::Create(e.clone())),
-                (0, Change::Create(r.ownership_record(&e)))
-            ]
-        );
+        assert_eq!(out, vec![(0, Change::Create(e.clone())), (0, Change::Create(r.ownership_record(&e)))]);
         assert_eq!(out[1].1.endpoint().dns_name, "cname-new.example.org");
     }
 
@@ -1386,48 +1125,15 @@ mod tests {
     fn expand_create_over_a_leftover_txt() {
         let r = registry("", "", "");
         let view = r.view(vec![
-            txt(
-                "a-mine.example.org",
-                &ownership_text(OWNER, "ingress/default/mine"),
-            ),
-            txt(
-                "a-moved.example.org",
-                &ownership_text(OWNER, "ingress/default/before"),
-            ),
-            txt(
-                "a-theirs.example.org",
-                &ownership_text("cluster-b", "ingress/x/theirs"),
-            ),
+            txt("a-mine.example.org", &ownership_text(OWNER, "ingress/default/mine")),
+            txt("a-moved.example.org", &ownership_text(OWNER, "ingress/default/before")),
+            txt("a-theirs.example.org", &ownership_text("cluster-b", "ingress/x/theirs")),
         ]);
-        let mine = owned(
-            ep("mine.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "ingress/default/mine",
-        );
-        let moved = owned(
-            ep("moved.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "ingress/default/after",
-        );
-        let theirs = owned(
-            ep("theirs.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "ingress/default/theirs",
-        );
-        assert_eq!(
-            r.claim(&view, &theirs)
-                .and_then(|l| l.get(label::OWNER))
-                .map(String::as_str),
-            Some("cluster-b")
-        );
-        let out = r.expand(
-            &view,
-            &[
-                Change::Create(mine),
-                Change::Create(moved),
-                Change::Create(theirs),
-            ],
-        );
+        let mine = owned(ep("mine.example.org", RecordType::A, "192.0.2.1"), OWNER, "ingress/default/mine");
+        let moved = owned(ep("moved.example.org", RecordType::A, "192.0.2.1"), OWNER, "ingress/default/after");
+        let theirs = owned(ep("theirs.example.org", RecordType::A, "192.0.2.1"), OWNER, "ingress/default/theirs");
+        assert_eq!(r.claim(&view, &theirs).and_then(|l| l.get(label::OWNER)).map(String::as_str), Some("cluster-b"));
+        let out = r.expand(&view, &[Change::Create(mine), Change::Create(moved), Change::Create(theirs)]);
         assert_eq!(
             data_changes(&out),
             vec![
@@ -1437,17 +1143,9 @@ mod tests {
                 (2, "create", "theirs.example.org".into(), RecordType::A),
             ]
         );
-        let Change::Update { old, new } = &out[2].1 else {
-            panic!("expected update")
-        };
-        assert_eq!(
-            old.targets,
-            vec![ownership_text(OWNER, "ingress/default/before")]
-        );
-        assert_eq!(
-            new.targets,
-            vec![ownership_text(OWNER, "ingress/default/after")]
-        );
+        let Change::Update { old, new } = &out[2].1 else { panic!("expected update") };
+        assert_eq!(old.targets, vec![ownership_text(OWNER, "ingress/default/before")]);
+        assert_eq!(new.targets, vec![ownership_text(OWNER, "ingress/default/after")]);
     }
 
     #[test]
@@ -1457,46 +1155,20 @@ mod tests {
         let current = find(&view.endpoints, "foo.example.org", RecordType::CNAME).clone();
         let mut new = current.clone();
         new.targets = vec!["lb2.example.net".into()];
-        let update = Change::Update {
-            old: current.clone(),
-            new: new.clone(),
-        };
-        assert_eq!(
-            r.expand(&view, std::slice::from_ref(&update)),
-            vec![(0, update)],
-            "no TXT churn"
-        );
+        let update = Change::Update { old: current.clone(), new: new.clone() };
+        assert_eq!(r.expand(&view, std::slice::from_ref(&update)), vec![(0, update)], "no TXT churn");
 
         let mut moved = new.clone();
-        moved
-            .labels
-            .insert(label::RESOURCE.into(), "ingress/default/foo-v2".into());
-        let out = r.expand(
-            &view,
-            &[Change::Update {
-                old: current,
-                new: moved,
-            }],
-        );
-        assert_eq!(
-            data_changes(&out)[1],
-            (0, "update", "cname-foo.example.org".into(), RecordType::TXT)
-        );
-        let Change::Update { old, new } = &out[1].1 else {
-            panic!("expected update")
-        };
+        moved.labels.insert(label::RESOURCE.into(), "ingress/default/foo-v2".into());
+        let out = r.expand(&view, &[Change::Update { old: current, new: moved }]);
+        assert_eq!(data_changes(&out)[1], (0, "update", "cname-foo.example.org".into(), RecordType::TXT));
+        let Change::Update { old, new } = &out[1].1 else { panic!("expected update") };
         assert_eq!(
             old.targets,
-            vec![format!(
-                "\"{}\"",
-                ownership_text(OWNER, "ingress/default/foo")
-            )],
+            vec![format!("\"{}\"", ownership_text(OWNER, "ingress/default/foo"))],
             "old value as stored"
         );
-        assert_eq!(
-            new.targets,
-            vec![ownership_text(OWNER, "ingress/default/foo-v2")]
-        );
+        assert_eq!(new.targets, vec![ownership_text(OWNER, "ingress/default/foo-v2")]);
     }
 
     #[test]
@@ -1504,43 +1176,21 @@ mod tests {
         let r = registry("", "", "");
         let view = r.view(vec![
             ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
-            txt(
-                "foo.example.org",
-                &ownership_text(OWNER, "ingress/default/foo"),
-            ),
+            txt("foo.example.org", &ownership_text(OWNER, "ingress/default/foo")),
             ep("theirs.example.org", RecordType::CNAME, "lb.example.net"),
-            txt(
-                "theirs.example.org",
-                &ownership_text("cluster-b", "ingress/x/theirs"),
-            ),
+            txt("theirs.example.org", &ownership_text("cluster-b", "ingress/x/theirs")),
         ]);
         let current = find(&view.endpoints, "foo.example.org", RecordType::CNAME).clone();
         let mut new = current.clone();
         new.targets = vec!["lb2.example.net".into()];
-        let out = r.expand(
-            &view,
-            &[Change::Update {
-                old: current,
-                new: new.clone(),
-            }],
-        );
+        let out = r.expand(&view, &[Change::Update { old: current, new: new.clone() }]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1], (0, Change::Create(r.ownership_record(&new))));
         assert_eq!(out[1].1.endpoint().dns_name, "cname-foo.example.org");
 
         let theirs = find(&view.endpoints, "theirs.example.org", RecordType::CNAME).clone();
-        let out = r.expand(
-            &view,
-            &[Change::Update {
-                old: theirs.clone(),
-                new: theirs,
-            }],
-        );
-        assert_eq!(
-            out.len(),
-            1,
-            "another owner's old-format claim is not migrated to us"
-        );
+        let out = r.expand(&view, &[Change::Update { old: theirs.clone(), new: theirs }]);
+        assert_eq!(out.len(), 1, "another owner's old-format claim is not migrated to us");
     }
 
     #[test]
@@ -1561,11 +1211,7 @@ mod tests {
         assert!(out[1].1.endpoint().targets[0].starts_with('"'));
 
         let other = find(&view.endpoints, "other.example.org", RecordType::A).clone();
-        assert_eq!(
-            r.expand(&view, &[Change::Delete(other)]).len(),
-            1,
-            "another owner's TXTs are never deleted"
-        );
+        assert_eq!(r.expand(&view, &[Change::Delete(other)]).len(), 1, "another owner's TXTs are never deleted");
     }
 
     #[test]
@@ -1584,27 +1230,13 @@ mod tests {
         let aaaa = find(&view.endpoints, "bar.example.org", RecordType::AAAA).clone();
 
         let out = r.expand(&view, &[Change::Delete(a.clone())]);
-        assert_eq!(
-            out.len(),
-            1,
-            "MX still owned through the old-format TXT: {out:#?}"
-        );
+        assert_eq!(out.len(), 1, "MX still owned through the old-format TXT: {out:#?}");
 
         let out = r.expand(&view, &[Change::Delete(aaaa.clone())]);
-        assert_eq!(
-            data_changes(&out)[1],
-            (0, "delete", "aaaa-bar.example.org".into(), RecordType::TXT)
-        );
-        assert_eq!(
-            out.len(),
-            2,
-            "the AAAA never depended on the old-format TXT"
-        );
+        assert_eq!(data_changes(&out)[1], (0, "delete", "aaaa-bar.example.org".into(), RecordType::TXT));
+        assert_eq!(out.len(), 2, "the AAAA never depended on the old-format TXT");
 
-        let out = r.expand(
-            &view,
-            &[Change::Delete(a), Change::Delete(mx), Change::Delete(aaaa)],
-        );
+        let out = r.expand(&view, &[Change::Delete(a), Change::Delete(mx), Change::Delete(aaaa)]);
         assert_eq!(
             data_changes(&out),
             vec![
@@ -1626,47 +1258,25 @@ mod tests {
         let view = r.view(std::mem::take(&mut zone));
         let a = find(&view.endpoints, "bar.example.org", RecordType::A).clone();
         let out = r.expand(&view, &[Change::Delete(a)]);
-        assert_eq!(
-            data_changes(&out)[1],
-            (0, "delete", "bar.example.org".into(), RecordType::TXT)
-        );
+        assert_eq!(data_changes(&out)[1], (0, "delete", "bar.example.org".into(), RecordType::TXT));
     }
 
     #[test]
     fn registry_config_is_validated() {
-        let base = TxtRegistryConfig {
-            owner_id: "o".into(),
-            ..Default::default()
-        };
+        let base = TxtRegistryConfig { owner_id: "o".into(), ..Default::default() };
         let err = |cfg: TxtRegistryConfig| TxtRegistry::new(cfg).expect_err("invalid config");
-        assert_eq!(
-            err(TxtRegistryConfig {
-                owner_id: String::new(),
-                ..base.clone()
-            }),
-            RegistryError::EmptyOwnerId
-        );
+        assert_eq!(err(TxtRegistryConfig { owner_id: String::new(), ..base.clone() }), RegistryError::EmptyOwnerId);
         assert!(matches!(
-            err(TxtRegistryConfig {
-                owner_id: "a,b".into(),
-                ..base.clone()
-            }),
+            err(TxtRegistryConfig { owner_id: "a,b".into(), ..base.clone() }),
             RegistryError::InvalidOwnerId(_)
         ));
-        let both = err(TxtRegistryConfig {
-            prefix: "p".into(),
-            suffix: "s".into(),
-            ..base.clone()
-        });
-        assert!(
-            both.to_string().starts_with("TXT registry prefix"),
-            "{both}"
+        let both = err(TxtRegistryConfig { prefix: "p".into(), suffix: "s".into(), ..base.clone() });
+        assert!(both.to_string().starts_with("TXT registry prefix"), "{both}");
+        let short = err(TxtRegistryConfig { aes_key: Some(b"too short".to_vec()), ..base.clone() });
+        assert_eq!(
+            short.to_string(),
+            "TXT encryption key: must be 32 bytes, or the standard base64 encoding of 32 bytes; got 9 bytes"
         );
-        let short = err(TxtRegistryConfig {
-            aes_key: Some(b"too short".to_vec()),
-            ..base.clone()
-        });
-        assert_eq!(short.to_string(), "TXT encryption key: must be 32 bytes, or the standard base64 encoding of 32 bytes; got 9 bytes");
         // external-dns's TestNewTXTRegistryEncryptionConfig: 49 bytes that are not base64 of 32.
         assert!(TxtRegistry::new(TxtRegistryConfig {
             aes_key: Some(b"123456789012345678901234567890asdfasdfasdfasdfa12".to_vec()),
@@ -1674,11 +1284,7 @@ mod tests {
         })
         .is_err());
         assert!(
-            TxtRegistry::new(TxtRegistryConfig {
-                aes_key: Some(Vec::new()),
-                ..base.clone()
-            })
-            .is_err(),
+            TxtRegistry::new(TxtRegistryConfig { aes_key: Some(Vec::new()), ..base.clone() }).is_err(),
             "an empty key is a mistake, not 'no encryption'"
         );
         assert!(TxtRegistry::new(TxtRegistryConfig {
@@ -1691,28 +1297,19 @@ mod tests {
     /// external-dns's `TestNewTXTRegistryEncryptionConfig`: a 44-character key is base64.
     #[test]
     fn base64_key_decodes_like_external_dns() {
-        let key = GO_STD_BASE64
-            .decode("ZPitL0NGVQBZbTD6DwXJzD8RiStSazzYXQsdUowLURY=")
-            .expect("valid base64");
+        let key = GO_STD_BASE64.decode("ZPitL0NGVQBZbTD6DwXJzD8RiStSazzYXQsdUowLURY=").expect("valid base64");
         assert_eq!(
             key,
             [
-                100, 248, 173, 47, 67, 70, 85, 0, 89, 109, 48, 250, 15, 5, 201, 204, 63, 17, 137,
-                43, 82, 107, 60, 216, 93, 11, 29, 82, 140, 11, 81, 22
+                100, 248, 173, 47, 67, 70, 85, 0, 89, 109, 48, 250, 15, 5, 201, 204, 63, 17, 137, 43, 82, 107, 60, 216,
+                93, 11, 29, 82, 140, 11, 81, 22
             ]
         );
         let from_b64 = encrypted_registry(b"ZPitL0NGVQBZbTD6DwXJzD8RiStSazzYXQsdUowLURY=");
         let from_raw = encrypted_registry(&key);
-        let e = owned(
-            ep("foo.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "r",
-        );
+        let e = owned(ep("foo.example.org", RecordType::A, "192.0.2.1"), OWNER, "r");
         let sealed = from_b64.ownership_record(&e).targets[0].clone();
-        assert!(
-            from_raw.parse_txt(&sealed).is_some(),
-            "both spellings are the same key"
-        );
+        assert!(from_raw.parse_txt(&sealed).is_some(), "both spellings are the same key");
     }
 
     /// The literal vector of external-dns's `endpoint/crypto_test.go` `TestEncrypt`.
@@ -1720,22 +1317,13 @@ mod tests {
     fn decrypts_external_dns_literal_vector() {
         let cipher = LabelCipher::new(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;").expect("32-byte key");
         let sealed = "0Mfzf6wsN8llrfX0ucDZ6nlc2+QiQfKKedjPPLu5atb2I35L9nUZeJcCnuLVW7CVW3K0h94vSuBLdXnMrj8Vcm0M09shxaoF48IcCpD03XtQbKXqk2hPbsW6+JybvplHIQGr16/PcjUSObGmR9yjf38+qEltApkKvrPjsyw43BX4eE10rL0Bln33UJD7/w+zazRDPFlAcbGtkt0ETKHnvyB3/aCddLipvrhjCXj2ZY/ktRF6h716kJRgXU10dCIQHFYU45MIdxI+k10HK3yZqhI2V0Gp2xjrFV/LRQ7/OS9SFee4asPWUYxbCEsnOzp8qc0dCPFSo1dtADzWnUZnsAcbnjtudT4milfLJc5CxDk1v3ykqQ/ajejwHjWQ7b8U6AsTErbezfdcqrb5IzkLgHb5TosnfrdDmNc9GcKfpsrCHbVY8KgNwMVdtwavLv7d9WM6sooUlZ3t0sABGkzagXQmPRvwLnkSOlie5XrnzWo8/8/4UByLga29CaXO";
-        let (plain, nonce) = cipher
-            .decrypt(sealed)
-            .expect("external-dns vector decrypts");
+        let (plain, nonce) = cipher.decrypt(sealed).expect("external-dns vector decrypts");
         assert!(
-            plain.starts_with(
-                "Lorem Ipsum is simply dummy text of the printing and typesetting industry."
-            ),
+            plain.starts_with("Lorem Ipsum is simply dummy text of the printing and typesetting industry."),
             "{plain}"
         );
-        assert!(plain.ends_with(
-            "desktop publishing software like Aldus PageMaker including versions of Lorem Ipsum."
-        ));
-        assert!(
-            sealed.starts_with(&nonce),
-            "12 nonce bytes are exactly 16 base64 characters"
-        );
+        assert!(plain.ends_with("desktop publishing software like Aldus PageMaker including versions of Lorem Ipsum."));
+        assert!(sealed.starts_with(&nonce), "12 nonce bytes are exactly 16 base64 characters");
 
         let wrong = LabelCipher::new(b"s'J!jD`].LC?g&Oa11AgTub,j48ts/96").expect("32-byte key");
         assert_eq!(wrong.decrypt(sealed), Err(DecryptError::Authentication));
@@ -1749,10 +1337,7 @@ mod tests {
         gz.write_all(text.as_bytes()).expect("vec write");
         let compressed = gz.finish().expect("vec write");
         let mut out = nonce.to_vec();
-        out.extend(
-            aead.encrypt(Nonce::from_slice(&nonce), compressed.as_slice())
-                .expect("seal"),
-        );
+        out.extend(aead.encrypt(Nonce::from_slice(&nonce), compressed.as_slice()).expect("seal"));
         base64::engine::general_purpose::STANDARD.encode(out)
     }
 
@@ -1760,39 +1345,21 @@ mod tests {
     fn view_reads_an_external_dns_encrypted_zone() {
         let key = *b"passphrasewhichneedstobe32bytes!";
         let nonce = [7u8; 12];
-        let sealed =
-            seal_like_external_dns(&key, nonce, &ownership_text(OWNER, "ingress/default/foo"));
+        let sealed = seal_like_external_dns(&key, nonce, &ownership_text(OWNER, "ingress/default/foo"));
         let r = encrypted_registry(&key);
         let view = r.view(vec![
             ep("foo.example.org", RecordType::A, "192.0.2.1"),
             txt("a-foo.example.org", &format!("\"{sealed}\"")),
             // Written before encryption was switched on: still ours.
             ep("plain.example.org", RecordType::A, "192.0.2.2"),
-            txt(
-                "a-plain.example.org",
-                &ownership_text(OWNER, "ingress/default/plain"),
-            ),
+            txt("a-plain.example.org", &ownership_text(OWNER, "ingress/default/plain")),
         ]);
         assert_eq!(view.endpoints.len(), 2);
         let foo = find(&view.endpoints, "foo.example.org", RecordType::A);
-        assert_eq!(
-            foo.labels.get(label::OWNER).map(String::as_str),
-            Some(OWNER)
-        );
-        assert_eq!(
-            foo.labels.get(label::RESOURCE).map(String::as_str),
-            Some("ingress/default/foo")
-        );
-        assert_eq!(
-            foo.labels
-                .get(label::TXT_ENCRYPTION_NONCE)
-                .map(String::as_str),
-            Some("BwcHBwcHBwcHBwcH")
-        );
-        assert_eq!(
-            owner_of(&view.endpoints, "plain.example.org", RecordType::A),
-            Some(OWNER)
-        );
+        assert_eq!(foo.labels.get(label::OWNER).map(String::as_str), Some(OWNER));
+        assert_eq!(foo.labels.get(label::RESOURCE).map(String::as_str), Some("ingress/default/foo"));
+        assert_eq!(foo.labels.get(label::TXT_ENCRYPTION_NONCE).map(String::as_str), Some("BwcHBwcHBwcHBwcH"));
+        assert_eq!(owner_of(&view.endpoints, "plain.example.org", RecordType::A), Some(OWNER));
 
         // Re-emitting the unchanged record reuses the nonce, so the bytes are identical to
         // what we sealed the way external-dns does.
@@ -1802,121 +1369,65 @@ mod tests {
     #[test]
     fn encryption_round_trip_and_nonce_reuse() {
         let r = encrypted_registry(b"01234567890123456789012345678901");
-        let e = owned(
-            ep("foo.example.org", RecordType::CNAME, "lb.example.net"),
-            OWNER,
-            "ingress/default/foo",
-        );
+        let e = owned(ep("foo.example.org", RecordType::CNAME, "lb.example.net"), OWNER, "ingress/default/foo");
         let first = r.ownership_record(&e);
         let value = &first.targets[0];
         assert!(!value.contains("heritage"), "sealed: {value}");
         let labels = r.parse_txt(value).expect("our own value decrypts");
-        assert_eq!(
-            labels.get(label::RESOURCE).map(String::as_str),
-            Some("ingress/default/foo")
-        );
-        let nonce = labels
-            .get(label::TXT_ENCRYPTION_NONCE)
-            .cloned()
-            .expect("nonce label");
+        assert_eq!(labels.get(label::RESOURCE).map(String::as_str), Some("ingress/default/foo"));
+        let nonce = labels.get(label::TXT_ENCRYPTION_NONCE).cloned().expect("nonce label");
         assert_eq!(nonce.len(), 16);
 
-        assert_ne!(
-            r.ownership_record(&e).targets,
-            first.targets,
-            "no nonce label: a fresh nonce each time"
-        );
+        assert_ne!(r.ownership_record(&e).targets, first.targets, "no nonce label: a fresh nonce each time");
         let mut read_back = e.clone();
-        read_back
-            .labels
-            .insert(label::TXT_ENCRYPTION_NONCE.into(), nonce);
+        read_back.labels.insert(label::TXT_ENCRYPTION_NONCE.into(), nonce);
         assert_eq!(r.ownership_record(&read_back).targets, first.targets);
         assert_eq!(r.ownership_record(&read_back).targets, first.targets);
 
         // An unusable nonce label is ignored, never trusted or fatal.
-        read_back
-            .labels
-            .insert(label::TXT_ENCRYPTION_NONCE.into(), "not base64!".into());
-        assert!(r
-            .parse_txt(&r.ownership_record(&read_back).targets[0])
-            .is_some());
+        read_back.labels.insert(label::TXT_ENCRYPTION_NONCE.into(), "not base64!".into());
+        assert!(r.parse_txt(&r.ownership_record(&read_back).targets[0]).is_some());
     }
 
     #[test]
     fn undecryptable_txt_is_not_ours() {
         let theirs = encrypted_registry(b"s'J!jD`].LC?g&Oa11AgTub,j48ts/96");
         let ours = encrypted_registry(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;");
-        let e = owned(
-            ep("foo.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "r",
-        );
+        let e = owned(ep("foo.example.org", RecordType::A, "192.0.2.1"), OWNER, "r");
         let sealed = theirs.ownership_record(&e);
         let view = ours.view(vec![e.clone(), sealed.clone()]);
         assert_eq!(view.endpoints.len(), 2, "kept as data: {view:#?}");
-        assert_eq!(
-            owner_of(&view.endpoints, "a-foo.example.org", RecordType::TXT),
-            None
-        );
+        assert_eq!(owner_of(&view.endpoints, "a-foo.example.org", RecordType::TXT), None);
         assert_eq!(view.ownership_records().count(), 0);
 
-        for garbage in [
-            "",
-            "\"\"",
-            "AAAA",
-            "QUJD",
-            "!!!!",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        ] {
+        for garbage in ["", "\"\"", "AAAA", "QUJD", "!!!!", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
             assert_eq!(ours.parse_txt(garbage), None, "{garbage:?}");
         }
         // Sealed fine but not gzip and not label text.
-        let not_labels =
-            seal_like_external_dns(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;", [1; 12], "hello");
+        let not_labels = seal_like_external_dns(b"s%zF`.*'5`9.AhI2!B,.~hmbs^.*TL?;", [1; 12], "hello");
         assert_eq!(ours.parse_txt(&not_labels), None);
     }
 
     #[test]
     fn encrypted_update_keeps_bytes_when_nothing_changed() {
         let r = encrypted_registry(b"01234567890123456789012345678901");
-        let e = owned(
-            ep("foo.example.org", RecordType::A, "192.0.2.1"),
-            OWNER,
-            "ingress/default/foo",
-        );
+        let e = owned(ep("foo.example.org", RecordType::A, "192.0.2.1"), OWNER, "ingress/default/foo");
         let zone = vec![e.clone(), r.ownership_record(&e)];
         let view = r.view(zone);
         let current = view.endpoints[0].clone();
         let mut new = current.clone();
         new.targets = vec!["192.0.2.2".into()];
-        let out = r.expand(
-            &view,
-            &[Change::Update {
-                old: current.clone(),
-                new: new.clone(),
-            }],
-        );
+        let out = r.expand(&view, &[Change::Update { old: current.clone(), new: new.clone() }]);
         assert_eq!(out.len(), 1);
 
         // A changed label gets a fresh nonce: sealing new text under a used nonce leaks.
-        new.labels
-            .insert(label::RESOURCE.into(), "ingress/default/bar".into());
+        new.labels.insert(label::RESOURCE.into(), "ingress/default/bar".into());
         let out = r.expand(&view, &[Change::Update { old: current, new }]);
-        let Change::Update { old, new } = &out[1].1 else {
-            panic!("expected TXT update")
-        };
-        let old_nonce = r
-            .parse_txt(&old.targets[0])
-            .and_then(|l| l.get(label::TXT_ENCRYPTION_NONCE).cloned());
+        let Change::Update { old, new } = &out[1].1 else { panic!("expected TXT update") };
+        let old_nonce = r.parse_txt(&old.targets[0]).and_then(|l| l.get(label::TXT_ENCRYPTION_NONCE).cloned());
         let new_labels = r.parse_txt(&new.targets[0]).expect("decrypts");
-        assert_eq!(
-            new_labels.get(label::RESOURCE).map(String::as_str),
-            Some("ingress/default/bar")
-        );
-        assert_ne!(
-            new_labels.get(label::TXT_ENCRYPTION_NONCE),
-            old_nonce.as_ref()
-        );
+        assert_eq!(new_labels.get(label::RESOURCE).map(String::as_str), Some("ingress/default/bar"));
+        assert_ne!(new_labels.get(label::TXT_ENCRYPTION_NONCE), old_nonce.as_ref());
     }
 
     #[test]
@@ -1925,17 +1436,9 @@ mod tests {
         let aead = Aes256Gcm::new_from_slice(&key).expect("key");
         let nonce = [3u8; 12];
         let mut raw = nonce.to_vec();
-        raw.extend(
-            aead.encrypt(
-                Nonce::from_slice(&nonce),
-                ownership_text(OWNER, "r").as_bytes(),
-            )
-            .expect("seal"),
-        );
+        raw.extend(aead.encrypt(Nonce::from_slice(&nonce), ownership_text(OWNER, "r").as_bytes()).expect("seal"));
         let r = encrypted_registry(&key);
-        let labels = r
-            .parse_txt(&GO_STD_BASE64.encode(raw))
-            .expect("ownership record");
+        let labels = r.parse_txt(&GO_STD_BASE64.encode(raw)).expect("ownership record");
         assert_eq!(labels.get(label::OWNER).map(String::as_str), Some(OWNER));
     }
 }

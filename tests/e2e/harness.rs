@@ -78,7 +78,8 @@ impl Operator {
     }
 
     fn spawn(&mut self) {
-        let bin = std::env::var("EXTDNS_BIN").unwrap_or_else(|_| repo().join("target/debug/extdns").display().to_string());
+        let bin =
+            std::env::var("EXTDNS_BIN").unwrap_or_else(|_| repo().join("target/debug/extdns").display().to_string());
         std::fs::create_dir_all(self.log.parent().expect("log dir")).expect("create target/e2e");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open operator log");
         let child = Command::new(&bin)
@@ -158,7 +159,8 @@ impl TestNs {
     pub async fn new(client: &Client, test: &str, labels: serde_json::Value) -> TestNs {
         let name = format!("e2e-{test}-{}", std::process::id() % 100000);
         let api: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("namespace");
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("namespace");
         // A leftover from an aborted earlier run would make the test lie: wait it out.
         let _ = api.delete(&name, &DeleteParams::default()).await;
         wait_for("a stale namespace to go", Duration::from_secs(120), || {
@@ -194,7 +196,10 @@ where
         .unwrap_or_else(|e| panic!("applying {name}: {e}"))
 }
 
-pub fn condition<'a>(ep: &'a DNSEndpoint, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+pub fn condition<'a>(
+    ep: &'a DNSEndpoint,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     ep.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
 }
 
@@ -217,7 +222,11 @@ pub fn dig(port: u16, name: &str, rtype: &str) -> Vec<String> {
         .args(["+short", "+time=1", "+tries=2", "@127.0.0.1", "-p", &port.to_string(), name, rtype])
         .output()
         .expect("dig is installed (e2e/dns/install.sh)");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty() && !l.starts_with(';')).collect();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .collect();
     v.sort();
     v
 }

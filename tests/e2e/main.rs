@@ -27,11 +27,20 @@ async fn service_lifecycle() {
     let port = port();
     let zone = "svc.e2e.test";
     let mut op = Operator::start("service_lifecycle");
-    apply(&Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name), "dns", embedded_provider("dns", zone, port)).await;
+    apply(
+        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
+        "dns",
+        embedded_provider("dns", zone, port),
+    )
+    .await;
 
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let svc_json = |annotated: bool| {
-        let annotations = if annotated { json!({"external-dns.alpha.kubernetes.io/hostname": "web.svc.e2e.test."}) } else { json!({}) };
+        let annotations = if annotated {
+            json!({"external-dns.alpha.kubernetes.io/hostname": "web.svc.e2e.test."})
+        } else {
+            json!({})
+        };
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "annotations": annotations},
@@ -44,7 +53,10 @@ async fn service_lifecycle() {
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     let ep = wait_condition(&eps, "web-service", "Ready", "True").await;
     let owner = &ep.owner_references()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)), ("Service", "web", svc.metadata.uid.as_ref()));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
+        ("Service", "web", svc.metadata.uid.as_ref())
+    );
     assert_eq!(owner.controller, Some(true));
     assert_eq!(ep.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("extdns"));
     wait_dig(port, "web.svc.e2e.test", "A", &["192.0.2.1"]).await;
@@ -53,9 +65,13 @@ async fn service_lifecycle() {
     wait_dig(port, "web.svc.e2e.test", "A", &["192.0.2.2"]).await;
 
     // Without the annotation the Service yields nothing: its DNSEndpoint and record go.
-    svcs.patch("web", &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"annotations": {"external-dns.alpha.kubernetes.io/hostname": null}}})))
-        .await
-        .expect("remove annotation");
+    svcs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"annotations": {"external-dns.alpha.kubernetes.io/hostname": null}}})),
+    )
+    .await
+    .expect("remove annotation");
     wait_gone(&eps, "web-service").await;
     wait_dig(port, "web.svc.e2e.test", "A", &[]).await;
 
@@ -79,7 +95,12 @@ async fn ingress_hosts() {
     let port = port();
     let zone = "ing.e2e.test";
     let _op = Operator::start("ingress_hosts");
-    apply(&Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name), "dns", embedded_provider("dns", zone, port)).await;
+    apply(
+        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
+        "dns",
+        embedded_provider("dns", zone, port),
+    )
+    .await;
     let ings: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
     let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
     apply(
@@ -98,9 +119,13 @@ async fn ingress_hosts() {
         }),
     )
     .await;
-    ings.patch_status("shop", &PatchParams::default(), &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.30"}]}}})))
-        .await
-        .expect("patch Ingress status");
+    ings.patch_status(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.30"}]}}})),
+    )
+    .await
+    .expect("patch Ingress status");
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     wait_condition(&eps, "shop-ingress", "Ready", "True").await;
     for host in ["shop.ing.e2e.test", "api.ing.e2e.test", "secure.ing.e2e.test"] {
@@ -117,15 +142,27 @@ async fn invalid_dnsendpoint_is_stalled_and_valid_one_ready() {
     let port = port();
     let zone = "example.com";
     let _op = Operator::start("invalid");
-    apply(&Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name), "dns", embedded_provider("dns", zone, port)).await;
+    apply(
+        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
+        "dns",
+        embedded_provider("dns", zone, port),
+    )
+    .await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     // The invalid sample exactly as shipped.
-    let sample: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo().join("samples/invalid-dnsendpoint.yaml")).expect("sample")).expect("yaml");
+    let sample: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("samples/invalid-dnsendpoint.yaml")).expect("sample"),
+    )
+    .expect("yaml");
     let mut sample = sample;
     sample["metadata"]["namespace"] = json!(ns.name);
     apply(&eps, "invalid", sample).await;
-    apply(&eps, "valid", dnsendpoint("valid", json!([{"dnsName": "ok.example.com", "recordType": "A", "targets": ["192.0.2.40"]}]))).await;
+    apply(
+        &eps,
+        "valid",
+        dnsendpoint("valid", json!([{"dnsName": "ok.example.com", "recordType": "A", "targets": ["192.0.2.40"]}])),
+    )
+    .await;
 
     wait_condition(&eps, "valid", "Ready", "True").await;
     let bad = wait_condition(&eps, "invalid", "Stalled", "True").await;
@@ -150,9 +187,19 @@ async fn conflicting_dnsendpoints() {
     let port = port();
     let zone = "conflict.e2e.test";
     let _op = Operator::start("conflict");
-    apply(&Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name), "dns", embedded_provider("dns", zone, port)).await;
+    apply(
+        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
+        "dns",
+        embedded_provider("dns", zone, port),
+    )
+    .await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
-    apply(&eps, "first", dnsendpoint("first", json!([{"dnsName": "x.conflict.e2e.test", "recordType": "A", "targets": ["192.0.2.51"]}]))).await;
+    apply(
+        &eps,
+        "first",
+        dnsendpoint("first", json!([{"dnsName": "x.conflict.e2e.test", "recordType": "A", "targets": ["192.0.2.51"]}])),
+    )
+    .await;
     wait_condition(&eps, "first", "Ready", "True").await;
     // creationTimestamp has one-second resolution: make "second" unambiguously younger.
     let first_created = eps.get("first").await.expect("get").metadata.creation_timestamp.expect("ts");
@@ -161,7 +208,15 @@ async fn conflicting_dnsendpoints() {
         async move { (jiff::Timestamp::now().as_second() > t.0.as_second()).then_some(()) }
     })
     .await;
-    apply(&eps, "second", dnsendpoint("second", json!([{"dnsName": "x.conflict.e2e.test", "recordType": "A", "targets": ["192.0.2.52"]}]))).await;
+    apply(
+        &eps,
+        "second",
+        dnsendpoint(
+            "second",
+            json!([{"dnsName": "x.conflict.e2e.test", "recordType": "A", "targets": ["192.0.2.52"]}]),
+        ),
+    )
+    .await;
     let loser = wait_condition(&eps, "second", "Stalled", "True").await;
     let stalled = condition(&loser, "Stalled").expect("Stalled");
     assert_eq!(stalled.reason, "Conflict");
@@ -233,9 +288,19 @@ async fn kubectl_wait_works() {
     let ns = TestNs::new(&client, "wait", json!({})).await;
     let port = port();
     let _op = Operator::start("kubectl_wait");
-    apply(&Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name), "dns", embedded_provider("dns", "wait.e2e.test", port)).await;
+    apply(
+        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
+        "dns",
+        embedded_provider("dns", "wait.e2e.test", port),
+    )
+    .await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
-    apply(&eps, "w", dnsendpoint("w", json!([{"dnsName": "w.wait.e2e.test", "recordType": "A", "targets": ["192.0.2.70"]}]))).await;
+    apply(
+        &eps,
+        "w",
+        dnsendpoint("w", json!([{"dnsName": "w.wait.e2e.test", "recordType": "A", "targets": ["192.0.2.70"]}])),
+    )
+    .await;
     let kubectl = std::env::var("EXTDNS_KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let nsname = ns.name.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -253,7 +318,13 @@ async fn kubectl_wait_works() {
         .output()
         .expect("kubectl get");
     let table = String::from_utf8_lossy(&get.stdout);
-    assert!(table.contains("HOSTNAMES") && table.contains("READY") && table.contains("REASON"), "printer columns: {table}");
-    assert!(table.contains("w.wait.e2e.test") && table.contains("True") && table.contains("RecordsLive"), "row: {table}");
+    assert!(
+        table.contains("HOSTNAMES") && table.contains("READY") && table.contains("REASON"),
+        "printer columns: {table}"
+    );
+    assert!(
+        table.contains("w.wait.e2e.test") && table.contains("True") && table.contains("RecordsLive"),
+        "row: {table}"
+    );
     ns.cleanup().await;
 }

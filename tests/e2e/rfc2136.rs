@@ -30,7 +30,9 @@ impl Bind {
             .arg(repo().join("e2e/dns/server.sh"))
             .args(["bind", &dir.display().to_string(), &port.to_string(), zone])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(repo().join("target/e2e").join(format!("{test}.bind.log"))).expect("bind log")))
+            .stderr(Stdio::from(
+                std::fs::File::create(repo().join("target/e2e").join(format!("{test}.bind.log"))).expect("bind log"),
+            ))
             .spawn()
             .expect("start BIND via e2e/dns/server.sh");
         let pid = child.id();
@@ -127,14 +129,21 @@ async fn rfc2136_service_record_in_bind() {
     )
     .await;
     for ip in ["192.0.2.101", "192.0.2.102"] {
-        svcs.patch_status("api", &PatchParams::default(), &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})))
-            .await
-            .expect("status");
+        svcs.patch_status(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+        )
+        .await
+        .expect("status");
         wait_dig(bind.port, "api.bindsvc.e2e.test", "A", &[ip]).await;
     }
     // The ownership record is there, in external-dns's format.
     let txt = dig(bind.port, "a-api.bindsvc.e2e.test", "TXT");
-    assert_eq!(txt, vec![format!("\"heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/api\"", ns.name)]);
+    assert_eq!(
+        txt,
+        vec![format!("\"heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/api\"", ns.name)]
+    );
     svcs.delete("api", &DeleteParams::foreground()).await.expect("delete");
     wait_dig(bind.port, "api.bindsvc.e2e.test", "A", &[]).await;
     wait_dig(bind.port, "a-api.bindsvc.e2e.test", "TXT", &[]).await;
@@ -180,7 +189,10 @@ async fn rfc2136_ownership_and_adoption() {
     .await;
     let ep = wait_condition(&eps, "claims", "Stalled", "True").await;
     let reasons: Vec<String> = ep.status.as_ref().expect("status").records.iter().map(|r| r.state.clone()).collect();
-    assert!(reasons.contains(&"OwnedByOther".to_string()) && reasons.contains(&"RecordExists".to_string()), "{reasons:?}");
+    assert!(
+        reasons.contains(&"OwnedByOther".to_string()) && reasons.contains(&"RecordExists".to_string()),
+        "{reasons:?}"
+    );
     let msg = &condition(&ep, "Stalled").expect("Stalled").message;
     assert!(msg.contains("someone-else"), "names the other owner: {msg}");
     assert_eq!(dig(bind.port, &format!("foreign.{zone}"), "A"), vec!["198.51.100.1"]);
@@ -213,7 +225,10 @@ async fn dnsendpoint_edit_and_delete_with_provider_outage() {
     bind.pause();
     apply(&eps, "m", dnsendpoint("m", json!([{"dnsName": name, "recordType": "A", "targets": ["192.0.2.132"]}]))).await;
     let ep = wait_condition(&eps, "m", "Reconciling", "True").await;
-    assert!(ep.status.as_ref().and_then(|s| s.observed_generation) < ep.metadata.generation, "observedGeneration must lag while not applied");
+    assert!(
+        ep.status.as_ref().and_then(|s| s.observed_generation) < ep.metadata.generation,
+        "observedGeneration must lag while not applied"
+    );
     assert_eq!(condition(&ep, "Ready").map(|c| c.status.as_str()), Some("False"));
     bind.resume();
     let ep = wait_condition(&eps, "m", "Ready", "True").await;
@@ -263,9 +278,20 @@ async fn restarts_send_no_changes_and_recover() {
     assert_eq!(op.counter("extdns_provider_changes_total", &[]).await, 0, "restart sent changes:\n{}", op.log_tail());
     assert_eq!(op.counter("extdns_provider_calls_total", &["operation=\"apply\""]).await, 0);
 
-    let restart = std::process::Command::new("bash").arg(repo().join("e2e/cluster/restart-apiserver.sh")).status().expect("restart apiserver");
+    let restart = std::process::Command::new("bash")
+        .arg(repo().join("e2e/cluster/restart-apiserver.sh"))
+        .status()
+        .expect("restart apiserver");
     assert!(restart.success(), "e2e/cluster/restart-apiserver.sh failed");
-    apply(&eps, "after", dnsendpoint("after", json!([{"dnsName": format!("after.{zone}"), "recordType": "A", "targets": ["192.0.2.199"]}]))).await;
+    apply(
+        &eps,
+        "after",
+        dnsendpoint(
+            "after",
+            json!([{"dnsName": format!("after.{zone}"), "recordType": "A", "targets": ["192.0.2.199"]}]),
+        ),
+    )
+    .await;
     wait_condition(&eps, "after", "Ready", "True").await;
     wait_dig(bind.port, &format!("after.{zone}"), "A", &["192.0.2.199"]).await;
     ns.cleanup().await;

@@ -75,10 +75,7 @@ pub async fn run_all<P: Provider>(p: &P, zone: &Zone) -> Result<Report, String> 
     case!("apex_records", case_apex_records(p, zone));
     case!("names_differ_in_case", case_names_differ_in_case(p, zone));
     report.rejections = case!("bad_change_in_batch", case_bad_change_in_batch(p, zone));
-    case!(
-        "stale_update_and_delete",
-        case_stale_update_and_delete(p, zone)
-    );
+    case!("stale_update_and_delete", case_stale_update_and_delete(p, zone));
     let (create, delete) = case!("bulk", case_bulk(p, zone, BULK_RECORDS));
     report.bulk_create = create;
     report.bulk_delete = delete;
@@ -99,22 +96,12 @@ fn under(name: &str, base: &str) -> bool {
 }
 
 async fn list<P: Provider>(p: &P, zone: &Zone) -> Result<Vec<Endpoint>, String> {
-    p.records(zone)
-        .await
-        .map_err(|e| format!("listing zone {} failed: {e}", zone.name))
+    p.records(zone).await.map_err(|e| format!("listing zone {} failed: {e}", zone.name))
 }
 
 /// The RRsets at or below `base`, sorted, as (name, type, targets, ttl).
-async fn rrsets_under<P: Provider>(
-    p: &P,
-    zone: &Zone,
-    base: &str,
-) -> Result<Vec<Endpoint>, String> {
-    let mut v: Vec<Endpoint> = list(p, zone)
-        .await?
-        .into_iter()
-        .filter(|e| under(&e.dns_name, base))
-        .collect();
+async fn rrsets_under<P: Provider>(p: &P, zone: &Zone, base: &str) -> Result<Vec<Endpoint>, String> {
+    let mut v: Vec<Endpoint> = list(p, zone).await?.into_iter().filter(|e| under(&e.dns_name, base)).collect();
     v.sort_by(|a, b| (&a.dns_name, a.record_type).cmp(&(&b.dns_name, b.record_type)));
     Ok(v)
 }
@@ -124,12 +111,7 @@ fn show(eps: &[Endpoint]) -> String {
         return "nothing".into();
     }
     eps.iter()
-        .map(|e| {
-            format!(
-                "{} {} {:?} ttl {:?}",
-                e.dns_name, e.record_type, e.targets, e.ttl
-            )
-        })
+        .map(|e| format!("{} {} {:?} ttl {:?}", e.dns_name, e.record_type, e.targets, e.ttl))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -155,69 +137,37 @@ async fn expect_exactly<P: Provider>(
     if same {
         Ok(())
     } else {
-        Err(format!(
-            "{when}: expected under {base}: {}; found: {}",
-            show(&want),
-            show(&got)
-        ))
+        Err(format!("{when}: expected under {base}: {}; found: {}", show(&want), show(&got)))
     }
 }
 
-async fn expect_empty<P: Provider>(
-    p: &P,
-    zone: &Zone,
-    base: &str,
-    when: &str,
-) -> Result<(), String> {
+async fn expect_empty<P: Provider>(p: &P, zone: &Zone, base: &str, when: &str) -> Result<(), String> {
     expect_exactly(p, zone, base, &[], when).await
 }
 
 /// Applies changes that must all succeed.
-async fn apply_ok<P: Provider>(
-    p: &P,
-    zone: &Zone,
-    changes: &[Change],
-    what: &str,
-) -> Result<(), String> {
+async fn apply_ok<P: Provider>(p: &P, zone: &Zone, changes: &[Change], what: &str) -> Result<(), String> {
     let results = p.apply(zone, changes).await;
     check_result_count(&results, changes, what)?;
     let failed: Vec<String> = changes
         .iter()
         .zip(&results)
         .filter_map(|(c, r)| {
-            r.as_ref().err().map(|e| {
-                format!(
-                    "{} {} {}: {e}",
-                    c.verb(),
-                    c.endpoint().dns_name,
-                    c.endpoint().record_type
-                )
-            })
+            r.as_ref()
+                .err()
+                .map(|e| format!("{} {} {}: {e}", c.verb(), c.endpoint().dns_name, c.endpoint().record_type))
         })
         .collect();
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{what}: {} of {} changes failed: {}",
-            failed.len(),
-            changes.len(),
-            failed.join("; ")
-        ))
+        Err(format!("{what}: {} of {} changes failed: {}", failed.len(), changes.len(), failed.join("; ")))
     }
 }
 
-fn check_result_count(
-    results: &[Result<(), ProviderError>],
-    changes: &[Change],
-    what: &str,
-) -> Result<(), String> {
+fn check_result_count(results: &[Result<(), ProviderError>], changes: &[Change], what: &str) -> Result<(), String> {
     if results.len() != changes.len() {
-        return Err(format!(
-            "{what}: apply returned {} results for {} changes",
-            results.len(),
-            changes.len()
-        ));
+        return Err(format!("{what}: apply returned {} results for {} changes", results.len(), changes.len()));
     }
     Ok(())
 }
@@ -231,16 +181,9 @@ fn expect_rejected(r: &Result<(), ProviderError>, what: &str) -> Result<(), Stri
 
 /// The zone under test is among the provider's zones, and lists without error.
 pub async fn case_zone_is_listed<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
-    let zones = p
-        .zones()
-        .await
-        .map_err(|e| format!("zones() failed: {e}"))?;
+    let zones = p.zones().await.map_err(|e| format!("zones() failed: {e}"))?;
     if !zones.iter().any(|z| z.name == zone.name) {
-        return Err(format!(
-            "zone {} is not among {:?}",
-            zone.name,
-            zones.iter().map(|z| &z.name).collect::<Vec<_>>()
-        ));
+        return Err(format!("zone {} is not among {:?}", zone.name, zones.iter().map(|z| &z.name).collect::<Vec<_>>()));
     }
     list(p, zone).await.map(|_| ())
 }
@@ -251,86 +194,39 @@ pub async fn case_each_type_lifecycle<P: Provider>(p: &P, zone: &Zone) -> Result
     expect_empty(p, zone, &base, "before the case").await?;
     let n = |label: &str| format!("{label}.{base}");
     let cases: Vec<(Endpoint, Endpoint)> = vec![
+        (ep(&n("a"), RecordType::A, &["192.0.2.1"]), ep(&n("a"), RecordType::A, &["192.0.2.2"])),
+        (ep(&n("aaaa"), RecordType::AAAA, &["2001:db8::1"]), ep(&n("aaaa"), RecordType::AAAA, &["2001:db8::2"])),
+        (ep(&n("cname"), RecordType::CNAME, &[&n("a")]), ep(&n("cname"), RecordType::CNAME, &[&n("aaaa")])),
         (
-            ep(&n("a"), RecordType::A, &["192.0.2.1"]),
-            ep(&n("a"), RecordType::A, &["192.0.2.2"]),
-        ),
-        (
-            ep(&n("aaaa"), RecordType::AAAA, &["2001:db8::1"]),
-            ep(&n("aaaa"), RecordType::AAAA, &["2001:db8::2"]),
-        ),
-        (
-            ep(&n("cname"), RecordType::CNAME, &[&n("a")]),
-            ep(&n("cname"), RecordType::CNAME, &[&n("aaaa")]),
-        ),
-        (
-            ep(
-                &n("txt"),
-                RecordType::TXT,
-                &["heritage=external-dns,external-dns/owner=default"],
-            ),
+            ep(&n("txt"), RecordType::TXT, &["heritage=external-dns,external-dns/owner=default"]),
             ep(&n("txt"), RecordType::TXT, &["v=2"]),
         ),
         (
-            ep(
-                &format!("_sip._tcp.{base}"),
-                RecordType::SRV,
-                &[&format!("0 5 5060 {}", n("a"))],
-            ),
-            ep(
-                &format!("_sip._tcp.{base}"),
-                RecordType::SRV,
-                &[&format!("10 20 5061 {}", n("a"))],
-            ),
+            ep(&format!("_sip._tcp.{base}"), RecordType::SRV, &[&format!("0 5 5060 {}", n("a"))]),
+            ep(&format!("_sip._tcp.{base}"), RecordType::SRV, &[&format!("10 20 5061 {}", n("a"))]),
         ),
         (
             ep(&n("mx"), RecordType::MX, &[&format!("10 {}", n("a"))]),
             ep(&n("mx"), RecordType::MX, &[&format!("20 {}", n("aaaa"))]),
         ),
-        (
-            ep(&n("ptr"), RecordType::PTR, &["host.example.org"]),
-            ep(&n("ptr"), RecordType::PTR, &["other.example.org"]),
-        ),
+        (ep(&n("ptr"), RecordType::PTR, &["host.example.org"]), ep(&n("ptr"), RecordType::PTR, &["other.example.org"])),
         (
             ep(&n("caa"), RecordType::CAA, &["0 issue \"letsencrypt.org\""]),
-            ep(
-                &n("caa"),
-                RecordType::CAA,
-                &["0 issuewild \"pki.example.org\""],
-            ),
+            ep(&n("caa"), RecordType::CAA, &["0 issuewild \"pki.example.org\""]),
         ),
-        (
-            ep(&n("ns"), RecordType::NS, &["ns1.example.org"]),
-            ep(&n("ns"), RecordType::NS, &["ns2.example.org"]),
-        ),
+        (ep(&n("ns"), RecordType::NS, &["ns1.example.org"]), ep(&n("ns"), RecordType::NS, &["ns2.example.org"])),
     ];
     let olds: Vec<Endpoint> = cases.iter().map(|(o, _)| o.clone()).collect();
     let news: Vec<Endpoint> = cases.iter().map(|(_, n)| n.clone()).collect();
 
-    apply_ok(
-        p,
-        zone,
-        &olds.iter().cloned().map(Change::Create).collect::<Vec<_>>(),
-        "create one RRset per type",
-    )
-    .await?;
+    apply_ok(p, zone, &olds.iter().cloned().map(Change::Create).collect::<Vec<_>>(), "create one RRset per type")
+        .await?;
     expect_exactly(p, zone, &base, &olds, "after create").await?;
-    let updates: Vec<Change> = cases
-        .iter()
-        .map(|(o, n)| Change::Update {
-            old: o.clone(),
-            new: n.clone(),
-        })
-        .collect();
+    let updates: Vec<Change> = cases.iter().map(|(o, n)| Change::Update { old: o.clone(), new: n.clone() }).collect();
     apply_ok(p, zone, &updates, "update one RRset per type").await?;
     expect_exactly(p, zone, &base, &news, "after update").await?;
-    apply_ok(
-        p,
-        zone,
-        &news.iter().cloned().map(Change::Delete).collect::<Vec<_>>(),
-        "delete one RRset per type",
-    )
-    .await?;
+    apply_ok(p, zone, &news.iter().cloned().map(Change::Delete).collect::<Vec<_>>(), "delete one RRset per type")
+        .await?;
     expect_empty(p, zone, &base, "after delete").await
 }
 
@@ -339,59 +235,24 @@ pub async fn case_each_type_lifecycle<P: Provider>(p: &P, zone: &Zone) -> Result
 pub async fn case_txt_values<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
     let base = sub("txt", zone);
     expect_empty(p, zone, &base, "before the case").await?;
-    let long: String = (0..300)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let spaced =
-        "heritage=external-dns,external-dns/owner=default,external-dns/resource=service/ns/my svc";
+    let long: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let spaced = "heritage=external-dns,external-dns/owner=default,external-dns/resource=service/ns/my svc";
     let records = vec![
         ep(&format!("spaces.{base}"), RecordType::TXT, &[spaced]),
         ep(&format!("long.{base}"), RecordType::TXT, &[&long]),
-        ep(
-            &format!("quotes.{base}"),
-            RecordType::TXT,
-            &["say \"hi\"; a\\b"],
-        ),
-        ep(
-            &format!("two.{base}"),
-            RecordType::TXT,
-            &["first value", "second value"],
-        ),
+        ep(&format!("quotes.{base}"), RecordType::TXT, &["say \"hi\"; a\\b"]),
+        ep(&format!("two.{base}"), RecordType::TXT, &["first value", "second value"]),
     ];
-    apply_ok(
-        p,
-        zone,
-        &records
-            .iter()
-            .cloned()
-            .map(Change::Create)
-            .collect::<Vec<_>>(),
-        "create TXT records",
-    )
-    .await?;
+    apply_ok(p, zone, &records.iter().cloned().map(Change::Create).collect::<Vec<_>>(), "create TXT records").await?;
     expect_exactly(p, zone, &base, &records, "after creating TXT records").await?;
     let longer = format!("{long}{long}");
     let updated = ep(&format!("long.{base}"), RecordType::TXT, &[&longer]);
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: records[1].clone(),
-            new: updated.clone(),
-        }],
-        "update the long TXT",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Update { old: records[1].clone(), new: updated.clone() }], "update the long TXT")
+        .await?;
     let mut now = records.clone();
     now[1] = updated;
     expect_exactly(p, zone, &base, &now, "after updating the long TXT").await?;
-    apply_ok(
-        p,
-        zone,
-        &now.iter().cloned().map(Change::Delete).collect::<Vec<_>>(),
-        "delete TXT records",
-    )
-    .await?;
+    apply_ok(p, zone, &now.iter().cloned().map(Change::Delete).collect::<Vec<_>>(), "delete TXT records").await?;
     expect_empty(p, zone, &base, "after delete").await
 }
 
@@ -400,55 +261,16 @@ pub async fn case_multi_target_rrsets<P: Provider>(p: &P, zone: &Zone) -> Result
     let base = sub("multi", zone);
     expect_empty(p, zone, &base, "before the case").await?;
     let name = format!("web.{base}");
-    let v1 = ep(
-        &name,
-        RecordType::A,
-        &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
-    );
+    let v1 = ep(&name, RecordType::A, &["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
     let v2 = ep(&name, RecordType::A, &["192.0.2.3", "192.0.2.4"]);
     let v3 = ep(&name, RecordType::A, &["192.0.2.4"]);
     // Out-of-zone hosts: BIND refuses MX targets in the zone that have no address records.
-    let mx = ep(
-        &name,
-        RecordType::MX,
-        &["10 mx1.example.org", "20 mx2.example.org"],
-    );
-    apply_ok(
-        p,
-        zone,
-        &[Change::Create(v1.clone()), Change::Create(mx.clone())],
-        "create multi-value RRsets",
-    )
-    .await?;
+    let mx = ep(&name, RecordType::MX, &["10 mx1.example.org", "20 mx2.example.org"]);
+    apply_ok(p, zone, &[Change::Create(v1.clone()), Change::Create(mx.clone())], "create multi-value RRsets").await?;
     expect_exactly(p, zone, &base, &[v1.clone(), mx.clone()], "after create").await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: v1,
-            new: v2.clone(),
-        }],
-        "update to an overlapping set",
-    )
-    .await?;
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        &[v2.clone(), mx.clone()],
-        "after the overlapping update",
-    )
-    .await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: v2,
-            new: v3.clone(),
-        }],
-        "shrink to one value",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Update { old: v1, new: v2.clone() }], "update to an overlapping set").await?;
+    expect_exactly(p, zone, &base, &[v2.clone(), mx.clone()], "after the overlapping update").await?;
+    apply_ok(p, zone, &[Change::Update { old: v2, new: v3.clone() }], "shrink to one value").await?;
     expect_exactly(p, zone, &base, &[v3.clone(), mx.clone()], "after shrinking").await?;
     apply_ok(p, zone, &[Change::Delete(v3), Change::Delete(mx)], "delete").await?;
     expect_empty(p, zone, &base, "after delete").await
@@ -458,39 +280,12 @@ pub async fn case_multi_target_rrsets<P: Provider>(p: &P, zone: &Zone) -> Result
 pub async fn case_ttl_change<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
     let base = sub("ttl", zone);
     expect_empty(p, zone, &base, "before the case").await?;
-    let before = ep(
-        &format!("app.{base}"),
-        RecordType::A,
-        &["192.0.2.10", "192.0.2.11"],
-    );
+    let before = ep(&format!("app.{base}"), RecordType::A, &["192.0.2.10", "192.0.2.11"]);
     let after = before.clone().with_ttl(60);
     apply_ok(p, zone, &[Change::Create(before.clone())], "create").await?;
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        std::slice::from_ref(&before),
-        "after create",
-    )
-    .await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: before,
-            new: after.clone(),
-        }],
-        "change TTL 300 -> 60",
-    )
-    .await?;
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        std::slice::from_ref(&after),
-        "after the TTL change",
-    )
-    .await?;
+    expect_exactly(p, zone, &base, std::slice::from_ref(&before), "after create").await?;
+    apply_ok(p, zone, &[Change::Update { old: before, new: after.clone() }], "change TTL 300 -> 60").await?;
+    expect_exactly(p, zone, &base, std::slice::from_ref(&after), "after the TTL change").await?;
     apply_ok(p, zone, &[Change::Delete(after)], "delete").await?;
     expect_empty(p, zone, &base, "after delete").await
 }
@@ -502,32 +297,11 @@ pub async fn case_wildcard_names<P: Provider>(p: &P, zone: &Zone) -> Result<(), 
     let a = ep(&format!("*.{base}"), RecordType::A, &["192.0.2.20"]);
     let txt = ep(&format!("*.{base}"), RecordType::TXT, &["wildcard owner"]);
     let a2 = ep(&format!("*.{base}"), RecordType::A, &["192.0.2.21"]);
-    apply_ok(
-        p,
-        zone,
-        &[Change::Create(a.clone()), Change::Create(txt.clone())],
-        "create wildcard records",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Create(a.clone()), Change::Create(txt.clone())], "create wildcard records").await?;
     expect_exactly(p, zone, &base, &[a.clone(), txt.clone()], "after create").await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: a,
-            new: a2.clone(),
-        }],
-        "update the wildcard A",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Update { old: a, new: a2.clone() }], "update the wildcard A").await?;
     expect_exactly(p, zone, &base, &[a2.clone(), txt.clone()], "after update").await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Delete(a2), Change::Delete(txt)],
-        "delete",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Delete(a2), Change::Delete(txt)], "delete").await?;
     expect_empty(p, zone, &base, "after delete").await
 }
 
@@ -536,78 +310,35 @@ pub async fn case_apex_records<P: Provider>(p: &P, zone: &Zone) -> Result<(), St
     let apex = zone.name.clone();
     let at_apex = |eps: Vec<Endpoint>| -> Vec<Endpoint> {
         eps.into_iter()
-            .filter(|e| {
-                e.dns_name == apex && matches!(e.record_type, RecordType::A | RecordType::TXT)
-            })
+            .filter(|e| e.dns_name == apex && matches!(e.record_type, RecordType::A | RecordType::TXT))
             .collect()
     };
     let before = at_apex(list(p, zone).await?);
     if !before.is_empty() {
-        return Err(format!(
-            "before the case: the apex already holds {}",
-            show(&before)
-        ));
+        return Err(format!("before the case: the apex already holds {}", show(&before)));
     }
     let a = ep(&apex, RecordType::A, &["192.0.2.30"]);
     let txt = ep(&apex, RecordType::TXT, &["v=spf1 -all"]);
     let a2 = ep(&apex, RecordType::A, &["192.0.2.31", "192.0.2.32"]);
-    apply_ok(
-        p,
-        zone,
-        &[Change::Create(a.clone()), Change::Create(txt.clone())],
-        "create apex A and TXT",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Create(a.clone()), Change::Create(txt.clone())], "create apex A and TXT").await?;
     let got = at_apex(list(p, zone).await?);
     if got.len() != 2 || got.iter().all(|e| e.targets != a.targets) {
-        return Err(format!(
-            "after create: expected apex A {:?} and TXT, found {}",
-            a.targets,
-            show(&got)
-        ));
+        return Err(format!("after create: expected apex A {:?} and TXT, found {}", a.targets, show(&got)));
     }
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old: a,
-            new: a2.clone(),
-        }],
-        "update apex A",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Update { old: a, new: a2.clone() }], "update apex A").await?;
     let got = at_apex(list(p, zone).await?);
-    if !got
-        .iter()
-        .any(|e| e.record_type == RecordType::A && e.targets == a2.targets)
-    {
-        return Err(format!(
-            "after update: expected apex A {:?}, found {}",
-            a2.targets,
-            show(&got)
-        ));
+    if !got.iter().any(|e| e.record_type == RecordType::A && e.targets == a2.targets) {
+        return Err(format!("after update: expected apex A {:?}, found {}", a2.targets, show(&got)));
     }
-    apply_ok(
-        p,
-        zone,
-        &[Change::Delete(a2), Change::Delete(txt)],
-        "delete apex A and TXT",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Delete(a2), Change::Delete(txt)], "delete apex A and TXT").await?;
     let got = at_apex(list(p, zone).await?);
     if !got.is_empty() {
         return Err(format!("after delete: the apex still holds {}", show(&got)));
     }
-    let soa_or_ns_listed: Vec<Endpoint> = list(p, zone)
-        .await?
-        .into_iter()
-        .filter(|e| e.dns_name == apex && e.record_type == RecordType::NS)
-        .collect();
+    let soa_or_ns_listed: Vec<Endpoint> =
+        list(p, zone).await?.into_iter().filter(|e| e.dns_name == apex && e.record_type == RecordType::NS).collect();
     if !soa_or_ns_listed.is_empty() {
-        return Err(format!(
-            "the apex NS RRset is not extdns' to manage but was listed: {}",
-            show(&soa_or_ns_listed)
-        ));
+        return Err(format!("the apex NS RRset is not extdns' to manage but was listed: {}", show(&soa_or_ns_listed)));
     }
     Ok(())
 }
@@ -622,25 +353,14 @@ pub async fn case_names_differ_in_case<P: Provider>(p: &P, zone: &Zone) -> Resul
     apply_ok(p, zone, &[Change::Create(mixed)], "create MiXeD name").await?;
     let lower = ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.40"]);
     expect_exactly(p, zone, &base, &[lower], "after create").await?;
-    let again = [Change::Create(ep(
-        &format!("mixed.{base}"),
-        RecordType::A,
-        &["192.0.2.41"],
-    ))];
+    let again = [Change::Create(ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.41"]))];
     let results = p.apply(zone, &again).await;
     check_result_count(&results, &again, "create the same name in lower case")?;
-    expect_rejected(
-        &results[0],
-        "create of an RRset that exists under another spelling",
-    )?;
+    expect_rejected(&results[0], "create of an RRset that exists under another spelling")?;
     apply_ok(
         p,
         zone,
-        &[Change::Delete(ep(
-            &upper.to_uppercase(),
-            RecordType::A,
-            &["192.0.2.40"],
-        ))],
+        &[Change::Delete(ep(&upper.to_uppercase(), RecordType::A, &["192.0.2.40"]))],
         "delete by UPPER CASE name",
     )
     .await?;
@@ -649,31 +369,17 @@ pub async fn case_names_differ_in_case<P: Provider>(p: &P, zone: &Zone) -> Resul
 
 /// One apply with good changes around bad ones: the good ones are applied, each bad one fails
 /// alone with `Rejected`, and results come back in order. Returns the rejection messages.
-pub async fn case_bad_change_in_batch<P: Provider>(
-    p: &P,
-    zone: &Zone,
-) -> Result<Vec<String>, String> {
+pub async fn case_bad_change_in_batch<P: Provider>(p: &P, zone: &Zone) -> Result<Vec<String>, String> {
     let base = sub("badbatch", zone);
     expect_empty(p, zone, &base, "before the case").await?;
     let taken = ep(&format!("taken.{base}"), RecordType::A, &["192.0.2.50"]);
     apply_ok(p, zone, &[Change::Create(taken.clone())], "seed").await?;
-    let good: Vec<Endpoint> = (1..=5)
-        .map(|i| {
-            ep(
-                &format!("good{i}.{base}"),
-                RecordType::A,
-                &[&format!("192.0.2.{}", 50 + i)],
-            )
-        })
-        .collect();
+    let good: Vec<Endpoint> =
+        (1..=5).map(|i| ep(&format!("good{i}.{base}"), RecordType::A, &[&format!("192.0.2.{}", 50 + i)])).collect();
     let changes = vec![
         Change::Create(good[0].clone()),
         // A CNAME cannot join the A at this name.
-        Change::Create(ep(
-            &format!("taken.{base}"),
-            RecordType::CNAME,
-            &[&format!("good1.{base}")],
-        )),
+        Change::Create(ep(&format!("taken.{base}"), RecordType::CNAME, &[&format!("good1.{base}")])),
         Change::Create(good[1].clone()),
         Change::Create(good[2].clone()),
         // The RRset exists already, with other values.
@@ -689,14 +395,7 @@ pub async fn case_bad_change_in_batch<P: Provider>(
     for (i, r) in results.iter().enumerate() {
         match i {
             1 | 4 | 6 => {
-                expect_rejected(
-                    r,
-                    &format!(
-                        "change {i} ({} {})",
-                        changes[i].verb(),
-                        changes[i].endpoint().dns_name
-                    ),
-                )?;
+                expect_rejected(r, &format!("change {i} ({} {})", changes[i].verb(), changes[i].endpoint().dns_name))?;
                 if let Err(e) = r {
                     rejections.push(e.to_string());
                 }
@@ -732,46 +431,22 @@ pub async fn case_stale_update_and_delete<P: Provider>(p: &P, zone: &Zone) -> Re
     let wanted = ep(&format!("app.{base}"), RecordType::A, &["192.0.2.62"]);
     let missing = ep(&format!("missing.{base}"), RecordType::A, &["192.0.2.63"]);
     let changes = vec![
-        Change::Update {
-            old: believed,
-            new: wanted.clone(),
-        },
+        Change::Update { old: believed, new: wanted.clone() },
         Change::Delete(missing.clone()),
-        Change::Update {
-            old: missing,
-            new: wanted,
-        },
+        Change::Update { old: missing, new: wanted },
     ];
     let results = p.apply(zone, &changes).await;
     check_result_count(&results, &changes, "stale changes")?;
     for (i, r) in results.iter().enumerate() {
-        expect_rejected(
-            r,
-            &format!(
-                "stale change {i} ({} {})",
-                changes[i].verb(),
-                changes[i].endpoint().dns_name
-            ),
-        )?;
+        expect_rejected(r, &format!("stale change {i} ({} {})", changes[i].verb(), changes[i].endpoint().dns_name))?;
     }
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        std::slice::from_ref(&held),
-        "after the stale changes",
-    )
-    .await?;
+    expect_exactly(p, zone, &base, std::slice::from_ref(&held), "after the stale changes").await?;
     apply_ok(p, zone, &[Change::Delete(held)], "cleanup").await?;
     expect_empty(p, zone, &base, "after cleanup").await
 }
 
 /// `n` creates in one apply, then `n` deletes in one apply; returns how long each took.
-pub async fn case_bulk<P: Provider>(
-    p: &P,
-    zone: &Zone,
-    n: usize,
-) -> Result<(Duration, Duration), String> {
+pub async fn case_bulk<P: Provider>(p: &P, zone: &Zone, n: usize) -> Result<(Duration, Duration), String> {
     let base = sub("bulk", zone);
     expect_empty(p, zone, &base, "before the case").await?;
     let records: Vec<Endpoint> = (0..n)
@@ -779,27 +454,12 @@ pub async fn case_bulk<P: Provider>(
             ep(
                 &format!("r{i}.{base}"),
                 RecordType::A,
-                &[&format!(
-                    "10.{}.{}.{}",
-                    (i >> 16) & 255,
-                    (i >> 8) & 255,
-                    i & 255
-                )],
+                &[&format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)],
             )
         })
         .collect();
     let start = Instant::now();
-    apply_ok(
-        p,
-        zone,
-        &records
-            .iter()
-            .cloned()
-            .map(Change::Create)
-            .collect::<Vec<_>>(),
-        "bulk create",
-    )
-    .await?;
+    apply_ok(p, zone, &records.iter().cloned().map(Change::Create).collect::<Vec<_>>(), "bulk create").await?;
     let created = start.elapsed();
     let listed = rrsets_under(p, zone, &base).await?;
     if listed.len() != n || listed.iter().any(|e| e.targets.len() != 1) {
@@ -809,13 +469,7 @@ pub async fn case_bulk<P: Provider>(
         ));
     }
     let start = Instant::now();
-    apply_ok(
-        p,
-        zone,
-        &records.into_iter().map(Change::Delete).collect::<Vec<_>>(),
-        "bulk delete",
-    )
-    .await?;
+    apply_ok(p, zone, &records.into_iter().map(Change::Delete).collect::<Vec<_>>(), "bulk delete").await?;
     let deleted = start.elapsed();
     expect_empty(p, zone, &base, "after bulk delete").await?;
     Ok((created, deleted))
@@ -832,146 +486,66 @@ pub async fn case_names_in_any_case<P: Provider>(p: &P, zone: &Zone) -> Result<(
         e
     };
     let stored = raw(format!("MiXeD.{}", base.to_uppercase()), "192.0.2.70");
-    apply_ok(
-        p,
-        zone,
-        &[Change::Create(stored.clone())],
-        "create with a MiXeD name",
-    )
-    .await?;
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        &[ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.70"])],
-        "after create",
-    )
-    .await?;
-    let results = p
-        .apply(
-            zone,
-            &[Change::Create(raw(format!("mixed.{base}"), "192.0.2.71"))],
-        )
-        .await;
-    expect_rejected(
-        results.first().unwrap_or(&Ok(())),
-        "create under another spelling of an existing RRset",
-    )?;
+    apply_ok(p, zone, &[Change::Create(stored.clone())], "create with a MiXeD name").await?;
+    expect_exactly(p, zone, &base, &[ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.70"])], "after create")
+        .await?;
+    let results = p.apply(zone, &[Change::Create(raw(format!("mixed.{base}"), "192.0.2.71"))]).await;
+    expect_rejected(results.first().unwrap_or(&Ok(())), "create under another spelling of an existing RRset")?;
     let old = raw(format!("MIXED.{base}"), "192.0.2.70");
     let new = raw(format!("mixed.{base}"), "192.0.2.72");
-    apply_ok(
-        p,
-        zone,
-        &[Change::Update {
-            old,
-            new: new.clone(),
-        }],
-        "update by another spelling",
-    )
-    .await?;
-    expect_exactly(
-        p,
-        zone,
-        &base,
-        &[ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.72"])],
-        "after update",
-    )
-    .await?;
-    apply_ok(
-        p,
-        zone,
-        &[Change::Delete(raw(format!("mIxEd.{base}"), "192.0.2.72"))],
-        "delete by a third spelling",
-    )
-    .await?;
+    apply_ok(p, zone, &[Change::Update { old, new: new.clone() }], "update by another spelling").await?;
+    expect_exactly(p, zone, &base, &[ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.72"])], "after update")
+        .await?;
+    apply_ok(p, zone, &[Change::Delete(raw(format!("mIxEd.{base}"), "192.0.2.72"))], "delete by a third spelling")
+        .await?;
     expect_empty(p, zone, &base, "after delete").await
 }
 
 /// Network providers only: `p` is keyed wrongly. Every change fails with `AuthFailed` and
 /// listing fails with `AuthFailed`. Returns the two error messages, change first.
-pub async fn case_auth_failure<P: Provider>(
-    p: &P,
-    zone: &Zone,
-) -> Result<(String, String), String> {
+pub async fn case_auth_failure<P: Provider>(p: &P, zone: &Zone) -> Result<(String, String), String> {
     let base = sub("auth", zone);
     let changes: Vec<Change> = (0..3)
-        .map(|i| {
-            Change::Create(ep(
-                &format!("r{i}.{base}"),
-                RecordType::A,
-                &[&format!("192.0.2.{}", 80 + i)],
-            ))
-        })
+        .map(|i| Change::Create(ep(&format!("r{i}.{base}"), RecordType::A, &[&format!("192.0.2.{}", 80 + i)])))
         .collect();
     let results = p.apply(zone, &changes).await;
     check_result_count(&results, &changes, "apply with a wrong key")?;
     for (i, r) in results.iter().enumerate() {
         if !matches!(r, Err(ProviderError::AuthFailed(_))) {
-            return Err(format!(
-                "change {i} with a wrong key: expected Err(AuthFailed), got {r:?}"
-            ));
+            return Err(format!("change {i} with a wrong key: expected Err(AuthFailed), got {r:?}"));
         }
     }
-    let change_error = results
-        .first()
-        .and_then(|r| r.as_ref().err())
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let change_error = results.first().and_then(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
     match p.records(zone).await {
         Err(e @ ProviderError::AuthFailed(_)) => Ok((change_error, e.to_string())),
-        Ok(eps) => Err(format!(
-            "listing with a wrong key: expected Err(AuthFailed), got {} records",
-            eps.len()
-        )),
-        Err(e) => Err(format!(
-            "listing with a wrong key: expected Err(AuthFailed), got Err({e:?})"
-        )),
+        Ok(eps) => Err(format!("listing with a wrong key: expected Err(AuthFailed), got {} records", eps.len())),
+        Err(e) => Err(format!("listing with a wrong key: expected Err(AuthFailed), got Err({e:?})")),
     }
 }
 
 /// Network providers only: `p` points where nothing listens. Listing and every change fail
 /// with `Unreachable` within `within`.
-pub async fn case_unreachable<P: Provider>(
-    p: &P,
-    zone: &Zone,
-    within: Duration,
-) -> Result<Duration, String> {
+pub async fn case_unreachable<P: Provider>(p: &P, zone: &Zone, within: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     match p.records(zone).await {
         Err(ProviderError::Unreachable(_)) => {}
-        other => {
-            return Err(format!(
-                "listing with the server down: expected Err(Unreachable), got {other:?}"
-            ))
-        }
+        other => return Err(format!("listing with the server down: expected Err(Unreachable), got {other:?}")),
     }
     let base = sub("down", zone);
     let changes: Vec<Change> = (0..3)
-        .map(|i| {
-            Change::Create(ep(
-                &format!("r{i}.{base}"),
-                RecordType::A,
-                &[&format!("192.0.2.{}", 90 + i)],
-            ))
-        })
+        .map(|i| Change::Create(ep(&format!("r{i}.{base}"), RecordType::A, &[&format!("192.0.2.{}", 90 + i)])))
         .collect();
     let results = p.apply(zone, &changes).await;
     check_result_count(&results, &changes, "apply with the server down")?;
     for (i, r) in results.iter().enumerate() {
         match r {
             Err(e @ ProviderError::Unreachable(_)) if e.is_transient() => {}
-            other => {
-                return Err(format!(
-                    "change {i} with the server down: expected Err(Unreachable), got {other:?}"
-                ))
-            }
+            other => return Err(format!("change {i} with the server down: expected Err(Unreachable), got {other:?}")),
         }
     }
     let took = start.elapsed();
     if took > within {
-        return Err(format!(
-            "failing against a stopped server took {took:?}, more than {within:?}"
-        ));
+        return Err(format!("failing against a stopped server took {took:?}, more than {within:?}"));
     }
     Ok(took)
 }
@@ -985,14 +559,8 @@ mod tests {
     async fn in_memory_provider_passes_the_battery() {
         let zone = Zone::named("conformance.test");
         let p = InMemoryProvider::new([zone.name.as_str()]);
-        let report = run_all(&p, &zone)
-            .await
-            .unwrap_or_else(|e| panic!("in-memory provider: {e}"));
+        let report = run_all(&p, &zone).await.unwrap_or_else(|e| panic!("in-memory provider: {e}"));
         println!("in-memory provider:\n{report}");
-        assert!(
-            p.all_records().is_empty(),
-            "the battery left records behind: {:?}",
-            p.all_records()
-        );
+        assert!(p.all_records().is_empty(), "the battery left records behind: {:?}", p.all_records());
     }
 }

@@ -105,10 +105,8 @@ impl ZoneSettings {
         let mut zones = Vec::new();
         for zone in &config.zones {
             let name = normalize_name(zone);
-            validate_name("zone", &name).map_err(|e| EmbeddedError::InvalidZone {
-                zone: zone.clone(),
-                reason: e.message,
-            })?;
+            validate_name("zone", &name)
+                .map_err(|e| EmbeddedError::InvalidZone { zone: zone.clone(), reason: e.message })?;
             if name.split('.').any(|label| label == "*") {
                 return Err(EmbeddedError::InvalidZone {
                     zone: zone.clone(),
@@ -125,19 +123,12 @@ impl ZoneSettings {
             validate_name("nameserver", &name)
                 .map_err(|e| e.message)
                 .and_then(|()| parse_name(&name).map(|_| ()))
-                .map_err(|reason| EmbeddedError::InvalidNameserver {
-                    name: ns.clone(),
-                    reason,
-                })?;
+                .map_err(|reason| EmbeddedError::InvalidNameserver { name: ns.clone(), reason })?;
             if !nameservers.contains(&name) {
                 nameservers.push(name);
             }
         }
-        Ok(ZoneSettings {
-            zones,
-            nameservers,
-            default_ttl: config.default_ttl,
-        })
+        Ok(ZoneSettings { zones, nameservers, default_ttl: config.default_ttl })
     }
 
     fn nameservers_of(&self, zone: &str) -> Vec<String> {
@@ -158,9 +149,7 @@ pub struct EmbeddedProvider {
 }
 
 /// Creates the provider for `config.zones` and serves them on `config.listen`.
-pub async fn start(
-    config: EmbeddedConfig,
-) -> Result<(EmbeddedProvider, ServerHandle), EmbeddedError> {
+pub async fn start(config: EmbeddedConfig) -> Result<(EmbeddedProvider, ServerHandle), EmbeddedError> {
     let provider = EmbeddedProvider::new(&config)?;
     let handle = provider.serve(config.listen).await?;
     Ok((provider, handle))
@@ -171,10 +160,7 @@ impl EmbeddedProvider {
     pub fn new(config: &EmbeddedConfig) -> Result<Self, EmbeddedError> {
         let settings = ZoneSettings::from_config(config)?;
         let store = InMemoryProvider::new(&settings.zones);
-        Ok(EmbeddedProvider {
-            store,
-            settings: Arc::new(settings),
-        })
+        Ok(EmbeddedProvider { store, settings: Arc::new(settings) })
     }
 
     /// Serves this provider's records on `listen` (UDP and TCP) until the handle is shut down
@@ -182,10 +168,7 @@ impl EmbeddedProvider {
     /// handle.
     pub async fn serve(&self, listen: SocketAddr) -> Result<ServerHandle, EmbeddedError> {
         let (udp, tcp) = bind(listen).await?;
-        let local_addr = tcp.local_addr().map_err(|source| EmbeddedError::BindTcp {
-            addr: listen,
-            source,
-        })?;
+        let local_addr = tcp.local_addr().map_err(|source| EmbeddedError::BindTcp { addr: listen, source })?;
         let handler = Arc::new(QueryHandler::new(self.store.clone(), self.settings.clone()));
         let (stop, stop_rx) = watch::channel(());
         let tasks = vec![
@@ -193,11 +176,7 @@ impl EmbeddedProvider {
             tokio::spawn(serve_tcp(tcp, handler, stop_rx)),
         ];
         info!(%local_addr, zones = ?self.settings.zones, "embedded DNS server listening");
-        Ok(ServerHandle {
-            local_addr,
-            stop,
-            tasks,
-        })
+        Ok(ServerHandle { local_addr, stop, tasks })
     }
 
     /// Checks what the store would accept but the server could not serve, so that the problem
@@ -207,8 +186,7 @@ impl EmbeddedProvider {
             Change::Delete(_) => return Ok(()),
             Change::Create(ep) | Change::Update { new: ep, .. } => ep,
         };
-        if ep.dns_name == zone.name && matches!(ep.record_type, RecordType::NS | RecordType::CNAME)
-        {
+        if ep.dns_name == zone.name && matches!(ep.record_type, RecordType::NS | RecordType::CNAME) {
             return Err(ProviderError::Rejected(format!(
                 "{}: the embedded server synthesises the SOA and NS records at the apex of {}; {} records cannot be set there",
                 ep.key(),
@@ -235,25 +213,16 @@ impl Provider for EmbeddedProvider {
     }
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
-        let checks: Vec<Result<(), ProviderError>> = changes
-            .iter()
-            .map(|c| Self::check_servable(zone, c))
-            .collect();
-        let servable: Vec<Change> = changes
-            .iter()
-            .zip(&checks)
-            .filter(|(_, check)| check.is_ok())
-            .map(|(c, _)| c.clone())
-            .collect();
+        let checks: Vec<Result<(), ProviderError>> = changes.iter().map(|c| Self::check_servable(zone, c)).collect();
+        let servable: Vec<Change> =
+            changes.iter().zip(&checks).filter(|(_, check)| check.is_ok()).map(|(c, _)| c.clone()).collect();
         let mut applied = self.store.apply(zone, &servable).await.into_iter();
         checks
             .into_iter()
             .map(|check| {
                 check?;
                 applied.next().unwrap_or_else(|| {
-                    Err(ProviderError::Rejected(
-                        "the in-memory store returned fewer results than changes".into(),
-                    ))
+                    Err(ProviderError::Rejected("the in-memory store returned fewer results than changes".into()))
                 })
             })
             .collect()
@@ -305,21 +274,11 @@ async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), EmbeddedEr
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| EmbeddedError::BindUdp {
-                addr: listen,
-                source,
-            })?;
-        let addr = udp.local_addr().map_err(|source| EmbeddedError::BindUdp {
-            addr: listen,
-            source,
-        })?;
+        let udp = UdpSocket::bind(listen).await.map_err(|source| EmbeddedError::BindUdp { addr: listen, source })?;
+        let addr = udp.local_addr().map_err(|source| EmbeddedError::BindUdp { addr: listen, source })?;
         match TcpListener::bind(addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(source) if attempt < attempts && source.kind() == io::ErrorKind::AddrInUse => {
-                continue
-            }
+            Err(source) if attempt < attempts && source.kind() == io::ErrorKind::AddrInUse => continue,
             Err(source) => return Err(EmbeddedError::BindTcp { addr, source }),
         }
     }
@@ -348,11 +307,7 @@ async fn serve_udp(socket: UdpSocket, handler: Arc<QueryHandler>, mut stop: watc
     }
 }
 
-async fn serve_tcp(
-    listener: TcpListener,
-    handler: Arc<QueryHandler>,
-    mut stop: watch::Receiver<()>,
-) {
+async fn serve_tcp(listener: TcpListener, handler: Arc<QueryHandler>, mut stop: watch::Receiver<()>) {
     // Connection tasks live in the set so that they end when this task ends.
     let mut connections = JoinSet::new();
     loop {
@@ -457,11 +412,7 @@ struct QueryHandler {
 impl QueryHandler {
     fn new(store: InMemoryProvider, settings: Arc<ZoneSettings>) -> Self {
         let snapshot = Snapshot::load(&store, &settings);
-        QueryHandler {
-            store,
-            settings,
-            snapshot: Mutex::new(Arc::new(snapshot)),
-        }
+        QueryHandler { store, settings, snapshot: Mutex::new(Arc::new(snapshot)) }
     }
 
     /// The snapshot of the current store generation, rebuilt when the store changed.
@@ -477,9 +428,7 @@ impl QueryHandler {
     /// `None` means send nothing: the input was not a query we can parse.
     fn respond(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
         // A bug triggered by one odd query must cost that query, not the server.
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.respond_unguarded(packet, transport)
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| self.respond_unguarded(packet, transport))) {
             Ok(response) => response,
             Err(_) => {
                 error!(?transport, "answering a DNS query panicked; dropping it");
@@ -600,15 +549,9 @@ impl Resolution {
 /// Answers one question from `snapshot` (RFC 1034 4.3.2 without recursion, RFC 4592 wildcards).
 fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
     let Some(mut zone) = snapshot.zone_for(qname) else {
-        return Resolution {
-            rcode: ResponseCode::Refused,
-            ..Resolution::default()
-        };
+        return Resolution { rcode: ResponseCode::Refused, ..Resolution::default() };
     };
-    let mut res = Resolution {
-        authoritative: true,
-        ..Resolution::default()
-    };
+    let mut res = Resolution { authoritative: true, ..Resolution::default() };
     // Owners echo the question's spelling; names reached through CNAMEs are spelled as stored.
     let mut owner = qname.clone();
     let mut followed: HashSet<String> = HashSet::new();
@@ -667,12 +610,7 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
 }
 
 fn push_rrset(out: &mut Vec<Record>, owner: &Name, rrset: &RRset) {
-    out.extend(
-        rrset
-            .rdatas
-            .iter()
-            .map(|rdata| Record::from_rdata(owner.clone(), rrset.ttl, rdata.clone())),
-    );
+    out.extend(rrset.rdatas.iter().map(|rdata| Record::from_rdata(owner.clone(), rrset.ttl, rdata.clone())));
 }
 
 /// Lower-case presentation form without the final dot: the key of names in the snapshot, in
@@ -730,11 +668,7 @@ impl Node {
     /// Adds data; endpoints of one name and type with different set identifiers are served as
     /// one RRset, at the lowest TTL among them.
     fn add(&mut self, record_type: WireType, ttl: u32, rdatas: Vec<RData>) {
-        match self
-            .rrsets
-            .iter_mut()
-            .find(|r| r.record_type == record_type)
-        {
+        match self.rrsets.iter_mut().find(|r| r.record_type == record_type) {
             Some(rrset) => {
                 rrset.ttl = rrset.ttl.min(ttl);
                 for rdata in rdatas {
@@ -743,11 +677,7 @@ impl Node {
                     }
                 }
             }
-            None => self.rrsets.push(RRset {
-                record_type,
-                ttl,
-                rdatas,
-            }),
+            None => self.rrsets.push(RRset { record_type, ttl, rdatas }),
         }
     }
 }
@@ -757,31 +687,16 @@ impl Snapshot {
         // Generation first: if the store changes while we read, the snapshot is labelled with
         // the older generation and rebuilt by the next query instead of serving stale data.
         let generation = store.generation();
-        Snapshot::build(
-            generation,
-            &store.zone_names(),
-            &store.all_records(),
-            settings,
-        )
+        Snapshot::build(generation, &store.zone_names(), &store.all_records(), settings)
     }
 
-    fn build(
-        generation: u64,
-        zone_names: &[String],
-        records: &[Endpoint],
-        settings: &ZoneSettings,
-    ) -> Snapshot {
+    fn build(generation: u64, zone_names: &[String], records: &[Endpoint], settings: &ZoneSettings) -> Snapshot {
         // SOA serials compare with RFC 1982 arithmetic, so wrapping around is harmless.
         let serial = generation as u32;
         let mut zones: Vec<ZoneData> = zone_names
             .iter()
             .filter_map(|zone| {
-                match ZoneData::new(
-                    zone,
-                    serial,
-                    &settings.nameservers_of(zone),
-                    settings.default_ttl,
-                ) {
+                match ZoneData::new(zone, serial, &settings.nameservers_of(zone), settings.default_ttl) {
                     Ok(data) => Some(data),
                     Err(reason) => {
                         warn!(zone, %reason, "not serving zone");
@@ -815,10 +730,7 @@ impl Snapshot {
         let mut glue = Vec::new();
         for rdata in &ns.rdatas {
             let RData::NS(NS(host)) = rdata else { continue };
-            let Some(node) = self
-                .zone_for(host)
-                .and_then(|z| z.nodes.get(&name_key(host)))
-            else {
+            let Some(node) = self.zone_for(host).and_then(|z| z.nodes.get(&name_key(host))) else {
                 continue;
             };
             for record_type in [WireType::A, WireType::AAAA] {
@@ -845,54 +757,26 @@ impl Snapshot {
 }
 
 impl ZoneData {
-    fn new(
-        zone: &str,
-        serial: u32,
-        nameservers: &[String],
-        default_ttl: u32,
-    ) -> Result<ZoneData, String> {
+    fn new(zone: &str, serial: u32, nameservers: &[String], default_ttl: u32) -> Result<ZoneData, String> {
         let apex = parse_name(zone)?;
         let hostmaster = parse_name(&format!("hostmaster.{zone}"))?;
-        let ns_names = nameservers
-            .iter()
-            .map(|ns| parse_name(ns))
-            .collect::<Result<Vec<_>, _>>()?;
+        let ns_names = nameservers.iter().map(|ns| parse_name(ns)).collect::<Result<Vec<_>, _>>()?;
         let mname = ns_names.first().cloned().ok_or("no nameservers")?;
         let negative_ttl = default_ttl.min(NEGATIVE_TTL);
-        let soa = RData::SOA(SOA::new(
-            mname,
-            hostmaster,
-            serial,
-            SOA_REFRESH,
-            SOA_RETRY,
-            SOA_EXPIRE,
-            negative_ttl,
-        ));
+        let soa = RData::SOA(SOA::new(mname, hostmaster, serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, negative_ttl));
         // RFC 2308: a negative answer is cached for min(SOA TTL, SOA minimum).
         let negative_soa = Record::from_rdata(apex.clone(), negative_ttl, soa.clone());
         let mut apex_node = Node::default();
         apex_node.add(WireType::SOA, default_ttl, vec![soa]);
-        apex_node.add(
-            WireType::NS,
-            default_ttl,
-            ns_names.into_iter().map(|n| RData::NS(NS(n))).collect(),
-        );
+        apex_node.add(WireType::NS, default_ttl, ns_names.into_iter().map(|n| RData::NS(NS(n))).collect());
         let mut nodes = HashMap::new();
         nodes.insert(name_key(&apex), apex_node);
-        Ok(ZoneData {
-            apex_labels: apex.iter().len(),
-            apex,
-            nodes,
-            existing: HashSet::new(),
-            negative_soa,
-        })
+        Ok(ZoneData { apex_labels: apex.iter().len(), apex, nodes, existing: HashSet::new(), negative_soa })
     }
 
     fn add_endpoint(&mut self, ep: &Endpoint, name: &Name, default_ttl: u32) {
         let key = name_key(name);
-        if key == name_key(&self.apex)
-            && matches!(ep.record_type, RecordType::NS | RecordType::CNAME)
-        {
+        if key == name_key(&self.apex) && matches!(ep.record_type, RecordType::NS | RecordType::CNAME) {
             debug!(record = %ep.key(), "ignoring a record that would contradict the synthesised apex");
             return;
         }
@@ -907,10 +791,7 @@ impl ZoneData {
             return;
         }
         let record_type = wire_type(ep.record_type);
-        self.nodes
-            .entry(key)
-            .or_default()
-            .add(record_type, ep.ttl.unwrap_or(default_ttl), rdatas);
+        self.nodes.entry(key).or_default().add(record_type, ep.ttl.unwrap_or(default_ttl), rdatas);
     }
 
     fn index_existing(&mut self) {
@@ -928,11 +809,7 @@ impl ZoneData {
     /// `below_only`): where our authority ends.
     fn delegation(&self, name: &Name, below_only: bool) -> Option<&str> {
         let labels = name.iter().len();
-        let deepest = if below_only {
-            labels.saturating_sub(1)
-        } else {
-            labels
-        };
+        let deepest = if below_only { labels.saturating_sub(1) } else { labels };
         (self.apex_labels + 1..=deepest).find_map(|n| {
             let (key, node) = self.nodes.get_key_value(&name_key(&name.trim_to(n)))?;
             node.get(WireType::NS).map(|_| key.as_str())
@@ -945,9 +822,7 @@ impl ZoneData {
         let labels = name.iter().len();
         (self.apex_labels..labels).rev().find_map(|n| {
             let encloser = name_key(&name.trim_to(n));
-            self.existing
-                .contains(&encloser)
-                .then(|| self.nodes.get(&format!("*.{encloser}")))
+            self.existing.contains(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
         })?
     }
 }
@@ -969,11 +844,8 @@ fn wire_type(record_type: RecordType) -> WireType {
 /// Record data for one endpoint target, in the formats [`Endpoint`] documents.
 fn rdata_for(record_type: RecordType, target: &str) -> Result<RData, String> {
     let target = target.trim();
-    let number = |field: &str, what: &str| {
-        field
-            .parse::<u16>()
-            .map_err(|_| format!("{what} {field:?} is not a number 0-65535"))
-    };
+    let number =
+        |field: &str, what: &str| field.parse::<u16>().map_err(|_| format!("{what} {field:?} is not a number 0-65535"));
     match record_type {
         RecordType::A => target
             .parse::<Ipv4Addr>()
@@ -987,10 +859,7 @@ fn rdata_for(record_type: RecordType, target: &str) -> Result<RData, String> {
         RecordType::NS => parse_name(target).map(|n| RData::NS(NS(n))),
         RecordType::PTR => parse_name(target).map(|n| RData::PTR(PTR(n))),
         RecordType::MX => match target.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [preference, host] => Ok(RData::MX(MX::new(
-                number(preference, "MX preference")?,
-                parse_name(host)?,
-            ))),
+            [preference, host] => Ok(RData::MX(MX::new(number(preference, "MX preference")?, parse_name(host)?))),
             _ => Err(format!("{target:?} is not \"<preference> <host>\"")),
         },
         RecordType::SRV => match target.split_whitespace().collect::<Vec<_>>().as_slice() {
@@ -1000,16 +869,12 @@ fn rdata_for(record_type: RecordType, target: &str) -> Result<RData, String> {
                 number(port, "SRV port")?,
                 parse_name(host)?,
             ))),
-            _ => Err(format!(
-                "{target:?} is not \"<priority> <weight> <port> <host>\""
-            )),
+            _ => Err(format!("{target:?} is not \"<priority> <weight> <port> <host>\"")),
         },
         // A character-string holds at most 255 bytes (RFC 1035 3.3); longer values are split
         // and resolvers concatenate them again (RFC 7208 3.3).
         RecordType::TXT if target.is_empty() => Ok(RData::TXT(TXT::from_bytes(vec![&b""[..]]))),
-        RecordType::TXT => Ok(RData::TXT(TXT::from_bytes(
-            target.as_bytes().chunks(255).collect(),
-        ))),
+        RecordType::TXT => Ok(RData::TXT(TXT::from_bytes(target.as_bytes().chunks(255).collect()))),
         RecordType::CAA => caa_rdata(target),
     }
 }
@@ -1019,9 +884,7 @@ fn caa_rdata(target: &str) -> Result<RData, String> {
     let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!("{target:?} is not \"<flags> <tag> <value>\""));
     };
-    let flags: u8 = flags
-        .parse()
-        .map_err(|_| format!("CAA flags {flags:?} are not a number 0-255"))?;
+    let flags: u8 = flags.parse().map_err(|_| format!("CAA flags {flags:?} are not a number 0-255"))?;
     if tag.is_empty() || tag.len() > 15 || !tag.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!("CAA tag {tag:?} must be 1-15 letters or digits"));
     }
@@ -1086,52 +949,23 @@ mod tests {
                 ep("api.example.com", RecordType::AAAA, &["2001:db8::10"]),
                 ep("www.example.com", RecordType::CNAME, &["api.example.com"]),
                 ep("ext.example.com", RecordType::CNAME, &["elb.amazonaws.com"]),
-                ep(
-                    "dangling.example.com",
-                    RecordType::CNAME,
-                    &["nothing.b.example.com"],
-                ),
+                ep("dangling.example.com", RecordType::CNAME, &["nothing.b.example.com"]),
                 ep("cross.example.com", RecordType::CNAME, &["host.other.test"]),
-                ep(
-                    "loop1.example.com",
-                    RecordType::CNAME,
-                    &["loop2.example.com"],
-                ),
-                ep(
-                    "loop2.example.com",
-                    RecordType::CNAME,
-                    &["loop1.example.com"],
-                ),
+                ep("loop1.example.com", RecordType::CNAME, &["loop2.example.com"]),
+                ep("loop2.example.com", RecordType::CNAME, &["loop1.example.com"]),
                 ep("*.example.com", RecordType::A, &["192.0.2.99"]),
                 ep("deep.b.example.com", RecordType::A, &["192.0.2.20"]),
                 ep("*.sub.example.com", RecordType::TXT, &["wild sub"]),
                 ep("ns1.example.com", RecordType::A, &["192.0.2.53"]),
                 ep("example.com", RecordType::MX, &["10 mail.example.com"]),
-                ep(
-                    "_sip._tcp.example.com",
-                    RecordType::SRV,
-                    &["10 20 5060 sip.example.com"],
-                ),
-                ep(
-                    "example.com",
-                    RecordType::CAA,
-                    &["0 issue \"letsencrypt.org\""],
-                ),
-                ep(
-                    "child.example.com",
-                    RecordType::NS,
-                    &["ns.child.example.com"],
-                ),
+                ep("_sip._tcp.example.com", RecordType::SRV, &["10 20 5060 sip.example.com"]),
+                ep("example.com", RecordType::CAA, &["0 issue \"letsencrypt.org\""]),
+                ep("child.example.com", RecordType::NS, &["ns.child.example.com"]),
                 ep("ns.child.example.com", RecordType::A, &["192.0.2.54"]),
             ],
         )
         .await;
-        create(
-            &p,
-            "other.test",
-            vec![ep("host.other.test", RecordType::A, &["198.51.100.1"])],
-        )
-        .await;
+        create(&p, "other.test", vec![ep("host.other.test", RecordType::A, &["198.51.100.1"])]).await;
         (p, h)
     }
 
@@ -1150,10 +984,8 @@ mod tests {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         sock.send_to(packet, addr).await.unwrap();
         let mut buf = vec![0u8; 65535];
-        let (n, _) = tokio::time::timeout(CLIENT_TIMEOUT, sock.recv_from(&mut buf))
-            .await
-            .expect("no UDP answer")
-            .unwrap();
+        let (n, _) =
+            tokio::time::timeout(CLIENT_TIMEOUT, sock.recv_from(&mut buf)).await.expect("no UDP answer").unwrap();
         Message::from_vec(&buf[..n]).unwrap()
     }
 
@@ -1174,9 +1006,7 @@ mod tests {
             stream.read_exact(&mut buf).await.unwrap();
             buf
         };
-        let buf = tokio::time::timeout(CLIENT_TIMEOUT, read)
-            .await
-            .expect("no TCP answer");
+        let buf = tokio::time::timeout(CLIENT_TIMEOUT, read).await.expect("no TCP answer");
         Message::from_vec(&buf).unwrap()
     }
 
@@ -1218,10 +1048,7 @@ mod tests {
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))]);
         assert_eq!(m.answers[0].ttl, 120);
         let m = tcp(h.local_addr(), "api.example.com.", WireType::AAAA).await;
-        assert_eq!(
-            ips(&m),
-            vec![IpAddr::V6(Ipv6Addr::from_str("2001:db8::10").unwrap())]
-        );
+        assert_eq!(ips(&m), vec![IpAddr::V6(Ipv6Addr::from_str("2001:db8::10").unwrap())]);
         assert_eq!(m.answers[0].ttl, 300, "default TTL");
         h.shutdown().await;
     }
@@ -1236,22 +1063,13 @@ mod tests {
         assert!(nx.metadata.authoritative);
         assert!(nx.answers.is_empty());
         assert_eq!(nx.authorities.len(), 1);
-        assert_eq!(
-            nx.authorities[0].name,
-            Name::from_ascii("example.com.").unwrap()
-        );
-        assert_eq!(
-            nx.authorities[0].ttl, 60,
-            "negative answers are cached for a minute"
-        );
+        assert_eq!(nx.authorities[0].name, Name::from_ascii("example.com.").unwrap());
+        assert_eq!(nx.authorities[0].ttl, 60, "negative answers are cached for a minute");
 
         let nodata = udp(addr, "api.example.com.", WireType::TXT).await;
         assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
         assert!(nodata.answers.is_empty());
-        assert_eq!(
-            soa_serial(&nodata.authorities[0]),
-            p.store.generation() as u32
-        );
+        assert_eq!(soa_serial(&nodata.authorities[0]), p.store.generation() as u32);
 
         // b.example.com exists only because deep.b.example.com does (sub.example.com because of
         // its wildcard): NODATA, not the apex wildcard.
@@ -1268,30 +1086,16 @@ mod tests {
         let (p, h) = example_server().await;
         let soa = udp(h.local_addr(), "example.com.", WireType::SOA).await;
         assert_eq!(soa.answers.len(), 1);
-        let RData::SOA(data) = &soa.answers[0].data else {
-            panic!("{soa:?}")
-        };
+        let RData::SOA(data) = &soa.answers[0].data else { panic!("{soa:?}") };
         assert_eq!(data.mname, Name::from_ascii("ns1.example.com.").unwrap());
-        assert_eq!(
-            data.rname,
-            Name::from_ascii("hostmaster.example.com.").unwrap()
-        );
+        assert_eq!(data.rname, Name::from_ascii("hostmaster.example.com.").unwrap());
         assert_eq!(data.serial, p.store.generation() as u32);
-        assert_eq!(
-            (data.refresh, data.retry, data.expire, data.minimum),
-            (3600, 600, 86400, 60)
-        );
+        assert_eq!((data.refresh, data.retry, data.expire, data.minimum), (3600, 600, 86400, 60));
 
         let ns = udp(h.local_addr(), "example.com.", WireType::NS).await;
         assert_eq!(ns.answers.len(), 1);
-        assert_eq!(
-            ns.answers[0].data,
-            RData::NS(NS(Name::from_ascii("ns1.example.com.").unwrap()))
-        );
-        assert_eq!(
-            ips_of(&ns.additionals),
-            vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))]
-        );
+        assert_eq!(ns.answers[0].data, RData::NS(NS(Name::from_ascii("ns1.example.com.").unwrap())));
+        assert_eq!(ips_of(&ns.additionals), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53))]);
 
         // Configured nameservers replace the default, for every zone.
         let mut cfg = config(&["example.net"]);
@@ -1307,12 +1111,8 @@ mod tests {
         let (_p, h) = example_server().await;
         let m = udp(h.local_addr(), "ApI.ExAmple.COM.", WireType::A).await;
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))]);
-        assert!(m.answers[0]
-            .name
-            .eq_case(&Name::from_ascii("ApI.ExAmple.COM.").unwrap()));
-        assert!(m.queries[0]
-            .name()
-            .eq_case(&Name::from_ascii("ApI.ExAmple.COM.").unwrap()));
+        assert!(m.answers[0].name.eq_case(&Name::from_ascii("ApI.ExAmple.COM.").unwrap()));
+        assert!(m.queries[0].name().eq_case(&Name::from_ascii("ApI.ExAmple.COM.").unwrap()));
     }
 
     #[tokio::test]
@@ -1321,10 +1121,7 @@ mod tests {
         let addr = h.local_addr();
         let m = udp(addr, "anything.example.com.", WireType::A).await;
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99))]);
-        assert_eq!(
-            m.answers[0].name,
-            Name::from_ascii("anything.example.com.").unwrap()
-        );
+        assert_eq!(m.answers[0].name, Name::from_ascii("anything.example.com.").unwrap());
         // Closest encloser is the apex, so deeper missing names match too.
         let m = udp(addr, "x.y.example.com.", WireType::A).await;
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99))]);
@@ -1340,10 +1137,7 @@ mod tests {
         assert_eq!(m.answers.len(), 1);
         assert_eq!(m.answers[0].data.to_string(), "wild sub");
         let m = udp(addr, "x.sub.example.com.", WireType::A).await;
-        assert!(
-            m.answers.is_empty(),
-            "the sub wildcard has no A, and the apex wildcard does not apply"
-        );
+        assert!(m.answers.is_empty(), "the sub wildcard has no A, and the apex wildcard does not apply");
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     }
 
@@ -1353,17 +1147,9 @@ mod tests {
         let addr = h.local_addr();
         let m = udp(addr, "WWW.example.com.", WireType::A).await;
         assert_eq!(m.answers.len(), 2);
-        assert!(m.answers[0]
-            .name
-            .eq_case(&Name::from_ascii("WWW.example.com.").unwrap()));
-        assert_eq!(
-            m.answers[0].data,
-            RData::CNAME(CNAME(Name::from_ascii("api.example.com.").unwrap()))
-        );
-        assert_eq!(
-            m.answers[1].name,
-            Name::from_ascii("api.example.com.").unwrap()
-        );
+        assert!(m.answers[0].name.eq_case(&Name::from_ascii("WWW.example.com.").unwrap()));
+        assert_eq!(m.answers[0].data, RData::CNAME(CNAME(Name::from_ascii("api.example.com.").unwrap())));
+        assert_eq!(m.answers[1].name, Name::from_ascii("api.example.com.").unwrap());
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))]);
 
         let m = udp(addr, "www.example.com.", WireType::CNAME).await;
@@ -1375,18 +1161,10 @@ mod tests {
 
         let m = udp(addr, "ext.example.com.", WireType::A).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(
-            m.answers.len(),
-            1,
-            "foreign targets are left to the resolver"
-        );
+        assert_eq!(m.answers.len(), 1, "foreign targets are left to the resolver");
 
         let m = udp(addr, "dangling.example.com.", WireType::A).await;
-        assert_eq!(
-            m.metadata.response_code,
-            ResponseCode::NXDomain,
-            "RFC 6604: the rcode is the target's"
-        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "RFC 6604: the rcode is the target's");
         assert_eq!(m.answers.len(), 1);
 
         let m = udp(addr, "loop1.example.com.", WireType::A).await;
@@ -1397,13 +1175,7 @@ mod tests {
     async fn embedded_limits_cname_chains() {
         let (p, h) = start(config(&["chain.test"])).await.unwrap();
         let mut eps: Vec<Endpoint> = (0..12)
-            .map(|i| {
-                ep(
-                    &format!("c{i}.chain.test"),
-                    RecordType::CNAME,
-                    &[&format!("c{}.chain.test", i + 1)],
-                )
-            })
+            .map(|i| ep(&format!("c{i}.chain.test"), RecordType::CNAME, &[&format!("c{}.chain.test", i + 1)]))
             .collect();
         eps.push(ep("c12.chain.test", RecordType::A, &["192.0.2.1"]));
         create(&p, "chain.test", eps).await;
@@ -1417,20 +1189,11 @@ mod tests {
     #[tokio::test]
     async fn embedded_splits_long_txt_values() {
         let (p, h) = start(config(&["example.com"])).await.unwrap();
-        let long: String = (0..600)
-            .map(|i| char::from(b'a' + (i % 26) as u8))
-            .collect();
-        create(
-            &p,
-            "example.com",
-            vec![ep("long.example.com", RecordType::TXT, &[&long])],
-        )
-        .await;
+        let long: String = (0..600).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        create(&p, "example.com", vec![ep("long.example.com", RecordType::TXT, &[&long])]).await;
         let m = tcp(h.local_addr(), "long.example.com.", WireType::TXT).await;
         assert_eq!(m.answers.len(), 1);
-        let RData::TXT(txt) = &m.answers[0].data else {
-            panic!("{m:?}")
-        };
+        let RData::TXT(txt) = &m.answers[0].data else { panic!("{m:?}") };
         let lens: Vec<usize> = txt.txt_data.iter().map(|s| s.len()).collect();
         assert_eq!(lens, vec![255, 255, 90]);
         assert_eq!(txt.txt_data.concat(), long.as_bytes());
@@ -1457,31 +1220,17 @@ mod tests {
     #[tokio::test]
     async fn embedded_truncates_large_udp_answers_and_serves_them_over_tcp() {
         let (p, h) = start(config(&["example.com"])).await.unwrap();
-        let targets: Vec<String> = (0..100)
-            .map(|i| format!("10.0.{}.{}", i / 250, i % 250 + 1))
-            .collect();
+        let targets: Vec<String> = (0..100).map(|i| format!("10.0.{}.{}", i / 250, i % 250 + 1)).collect();
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-        create(
-            &p,
-            "example.com",
-            vec![ep("big.example.com", RecordType::A, &refs)],
-        )
-        .await;
+        create(&p, "example.com", vec![ep("big.example.com", RecordType::A, &refs)]).await;
         let addr = h.local_addr();
 
         let m = udp(addr, "big.example.com.", WireType::A).await;
         assert!(m.metadata.truncation);
         assert!(m.answers.is_empty());
         assert_eq!(m.queries.len(), 1);
-        let m = udp_exchange(
-            addr,
-            &query_bytes("big.example.com.", WireType::A, Some(4096)),
-        )
-        .await;
-        assert!(
-            m.metadata.truncation,
-            "capped at {MAX_UDP_PAYLOAD} even when the client allows more"
-        );
+        let m = udp_exchange(addr, &query_bytes("big.example.com.", WireType::A, Some(4096))).await;
+        assert!(m.metadata.truncation, "capped at {MAX_UDP_PAYLOAD} even when the client allows more");
         assert!(m.edns.is_some());
 
         let m = tcp(addr, "big.example.com.", WireType::A).await;
@@ -1489,33 +1238,14 @@ mod tests {
         assert_eq!(m.answers.len(), 100);
 
         // A small answer fits in 512 bytes and is not truncated.
-        create(
-            &p,
-            "example.com",
-            vec![ep("small.example.com", RecordType::A, &refs[..10])],
-        )
-        .await;
+        create(&p, "example.com", vec![ep("small.example.com", RecordType::A, &refs[..10])]).await;
         let m = udp(addr, "small.example.com.", WireType::A).await;
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 10);
         // ...and 60 records fit in the client's 1232-byte EDNS buffer but not in plain 512.
-        create(
-            &p,
-            "example.com",
-            vec![ep("mid.example.com", RecordType::A, &refs[..60])],
-        )
-        .await;
-        assert!(
-            udp(addr, "mid.example.com.", WireType::A)
-                .await
-                .metadata
-                .truncation
-        );
-        let m = udp_exchange(
-            addr,
-            &query_bytes("mid.example.com.", WireType::A, Some(1232)),
-        )
-        .await;
+        create(&p, "example.com", vec![ep("mid.example.com", RecordType::A, &refs[..60])]).await;
+        assert!(udp(addr, "mid.example.com.", WireType::A).await.metadata.truncation);
+        let m = udp_exchange(addr, &query_bytes("mid.example.com.", WireType::A, Some(1232))).await;
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 60);
     }
@@ -1533,29 +1263,18 @@ mod tests {
             .find(|e| e.dns_name == "api.example.com" && e.record_type == RecordType::A)
             .unwrap();
         let new = ep("api.example.com", RecordType::A, &["192.0.2.77"]).with_ttl(30);
-        let results = p
-            .apply(&Zone::named("example.com"), &[Change::Update { old, new }])
-            .await;
+        let results = p.apply(&Zone::named("example.com"), &[Change::Update { old, new }]).await;
         assert!(results[0].is_ok());
         let m = udp(addr, "api.example.com.", WireType::A).await;
         assert_eq!(ips(&m), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77))]);
         assert_eq!(m.answers[0].ttl, 30);
         let after = udp(addr, "example.com.", WireType::SOA).await;
-        assert_eq!(
-            soa_serial(&after.answers[0]),
-            soa_serial(&before.answers[0]) + 1
-        );
+        assert_eq!(soa_serial(&after.answers[0]), soa_serial(&before.answers[0]) + 1);
 
         let gone = ep("api.example.com", RecordType::A, &["192.0.2.77"]).with_ttl(30);
-        p.apply(&Zone::named("example.com"), &[Change::Delete(gone)])
-            .await[0]
-            .clone()
-            .unwrap();
+        p.apply(&Zone::named("example.com"), &[Change::Delete(gone)]).await[0].clone().unwrap();
         let m = udp(addr, "api.example.com.", WireType::A).await;
-        assert!(
-            m.answers.is_empty(),
-            "AAAA still exists at the name, so NODATA"
-        );
+        assert!(m.answers.is_empty(), "AAAA still exists at the name, so NODATA");
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     }
 
@@ -1563,26 +1282,14 @@ mod tests {
     async fn embedded_shutdown_releases_the_port() {
         let (p, h) = example_server().await;
         let addr = h.local_addr();
-        assert_eq!(
-            udp(addr, "api.example.com.", WireType::A)
-                .await
-                .answers
-                .len(),
-            1
-        );
+        assert_eq!(udp(addr, "api.example.com.", WireType::A).await.answers.len(), 1);
         h.shutdown().await;
         drop(UdpSocket::bind(addr).await.expect("UDP port released"));
         drop(TcpListener::bind(addr).await.expect("TCP port released"));
         // Rebinding the same provider keeps its records.
         let h = p.serve(addr).await.unwrap();
         assert_eq!(h.local_addr(), addr);
-        assert_eq!(
-            udp(addr, "api.example.com.", WireType::A)
-                .await
-                .answers
-                .len(),
-            1
-        );
+        assert_eq!(udp(addr, "api.example.com.", WireType::A).await.answers.len(), 1);
         drop(h);
         // Dropping the handle stops the server too; the port frees once the runtime runs the
         // aborted tasks, so wait on that condition with a deadline.
@@ -1591,10 +1298,7 @@ mod tests {
             if UdpSocket::bind(addr).await.is_ok() && TcpListener::bind(addr).await.is_ok() {
                 break;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "port still bound after drop"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "port still bound after drop");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -1621,55 +1325,29 @@ mod tests {
         let addr = h.local_addr();
         // A response is never answered either.
         let mut response = Message::response(7, OpCode::Query);
-        response.add_query(Query::query(
-            Name::from_ascii("api.example.com.").unwrap(),
-            WireType::A,
-        ));
+        response.add_query(Query::query(Name::from_ascii("api.example.com.").unwrap(), WireType::A));
         let response = response.to_vec().unwrap();
         let truncated_question = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www";
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        for ignored in [
-            &b""[..],
-            &b"\x12"[..],
-            &[0xff; 12][..],
-            &truncated_question[..],
-            &response[..],
-        ] {
+        for ignored in [&b""[..], &b"\x12"[..], &[0xff; 12][..], &truncated_question[..], &response[..]] {
             sock.send_to(ignored, addr).await.unwrap();
         }
         // The server handles datagrams in order, so the first reply must be to the valid query.
         let valid = Message::from_vec(&query_bytes("api.example.com.", WireType::A, None)).unwrap();
         sock.send_to(&valid.to_vec().unwrap(), addr).await.unwrap();
         let mut buf = vec![0u8; 4096];
-        let (n, _) = tokio::time::timeout(CLIENT_TIMEOUT, sock.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, _) = tokio::time::timeout(CLIENT_TIMEOUT, sock.recv_from(&mut buf)).await.unwrap().unwrap();
         let reply = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(reply.metadata.id, valid.metadata.id);
         assert_eq!(reply.answers.len(), 1);
         // Several messages on one TCP connection, garbage in between.
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        tcp_send(
-            &mut stream,
-            &query_bytes("api.example.com.", WireType::A, None),
-        )
-        .await;
+        tcp_send(&mut stream, &query_bytes("api.example.com.", WireType::A, None)).await;
         tcp_send(&mut stream, b"\xde\xad").await;
-        tcp_send(
-            &mut stream,
-            &query_bytes("www.example.com.", WireType::A, None),
-        )
-        .await;
+        tcp_send(&mut stream, &query_bytes("www.example.com.", WireType::A, None)).await;
         assert_eq!(tcp_recv(&mut stream).await.answers.len(), 1);
         assert_eq!(tcp_recv(&mut stream).await.answers.len(), 2);
-        assert_eq!(
-            udp(addr, "api.example.com.", WireType::A)
-                .await
-                .answers
-                .len(),
-            1
-        );
+        assert_eq!(udp(addr, "api.example.com.", WireType::A).await.answers.len(), 1);
     }
 
     #[tokio::test]
@@ -1680,31 +1358,19 @@ mod tests {
         let m = udp_exchange(addr, &none.to_vec().unwrap()).await;
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         let mut two = Message::query();
-        two.add_query(Query::query(
-            Name::from_ascii("api.example.com.").unwrap(),
-            WireType::A,
-        ));
-        two.add_query(Query::query(
-            Name::from_ascii("www.example.com.").unwrap(),
-            WireType::A,
-        ));
+        two.add_query(Query::query(Name::from_ascii("api.example.com.").unwrap(), WireType::A));
+        two.add_query(Query::query(Name::from_ascii("www.example.com.").unwrap(), WireType::A));
         let m = udp_exchange(addr, &two.to_vec().unwrap()).await;
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         assert_eq!(m.metadata.id, two.metadata.id);
 
         let mut notify = Message::new(9, MessageType::Query, OpCode::Notify);
-        notify.add_query(Query::query(
-            Name::from_ascii("example.com.").unwrap(),
-            WireType::SOA,
-        ));
+        notify.add_query(Query::query(Name::from_ascii("example.com.").unwrap(), WireType::SOA));
         let m = udp_exchange(addr, &notify.to_vec().unwrap()).await;
         assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
 
         let mut v1 = Message::query();
-        v1.add_query(Query::query(
-            Name::from_ascii("api.example.com.").unwrap(),
-            WireType::A,
-        ));
+        v1.add_query(Query::query(Name::from_ascii("api.example.com.").unwrap(), WireType::A));
         let mut edns = Edns::new();
         edns.set_version(1);
         v1.set_edns(edns);
@@ -1723,21 +1389,13 @@ mod tests {
         let m = udp(addr, "_sip._tcp.example.com.", WireType::SRV).await;
         assert_eq!(m.answers[0].data.to_string(), "10 20 5060 sip.example.com.");
         let m = udp(addr, "example.com.", WireType::CAA).await;
-        let RData::CAA(caa) = &m.answers[0].data else {
-            panic!("{m:?}")
-        };
-        assert_eq!(
-            (caa.tag.as_str(), caa.value.as_slice()),
-            ("issue", &b"letsencrypt.org"[..])
-        );
+        let RData::CAA(caa) = &m.answers[0].data else { panic!("{m:?}") };
+        assert_eq!((caa.tag.as_str(), caa.value.as_slice()), ("issue", &b"letsencrypt.org"[..]));
 
         let m = tcp(addr, "example.com.", WireType::ANY).await;
         let mut types: Vec<WireType> = m.answers.iter().map(|r| r.record_type()).collect();
         types.sort_by_key(|t| u16::from(*t));
-        assert_eq!(
-            types,
-            vec![WireType::NS, WireType::SOA, WireType::MX, WireType::CAA]
-        );
+        assert_eq!(types, vec![WireType::NS, WireType::SOA, WireType::MX, WireType::CAA]);
 
         // NS below the apex delegates: a referral, not an authoritative answer.
         let m = udp(addr, "host.child.example.com.", WireType::A).await;
@@ -1745,14 +1403,8 @@ mod tests {
         assert!(!m.metadata.authoritative);
         assert!(m.answers.is_empty());
         assert_eq!(m.authorities.len(), 1);
-        assert_eq!(
-            m.authorities[0].name,
-            Name::from_ascii("child.example.com.").unwrap()
-        );
-        assert_eq!(
-            ips_of(&m.additionals),
-            vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54))]
-        );
+        assert_eq!(m.authorities[0].name, Name::from_ascii("child.example.com.").unwrap());
+        assert_eq!(ips_of(&m.additionals), vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54))]);
     }
 
     #[tokio::test]
@@ -1772,65 +1424,29 @@ mod tests {
             )
             .await;
         assert!(results[0].is_ok());
-        assert!(
-            results[1]
-                .as_ref()
-                .unwrap_err()
-                .to_string()
-                .contains("apex"),
-            "{results:?}"
-        );
+        assert!(results[1].as_ref().unwrap_err().to_string().contains("apex"), "{results:?}");
         assert!(results[2].is_err());
         assert!(results[3].is_err());
         assert!(results[4].is_ok());
-        let names: Vec<String> = p
-            .records(&zone)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.dns_name)
-            .collect();
+        let names: Vec<String> = p.records(&zone).await.unwrap().into_iter().map(|e| e.dns_name).collect();
         assert_eq!(names, vec!["ok.example.com", "ok2.example.com"]);
         assert_eq!(p.zones().await.unwrap(), vec![zone]);
     }
 
     #[test]
     fn embedded_rdata_formats() {
+        assert_eq!(rdata_for(RecordType::MX, "10 mail.example.com").unwrap().to_string(), "10 mail.example.com.");
         assert_eq!(
-            rdata_for(RecordType::MX, "10 mail.example.com")
-                .unwrap()
-                .to_string(),
-            "10 mail.example.com."
-        );
-        assert_eq!(
-            rdata_for(RecordType::SRV, "0 5 443 svc.example.com")
-                .unwrap()
-                .to_string(),
+            rdata_for(RecordType::SRV, "0 5 443 svc.example.com").unwrap().to_string(),
             "0 5 443 svc.example.com."
         );
         assert!(rdata_for(RecordType::SRV, "0 5 99999 svc.example.com").is_err());
-        let RData::CAA(caa) =
-            rdata_for(RecordType::CAA, "128 issue \"ca.test; account=1\"").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            (caa.flags(), caa.tag.as_str(), caa.value.as_slice()),
-            (128, "issue", &b"ca.test; account=1"[..])
-        );
-        let RData::CAA(caa) = rdata_for(RecordType::CAA, "0 iodef mailto:sec@example.com").unwrap()
-        else {
-            panic!()
-        };
+        let RData::CAA(caa) = rdata_for(RecordType::CAA, "128 issue \"ca.test; account=1\"").unwrap() else { panic!() };
+        assert_eq!((caa.flags(), caa.tag.as_str(), caa.value.as_slice()), (128, "issue", &b"ca.test; account=1"[..]));
+        let RData::CAA(caa) = rdata_for(RecordType::CAA, "0 iodef mailto:sec@example.com").unwrap() else { panic!() };
         assert_eq!(caa.value, b"mailto:sec@example.com");
-        let RData::TXT(txt) = rdata_for(RecordType::TXT, "").unwrap() else {
-            panic!()
-        };
-        assert_eq!(
-            txt.txt_data.len(),
-            1,
-            "an empty TXT still has one character-string"
-        );
+        let RData::TXT(txt) = rdata_for(RecordType::TXT, "").unwrap() else { panic!() };
+        assert_eq!(txt.txt_data.len(), 1, "an empty TXT still has one character-string");
         assert!(rdata_for(RecordType::A, "2001:db8::1").is_err());
         assert!(rdata_for(RecordType::CNAME, "bad name").is_err());
     }

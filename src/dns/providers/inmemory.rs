@@ -55,12 +55,7 @@ impl InMemoryProvider {
     pub fn lookup(&self, name: &str) -> Option<(String, Vec<Endpoint>)> {
         let name = normalize_name(name);
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let zone = st
-            .zones
-            .keys()
-            .filter(|z| Zone::named(z).contains(&name))
-            .max_by_key(|z| z.len())?
-            .clone();
+        let zone = st.zones.keys().filter(|z| Zone::named(z).contains(&name)).max_by_key(|z| z.len())?.clone();
         let recs = st.zones[&zone].values().filter(|e| e.dns_name == name).cloned().collect();
         Some((zone, recs))
     }
@@ -111,7 +106,10 @@ impl InMemoryProvider {
                         && (r.record_type == RecordType::CNAME) != (e.record_type == RecordType::CNAME)
                 });
                 if cname_clash {
-                    return Err(ProviderError::Rejected(format!("{}: a CNAME cannot coexist with other data", e.key())));
+                    return Err(ProviderError::Rejected(format!(
+                        "{}: a CNAME cannot coexist with other data",
+                        e.key()
+                    )));
                 }
                 records.insert(e.key(), strip(e.clone()));
             }
@@ -119,7 +117,12 @@ impl InMemoryProvider {
                 in_zone(new)?;
                 match records.get(&old.key()) {
                     Some(cur) if cur.targets == old.targets => {}
-                    Some(_) => return Err(ProviderError::Rejected(format!("{}: current values differ from the update's old values", old.key()))),
+                    Some(_) => {
+                        return Err(ProviderError::Rejected(format!(
+                            "{}: current values differ from the update's old values",
+                            old.key()
+                        )))
+                    }
                     None => return Err(ProviderError::Rejected(format!("{} does not exist", old.key()))),
                 }
                 records.remove(&old.key());

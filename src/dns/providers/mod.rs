@@ -1,6 +1,6 @@
 //! One module per DNS backend, all behind [`crate::dns::Provider`].
 
-pub mod inmemory;
-pub mod embedded;
 pub mod conformance;
+pub mod embedded;
+pub mod inmemory;
 pub mod rfc2136;

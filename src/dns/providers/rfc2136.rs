@@ -42,8 +42,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
 use hickory_proto::rr::rdata::tsig::{
-    make_tsig_record, message_tbs, signed_bitmessage_to_buf, TsigAlgorithm as WireTsigAlgorithm,
-    TsigError, TSIG,
+    make_tsig_record, message_tbs, signed_bitmessage_to_buf, TsigAlgorithm as WireTsigAlgorithm, TsigError, TSIG,
 };
 use hickory_proto::rr::rdata::{self, A, AAAA, CAA, MX, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType as WireType};
@@ -240,32 +239,16 @@ struct TsigKey {
 
 impl TsigKey {
     fn from_config(c: &TsigConfig) -> Result<Self, ProviderError> {
-        let mut name = Name::from_ascii(c.key_name.trim()).map_err(|e| {
-            ProviderError::Config(format!(
-                "TSIG key name {:?} is not a DNS name: {e}",
-                c.key_name
-            ))
-        })?;
+        let mut name = Name::from_ascii(c.key_name.trim())
+            .map_err(|e| ProviderError::Config(format!("TSIG key name {:?} is not a DNS name: {e}", c.key_name)))?;
         name.set_fqdn(true);
-        let secret = base64::engine::general_purpose::STANDARD
-            .decode(c.secret.trim())
-            .map_err(|e| {
-                ProviderError::Config(format!(
-                    "TSIG secret of key {:?} is not valid base64: {e}",
-                    c.key_name
-                ))
-            })?;
+        let secret = base64::engine::general_purpose::STANDARD.decode(c.secret.trim()).map_err(|e| {
+            ProviderError::Config(format!("TSIG secret of key {:?} is not valid base64: {e}", c.key_name))
+        })?;
         if secret.is_empty() {
-            return Err(ProviderError::Config(format!(
-                "TSIG secret of key {:?} is empty",
-                c.key_name
-            )));
+            return Err(ProviderError::Config(format!("TSIG secret of key {:?} is empty", c.key_name)));
         }
-        Ok(TsigKey {
-            name,
-            algorithm: c.algorithm,
-            secret,
-        })
+        Ok(TsigKey { name, algorithm: c.algorithm, secret })
     }
 
     fn display_name(&self) -> String {
@@ -274,22 +257,11 @@ impl TsigKey {
 
     /// Signs `msg` in place and returns its MAC, which the response's MAC covers.
     fn sign(&self, msg: &mut Message, now: u64) -> Result<Vec<u8>, String> {
-        let stub = TSIG::new(
-            self.algorithm.wire(),
-            now,
-            TSIG_FUDGE,
-            Vec::new(),
-            msg.metadata.id,
-            None,
-            Vec::new(),
-        );
-        let tbs = message_tbs(&*msg, &stub, &self.name)
-            .map_err(|e| format!("encoding the message to sign failed: {e}"))?;
+        let stub = TSIG::new(self.algorithm.wire(), now, TSIG_FUDGE, Vec::new(), msg.metadata.id, None, Vec::new());
+        let tbs =
+            message_tbs(&*msg, &stub, &self.name).map_err(|e| format!("encoding the message to sign failed: {e}"))?;
         let mac = self.algorithm.mac(&self.secret, &tbs)?;
-        msg.set_signature(Box::new(make_tsig_record(
-            self.name.clone(),
-            stub.set_mac(mac.clone()),
-        )));
+        msg.set_signature(Box::new(make_tsig_record(self.name.clone(), stub.set_mac(mac.clone()))));
         Ok(mac)
     }
 }
@@ -306,13 +278,7 @@ struct ResponseVerifier<'k> {
 
 impl<'k> ResponseVerifier<'k> {
     fn new(key: &'k TsigKey, request_mac: Vec<u8>) -> Self {
-        ResponseVerifier {
-            key,
-            previous_mac: request_mac,
-            unsigned: Vec::new(),
-            unsigned_count: 0,
-            first: true,
-        }
+        ResponseVerifier { key, previous_mac: request_mac, unsigned: Vec::new(), unsigned_count: 0, first: true }
     }
 
     fn verify(&mut self, raw: &[u8], msg: &Message, now: u64) -> Result<(), String> {
@@ -322,42 +288,29 @@ impl<'k> ResponseVerifier<'k> {
             }
             self.unsigned_count += 1;
             if self.unsigned_count > MAX_UNSIGNED_IN_A_ROW {
-                return Err(format!(
-                    "more than {MAX_UNSIGNED_IN_A_ROW} unsigned messages in a row"
-                ));
+                return Err(format!("more than {MAX_UNSIGNED_IN_A_ROW} unsigned messages in a row"));
             }
             self.unsigned.extend_from_slice(raw);
             return Ok(());
         };
         if sig.name != self.key.name {
-            return Err(format!(
-                "the response is signed with key {}",
-                sig.name.to_ascii()
-            ));
+            return Err(format!("the response is signed with key {}", sig.name.to_ascii()));
         }
         let algorithm = sig.data.algorithm.to_name().to_ascii().to_ascii_lowercase();
         if algorithm.trim_end_matches('.') != self.key.algorithm.as_str() {
             return Err(format!("the response is signed with algorithm {algorithm}"));
         }
         if let Some(err) = sig.data.error {
-            return Err(format!(
-                "the response carries TSIG error {}",
-                tsig_error_name(err)
-            ));
+            return Err(format!("the response carries TSIG error {}", tsig_error_name(err)));
         }
         let (body, _) = signed_bitmessage_to_buf(raw, None, self.first)
             .map_err(|e| format!("the signed response could not be decoded: {e}"))?;
-        let mut tbs =
-            Vec::with_capacity(2 + self.previous_mac.len() + self.unsigned.len() + body.len());
+        let mut tbs = Vec::with_capacity(2 + self.previous_mac.len() + self.unsigned.len() + body.len());
         tbs.extend_from_slice(&(self.previous_mac.len() as u16).to_be_bytes());
         tbs.extend_from_slice(&self.previous_mac);
         tbs.extend_from_slice(&self.unsigned);
         tbs.extend_from_slice(&body);
-        if !self
-            .key
-            .algorithm
-            .verify(&self.key.secret, &tbs, &sig.data.mac)
-        {
+        if !self.key.algorithm.verify(&self.key.secret, &tbs, &sig.data.mac) {
             return Err("the response's TSIG MAC does not verify".into());
         }
         let fudge = u64::from(sig.data.fudge);
@@ -457,8 +410,7 @@ impl PreparedChange {
     fn conflicts_with(&self, other: &PreparedChange) -> bool {
         self.touches.iter().any(|(name, rt)| {
             other.touches.iter().any(|(oname, ort)| {
-                name == oname
-                    && (rt == ort || *rt == RecordType::CNAME || *ort == RecordType::CNAME)
+                name == oname && (rt == ort || *rt == RecordType::CNAME || *ort == RecordType::CNAME)
             })
         })
     }
@@ -474,9 +426,7 @@ pub struct Rfc2136Provider {
 
 impl fmt::Debug for Rfc2136Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rfc2136Provider")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Rfc2136Provider").field("config", &self.config).finish()
     }
 }
 
@@ -486,36 +436,25 @@ impl Rfc2136Provider {
             return Err(ProviderError::Config("RFC2136 host is empty".into()));
         }
         if config.zones.is_empty() {
-            return Err(ProviderError::Config(
-                "RFC2136 provider has no zones".into(),
-            ));
+            return Err(ProviderError::Config("RFC2136 provider has no zones".into()));
         }
         if config.batch_size == 0 {
-            return Err(ProviderError::Config(
-                "RFC2136 batch size must be at least 1".into(),
-            ));
+            return Err(ProviderError::Config("RFC2136 batch size must be at least 1".into()));
         }
         if config.timeout.is_zero() {
-            return Err(ProviderError::Config(
-                "RFC2136 timeout must be positive".into(),
-            ));
+            return Err(ProviderError::Config("RFC2136 timeout must be positive".into()));
         }
         let mut zones = Vec::new();
         for z in &config.zones {
-            crate::dns::endpoint::validate_name("zones", z).map_err(|e| {
-                ProviderError::Config(format!("RFC2136 zone {z:?} is invalid: {e}"))
-            })?;
+            crate::dns::endpoint::validate_name("zones", z)
+                .map_err(|e| ProviderError::Config(format!("RFC2136 zone {z:?} is invalid: {e}")))?;
             let zone = Zone::named(z);
             if !zones.contains(&zone) {
                 zones.push(zone);
             }
         }
         let tsig = config.tsig.as_ref().map(TsigKey::from_config).transpose()?;
-        Ok(Rfc2136Provider {
-            config,
-            zones,
-            tsig,
-        })
+        Ok(Rfc2136Provider { config, zones, tsig })
     }
 
     pub fn config(&self) -> &Rfc2136Config {
@@ -545,55 +484,32 @@ impl Rfc2136Provider {
     }
 
     async fn resolve(&self) -> Result<SocketAddr, ExchangeError> {
-        let host = self
-            .config
-            .host
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let mut addrs = tokio::time::timeout(
-            self.config.timeout,
-            tokio::net::lookup_host((host, self.config.port)),
-        )
-        .await
-        .map_err(|_| {
-            ExchangeError::Unreachable(format!("resolving {} timed out", self.config.host))
-        })?
-        .map_err(|e| {
-            ExchangeError::Unreachable(format!("resolving {} failed: {e}", self.config.host))
-        })?;
-        addrs.next().ok_or_else(|| {
-            ExchangeError::Unreachable(format!("{} resolves to no address", self.config.host))
-        })
+        let host = self.config.host.trim().trim_start_matches('[').trim_end_matches(']');
+        let mut addrs = tokio::time::timeout(self.config.timeout, tokio::net::lookup_host((host, self.config.port)))
+            .await
+            .map_err(|_| ExchangeError::Unreachable(format!("resolving {} timed out", self.config.host)))?
+            .map_err(|e| ExchangeError::Unreachable(format!("resolving {} failed: {e}", self.config.host)))?;
+        addrs.next().ok_or_else(|| ExchangeError::Unreachable(format!("{} resolves to no address", self.config.host)))
     }
 
     fn now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
     /// Sends one request and returns its answer: signs it when `sign` and a key is configured,
     /// picks UDP or TCP, retries over TCP when the UDP answer is truncated, and checks the rcode
     /// and (for a success) the TSIG of the answer.
-    async fn exchange(
-        &self,
-        mut request: Message,
-        sign: bool,
-        what: &str,
-    ) -> Result<Message, ExchangeError> {
+    async fn exchange(&self, mut request: Message, sign: bool, what: &str) -> Result<Message, ExchangeError> {
         let key = if sign { self.tsig.as_ref() } else { None };
         let request_mac = match key {
             Some(k) => Some(
-                k.sign(&mut request, Self::now())
-                    .map_err(|e| ExchangeError::Unreachable(format!("{what}: {e}")))?,
+                k.sign(&mut request, Self::now()).map_err(|e| ExchangeError::Unreachable(format!("{what}: {e}")))?,
             ),
             None => None,
         };
-        let bytes = request.to_vec().map_err(|e| {
-            ExchangeError::Unreachable(format!("{what}: encoding the request failed: {e}"))
-        })?;
+        let bytes = request
+            .to_vec()
+            .map_err(|e| ExchangeError::Unreachable(format!("{what}: encoding the request failed: {e}")))?;
         if bytes.len() > MAX_MESSAGE {
             return Err(ExchangeError::TooLarge(format!(
                 "{what}: the request is {} bytes, over the DNS limit",
@@ -613,32 +529,21 @@ impl Rfc2136Provider {
             response = parse_response(&raw, id, what)?;
         }
         let verified = match (key, request_mac) {
-            (Some(k), Some(mac)) => {
-                Some(ResponseVerifier::new(k, mac).verify(&raw, &response, Self::now()))
-            }
+            (Some(k), Some(mac)) => Some(ResponseVerifier::new(k, mac).verify(&raw, &response, Self::now())),
             _ => None,
         };
         // A REFUSED signed with our key comes from a server that accepted the key, so it refuses
         // the content (BIND's check-mx and check-integrity, an update-policy that does not cover
         // the name): bisection can pin that on single changes.
-        if response.metadata.response_code == ResponseCode::Refused
-            && matches!(verified, Some(Ok(())))
-        {
+        if response.metadata.response_code == ResponseCode::Refused && matches!(verified, Some(Ok(()))) {
             return Err(ExchangeError::Rcode(
                 ResponseCode::Refused,
-                format!(
-                    "{what}: server {} answered REFUSED to {}",
-                    self.server(),
-                    self.key_label()
-                ),
+                format!("{what}: server {} answered REFUSED to {}", self.server(), self.key_label()),
             ));
         }
         self.check_rcode(&response, what)?;
         if let Some(Err(e)) = verified {
-            return Err(ExchangeError::Auth(format!(
-                "{what}: {e} (with {})",
-                self.key_label()
-            )));
+            return Err(ExchangeError::Auth(format!("{what}: {e} (with {})", self.key_label())));
         }
         Ok(response)
     }
@@ -667,29 +572,17 @@ impl Rfc2136Provider {
             ))),
             other => Err(ExchangeError::Rcode(
                 other,
-                format!(
-                    "{what}: server {} answered {}",
-                    self.server(),
-                    rcode_name(other)
-                ),
+                format!("{what}: server {} answered {}", self.server(), rcode_name(other)),
             )),
         }
     }
 
-    async fn udp_exchange(
-        &self,
-        request: &[u8],
-        id: u16,
-        what: &str,
-    ) -> Result<Vec<u8>, ExchangeError> {
+    async fn udp_exchange(&self, request: &[u8], id: u16, what: &str) -> Result<Vec<u8>, ExchangeError> {
         let addr = self.resolve().await?;
         let server = self.server();
         let attempt = async {
-            let local: SocketAddr = if addr.is_ipv4() {
-                (Ipv4Addr::UNSPECIFIED, 0).into()
-            } else {
-                (Ipv6Addr::UNSPECIFIED, 0).into()
-            };
+            let local: SocketAddr =
+                if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
             let socket = UdpSocket::bind(local).await?;
             // A connected socket only receives from the server and reports ICMP port-unreachable
             // as ECONNREFUSED, so a stopped server fails fast instead of timing out.
@@ -707,9 +600,7 @@ impl Rfc2136Provider {
         };
         match tokio::time::timeout(self.config.timeout, attempt).await {
             Ok(Ok(raw)) => Ok(raw),
-            Ok(Err(e)) => Err(ExchangeError::Unreachable(format!(
-                "{what}: UDP exchange with {server} failed: {e}"
-            ))),
+            Ok(Err(e)) => Err(ExchangeError::Unreachable(format!("{what}: UDP exchange with {server} failed: {e}"))),
             Err(_) => Err(ExchangeError::Unreachable(format!(
                 "{what}: no UDP answer from {server} within {:?}",
                 self.config.timeout
@@ -731,9 +622,7 @@ impl Rfc2136Provider {
         };
         match tokio::time::timeout(self.config.timeout, attempt).await {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(ExchangeError::Unreachable(format!(
-                "{what}: TCP connection to {server} failed: {e}"
-            ))),
+            Ok(Err(e)) => Err(ExchangeError::Unreachable(format!("{what}: TCP connection to {server} failed: {e}"))),
             Err(_) => Err(ExchangeError::Unreachable(format!(
                 "{what}: TCP connection to {server} not established within {:?}",
                 self.config.timeout
@@ -750,10 +639,9 @@ impl Rfc2136Provider {
         };
         match tokio::time::timeout(self.config.timeout, attempt).await {
             Ok(Ok(raw)) => Ok(raw),
-            Ok(Err(e)) => Err(ExchangeError::Unreachable(format!(
-                "{what}: reading from {} over TCP failed: {e}",
-                self.server()
-            ))),
+            Ok(Err(e)) => {
+                Err(ExchangeError::Unreachable(format!("{what}: reading from {} over TCP failed: {e}", self.server())))
+            }
             Err(_) => Err(ExchangeError::Unreachable(format!(
                 "{what}: no TCP answer from {} within {:?}",
                 self.server(),
@@ -762,12 +650,7 @@ impl Rfc2136Provider {
         }
     }
 
-    async fn tcp_exchange(
-        &self,
-        request: &[u8],
-        id: u16,
-        what: &str,
-    ) -> Result<Vec<u8>, ExchangeError> {
+    async fn tcp_exchange(&self, request: &[u8], id: u16, what: &str) -> Result<Vec<u8>, ExchangeError> {
         let mut stream = self.tcp_connect(request, what).await?;
         loop {
             let raw = self.tcp_read(&mut stream, what).await?;
@@ -784,22 +667,13 @@ impl Rfc2136Provider {
         query.add_query(Query::query(origin.clone(), WireType::SOA));
         let what = format!("SOA query for zone {}", zone.name);
         let missing = |why: String| {
-            ProviderError::ZoneNotFound(format!(
-                "{} on RFC2136 server {}: {why}",
-                zone.name,
-                self.server()
-            ))
+            ProviderError::ZoneNotFound(format!("{} on RFC2136 server {}: {why}", zone.name, self.server()))
         };
         match self.exchange(query, false, &what).await {
             Ok(resp) => {
-                let has_soa = resp
-                    .answers
-                    .iter()
-                    .any(|r| r.record_type() == WireType::SOA && r.name == origin);
+                let has_soa = resp.answers.iter().any(|r| r.record_type() == WireType::SOA && r.name == origin);
                 if !has_soa {
-                    return Err(missing(
-                        "the server returned no SOA for it (not a zone apex there)".into(),
-                    ));
+                    return Err(missing("the server returned no SOA for it (not a zone apex there)".into()));
                 }
                 if !resp.metadata.authoritative {
                     return Err(missing("the server is not authoritative for it".into()));
@@ -820,42 +694,32 @@ impl Rfc2136Provider {
         request.add_query(Query::query(origin, WireType::AXFR));
         let id = request.metadata.id;
         let request_mac = match &self.tsig {
-            Some(k) => Some(
-                k.sign(&mut request, Self::now())
-                    .map_err(|e| ProviderError::Config(format!("{what}: {e}")))?,
-            ),
+            Some(k) => {
+                Some(k.sign(&mut request, Self::now()).map_err(|e| ProviderError::Config(format!("{what}: {e}")))?)
+            }
             None => None,
         };
         let mut verifier = match (&self.tsig, request_mac) {
             (Some(k), Some(mac)) => Some(ResponseVerifier::new(k, mac)),
             _ => None,
         };
-        let bytes = request.to_vec().map_err(|e| {
-            ProviderError::Config(format!("{what}: encoding the request failed: {e}"))
-        })?;
+        let bytes =
+            request.to_vec().map_err(|e| ProviderError::Config(format!("{what}: encoding the request failed: {e}")))?;
         let to_provider_error = |e: ExchangeError| match e {
             ExchangeError::Unreachable(m) => ProviderError::Unreachable(m),
             ExchangeError::Auth(m) => ProviderError::AuthFailed(m),
-            ExchangeError::Rcode(ResponseCode::NXDomain | ResponseCode::NotZone, m) => {
-                ProviderError::ZoneNotFound(m)
-            }
+            ExchangeError::Rcode(ResponseCode::NXDomain | ResponseCode::NotZone, m) => ProviderError::ZoneNotFound(m),
             // SERVFAIL and the like: the zone is not loaded or the server is in trouble. Retrying
             // later is the only thing extdns can do about it.
             ExchangeError::Rcode(_, m) => ProviderError::Unreachable(m),
             ExchangeError::TooLarge(m) => ProviderError::Config(m),
         };
-        let mut stream = self
-            .tcp_connect(&bytes, &what)
-            .await
-            .map_err(to_provider_error)?;
+        let mut stream = self.tcp_connect(&bytes, &what).await.map_err(to_provider_error)?;
         let mut records = Vec::new();
         let mut soa_seen = 0usize;
         let mut messages = 0usize;
         while soa_seen < 2 {
-            let raw = self
-                .tcp_read(&mut stream, &what)
-                .await
-                .map_err(to_provider_error)?;
+            let raw = self.tcp_read(&mut stream, &what).await.map_err(to_provider_error)?;
             let Ok(msg) = parse_response(&raw, id, &what) else {
                 // Not ours or not parseable: neither can be part of this transfer.
                 return Err(ProviderError::Unreachable(format!(
@@ -865,12 +729,10 @@ impl Rfc2136Provider {
             };
             self.check_rcode(&msg, &what).map_err(to_provider_error)?;
             if let Some(v) = verifier.as_mut() {
-                v.verify(&raw, &msg, Self::now()).map_err(|e| {
-                    ProviderError::AuthFailed(format!("{what}: {e} (with {})", self.key_label()))
-                })?;
+                v.verify(&raw, &msg, Self::now())
+                    .map_err(|e| ProviderError::AuthFailed(format!("{what}: {e} (with {})", self.key_label())))?;
             }
-            if messages == 0 && msg.answers.first().map(|r| r.record_type()) != Some(WireType::SOA)
-            {
+            if messages == 0 && msg.answers.first().map(|r| r.record_type()) != Some(WireType::SOA) {
                 return Err(ProviderError::Unreachable(format!(
                     "{what}: the transfer from {} does not start with the SOA",
                     self.server()
@@ -891,9 +753,7 @@ impl Rfc2136Provider {
             }
         }
         if let Some(v) = &verifier {
-            v.finish().map_err(|e| {
-                ProviderError::AuthFailed(format!("{what}: {e} (with {})", self.key_label()))
-            })?;
+            v.finish().map_err(|e| ProviderError::AuthFailed(format!("{what}: {e} (with {})", self.key_label())))?;
         }
         tracing::debug!(zone = %zone.name, server = %self.server(), messages, records = records.len(), "zone transferred");
         Ok(records)
@@ -921,9 +781,9 @@ impl Rfc2136Provider {
             let message = update_message(origin, part);
             let outcome = match message.to_vec() {
                 // The TSIG record adds at most ~350 bytes (255-byte key name, 64-byte MAC).
-                Ok(b) if b.len() + TSIG_RECORD_MAX > MAX_MESSAGE => Err(ExchangeError::TooLarge(
-                    format!("{what}: too large for one DNS message ({} bytes)", b.len()),
-                )),
+                Ok(b) if b.len() + TSIG_RECORD_MAX > MAX_MESSAGE => {
+                    Err(ExchangeError::TooLarge(format!("{what}: too large for one DNS message ({} bytes)", b.len())))
+                }
                 _ => self.exchange(message, true, &what).await.map(|_| ()),
             };
             match outcome {
@@ -939,18 +799,13 @@ impl Rfc2136Provider {
                     pending.push(head);
                 }
                 Err(ExchangeError::Rcode(rc, msg)) => {
-                    results[first.index] = Some(Err(ProviderError::Rejected(format!(
-                        "{msg}: {}",
-                        rcode_hint(rc)
-                    ))));
+                    results[first.index] = Some(Err(ProviderError::Rejected(format!("{msg}: {}", rcode_hint(rc)))));
                 }
                 Err(ExchangeError::TooLarge(msg)) => {
                     results[first.index] = Some(Err(ProviderError::Rejected(msg)));
                 }
                 Err(ExchangeError::Auth(msg)) => return Err(ProviderError::AuthFailed(msg)),
-                Err(ExchangeError::Unreachable(msg)) => {
-                    return Err(ProviderError::Unreachable(msg))
-                }
+                Err(ExchangeError::Unreachable(msg)) => return Err(ProviderError::Unreachable(msg)),
             }
         }
         Ok(())
@@ -958,12 +813,10 @@ impl Rfc2136Provider {
 }
 
 fn parse_response(raw: &[u8], id: u16, what: &str) -> Result<Message, ExchangeError> {
-    let msg = Message::from_vec(raw)
-        .map_err(|e| ExchangeError::Unreachable(format!("{what}: malformed answer: {e}")))?;
+    let msg =
+        Message::from_vec(raw).map_err(|e| ExchangeError::Unreachable(format!("{what}: malformed answer: {e}")))?;
     if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
-        return Err(ExchangeError::Unreachable(format!(
-            "{what}: the answer does not match the request"
-        )));
+        return Err(ExchangeError::Unreachable(format!("{what}: the answer does not match the request")));
     }
     Ok(msg)
 }
@@ -1035,9 +888,7 @@ impl Provider for Rfc2136Provider {
         }
         results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into())))
-            })
+            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
             .collect()
     }
 }
@@ -1110,12 +961,9 @@ fn prepare_change(
     ttl_of: impl Fn(&Endpoint) -> u32,
 ) -> Result<PreparedChange, String> {
     let describe = match change {
-        Change::Create(e) | Change::Delete(e) => format!(
-            "{} {} {}",
-            change.verb(),
-            normalize_name(&e.dns_name),
-            e.record_type
-        ),
+        Change::Create(e) | Change::Delete(e) => {
+            format!("{} {} {}", change.verb(), normalize_name(&e.dns_name), e.record_type)
+        }
         Change::Update { old, new } => {
             let (o, n) = (normalize_name(&old.dns_name), normalize_name(&new.dns_name));
             if o == n && old.record_type == new.record_type {
@@ -1137,11 +985,7 @@ fn prepare_change(
             }
             prerequisites.extend(absent_prerequisites(&name, e.record_type));
             let ttl = ttl_of(e);
-            updates.extend(
-                rdatas
-                    .into_iter()
-                    .map(|d| Record::from_rdata(name.clone(), ttl, d)),
-            );
+            updates.extend(rdatas.into_iter().map(|d| Record::from_rdata(name.clone(), ttl, d)));
             touches.push((lower(&name), e.record_type));
         }
         Change::Update { old, new } => {
@@ -1150,22 +994,14 @@ fn prepare_change(
             if new_rdatas.is_empty() {
                 return Err(fail("the new record has no targets".into()));
             }
-            prerequisites.extend(exact_rrset_prerequisites(
-                &old_name,
-                old.record_type,
-                old_rdatas,
-            ));
+            prerequisites.extend(exact_rrset_prerequisites(&old_name, old.record_type, old_rdatas));
             let same_rrset = old_name == new_name && old.record_type == new.record_type;
             if !same_rrset {
                 prerequisites.extend(absent_prerequisites(&new_name, new.record_type));
             }
             updates.push(delete_rrset(&old_name, old.record_type));
             let ttl = ttl_of(new);
-            updates.extend(
-                new_rdatas
-                    .into_iter()
-                    .map(|d| Record::from_rdata(new_name.clone(), ttl, d)),
-            );
+            updates.extend(new_rdatas.into_iter().map(|d| Record::from_rdata(new_name.clone(), ttl, d)));
             touches.push((lower(&old_name), old.record_type));
             if !same_rrset {
                 touches.push((lower(&new_name), new.record_type));
@@ -1175,15 +1011,9 @@ fn prepare_change(
             let (name, rdatas) = rrset_of(zone, e).map_err(fail)?;
             if rdatas.is_empty() {
                 // Deleting "whatever is there" could remove records someone else wrote.
-                return Err(fail(
-                    "the record has no targets, so there is nothing to delete".into(),
-                ));
+                return Err(fail("the record has no targets, so there is nothing to delete".into()));
             }
-            prerequisites.extend(exact_rrset_prerequisites(
-                &name,
-                e.record_type,
-                rdatas.clone(),
-            ));
+            prerequisites.extend(exact_rrset_prerequisites(&name, e.record_type, rdatas.clone()));
             for d in rdatas {
                 let mut r = Record::from_rdata(name.clone(), 0, d);
                 r.dns_class = DNSClass::NONE;
@@ -1192,13 +1022,7 @@ fn prepare_change(
             touches.push((lower(&name), e.record_type));
         }
     }
-    Ok(PreparedChange {
-        index,
-        describe,
-        prerequisites,
-        updates,
-        touches,
-    })
+    Ok(PreparedChange { index, describe, prerequisites, updates, touches })
 }
 
 fn lower(name: &Name) -> String {
@@ -1228,10 +1052,7 @@ fn exact_rrset_prerequisites(name: &Name, rt: RecordType, rdatas: Vec<RData>) ->
         r.dns_class = DNSClass::ANY;
         return vec![r];
     }
-    rdatas
-        .into_iter()
-        .map(|d| Record::from_rdata(name.clone(), 0, d))
-        .collect()
+    rdatas.into_iter().map(|d| Record::from_rdata(name.clone(), 0, d)).collect()
 }
 
 fn delete_rrset(name: &Name, rt: RecordType) -> Record {
@@ -1271,8 +1092,7 @@ fn absolute_name(s: &str) -> Result<Name, String> {
     if trimmed.is_empty() || trimmed == "." {
         return Ok(Name::root());
     }
-    let mut n = Name::from_ascii(trimmed)
-        .map_err(|e| format!("{trimmed:?} is not a valid DNS name: {e}"))?;
+    let mut n = Name::from_ascii(trimmed).map_err(|e| format!("{trimmed:?} is not a valid DNS name: {e}"))?;
     n.set_fqdn(true);
     Ok(n)
 }
@@ -1307,29 +1127,20 @@ fn model_type(t: WireType) -> Option<RecordType> {
 }
 
 fn parse_u16(field: &str, s: &str, target: &str) -> Result<u16, String> {
-    s.parse()
-        .map_err(|_| format!("{field} {s:?} in target {target:?} is not a number from 0 to 65535"))
+    s.parse().map_err(|_| format!("{field} {s:?} in target {target:?} is not a number from 0 to 65535"))
 }
 
 /// Target string in the endpoint format to record data.
 fn target_to_rdata(rt: RecordType, target: &str) -> Result<RData, String> {
     let t = target.trim();
     Ok(match rt {
-        RecordType::A => RData::A(A(t
-            .parse()
-            .map_err(|_| format!("{t:?} is not an IPv4 address"))?)),
-        RecordType::AAAA => RData::AAAA(AAAA(
-            t.parse()
-                .map_err(|_| format!("{t:?} is not an IPv6 address"))?,
-        )),
+        RecordType::A => RData::A(A(t.parse().map_err(|_| format!("{t:?} is not an IPv4 address"))?)),
+        RecordType::AAAA => RData::AAAA(AAAA(t.parse().map_err(|_| format!("{t:?} is not an IPv6 address"))?)),
         RecordType::CNAME => RData::CNAME(rdata::CNAME(absolute_name(t)?)),
         RecordType::NS => RData::NS(rdata::NS(absolute_name(t)?)),
         RecordType::PTR => RData::PTR(rdata::PTR(absolute_name(t)?)),
         RecordType::MX => match t.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [pref, host] => RData::MX(MX::new(
-                parse_u16("preference", pref, t)?,
-                absolute_name(host)?,
-            )),
+            [pref, host] => RData::MX(MX::new(parse_u16("preference", pref, t)?, absolute_name(host)?)),
             _ => return Err(format!("{t:?} is not an MX target \"<preference> <host>\"")),
         },
         RecordType::SRV => match t.split_whitespace().collect::<Vec<_>>().as_slice() {
@@ -1339,35 +1150,22 @@ fn target_to_rdata(rt: RecordType, target: &str) -> Result<RData, String> {
                 parse_u16("port", port, t)?,
                 absolute_name(host)?,
             )),
-            _ => {
-                return Err(format!(
-                    "{t:?} is not an SRV target \"<priority> <weight> <port> <host>\""
-                ))
-            }
+            _ => return Err(format!("{t:?} is not an SRV target \"<priority> <weight> <port> <host>\"")),
         },
         // Not trimmed: leading and trailing spaces are part of a TXT value.
         RecordType::TXT => RData::TXT(TXT::from_bytes(txt_character_strings(target))),
         RecordType::CAA => {
             let mut parts = t.splitn(3, ' ');
-            let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(format!(
-                    "{t:?} is not a CAA target \"<flags> <tag> <value>\""
-                ));
+            let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("{t:?} is not a CAA target \"<flags> <tag> <value>\""));
             };
-            let flags: u8 = flags.parse().map_err(|_| {
-                format!("CAA flags {flags:?} in {t:?} are not a number from 0 to 255")
-            })?;
+            let flags: u8 =
+                flags.parse().map_err(|_| format!("CAA flags {flags:?} in {t:?} are not a number from 0 to 255"))?;
             if tag.is_empty() || tag.len() > 15 || !tag.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!(
-                    "CAA tag {tag:?} in {t:?} must be 1 to 15 letters or digits"
-                ));
+                return Err(format!("CAA tag {tag:?} in {t:?} must be 1 to 15 letters or digits"));
             }
             let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             let mut caa = CAA::new_issue(false, None, Vec::new());
             caa.issuer_critical = flags & 0b1000_0000 != 0;
             caa.reserved_flags = flags & 0b0111_1111;
@@ -1403,27 +1201,13 @@ fn rdata_to_target(d: &RData) -> Option<String> {
         RData::NS(n) => render_name(&n.0),
         RData::PTR(n) => render_name(&n.0),
         RData::MX(mx) => format!("{} {}", mx.preference, render_name(&mx.exchange)),
-        RData::SRV(s) => format!(
-            "{} {} {} {}",
-            s.priority,
-            s.weight,
-            s.port,
-            render_name(&s.target)
-        ),
+        RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, render_name(&s.target)),
         // external-dns joins the character-strings of one TXT record into one value.
-        RData::TXT(txt) => String::from_utf8_lossy(
-            &txt.txt_data
-                .iter()
-                .flat_map(|s| s.iter().copied())
-                .collect::<Vec<u8>>(),
-        )
-        .into_owned(),
-        RData::CAA(caa) => format!(
-            "{} {} \"{}\"",
-            caa.flags(),
-            caa.tag,
-            String::from_utf8_lossy(&caa.value)
-        ),
+        RData::TXT(txt) => {
+            String::from_utf8_lossy(&txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect::<Vec<u8>>())
+                .into_owned()
+        }
+        RData::CAA(caa) => format!("{} {} \"{}\"", caa.flags(), caa.tag, String::from_utf8_lossy(&caa.value)),
         _ => return None,
     })
 }
@@ -1443,15 +1227,11 @@ fn records_to_endpoints(zone: &Zone, records: &[Record]) -> Vec<Endpoint> {
         let Some(target) = rdata_to_target(&r.data) else {
             continue;
         };
-        let entry = sets
-            .entry((name, rt))
-            .or_insert_with(|| (Vec::new(), r.ttl));
+        let entry = sets.entry((name, rt)).or_insert_with(|| (Vec::new(), r.ttl));
         entry.0.push(target);
         entry.1 = entry.1.min(r.ttl);
     }
-    sets.into_iter()
-        .map(|((name, rt), (targets, ttl))| Endpoint::new(name, rt, targets).with_ttl(ttl))
-        .collect()
+    sets.into_iter().map(|((name, rt), (targets, ttl))| Endpoint::new(name, rt, targets).with_ttl(ttl)).collect()
 }
 
 #[cfg(test)]
@@ -1472,12 +1252,8 @@ mod tests {
     }
 
     fn key(alg: TsigAlgorithm) -> TsigKey {
-        TsigKey::from_config(&TsigConfig {
-            key_name: "externaldns-key".into(),
-            algorithm: alg,
-            secret: SECRET.into(),
-        })
-        .unwrap()
+        TsigKey::from_config(&TsigConfig { key_name: "externaldns-key".into(), algorithm: alg, secret: SECRET.into() })
+            .unwrap()
     }
 
     fn roundtrip(rt: RecordType, target: &str) -> String {
@@ -1493,139 +1269,60 @@ mod tests {
     fn targets_survive_the_wire() {
         assert_eq!(roundtrip(RecordType::A, "192.0.2.1"), "192.0.2.1");
         assert_eq!(roundtrip(RecordType::AAAA, "2001:db8::1"), "2001:db8::1");
-        assert_eq!(
-            roundtrip(RecordType::CNAME, "Target.Example.test"),
-            "target.example.test"
-        );
-        assert_eq!(
-            roundtrip(RecordType::MX, "10 mail.example.test"),
-            "10 mail.example.test"
-        );
-        assert_eq!(
-            roundtrip(RecordType::SRV, "0 5 5060 sip.example.test"),
-            "0 5 5060 sip.example.test"
-        );
-        assert_eq!(
-            roundtrip(RecordType::CAA, "0 issue \"letsencrypt.org\""),
-            "0 issue \"letsencrypt.org\""
-        );
-        assert_eq!(
-            roundtrip(RecordType::CAA, "128 issue letsencrypt.org"),
-            "128 issue \"letsencrypt.org\""
-        );
-        assert_eq!(
-            roundtrip(RecordType::TXT, "with spaces, and \"quotes\""),
-            "with spaces, and \"quotes\""
-        );
+        assert_eq!(roundtrip(RecordType::CNAME, "Target.Example.test"), "target.example.test");
+        assert_eq!(roundtrip(RecordType::MX, "10 mail.example.test"), "10 mail.example.test");
+        assert_eq!(roundtrip(RecordType::SRV, "0 5 5060 sip.example.test"), "0 5 5060 sip.example.test");
+        assert_eq!(roundtrip(RecordType::CAA, "0 issue \"letsencrypt.org\""), "0 issue \"letsencrypt.org\"");
+        assert_eq!(roundtrip(RecordType::CAA, "128 issue letsencrypt.org"), "128 issue \"letsencrypt.org\"");
+        assert_eq!(roundtrip(RecordType::TXT, "with spaces, and \"quotes\""), "with spaces, and \"quotes\"");
         assert_eq!(roundtrip(RecordType::TXT, ""), "");
     }
 
     #[test]
     fn long_txt_is_split_into_character_strings_and_joined_back() {
         let long = "x".repeat(600);
-        let RData::TXT(txt) = target_to_rdata(RecordType::TXT, &long).unwrap() else {
-            panic!("not TXT")
-        };
-        assert_eq!(
-            txt.txt_data.iter().map(|s| s.len()).collect::<Vec<_>>(),
-            vec![255, 255, 90]
-        );
+        let RData::TXT(txt) = target_to_rdata(RecordType::TXT, &long).unwrap() else { panic!("not TXT") };
+        assert_eq!(txt.txt_data.iter().map(|s| s.len()).collect::<Vec<_>>(), vec![255, 255, 90]);
         assert_eq!(roundtrip(RecordType::TXT, &long), long);
     }
 
     #[test]
     fn bad_targets_are_rejected_with_the_reason() {
-        assert!(target_to_rdata(RecordType::A, "300.0.0.1")
-            .unwrap_err()
-            .contains("not an IPv4 address"));
-        assert!(target_to_rdata(RecordType::MX, "mail.example.test")
-            .unwrap_err()
-            .contains("MX target"));
-        assert!(target_to_rdata(RecordType::SRV, "1 2 99999 x")
-            .unwrap_err()
-            .contains("port"));
-        assert!(target_to_rdata(RecordType::CAA, "0 is-sue x")
-            .unwrap_err()
-            .contains("CAA tag"));
+        assert!(target_to_rdata(RecordType::A, "300.0.0.1").unwrap_err().contains("not an IPv4 address"));
+        assert!(target_to_rdata(RecordType::MX, "mail.example.test").unwrap_err().contains("MX target"));
+        assert!(target_to_rdata(RecordType::SRV, "1 2 99999 x").unwrap_err().contains("port"));
+        assert!(target_to_rdata(RecordType::CAA, "0 is-sue x").unwrap_err().contains("CAA tag"));
     }
 
     #[test]
     fn listing_groups_rrsets_and_leaves_out_soa_and_apex_ns() {
         let name = |s: &str| absolute_name(s).unwrap();
-        let soa = rdata::SOA::new(
-            name("ns1.example.test"),
-            name("hostmaster.example.test"),
-            1,
-            3600,
-            600,
-            86400,
-            300,
-        );
+        let soa = rdata::SOA::new(name("ns1.example.test"), name("hostmaster.example.test"), 1, 3600, 600, 86400, 300);
         let records = vec![
             Record::from_rdata(name("example.test"), 300, RData::SOA(soa)),
-            Record::from_rdata(
-                name("example.test"),
-                300,
-                RData::NS(rdata::NS(name("ns1.example.test"))),
-            ),
+            Record::from_rdata(name("example.test"), 300, RData::NS(rdata::NS(name("ns1.example.test")))),
             Record::from_rdata(name("example.test"), 60, RData::A(A::new(192, 0, 2, 1))),
-            Record::from_rdata(
-                name("Sub.Example.test"),
-                300,
-                RData::NS(rdata::NS(name("ns.other.test"))),
-            ),
-            Record::from_rdata(
-                name("App.example.test"),
-                120,
-                RData::A(A::new(192, 0, 2, 2)),
-            ),
+            Record::from_rdata(name("Sub.Example.test"), 300, RData::NS(rdata::NS(name("ns.other.test")))),
+            Record::from_rdata(name("App.example.test"), 120, RData::A(A::new(192, 0, 2, 2))),
             Record::from_rdata(name("app.example.test"), 60, RData::A(A::new(192, 0, 2, 1))),
-            Record::from_rdata(
-                name("*.wild.example.test"),
-                60,
-                RData::TXT(TXT::new(vec!["a".into(), "b c".into()])),
-            ),
+            Record::from_rdata(name("*.wild.example.test"), 60, RData::TXT(TXT::new(vec!["a".into(), "b c".into()]))),
         ];
         let eps = records_to_endpoints(&zone(), &records);
-        let got: Vec<(String, RecordType, Vec<String>, Option<u32>)> = eps
-            .into_iter()
-            .map(|e| (e.dns_name, e.record_type, e.targets, e.ttl))
-            .collect();
+        let got: Vec<(String, RecordType, Vec<String>, Option<u32>)> =
+            eps.into_iter().map(|e| (e.dns_name, e.record_type, e.targets, e.ttl)).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    "*.wild.example.test".into(),
-                    RecordType::TXT,
-                    vec!["ab c".into()],
-                    Some(60)
-                ),
-                (
-                    "app.example.test".into(),
-                    RecordType::A,
-                    vec!["192.0.2.1".into(), "192.0.2.2".into()],
-                    Some(60)
-                ),
-                (
-                    "example.test".into(),
-                    RecordType::A,
-                    vec!["192.0.2.1".into()],
-                    Some(60)
-                ),
-                (
-                    "sub.example.test".into(),
-                    RecordType::NS,
-                    vec!["ns.other.test".into()],
-                    Some(300)
-                ),
+                ("*.wild.example.test".into(), RecordType::TXT, vec!["ab c".into()], Some(60)),
+                ("app.example.test".into(), RecordType::A, vec!["192.0.2.1".into(), "192.0.2.2".into()], Some(60)),
+                ("example.test".into(), RecordType::A, vec!["192.0.2.1".into()], Some(60)),
+                ("sub.example.test".into(), RecordType::NS, vec!["ns.other.test".into()], Some(300)),
             ]
         );
     }
 
     fn create(name: &str, rt: RecordType, targets: &[&str]) -> Change {
-        Change::Create(
-            Endpoint::new(name, rt, targets.iter().map(|s| s.to_string()).collect()).with_ttl(60),
-        )
+        Change::Create(Endpoint::new(name, rt, targets.iter().map(|s| s.to_string()).collect()).with_ttl(60))
     }
 
     fn prepare(i: usize, c: &Change) -> PreparedChange {
@@ -1635,27 +1332,10 @@ mod tests {
     #[test]
     fn create_requires_absence_and_cname_requires_an_unused_name() {
         let a = prepare(0, &create("a.example.test", RecordType::A, &["192.0.2.1"]));
-        let pre: Vec<(WireType, DNSClass)> = a
-            .prerequisites
-            .iter()
-            .map(|r| (r.record_type(), r.dns_class))
-            .collect();
-        assert_eq!(
-            pre,
-            vec![
-                (WireType::A, DNSClass::NONE),
-                (WireType::CNAME, DNSClass::NONE)
-            ]
-        );
-        let c = prepare(
-            0,
-            &create("c.example.test", RecordType::CNAME, &["a.example.test"]),
-        );
-        let pre: Vec<(WireType, DNSClass)> = c
-            .prerequisites
-            .iter()
-            .map(|r| (r.record_type(), r.dns_class))
-            .collect();
+        let pre: Vec<(WireType, DNSClass)> = a.prerequisites.iter().map(|r| (r.record_type(), r.dns_class)).collect();
+        assert_eq!(pre, vec![(WireType::A, DNSClass::NONE), (WireType::CNAME, DNSClass::NONE)]);
+        let c = prepare(0, &create("c.example.test", RecordType::CNAME, &["a.example.test"]));
+        let pre: Vec<(WireType, DNSClass)> = c.prerequisites.iter().map(|r| (r.record_type(), r.dns_class)).collect();
         assert_eq!(pre, vec![(WireType::ANY, DNSClass::NONE)]);
         assert_eq!(c.updates.len(), 1);
         assert_eq!(c.updates[0].ttl, 60);
@@ -1663,55 +1343,27 @@ mod tests {
 
     #[test]
     fn update_and_delete_require_the_exact_old_values() {
-        let old = Endpoint::new(
-            "a.example.test",
-            RecordType::A,
-            vec!["192.0.2.1".into(), "192.0.2.2".into()],
-        );
-        let new =
-            Endpoint::new("a.example.test", RecordType::A, vec!["192.0.2.3".into()]).with_ttl(30);
-        let u = prepare(
-            0,
-            &Change::Update {
-                old: old.clone(),
-                new,
-            },
-        );
+        let old = Endpoint::new("a.example.test", RecordType::A, vec!["192.0.2.1".into(), "192.0.2.2".into()]);
+        let new = Endpoint::new("a.example.test", RecordType::A, vec!["192.0.2.3".into()]).with_ttl(30);
+        let u = prepare(0, &Change::Update { old: old.clone(), new });
         assert_eq!(u.prerequisites.len(), 2);
-        assert!(u
-            .prerequisites
-            .iter()
-            .all(|r| r.dns_class == DNSClass::IN && r.ttl == 0));
+        assert!(u.prerequisites.iter().all(|r| r.dns_class == DNSClass::IN && r.ttl == 0));
         assert_eq!(u.updates[0].dns_class, DNSClass::ANY);
         assert_eq!((u.updates[1].ttl, u.updates.len()), (30, 2));
         let d = prepare(0, &Change::Delete(old));
         assert_eq!(d.prerequisites.len(), 2);
-        assert!(d
-            .updates
-            .iter()
-            .all(|r| r.dns_class == DNSClass::NONE && r.ttl == 0));
+        assert!(d.updates.iter().all(|r| r.dns_class == DNSClass::NONE && r.ttl == 0));
     }
 
     #[test]
     fn changes_outside_the_zone_or_with_set_identifier_are_rejected() {
-        let err = prepare_change(
-            0,
-            &zone(),
-            &create("a.other.test", RecordType::A, &["192.0.2.1"]),
-            |_| 60,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err,
-            "create a.other.test A: a.other.test is not in zone example.test"
-        );
+        let err =
+            prepare_change(0, &zone(), &create("a.other.test", RecordType::A, &["192.0.2.1"]), |_| 60).unwrap_err();
+        assert_eq!(err, "create a.other.test A: a.other.test is not in zone example.test");
         let mut e = Endpoint::new("a.example.test", RecordType::A, vec!["192.0.2.1".into()]);
         e.set_identifier = "eu".into();
         let err = prepare_change(0, &zone(), &Change::Create(e), |_| 60).unwrap_err();
-        assert!(
-            err.contains("setIdentifier \"eu\" is not supported"),
-            "{err}"
-        );
+        assert!(err.contains("setIdentifier \"eu\" is not supported"), "{err}");
     }
 
     #[test]
@@ -1720,42 +1372,22 @@ mod tests {
             create("a.example.test", RecordType::A, &["192.0.2.1"]),
             create("a.example.test", RecordType::TXT, &["t"]),
             create("b.example.test", RecordType::A, &["192.0.2.1"]),
-            Change::Delete(Endpoint::new(
-                "a.example.test",
-                RecordType::A,
-                vec!["192.0.2.1".into()],
-            )),
+            Change::Delete(Endpoint::new("a.example.test", RecordType::A, vec!["192.0.2.1".into()])),
             create("A.example.test", RecordType::CNAME, &["b.example.test"]),
             create("c.example.test", RecordType::A, &["192.0.2.1"]),
             create("d.example.test", RecordType::A, &["192.0.2.1"]),
         ];
-        let prepared: Vec<_> = changes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| prepare(i, c))
-            .collect();
+        let prepared: Vec<_> = changes.iter().enumerate().map(|(i, c)| prepare(i, c)).collect();
         let batches = into_batches(prepared, 3);
-        let indices: Vec<Vec<usize>> = batches
-            .iter()
-            .map(|b| b.iter().map(|c| c.index).collect())
-            .collect();
+        let indices: Vec<Vec<usize>> = batches.iter().map(|b| b.iter().map(|c| c.index).collect()).collect();
         assert_eq!(indices, vec![vec![0, 1, 2], vec![3], vec![4, 5, 6]]);
     }
 
     #[test]
     fn tsig_algorithms_parse_in_any_case() {
-        assert_eq!(
-            "HMAC-SHA512.".parse::<TsigAlgorithm>(),
-            Ok(TsigAlgorithm::HmacSha512)
-        );
-        assert_eq!(
-            "hmac-sha1".parse::<TsigAlgorithm>(),
-            Ok(TsigAlgorithm::HmacSha1)
-        );
-        assert!("hmac-md5"
-            .parse::<TsigAlgorithm>()
-            .unwrap_err()
-            .contains("unsupported TSIG algorithm"));
+        assert_eq!("HMAC-SHA512.".parse::<TsigAlgorithm>(), Ok(TsigAlgorithm::HmacSha512));
+        assert_eq!("hmac-sha1".parse::<TsigAlgorithm>(), Ok(TsigAlgorithm::HmacSha1));
+        assert!("hmac-md5".parse::<TsigAlgorithm>().unwrap_err().contains("unsupported TSIG algorithm"));
         assert_eq!(TsigAlgorithm::default(), TsigAlgorithm::HmacSha256);
     }
 
@@ -1768,19 +1400,11 @@ mod tests {
             secret: "not base64!".into(),
         });
         let err = Rfc2136Provider::new(c.clone()).unwrap_err();
-        assert!(
-            matches!(&err, ProviderError::Config(m) if m.contains("not valid base64")),
-            "{err}"
-        );
-        assert!(
-            !format!("{c:?}").contains("not base64!"),
-            "secret leaked into Debug"
-        );
+        assert!(matches!(&err, ProviderError::Config(m) if m.contains("not valid base64")), "{err}");
+        assert!(!format!("{c:?}").contains("not base64!"), "secret leaked into Debug");
         c.tsig = None;
         c.zones = vec!["bad zone".into()];
-        assert!(
-            matches!(Rfc2136Provider::new(c).unwrap_err(), ProviderError::Config(m) if m.contains("bad zone"))
-        );
+        assert!(matches!(Rfc2136Provider::new(c).unwrap_err(), ProviderError::Config(m) if m.contains("bad zone")));
     }
 
     /// Our signature must be what hickory's own TSIG verifier accepts, and we must accept
@@ -1788,23 +1412,12 @@ mod tests {
     #[test]
     fn tsig_interoperates_with_hickory_signer() {
         let k = key(TsigAlgorithm::HmacSha256);
-        let hickory = TSigner::new(
-            k.secret.clone(),
-            HickoryAlg::HmacSha256,
-            k.name.clone(),
-            TSIG_FUDGE,
-        )
-        .unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let hickory = TSigner::new(k.secret.clone(), HickoryAlg::HmacSha256, k.name.clone(), TSIG_FUDGE).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let mut request = Message::new(4242, MessageType::Query, OpCode::Update);
         request.add_zone(Query::query(origin(), WireType::SOA));
         let request_mac = k.sign(&mut request, now).unwrap();
-        hickory
-            .verify_message_byte(&request.to_vec().unwrap(), None, true)
-            .expect("hickory rejects our request MAC");
+        hickory.verify_message_byte(&request.to_vec().unwrap(), None, true).expect("hickory rejects our request MAC");
 
         // First response signed over the request MAC, second chained on the first.
         let mut first = Message::new(4242, MessageType::Response, OpCode::Update);
@@ -1814,17 +1427,14 @@ mod tests {
             RData::A(A::new(192, 0, 2, 1)),
         ));
         let unsigned = first.to_vec().unwrap();
-        let sig = TSigResponseContext::new(4242, now, hickory.clone(), request_mac.clone(), None)
-            .sign(&unsigned)
-            .unwrap();
+        let sig =
+            TSigResponseContext::new(4242, now, hickory.clone(), request_mac.clone(), None).sign(&unsigned).unwrap();
         let first_mac = sig.data.mac.clone();
         first.set_signature(sig);
         let first_raw = first.to_vec().unwrap();
 
         let mut verifier = ResponseVerifier::new(&k, request_mac);
-        verifier
-            .verify(&first_raw, &Message::from_vec(&first_raw).unwrap(), now)
-            .unwrap();
+        verifier.verify(&first_raw, &Message::from_vec(&first_raw).unwrap(), now).unwrap();
 
         let mut second = Message::new(4242, MessageType::Response, OpCode::Update);
         second.add_answer(Record::from_rdata(
@@ -1841,35 +1451,20 @@ mod tests {
         tbs.extend_from_slice(&(now as u32).to_be_bytes());
         tbs.extend_from_slice(&TSIG_FUDGE.to_be_bytes());
         let mac = hickory.sign(&tbs).unwrap();
-        let tsig = TSIG::new(
-            HickoryAlg::HmacSha256,
-            now,
-            TSIG_FUDGE,
-            mac,
-            4242,
-            None,
-            Vec::new(),
-        );
+        let tsig = TSIG::new(HickoryAlg::HmacSha256, now, TSIG_FUDGE, mac, 4242, None, Vec::new());
         second.set_signature(Box::new(make_tsig_record(k.name.clone(), tsig)));
         let second_raw = second.to_vec().unwrap();
-        verifier
-            .verify(&second_raw, &Message::from_vec(&second_raw).unwrap(), now)
-            .unwrap();
+        verifier.verify(&second_raw, &Message::from_vec(&second_raw).unwrap(), now).unwrap();
         verifier.finish().unwrap();
 
         // A replay of the first message no longer verifies: the chain moved on.
-        assert!(verifier
-            .verify(&first_raw, &Message::from_vec(&first_raw).unwrap(), now)
-            .is_err());
+        assert!(verifier.verify(&first_raw, &Message::from_vec(&first_raw).unwrap(), now).is_err());
     }
 
     #[test]
     fn tsig_rejects_wrong_secret_stale_time_and_unsigned_answers() {
         let k = key(TsigAlgorithm::HmacSha1);
-        let other = TsigKey {
-            secret: b"another secret".to_vec(),
-            ..k.clone()
-        };
+        let other = TsigKey { secret: b"another secret".to_vec(), ..k.clone() };
         let now = 1_800_000_000;
         let mut request = Message::new(7, MessageType::Query, OpCode::Update);
         let request_mac = k.sign(&mut request, now).unwrap();
@@ -1877,15 +1472,7 @@ mod tests {
 
         // A "response" signed by the other key: sign a copy as if it were the first answer.
         let response = Message::new(7, MessageType::Response, OpCode::Update);
-        let stub = TSIG::new(
-            WireTsigAlgorithm::HmacSha1,
-            now,
-            TSIG_FUDGE,
-            Vec::new(),
-            7,
-            None,
-            Vec::new(),
-        );
+        let stub = TSIG::new(WireTsigAlgorithm::HmacSha1, now, TSIG_FUDGE, Vec::new(), 7, None, Vec::new());
         let unsigned = response.to_vec().unwrap();
         let mut tbs = (request_mac.len() as u16).to_be_bytes().to_vec();
         tbs.extend_from_slice(&request_mac);
@@ -1901,16 +1488,11 @@ mod tests {
 
         let signed = |mac: Vec<u8>| {
             let mut r = response.clone();
-            r.set_signature(Box::new(make_tsig_record(
-                k.name.clone(),
-                stub.clone().set_mac(mac),
-            )));
+            r.set_signature(Box::new(make_tsig_record(k.name.clone(), stub.clone().set_mac(mac))));
             r.to_vec().unwrap()
         };
         let ok = signed(good_mac);
-        ResponseVerifier::new(&k, request_mac.clone())
-            .verify(&ok, &Message::from_vec(&ok).unwrap(), now)
-            .unwrap();
+        ResponseVerifier::new(&k, request_mac.clone()).verify(&ok, &Message::from_vec(&ok).unwrap(), now).unwrap();
         let err = ResponseVerifier::new(&k, request_mac.clone())
             .verify(&ok, &Message::from_vec(&ok).unwrap(), now + 301)
             .unwrap_err();
@@ -1960,10 +1542,7 @@ mod tests {
                     stream.read_exact(&mut buf).await.unwrap();
                     if let Some(resp) = a(&Message::from_vec(&buf).unwrap(), true) {
                         let bytes = resp.to_vec().unwrap();
-                        stream
-                            .write_all(&(bytes.len() as u16).to_be_bytes())
-                            .await
-                            .unwrap();
+                        stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.unwrap();
                         stream.write_all(&bytes).await.unwrap();
                     }
                 });
@@ -2041,12 +1620,8 @@ mod tests {
     #[tokio::test]
     async fn unsigned_success_to_a_signed_update_is_not_trusted() {
         let port = fake_server(|q, _| Some(Message::response(q.metadata.id, OpCode::Update))).await;
-        let results = test_provider(port, true)
-            .apply(
-                &zone(),
-                &[create("a.example.test", RecordType::A, &["192.0.2.1"])],
-            )
-            .await;
+        let results =
+            test_provider(port, true).apply(&zone(), &[create("a.example.test", RecordType::A, &["192.0.2.1"])]).await;
         match &results[..] {
             [Err(ProviderError::AuthFailed(m))] => assert!(m.contains("not signed"), "{m}"),
             other => panic!("expected one AuthFailed, got {other:?}"),
@@ -2063,10 +1638,7 @@ mod tests {
         let port = fake_server(move |q, _| {
             seen.lock().unwrap().push(q.authorities.len());
             let mut r = Message::response(q.metadata.id, OpCode::Update);
-            if q.authorities
-                .iter()
-                .any(|u| u.name.to_ascii().starts_with("bad"))
-            {
+            if q.authorities.iter().any(|u| u.name.to_ascii().starts_with("bad")) {
                 r.metadata.response_code = ResponseCode::YXRRSet;
             }
             Some(r)
@@ -2079,17 +1651,9 @@ mod tests {
         let huge: Vec<&str> = huge.iter().map(String::as_str).collect();
         let changes: Vec<Change> = (0..8)
             .map(|i| match i {
-                2 | 5 => create(
-                    &format!("bad{i}.example.test"),
-                    RecordType::A,
-                    &["192.0.2.1"],
-                ),
+                2 | 5 => create(&format!("bad{i}.example.test"), RecordType::A, &["192.0.2.1"]),
                 6 => create("huge.example.test", RecordType::TXT, &huge),
-                _ => create(
-                    &format!("ok{i}.example.test"),
-                    RecordType::A,
-                    &["192.0.2.1"],
-                ),
+                _ => create(&format!("ok{i}.example.test"), RecordType::A, &["192.0.2.1"]),
             })
             .collect();
         let results = p.apply(&zone(), &changes).await;
@@ -2103,11 +1667,7 @@ mod tests {
         }
         // Bisection costs a few messages per refused change, not one message per change.
         let sent = messages.lock().unwrap().clone();
-        assert!(
-            sent.len() <= 12,
-            "bisection sent {} messages: {sent:?}",
-            sent.len()
-        );
+        assert!(sent.len() <= 12, "bisection sent {} messages: {sent:?}", sent.len());
     }
 
     /// Nothing answers: every change fails Unreachable after one timeout, not one per batch.
@@ -2118,30 +1678,17 @@ mod tests {
         c.timeout = Duration::from_millis(300);
         c.batch_size = 1;
         let p = Rfc2136Provider::new(c).unwrap();
-        let changes: Vec<Change> = (0..5)
-            .map(|i| create(&format!("r{i}.example.test"), RecordType::A, &["192.0.2.1"]))
-            .collect();
+        let changes: Vec<Change> =
+            (0..5).map(|i| create(&format!("r{i}.example.test"), RecordType::A, &["192.0.2.1"])).collect();
         let start = std::time::Instant::now();
         let results = p.apply(&zone(), &changes).await;
-        assert!(
-            start.elapsed() < Duration::from_millis(1000),
-            "took {:?}",
-            start.elapsed()
-        );
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r, Err(ProviderError::Unreachable(_)))),
-            "{results:?}"
-        );
+        assert!(start.elapsed() < Duration::from_millis(1000), "took {:?}", start.elapsed());
+        assert!(results.iter().all(|r| matches!(r, Err(ProviderError::Unreachable(_)))), "{results:?}");
         assert!(
             matches!(&results[4], Err(ProviderError::Unreachable(m)) if m.starts_with("not sent after")),
             "{results:?}"
         );
-        assert!(matches!(
-            p.records(&zone()).await,
-            Err(ProviderError::Unreachable(_))
-        ));
+        assert!(matches!(p.records(&zone()).await, Err(ProviderError::Unreachable(_))));
     }
 
     #[test]
