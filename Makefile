@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: help build release test unit e2e crds check-crds lint run demo demo-down bench
+.PHONY: help build release test unit e2e install-crds crds check-crds lint run demo demo-down bench
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -26,7 +26,11 @@ test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real
 	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test conformance
 	$(MAKE) e2e
 
-e2e: cluster-up build ## End-to-end suite against the local control plane (starts it if needed)
+install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until they are served
+	kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml
+	kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io
+
+e2e: cluster-up build install-crds ## End-to-end suite against the local control plane (starts it if needed)
 	EXTDNS_BIN=$(CURDIR)/target/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --features e2e --test e2e -- --test-threads=1
 
 crds: ## Regenerate crds/ from the Rust types

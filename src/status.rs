@@ -105,13 +105,13 @@ pub fn endpoint_conditions(
     } else if reconciling {
         (reason::PROGRESSING.to_string(), summarize(&progressing))
     } else {
-        (reason::AS_EXPECTED.to_string(), String::new())
+        (reason::AS_EXPECTED.to_string(), "no change in progress".to_string())
     };
     let is_stalled = !deleting && !stalled.is_empty();
     let (st_reason, st_msg) = if is_stalled {
         (reason_for_state(&stalled[0].state).to_string(), summarize(&stalled))
     } else {
-        (reason::AS_EXPECTED.to_string(), String::new())
+        (reason::AS_EXPECTED.to_string(), "nothing needs attention".to_string())
     };
 
     let conds = vec![
@@ -123,6 +123,8 @@ pub fn endpoint_conditions(
 }
 
 /// Builds a condition, keeping the previous `lastTransitionTime` when the status is unchanged.
+/// The message is never empty: some apiservers (1.20 with server-side apply) turn an empty
+/// string into null and then reject it.
 pub fn condition(
     type_: &str,
     status: bool,
@@ -133,6 +135,7 @@ pub fn condition(
     now: &Time,
 ) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
+    let message = if message.is_empty() { reason.to_string() } else { message };
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)

@@ -125,7 +125,7 @@ async fn rfc2136_provider(
             .to_string();
         cfg.tsig = Some(TsigConfig { key_name: t.key_name.clone(), algorithm, secret });
     }
-    cfg.transport = match r.transport.unwrap_or_default() {
+    cfg.transport = match r.transport {
         Transport::Udp => rfc2136::Transport::Udp,
         Transport::Tcp => rfc2136::Transport::Tcp,
     };

@@ -106,15 +106,15 @@ pub struct DnsEndpointStatus {
 }
 
 /// State of one record at one provider.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordStatus {
     pub dns_name: String,
     pub record_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_identifier: Option<String>,
-    /// `DNSProvider/<namespace>/<name>` or `ClusterDNSProvider/<name>`; empty when none matched.
-    #[serde(default)]
+    /// `DNSProvider/<namespace>/<name>` or `ClusterDNSProvider/<name>`; absent when none matched.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,

@@ -108,11 +108,11 @@ pub struct Rfc2136Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsig: Option<TsigSpec>,
     /// udp (falls back to TCP when an answer is truncated) or tcp. Default udp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transport: Option<Transport>,
+    #[serde(default)]
+    pub transport: Transport,
     /// How records are listed. Only "axfr" is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub list_method: Option<ListMethod>,
+    #[serde(default)]
+    pub list_method: ListMethod,
     /// Lowest TTL written; lower TTLs are raised to it.
     #[serde(default, rename = "minTTL", skip_serializing_if = "Option::is_none")]
     pub min_ttl: Option<u32>,
