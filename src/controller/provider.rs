@@ -80,6 +80,9 @@ struct ProviderInfo {
     generation: Option<i64>,
     status: Option<DnsProviderStatus>,
     uid: Option<String>,
+    finalizers: Vec<String>,
+    resource_version: Option<String>,
+    deleting: bool,
 }
 
 /// The provider's view of the backend, refreshed every resync.
@@ -141,6 +144,8 @@ struct EndpointWork {
     deleting: bool,
     /// Status entries per spec endpoint index (a record can have several providers).
     records: BTreeMap<usize, Vec<RecordStatus>>,
+    /// For an object being deleted: the providers that may hold its records.
+    serving: BTreeSet<ProviderId>,
 }
 
 pub struct ProviderController {
@@ -668,31 +673,61 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
 }
 
 impl ProviderController {
+    /// Provider objects in play. One being deleted stays while it holds our finalizer, so it
+    /// can remove the records of DNSEndpoints deleted together with it (a namespace deletion).
     fn provider_infos(&self) -> Vec<ProviderInfo> {
+        fn info<K: Resource<DynamicType = ()>>(p: &K, id: ProviderId, spec: &ProviderSpec, status: Option<DnsProviderStatus>) -> Option<ProviderInfo> {
+            let meta = p.meta();
+            let finalizers = meta.finalizers.clone().unwrap_or_default();
+            let deleting = meta.deletion_timestamp.is_some();
+            if deleting && !finalizers.iter().any(|f| f == FINALIZER) {
+                return None;
+            }
+            Some(ProviderInfo {
+                id,
+                spec: spec.clone(),
+                generation: meta.generation,
+                status,
+                uid: meta.uid.clone(),
+                finalizers,
+                resource_version: meta.resource_version.clone(),
+                deleting,
+            })
+        }
         let mut out: Vec<ProviderInfo> = self
             .providers
             .state()
             .iter()
-            .filter(|p| p.meta().deletion_timestamp.is_none())
-            .map(|p| ProviderInfo {
-                id: ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() },
-                spec: p.spec.spec.clone(),
-                generation: p.meta().generation,
-                status: p.status.clone(),
-                uid: p.meta().uid.clone(),
+            .filter_map(|p| {
+                let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() };
+                info(p.as_ref(), id, &p.spec.spec, p.status.clone())
             })
             .collect();
-        out.extend(self.cluster_providers.state().iter().filter(|p| p.meta().deletion_timestamp.is_none()).map(|p| {
-            ProviderInfo {
-                id: ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() },
-                spec: p.spec.spec.clone(),
-                generation: p.meta().generation,
-                status: p.status.clone(),
-                uid: p.meta().uid.clone(),
-            }
+        out.extend(self.cluster_providers.state().iter().filter_map(|p| {
+            let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() };
+            info(p.as_ref(), id, &p.spec.spec, p.status.clone())
         }));
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Adds or removes the provider finalizer with a merge patch guarded by resourceVersion.
+    async fn set_provider_finalizer(&self, info: &ProviderInfo, present: bool) {
+        let mut finalizers: Vec<String> = info.finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
+        if present {
+            finalizers.push(FINALIZER.to_string());
+        }
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": info.resource_version}});
+        let pp = PatchParams::default();
+        let res = match &info.id.namespace {
+            Some(ns) => Api::<DNSProvider>::namespaced(self.client.clone(), ns).patch(&info.id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ()),
+            None => Api::<ClusterDNSProvider>::all(self.client.clone()).patch(&info.id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ()),
+        };
+        match res {
+            Ok(()) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => warn!(provider = %info.id, error = %e, "updating the provider's finalizers failed; retrying on the next pass"),
+        }
     }
 
     fn admits_namespace(&self, p: &ProviderInfo, ns: &str) -> bool {
@@ -716,6 +751,9 @@ impl ProviderController {
     async fn pass(&mut self) -> Option<Instant> {
         self.metrics.sync_passes.inc();
         let infos = self.provider_infos();
+        for info in infos.iter().filter(|i| !i.deleting && !i.finalizers.iter().any(|f| f == FINALIZER)) {
+            self.set_provider_finalizer(info, true).await;
+        }
 
         // Start, rebuild or drop workers to match the provider objects.
         let live: BTreeSet<ProviderId> = infos.iter().map(|p| p.id.clone()).collect();
@@ -780,8 +818,14 @@ impl ProviderController {
             }
             let ns = obj.namespace().unwrap_or_default();
             let ep_idx = work.len();
-            let mut w = EndpointWork { obj: obj.clone(), deleting, records: BTreeMap::new() };
-            if !deleting {
+            let mut w = EndpointWork { obj: obj.clone(), deleting, records: BTreeMap::new(), serving: BTreeSet::new() };
+            if deleting {
+                // Its records are no longer desired, so the providers that served them delete
+                // them in this pass; remember which, to know when they are gone.
+                for (_, ep) in validate_endpoint_spec(&obj).0 {
+                    w.serving.extend(self.route(&infos, &obj, &ns, &ep).unwrap_or_default());
+                }
+            } else {
                 let (ok, bad) = validate_endpoint_spec(&obj);
                 for (i, e) in bad {
                     let spec = &obj.spec.endpoints[i];
@@ -831,6 +875,7 @@ impl ProviderController {
 
         // Sync every provider concurrently.
         let metrics = self.metrics.clone();
+        let in_use: BTreeSet<ProviderId> = routed.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k.clone()).collect();
         let mut workers: Vec<(ProviderId, Worker)> = self.workers.drain().collect();
         let outputs = {
             let jobs: Vec<_> = workers
@@ -868,12 +913,17 @@ impl ProviderController {
         }
 
         // Statuses and finalizers.
-        let all_clean = clean.values().all(|c| *c);
         let mut writes = Vec::new();
+        let mut deleting_namespaces: BTreeSet<String> = BTreeSet::new();
         for w in work {
             if w.deleting {
-                // Every provider that could hold its records has synced without it.
-                if all_clean {
+                // Every provider that could hold its records has synced without it; a broken
+                // provider elsewhere does not hold this object up.
+                let released = w.serving.iter().all(|id| clean.get(id).copied().unwrap_or(true));
+                if !released {
+                    deleting_namespaces.insert(w.obj.namespace().unwrap_or_default());
+                }
+                if released {
                     if let Err(e) = self.remove_finalizer(&w.obj).await {
                         warn!(error = %e, "cannot remove finalizer");
                     }
@@ -916,6 +966,15 @@ impl ProviderController {
         }
 
         for info in &infos {
+            if info.deleting {
+                // Released once no DNSEndpoint uses it and none it may have served is still
+                // being deleted, so deleting a namespace never orphans records.
+                let waiting = in_use.contains(&info.id) || deleting_namespaces.iter().any(|ns| self.admits_namespace(info, ns));
+                if !waiting {
+                    self.set_provider_finalizer(info, false).await;
+                }
+                continue;
+            }
             self.write_provider_status(info).await;
         }
         self.workers.values().filter_map(|w| w.deadline()).min()

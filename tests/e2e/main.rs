@@ -44,7 +44,7 @@ async fn service_lifecycle() {
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "annotations": annotations},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}
         })
     };
     let svc = apply(&svcs, "web", svc_json(true)).await;

@@ -125,7 +125,7 @@ async fn rfc2136_service_record_in_bind() {
         "api",
         json!({"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": "api", "annotations": {"external-dns.alpha.kubernetes.io/hostname": "api.bindsvc.e2e.test"}},
-               "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]}}),
+               "spec": {"type": "LoadBalancer", "ports": [{"port": 443, "protocol": "TCP"}]}}),
     )
     .await;
     for ip in ["192.0.2.101", "192.0.2.102"] {
