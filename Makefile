@@ -23,7 +23,7 @@ unit: ## Unit tests only (no cluster, no DNS servers)
 test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e against a real control plane
 	bash e2e/dns/install.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test conformance
+	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance
 	$(MAKE) e2e
 
 install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until they are served
@@ -51,3 +51,18 @@ demo: ## Local cluster + operator + embedded DNS; resolves a sample name with di
 
 demo-down: ## Stop the demo operator and the local cluster
 	bash e2e/demo.sh down
+
+# The benchmark runs on its own control plane (other dir and ports), never the e2e one.
+BENCH_ENV := EXTDNS_CLUSTER_DIR=$(HOME)/.cache/extdns/bench-cluster EXTDNS_ETCD_PORT=23890 EXTDNS_ETCD_PEER_PORT=23900 EXTDNS_APISERVER_PORT=16543 EXTDNS_KCM_PORT=10357
+BENCH_KUBECONFIG := $(HOME)/.cache/extdns/bench-cluster/kubeconfig
+BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+bench: ## Benchmark on a separate local cluster: latency, scale, steady state, restart, nsupdate baseline (target/bench/results.json; BENCH_N, BENCH_K, BENCH_IDLE)
+	bash e2e/dns/install.sh
+	$(CARGO) build --release --bin extdns
+	$(CARGO) build --release --features bench --bin extdns-bench
+	$(BENCH_ENV) bash e2e/cluster/up.sh
+	mkdir -p target/bench; set -o pipefail; trap '$(BENCH_ENV) bash e2e/cluster/down.sh' EXIT; \
+	KUBECONFIG=$(BENCH_KUBECONFIG) kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml && \
+	KUBECONFIG=$(BENCH_KUBECONFIG) kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io && \
+	KUBECONFIG=$(BENCH_KUBECONFIG) EXTDNS_BIN=$(BENCH_TARGET_DIR)/release/extdns $(BENCH_TARGET_DIR)/release/extdns-bench 2>&1 | tee $(CURDIR)/target/bench/output.txt

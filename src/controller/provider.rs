@@ -676,7 +676,12 @@ impl ProviderController {
     /// Provider objects in play. One being deleted stays while it holds our finalizer, so it
     /// can remove the records of DNSEndpoints deleted together with it (a namespace deletion).
     fn provider_infos(&self) -> Vec<ProviderInfo> {
-        fn info<K: Resource<DynamicType = ()>>(p: &K, id: ProviderId, spec: &ProviderSpec, status: Option<DnsProviderStatus>) -> Option<ProviderInfo> {
+        fn info<K: Resource<DynamicType = ()>>(
+            p: &K,
+            id: ProviderId,
+            spec: &ProviderSpec,
+            status: Option<DnsProviderStatus>,
+        ) -> Option<ProviderInfo> {
             let meta = p.meta();
             let finalizers = meta.finalizers.clone().unwrap_or_default();
             let deleting = meta.deletion_timestamp.is_some();
@@ -699,7 +704,8 @@ impl ProviderController {
             .state()
             .iter()
             .filter_map(|p| {
-                let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() };
+                let id =
+                    ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() };
                 info(p.as_ref(), id, &p.spec.spec, p.status.clone())
             })
             .collect();
@@ -720,13 +726,21 @@ impl ProviderController {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": info.resource_version}});
         let pp = PatchParams::default();
         let res = match &info.id.namespace {
-            Some(ns) => Api::<DNSProvider>::namespaced(self.client.clone(), ns).patch(&info.id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ()),
-            None => Api::<ClusterDNSProvider>::all(self.client.clone()).patch(&info.id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ()),
+            Some(ns) => Api::<DNSProvider>::namespaced(self.client.clone(), ns)
+                .patch(&info.id.name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            None => Api::<ClusterDNSProvider>::all(self.client.clone())
+                .patch(&info.id.name, &pp, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
         };
         match res {
             Ok(()) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => warn!(provider = %info.id, error = %e, "updating the provider's finalizers failed; retrying on the next pass"),
+            Err(e) => {
+                warn!(provider = %info.id, error = %e, "updating the provider's finalizers failed; retrying on the next pass")
+            }
         }
     }
 
@@ -875,7 +889,8 @@ impl ProviderController {
 
         // Sync every provider concurrently.
         let metrics = self.metrics.clone();
-        let in_use: BTreeSet<ProviderId> = routed.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k.clone()).collect();
+        let in_use: BTreeSet<ProviderId> =
+            routed.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k.clone()).collect();
         let mut workers: Vec<(ProviderId, Worker)> = self.workers.drain().collect();
         let outputs = {
             let jobs: Vec<_> = workers
@@ -969,7 +984,8 @@ impl ProviderController {
             if info.deleting {
                 // Released once no DNSEndpoint uses it and none it may have served is still
                 // being deleted, so deleting a namespace never orphans records.
-                let waiting = in_use.contains(&info.id) || deleting_namespaces.iter().any(|ns| self.admits_namespace(info, ns));
+                let waiting =
+                    in_use.contains(&info.id) || deleting_namespaces.iter().any(|ns| self.admits_namespace(info, ns));
                 if !waiting {
                     self.set_provider_finalizer(info, false).await;
                 }

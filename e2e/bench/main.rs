@@ -1,0 +1,752 @@
+//! `make bench`: measured figures for extdns against a real control plane, BIND9 and the
+//! embedded DNS server. Prints a table with the targets next to the figures and writes
+//! `target/bench/results.json`. Reports misses, never fails on them.
+//!
+//! Needs: KUBECONFIG of a cluster with the CRDs installed (the Makefile brings up a separate
+//! bench cluster), a release `extdns` binary (`--extdns-bin` / `EXTDNS_BIN`), `dig` and
+//! `nsupdate` (e2e/dns/install.sh), and BIND via e2e/dns/server.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use extdns::crd::{DNSEndpoint, DNSProvider};
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TSIG_NAME: &str = "externaldns-key";
+const TSIG_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "extdns benchmark: latency, scale, steady state, restart, nsupdate baseline")]
+struct Args {
+    /// Latency: sequential DNSEndpoint creations per backend.
+    #[arg(long, env = "BENCH_K", default_value_t = 50)]
+    k: usize,
+    /// Scale: DNSEndpoints (one A record each).
+    #[arg(long, env = "BENCH_N", default_value_t = 1000)]
+    n: usize,
+    /// Steady state: idle seconds after convergence.
+    #[arg(long, env = "BENCH_IDLE", default_value_t = 30)]
+    idle: u64,
+    /// Scale: concurrent creations against the apiserver.
+    #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 32)]
+    concurrency: usize,
+    /// Baseline: records per nsupdate message.
+    #[arg(long, env = "BENCH_NSUPDATE_BATCH", default_value_t = 500)]
+    nsupdate_batch: usize,
+    /// rfc2136.batchSize of the benchmarked DNSProvider (unset: the provider default).
+    #[arg(long, env = "BENCH_RFC2136_BATCH")]
+    rfc2136_batch: Option<u32>,
+    /// First of 5 consecutive local ports (BIND x3, embedded DNS, operator metrics).
+    #[arg(long, env = "BENCH_PORT_BASE", default_value_t = 24500)]
+    port_base: u16,
+    /// Operator coalesce window.
+    #[arg(long, env = "BENCH_COALESCE", default_value = "50ms")]
+    coalesce: String,
+    /// The extdns binary (release).
+    #[arg(long, env = "EXTDNS_BIN")]
+    extdns_bin: Option<PathBuf>,
+    /// Results directory (results.json, logs, BIND dirs).
+    #[arg(long, env = "BENCH_OUT")]
+    out: Option<PathBuf>,
+    /// Cap on any single wait, seconds.
+    #[arg(long, env = "BENCH_TIMEOUT", default_value_t = 900)]
+    timeout: u64,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+struct Operator {
+    child: Option<Child>,
+    bin: PathBuf,
+    metrics_port: u16,
+    coalesce: String,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(bin: PathBuf, metrics_port: u16, coalesce: &str, log: PathBuf) -> Operator {
+        let mut op = Operator { child: None, bin, metrics_port, coalesce: coalesce.to_string(), log };
+        op.spawn();
+        op
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("operator log");
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
+            .arg("--operator-namespace")
+            .arg("extdns-bench")
+            .arg("--coalesce-window")
+            .arg(&self.coalesce)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("operator running").id()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    async fn metrics(&self) -> Option<String> {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    }
+
+    /// Sum of a counter's samples whose line contains every filter; None when /metrics is down.
+    async fn counter(&self, name: &str, filters: &[&str]) -> Option<u64> {
+        let text = self.metrics().await?;
+        Some(sum_counter(&text, name, filters))
+    }
+
+    /// Like `counter`, retrying until /metrics answers.
+    async fn counter_wait(&self, name: &str, filters: &[&str]) -> u64 {
+        for _ in 0..600 {
+            if let Some(v) = self.counter(name, filters).await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("operator /metrics on port {} did not answer (log: {})", self.metrics_port, self.log.display());
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        proc_cpu_seconds(self.pid())
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
+        proc_status_kib(self.pid(), key)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sum_counter(text: &str, name: &str, filters: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / clk_tck()
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A BIND9 started by e2e/dns/server.sh, killed on drop.
+struct Bind {
+    child: Child,
+    port: u16,
+}
+
+impl Bind {
+    fn start(out: &Path, name: &str, port: u16, zone: &str) -> Bind {
+        let dir = out.join(format!("{name}.bind"));
+        let log = std::fs::File::create(out.join(format!("{name}.bind.log"))).expect("bind log");
+        let child = Command::new("bash")
+            .arg(repo().join("e2e/dns/server.sh"))
+            .args(["bind", &dir.display().to_string(), &port.to_string(), zone])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start BIND via e2e/dns/server.sh");
+        let ok = Command::new("bash")
+            .arg(repo().join("e2e/dns/wait.sh"))
+            .args([&port.to_string(), zone, &child.id().to_string()])
+            .status()
+            .expect("wait.sh");
+        assert!(ok.success(), "BIND did not come up for {zone} on port {port}");
+        Bind { child, port }
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DNS
+
+async fn dig_a(port: u16, name: &str) -> Vec<String> {
+    let out = tokio::process::Command::new("dig")
+        .args(["+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", &port.to_string(), name, "A"])
+        .output()
+        .await
+        .expect("dig is installed (e2e/dns/install.sh)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .collect()
+}
+
+/// A records in an AXFR of `zone`, without the zone's own ns1.
+async fn axfr_a_count(port: u16, zone: &str) -> usize {
+    let out = tokio::process::Command::new("dig")
+        .args([
+            "-y",
+            &format!("hmac-sha256:{TSIG_NAME}:{TSIG_SECRET}"),
+            "+time=5",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            zone,
+            "AXFR",
+        ])
+        .output()
+        .await
+        .expect("dig");
+    let ns1 = format!("ns1.{zone}.");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 5 && f[3] == "A" && f[0] != ns1
+        })
+        .count()
+}
+
+async fn wait_axfr(port: u16, zone: &str, n: usize, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if axfr_a_count(port, zone).await >= n {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes
+
+async fn create_ns(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    api.create(&PostParams::default(), &ns).await.unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, obj: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::apply("extdns-bench").force(), &Patch::Apply(&obj))
+        .await
+        .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+}
+
+async fn rfc2136_provider(client: &Client, ns: &str, name: &str, zone: &str, port: u16, batch: Option<u32>) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    apply(
+        &secrets,
+        "tsig",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tsig"}, "stringData": {"secret": TSIG_SECRET}}),
+    )
+    .await;
+    let mut rfc = json!({
+        "host": "127.0.0.1", "port": port, "zones": [zone], "timeout": "5s",
+        "tsig": {"keyName": TSIG_NAME, "secretRef": {"name": "tsig", "key": "secret"}}
+    });
+    if let Some(b) = batch {
+        rfc["batchSize"] = json!(b);
+    }
+    apply(
+        &Api::<DNSProvider>::namespaced(client.clone(), ns),
+        name,
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider",
+            "metadata": {"name": name},
+            "spec": {
+                "rfc2136": rfc,
+                "domains": {"include": [zone]},
+                "policy": "sync",
+                "registry": {"txt": {"ownerId": "bench"}},
+                "defaultTTL": 60
+            }
+        }),
+    )
+    .await;
+}
+
+async fn embedded_provider(client: &Client, ns: &str, name: &str, zone: &str, port: u16) {
+    apply(
+        &Api::<DNSProvider>::namespaced(client.clone(), ns),
+        name,
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider",
+            "metadata": {"name": name},
+            "spec": {
+                "embedded": {"zones": [zone], "listen": format!("127.0.0.1:{port}")},
+                "domains": {"include": [zone]},
+                "policy": "sync",
+                "registry": {"txt": {"ownerId": "bench"}},
+                "defaultTTL": 30
+            }
+        }),
+    )
+    .await;
+}
+
+fn endpoint(name: &str, dns_name: &str, ip: &str) -> DNSEndpoint {
+    serde_json::from_value(json!({
+        "apiVersion": "extdns.io/v1alpha1",
+        "kind": "DNSEndpoint",
+        "metadata": {"name": name},
+        "spec": {"endpoints": [{"dnsName": dns_name, "recordType": "A", "targets": [ip]}]}
+    }))
+    .expect("DNSEndpoint")
+}
+
+fn ip_of(i: usize, third: u8) -> String {
+    format!("10.{third}.{}.{}", i / 250, i % 250 + 1)
+}
+
+/// (total, Ready=True for the current generation).
+async fn count_ready(api: &Api<DNSEndpoint>) -> (usize, usize) {
+    let Ok(list) = api.list(&ListParams::default()).await else { return (0, 0) };
+    let total = list.items.len();
+    let ready = list
+        .items
+        .iter()
+        .filter(|ep| {
+            let v = serde_json::to_value(ep).unwrap_or(Value::Null);
+            let gen = &v["metadata"]["generation"];
+            v["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True" && &c["observedGeneration"] == gen)
+            })
+        })
+        .count();
+    (total, ready)
+}
+
+async fn wait_all_ready(api: &Api<DNSEndpoint>, n: usize, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        let (total, ready) = count_ready(api).await;
+        if total >= n && ready >= n {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Figures
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+struct Row {
+    metric: String,
+    value: String,
+    target: String,
+    ok: Option<bool>,
+}
+
+fn row(rows: &mut Vec<Row>, metric: impl Into<String>, value: impl Into<String>, target: &str, ok: Option<bool>) {
+    rows.push(Row { metric: metric.into(), value: value.into(), target: target.into(), ok });
+}
+
+fn secs(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
+}
+
+fn fmt_s(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2} s")).unwrap_or_else(|| "TIMEOUT".into())
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let out = args.out.clone().unwrap_or_else(|| repo().join("target/bench"));
+    std::fs::create_dir_all(&out).expect("create results dir");
+    let out = out.canonicalize().expect("results dir");
+    let bin = args.extdns_bin.clone().unwrap_or_else(|| repo().join("target/release/extdns"));
+    assert!(bin.exists(), "{} missing: cargo build --release --bin extdns", bin.display());
+    let timeout = Duration::from_secs(args.timeout);
+    let p = args.port_base;
+    let (lat_bind_port, scale_bind_port, base_bind_port, emb_port, metrics_port) = (p, p + 1, p + 2, p + 3, p + 4);
+    let run = std::process::id();
+
+    println!("extdns bench: {}", chrono_free_now());
+    println!(
+        "  K={} N={} idle={}s concurrency={} nsupdate-batch={} rfc2136-batch={} coalesce={} bin={}",
+        args.k,
+        args.n,
+        args.idle,
+        args.concurrency,
+        args.nsupdate_batch,
+        args.rfc2136_batch.map(|b| b.to_string()).unwrap_or_else(|| "default".into()),
+        args.coalesce,
+        bin.display()
+    );
+    println!("  KUBECONFIG={}", std::env::var("KUBECONFIG").unwrap_or_default());
+
+    let client = Client::try_default().await.expect("KUBECONFIG must point at the bench cluster");
+    let mut op = Operator::start(bin.clone(), metrics_port, &args.coalesce, out.join("operator.log"));
+    op.counter_wait("extdns_sync_passes_total", &[]).await;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut res = json!({"params": {
+        "k": args.k, "n": args.n, "idle_s": args.idle, "concurrency": args.concurrency,
+        "nsupdate_batch": args.nsupdate_batch, "rfc2136_batch": args.rfc2136_batch, "coalesce": args.coalesce,
+    }});
+
+    // ---- 1. Latency -------------------------------------------------------------------
+    println!("\n[1/5] latency: {} sequential DNSEndpoint creations per backend, dig every 10 ms", args.k);
+    let lat_ns = format!("bench-lat-{run}");
+    create_ns(&client, &lat_ns).await;
+    let lat_bind_zone = "latbind.bench.test";
+    let lat_emb_zone = "latemb.bench.test";
+    let lat_bind = Bind::start(&out, "latency", lat_bind_port, lat_bind_zone);
+    rfc2136_provider(&client, &lat_ns, "bind", lat_bind_zone, lat_bind.port, args.rfc2136_batch).await;
+    embedded_provider(&client, &lat_ns, "emb", lat_emb_zone, emb_port).await;
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &lat_ns);
+    let backends = [("embedded", lat_emb_zone, emb_port), ("rfc2136", lat_bind_zone, lat_bind.port)];
+    // Warm-up: both providers have listed their zone and answer.
+    for (b, zone, port) in backends {
+        let name = format!("warm.{zone}");
+        eps.create(&PostParams::default(), &endpoint(&format!("warm-{b}"), &name, "10.0.0.1")).await.expect("create");
+        let start = Instant::now();
+        while dig_a(port, &name).await != ["10.0.0.1"] {
+            assert!(start.elapsed() < Duration::from_secs(120), "warm-up record {name} never served");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
+    for i in 0..args.k {
+        for (bi, (b, zone, port)) in backends.iter().enumerate() {
+            let name = format!("l{i}.{zone}");
+            let ip = ip_of(i, 1);
+            eps.create(&PostParams::default(), &endpoint(&format!("l{i}-{b}"), &name, &ip)).await.expect("create");
+            let t0 = Instant::now();
+            loop {
+                if dig_a(*port, &name).await == [ip.clone()] {
+                    break;
+                }
+                assert!(t0.elapsed() < timeout, "{name} never served by {b}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lat[bi].push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    for (bi, (b, _, _)) in backends.iter().enumerate() {
+        let mut v = lat[bi].clone();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        let (p50, p90, p99, max) = (pct(&v, 0.5), pct(&v, 0.9), pct(&v, 0.99), v.last().copied().unwrap_or(f64::NAN));
+        println!("  {b}: p50 {p50:.0} ms, p90 {p90:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
+        res["latency"][b] = json!({"samples_ms": lat[bi], "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max});
+        row(&mut rows, format!("latency {b} p50"), format!("{p50:.0} ms"), "< 250 ms", Some(p50 < 250.0));
+        row(&mut rows, format!("latency {b} p90"), format!("{p90:.0} ms"), "", None);
+        row(&mut rows, format!("latency {b} p99"), format!("{p99:.0} ms"), "< 1000 ms", Some(p99 < 1000.0));
+        row(&mut rows, format!("latency {b} max"), format!("{max:.0} ms"), "", None);
+    }
+
+    // ---- 2. Scale ---------------------------------------------------------------------
+    let n = args.n;
+    println!("\n[2/5] scale: {n} DNSEndpoints (one A each), concurrency {}, RFC2136 to BIND", args.concurrency);
+    let scale_ns = format!("bench-scale-{run}");
+    let scale_pid = format!("provider=\"DNSProvider/{scale_ns}/bind\"");
+    create_ns(&client, &scale_ns).await;
+    let scale_zone = "scale.bench.test";
+    let scale_bind = Bind::start(&out, "scale", scale_bind_port, scale_zone);
+    rfc2136_provider(&client, &scale_ns, "bind", scale_zone, scale_bind.port, args.rfc2136_batch).await;
+    // The provider has listed its (empty) zone before the clock starts.
+    let start = Instant::now();
+    while op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"records\"", "outcome=\"ok\""]).await
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "scale provider never listed its zone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let apply_before = op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"apply\""]).await;
+    let changes_before = op.counter_wait("extdns_provider_changes_total", &[&scale_pid]).await;
+    let cpu_before = op.cpu_seconds();
+    let seps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &scale_ns);
+    let t0 = Instant::now();
+    let served = {
+        let seps = seps.clone();
+        let writes = async move {
+            stream::iter(0..n)
+                .map(|i| {
+                    let seps = seps.clone();
+                    async move {
+                        let ep = endpoint(&format!("r{i}"), &format!("r{i}.{scale_zone}"), &ip_of(i, 2));
+                        let mut tries = 0;
+                        while let Err(e) = seps.create(&PostParams::default(), &ep).await {
+                            tries += 1;
+                            assert!(tries < 20, "create r{i}: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                })
+                .buffer_unordered(args.concurrency)
+                .collect::<Vec<()>>()
+                .await;
+            t0.elapsed()
+        };
+        let (written, served) = tokio::join!(writes, wait_axfr(scale_bind.port, scale_zone, n, timeout));
+        println!(
+            "  all {n} written in {:.2} s ({:.0} writes/s)",
+            written.as_secs_f64(),
+            n as f64 / written.as_secs_f64()
+        );
+        res["scale"]["written_s"] = json!(written.as_secs_f64());
+        served
+    };
+    let served_s = secs(served);
+    let ready = wait_all_ready(&seps, n, timeout).await.map(|_| t0.elapsed());
+    let ready_s = secs(ready);
+    let apply_calls =
+        op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"apply\""]).await - apply_before;
+    let changes = op.counter_wait("extdns_provider_changes_total", &[&scale_pid]).await - changes_before;
+    let cpu = op.cpu_seconds() - cpu_before;
+    let hwm_mib = op.status_kib("VmHWM") as f64 / 1024.0;
+    let rate = served_s.map(|s| n as f64 / s);
+    println!(
+        "  served in {} ({} records/s), all Ready at {}, apply calls {apply_calls}, changes {changes}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
+        fmt_s(served_s),
+        rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()),
+        fmt_s(ready_s)
+    );
+    res["scale"] = json!({
+        "n": n, "written_s": res["scale"]["written_s"], "served_s": served_s, "all_ready_s": ready_s,
+        "records_per_s": rate, "apply_calls": apply_calls, "changes": changes, "cpu_s": cpu, "peak_rss_mib": hwm_mib,
+    });
+
+    // ---- 3. Steady state ----------------------------------------------------------------
+    println!("\n[3/5] steady state: idle {} s after convergence", args.idle);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls_before = op.counter_wait("extdns_provider_calls_total", &[]).await;
+    let passes_before = op.counter_wait("extdns_sync_passes_total", &[]).await;
+    let cpu_before = op.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(args.idle)).await;
+    let idle_calls = op.counter_wait("extdns_provider_calls_total", &[]).await - calls_before;
+    let idle_passes = op.counter_wait("extdns_sync_passes_total", &[]).await - passes_before;
+    let idle_cpu = op.cpu_seconds() - cpu_before;
+    let rss_mib = op.status_kib("VmRSS") as f64 / 1024.0;
+    println!("  provider calls {idle_calls}, sync passes {idle_passes}, CPU {idle_cpu:.3} s, RSS {rss_mib:.1} MiB");
+    res["steady"] = json!({"idle_s": args.idle, "provider_calls": idle_calls, "sync_passes": idle_passes, "cpu_s": idle_cpu, "rss_mib": rss_mib});
+
+    // ---- 4. Restart ---------------------------------------------------------------------
+    println!("\n[4/5] restart: operator killed and started again with {n} records in place");
+    op.restart();
+    let t0 = Instant::now();
+    let mut listed = None;
+    while listed.is_none() {
+        let v =
+            op.counter("extdns_provider_calls_total", &[&scale_pid, "operation=\"records\"", "outcome=\"ok\""]).await;
+        if v.unwrap_or(0) > 0 {
+            listed = Some(t0.elapsed());
+        } else if t0.elapsed() > timeout {
+            break;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ready_after = wait_all_ready(&seps, n, timeout).await.map(|_| t0.elapsed());
+    let restart_s = match (listed, ready_after) {
+        (Some(a), Some(b)) => Some(a.max(b).as_secs_f64()),
+        _ => None,
+    };
+    // Let any late pass show up before counting.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let metrics = op.metrics().await.unwrap_or_default();
+    let r_changes = sum_counter(&metrics, "extdns_provider_changes_total", &[]);
+    let r_apply = sum_counter(&metrics, "extdns_provider_calls_total", &["operation=\"apply\""]);
+    let r_status = sum_counter(&metrics, "extdns_status_writes_total", &[]);
+    let r_passes = sum_counter(&metrics, "extdns_sync_passes_total", &[]);
+    let r_cpu = op.cpu_seconds();
+    let r_hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+    println!(
+        "  zone listed at {}, all Ready at {}, changes sent {r_changes}, apply calls {r_apply}, status writes {r_status}, CPU {r_cpu:.2} s, peak RSS {r_hwm:.1} MiB",
+        fmt_s(secs(listed)),
+        fmt_s(secs(ready_after))
+    );
+    res["restart"] = json!({
+        "zone_listed_s": secs(listed), "all_ready_s": secs(ready_after), "restart_s": restart_s,
+        "changes": r_changes, "apply_calls": r_apply, "status_writes": r_status, "sync_passes": r_passes,
+        "cpu_s": r_cpu, "peak_rss_mib": r_hwm,
+    });
+    op.stop();
+
+    // ---- 5. Baseline --------------------------------------------------------------------
+    println!("\n[5/5] baseline: {n} A records to a fresh BIND by nsupdate, {} per message (TCP)", args.nsupdate_batch);
+    let base_zone = "base.bench.test";
+    let base_bind = Bind::start(&out, "baseline", base_bind_port, base_zone);
+    let mut script = String::new();
+    for (c, chunk) in (0..n).collect::<Vec<_>>().chunks(args.nsupdate_batch.max(1)).enumerate() {
+        if c == 0 {
+            script.push_str(&format!("server 127.0.0.1 {}\nzone {base_zone}\n", base_bind.port));
+        }
+        for i in chunk {
+            script.push_str(&format!("update add r{i}.{base_zone} 60 A {}\n", ip_of(*i, 2)));
+        }
+        script.push_str("send\n");
+    }
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new("nsupdate")
+        .args(["-v", "-y", &format!("hmac-sha256:{TSIG_NAME}:{TSIG_SECRET}")])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nsupdate");
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).await.expect("write nsupdate script");
+    let ok = child.wait().await.expect("nsupdate").success();
+    let sent = t0.elapsed();
+    let base_served = wait_axfr(base_bind.port, base_zone, n, timeout).await.map(|_| t0.elapsed());
+    let base_s = secs(base_served);
+    println!(
+        "  nsupdate {} in {:.2} s, all served at {}",
+        if ok { "ok" } else { "FAILED" },
+        sent.as_secs_f64(),
+        fmt_s(base_s)
+    );
+    res["baseline"] =
+        json!({"nsupdate_ok": ok, "sent_s": sent.as_secs_f64(), "served_s": base_s, "batch": args.nsupdate_batch});
+    drop(base_bind);
+    drop(scale_bind);
+    drop(lat_bind);
+
+    // ---- Table --------------------------------------------------------------------------
+    let ratio = match (served_s, base_s) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    res["scale"]["x_baseline"] = json!(ratio);
+    let scale_target = if n >= 10_000 { "< 60 s at 10k" } else { "(< 60 s target is at 10k)" };
+    row(
+        &mut rows,
+        format!("scale: {n} records served"),
+        fmt_s(served_s),
+        scale_target,
+        served_s.filter(|_| n >= 10_000).map(|s| s < 60.0),
+    );
+    row(&mut rows, "scale: records/s", rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()), "", None);
+    row(&mut rows, "scale: all DNSEndpoints Ready", fmt_s(ready_s), "", None);
+    row(
+        &mut rows,
+        "scale: x nsupdate baseline",
+        ratio.map(|r| format!("{r:.1}x")).unwrap_or("-".into()),
+        "<= 2x",
+        ratio.map(|r| r <= 2.0),
+    );
+    row(&mut rows, "scale: apply calls (DNS UPDATE passes)", apply_calls.to_string(), "", None);
+    row(&mut rows, "scale: record changes sent", changes.to_string(), "", None);
+    row(&mut rows, "scale: operator CPU", format!("{cpu:.2} s"), "", None);
+    row(&mut rows, "scale: operator peak RSS (VmHWM)", format!("{hwm_mib:.1} MiB"), "< 64 MiB", Some(hwm_mib < 64.0));
+    row(
+        &mut rows,
+        format!("steady {} s: provider calls", args.idle),
+        idle_calls.to_string(),
+        "0",
+        Some(idle_calls == 0),
+    );
+    row(&mut rows, format!("steady {} s: CPU", args.idle), format!("{idle_cpu:.3} s"), "", None);
+    row(&mut rows, "steady: RSS", format!("{rss_mib:.1} MiB"), "< 64 MiB", Some(rss_mib < 64.0));
+    row(&mut rows, "restart: zone listed + all Ready", fmt_s(restart_s), "", None);
+    row(&mut rows, "restart: changes sent", r_changes.to_string(), "0", Some(r_changes == 0));
+    row(&mut rows, "restart: peak RSS", format!("{r_hwm:.1} MiB"), "< 64 MiB", Some(r_hwm < 64.0));
+    row(&mut rows, format!("baseline: nsupdate {n} A, {}/msg", args.nsupdate_batch), fmt_s(base_s), "", None);
+
+    let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
+    let wv = rows.iter().map(|r| r.value.len()).max().unwrap_or(10).max(5);
+    let wt = rows.iter().map(|r| r.target.len()).max().unwrap_or(10).max(6);
+    println!("\n{:<w$}  {:>wv$}  {:<wt$}  {}", "metric", "value", "target", "");
+    println!("{}", "-".repeat(w + wv + wt + 12));
+    for r in &rows {
+        let verdict = match r.ok {
+            Some(true) => "ok",
+            Some(false) => "MISS",
+            None => "",
+        };
+        println!("{:<w$}  {:>wv$}  {:<wt$}  {verdict}", r.metric, r.value, r.target);
+    }
+    res["table"] = Value::Array(
+        rows.iter().map(|r| json!({"metric": r.metric, "value": r.value, "target": r.target, "ok": r.ok})).collect(),
+    );
+    let path = out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&res).expect("json")).expect("write results.json");
+    println!("\nwritten: {}", path.display());
+}
+
+fn chrono_free_now() -> String {
+    Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%dT%H:%M:%SZ")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,49 @@
+//! `samples/` stays runnable: every YAML parses, and `extdns render -f samples/` yields the
+//! DNSEndpoints the README shows.
+
+use std::path::PathBuf;
+
+#[test]
+fn render_of_samples_prints_the_expected_dnsendpoints() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let inputs = extdns::source::render::read_inputs(&[dir]).expect("samples are readable");
+    let out = extdns::source::render::render(&inputs, &Default::default()).expect("samples render");
+    let docs: Vec<extdns::crd::DNSEndpoint> = out
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml::from_str(d).expect("DNSEndpoint"))
+        .collect();
+    let names: Vec<String> = docs.iter().map(|d| d.metadata.name.clone().unwrap_or_default()).collect();
+    assert_eq!(names, vec!["shop-ingress", "web-service"]);
+    let web = &docs[1].spec.endpoints[0];
+    assert_eq!(
+        (web.dns_name.as_str(), web.targets.as_slice(), web.record_ttl),
+        ("web.example.com", &["192.0.2.80".to_string()][..], Some(60))
+    );
+    let hosts: Vec<&str> = docs[0].spec.endpoints.iter().map(|e| e.dns_name.as_str()).collect();
+    assert_eq!(hosts, vec!["api.shop.example.com", "shop.example.com"]);
+}
+
+#[test]
+fn sample_dnsendpoints_parse_as_the_crd_types() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    for f in ["dnsendpoint.yaml", "invalid-dnsendpoint.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).expect("sample");
+        let ep: extdns::crd::DNSEndpoint = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        let (ok, bad) = extdns::controller::provider::validate_endpoint_spec(&ep);
+        if f.starts_with("invalid") {
+            assert_eq!(bad.len(), 1, "{f}: exactly one invalid record");
+            assert_eq!(ok.len(), 1);
+        } else {
+            assert!(bad.is_empty(), "{f}: {bad:?}");
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("dnsprovider.yaml")).expect("sample");
+    let _: extdns::crd::DNSProvider = serde_yaml::from_str(&text).expect("dnsprovider.yaml");
+    for doc in std::fs::read_to_string(dir.join("rfc2136/bind-provider.yaml")).expect("sample").split("---\n") {
+        let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");
+        if v["kind"] == "DNSProvider" {
+            let _: extdns::crd::DNSProvider = serde_yaml::from_value(v).expect("bind DNSProvider");
+        }
+    }
+}
