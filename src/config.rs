@@ -68,6 +68,13 @@ pub struct RenderArgs {
     /// Files or directories of Kubernetes YAML; "-" reads standard input.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// Instead of the DNSEndpoints, print the DNS changes they (and DNSEndpoints in the files)
+    /// would make in an empty zone, TXT ownership records included.
+    #[arg(long)]
+    pub plan: bool,
+    /// TXT owner id used by --plan.
+    #[arg(long, default_value = "default")]
+    pub owner_id: String,
     #[command(flatten)]
     pub source: SourceArgs,
 }

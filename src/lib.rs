@@ -5,5 +5,6 @@ pub mod controller;
 pub mod crd;
 pub mod dns;
 pub mod metrics;
+pub mod render_plan;
 pub mod source;
 pub mod status;

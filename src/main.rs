@@ -1,4 +1,3 @@
-use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -71,30 +70,27 @@ async fn run(args: RunArgs) -> ExitCode {
 }
 
 fn render(args: extdns::config::RenderArgs) -> ExitCode {
-    let mut inputs = Vec::new();
-    let mut paths = Vec::new();
-    for f in &args.files {
-        if f.as_os_str() == "-" {
-            let mut s = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-                eprintln!("error: reading standard input: {e}");
-                return ExitCode::from(2);
-            }
-            inputs.push(("-".to_string(), s));
-        } else {
-            paths.push(f.clone());
-        }
-    }
-    match extdns::source::render::read_inputs(&paths) {
-        Ok(mut files) => inputs.append(&mut files),
+    let inputs = match extdns::source::render::read_inputs(&args.files) {
+        Ok(files) => files,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    let rendered = match extdns::source::render::render(&inputs, &args.source) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.plan {
+        print!("{rendered}");
+        return ExitCode::SUCCESS;
     }
-    match extdns::source::render::render(&inputs, &args.source) {
-        Ok(out) => {
-            print!("{out}");
+    match extdns::render_plan::plan_text(&rendered, &inputs, Some(&args.owner_id)) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

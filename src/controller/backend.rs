@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, SecretKeyRef, Transport};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
+use crate::dns::providers::ratelimit::RateLimited;
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::Provider;
 

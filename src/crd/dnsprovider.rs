@@ -46,7 +46,8 @@ pub struct ProviderSpec {
     /// Between resyncs extdns makes no listing calls. Default "1h".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resync_interval: Option<String>,
-    /// Limits calls to the backend.
+    /// Limits calls to the backend (zone listings, record listings, change batches): a token
+    /// bucket of `burst` calls refilled at `qps` per second. Unlimited when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
     /// ClusterDNSProvider only: namespaces whose DNSEndpoints it serves. All when absent.
@@ -209,7 +210,7 @@ pub struct TxtEncryption {
 pub struct RateLimit {
     /// Sustained calls per second.
     pub qps: f64,
-    /// Calls allowed in a burst above qps.
+    /// Calls allowed at once before qps applies. Default: qps rounded up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
 }

@@ -3,4 +3,5 @@
 pub mod conformance;
 pub mod embedded;
 pub mod inmemory;
+pub mod ratelimit;
 pub mod rfc2136;
