@@ -64,7 +64,28 @@ pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> 
 }
 
 /// Builds the backend for `spec`. `secret_ns` is where its Secrets live.
+/// Builds the backend for `spec`, behind its rate limit. `secret_ns` is where its Secrets live.
 pub async fn build(
+    client: &Client,
+    spec: &ProviderSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<Backend, BackendError> {
+    let mut backend = build_backend(client, spec, secret_ns, default_ttl).await?;
+    if let Some(rl) = &spec.rate_limit {
+        if !(rl.qps.is_finite() && rl.qps > 0.0) {
+            return Err(BackendError::Field {
+                field: "spec.rateLimit.qps".into(),
+                message: format!("{} must be a positive number", rl.qps),
+            });
+        }
+        let burst = rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32);
+        backend.provider = Arc::new(RateLimited::new(backend.provider, rl.qps, burst));
+    }
+    Ok(backend)
+}
+
+async fn build_backend(
     client: &Client,
     spec: &ProviderSpec,
     secret_ns: &str,
