@@ -63,7 +63,6 @@ pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> 
     Err(err("the key is missing".into()))
 }
 
-/// Builds the backend for `spec`. `secret_ns` is where its Secrets live.
 /// Builds the backend for `spec`, behind its rate limit. `secret_ns` is where its Secrets live.
 pub async fn build(
     client: &Client,
