@@ -56,6 +56,19 @@ pub struct RunArgs {
     /// Concurrent status writes of the provider controller.
     #[arg(long, default_value_t = 16, env = "EXTDNS_STATUS_CONCURRENCY")]
     pub status_concurrency: usize,
+    /// Elect one writer among replicas with a Lease: every replica serves embedded DNS, only
+    /// the leader writes to DNS backends and the Kubernetes API.
+    #[arg(long, env = "EXTDNS_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease, in --operator-namespace.
+    #[arg(long, default_value = "extdns-leader", env = "EXTDNS_LEADER_ELECTION_LEASE")]
+    pub leader_election_lease: String,
+    /// Lease duration; a leader that cannot renew for this long steps down, e.g. "15s".
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "EXTDNS_LEADER_ELECTION_DURATION")]
+    pub leader_election_duration: std::time::Duration,
+    /// This replica's identity in the Lease. Default: the host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "EXTDNS_LOG_FORMAT")]
     pub log_format: LogFormat,

@@ -44,20 +44,59 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     });
     info!(version = env!("CARGO_PKG_VERSION"), controllers = ?args.controllers, "starting extdns");
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_elect);
+    if args.leader_elect {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let settings = controller::leader::ElectionSettings {
+            namespace: args.operator_namespace.clone(),
+            lease_name: args.leader_election_lease.clone(),
+            identity,
+            lease_duration: args.leader_election_duration,
+            renew_every: (args.leader_election_duration / 3).max(std::time::Duration::from_millis(500)),
+        };
+        tokio::spawn(controller::leader::run(client.clone(), settings, leader_tx));
+    } else {
+        drop(leader_tx);
+    }
     let mut tasks = tokio::task::JoinSet::new();
     if args.controllers.contains(&Controller::Provider) {
         let settings = controller::provider::Settings {
             operator_namespace: args.operator_namespace.clone(),
             coalesce: args.coalesce_window,
             status_concurrency: args.status_concurrency,
+            leader: leader_rx.clone(),
         };
         tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
     }
     if args.controllers.contains(&Controller::Source) {
-        tasks.spawn(controller::source::run(client.clone(), source_cfg, metrics.clone()));
+        // The source controller only writes, so it starts once this replica leads.
+        let mut leader = leader_rx.clone();
+        let (client, metrics) = (client.clone(), metrics.clone());
+        tasks.spawn(async move {
+            if leader.wait_for(|l| *l).await.is_ok() || *leader.borrow() {
+                controller::source::run(client, source_cfg, metrics).await;
+            }
+        });
     }
+    // A replica that loses the lease exits, so a restart begins from a clean follower state.
+    let mut lost = leader_rx.clone();
+    let lost_leadership = async move {
+        if lost.wait_for(|l| *l).await.is_err() {
+            return std::future::pending().await;
+        }
+        if lost.wait_for(|l| !*l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::select! {
+        _ = lost_leadership => {
+            error!("lost leadership; exiting so that this replica restarts as a follower");
+            ExitCode::from(1)
+        }
         _ = tasks.join_next() => {
             error!("a controller stopped; exiting so the process is restarted");
             ExitCode::from(1)

@@ -1,6 +1,7 @@
 //! The two controllers: thin adapters between Kubernetes objects and the DNS core.
 
 pub mod backend;
+pub mod leader;
 pub mod provider;
 pub mod selector;
 pub mod source;

@@ -54,6 +54,8 @@ pub struct Settings {
     pub coalesce: Duration,
     /// Concurrent status writes.
     pub status_concurrency: usize,
+    /// True while this replica is the elected writer (always, without leader election).
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Identity of a provider object.
@@ -107,6 +109,9 @@ enum Ownership {
 /// Live state of one provider object.
 struct Worker {
     fingerprint: String,
+    /// The backend's state lives in this process (embedded, inMemory): every replica keeps
+    /// it, leader or not.
+    local: bool,
     backend: Result<Backend, BackendError>,
     ownership: Result<Ownership, String>,
     domains: DomainFilter,
@@ -173,6 +178,13 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     spawn_watch(reflector::reflector(w2, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w3, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w4, watcher(Api::all(client.clone()), cfg).default_backoff()), &notify);
+    let mut leader = settings.leader.clone();
+    let n = notify.clone();
+    tokio::spawn(async move {
+        while leader.changed().await.is_ok() {
+            n.notify_one();
+        }
+    });
     for r in [
         endpoints.wait_until_ready().await,
         providers.wait_until_ready().await,
@@ -277,6 +289,7 @@ impl Worker {
         }
         Worker {
             fingerprint,
+            local: spec.embedded.is_some() || spec.in_memory.is_some(),
             backend,
             ownership,
             domains,
@@ -765,8 +778,11 @@ impl ProviderController {
     async fn pass(&mut self) -> Option<Instant> {
         self.metrics.sync_passes.inc();
         let infos = self.provider_infos();
-        for info in infos.iter().filter(|i| !i.deleting && !i.finalizers.iter().any(|f| f == FINALIZER)) {
-            self.set_provider_finalizer(info, true).await;
+        let leading = *self.settings.leader.borrow();
+        if leading {
+            for info in infos.iter().filter(|i| !i.deleting && !i.finalizers.iter().any(|f| f == FINALIZER)) {
+                self.set_provider_finalizer(info, true).await;
+            }
         }
 
         // Start, rebuild or drop workers to match the provider objects.
@@ -824,7 +840,7 @@ impl ProviderController {
             if deleting && !has_finalizer {
                 continue;
             }
-            if !deleting && !has_finalizer {
+            if !deleting && !has_finalizer && leading {
                 if let Err(e) = self.add_finalizer(&obj).await {
                     warn!(error = %e, "cannot add finalizer; records of this object are not written until it is in place");
                     continue;
@@ -900,7 +916,10 @@ impl ProviderController {
                     let metrics = metrics.clone();
                     let id = id.clone();
                     async move {
-                        let results = worker.sync(&id, &list, &metrics).await;
+                        // A follower keeps its own embedded zones current and touches
+                        // nothing shared.
+                        let results =
+                            if leading || worker.local { worker.sync(&id, &list, &metrics).await } else { Vec::new() };
                         (id, list, results)
                     }
                 })
@@ -927,6 +946,9 @@ impl ProviderController {
             }
         }
 
+        if !leading {
+            return self.workers.values().filter_map(|w| w.deadline()).min();
+        }
         // Statuses and finalizers.
         let mut writes = Vec::new();
         let mut deleting_namespaces: BTreeSet<String> = BTreeSet::new();

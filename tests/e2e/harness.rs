@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use extdns::crd::DNSEndpoint;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use serde_json::json;
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -277,8 +277,4 @@ where
         async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
     })
     .await
-}
-
-pub fn name_of<K: kube::Resource>(k: &K) -> String {
-    k.name_any()
 }

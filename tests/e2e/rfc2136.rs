@@ -296,3 +296,64 @@ async fn restarts_send_no_changes_and_recover() {
     wait_dig(bind.port, &format!("after.{zone}"), "A", &["192.0.2.199"]).await;
     ns.cleanup().await;
 }
+
+/// Two replicas with leader election: only the leader writes to the DNS server; when it
+/// dies the other takes over.
+#[tokio::test]
+async fn leader_election_single_writer_and_failover() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = client().await;
+    let ops_ns: Api<Namespace> = Api::all(client.clone());
+    let _ = ops_ns
+        .create(&Default::default(), &serde_json::from_value(json!({"metadata": {"name": "extdns-e2e"}})).expect("ns"))
+        .await;
+    let ns = TestNs::new(&client, "leader", json!({})).await;
+    let zone = "leader.e2e.test";
+    let bind = Bind::start("leader", zone);
+    let lease_name = format!("e2e-leader-{}", std::process::id());
+    let common = ["--leader-elect", "--leader-election-duration", "4s", "--leader-election-lease", lease_name.as_str()];
+    let mut a = Operator::start_with("leader_a", &[&common[..], &["--identity", "replica-a"]].concat());
+    let mut b = Operator::start_with("leader_b", &[&common[..], &["--identity", "replica-b"]].concat());
+    rfc2136_provider(&client, &ns.name, zone, bind.port, "e2e").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "extdns-e2e");
+    let holder =
+        |leases: Api<Lease>, name: String| async move { leases.get_opt(&name).await.ok()??.spec?.holder_identity };
+    let first = wait_for("a lease holder", DEADLINE, || holder(leases.clone(), lease_name.clone())).await;
+
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    apply(
+        &eps,
+        "x",
+        dnsendpoint("x", json!([{"dnsName": format!("x.{zone}"), "recordType": "A", "targets": ["192.0.2.210"]}])),
+    )
+    .await;
+    wait_condition(&eps, "x", "Ready", "True").await;
+    wait_dig(bind.port, &format!("x.{zone}"), "A", &["192.0.2.210"]).await;
+    let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    assert!(leader.counter("extdns_provider_changes_total", &[]).await > 0, "the leader wrote the record");
+    assert_eq!(
+        follower.counter("extdns_provider_calls_total", &[]).await,
+        0,
+        "the follower must not call the DNS server"
+    );
+    assert_eq!(follower.counter("extdns_status_writes_total", &[]).await, 0, "the follower must not write statuses");
+
+    leader.stop();
+    let second = wait_for("the other replica to take the lease", DEADLINE, || {
+        let (l, n, first) = (leases.clone(), lease_name.clone(), first.clone());
+        async move { holder(l, n).await.filter(|h| *h != first) }
+    })
+    .await;
+    assert_ne!(first, second);
+    apply(
+        &eps,
+        "y",
+        dnsendpoint("y", json!([{"dnsName": format!("y.{zone}"), "recordType": "A", "targets": ["192.0.2.211"]}])),
+    )
+    .await;
+    wait_condition(&eps, "y", "Ready", "True").await;
+    wait_dig(bind.port, &format!("y.{zone}"), "A", &["192.0.2.211"]).await;
+    ns.cleanup().await;
+    let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
+}
