@@ -357,3 +357,53 @@ async fn leader_election_single_writer_and_failover() {
     ns.cleanup().await;
     let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
 }
+
+/// Issue 4: a wrong TSIG key is reported on the provider (AuthFailed with the server's
+/// answer) and on the DNSEndpoint; fixing the Secret heals both without a restart.
+#[tokio::test]
+async fn rfc2136_wrong_key_is_reported_and_recovers() {
+    let client = client().await;
+    let ns = TestNs::new(&client, "bind-auth", json!({})).await;
+    let zone = "auth.e2e.test";
+    let bind = Bind::start("rfc2136_auth", zone);
+    let _op = Operator::start("rfc2136_auth");
+    rfc2136_provider(&client, &ns.name, zone, bind.port, "e2e").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    // Overwrite with a valid-looking but wrong key.
+    apply(&secrets, "tsig", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tsig"}, "stringData": {"secret": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}})).await;
+    let providers: Api<DNSProvider> = Api::namespaced(client.clone(), &ns.name);
+    // The provider may have been built with the right key before the overwrite; a spec
+    // change makes it re-read the Secret now.
+    providers
+        .patch("bind", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"defaultTTL": 61}})))
+        .await
+        .expect("touch provider");
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    apply(
+        &eps,
+        "a",
+        dnsendpoint("a", json!([{"dnsName": format!("a.{zone}"), "recordType": "A", "targets": ["192.0.2.220"]}])),
+    )
+    .await;
+    let p = wait_for("the provider to report AuthFailed", DEADLINE, || {
+        let providers = providers.clone();
+        async move {
+            let p = providers.get("bind").await.ok()?;
+            let c = p.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+            (c.status == "False" && c.reason == "AuthFailed").then_some(c)
+        }
+    })
+    .await;
+    assert!(
+        p.message.contains("BADSIG") || p.message.contains("NOTAUTH"),
+        "server answer in the message: {}",
+        p.message
+    );
+    let ep = wait_condition(&eps, "a", "Stalled", "True").await;
+    assert_eq!(condition(&ep, "Stalled").map(|c| c.reason.as_str()), Some("AuthFailed"));
+
+    apply(&secrets, "tsig", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tsig"}, "stringData": {"secret": TSIG_SECRET}})).await;
+    wait_condition(&eps, "a", "Ready", "True").await;
+    wait_dig(bind.port, &format!("a.{zone}"), "A", &["192.0.2.220"]).await;
+    ns.cleanup().await;
+}
