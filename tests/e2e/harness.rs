@@ -173,7 +173,7 @@ impl TestNs {
         TestNs { name, client: client.clone() }
     }
 
-    pub async fn cleanup(self) {
+    pub async fn cleanup(&self) {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let _ = api.delete(&self.name, &DeleteParams::default()).await;
         let name = self.name.clone();
@@ -277,4 +277,25 @@ where
         async move { matches!(api.get_opt(name).await, Ok(None)).then_some(()) }
     })
     .await
+}
+
+/// The common setup of a test against the embedded provider: its own namespace, an operator,
+/// and a DNSProvider serving `zone` on a port of its own.
+pub struct EmbeddedEnv {
+    pub client: Client,
+    pub ns: TestNs,
+    pub port: u16,
+    pub op: Operator,
+}
+
+impl EmbeddedEnv {
+    pub async fn start(test: &str, zone: &str) -> EmbeddedEnv {
+        let client = client().await;
+        let ns = TestNs::new(&client, test, json!({})).await;
+        let port = port();
+        let op = Operator::start(test);
+        let providers: Api<extdns::crd::DNSProvider> = Api::namespaced(client.clone(), &ns.name);
+        apply(&providers, "dns", embedded_provider("dns", zone, port)).await;
+        EmbeddedEnv { client, ns, port, op }
+    }
 }

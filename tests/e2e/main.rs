@@ -22,17 +22,8 @@ async fn set_lb_ip(api: &Api<Service>, name: &str, ip: &str) {
 ///    follows the address, the annotation and the Service's deletion.
 #[tokio::test]
 async fn service_lifecycle() {
-    let client = client().await;
-    let ns = TestNs::new(&client, "svc", json!({})).await;
-    let port = port();
-    let zone = "svc.e2e.test";
-    let mut op = Operator::start("service_lifecycle");
-    apply(
-        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
-        "dns",
-        embedded_provider("dns", zone, port),
-    )
-    .await;
+    let mut env = EmbeddedEnv::start("svc", "svc.e2e.test").await;
+    let (client, ns, port) = (env.client.clone(), &env.ns, env.port);
 
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     let svc_json = |annotated: bool| {
@@ -84,23 +75,14 @@ async fn service_lifecycle() {
     wait_dig(port, "web.svc.e2e.test", "A", &[]).await;
 
     ns.cleanup().await;
-    op.stop();
+    env.op.stop();
 }
 
 /// 2. An Ingress publishes a record for each rule host and TLS host.
 #[tokio::test]
 async fn ingress_hosts() {
-    let client = client().await;
-    let ns = TestNs::new(&client, "ing", json!({})).await;
-    let port = port();
-    let zone = "ing.e2e.test";
-    let _op = Operator::start("ingress_hosts");
-    apply(
-        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
-        "dns",
-        embedded_provider("dns", zone, port),
-    )
-    .await;
+    let env = EmbeddedEnv::start("ing", "ing.e2e.test").await;
+    let (client, ns, port) = (env.client.clone(), &env.ns, env.port);
     let ings: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
     let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
     apply(
@@ -137,17 +119,8 @@ async fn ingress_hosts() {
 /// 4. An invalid record is reported by field while valid ones in the namespace go live.
 #[tokio::test]
 async fn invalid_dnsendpoint_is_stalled_and_valid_one_ready() {
-    let client = client().await;
-    let ns = TestNs::new(&client, "invalid", json!({})).await;
-    let port = port();
-    let zone = "example.com";
-    let _op = Operator::start("invalid");
-    apply(
-        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
-        "dns",
-        embedded_provider("dns", zone, port),
-    )
-    .await;
+    let env = EmbeddedEnv::start("invalid", "example.com").await;
+    let (client, ns, port) = (env.client.clone(), &env.ns, env.port);
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     // The invalid sample exactly as shipped.
     let sample: serde_json::Value = serde_yaml::from_str(
@@ -182,17 +155,8 @@ async fn invalid_dnsendpoint_is_stalled_and_valid_one_ready() {
 ///    over when the winner goes.
 #[tokio::test]
 async fn conflicting_dnsendpoints() {
-    let client = client().await;
-    let ns = TestNs::new(&client, "conflict", json!({})).await;
-    let port = port();
-    let zone = "conflict.e2e.test";
-    let _op = Operator::start("conflict");
-    apply(
-        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
-        "dns",
-        embedded_provider("dns", zone, port),
-    )
-    .await;
+    let env = EmbeddedEnv::start("conflict", "conflict.e2e.test").await;
+    let (client, ns, port) = (env.client.clone(), &env.ns, env.port);
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     apply(
         &eps,
@@ -284,16 +248,8 @@ async fn provider_scoping() {
 /// 8. `kubectl wait --for=condition=Ready` works on DNSEndpoints.
 #[tokio::test]
 async fn kubectl_wait_works() {
-    let client = client().await;
-    let ns = TestNs::new(&client, "wait", json!({})).await;
-    let port = port();
-    let _op = Operator::start("kubectl_wait");
-    apply(
-        &Api::<extdns::crd::DNSProvider>::namespaced(client.clone(), &ns.name),
-        "dns",
-        embedded_provider("dns", "wait.e2e.test", port),
-    )
-    .await;
+    let env = EmbeddedEnv::start("wait", "wait.e2e.test").await;
+    let (client, ns) = (env.client.clone(), &env.ns);
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     apply(
         &eps,
