@@ -13,7 +13,9 @@ pub const STALLED: &str = "Stalled";
 pub mod state {
     pub const READY: &str = "Ready";
     pub const PENDING: &str = "Pending";
-    pub const RETRYING: &str = "Retrying";
+    /// Transient backend failures, retried with backoff: the state is the error's reason.
+    pub const UNREACHABLE: &str = "Unreachable";
+    pub const THROTTLED: &str = "Throttled";
     pub const INVALID: &str = "Invalid";
     pub const NO_PROVIDER: &str = "NoProvider";
     pub const NO_ZONE: &str = "ZoneNotFound";
@@ -38,7 +40,7 @@ pub enum Class {
 pub fn classify(state: &str) -> Class {
     match state {
         state::READY => Class::Live,
-        state::PENDING | state::RETRYING | "Propagating" => Class::InProgress,
+        state::PENDING | state::UNREACHABLE | state::THROTTLED => Class::InProgress,
         _ => Class::NeedsHuman,
     }
 }
@@ -81,22 +83,12 @@ pub fn endpoint_conditions(
     } else if let Some(first) = stalled.first() {
         (false, reason_for_state(&first.state).to_string(), summarize(&stalled))
     } else if let Some(first) = progressing.first() {
-        let r = if first.state == state::RETRYING {
-            first.message.as_deref().and_then(|m| m.split(':').next()).unwrap_or(state::RETRYING).to_string()
-        } else {
-            reason::PROGRESSING.to_string()
-        };
+        let r = if first.state == state::PENDING { reason::PROGRESSING } else { first.state.as_str() }.to_string();
         (false, r, summarize(&progressing))
     } else if records.is_empty() {
         (true, reason::NO_RECORDS.to_string(), "this object requests no records".to_string())
     } else {
         (true, reason::RECORDS_LIVE.to_string(), format!("{} record(s) live", records.len()))
-    };
-    // Retrying messages start with the error reason ("Unreachable: ..."); keep it CamelCase.
-    let ready_reason = if ready_reason.chars().all(|c| c.is_ascii_alphanumeric()) && !ready_reason.is_empty() {
-        ready_reason
-    } else {
-        state::RETRYING.to_string()
     };
 
     let reconciling = deleting || !progressing.is_empty();
@@ -198,13 +190,8 @@ mod tests {
         assert!(!applied);
         assert_eq!(get(&c, READY).status, "False");
         assert_eq!(get(&c, RECONCILING).status, "True");
-        let (c, _) = endpoint_conditions(
-            &[rec("Retrying", "Unreachable: timeout")],
-            false,
-            Some(1),
-            &[],
-            &t("2026-01-01T00:00:00Z"),
-        );
+        let (c, _) =
+            endpoint_conditions(&[rec("Unreachable", "timeout")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
         assert_eq!(get(&c, READY).reason, "Unreachable");
     }
 

@@ -358,9 +358,10 @@ impl Worker {
                 .map(|_| RecordResult { state: state.to_string(), zone: None, message: message.clone() })
                 .collect::<Vec<_>>()
         };
-        if let Err(e) = &self.backend {
-            return all("InvalidProvider", format!("provider {id} cannot be used: {e}"));
-        }
+        let backend = match &self.backend {
+            Ok(b) => b.provider.clone(),
+            Err(e) => return all("InvalidProvider", format!("provider {id} cannot be used: {e}")),
+        };
         if let Err(e) = &self.ownership {
             return all("InvalidProvider", format!("provider {id} cannot be used: {e}"));
         }
@@ -457,10 +458,6 @@ impl Worker {
         // Apply, zone by zone, keeping track of which planned change each call belongs to.
         let mut change_result: Vec<Result<(), ProviderError>> = vec![Ok(()); p.changes.len()];
         if !p.changes.is_empty() {
-            let backend = match &self.backend {
-                Ok(b) => b.provider.clone(),
-                Err(_) => unreachable_backend(),
-            };
             let mut by_zone: BTreeMap<String, (Zone, Vec<(usize, Change)>)> = BTreeMap::new();
             for (i, c) in p.changes.iter().enumerate() {
                 if let Some(z) = zone_for(&cache.zones, &c.endpoint().dns_name) {
@@ -522,7 +519,6 @@ impl Worker {
                 Outcome::InSync => (state::READY.to_string(), format!("{key} is live at {id}")),
                 Outcome::Change(ci) => match &change_result[*ci] {
                     Ok(()) => (state::READY.to_string(), format!("{key} is live at {id}")),
-                    Err(e) if e.is_transient() => (state::RETRYING.to_string(), format!("{}: {key}: {e}", e.reason())),
                     Err(e) => (e.reason().to_string(), format!("{key}: {e}")),
                 },
                 other => (other.reason().to_string(), other.message(&key)),
@@ -536,10 +532,9 @@ impl Worker {
     }
 
     fn retry_results(&self, id: &ProviderId, routed: &[Routed]) -> Vec<RecordResult> {
-        let (st, reason, msg) = match &self.last_error {
-            Some(e) if e.is_transient() => (state::RETRYING.to_string(), e.reason(), e.to_string()),
-            Some(e) => (e.reason().to_string(), e.reason(), e.to_string()),
-            None => (state::PENDING.to_string(), "Pending", "waiting for the provider".to_string()),
+        let (st, msg) = match &self.last_error {
+            Some(e) => (e.reason().to_string(), e.to_string()),
+            None => (state::PENDING.to_string(), "waiting for the provider".to_string()),
         };
         let when = self.retry.as_ref().map(|r| r.next.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0);
         routed
@@ -547,16 +542,10 @@ impl Worker {
             .map(|r| RecordResult {
                 state: st.clone(),
                 zone: None,
-                message: format!("{reason}: {}: provider {id}: {msg}; retrying in {when}s", r.desired.endpoint.key()),
+                message: format!("{}: provider {id}: {msg}; retrying in {when}s", r.desired.endpoint.key()),
             })
             .collect()
     }
-}
-
-fn unreachable_backend() -> Arc<dyn crate::dns::Provider> {
-    // Only reachable if a pass raced a rebuild; an empty in-memory provider rejects nothing
-    // harmful and the next pass uses the real backend.
-    Arc::new(crate::dns::providers::inmemory::InMemoryProvider::default())
 }
 
 fn apply_to_cache(zone: &mut BTreeMap<RecordKey, Endpoint>, change: &Change) {

@@ -118,8 +118,9 @@ pub struct RecordStatus {
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    /// Ready, Pending, Retrying, Invalid, Conflict, OwnedByOther, RecordExists, NoProvider,
-    /// NoZone, Rejected, AuthFailed, Skipped.
+    /// Live: Ready. In progress (retried automatically): Pending, Unreachable, Throttled.
+    /// Needs a human: Invalid, Conflict, OwnedByOther, RecordExists, NoProvider, ZoneNotFound,
+    /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, UnmanagedType.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
