@@ -441,6 +441,9 @@ async fn main() {
     let p = args.port_base;
     let (lat_bind_port, scale_bind_port, base_bind_port, emb_port, metrics_port) = (p, p + 1, p + 2, p + 3, p + 4);
     let run = std::process::id();
+    // Counters are scoped to this run's providers: leftovers of an earlier run on the same
+    // cluster must not count.
+    let run_f = format!("-{run}/");
 
     println!("extdns bench: {}", chrono_free_now());
     println!(
@@ -590,11 +593,11 @@ async fn main() {
     // ---- 3. Steady state ----------------------------------------------------------------
     println!("\n[3/5] steady state: idle {} s after convergence", args.idle);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let calls_before = op.counter_wait("extdns_provider_calls_total", &[]).await;
+    let calls_before = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await;
     let passes_before = op.counter_wait("extdns_sync_passes_total", &[]).await;
     let cpu_before = op.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(args.idle)).await;
-    let idle_calls = op.counter_wait("extdns_provider_calls_total", &[]).await - calls_before;
+    let idle_calls = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await - calls_before;
     let idle_passes = op.counter_wait("extdns_sync_passes_total", &[]).await - passes_before;
     let idle_cpu = op.cpu_seconds() - cpu_before;
     let rss_mib = op.status_kib("VmRSS") as f64 / 1024.0;
@@ -627,10 +630,10 @@ async fn main() {
     let metrics = op.metrics().await.unwrap_or_default();
     // The embedded provider keeps its zone in the operator's memory: a restart rebuilds it,
     // so only changes to the RFC2136 (BIND) providers count against "0 changes on restart".
-    let r_changes_all = sum_counter(&metrics, "extdns_provider_changes_total", &[]);
+    let r_changes_all = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f]);
     let r_changes_emb = sum_counter(&metrics, "extdns_provider_changes_total", &["/emb\""]);
     let r_changes = r_changes_all - r_changes_emb;
-    let r_apply = sum_counter(&metrics, "extdns_provider_calls_total", &["operation=\"apply\""]);
+    let r_apply = sum_counter(&metrics, "extdns_provider_calls_total", &[&run_f, "operation=\"apply\""]);
     let r_status = sum_counter(&metrics, "extdns_status_writes_total", &[]);
     let r_passes = sum_counter(&metrics, "extdns_sync_passes_total", &[]);
     let r_cpu = op.cpu_seconds();
