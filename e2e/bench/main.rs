@@ -631,8 +631,8 @@ async fn main() {
     // The embedded provider keeps its zone in the operator's memory: a restart rebuilds it,
     // so only changes to the RFC2136 (BIND) providers count against "0 changes on restart".
     let r_changes_all = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f]);
-    let r_changes_emb = sum_counter(&metrics, "extdns_provider_changes_total", &["/emb\""]);
-    let r_changes = r_changes_all - r_changes_emb;
+    let r_changes_emb = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f, "/emb\""]);
+    let r_changes = r_changes_all.saturating_sub(r_changes_emb);
     let r_apply = sum_counter(&metrics, "extdns_provider_calls_total", &[&run_f, "operation=\"apply\""]);
     let r_status = sum_counter(&metrics, "extdns_status_writes_total", &[]);
     let r_passes = sum_counter(&metrics, "extdns_sync_passes_total", &[]);
