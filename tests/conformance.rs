@@ -1,6 +1,8 @@
 //! The provider conformance battery against real DNS servers: BIND, Knot and PowerDNS, each
 //! started by `e2e/dns/server.sh` in its own scratch dir, on its own free port, with its own
-//! zone, and stopped when the test ends.
+//! zone, and stopped when the test ends. The Route53 provider runs it against moto, started by
+//! `e2e/dns/moto.sh` (which builds its venv on first use), with the cases moto cannot emulate
+//! skipped or adapted where the moto test says so.
 //!
 //! When a server binary is not installed the test is skipped with a message on stderr, unless
 //! `EXTDNS_REQUIRE_DNS_SERVERS` is set (CI sets it): then `server.sh` is run anyway, installs the
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use extdns::dns::providers::conformance;
 use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
-use extdns::dns::{Provider, ProviderError, Zone};
+use extdns::dns::providers::route53::{Route53Config, Route53Provider};
+use extdns::dns::{Change, Endpoint, Provider, ProviderError, RecordType, Zone};
 
 const KEY_NAME: &str = "externaldns-key";
 const KEY_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";
@@ -283,4 +286,257 @@ async fn a_silent_server_is_reported_unreachable_within_the_timeout() {
         .unwrap_or_else(|e| panic!("silent server: {e}"));
     say(&format!("silent server: reported Unreachable after {took:?} (timeout 500 ms)"));
     drop((udp, tcp));
+}
+
+/// moto (a Route53 API emulator) started by `e2e/dns/moto.sh`, which execs `moto_server`, so
+/// the child is the server; stopped with SIGTERM (then SIGKILL) when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+/// First run builds the venv (pip install moto[server]); later runs reuse it.
+const MOTO_READY_DEADLINE: Duration = Duration::from_secs(240);
+
+impl Moto {
+    fn cache_dir() -> PathBuf {
+        std::env::var_os("EXTDNS_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/extdns"))
+    }
+
+    /// Starts moto or returns `None` when the test must be skipped.
+    fn start() -> Option<Moto> {
+        let venv_ready = Self::cache_dir().join("moto-venv/.extdns-moto-5.2.5").exists();
+        let can_build_venv = Command::new("python3")
+            .args(["-c", "import venv, ensurepip"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !venv_ready && !can_build_venv {
+            if std::env::var_os(REQUIRE_ENV).is_none() {
+                say(&format!(
+                    "\n!!! SKIPPED moto (Route53) conformance: no moto venv and no python3 with venv/ensurepip \
+                     (install python3-venv) or set {REQUIRE_ENV}=1 to make this a failure. !!!\n"
+                ));
+                return None;
+            }
+            say(&format!("moto: python3-venv missing and {REQUIRE_ENV} is set: letting moto.sh install it"));
+        }
+        let scratch = tempfile::Builder::new().prefix("extdns-moto-").tempdir().expect("creating a scratch dir failed");
+        let log = scratch.path().join("moto.log");
+        let port = free_port();
+        let log_file = std::fs::File::create(&log).expect("creating the moto log failed");
+        let child = Command::new("bash")
+            .arg(scripts().join("moto.sh"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("duplicating the log handle failed"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting e2e/dns/moto.sh failed: {e}"));
+        let mut moto = Moto { child, port, log, _scratch: scratch };
+        let started = Instant::now();
+        let url = format!("http://127.0.0.1:{port}/moto-api/");
+        loop {
+            let up = Command::new("curl")
+                .args(["-fs", "-o", "/dev/null", "--max-time", "2", &url])
+                .status()
+                .expect("running curl failed");
+            if up.success() {
+                break;
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto.sh exited with {status} before serving; log:\n{}", moto.log_tail());
+            }
+            if started.elapsed() > MOTO_READY_DEADLINE {
+                panic!("moto did not answer on {url} within {MOTO_READY_DEADLINE:?}; log:\n{}", moto.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        say(&format!("moto: serving on 127.0.0.1:{port} after {:?}", started.elapsed()));
+        Some(moto)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            say("moto: did not stop within 10 s of SIGTERM, killing it");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(dir) = std::env::var_os(LOG_DIR_ENV) {
+            let dest = Path::new(&dir).join(format!("moto-{}.log", self.port));
+            let copied = std::fs::create_dir_all(&dir).and_then(|_| std::fs::copy(&self.log, &dest));
+            if let Err(e) = copied {
+                say(&format!("moto: keeping the log as {} failed: {e}", dest.display()));
+            }
+        }
+    }
+}
+
+fn route53_config(port: u16) -> Route53Config {
+    let mut config = Route53Config::new("us-east-1");
+    config.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    config.credentials = Some(("testing".into(), "testing".into()));
+    config.zones_cache_ttl = Duration::ZERO;
+    config.retry_base_delay = Duration::from_millis(20);
+    config
+}
+
+/// moto stand-in for `case_bad_change_in_batch`. moto accepts the conflicts that case uses (a
+/// CNAME next to an A, a CREATE of an existing RRset with other values) and, for a refused
+/// CREATE, keeps the creates before it applied, so a bisected retry of them is refused as a
+/// duplicate. It does check DELETEs against what it holds before applying anything, so bad
+/// DELETEs exercise bisection against it faithfully. The out-of-zone create is refused by the
+/// provider before anything is sent.
+async fn moto_bad_change_in_batch(p: &Route53Provider, zone: &Zone) -> Result<Vec<String>, String> {
+    let base = format!("badbatch.{}", zone.name);
+    let a =
+        |label: &str, ip: &str| Endpoint::new(format!("{label}.{base}"), RecordType::A, vec![ip.into()]).with_ttl(300);
+    let taken = a("taken", "192.0.2.50");
+    let seed = p.apply(zone, &[Change::Create(taken.clone())]).await;
+    if seed != vec![Ok(())] {
+        return Err(format!("seed: {seed:?}"));
+    }
+    let good: Vec<Endpoint> = (1..=5).map(|i| a(&format!("good{i}"), &format!("192.0.2.{}", 50 + i))).collect();
+    let changes = vec![
+        Change::Create(good[0].clone()),
+        // Not held: nothing at this name.
+        Change::Delete(a("missing", "192.0.2.97")),
+        Change::Create(good[1].clone()),
+        Change::Create(good[2].clone()),
+        // Held with another value.
+        Change::Delete(a("taken", "192.0.2.99")),
+        Change::Create(good[3].clone()),
+        Change::Create(Endpoint::new("stray.invalid", RecordType::A, vec!["192.0.2.98".into()]).with_ttl(300)),
+        Change::Create(good[4].clone()),
+    ];
+    let results = p.apply(zone, &changes).await;
+    if results.len() != changes.len() {
+        return Err(format!("{} results for {} changes", results.len(), changes.len()));
+    }
+    let mut rejections = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (1 | 4 | 6, Err(e @ ProviderError::Rejected(_))) => rejections.push(e.to_string()),
+            (1 | 4 | 6, other) => return Err(format!("change {i}: expected Err(Rejected), got {other:?}")),
+            (_, Ok(())) => {}
+            (_, Err(e)) => return Err(format!("change {i} should have been applied but failed: {e}")),
+        }
+    }
+    let mut listed: Vec<Endpoint> = p
+        .records(zone)
+        .await
+        .map_err(|e| format!("listing: {e}"))?
+        .into_iter()
+        .filter(|e| e.dns_name.ends_with(&base))
+        .collect();
+    listed.sort();
+    let mut want = good.clone();
+    want.push(taken.clone());
+    want.sort();
+    if listed != want {
+        return Err(format!("after the mixed batch: expected {want:?}, found {listed:?}"));
+    }
+    let cleanup: Vec<Change> = want.into_iter().map(Change::Delete).collect();
+    let results = p.apply(zone, &cleanup).await;
+    if results.iter().any(|r| r.is_err()) {
+        return Err(format!("cleanup: {results:?}"));
+    }
+    Ok(rejections)
+}
+
+async fn moto_battery() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let fail =
+        |what: &str, e: String| -> ! { panic!("moto: {what}: {e}\n--- moto log (tail) ---\n{}", moto.log_tail()) };
+    let p = Route53Provider::new(route53_config(moto.port))
+        .await
+        .unwrap_or_else(|e| fail("building the provider", e.to_string()));
+    let zone_name = "conformance-moto.test";
+    let created = p
+        .client()
+        .create_hosted_zone()
+        .name(format!("{zone_name}."))
+        .caller_reference(format!("extdns-conformance-{}", std::process::id()))
+        .send()
+        .await
+        .unwrap_or_else(|e| fail("CreateHostedZone", format!("{}", aws_sdk_route53::error::DisplayErrorContext(e))));
+    let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
+    let zone = Zone { id, name: zone_name.into() };
+
+    let started = Instant::now();
+    macro_rules! case {
+        ($name:literal, $call:expr) => {{
+            let t = Instant::now();
+            let out = $call.await.unwrap_or_else(|e| fail($name, e));
+            say(&format!("  {:<28} {:>8.1} ms", $name, t.elapsed().as_secs_f64() * 1000.0));
+            out
+        }};
+    }
+    case!("zone_is_listed", conformance::case_zone_is_listed(&p, &zone));
+    case!("each_type_lifecycle", conformance::case_each_type_lifecycle(&p, &zone));
+    case!("txt_values", conformance::case_txt_values(&p, &zone));
+    case!("multi_target_rrsets", conformance::case_multi_target_rrsets(&p, &zone));
+    case!("ttl_change", conformance::case_ttl_change(&p, &zone));
+    case!("wildcard_names", conformance::case_wildcard_names(&p, &zone));
+    case!("apex_records", conformance::case_apex_records(&p, &zone));
+    // Skipped: names_differ_in_case and names_in_any_case. Both end by expecting a CREATE of an
+    // RRset that exists (under another spelling) to be refused; moto 5.2.5 accepts a CREATE of
+    // an existing name and type with other values and stores a second RRset.
+    // Adapted: bad_change_in_batch, see moto_bad_change_in_batch.
+    let rejections = case!("bad_change_in_batch (moto)", moto_bad_change_in_batch(&p, &zone));
+    for r in &rejections {
+        say(&format!("  rejected: {r}"));
+    }
+    case!("stale_update_and_delete", conformance::case_stale_update_and_delete(&p, &zone));
+    let (create, delete) = case!("bulk", conformance::case_bulk(&p, &zone, conformance::BULK_RECORDS));
+    say(&format!(
+        "moto: battery passed in {:?}; {} creates took {create:?}, deletes {delete:?}",
+        started.elapsed(),
+        conformance::BULK_RECORDS
+    ));
+    // Skipped: auth_failure. moto accepts any access key and secret.
+
+    match p.records(&Zone { id: "NOSUCHZONE".into(), name: "missing-moto.test".into() }).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => {
+            fail("records() of a hosted zone that does not exist", format!("expected Err(ZoneNotFound), got {other:?}"))
+        }
+    }
+
+    let down =
+        Route53Provider::new(route53_config(free_port())).await.unwrap_or_else(|e| fail("provider", e.to_string()));
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("moto: an endpoint where nothing listens was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, moto_battery()).await.is_err() {
+        panic!("moto: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
 }

@@ -8,11 +8,12 @@ use kube::{Api, Client};
 
 use std::net::SocketAddr;
 
-use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, SecretKeyRef, Transport};
+use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
 use crate::dns::providers::ratelimit::RateLimited;
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
+use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
 use crate::dns::Provider;
 
 /// A running backend. Dropping it stops anything it started.
@@ -35,7 +36,7 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136), found {0}")]
+    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53), found {0}")]
     BackendCount(usize),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
@@ -120,7 +121,63 @@ async fn build_backend(
             server: None,
         });
     }
+    if let Some(r) = &spec.route53 {
+        return Ok(Backend {
+            provider: Arc::new(route53_provider(client, r, secret_ns, default_ttl).await?),
+            server: None,
+        });
+    }
     Err(BackendError::BackendCount(0))
+}
+
+async fn route53_provider(
+    client: &Client,
+    r: &Route53Spec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<Route53Provider, BackendError> {
+    let mut cfg = Route53Config::new(r.region.clone());
+    cfg.endpoint = r.endpoint.clone();
+    cfg.assume_role_arn = r.assume_role_arn.clone();
+    cfg.zone_type = match r.zone_type {
+        Route53ZoneType::Public => ZoneType::Public,
+        Route53ZoneType::Private => ZoneType::Private,
+        Route53ZoneType::Any => ZoneType::Any,
+    };
+    cfg.zone_tags = r.zone_tags.clone();
+    if let Some(b) = r.batch_change_size {
+        cfg.batch_change_size = b as usize;
+    }
+    if let Some(e) = r.evaluate_target_health {
+        cfg.evaluate_target_health = e;
+    }
+    if let Some(t) = &r.zones_cache_ttl {
+        cfg.zones_cache_ttl = crate::controller::provider::parse_duration("spec.route53.zonesCacheTTL", t)
+            .map_err(|message| BackendError::Field { field: "spec.route53.zonesCacheTTL".into(), message })?;
+    }
+    cfg.default_ttl = default_ttl;
+    if let Some(c) = &r.credentials {
+        let text = |key: Option<&String>, default: &str| SecretKeyRef {
+            name: c.secret_ref.name.clone(),
+            key: key.cloned().unwrap_or_else(|| default.to_string()),
+        };
+        let id =
+            read_secret(client, secret_ns, &text(c.secret_ref.access_key_id_key.as_ref(), "access-key-id")).await?;
+        let secret =
+            read_secret(client, secret_ns, &text(c.secret_ref.secret_access_key_key.as_ref(), "secret-access-key"))
+                .await?;
+        let utf8 = |b: Vec<u8>| String::from_utf8(b).map(|s| s.trim().to_string());
+        match (utf8(id), utf8(secret)) {
+            (Ok(id), Ok(secret)) => cfg.credentials = Some((id, secret)),
+            _ => {
+                return Err(BackendError::Field {
+                    field: "spec.route53.credentials.secretRef".into(),
+                    message: "the keys are not UTF-8 text".into(),
+                })
+            }
+        }
+    }
+    Route53Provider::new(cfg).await.map_err(|e| BackendError::Start(e.to_string()))
 }
 
 pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";

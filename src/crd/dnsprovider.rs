@@ -20,6 +20,9 @@ pub struct ProviderSpec {
     /// Backend: RFC2136 dynamic updates (BIND, Knot, PowerDNS, Windows DNS) with TSIG.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rfc2136: Option<Rfc2136Spec>,
+    /// Backend: Amazon Route53 (or an API-compatible endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53: Option<Route53Spec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -124,6 +127,68 @@ pub struct Rfc2136Spec {
     /// Timeout of one exchange with the server, e.g. "10s". Default "10s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53Spec {
+    /// AWS region of the API client, e.g. "us-east-1".
+    pub region: String,
+    /// Static credentials. Without it, the default AWS chain is used (environment, web
+    /// identity / IRSA, profile, container and instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<AwsCredentials>,
+    /// Role to assume through STS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role_arn: Option<String>,
+    /// API endpoint override, for tests and compatible APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// public, private or any (default).
+    #[serde(default)]
+    pub zone_type: Route53ZoneType,
+    /// Only hosted zones carrying all these tags (an empty value requires only the key).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub zone_tags: std::collections::BTreeMap<String, String>,
+    /// Record values per ChangeResourceRecordSets call. Default 1000 (Route53's limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub batch_change_size: Option<u32>,
+    /// EvaluateTargetHealth of alias records that do not set aws/evaluate-target-health.
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_target_health: Option<bool>,
+    /// How long the hosted zone list is reused, e.g. "1m". Default "60s".
+    #[serde(default, rename = "zonesCacheTTL", skip_serializing_if = "Option::is_none")]
+    pub zones_cache_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCredentials {
+    /// Secret with the access key id and secret access key.
+    pub secret_ref: AwsSecretRef,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsSecretRef {
+    pub name: String,
+    /// Key holding the access key id. Default "access-key-id".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_key: Option<String>,
+    /// Key holding the secret access key. Default "secret-access-key".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_key: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Route53ZoneType {
+    Public,
+    Private,
+    #[default]
+    Any,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

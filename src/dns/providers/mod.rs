@@ -5,3 +5,4 @@ pub mod embedded;
 pub mod inmemory;
 pub mod ratelimit;
 pub mod rfc2136;
+pub mod route53;
