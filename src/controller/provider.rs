@@ -153,6 +153,85 @@ struct EndpointWork {
     serving: BTreeSet<ProviderId>,
 }
 
+/// DNSEndpoint statuses waiting to be written. Writing thousands of statuses takes a while
+/// on the apiserver; a separate task does it so that the next pass (new records) never waits
+/// for it. The latest status of an object replaces one still pending.
+#[derive(Default)]
+struct StatusQueue {
+    pending: std::sync::Mutex<BTreeMap<String, (Arc<DNSEndpoint>, serde_json::Value)>>,
+    /// Hash of the last status written per object (key includes the uid).
+    written: std::sync::Mutex<HashMap<String, u64>>,
+    wake: Notify,
+}
+
+fn status_hash(v: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    h.finish()
+}
+
+fn endpoint_key(obj: &DNSEndpoint) -> String {
+    format!("{}/{}@{}", obj.namespace().unwrap_or_default(), obj.name_any(), obj.meta().uid.clone().unwrap_or_default())
+}
+
+impl StatusQueue {
+    fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn already_written(&self, key: &str, v: &serde_json::Value) -> bool {
+        Self::lock(&self.written).get(key) == Some(&status_hash(v))
+    }
+
+    fn push(&self, obj: Arc<DNSEndpoint>, v: serde_json::Value) {
+        Self::lock(&self.pending).insert(endpoint_key(&obj), (obj, v));
+        self.wake.notify_one();
+    }
+
+    /// Writes whatever is pending, for ever. A failed write asks for another pass, which
+    /// recomputes the status and queues it again.
+    async fn run(self: Arc<Self>, client: Client, metrics: Arc<Metrics>, concurrency: usize, repass: Arc<Notify>) {
+        loop {
+            self.wake.notified().await;
+            loop {
+                let batch: Vec<(String, (Arc<DNSEndpoint>, serde_json::Value))> =
+                    std::mem::take(&mut *Self::lock(&self.pending)).into_iter().collect();
+                if batch.is_empty() {
+                    break;
+                }
+                let results: Vec<bool> = stream::iter(batch)
+                    .map(|(key, (obj, status))| {
+                        let (client, metrics, queue) = (client.clone(), metrics.clone(), self.clone());
+                        async move {
+                            match write_endpoint_status(&client, &obj, &status).await {
+                                Ok(()) => {
+                                    metrics
+                                        .status_writes
+                                        .get_or_create(&crate::metrics::KindLabels { kind: "DNSEndpoint".into() })
+                                        .inc();
+                                    Self::lock(&queue.written).insert(key, status_hash(&status));
+                                    true
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "status write failed");
+                                    false
+                                }
+                            }
+                        }
+                    })
+                    .buffer_unordered(concurrency.max(1))
+                    .collect()
+                    .await;
+                if results.iter().any(|ok| !ok) {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    repass.notify_one();
+                }
+            }
+        }
+    }
+}
+
 pub struct ProviderController {
     client: Client,
     settings: Settings,
@@ -162,8 +241,10 @@ pub struct ProviderController {
     cluster_providers: Store<ClusterDNSProvider>,
     namespaces: Store<Namespace>,
     workers: HashMap<ProviderId, Worker>,
-    /// Statuses written in this process, to skip identical rewrites before the watch catches up.
+    /// Provider statuses written in this process, to skip identical rewrites before the watch
+    /// catches up.
     written: HashMap<String, serde_json::Value>,
+    statuses: Arc<StatusQueue>,
 }
 
 /// Starts the watches and runs the controller until the process ends.
@@ -174,7 +255,17 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let (cluster_providers, w3) = reflector::store::<ClusterDNSProvider>();
     let (namespaces, w4) = reflector::store::<Namespace>();
     let cfg = watcher::Config::default();
-    spawn_watch(reflector::reflector(w1, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
+    // managedFields are never read here and are a large share of each object: keep them out
+    // of the caches.
+    spawn_watch(
+        reflector::reflector(
+            w1,
+            watcher(Api::all(client.clone()), cfg.clone())
+                .default_backoff()
+                .modify(|o: &mut DNSEndpoint| o.managed_fields_mut().clear()),
+        ),
+        &notify,
+    );
     spawn_watch(reflector::reflector(w2, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w3, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w4, watcher(Api::all(client.clone()), cfg).default_backoff()), &notify);
@@ -197,6 +288,8 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     }
     let _ = namespaces.wait_until_ready().await;
     info!("provider controller caches ready");
+    let statuses = Arc::new(StatusQueue::default());
+    tokio::spawn(statuses.clone().run(client.clone(), metrics.clone(), settings.status_concurrency, notify.clone()));
     let mut ctl = ProviderController {
         client,
         settings,
@@ -207,6 +300,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
         namespaces,
         workers: HashMap::new(),
         written: HashMap::new(),
+        statuses: statuses.clone(),
     };
     loop {
         let next = ctl.pass().await;
@@ -961,34 +1055,8 @@ impl ProviderController {
                 writes.push((w.obj.clone(), patch));
             }
         }
-        let client = self.client.clone();
-        let metrics = self.metrics.clone();
-        let written: Vec<Option<(String, serde_json::Value)>> = stream::iter(writes)
-            .map(|(obj, status)| {
-                let client = client.clone();
-                let metrics = metrics.clone();
-                async move {
-                    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-                    match write_endpoint_status(&client, &obj, &status).await {
-                        Ok(()) => {
-                            metrics
-                                .status_writes
-                                .get_or_create(&crate::metrics::KindLabels { kind: "DNSEndpoint".into() })
-                                .inc();
-                            Some((format!("{}@{}", key, obj.meta().uid.clone().unwrap_or_default()), status))
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "status write failed");
-                            None
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(self.settings.status_concurrency.max(1))
-            .collect()
-            .await;
-        for (k, v) in written.into_iter().flatten() {
-            self.written.insert(k, v);
+        for (obj, status) in writes {
+            self.statuses.push(obj, status);
         }
 
         for info in &infos {
@@ -1087,13 +1155,7 @@ impl ProviderController {
                 && status::same_conditions(&s.conditions, &status.conditions)
         });
         let value = serde_json::to_value(&status).ok()?;
-        let key = format!(
-            "{}/{}@{}",
-            obj.namespace().unwrap_or_default(),
-            obj.name_any(),
-            obj.meta().uid.clone().unwrap_or_default()
-        );
-        if unchanged_on_server || self.written.get(&key) == Some(&value) {
+        if unchanged_on_server || self.statuses.already_written(&endpoint_key(obj), &value) {
             return None;
         }
         Some(value)

@@ -63,7 +63,11 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, cfg).default_backoff());
+    // managedFields are never read here and are a large share of each object.
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, cfg).default_backoff().modify(|o: &mut K| o.managed_fields_mut().clear()),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
