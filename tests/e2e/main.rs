@@ -4,6 +4,7 @@
 
 mod harness;
 mod rfc2136;
+mod route53;
 
 use extdns::crd::DNSEndpoint;
 use harness::*;
