@@ -91,8 +91,10 @@ async fn build_backend(
     secret_ns: &str,
     default_ttl: u32,
 ) -> Result<Backend, BackendError> {
-    let count =
-        [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some()].iter().filter(|b| **b).count();
+    let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some(), spec.route53.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if count != 1 {
         return Err(BackendError::BackendCount(count));
     }

@@ -257,7 +257,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let cfg = watcher::Config::default();
     // managedFields are never read here and are a large share of each object: keep them out
     // of the caches.
-    spawn_watch(
+    spawn_watch_filtered(
         reflector::reflector(
             w1,
             watcher(Api::all(client.clone()), cfg.clone())
@@ -265,6 +265,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
                 .modify(|o: &mut DNSEndpoint| o.managed_fields_mut().clear()),
         ),
         &notify,
+        endpoint_change_filter(),
     );
     spawn_watch(reflector::reflector(w2, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w3, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
@@ -314,21 +315,53 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     }
 }
 
-fn spawn_watch<S, T>(stream: S, notify: &Arc<Notify>)
+fn spawn_watch<S, K>(stream: S, notify: &Arc<Notify>)
 where
-    S: futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,
-    T: Send,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Resource + Send,
+{
+    spawn_watch_filtered(stream, notify, |_| true)
+}
+
+/// Like `spawn_watch`, but only events for which `relevant` says yes start a pass; the store
+/// sees every event either way.
+fn spawn_watch_filtered<S, K, F>(stream: S, notify: &Arc<Notify>, mut relevant: F)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Resource + Send,
+    F: FnMut(&watcher::Event<K>) -> bool + Send + 'static,
 {
     let notify = notify.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             match ev {
-                Ok(_) => notify.notify_one(),
+                Ok(ev) if relevant(&ev) => notify.notify_one(),
+                Ok(_) => {}
                 Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
             }
         }
     });
+}
+
+/// A DNSEndpoint event matters when its spec changed (generation), it started being
+/// deleted, it appeared or it went. Status-only updates (most of them ours) do not start a
+/// pass: at 10,000 objects every status write would otherwise cost a full planning pass.
+fn endpoint_change_filter() -> impl FnMut(&watcher::Event<DNSEndpoint>) -> bool + Send + 'static {
+    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    move |ev| match ev {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+            let uid = o.meta().uid.clone().unwrap_or_default();
+            let now = (o.meta().generation, o.meta().deletion_timestamp.is_some());
+            seen.insert(uid, now) != Some(now) && matches!(ev, watcher::Event::Apply(_))
+        }
+        watcher::Event::Delete(o) => {
+            seen.remove(&o.meta().uid.clone().unwrap_or_default());
+            true
+        }
+        watcher::Event::Init => false,
+        watcher::Event::InitDone => true,
+    }
 }
 
 fn backoff(attempts: u32) -> Duration {
@@ -1332,6 +1365,27 @@ mod tests {
         assert!(backoff(0) < Duration::from_secs(1));
         assert!(backoff(5) > Duration::from_secs(10));
         assert!(backoff(30) <= BACKOFF_MAX.mul_f64(1.2));
+    }
+
+    #[test]
+    fn status_only_updates_do_not_start_a_pass() {
+        let mut relevant = endpoint_change_filter();
+        let mut o = obj(vec![]);
+        o.metadata.uid = Some("u1".into());
+        o.metadata.generation = Some(1);
+        assert!(!relevant(&watcher::Event::InitApply(o.clone())));
+        assert!(relevant(&watcher::Event::InitDone));
+        o.status = Some(DnsEndpointStatus { hostnames: Some("x".into()), ..Default::default() });
+        assert!(!relevant(&watcher::Event::Apply(o.clone())), "status change");
+        o.metadata.generation = Some(2);
+        assert!(relevant(&watcher::Event::Apply(o.clone())), "spec change");
+        o.metadata.deletion_timestamp = Some(now_time());
+        assert!(relevant(&watcher::Event::Apply(o.clone())), "deletion");
+        assert!(relevant(&watcher::Event::Delete(o.clone())));
+        let mut fresh = obj(vec![]);
+        fresh.metadata.uid = Some("u2".into());
+        fresh.metadata.generation = Some(1);
+        assert!(relevant(&watcher::Event::Apply(fresh)), "new object");
     }
 
     #[test]

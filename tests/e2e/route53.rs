@@ -57,7 +57,12 @@ async fn sdk(moto: &Moto) -> Route53Provider {
 }
 
 async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -> Vec<Endpoint> {
-    p.records(zone).await.expect("list records").into_iter().filter(|e| e.dns_name == name && e.record_type == rt).collect()
+    p.records(zone)
+        .await
+        .expect("list records")
+        .into_iter()
+        .filter(|e| e.dns_name == name && e.record_type == rt)
+        .collect()
 }
 
 /// Issue 5: a Service's record lands in Route53 (moto) with its ownership TXT, weighted
@@ -113,9 +118,13 @@ async fn route53_records_in_moto() {
                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}}),
     )
     .await;
-    svcs.patch_status("web", &PatchParams::default(), &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.230"}]}}})))
-        .await
-        .expect("status");
+    svcs.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.230"}]}}})),
+    )
+    .await
+    .expect("status");
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     wait_condition(&eps, "web-service", "Ready", "True").await;
     let web = records(&aws, &zone, &format!("web.{zone_name}"), RecordType::A).await;
@@ -124,20 +133,29 @@ async fn route53_records_in_moto() {
     let txt = records(&aws, &zone, &format!("a-web.{zone_name}"), RecordType::TXT).await;
     assert_eq!(
         txt.first().map(|t| t.targets.clone()),
-        Some(vec![format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web", ns.name)])
+        Some(vec![format!(
+            "heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web",
+            ns.name
+        )])
     );
 
     let weighted = |id: &str, ip: &str, w: &str| {
         json!({"dnsName": format!("api.{zone_name}"), "recordType": "A", "targets": [ip], "setIdentifier": id,
                "providerSpecific": [{"name": "aws/weight", "value": w}]})
     };
-    apply(&eps, "weighted", dnsendpoint("weighted", json!([weighted("blue", "192.0.2.231", "90"), weighted("green", "192.0.2.232", "10")])))
-        .await;
+    apply(
+        &eps,
+        "weighted",
+        dnsendpoint("weighted", json!([weighted("blue", "192.0.2.231", "90"), weighted("green", "192.0.2.232", "10")])),
+    )
+    .await;
     wait_condition(&eps, "weighted", "Ready", "True").await;
     let mut api = records(&aws, &zone, &format!("api.{zone_name}"), RecordType::A).await;
     api.sort_by(|a, b| a.set_identifier.cmp(&b.set_identifier));
-    let got: Vec<(String, Vec<String>, Option<String>)> =
-        api.iter().map(|e| (e.set_identifier.clone(), e.targets.clone(), e.provider_specific("aws/weight").map(str::to_string))).collect();
+    let got: Vec<(String, Vec<String>, Option<String>)> = api
+        .iter()
+        .map(|e| (e.set_identifier.clone(), e.targets.clone(), e.provider_specific("aws/weight").map(str::to_string)))
+        .collect();
     assert_eq!(
         got,
         vec![
