@@ -950,17 +950,36 @@ impl ProviderController {
         let mut objects = self.endpoints.state();
         objects.sort_by_key(|o| (o.namespace(), o.name_any()));
         let mut desired_total = 0i64;
+        // Finalizers go on before records are written, so no record can outlive its object.
+        // Thousands of new objects are patched concurrently, not one after another.
+        let unfinalized: Vec<Arc<DNSEndpoint>> = objects
+            .iter()
+            .filter(|o| o.meta().deletion_timestamp.is_none() && !o.finalizers().iter().any(|f| f == FINALIZER))
+            .cloned()
+            .collect();
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        if leading && !unfinalized.is_empty() {
+            let this = &*self;
+            let results: Vec<(String, Result<(), Error>)> = stream::iter(unfinalized)
+                .map(|o| async move { (endpoint_key(&o), this.add_finalizer(&o).await) })
+                .buffer_unordered(self.settings.status_concurrency.max(1))
+                .collect()
+                .await;
+            for (key, r) in results {
+                if let Err(e) = r {
+                    warn!(error = %e, "cannot add finalizer; records of this object are not written until it is in place");
+                    failed.insert(key);
+                }
+            }
+        }
         for obj in objects {
             let deleting = obj.meta().deletion_timestamp.is_some();
             let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
             if deleting && !has_finalizer {
                 continue;
             }
-            if !deleting && !has_finalizer && leading {
-                if let Err(e) = self.add_finalizer(&obj).await {
-                    warn!(error = %e, "cannot add finalizer; records of this object are not written until it is in place");
-                    continue;
-                }
+            if failed.contains(&endpoint_key(&obj)) {
+                continue;
             }
             let ns = obj.namespace().unwrap_or_default();
             let ep_idx = work.len();
