@@ -255,6 +255,36 @@ pub trait SourceInputs {
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>>;
 }
 
+/// Inputs held as plain lists: what `render` reads from files, and what tests build.
+#[derive(Default, Debug)]
+pub struct StaticInputs {
+    pub nodes: Vec<Arc<Node>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+    pub pods: Vec<Arc<Pod>>,
+}
+
+impl SourceInputs for StaticInputs {
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.clone()
+    }
+
+    fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>> {
+        self.slices
+            .iter()
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str)
+                        == Some(service_name)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
+        self.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).cloned().collect()
+    }
+}
+
 /// The object a DNSEndpoint is owned by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerInfo {
@@ -532,32 +562,7 @@ pub(crate) mod testutil {
     use super::*;
 
     /// In-memory [`SourceInputs`].
-    #[derive(Default)]
-    pub struct Fixture {
-        pub nodes: Vec<Arc<Node>>,
-        pub slices: Vec<Arc<EndpointSlice>>,
-        pub pods: Vec<Arc<Pod>>,
-    }
-
-    impl SourceInputs for Fixture {
-        fn nodes(&self) -> Vec<Arc<Node>> {
-            self.nodes.clone()
-        }
-        fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>> {
-            self.slices
-                .iter()
-                .filter(|s| {
-                    s.metadata.namespace.as_deref() == Some(namespace)
-                        && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str)
-                            == Some(service_name)
-                })
-                .cloned()
-                .collect()
-        }
-        fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
-            self.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).cloned().collect()
-        }
-    }
+    pub use super::StaticInputs as Fixture;
 
     pub fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
         serde_yaml::from_str(s).unwrap_or_else(|e| panic!("bad fixture: {e}\n{s}"))

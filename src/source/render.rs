@@ -17,7 +17,7 @@ use serde_yaml::Value;
 
 use super::{
     build_dnsendpoint, desired_dnsendpoint, DesiredObject, OwnerInfo, SourceArgs, SourceConfig, SourceError,
-    SourceInputs, SourceObject, SERVICE_NAME_LABEL,
+    SourceObject, StaticInputs,
 };
 
 /// Where in the input a problem is: file, 1-based document index, and the object when known.
@@ -109,33 +109,9 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, RenderErr
 struct Objects {
     services: Vec<(DocLocation, Service)>,
     ingresses: Vec<(DocLocation, Ingress)>,
-    nodes: Vec<Arc<Node>>,
-    pods: Vec<Arc<Pod>>,
-    slices: Vec<Arc<EndpointSlice>>,
+    cluster: StaticInputs,
     /// (kind, namespace, name) → where it was first seen.
     seen: BTreeMap<(String, String, String), DocLocation>,
-}
-
-impl SourceInputs for Objects {
-    fn nodes(&self) -> Vec<Arc<Node>> {
-        self.nodes.clone()
-    }
-
-    fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>> {
-        self.slices
-            .iter()
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(namespace)
-                    && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str)
-                        == Some(service_name)
-            })
-            .cloned()
-            .collect()
-    }
-
-    fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
-        self.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).cloned().collect()
-    }
 }
 
 /// The kinds extdns reads, with the apiVersion it reads them in and whether they are
@@ -258,16 +234,16 @@ impl Objects {
             "EndpointSlice" => {
                 let mut o: EndpointSlice = typed(src).map_err(|m| fail(object, m))?;
                 fix_ns(&mut o.metadata);
-                self.slices.push(Arc::new(o));
+                self.cluster.slices.push(Arc::new(o));
             }
             "Pod" => {
                 let mut o: Pod = typed(src).map_err(|m| fail(object, m))?;
                 fix_ns(&mut o.metadata);
-                self.pods.push(Arc::new(o));
+                self.cluster.pods.push(Arc::new(o));
             }
             _ => {
                 let o: Node = typed(src).map_err(|m| fail(object, m))?;
-                self.nodes.push(Arc::new(o));
+                self.cluster.nodes.push(Arc::new(o));
             }
         }
         Ok(())
@@ -308,7 +284,7 @@ pub fn render(inputs: &[(String, String)], args: &SourceArgs) -> Result<String, 
     let mut desired: Vec<(DesiredObject, Option<OwnerInfo>)> = Vec::new();
     let mut compute = |location: &DocLocation, obj: SourceObject<'_>| -> Result<(), RenderError> {
         let without_object = DocLocation { object: None, ..location.clone() };
-        let result = desired_dnsendpoint(obj, &objects, &cfg)
+        let result = desired_dnsendpoint(obj, &objects.cluster, &cfg)
             .map_err(|e| RenderError::Source { location: without_object, source: Box::new(e) })?;
         if let Some(d) = result {
             desired.push((d, obj.owner_info()));

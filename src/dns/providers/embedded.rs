@@ -790,7 +790,7 @@ impl ZoneData {
         if rdatas.is_empty() {
             return;
         }
-        let record_type = wire_type(ep.record_type);
+        let record_type = super::wire_type(ep.record_type);
         self.nodes.entry(key).or_default().add(record_type, ep.ttl.unwrap_or(default_ttl), rdatas);
     }
 
@@ -824,20 +824,6 @@ impl ZoneData {
             let encloser = name_key(&name.trim_to(n));
             self.existing.contains(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
         })?
-    }
-}
-
-fn wire_type(record_type: RecordType) -> WireType {
-    match record_type {
-        RecordType::A => WireType::A,
-        RecordType::AAAA => WireType::AAAA,
-        RecordType::CNAME => WireType::CNAME,
-        RecordType::TXT => WireType::TXT,
-        RecordType::SRV => WireType::SRV,
-        RecordType::MX => WireType::MX,
-        RecordType::NS => WireType::NS,
-        RecordType::PTR => WireType::PTR,
-        RecordType::CAA => WireType::CAA,
     }
 }
 

@@ -6,3 +6,21 @@ pub mod inmemory;
 pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
+
+use crate::dns::RecordType;
+
+/// The wire-format record type of ours, for the providers that speak DNS.
+pub(crate) fn wire_type(rt: RecordType) -> hickory_proto::rr::RecordType {
+    use hickory_proto::rr::RecordType as W;
+    match rt {
+        RecordType::A => W::A,
+        RecordType::AAAA => W::AAAA,
+        RecordType::CNAME => W::CNAME,
+        RecordType::TXT => W::TXT,
+        RecordType::SRV => W::SRV,
+        RecordType::MX => W::MX,
+        RecordType::NS => W::NS,
+        RecordType::PTR => W::PTR,
+        RecordType::CAA => W::CAA,
+    }
+}

@@ -1040,7 +1040,7 @@ fn absent_prerequisites(name: &Name, rt: RecordType) -> Vec<Record> {
     if rt == RecordType::CNAME {
         vec![nx(WireType::ANY)]
     } else {
-        vec![nx(wire_type(rt)), nx(WireType::CNAME)]
+        vec![nx(super::wire_type(rt)), nx(WireType::CNAME)]
     }
 }
 
@@ -1048,7 +1048,7 @@ fn absent_prerequisites(name: &Name, rt: RecordType) -> Vec<Record> {
 fn exact_rrset_prerequisites(name: &Name, rt: RecordType, rdatas: Vec<RData>) -> Vec<Record> {
     if rdatas.is_empty() {
         // Without values only existence can be required.
-        let mut r = Record::update0(name.clone(), 0, wire_type(rt));
+        let mut r = Record::update0(name.clone(), 0, super::wire_type(rt));
         r.dns_class = DNSClass::ANY;
         return vec![r];
     }
@@ -1056,7 +1056,7 @@ fn exact_rrset_prerequisites(name: &Name, rt: RecordType, rdatas: Vec<RData>) ->
 }
 
 fn delete_rrset(name: &Name, rt: RecordType) -> Record {
-    let mut r = Record::update0(name.clone(), 0, wire_type(rt));
+    let mut r = Record::update0(name.clone(), 0, super::wire_type(rt));
     r.dns_class = DNSClass::ANY;
     r
 }
@@ -1095,20 +1095,6 @@ fn absolute_name(s: &str) -> Result<Name, String> {
     let mut n = Name::from_ascii(trimmed).map_err(|e| format!("{trimmed:?} is not a valid DNS name: {e}"))?;
     n.set_fqdn(true);
     Ok(n)
-}
-
-fn wire_type(rt: RecordType) -> WireType {
-    match rt {
-        RecordType::A => WireType::A,
-        RecordType::AAAA => WireType::AAAA,
-        RecordType::CNAME => WireType::CNAME,
-        RecordType::TXT => WireType::TXT,
-        RecordType::SRV => WireType::SRV,
-        RecordType::MX => WireType::MX,
-        RecordType::NS => WireType::NS,
-        RecordType::PTR => WireType::PTR,
-        RecordType::CAA => WireType::CAA,
-    }
 }
 
 fn model_type(t: WireType) -> Option<RecordType> {
