@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::dns::providers::route53::Route53Metrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub provider: String,
@@ -31,6 +33,8 @@ pub struct Metrics {
     pub source_writes: Family<KindLabels, Counter>,
     pub sync_passes: Counter,
     pub desired_records: Gauge,
+    /// Route53 API calls, throttles and batch sizes of all Route53 providers.
+    pub route53: Route53Metrics,
     /// Set once the controllers have their caches; `/readyz` answers 200 from then on.
     pub ready: AtomicBool,
 }
@@ -54,6 +58,8 @@ impl Default for Metrics {
         registry.register("source_writes", "DNSEndpoint writes by the source controller", source_writes.clone());
         registry.register("sync_passes", "Provider controller planning passes", sync_passes.clone());
         registry.register("desired_records", "Records requested by all DNSEndpoints", desired_records.clone());
+        let route53 = Route53Metrics::default();
+        route53.register(&mut registry);
         Metrics {
             registry,
             provider_calls,
@@ -62,6 +68,7 @@ impl Default for Metrics {
             source_writes,
             sync_passes,
             desired_records,
+            route53,
             ready: AtomicBool::new(false),
         }
     }

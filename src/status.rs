@@ -13,6 +13,8 @@ pub const STALLED: &str = "Stalled";
 pub mod state {
     pub const READY: &str = "Ready";
     pub const PENDING: &str = "Pending";
+    /// Accepted by the backend, not yet live on all its name servers (Route53 PENDING).
+    pub const PROPAGATING: &str = "Propagating";
     /// Transient backend failures, retried with backoff: the state is the error's reason.
     pub const UNREACHABLE: &str = "Unreachable";
     pub const THROTTLED: &str = "Throttled";
@@ -40,7 +42,7 @@ pub enum Class {
 pub fn classify(state: &str) -> Class {
     match state {
         state::READY => Class::Live,
-        state::PENDING | state::UNREACHABLE | state::THROTTLED => Class::InProgress,
+        state::PENDING | state::PROPAGATING | state::UNREACHABLE | state::THROTTLED => Class::InProgress,
         _ => Class::NeedsHuman,
     }
 }
@@ -83,8 +85,7 @@ pub fn endpoint_conditions(
     } else if let Some(first) = stalled.first() {
         (false, reason_for_state(&first.state).to_string(), summarize(&stalled))
     } else if let Some(first) = progressing.first() {
-        let r = if first.state == state::PENDING { reason::PROGRESSING } else { first.state.as_str() }.to_string();
-        (false, r, summarize(&progressing))
+        (false, progress_reason(first), summarize(&progressing))
     } else if records.is_empty() {
         (true, reason::NO_RECORDS.to_string(), "this object requests no records".to_string())
     } else {
@@ -94,8 +95,8 @@ pub fn endpoint_conditions(
     let reconciling = deleting || !progressing.is_empty();
     let (rec_reason, rec_msg) = if deleting {
         (reason::DELETING.to_string(), "removing records".to_string())
-    } else if reconciling {
-        (reason::PROGRESSING.to_string(), summarize(&progressing))
+    } else if let Some(first) = progressing.first() {
+        (progress_reason(first), summarize(&progressing))
     } else {
         (reason::AS_EXPECTED.to_string(), "no change in progress".to_string())
     };
@@ -112,6 +113,12 @@ pub fn endpoint_conditions(
         condition(STALLED, is_stalled, &st_reason, st_msg, generation, previous, now),
     ];
     (conds, !deleting && progressing.is_empty())
+}
+
+/// Why a record is in progress, as a condition reason: its state, `Progressing` while it
+/// merely waits for its turn.
+fn progress_reason(r: &RecordStatus) -> String {
+    if r.state == state::PENDING { reason::PROGRESSING } else { r.state.as_str() }.to_string()
 }
 
 /// Builds a condition, keeping the previous `lastTransitionTime` when the status is unchanged.
@@ -193,6 +200,24 @@ mod tests {
         let (c, _) =
             endpoint_conditions(&[rec("Unreachable", "timeout")], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
         assert_eq!(get(&c, READY).reason, "Unreachable");
+    }
+
+    #[test]
+    fn propagating_is_reconciling_with_its_own_reason() {
+        let (c, applied) = endpoint_conditions(
+            &[rec("Ready", "ok"), rec("Propagating", "waiting for change C1")],
+            false,
+            Some(1),
+            &[],
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(!applied, "a change not yet live does not count as applied");
+        assert_eq!((get(&c, READY).status.as_str(), get(&c, READY).reason.as_str()), ("False", "Propagating"));
+        assert_eq!(
+            (get(&c, RECONCILING).status.as_str(), get(&c, RECONCILING).reason.as_str()),
+            ("True", "Propagating")
+        );
+        assert_eq!(get(&c, STALLED).status, "False");
     }
 
     #[test]

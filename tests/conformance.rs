@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use extdns::dns::providers::conformance;
 use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
 use extdns::dns::providers::route53::{Route53Config, Route53Provider};
-use extdns::dns::{Change, Endpoint, Provider, ProviderError, RecordType, Zone};
+use extdns::dns::{Applied, Change, Endpoint, Provider, ProviderError, RecordType, Zone};
 
 const KEY_NAME: &str = "externaldns-key";
 const KEY_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";
@@ -414,7 +414,7 @@ async fn moto_bad_change_in_batch(p: &Route53Provider, zone: &Zone) -> Result<Ve
         |label: &str, ip: &str| Endpoint::new(format!("{label}.{base}"), RecordType::A, vec![ip.into()]).with_ttl(300);
     let taken = a("taken", "192.0.2.50");
     let seed = p.apply(zone, &[Change::Create(taken.clone())]).await;
-    if seed != vec![Ok(())] {
+    if seed != vec![Ok(Applied::Live)] {
         return Err(format!("seed: {seed:?}"));
     }
     let good: Vec<Endpoint> = (1..=5).map(|i| a(&format!("good{i}"), &format!("192.0.2.{}", 50 + i))).collect();
@@ -439,7 +439,7 @@ async fn moto_bad_change_in_batch(p: &Route53Provider, zone: &Zone) -> Result<Ve
         match (i, r) {
             (1 | 4 | 6, Err(e @ ProviderError::Rejected(_))) => rejections.push(e.to_string()),
             (1 | 4 | 6, other) => return Err(format!("change {i}: expected Err(Rejected), got {other:?}")),
-            (_, Ok(())) => {}
+            (_, Ok(_)) => {}
             (_, Err(e)) => return Err(format!("change {i} should have been applied but failed: {e}")),
         }
     }

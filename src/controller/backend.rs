@@ -15,6 +15,7 @@ use crate::dns::providers::ratelimit::RateLimited;
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
 use crate::dns::Provider;
+use crate::metrics::Metrics;
 
 /// A running backend. Dropping it stops anything it started.
 pub struct Backend {
@@ -64,14 +65,20 @@ pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> 
     Err(err("the key is missing".into()))
 }
 
-/// Builds the backend for `spec`, behind its rate limit. `secret_ns` is where its Secrets live.
-pub async fn build(
-    client: &Client,
-    spec: &ProviderSpec,
-    secret_ns: &str,
-    default_ttl: u32,
-) -> Result<Backend, BackendError> {
-    let mut backend = build_backend(client, spec, secret_ns, default_ttl).await?;
+/// What a backend needs besides its spec.
+pub struct BuildContext<'a> {
+    pub client: &'a Client,
+    /// Where the provider's Secrets live.
+    pub secret_ns: &'a str,
+    pub default_ttl: u32,
+    /// The provider's name in metrics labels.
+    pub name: String,
+    pub metrics: &'a Metrics,
+}
+
+/// Builds the backend for `spec`, behind its rate limit.
+pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
+    let mut backend = build_backend(spec, ctx).await?;
     if let Some(rl) = &spec.rate_limit {
         if !(rl.qps.is_finite() && rl.qps > 0.0) {
             return Err(BackendError::Field {
@@ -85,12 +92,8 @@ pub async fn build(
     Ok(backend)
 }
 
-async fn build_backend(
-    client: &Client,
-    spec: &ProviderSpec,
-    secret_ns: &str,
-    default_ttl: u32,
-) -> Result<Backend, BackendError> {
+async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
+    let (client, secret_ns, default_ttl) = (ctx.client, ctx.secret_ns, ctx.default_ttl);
     let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some(), spec.route53.is_some()]
         .iter()
         .filter(|b| **b)
@@ -124,10 +127,10 @@ async fn build_backend(
         });
     }
     if let Some(r) = &spec.route53 {
-        return Ok(Backend {
-            provider: Arc::new(route53_provider(client, r, secret_ns, default_ttl).await?),
-            server: None,
-        });
+        let provider = route53_provider(client, r, secret_ns, default_ttl)
+            .await?
+            .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
+        return Ok(Backend { provider: Arc::new(provider), server: None });
     }
     Err(BackendError::BackendCount(0))
 }
@@ -158,6 +161,7 @@ async fn route53_provider(
             .map_err(|message| BackendError::Field { field: "spec.route53.zonesCacheTTL".into(), message })?;
     }
     cfg.default_ttl = default_ttl;
+    cfg.prefer_cname = r.prefer_cname;
     if let Some(c) = &r.credentials {
         let text = |key: Option<&String>, default: &str| SecretKeyRef {
             name: c.secret_ref.name.clone(),

@@ -36,7 +36,7 @@ use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, Claimant, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::zone_for;
 use crate::dns::registry::{RegistryView, TxtRegistry, TxtRegistryConfig};
-use crate::dns::{Change, ProviderError, Zone};
+use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
 
@@ -44,6 +44,8 @@ pub const DEFAULT_TTL: u32 = 300;
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often changes a backend is still propagating are polled (Route53 GetChange).
+const PROPAGATION_POLL: Duration = Duration::from_secs(5);
 
 /// Settings of the provider controller, from the command line.
 #[derive(Clone, Debug)]
@@ -126,6 +128,11 @@ struct Worker {
     last_error: Option<ProviderError>,
     /// Records owned by us after the last pass, for the provider status.
     managed_records: i64,
+    /// Changes the backend accepted but has not made live yet, by change id, with the
+    /// records they carry; those records are `Propagating` until the backend says otherwise.
+    propagating: BTreeMap<String, BTreeSet<RecordKey>>,
+    /// When to ask the backend about `propagating` changes next.
+    next_poll: Instant,
 }
 
 /// One desired record routed to one provider.
@@ -396,10 +403,17 @@ pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
 }
 
 impl Worker {
-    async fn new(client: &Client, info: &ProviderInfo, secret_ns: &str, fingerprint: String) -> Worker {
+    async fn new(
+        client: &Client,
+        info: &ProviderInfo,
+        secret_ns: &str,
+        fingerprint: String,
+        metrics: &Metrics,
+    ) -> Worker {
         let spec = &info.spec;
         let default_ttl = spec.default_ttl.unwrap_or(DEFAULT_TTL);
-        let backend = backend::build(client, spec, secret_ns, default_ttl).await;
+        let ctx = backend::BuildContext { client, secret_ns, default_ttl, name: info.id.to_string(), metrics };
+        let backend = backend::build(spec, &ctx).await;
         let ownership = build_ownership(client, spec, secret_ns).await;
         let resync = spec
             .resync_interval
@@ -432,6 +446,8 @@ impl Worker {
             retry: None,
             last_error: None,
             managed_records: 0,
+            propagating: BTreeMap::new(),
+            next_poll: Instant::now(),
         }
     }
 
@@ -447,7 +463,42 @@ impl Worker {
         if let Some(r) = &self.retry {
             return Some(r.next);
         }
-        self.cache.as_ref().map(|c| c.fetched + self.resync)
+        let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
+        let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
+        resync.into_iter().chain(poll).min()
+    }
+
+    /// Asks the backend which propagating changes are live now, at most every
+    /// [`PROPAGATION_POLL`]: events must not turn into a stream of GetChange calls.
+    async fn poll_propagation(&mut self, backend: &dyn Provider, id: &ProviderId, metrics: &Metrics) {
+        if self.propagating.is_empty() || Instant::now() < self.next_poll {
+            return;
+        }
+        self.next_poll = Instant::now() + PROPAGATION_POLL;
+        let pid = id.to_string();
+        let ids: Vec<String> = self.propagating.keys().cloned().collect();
+        for change in ids {
+            let r = backend.in_sync(&change).await;
+            metrics.call(&pid, "in_sync", if r.is_ok() { "ok" } else { "error" });
+            match r {
+                Ok(true) => {
+                    self.propagating.remove(&change);
+                }
+                Ok(false) => {}
+                Err(e) if e.is_transient() => {
+                    debug!(provider = %id, change, error = %e, "cannot ask whether a change is live yet");
+                }
+                Err(e) => {
+                    // Waiting forever helps nobody: the records were accepted.
+                    warn!(provider = %id, change, error = %e, "cannot learn whether a change is live; taking it as live");
+                    self.propagating.remove(&change);
+                }
+            }
+        }
+    }
+
+    fn is_propagating(&self, key: &RecordKey) -> Option<&str> {
+        self.propagating.iter().find(|(_, keys)| keys.contains(key)).map(|(id, _)| id.as_str())
     }
 
     fn fail(&mut self, err: ProviderError) {
@@ -504,6 +555,7 @@ impl Worker {
                 return self.retry_results(id, routed);
             }
         }
+        self.poll_propagation(backend.as_ref(), id, metrics).await;
         let owner = self.owner_id().map(str::to_string);
         let Ok(ownership) = &self.ownership else {
             return all("InvalidProvider", format!("provider {id} cannot be used"));
@@ -534,15 +586,18 @@ impl Worker {
             None => 0,
         };
 
-        // Records without a zone never reach the planner.
+        // Records without a zone never reach the planner. The others become what the backend
+        // will hold for them (a Route53 CNAME to a load balancer: an A and an AAAA alias).
         let mut results: Vec<Option<RecordResult>> = vec![None; routed.len()];
         let mut desired: Vec<DesiredRecord> = Vec::new();
         let mut desired_idx: Vec<usize> = Vec::new();
         for (i, r) in routed.iter().enumerate() {
             match zone_for(&cache.zones, &r.desired.endpoint.dns_name) {
                 Some(_) => {
-                    desired.push(r.desired.clone());
-                    desired_idx.push(i);
+                    for endpoint in backend.adjust(r.desired.endpoint.clone()) {
+                        desired.push(DesiredRecord { endpoint, claimant: r.desired.claimant.clone() });
+                        desired_idx.push(i);
+                    }
                 }
                 None => {
                     results[i] = Some(RecordResult {
@@ -583,7 +638,7 @@ impl Worker {
         });
 
         // Apply, zone by zone, keeping track of which planned change each call belongs to.
-        let mut change_result: Vec<Result<(), ProviderError>> = vec![Ok(()); p.changes.len()];
+        let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
         if !p.changes.is_empty() {
             let mut by_zone: BTreeMap<String, (Zone, Vec<(usize, Change)>)> = BTreeMap::new();
             for (i, c) in p.changes.iter().enumerate() {
@@ -610,7 +665,13 @@ impl Worker {
                 )))) {
                     metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
                     match r {
-                        Ok(()) => apply_to_cache(zone_cache, change),
+                        Ok(applied) => {
+                            apply_to_cache(zone_cache, change);
+                            // The record is live once all its changes (ownership TXT too) are.
+                            if applied != Applied::Live && change_result[*pi] == Ok(Applied::Live) {
+                                change_result[*pi] = Ok(applied);
+                            }
+                        }
                         Err(e) => {
                             warn!(provider = %id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
                             if change_result[*pi].is_ok() {
@@ -638,19 +699,41 @@ impl Worker {
             }
         }
 
+        if self.propagating.is_empty() {
+            self.next_poll = Instant::now() + PROPAGATION_POLL;
+        }
         for (di, outcome) in p.outcomes.iter().enumerate() {
             let ri = desired_idx[di];
-            let key = routed[ri].desired.endpoint.key();
+            let asked = routed[ri].desired.endpoint.key();
+            let key = desired[di].endpoint.key();
+            // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
+            let held = if key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
             let zone = self.cache.as_ref().and_then(|c| zone_for(&c.zones, &key.dns_name)).map(|z| z.name.clone());
+            let live_or_propagating =
+                |w: &Worker, just_applied: Option<&str>| match just_applied.or_else(|| w.is_propagating(&key)) {
+                    Some(change) => (
+                        state::PROPAGATING.to_string(),
+                        format!("{held} was accepted by {id}, waiting for change {change} to be live"),
+                    ),
+                    None => (state::READY.to_string(), format!("{held} is live at {id}")),
+                };
             let (st, msg) = match outcome {
-                Outcome::InSync => (state::READY.to_string(), format!("{key} is live at {id}")),
+                Outcome::InSync => live_or_propagating(self, None),
                 Outcome::Change(ci) => match &change_result[*ci] {
-                    Ok(()) => (state::READY.to_string(), format!("{key} is live at {id}")),
-                    Err(e) => (e.reason().to_string(), format!("{key}: {e}")),
+                    Ok(Applied::Live) => live_or_propagating(self, None),
+                    Ok(Applied::Propagating(change)) => {
+                        self.propagating.entry(change.clone()).or_default().insert(key.clone());
+                        live_or_propagating(self, Some(change))
+                    }
+                    Err(e) => (e.reason().to_string(), format!("{held}: {e}")),
                 },
                 other => (other.reason().to_string(), other.message(&key)),
             };
-            results[ri] = Some(RecordResult { state: st, zone, message: msg });
+            // A record adjusted into several (A and AAAA alias) is as far as its worst part.
+            let keep = results[ri].as_ref().is_some_and(|r| r.state != state::READY);
+            if !keep {
+                results[ri] = Some(RecordResult { state: st, zone, message: msg });
+            }
         }
         results
             .into_iter()
@@ -926,7 +1009,7 @@ impl ProviderController {
                         b.close().await;
                     }
                 }
-                let mut w = Worker::new(&self.client, info, &secret_ns, fingerprint).await;
+                let mut w = Worker::new(&self.client, info, &secret_ns, fingerprint, &self.metrics).await;
                 if w.backend.is_err() || w.ownership.is_err() {
                     let n = attempts.map(|a| a + 1).unwrap_or(0);
                     w.retry = Some(Retry { attempts: n, next: Instant::now() + backoff(n) });
@@ -1377,6 +1460,118 @@ mod tests {
         );
         assert!(bad[1].1.to_string().starts_with("spec.endpoints[2].recordTTL"));
         assert!(bad[2].1.to_string().starts_with("spec.endpoints[3].recordType: CNAME at c.example.com"));
+    }
+
+    /// Takes changes like the in-memory backend but reports them as Route53 does: accepted
+    /// and propagating until `live` is set. Holds a CNAME to `*.lb.test` as an A and an AAAA
+    /// record, as Route53 holds a CNAME to a load balancer.
+    struct PropagatingBackend {
+        inner: crate::dns::providers::inmemory::InMemoryProvider,
+        live: std::sync::atomic::AtomicBool,
+        polls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for PropagatingBackend {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            self.inner.zones().await
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.inner.records(zone).await
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            let results = self.inner.apply(zone, changes).await;
+            results.into_iter().map(|r| r.map(|_| Applied::Propagating("C1".into()))).collect()
+        }
+        async fn in_sync(&self, change_id: &str) -> Result<bool, ProviderError> {
+            assert_eq!(change_id, "C1");
+            self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.live.load(std::sync::atomic::Ordering::SeqCst))
+        }
+        fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
+            if endpoint.record_type != RecordType::CNAME || !endpoint.targets[0].ends_with(".lb.test") {
+                return vec![endpoint];
+            }
+            [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .map(|t| Endpoint { record_type: t, ..endpoint.clone() })
+                .collect()
+        }
+    }
+
+    fn worker(backend: Arc<dyn Provider>) -> Worker {
+        Worker {
+            fingerprint: String::new(),
+            local: false,
+            backend: Ok(Backend { provider: backend, server: None }),
+            ownership: Ok(Ownership::Unregistered),
+            domains: DomainFilter::default(),
+            zone_filter: DomainFilter::default(),
+            policy: Policy::Sync,
+            managed: vec![RecordType::A, RecordType::AAAA, RecordType::CNAME],
+            default_ttl: DEFAULT_TTL,
+            resync: DEFAULT_RESYNC,
+            cache: None,
+            retry: None,
+            last_error: None,
+            managed_records: 0,
+            propagating: BTreeMap::new(),
+            next_poll: Instant::now(),
+        }
+    }
+
+    fn routed(name: &str, rt: RecordType, target: &str) -> Routed {
+        Routed {
+            ep: 0,
+            rec: 0,
+            desired: DesiredRecord {
+                endpoint: Endpoint::new(name, rt, vec![target.into()]),
+                claimant: Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() },
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_propagating_until_the_backend_says_live() {
+        let backend = Arc::new(PropagatingBackend {
+            inner: crate::dns::providers::inmemory::InMemoryProvider::new(["example.com"]),
+            live: Default::default(),
+            polls: Default::default(),
+        });
+        let mut w = worker(backend.clone());
+        let id =
+            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("team-a".into()), name: "r53".into() };
+        let metrics = Metrics::default();
+        let list = vec![
+            routed("app.example.com", RecordType::A, "192.0.2.1"),
+            routed("web.example.com", RecordType::CNAME, "k8s-1.lb.test"),
+        ];
+        let polls = || backend.polls.load(std::sync::atomic::Ordering::SeqCst);
+
+        let first = w.sync(&id, &list, &metrics).await;
+        assert_eq!(first.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), vec!["Propagating"; 2]);
+        assert!(first[0].message.contains("waiting for change C1"), "{}", first[0].message);
+        assert!(first[1].message.contains("web.example.com CNAME (held as web.example.com A alias)"), "{:?}", first[1]);
+        let held: Vec<RecordType> =
+            backend.inner.records(&Zone::named("example.com")).await.unwrap().iter().map(|e| e.record_type).collect();
+        assert_eq!(held, vec![RecordType::A, RecordType::A, RecordType::AAAA], "the CNAME is held as A and AAAA");
+        assert_eq!(w.deadline(), Some(Instant::now() + PROPAGATION_POLL), "a pass is due to poll the change");
+
+        // Events before the poll interval do not poll.
+        let again = w.sync(&id, &list, &metrics).await;
+        assert_eq!((polls(), again[0].state.as_str()), (0, "Propagating"));
+
+        tokio::time::advance(PROPAGATION_POLL).await;
+        let still = w.sync(&id, &list, &metrics).await;
+        assert_eq!((polls(), still[1].state.as_str()), (1, "Propagating"));
+
+        backend.live.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(PROPAGATION_POLL).await;
+        let live = w.sync(&id, &list, &metrics).await;
+        assert_eq!(polls(), 2);
+        assert_eq!(live.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), vec!["Ready"; 2], "{live:?}");
+        assert!(w.propagating.is_empty());
+        assert_eq!(w.deadline(), w.cache.as_ref().map(|c| c.fetched + DEFAULT_RESYNC), "only the resync is due");
     }
 
     #[test]

@@ -158,6 +158,11 @@ pub struct Route53Spec {
     /// Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluate_target_health: Option<bool>,
+    /// Keep a CNAME to an AWS load balancer a CNAME (external-dns' --aws-prefer-cname). By
+    /// default it becomes an A and an AAAA alias record, which resolves faster, works at the
+    /// zone apex and costs no queries.
+    #[serde(default, rename = "preferCNAME", skip_serializing_if = "std::ops::Not::not")]
+    pub prefer_cname: bool,
     /// How long the hosted zone list is reused, e.g. "1m". Default "60s".
     #[serde(default, rename = "zonesCacheTTL", skip_serializing_if = "Option::is_none")]
     pub zones_cache_ttl: Option<String>,

@@ -10,4 +10,4 @@ pub mod providers;
 pub mod registry;
 
 pub use endpoint::{Endpoint, RecordKey, RecordType};
-pub use provider::{Change, Provider, ProviderError, Zone};
+pub use provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};

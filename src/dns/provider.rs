@@ -59,6 +59,19 @@ impl Change {
     }
 }
 
+/// What a backend did with a change it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The change is live on the backend's name servers.
+    Live,
+    /// Accepted, but the backend is still propagating it to its name servers (Route53's
+    /// PENDING). [`Provider::in_sync`] with this change id says when it is live.
+    Propagating(String),
+}
+
+/// One result per change passed to [`Provider::apply`].
+pub type ChangeResult = Result<Applied, ProviderError>;
+
 /// What went wrong talking to a DNS backend. The variant decides the user-visible reason and
 /// whether extdns retries on its own.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +122,20 @@ pub trait Provider: Send + Sync {
     /// Every RRset of a zone, including TXT ownership records, names normalised.
     async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError>;
     /// Applies changes to one zone. Returns exactly one result per change, in order.
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>>;
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult>;
+
+    /// Whether the change `apply` reported as [`Applied::Propagating`] with this id is live
+    /// now. Backends that apply synchronously never report such ids.
+    async fn in_sync(&self, _change_id: &str) -> Result<bool, ProviderError> {
+        Ok(true)
+    }
+
+    /// The records this backend will actually hold for a desired record, as external-dns'
+    /// `AdjustEndpoints`: Route53 turns a CNAME to a load balancer into A and AAAA aliases.
+    /// Most backends hold what was asked.
+    fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
+        vec![endpoint]
+    }
 }
 
 /// The zone with the longest name containing `dns_name`, as external-dns picks it.

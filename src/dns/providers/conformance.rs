@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use crate::dns::endpoint::{Endpoint, RecordType};
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// TTL of every record the battery creates; a value servers accept and keep as is.
 const TTL: u32 = 300;
@@ -165,14 +165,14 @@ async fn apply_ok<P: Provider>(p: &P, zone: &Zone, changes: &[Change], what: &st
     }
 }
 
-fn check_result_count(results: &[Result<(), ProviderError>], changes: &[Change], what: &str) -> Result<(), String> {
+fn check_result_count(results: &[ChangeResult], changes: &[Change], what: &str) -> Result<(), String> {
     if results.len() != changes.len() {
         return Err(format!("{what}: apply returned {} results for {} changes", results.len(), changes.len()));
     }
     Ok(())
 }
 
-fn expect_rejected(r: &Result<(), ProviderError>, what: &str) -> Result<(), String> {
+fn expect_rejected(r: &ChangeResult, what: &str) -> Result<(), String> {
     match r {
         Err(ProviderError::Rejected(_)) => Ok(()),
         other => Err(format!("{what}: expected Err(Rejected), got {other:?}")),
@@ -490,7 +490,10 @@ pub async fn case_names_in_any_case<P: Provider>(p: &P, zone: &Zone) -> Result<(
     expect_exactly(p, zone, &base, &[ep(&format!("mixed.{base}"), RecordType::A, &["192.0.2.70"])], "after create")
         .await?;
     let results = p.apply(zone, &[Change::Create(raw(format!("mixed.{base}"), "192.0.2.71"))]).await;
-    expect_rejected(results.first().unwrap_or(&Ok(())), "create under another spelling of an existing RRset")?;
+    expect_rejected(
+        results.first().unwrap_or(&Ok(Applied::Live)),
+        "create under another spelling of an existing RRset",
+    )?;
     let old = raw(format!("MIXED.{base}"), "192.0.2.70");
     let new = raw(format!("mixed.{base}"), "192.0.2.72");
     apply_ok(p, zone, &[Change::Update { old, new: new.clone() }], "update by another spelling").await?;

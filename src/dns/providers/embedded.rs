@@ -36,7 +36,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::dns::endpoint::{normalize_name, validate_name, Endpoint, RecordType};
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::dns::providers::inmemory::InMemoryProvider;
 
 /// TTL of records that do not set one.
@@ -212,7 +212,7 @@ impl Provider for EmbeddedProvider {
         self.store.records(zone).await
     }
 
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let checks: Vec<Result<(), ProviderError>> = changes.iter().map(|c| Self::check_servable(zone, c)).collect();
         let servable: Vec<Change> =
             changes.iter().zip(&checks).filter(|(_, check)| check.is_ok()).map(|(c, _)| c.clone()).collect();

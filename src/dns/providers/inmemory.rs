@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::dns::endpoint::{normalize_name, Endpoint, RecordKey, RecordType};
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 #[derive(Default, Debug)]
 struct State {
@@ -167,9 +167,10 @@ impl Provider for InMemoryProvider {
             .ok_or_else(|| ProviderError::ZoneNotFound(zone.name.clone()))
     }
 
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let results: Vec<_> = changes.iter().map(|c| Self::apply_one(&mut st, &zone.name, c)).collect();
+        let results: Vec<ChangeResult> =
+            changes.iter().map(|c| Self::apply_one(&mut st, &zone.name, c).map(|()| Applied::Live)).collect();
         if results.iter().any(|r| r.is_ok()) {
             st.generation += 1;
         }

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::dns::endpoint::Endpoint;
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
 #[derive(Debug)]
 struct Bucket {
@@ -60,9 +60,18 @@ impl Provider for RateLimited {
         self.inner.records(zone).await
     }
 
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         self.take().await;
         self.inner.apply(zone, changes).await
+    }
+
+    async fn in_sync(&self, change_id: &str) -> Result<bool, ProviderError> {
+        self.take().await;
+        self.inner.in_sync(change_id).await
+    }
+
+    fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
+        self.inner.adjust(endpoint)
     }
 }
 

@@ -51,7 +51,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::dns::endpoint::{normalize_name, Endpoint, RecordType};
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// external-dns' `--rfc2136-batch-change-size` default.
 pub const DEFAULT_BATCH_SIZE: usize = 50;
@@ -766,7 +766,7 @@ impl Rfc2136Provider {
         origin: &Name,
         zone: &Zone,
         batch: &[PreparedChange],
-        results: &mut [Option<Result<(), ProviderError>>],
+        results: &mut [Option<ChangeResult>],
     ) -> Result<(), ProviderError> {
         // Iterative bisection keeps the order of changes (a later change may depend on an
         // earlier one of the same batch having been applied).
@@ -789,7 +789,7 @@ impl Rfc2136Provider {
             match outcome {
                 Ok(()) => {
                     for c in part {
-                        results[c.index] = Some(Ok(()));
+                        results[c.index] = Some(Ok(Applied::Live));
                     }
                 }
                 Err(ExchangeError::Rcode(_, _) | ExchangeError::TooLarge(_)) if part.len() > 1 => {
@@ -854,12 +854,12 @@ impl Provider for Rfc2136Provider {
         }
     }
 
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let origin = match self.configured_zone(zone) {
             Ok(o) => o,
             Err(e) => return changes.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut results: Vec<Option<Result<(), ProviderError>>> = vec![None; changes.len()];
+        let mut results: Vec<Option<ChangeResult>> = vec![None; changes.len()];
         let mut prepared = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             match prepare_change(i, zone, c, |e| self.ttl_of(e)) {
@@ -1647,7 +1647,7 @@ mod tests {
             match (i, r) {
                 (2 | 5, Err(ProviderError::Rejected(m))) => assert!(m.contains("YXRRSET"), "{m}"),
                 (6, Err(ProviderError::Rejected(m))) => assert!(m.contains("too large"), "{m}"),
-                (0 | 1 | 3 | 4 | 7, Ok(())) => {}
+                (0 | 1 | 3 | 4 | 7, Ok(Applied::Live)) => {}
                 other => panic!("unexpected result {other:?}"),
             }
         }

@@ -24,7 +24,14 @@
 //!   are joined back into the one value that was written.
 //! * **Alias records** are endpoints of type A/AAAA/CNAME carrying `alias=true`; the target is
 //!   the alias DNS name and the alias' hosted zone is looked up (ELB/CloudFront/Global
-//!   Accelerator table, then our own zones) unless `aws/target-hosted-zone` names it.
+//!   Accelerator table, then our own zones) unless `aws/target-hosted-zone` names it. As in
+//!   external-dns, a CNAME to an AWS load balancer (or CloudFront, Global Accelerator) becomes
+//!   an A and an AAAA alias unless the endpoint says `alias=false` or `prefer_cname` is set;
+//!   see [`Provider::adjust`].
+//! * **Changes propagate**: ChangeResourceRecordSets answers PENDING; the change id is handed
+//!   back as [`Applied::Propagating`] and [`Provider::in_sync`] asks GetChange.
+//! * **Every API attempt is counted** in [`Route53Metrics`] by operation and outcome, so API
+//!   budgets can be watched per provider.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -36,22 +43,29 @@ use async_trait::async_trait;
 use aws_sdk_route53::config::http::HttpResponse;
 use aws_sdk_route53::config::retry::RetryConfig;
 use aws_sdk_route53::config::timeout::TimeoutConfig;
+use aws_sdk_route53::config::SharedHttpClient;
 use aws_sdk_route53::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_route53::error::DisplayErrorContext;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
+use aws_sdk_route53::operation::get_change::GetChangeError;
 use aws_sdk_route53::operation::list_hosted_zones::ListHostedZonesError;
 use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsError;
 use aws_sdk_route53::operation::list_tags_for_resources::ListTagsForResourcesError;
 use aws_sdk_route53::types::{
-    AliasTarget, Change as R53Change, ChangeAction, ChangeBatch, GeoLocation, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetFailover, ResourceRecordSetRegion, RrType, TagResourceType,
+    AliasTarget, Change as R53Change, ChangeAction, ChangeBatch, ChangeInfo, ChangeStatus, GeoLocation, ResourceRecord,
+    ResourceRecordSet, ResourceRecordSetFailover, ResourceRecordSetRegion, RrType, TagResourceType,
 };
 use aws_sdk_route53::Client;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use rand::Rng as _;
 
 use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
-use crate::dns::provider::{Change, Provider, ProviderError, Zone};
+use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// external-dns' `--aws-batch-change-size` default, and Route53's limit of ResourceRecord
 /// elements in one ChangeResourceRecordSets.
@@ -150,6 +164,9 @@ pub struct Route53Config {
     pub zones_cache_ttl: Duration,
     /// TTL of records whose endpoint has none.
     pub default_ttl: u32,
+    /// external-dns' `--aws-prefer-cname`: a CNAME to a load balancer stays a CNAME instead of
+    /// becoming an alias.
+    pub prefer_cname: bool,
     /// Attempts of one call when Route53 throttles, the first included.
     pub max_attempts: u32,
     /// First backoff after a throttled call; doubled on each retry, with full jitter.
@@ -169,6 +186,7 @@ impl Route53Config {
             evaluate_target_health: true,
             zones_cache_ttl: DEFAULT_ZONES_CACHE_TTL,
             default_ttl: DEFAULT_TTL,
+            prefer_cname: false,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
         }
@@ -189,9 +207,110 @@ impl fmt::Debug for Route53Config {
             .field("evaluate_target_health", &self.evaluate_target_health)
             .field("zones_cache_ttl", &self.zones_cache_ttl)
             .field("default_ttl", &self.default_ttl)
+            .field("prefer_cname", &self.prefer_cname)
             .field("max_attempts", &self.max_attempts)
             .field("retry_base_delay", &self.retry_base_delay)
             .finish()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    provider: String,
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    provider: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+/// Route53 API metrics of every Route53 provider in the process, told apart by the `provider`
+/// label. Clones share the counters.
+#[derive(Clone, Debug)]
+pub struct Route53Metrics {
+    calls: Family<CallLabels, Counter>,
+    throttles: Family<OperationLabels, Counter>,
+    batch_changes: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Route53Metrics {
+    fn default() -> Self {
+        fn batch_histogram() -> Histogram {
+            // 1 .. 1024 changes: Route53 takes at most 1000 ResourceRecords per batch.
+            Histogram::new(exponential_buckets(1.0, 2.0, 11))
+        }
+        Route53Metrics {
+            calls: Family::default(),
+            throttles: Family::default(),
+            batch_changes: Family::new_with_constructor(batch_histogram),
+        }
+    }
+}
+
+impl Route53Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "route53_api_calls",
+            "Route53 API requests (every attempt) by operation and outcome",
+            self.calls.clone(),
+        );
+        registry.register(
+            "route53_throttles",
+            "Route53 API requests refused with Throttling or PriorRequestNotComplete",
+            self.throttles.clone(),
+        );
+        registry.register(
+            "route53_batch_changes",
+            "Change elements per ChangeResourceRecordSets request",
+            self.batch_changes.clone(),
+        );
+    }
+
+    /// Requests of `operation` by `provider` that ended in `outcome` (`ok`, `throttled`,
+    /// `invalid`, `auth`, `unreachable`, `not_found`, `config`).
+    pub fn calls(&self, provider: &str, operation: &str, outcome: &str) -> u64 {
+        self.calls
+            .get_or_create(&CallLabels {
+                provider: provider.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .get()
+    }
+
+    pub fn throttles(&self, provider: &str, operation: &str) -> u64 {
+        self.throttles.get_or_create(&OperationLabels { provider: provider.into(), operation: operation.into() }).get()
+    }
+
+    fn record_call(&self, provider: &str, operation: &str, outcome: Result<(), FailureKind>) {
+        let outcome = match outcome {
+            Ok(()) => "ok",
+            Err(kind) => kind.label(),
+        };
+        self.calls
+            .get_or_create(&CallLabels {
+                provider: provider.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        if outcome == FailureKind::Throttled.label() {
+            self.throttles
+                .get_or_create(&OperationLabels { provider: provider.into(), operation: operation.into() })
+                .inc();
+        }
+    }
+
+    fn record_batch(&self, provider: &str, changes: usize) {
+        self.batch_changes.get_or_create(&ProviderLabels { provider: provider.into() }).observe(changes as f64);
     }
 }
 
@@ -199,6 +318,9 @@ pub struct Route53Provider {
     client: Client,
     config: Route53Config,
     zones_cache: Mutex<Option<(Instant, Vec<Zone>)>>,
+    metrics: Route53Metrics,
+    /// The `provider` label of this provider's metrics.
+    metrics_name: String,
 }
 
 impl fmt::Debug for Route53Provider {
@@ -210,12 +332,18 @@ impl fmt::Debug for Route53Provider {
 impl Route53Provider {
     /// Builds the SDK client: TLS with ring, SDK retries off (ours are in [`Self::call`]).
     pub async fn new(config: Route53Config) -> Result<Self, ProviderError> {
-        validate(&config)?;
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        Self::with_http_client(config, http_client).await
+    }
+
+    /// As [`Self::new`] over the given HTTP client, for STS and Route53 alike (tests record
+    /// the requests).
+    pub async fn with_http_client(config: Route53Config, http_client: SharedHttpClient) -> Result<Self, ProviderError> {
+        validate(&config)?;
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(30))
@@ -241,7 +369,24 @@ impl Route53Provider {
                 .await;
             builder = builder.credentials_provider(assumed);
         }
-        Ok(Route53Provider { client: Client::from_conf(builder.build()), config, zones_cache: Mutex::new(None) })
+        Ok(Route53Provider::assemble(Client::from_conf(builder.build()), config))
+    }
+
+    fn assemble(client: Client, config: Route53Config) -> Self {
+        Route53Provider {
+            client,
+            config,
+            zones_cache: Mutex::new(None),
+            metrics: Route53Metrics::default(),
+            metrics_name: String::new(),
+        }
+    }
+
+    /// Counts this provider's API calls in `metrics` under the label `provider=name`.
+    pub fn with_metrics(mut self, metrics: Route53Metrics, name: impl Into<String>) -> Self {
+        self.metrics = metrics;
+        self.metrics_name = name.into();
+        self
     }
 
     /// A provider around a prebuilt client (tests with `aws-smithy-mocks`). The client's own
@@ -249,7 +394,7 @@ impl Route53Provider {
     pub fn with_client(client: Client, config: Route53Config) -> Result<Self, ProviderError> {
         validate(&config)?;
         let conf = client.config().to_builder().retry_config(RetryConfig::disabled()).build();
-        Ok(Route53Provider { client: Client::from_conf(conf), config, zones_cache: Mutex::new(None) })
+        Ok(Route53Provider::assemble(Client::from_conf(conf), config))
     }
 
     /// The SDK client, for callers that manage hosted zones themselves (tests create zones).
@@ -267,9 +412,13 @@ impl Route53Provider {
         let mut attempt = 1;
         loop {
             let err = match op().await {
-                Ok(out) => return Ok(out),
+                Ok(out) => {
+                    self.metrics.record_call(&self.metrics_name, what, Ok(()));
+                    return Ok(out);
+                }
                 Err(e) => classify(&e),
             };
+            self.metrics.record_call(&self.metrics_name, what, Err(err.kind));
             if err.kind != FailureKind::Throttled || attempt >= self.config.max_attempts {
                 // A refused change is shown to users as is: Route53's words name the record.
                 let message = match err.kind {
@@ -359,10 +508,7 @@ impl Route53Provider {
             return Ok(strip_zone_prefix(id).to_string());
         }
         let target = ep.targets.first().map(|t| normalize_name(t)).unwrap_or_default();
-        if let Some((_, id)) = CANONICAL_HOSTED_ZONES
-            .iter()
-            .find(|(suffix, _)| target == *suffix || target.ends_with(&format!(".{suffix}")))
-        {
+        if let Some(id) = canonical_hosted_zone(&target) {
             return Ok(id.to_string());
         }
         let zones = self.zones().await?;
@@ -451,17 +597,33 @@ impl Route53Provider {
         Ok(unit)
     }
 
-    async fn send_batch(&self, zone: &Zone, units: &[Unit]) -> Result<(), Failure> {
+    async fn send_batch(&self, zone: &Zone, units: &[Unit]) -> Result<Applied, Failure> {
         let changes: Vec<R53Change> = units.iter().flat_map(|u| u.changes.iter().cloned()).collect();
+        self.metrics.record_batch(&self.metrics_name, changes.len());
         let batch = ChangeBatch::builder()
             .set_changes(Some(changes))
             .build()
             .map_err(|e| Failure { kind: FailureKind::Invalid, message: e.to_string() })?;
-        self.call("ChangeResourceRecordSets", || {
-            self.client.change_resource_record_sets().hosted_zone_id(&zone.id).change_batch(batch.clone()).send()
-        })
-        .await
-        .map(|_| ())
+        let out = self
+            .call("ChangeResourceRecordSets", || {
+                self.client.change_resource_record_sets().hosted_zone_id(&zone.id).change_batch(batch.clone()).send()
+            })
+            .await?;
+        Ok(applied(out.change_info()))
+    }
+
+    /// The alias external-dns would make of `ep`, if any: `alias=true` said explicitly, or a
+    /// CNAME to a name with a known canonical hosted zone.
+    fn wants_alias(&self, ep: &Endpoint) -> bool {
+        match ep.provider_specific(property::ALIAS) {
+            Some(v) => v.trim().eq_ignore_ascii_case("true"),
+            None => {
+                !self.config.prefer_cname
+                    && ep.record_type == RecordType::CNAME
+                    && ep.targets.len() == 1
+                    && canonical_hosted_zone(&ep.targets[0]).is_some()
+            }
+        }
     }
 }
 
@@ -520,6 +682,19 @@ enum FailureKind {
     Config,
 }
 
+impl FailureKind {
+    fn label(self) -> &'static str {
+        match self {
+            FailureKind::Throttled => "throttled",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Auth => "auth",
+            FailureKind::Invalid => "invalid",
+            FailureKind::ZoneNotFound => "not_found",
+            FailureKind::Config => "config",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Failure {
     kind: FailureKind,
@@ -550,6 +725,15 @@ trait Route53Error: ProvideErrorMetadata + std::error::Error + Send + Sync + 'st
 impl Route53Error for ListHostedZonesError {}
 impl Route53Error for ListResourceRecordSetsError {}
 impl Route53Error for ListTagsForResourcesError {}
+impl Route53Error for GetChangeError {
+    fn code_and_message(&self) -> (Option<String>, String) {
+        let message = self.message().unwrap_or_default().to_string();
+        match self {
+            GetChangeError::NoSuchChange(_) => (Some("NoSuchChange".into()), message),
+            _ => (self.code().map(str::to_string), message),
+        }
+    }
+}
 impl Route53Error for ChangeResourceRecordSetsError {
     fn code_and_message(&self) -> (Option<String>, String) {
         let message = self.message().unwrap_or_default().to_string();
@@ -628,6 +812,26 @@ fn classify<E: Route53Error>(err: &SdkError<E, HttpResponse>) -> Failure {
 
 fn strip_zone_prefix(id: &str) -> &str {
     id.trim_start_matches("/hostedzone/")
+}
+
+/// The canonical hosted zone of an AWS load balancer, CloudFront or Global Accelerator name.
+fn canonical_hosted_zone(target: &str) -> Option<&'static str> {
+    let target = normalize_name(target);
+    CANONICAL_HOSTED_ZONES
+        .iter()
+        .find(|(suffix, _)| target == *suffix || target.ends_with(&format!(".{suffix}")))
+        .map(|(_, id)| *id)
+}
+
+/// What ChangeResourceRecordSets or GetChange said of a change.
+fn applied(info: Option<&ChangeInfo>) -> Applied {
+    match info {
+        Some(i) if *i.status() == ChangeStatus::Pending => {
+            Applied::Propagating(i.id().trim_start_matches("/change/").to_string())
+        }
+        // INSYNC, or an answer without change info (some compatible APIs): nothing to wait for.
+        _ => Applied::Live,
+    }
 }
 
 fn is_alias(ep: &Endpoint) -> bool {
@@ -888,8 +1092,8 @@ impl Provider for Route53Provider {
         Ok(out)
     }
 
-    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<Result<(), ProviderError>> {
-        let mut results: Vec<Option<Result<(), ProviderError>>> = vec![None; changes.len()];
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+        let mut results: Vec<Option<ChangeResult>> = vec![None; changes.len()];
         let mut units = Vec::new();
         for (index, change) in changes.iter().enumerate() {
             match self.translate(zone, change).await {
@@ -912,9 +1116,9 @@ impl Provider for Route53Provider {
                     continue;
                 }
                 match self.send_batch(zone, &part).await {
-                    Ok(()) => {
+                    Ok(applied) => {
                         for u in &part {
-                            results[u.index] = Some(Ok(()));
+                            results[u.index] = Some(Ok(applied.clone()));
                         }
                     }
                     Err(f) if f.kind == FailureKind::Invalid && part.len() > 1 => {
@@ -947,6 +1151,49 @@ impl Provider for Route53Provider {
             .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into()))))
             .collect()
     }
+
+    async fn in_sync(&self, change_id: &str) -> Result<bool, ProviderError> {
+        match self.call("GetChange", || self.client.get_change().id(change_id).send()).await {
+            Ok(out) => Ok(applied(out.change_info()) == Applied::Live),
+            // Route53 forgets changes after a while; one it no longer knows is long done.
+            Err(f) if f.message.contains("NoSuchChange") => Ok(true),
+            Err(f) => Err(f.into_provider_error()),
+        }
+    }
+
+    /// external-dns' `AdjustEndpoints`: an alias has no TTL and an explicit
+    /// `aws/evaluate-target-health`; a CNAME alias is an A and an AAAA alias, so IPv6 clients
+    /// of a dual-stack load balancer resolve it too.
+    fn adjust(&self, mut ep: Endpoint) -> Vec<Endpoint> {
+        if !self.wants_alias(&ep) {
+            // alias=false is the absence of an alias, as Route53 lists it.
+            ep.provider_specific.retain(|p| p.name != property::ALIAS);
+            return vec![ep];
+        }
+        ep.ttl = None;
+        if ep.provider_specific(property::ALIAS).is_none() {
+            ep.provider_specific.push(ProviderSpecificProperty { name: property::ALIAS.into(), value: "true".into() });
+        }
+        if ep.provider_specific(property::EVALUATE_TARGET_HEALTH).is_none() {
+            ep.provider_specific.push(ProviderSpecificProperty {
+                name: property::EVALUATE_TARGET_HEALTH.into(),
+                value: self.config.evaluate_target_health.to_string(),
+            });
+        }
+        for p in &mut ep.provider_specific {
+            if p.name == property::ALIAS || p.name == property::EVALUATE_TARGET_HEALTH {
+                p.value = p.value.trim().to_ascii_lowercase();
+            }
+        }
+        if ep.record_type != RecordType::CNAME {
+            return vec![ep.normalized()];
+        }
+        let mut a = ep;
+        a.record_type = RecordType::A;
+        let mut aaaa = a.clone();
+        aaaa.record_type = RecordType::AAAA;
+        vec![a.normalized(), aaaa.normalized()]
+    }
 }
 
 #[cfg(test)]
@@ -956,9 +1203,9 @@ mod tests {
 
     use aws_sdk_route53::error::ErrorMetadata;
     use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput;
+    use aws_sdk_route53::operation::get_change::GetChangeOutput;
     use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
     use aws_sdk_route53::types::error::{InvalidChangeBatch, PriorRequestNotComplete};
-    use aws_sdk_route53::types::{ChangeInfo, ChangeStatus};
     use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
 
     fn zone() -> Zone {
@@ -1009,7 +1256,7 @@ mod tests {
             mock!(Client::change_resource_record_sets).sequence().error(throttling).times(2).output(change_ok).build();
         let p = provider(&[&rule]);
         let results = p.apply(&zone(), &[Change::Create(a("app.example.test", "192.0.2.1"))]).await;
-        assert_eq!(results, vec![Ok(())]);
+        assert_eq!(results, vec![Ok(Applied::Live)]);
         assert_eq!(rule.num_calls(), 3, "two throttled calls and the successful one");
     }
 
@@ -1037,7 +1284,7 @@ mod tests {
             .build();
         let p = provider(&[&rule]);
         let results = p.apply(&zone(), &[Change::Delete(a("app.example.test", "192.0.2.1"))]).await;
-        assert_eq!(results, vec![Ok(())]);
+        assert_eq!(results, vec![Ok(Applied::Live)]);
         assert_eq!(rule.num_calls(), 2);
     }
 
@@ -1082,15 +1329,15 @@ mod tests {
             Change::Update { old: a("four.example.test", "192.0.2.4"), new: a("four.example.test", "192.0.2.5") },
         ];
         let results = p.apply(&zone(), &changes).await;
-        assert_eq!(results[0], Ok(()));
-        assert_eq!(results[1], Ok(()));
+        assert_eq!(results[0], Ok(Applied::Live));
+        assert_eq!(results[1], Ok(Applied::Live));
         assert_eq!(
             results[2],
             Err(ProviderError::Rejected(
                 "InvalidChangeBatch: RRSet of type CNAME with DNS name bad.example.test. is not permitted".into()
             ))
         );
-        assert_eq!(results[3], Ok(()));
+        assert_eq!(results[3], Ok(Applied::Live));
         // [1,2,3,4(delete+create)] refused -> [1,2] ok, [3,4] refused -> [3] refused, [4] ok.
         assert_eq!(*sent.lock().unwrap(), vec![5, 2, 3, 1, 2]);
         assert_eq!(rule.num_calls(), 5);
@@ -1199,7 +1446,7 @@ mod tests {
         let mut no_id = a("x.example.test", "192.0.2.1");
         no_id.provider_specific = vec![ProviderSpecificProperty { name: "aws/weight".into(), value: "5".into() }];
         let results = p.apply(&zone(), &[Change::Create(ep), Change::Create(no_id)]).await;
-        assert_eq!(results[0], Ok(()));
+        assert_eq!(results[0], Ok(Applied::Live));
         assert!(matches!(&results[1], Err(ProviderError::Rejected(m)) if m.contains("setIdentifier")), "{results:?}");
         let sets = sent.lock().unwrap();
         assert_eq!(sets.len(), 1, "the invalid change is never sent");
@@ -1210,6 +1457,169 @@ mod tests {
         assert_eq!(sets[0].set_identifier(), Some("eu"));
         assert_eq!(sets[0].geo_location().and_then(|g| g.continent_code()), Some("EU"));
         assert_eq!(sets[0].ttl(), None);
+    }
+
+    fn change_info(id: &str, status: ChangeStatus) -> ChangeInfo {
+        ChangeInfo::builder()
+            .id(id)
+            .status(status)
+            .submitted_at(aws_sdk_route53::primitives::DateTime::from_secs(0))
+            .build()
+            .expect("change info")
+    }
+
+    #[tokio::test]
+    async fn a_pending_change_propagates_until_get_change_says_insync() {
+        let change = mock!(Client::change_resource_record_sets).then_output(|| {
+            ChangeResourceRecordSetsOutput::builder()
+                .change_info(change_info("/change/C9", ChangeStatus::Pending))
+                .build()
+        });
+        let asked: Arc<StdMutex<Vec<String>>> = Arc::default();
+        let seen = asked.clone();
+        let get = mock!(Client::get_change).then_compute_output(move |req| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(req.id().unwrap_or_default().to_string());
+            let status = if seen.len() == 1 { ChangeStatus::Pending } else { ChangeStatus::Insync };
+            GetChangeOutput::builder().change_info(change_info("/change/C9", status)).build()
+        });
+        let metrics = Route53Metrics::default();
+        let p = provider(&[&change, &get]).with_metrics(metrics.clone(), "test");
+        let results = p.apply(&zone(), &[Change::Create(a("app.example.test", "192.0.2.1"))]).await;
+        assert_eq!(results, vec![Ok(Applied::Propagating("C9".into()))]);
+        assert_eq!(p.in_sync("C9").await, Ok(false), "first poll: still PENDING");
+        assert_eq!(p.in_sync("C9").await, Ok(true), "second poll: INSYNC");
+        assert_eq!(*asked.lock().unwrap(), vec!["C9", "C9"]);
+        assert_eq!(metrics.calls("test", "ChangeResourceRecordSets", "ok"), 1);
+        assert_eq!(metrics.calls("test", "GetChange", "ok"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_change_route53_forgot_counts_as_live() {
+        let get = mock!(Client::get_change).then_error(|| {
+            GetChangeError::NoSuchChange(
+                aws_sdk_route53::types::error::NoSuchChange::builder().message("no change C1").build(),
+            )
+        });
+        let p = provider(&[&get]);
+        assert_eq!(p.in_sync("C1").await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn calls_throttles_and_batch_sizes_are_counted() {
+        let rule =
+            mock!(Client::change_resource_record_sets).sequence().error(throttling).times(2).output(change_ok).build();
+        let metrics = Route53Metrics::default();
+        let p = provider(&[&rule]).with_metrics(metrics.clone(), "DNSProvider/ns/r53");
+        let changes: Vec<Change> =
+            (0..3).map(|i| Change::Create(a(&format!("r{i}.example.test"), "192.0.2.1"))).collect();
+        assert!(p.apply(&zone(), &changes).await.iter().all(|r| r.is_ok()));
+        assert_eq!(metrics.calls("DNSProvider/ns/r53", "ChangeResourceRecordSets", "throttled"), 2);
+        assert_eq!(metrics.calls("DNSProvider/ns/r53", "ChangeResourceRecordSets", "ok"), 1);
+        assert_eq!(metrics.throttles("DNSProvider/ns/r53", "ChangeResourceRecordSets"), 2);
+
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"route53_api_calls_total{provider="DNSProvider/ns/r53",operation="ChangeResourceRecordSets",outcome="throttled"} 2"#,
+            r#"route53_throttles_total{provider="DNSProvider/ns/r53",operation="ChangeResourceRecordSets"} 2"#,
+            // One batch of three changes: counted once, in the bucket of 4.
+            r#"route53_batch_changes_count{provider="DNSProvider/ns/r53"} 1"#,
+            r#"route53_batch_changes_sum{provider="DNSProvider/ns/r53"} 3.0"#,
+            r#"route53_batch_changes_bucket{le="4.0",provider="DNSProvider/ns/r53"} 1"#,
+            r#"route53_batch_changes_bucket{le="2.0",provider="DNSProvider/ns/r53"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    fn props(ep: &Endpoint) -> Vec<(&str, &str)> {
+        ep.provider_specific.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect()
+    }
+
+    #[test]
+    fn a_cname_to_a_load_balancer_becomes_a_and_aaaa_aliases() {
+        let p = provider(&[]);
+        let elb = Endpoint::new("web.example.test", RecordType::CNAME, vec!["lb-1.us-east-1.elb.amazonaws.com".into()])
+            .with_ttl(60);
+        let out = p.adjust(elb.clone());
+        assert_eq!(out.iter().map(|e| e.record_type).collect::<Vec<_>>(), vec![RecordType::A, RecordType::AAAA]);
+        for e in &out {
+            assert_eq!(e.dns_name, "web.example.test");
+            assert_eq!(e.targets, vec!["lb-1.us-east-1.elb.amazonaws.com"]);
+            assert_eq!(e.ttl, None, "an alias has no TTL of its own");
+            assert_eq!(props(e), vec![("alias", "true"), ("aws/evaluate-target-health", "true")]);
+        }
+
+        // Told otherwise: alias=false on the record, or preferCNAME on the provider.
+        let mut plain = elb.clone();
+        plain.provider_specific = vec![ProviderSpecificProperty { name: "alias".into(), value: "false".into() }];
+        let out = p.adjust(plain);
+        assert_eq!((out.len(), out[0].record_type, out[0].ttl), (1, RecordType::CNAME, Some(60)));
+        assert!(out[0].provider_specific.is_empty(), "alias=false is how Route53 lists a plain record");
+        let mut cfg = Route53Config::new("us-east-1");
+        cfg.prefer_cname = true;
+        let prefer = Route53Provider::with_client(p.client().clone(), cfg).unwrap();
+        assert_eq!(prefer.adjust(elb.clone()), vec![elb.clone()]);
+
+        // A CNAME elsewhere stays; an explicit A alias keeps its type and evaluate-target-health.
+        let other = Endpoint::new("w.example.test", RecordType::CNAME, vec!["example.org".into()]);
+        assert_eq!(p.adjust(other.clone()), vec![other]);
+        let mut a_alias = Endpoint::new("x.example.test", RecordType::A, vec!["d111.cloudfront.net".into()]);
+        a_alias.provider_specific = vec![
+            ProviderSpecificProperty { name: "alias".into(), value: "true".into() },
+            ProviderSpecificProperty { name: "aws/evaluate-target-health".into(), value: "False".into() },
+        ];
+        let out = p.adjust(a_alias);
+        assert_eq!(out.len(), 1);
+        assert_eq!(props(&out[0]), vec![("alias", "true"), ("aws/evaluate-target-health", "false")]);
+    }
+
+    /// The role is assumed through STS with the static credentials, and Route53 requests are
+    /// signed with the credentials STS handed out.
+    #[tokio::test]
+    async fn assume_role_signs_route53_calls_with_the_role_credentials() {
+        use aws_sdk_route53::config::IntoShared;
+        use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+        use aws_smithy_types::body::SdkBody;
+
+        let sts = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>
+            <AssumedRoleUser><AssumedRoleId>AROA1:extdns</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/dns/extdns</Arn></AssumedRoleUser>
+            <Credentials><AccessKeyId>ASIAASSUMEDROLE</AccessKeyId><SecretAccessKey>role-secret</SecretAccessKey>
+            <SessionToken>role-session-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>
+            </AssumeRoleResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></AssumeRoleResponse>"#;
+        let zones = r#"<?xml version="1.0"?><ListHostedZonesResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
+            <HostedZones><HostedZone><Id>/hostedzone/Z1</Id><Name>example.test.</Name><CallerReference>c</CallerReference>
+            <Config><PrivateZone>false</PrivateZone></Config><ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone></HostedZones>
+            <IsTruncated>false</IsTruncated><MaxItems>100</MaxItems></ListHostedZonesResponse>"#;
+        let event = |body: &str| {
+            ReplayEvent::new(
+                http::Request::builder().uri("https://unused").body(SdkBody::empty()).unwrap(),
+                http::Response::builder().status(200).body(SdkBody::from(body.to_string())).unwrap(),
+            )
+        };
+        let http = StaticReplayClient::new(vec![event(sts), event(zones)]);
+        let mut cfg = Route53Config::new("us-east-1");
+        cfg.credentials = Some(("AKIDSTATIC".into(), "static-secret".into()));
+        cfg.assume_role_arn = Some("arn:aws:iam::123456789012:role/dns".into());
+        let p = Route53Provider::with_http_client(cfg, http.clone().into_shared()).await.unwrap();
+        let listed = p.zones().await.expect("zones listed with the role's credentials");
+        assert_eq!(listed, vec![Zone { id: "Z1".into(), name: "example.test".into() }]);
+
+        let reqs: Vec<_> = http.actual_requests().collect();
+        assert_eq!(reqs.len(), 2, "AssumeRole, then ListHostedZones");
+        let auth = |i: usize| reqs[i].headers().get("authorization").unwrap_or_default().to_string();
+        let body = std::str::from_utf8(reqs[0].body().bytes().unwrap_or_default()).unwrap().to_string();
+        assert!(reqs[0].uri().contains("sts."), "{}", reqs[0].uri());
+        assert!(body.contains("Action=AssumeRole"), "{body}");
+        assert!(body.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fdns"), "{body}");
+        assert!(body.contains("RoleSessionName=extdns"), "{body}");
+        assert!(auth(0).contains("Credential=AKIDSTATIC/"), "STS is called with the static key: {}", auth(0));
+        assert!(reqs[1].uri().contains("route53") && reqs[1].uri().contains("/hostedzone"), "{}", reqs[1].uri());
+        assert!(auth(1).contains("Credential=ASIAASSUMEDROLE/"), "Route53 is called as the role: {}", auth(1));
+        assert_eq!(reqs[1].headers().get("x-amz-security-token"), Some("role-session-token"));
     }
 
     #[test]
