@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 
 use extdns::crd::{DNSEndpoint, DNSProvider};
 use extdns::dns::providers::route53::{Route53Config, Route53Provider};
-use extdns::dns::{Endpoint, Provider, RecordType, Zone};
+use extdns::dns::{Change, Endpoint, Provider, RecordType, Zone};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
@@ -65,8 +65,9 @@ async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -
         .collect()
 }
 
-/// Issue 5: a Service's record lands in Route53 (moto) with its ownership TXT, weighted
-/// records carry set identifiers and weights, and deletion removes them.
+/// Issue 5: a Service's record lands in Route53 (moto) with its ownership TXT, a Service
+/// behind an ELB gets A and AAAA alias records, weighted records carry set identifiers and
+/// weights, and deletion removes them. The provider assumes a role through (moto's) STS.
 #[tokio::test]
 async fn route53_records_in_moto() {
     let client = client().await;
@@ -85,7 +86,7 @@ async fn route53_records_in_moto() {
     let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
     let zone = Zone { id, name: zone_name.into() };
 
-    let _op = Operator::start("route53");
+    let op = Operator::start("route53");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     apply(
         &secrets,
@@ -100,7 +101,8 @@ async fn route53_records_in_moto() {
         json!({
             "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": "r53"},
             "spec": {
-                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}}},
+                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}},
+                            "assumeRoleArn": "arn:aws:iam::123456789012:role/extdns-e2e"},
                 "domains": {"include": [zone_name]},
                 "policy": "sync",
                 "registry": {"txt": {"ownerId": "e2e"}}
@@ -139,6 +141,59 @@ async fn route53_records_in_moto() {
         )])
     );
 
+    // A load balancer with a hostname, as on EKS: a CNAME for the planner, A and AAAA aliases
+    // in Route53, each with its ownership TXT.
+    let elb = "k8s-e2e-lb-0123456789.us-east-1.elb.amazonaws.com";
+    apply(
+        &svcs,
+        "lb",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "lb", "annotations": {"external-dns.alpha.kubernetes.io/hostname": format!("lb.{zone_name}")}},
+               "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}}),
+    )
+    .await;
+    svcs.patch_status(
+        "lb",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"loadBalancer": {"ingress": [{"hostname": elb}]}}})),
+    )
+    .await
+    .expect("status");
+    let lb = wait_condition(&eps, "lb-service", "Ready", "True").await;
+    let message = lb.status.as_ref().and_then(|s| s.records.first()).and_then(|r| r.message.clone());
+    assert!(message.as_deref().unwrap_or_default().contains("held as"), "{message:?}");
+    let sets = aws
+        .client()
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone.id)
+        .start_record_name(format!("lb.{zone_name}."))
+        .max_items(10)
+        .send()
+        .await
+        .expect("ListResourceRecordSets");
+    let mut aliases: Vec<(String, String, String)> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.name() == format!("lb.{zone_name}."))
+        .map(|s| {
+            let a = s.alias_target().expect("an alias record, not a CNAME");
+            (s.r#type().as_str().to_string(), a.hosted_zone_id().to_string(), a.dns_name().to_string())
+        })
+        .collect();
+    aliases.sort();
+    assert_eq!(
+        aliases,
+        vec![
+            ("A".to_string(), "Z35SXDOTRQ7X7K".to_string(), format!("{elb}.")),
+            ("AAAA".to_string(), "Z35SXDOTRQ7X7K".to_string(), format!("{elb}.")),
+        ]
+    );
+    for prefix in ["a", "aaaa"] {
+        let txt = records(&aws, &zone, &format!("{prefix}-lb.{zone_name}"), RecordType::TXT).await;
+        assert_eq!(txt.len(), 1, "ownership TXT of the {prefix} alias: {txt:?}");
+    }
+    assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::CNAME).await.is_empty());
+
     let weighted = |id: &str, ip: &str, w: &str| {
         json!({"dnsName": format!("api.{zone_name}"), "recordType": "A", "targets": [ip], "setIdentifier": id,
                "providerSpecific": [{"name": "aws/weight", "value": w}]})
@@ -164,6 +219,19 @@ async fn route53_records_in_moto() {
         ]
     );
 
+    // The passes since the alias was written found it in sync: no update was ever planned,
+    // which would happen if what Route53 lists differed from what extdns asks for.
+    assert_eq!(op.counter("extdns_provider_changes_total", &["operation=\"update\""]).await, 0);
+    assert!(
+        op.counter("extdns_route53_api_calls_total", &["operation=\"ChangeResourceRecordSets\"", "outcome=\"ok\""])
+            .await
+            >= 3
+    );
+
+    svcs.delete("lb", &DeleteParams::foreground()).await.expect("delete Service");
+    wait_gone(&eps, "lb-service").await;
+    assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::A).await.is_empty());
+    assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::AAAA).await.is_empty());
     eps.delete("weighted", &DeleteParams::default()).await.expect("delete");
     wait_gone(&eps, "weighted").await;
     svcs.delete("web", &DeleteParams::foreground()).await.expect("delete Service");
@@ -171,5 +239,105 @@ async fn route53_records_in_moto() {
     assert!(records(&aws, &zone, &format!("api.{zone_name}"), RecordType::A).await.is_empty());
     assert!(records(&aws, &zone, &format!("web.{zone_name}"), RecordType::A).await.is_empty());
     assert!(records(&aws, &zone, &format!("a-web.{zone_name}"), RecordType::TXT).await.is_empty());
+    ns.cleanup().await;
+}
+
+/// Issue 5: a hosted zone holding 10,000 records is listed once, page by page, and not again
+/// while records are added and changed: the cache is updated from our own changes.
+#[tokio::test]
+async fn route53_large_zone_is_listed_once() {
+    const SEEDED: usize = 10_000;
+    let client = client().await;
+    let ns = TestNs::new(&client, "r53big", json!({})).await;
+    let moto = Moto::start().await;
+    let aws = sdk(&moto).await;
+    let zone_name = "big.e2e.test";
+    let created = aws
+        .client()
+        .create_hosted_zone()
+        .name(format!("{zone_name}."))
+        .caller_reference(format!("e2e-big-{}", std::process::id()))
+        .send()
+        .await
+        .expect("CreateHostedZone");
+    let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
+    let zone = Zone { id, name: zone_name.into() };
+    let seed: Vec<Change> = (0..SEEDED)
+        .map(|i| {
+            let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            Change::Create(Endpoint::new(format!("r{i}.{zone_name}"), RecordType::A, vec![ip]).with_ttl(300))
+        })
+        .collect();
+    let seeded = aws.apply(&zone, &seed).await;
+    assert!(seeded.iter().all(|r| r.is_ok()), "seeding failed: {:?}", seeded.iter().find(|r| r.is_err()));
+    // The pages one full listing takes, counted by listing it here once.
+    let mut pages = 0u64;
+    let mut start: Option<(String, aws_sdk_route53::types::RrType)> = None;
+    loop {
+        let mut req = aws.client().list_resource_record_sets().hosted_zone_id(&zone.id).max_items(300);
+        if let Some((name, rtype)) = &start {
+            req = req.start_record_name(name).start_record_type(rtype.clone());
+        }
+        let page = req.send().await.expect("ListResourceRecordSets");
+        pages += 1;
+        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+            (true, Some(n), Some(t)) => start = Some((n.to_string(), t.clone())),
+            _ => break,
+        }
+    }
+    assert!(pages >= (SEEDED as u64).div_ceil(300), "{pages} pages for {SEEDED} records");
+
+    let op = Operator::start("route53-big");
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), &ns.name),
+        "aws",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
+    )
+    .await;
+    apply(
+        &Api::<DNSProvider>::namespaced(client.clone(), &ns.name),
+        "r53",
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": "r53"},
+            "spec": {
+                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}}},
+                "domains": {"include": [zone_name]},
+                "policy": "sync",
+                "registry": {"txt": {"ownerId": "e2e"}}
+            }
+        }),
+    )
+    .await;
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let one =
+        |name: &str, ip: &str| json!([{"dnsName": format!("{name}.{zone_name}"), "recordType": "A", "targets": [ip]}]);
+    apply(&eps, "first", dnsendpoint("first", one("first", "192.0.2.1"))).await;
+    wait_condition(&eps, "first", "Ready", "True").await;
+
+    let calls = |operation: &'static str| {
+        let op = &op;
+        async move {
+            op.counter(
+                "extdns_route53_api_calls_total",
+                &["provider=\"DNSProvider/", &format!("operation=\"{operation}\""), "outcome=\"ok\""],
+            )
+            .await
+        }
+    };
+    assert_eq!(calls("ListResourceRecordSets").await, pages, "one full listing");
+    assert_eq!(calls("ListHostedZones").await, 1);
+    let changed = calls("ChangeResourceRecordSets").await;
+
+    // Steady state: a new record, then a changed one, each its own pass and batch.
+    apply(&eps, "second", dnsendpoint("second", one("second", "192.0.2.2"))).await;
+    wait_condition(&eps, "second", "Ready", "True").await;
+    apply(&eps, "first", dnsendpoint("first", one("first", "192.0.2.3"))).await;
+    wait_condition(&eps, "first", "Ready", "True").await;
+    let first = records(&aws, &zone, &format!("first.{zone_name}"), RecordType::A).await;
+    assert_eq!(first.first().map(|e| e.targets.clone()), Some(vec!["192.0.2.3".to_string()]));
+    assert_eq!(calls("ChangeResourceRecordSets").await, changed + 2, "one batch per pass");
+    assert_eq!(calls("ListResourceRecordSets").await, pages, "no listing in steady state");
+    assert_eq!(calls("ListHostedZones").await, 1, "no zone listing in steady state");
     ns.cleanup().await;
 }
