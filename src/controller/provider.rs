@@ -92,7 +92,7 @@ struct ProviderInfo {
 /// The provider's view of the backend, refreshed every resync.
 struct Cache {
     zones: Vec<Zone>,
-    /// Raw records per zone name, as the backend holds them (TXT ownership records included).
+    /// Raw records per zone id, as the backend holds them (TXT ownership records included).
     raw: BTreeMap<String, BTreeMap<RecordKey, Endpoint>>,
     fetched: Instant,
     fetched_at: Time,
@@ -522,7 +522,7 @@ impl Worker {
         for z in &zones {
             let recs = backend.records(z).await;
             metrics.call(&pid, "records", if recs.is_ok() { "ok" } else { "error" });
-            raw.insert(z.name.clone(), recs?.into_iter().map(|e| (e.key(), e)).collect());
+            raw.insert(z.id.clone(), recs?.into_iter().map(|e| (e.key(), e)).collect());
         }
         self.cache = Some(Cache { zones, raw, fetched: Instant::now(), fetched_at: now_time() });
         Ok(())
@@ -557,112 +557,101 @@ impl Worker {
         }
         self.poll_propagation(backend.as_ref(), id, metrics).await;
         let owner = self.owner_id().map(str::to_string);
+        let Some(mut cache) = self.cache.take() else {
+            return all(state::PENDING, format!("provider {id} has not listed its zones yet"));
+        };
         let Ok(ownership) = &self.ownership else {
             return all("InvalidProvider", format!("provider {id} cannot be used"));
         };
-        let Some(cache) = self.cache.as_mut() else {
-            return all(state::PENDING, format!("provider {id} has not listed its zones yet"));
-        };
-
-        // Ownership view of every zone.
-        let mut views: BTreeMap<String, Option<RegistryView>> = BTreeMap::new();
-        let mut current: Vec<Endpoint> = Vec::new();
-        for (zone, recs) in &cache.raw {
-            let raw: Vec<Endpoint> = recs.values().cloned().collect();
-            match ownership {
-                Ownership::Txt(reg) => {
-                    let view = reg.view(raw);
-                    current.extend(view.endpoints.iter().filter(|e| self.domains.matches(&e.dns_name)).cloned());
-                    views.insert(zone.clone(), Some(view));
-                }
-                Ownership::Unregistered => {
-                    current.extend(raw.into_iter().filter(|e| self.domains.matches(&e.dns_name)));
-                    views.insert(zone.clone(), None);
-                }
-            }
-        }
-        self.managed_records = match &owner {
-            Some(o) => current.iter().filter(|e| e.labels.get(label::OWNER) == Some(o)).count() as i64,
-            None => 0,
-        };
+        let zones = cache.zones.clone();
 
         // Records without a zone never reach the planner. The others become what the backend
         // will hold for them (a Route53 CNAME to a load balancer: an A and an AAAA alias).
         let mut results: Vec<Option<RecordResult>> = vec![None; routed.len()];
-        let mut desired: Vec<DesiredRecord> = Vec::new();
-        let mut desired_idx: Vec<usize> = Vec::new();
+        let mut desired: Vec<(usize, DesiredRecord)> = Vec::new();
         for (i, r) in routed.iter().enumerate() {
-            match zone_for(&cache.zones, &r.desired.endpoint.dns_name) {
-                Some(_) => {
-                    for endpoint in backend.adjust(r.desired.endpoint.clone()) {
-                        desired.push(DesiredRecord { endpoint, claimant: r.desired.claimant.clone() });
-                        desired_idx.push(i);
-                    }
+            if zone_for(&zones, &r.desired.endpoint.dns_name).is_some() {
+                for endpoint in backend.adjust(r.desired.endpoint.clone()) {
+                    desired.push((i, DesiredRecord { endpoint, claimant: r.desired.claimant.clone() }));
                 }
-                None => {
-                    results[i] = Some(RecordResult {
-                        state: state::NO_ZONE.into(),
-                        zone: None,
-                        message: format!(
-                            "{}: provider {id} has no zone for this name (zones: {})",
-                            r.desired.endpoint.key(),
-                            cache.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    })
-                }
+                continue;
             }
+            results[i] = Some(RecordResult {
+                state: state::NO_ZONE.into(),
+                zone: None,
+                message: format!(
+                    "{}: provider {id} has no zone for this name (zones: {})",
+                    r.desired.endpoint.key(),
+                    zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
         }
-        let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
-        let mut orphan_claims: BTreeMap<RecordKey, String> = BTreeMap::new();
-        if let Ownership::Txt(reg) = ownership {
-            for d in &desired {
-                let key = d.endpoint.key();
-                if current_keys.contains(&key) {
-                    continue;
-                }
-                let view =
-                    zone_for(&cache.zones, &key.dns_name).and_then(|z| views.get(&z.name)).and_then(|v| v.as_ref());
-                if let Some(owner) = view.and_then(|v| reg.claim(v, &d.endpoint)).and_then(|l| l.get(label::OWNER)) {
-                    orphan_claims.insert(key, owner.clone());
-                }
-            }
-        }
-        let p = plan::plan(&plan::PlanInput {
-            desired: &desired,
-            current: &current,
-            policy: self.policy,
-            owner_id: owner.as_deref(),
-            managed_types: &self.managed,
-            default_ttl: self.default_ttl,
-            orphan_claims: &orphan_claims,
-        });
 
-        // Apply, zone by zone, keeping track of which planned change each call belongs to.
-        let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
-        if !p.changes.is_empty() {
-            let mut by_zone: BTreeMap<String, (Zone, Vec<(usize, Change)>)> = BTreeMap::new();
-            for (i, c) in p.changes.iter().enumerate() {
-                if let Some(z) = zone_for(&cache.zones, &c.endpoint().dns_name) {
-                    by_zone.entry(z.name.clone()).or_insert_with(|| (z.clone(), Vec::new())).1.push((i, c.clone()));
+        // Plan and apply zone by zone. A name belongs to the zones with the longest name
+        // containing it: one, or several when hosted zones share a name (Route53's private and
+        // public zones of one domain), and each of them gets the record.
+        let belongs = |name: &str, zone: &Zone| zone_for(&zones, name).is_some_and(|z| z.name == zone.name);
+        let pid = id.to_string();
+        let mut managed_records = 0i64;
+        let mut transient: Option<ProviderError> = None;
+        let mut rejected = false;
+        if self.propagating.is_empty() {
+            self.next_poll = Instant::now() + PROPAGATION_POLL;
+        }
+        for zone in &zones {
+            let raw: Vec<Endpoint> = cache.raw.get(&zone.id).map(|r| r.values().cloned().collect()).unwrap_or_default();
+            let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
+                Ownership::Txt(reg) => {
+                    let view = reg.view(raw);
+                    let current = view.endpoints.clone();
+                    (Some(view), current)
+                }
+                Ownership::Unregistered => (None, raw),
+            };
+            // Leftovers of a name delegated to a longer zone are not this zone's to manage.
+            let current: Vec<Endpoint> = current
+                .into_iter()
+                .filter(|e| self.domains.matches(&e.dns_name) && belongs(&e.dns_name, zone))
+                .collect();
+            if let Some(o) = &owner {
+                managed_records += current.iter().filter(|e| e.labels.get(label::OWNER) == Some(o)).count() as i64;
+            }
+            let (idx, mine): (Vec<usize>, Vec<DesiredRecord>) =
+                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().unzip();
+
+            let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
+            let mut orphan_claims: BTreeMap<RecordKey, String> = BTreeMap::new();
+            if let (Ownership::Txt(reg), Some(view)) = (ownership, &view) {
+                for d in mine.iter().filter(|d| !current_keys.contains(&d.endpoint.key())) {
+                    if let Some(o) = reg.claim(view, &d.endpoint).and_then(|l| l.get(label::OWNER)) {
+                        orphan_claims.insert(d.endpoint.key(), o.clone());
+                    }
                 }
             }
-            let pid = id.to_string();
-            for (zname, (zone, planned)) in by_zone {
-                let expanded: Vec<(usize, Change)> = match (ownership, views.get(&zname).and_then(|v| v.as_ref())) {
-                    (Ownership::Txt(reg), Some(view)) => {
-                        let local: Vec<Change> = planned.iter().map(|(_, c)| c.clone()).collect();
-                        reg.expand(view, &local).into_iter().map(|(li, c)| (planned[li].0, c)).collect()
-                    }
-                    _ => planned.clone(),
+            let p = plan::plan(&plan::PlanInput {
+                desired: &mine,
+                current: &current,
+                policy: self.policy,
+                owner_id: owner.as_deref(),
+                managed_types: &self.managed,
+                default_ttl: self.default_ttl,
+                orphan_claims: &orphan_claims,
+            });
+
+            // Apply, keeping track of which planned change each backend change belongs to.
+            let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
+            if !p.changes.is_empty() {
+                let expanded: Vec<(usize, Change)> = match (ownership, &view) {
+                    (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
+                    _ => p.changes.iter().cloned().enumerate().collect(),
                 };
                 let changes: Vec<Change> = expanded.iter().map(|(_, c)| c.clone()).collect();
-                info!(provider = %id, zone = %zname, changes = changes.len(), "applying changes");
-                let res = backend.apply(&zone, &changes).await;
+                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = changes.len(), "applying changes");
+                let res = backend.apply(zone, &changes).await;
                 metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
-                let zone_cache = cache.raw.entry(zname.clone()).or_default();
-                for ((pi, change), r) in expanded.iter().zip(res.into_iter().chain(std::iter::repeat(Err(
-                    ProviderError::Rejected("the backend returned no result for this change".into()),
-                )))) {
+                let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
+                let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
+                for ((pi, change), r) in expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing))) {
                     metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
                     match r {
                         Ok(applied) => {
@@ -681,58 +670,66 @@ impl Worker {
                     }
                 }
             }
+            for r in &change_result {
+                match r {
+                    Err(e) if e.is_transient() => transient = transient.or_else(|| Some(e.clone())),
+                    Err(_) => rejected = true,
+                    Ok(_) => {}
+                }
+            }
+
+            for (di, outcome) in p.outcomes.iter().enumerate() {
+                let ri = idx[di];
+                let asked = routed[ri].desired.endpoint.key();
+                let key = mine[di].endpoint.key();
+                // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
+                let held = if key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
+                let just_applied = match outcome {
+                    Outcome::Change(ci) => match &change_result[*ci] {
+                        Ok(Applied::Propagating(change)) => {
+                            self.propagating.entry(change.clone()).or_default().insert(key.clone());
+                            Some(change.as_str())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let failed = match outcome {
+                    Outcome::Change(ci) => change_result[*ci].as_ref().err(),
+                    _ => None,
+                };
+                let (st, msg) = match (outcome, failed, just_applied.or_else(|| self.is_propagating(&key))) {
+                    (_, Some(e), _) => (e.reason().to_string(), format!("{held}: {e}")),
+                    (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
+                        state::PROPAGATING.to_string(),
+                        format!("{held} was accepted by {id}, waiting for change {change} to be live"),
+                    ),
+                    (Outcome::InSync | Outcome::Change(_), None, None) => {
+                        (state::READY.to_string(), format!("{held} is live at {id}"))
+                    }
+                    (other, None, _) => (other.reason().to_string(), other.message(&key)),
+                };
+                // A record held in several records or zones is as far as its worst part.
+                if results[ri].as_ref().is_none_or(|r| r.state == state::READY) {
+                    results[ri] = Some(RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
+                }
+            }
         }
+        self.cache = Some(cache);
+        self.managed_records = managed_records;
 
         // A transient failure means: retry soon, and trust no cache.
-        let transient = change_result.iter().find_map(|r| r.as_ref().err().filter(|e| e.is_transient()).cloned());
         match transient {
             Some(e) => self.fail(e),
             None => {
                 self.retry = None;
                 self.last_error = None;
-                if change_result.iter().any(|r| r.is_err()) {
+                if rejected {
                     // A rejected change may have left the zone other than we think.
                     if let Some(c) = self.cache.as_mut() {
                         c.fetched = Instant::now() - self.resync + Duration::from_secs(30).min(self.resync);
                     }
                 }
-            }
-        }
-
-        if self.propagating.is_empty() {
-            self.next_poll = Instant::now() + PROPAGATION_POLL;
-        }
-        for (di, outcome) in p.outcomes.iter().enumerate() {
-            let ri = desired_idx[di];
-            let asked = routed[ri].desired.endpoint.key();
-            let key = desired[di].endpoint.key();
-            // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
-            let held = if key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
-            let zone = self.cache.as_ref().and_then(|c| zone_for(&c.zones, &key.dns_name)).map(|z| z.name.clone());
-            let live_or_propagating =
-                |w: &Worker, just_applied: Option<&str>| match just_applied.or_else(|| w.is_propagating(&key)) {
-                    Some(change) => (
-                        state::PROPAGATING.to_string(),
-                        format!("{held} was accepted by {id}, waiting for change {change} to be live"),
-                    ),
-                    None => (state::READY.to_string(), format!("{held} is live at {id}")),
-                };
-            let (st, msg) = match outcome {
-                Outcome::InSync => live_or_propagating(self, None),
-                Outcome::Change(ci) => match &change_result[*ci] {
-                    Ok(Applied::Live) => live_or_propagating(self, None),
-                    Ok(Applied::Propagating(change)) => {
-                        self.propagating.entry(change.clone()).or_default().insert(key.clone());
-                        live_or_propagating(self, Some(change))
-                    }
-                    Err(e) => (e.reason().to_string(), format!("{held}: {e}")),
-                },
-                other => (other.reason().to_string(), other.message(&key)),
-            };
-            // A record adjusted into several (A and AAAA alias) is as far as its worst part.
-            let keep = results[ri].as_ref().is_some_and(|r| r.state != state::READY);
-            if !keep {
-                results[ri] = Some(RecordResult { state: st, zone, message: msg });
             }
         }
         results
@@ -1572,6 +1569,58 @@ mod tests {
         assert_eq!(live.iter().map(|r| r.state.as_str()).collect::<Vec<_>>(), vec!["Ready"; 2], "{live:?}");
         assert!(w.propagating.is_empty());
         assert_eq!(w.deadline(), w.cache.as_ref().map(|c| c.fetched + DEFAULT_RESYNC), "only the resync is due");
+    }
+
+    /// Two hosted zones with one name, as Route53's private and public zone of a domain.
+    #[derive(Default)]
+    struct SplitHorizonBackend {
+        held: std::sync::Mutex<BTreeMap<String, BTreeMap<RecordKey, Endpoint>>>,
+        applied: std::sync::Mutex<Vec<(String, usize)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for SplitHorizonBackend {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            Ok(["ZPRIVATE", "ZPUBLIC"].map(|id| Zone { id: id.into(), name: "example.com".into() }).to_vec())
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            Ok(self.held.lock().unwrap().get(&zone.id).map(|z| z.values().cloned().collect()).unwrap_or_default())
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            self.applied.lock().unwrap().push((zone.id.clone(), changes.len()));
+            let mut held = self.held.lock().unwrap();
+            let z = held.entry(zone.id.clone()).or_default();
+            changes
+                .iter()
+                .map(|c| {
+                    apply_to_cache(z, c);
+                    Ok(Applied::Live)
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn zones_sharing_a_name_each_get_the_record() {
+        let backend = Arc::new(SplitHorizonBackend::default());
+        let mut w = worker(backend.clone());
+        let id =
+            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("team-a".into()), name: "r53".into() };
+        let metrics = Metrics::default();
+        let list = vec![routed("app.example.com", RecordType::A, "192.0.2.1")];
+
+        let first = w.sync(&id, &list, &metrics).await;
+        assert_eq!(first[0].state, "Ready", "{first:?}");
+        assert_eq!(*backend.applied.lock().unwrap(), vec![("ZPRIVATE".to_string(), 1), ("ZPUBLIC".to_string(), 1)]);
+        for zone in ["ZPRIVATE", "ZPUBLIC"] {
+            let held = backend.held.lock().unwrap();
+            let targets: Vec<&Vec<String>> = held[zone].values().map(|e| &e.targets).collect();
+            assert_eq!(targets, vec![&vec!["192.0.2.1".to_string()]], "zone {zone}");
+        }
+        // In sync in both: nothing more is sent.
+        let again = w.sync(&id, &list, &metrics).await;
+        assert_eq!(again[0].state, "Ready");
+        assert_eq!(backend.applied.lock().unwrap().len(), 2);
     }
 
     #[test]
