@@ -532,11 +532,8 @@ impl Route53Provider {
         let mut b = ResourceRecordSet::builder().name(format!("{name}.")).r#type(RrType::from(ep.record_type.as_str()));
         let (count, chars);
         if is_alias(ep) {
-            if !matches!(ep.record_type, RecordType::A | RecordType::AAAA | RecordType::CNAME) || ep.targets.len() != 1
-            {
-                return Err(ProviderError::Rejected(format!(
-                    "alias {name} must be of type A, AAAA or CNAME with exactly one target"
-                )));
+            if ep.targets.len() != 1 {
+                return Err(ProviderError::Rejected(format!("alias {name} must have exactly one target")));
             }
             let evaluate = match ep.provider_specific(property::EVALUATE_TARGET_HEALTH) {
                 Some(v) => parse_bool(property::EVALUATE_TARGET_HEALTH, v)?,
@@ -834,8 +831,12 @@ fn applied(info: Option<&ChangeInfo>) -> Applied {
     }
 }
 
+/// Only address records and CNAMEs can be aliases; the ownership TXT of an alias carries the
+/// record's properties (so that it gets the same routing policy) and is written plain, as
+/// external-dns does.
 fn is_alias(ep: &Endpoint) -> bool {
-    ep.provider_specific(property::ALIAS).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    matches!(ep.record_type, RecordType::A | RecordType::AAAA | RecordType::CNAME)
+        && ep.provider_specific(property::ALIAS).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ProviderError> {
@@ -1424,6 +1425,33 @@ mod tests {
         let mut want = vec![wild, txt, alias.normalized()];
         want.sort();
         assert_eq!(eps, want, "SOA and apex NS are dropped, the rest decoded");
+    }
+
+    /// The registry gives an alias' ownership TXT the alias' properties, as external-dns does;
+    /// it is still written as a plain TXT record, with the routing policy.
+    #[tokio::test]
+    async fn the_ownership_txt_of_an_alias_is_plain() {
+        let sent: Arc<StdMutex<Vec<ResourceRecordSet>>> = Arc::default();
+        let seen = sent.clone();
+        let rule = mock!(Client::change_resource_record_sets).then_compute_output(move |req| {
+            let sets = req.change_batch().unwrap().changes().iter().filter_map(|c| c.resource_record_set().cloned());
+            seen.lock().unwrap().extend(sets);
+            change_ok()
+        });
+        let p = provider(&[&rule]);
+        let mut txt = Endpoint::new("a-www.example.test", RecordType::TXT, vec!["heritage=external-dns".into()]);
+        txt.set_identifier = "eu".into();
+        txt.provider_specific = vec![
+            ProviderSpecificProperty { name: "alias".into(), value: "true".into() },
+            ProviderSpecificProperty { name: "aws/evaluate-target-health".into(), value: "true".into() },
+            ProviderSpecificProperty { name: "aws/weight".into(), value: "10".into() },
+        ];
+        assert_eq!(p.apply(&zone(), &[Change::Create(txt)]).await, vec![Ok(Applied::Live)]);
+        let sets = sent.lock().unwrap();
+        assert!(sets[0].alias_target().is_none());
+        assert_eq!(sets[0].ttl(), Some(300));
+        assert_eq!(sets[0].resource_records()[0].value(), "\"heritage=external-dns\"");
+        assert_eq!((sets[0].set_identifier(), sets[0].weight()), (Some("eu"), Some(10)));
     }
 
     #[tokio::test]
