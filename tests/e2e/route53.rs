@@ -341,3 +341,82 @@ async fn route53_large_zone_is_listed_once() {
     assert_eq!(calls("ListHostedZones").await, 1, "no zone listing in steady state");
     ns.cleanup().await;
 }
+
+/// Issue 5: a private and a public hosted zone of one name both get the record (split
+/// horizon); `zoneType: private` restricts a provider to the private one.
+#[tokio::test]
+async fn route53_private_and_public_zones_of_one_name() {
+    let client = client().await;
+    let ns = TestNs::new(&client, "r53split", json!({})).await;
+    let moto = Moto::start().await;
+    let aws = sdk(&moto).await;
+    let zone_name = "split.e2e.test";
+    let mut zones = Vec::new();
+    for private in [false, true] {
+        let mut req = aws
+            .client()
+            .create_hosted_zone()
+            .name(format!("{zone_name}."))
+            .caller_reference(format!("e2e-split-{private}-{}", std::process::id()));
+        if private {
+            req = req
+                .vpc(
+                    aws_sdk_route53::types::Vpc::builder()
+                        .vpc_id("vpc-0e2e")
+                        .vpc_region(aws_sdk_route53::types::VpcRegion::UsEast1)
+                        .build(),
+                )
+                .hosted_zone_config(aws_sdk_route53::types::HostedZoneConfig::builder().private_zone(true).build());
+        }
+        let created = req.send().await.expect("CreateHostedZone");
+        let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap();
+        zones.push(Zone { id, name: zone_name.into() });
+    }
+    let (public, private) = (&zones[0], &zones[1]);
+
+    let _op = Operator::start("route53-split");
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), &ns.name),
+        "aws",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
+    )
+    .await;
+    let provider = |zone_type: &str, owner: &str, domain: &str| {
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": format!("r53-{zone_type}")},
+            "spec": {
+                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "zoneType": zone_type,
+                            "credentials": {"secretRef": {"name": "aws"}}},
+                "domains": {"include": [domain]},
+                "policy": "sync",
+                "registry": {"txt": {"ownerId": owner}}
+            }
+        })
+    };
+    let providers = Api::<DNSProvider>::namespaced(client.clone(), &ns.name);
+    apply(&providers, "r53-any", provider("any", "e2e-any", &format!("both.{zone_name}"))).await;
+    apply(&providers, "r53-private", provider("private", "e2e-private", &format!("inside.{zone_name}"))).await;
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let one =
+        |name: &str, ip: &str| json!([{"dnsName": format!("{name}.{zone_name}"), "recordType": "A", "targets": [ip]}]);
+    apply(&eps, "both", dnsendpoint("both", one("both", "192.0.2.61"))).await;
+    apply(&eps, "inside", dnsendpoint("inside", one("inside", "10.0.0.61"))).await;
+    wait_condition(&eps, "both", "Ready", "True").await;
+    wait_condition(&eps, "inside", "Ready", "True").await;
+
+    let targets = |zone: &Zone, name: &str| {
+        let (aws, zone, name) = (&aws, zone.clone(), format!("{name}.{zone_name}"));
+        async move { records(aws, &zone, &name, RecordType::A).await.into_iter().map(|e| e.targets).collect::<Vec<_>>() }
+    };
+    assert_eq!(targets(public, "both").await, vec![vec!["192.0.2.61".to_string()]], "public zone");
+    assert_eq!(targets(private, "both").await, vec![vec!["192.0.2.61".to_string()]], "private zone");
+    assert_eq!(targets(private, "inside").await, vec![vec!["10.0.0.61".to_string()]]);
+    assert!(targets(public, "inside").await.is_empty(), "zoneType private never writes the public zone");
+
+    eps.delete("both", &DeleteParams::default()).await.expect("delete");
+    wait_gone(&eps, "both").await;
+    assert!(targets(public, "both").await.is_empty());
+    assert!(targets(private, "both").await.is_empty());
+    ns.cleanup().await;
+}
