@@ -602,7 +602,7 @@ impl Worker {
             let raw: Vec<Endpoint> = cache.raw.get(&zone.id).map(|r| r.values().cloned().collect()).unwrap_or_default();
             let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
                 Ownership::Txt(reg) => {
-                    let view = reg.view(raw);
+                    let view = reg.view_in_zone(raw, &zone.name);
                     let current = view.endpoints.clone();
                     (Some(view), current)
                 }
@@ -828,8 +828,12 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
                 message: "at least one target is required".into(),
             });
         }
+        // An A or AAAA alias (Route53) points at a name, as external-dns users write it.
+        let alias = matches!(spec.record_type, RecordType::A | RecordType::AAAA)
+            && spec.provider_specific.iter().flatten().any(|p| p.name == "alias" && p.value.trim() == "true");
+        let target_type = if alias { RecordType::CNAME } else { spec.record_type };
         for (j, t) in spec.targets.iter().enumerate() {
-            if let Err(e) = endpoint::validate_target(&field(&format!("targets[{j}]")), spec.record_type, t) {
+            if let Err(e) = endpoint::validate_target(&field(&format!("targets[{j}]")), target_type, t) {
                 errs.push(e);
             }
         }
@@ -1457,6 +1461,16 @@ mod tests {
         );
         assert!(bad[1].1.to_string().starts_with("spec.endpoints[2].recordTTL"));
         assert!(bad[2].1.to_string().starts_with("spec.endpoints[3].recordType: CNAME at c.example.com"));
+    }
+
+    #[test]
+    fn an_address_alias_points_at_a_name() {
+        let mut alias = spec("apex.example.com", RecordType::A, &["lb-1.us-east-1.elb.amazonaws.com"]);
+        alias.provider_specific = Some(vec![ProviderSpecificProperty { name: "alias".into(), value: "true".into() }]);
+        let not_alias = spec("x.example.com", RecordType::AAAA, &["lb-1.us-east-1.elb.amazonaws.com"]);
+        let (ok, bad) = validate_endpoint_spec(&obj(vec![alias, not_alias]));
+        assert_eq!(ok.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
+        assert!(bad[0].1.to_string().contains("is not an IPv6 address"), "{}", bad[0].1);
     }
 
     /// Takes changes like the in-memory backend but reports them as Route53 does: accepted

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use rand::RngCore;
 
 use super::endpoint::{label, Endpoint, RecordKey, RecordType};
-use super::provider::Change;
+use super::provider::{Change, Zone};
 
 /// Labels carried by an ownership TXT record, keys without the `external-dns/` prefix.
 pub type Labels = BTreeMap<String, String>;
@@ -125,6 +125,8 @@ pub struct RegistryView {
     /// Old-format ownership TXT records by (name, set identifier): they back every type but
     /// AAAA at that name.
     old_format: BTreeMap<(String, String), OwnershipTxt>,
+    /// The zone the records come from, when known: ownership TXT records must fit in it.
+    zone: Option<String>,
 }
 
 impl RegistryView {
@@ -133,17 +135,23 @@ impl RegistryView {
         self.new_format.values().chain(self.old_format.values()).map(|t| &t.record)
     }
 
-    /// The ownership TXT that decides who owns a record like `ep`: new format first, then
-    /// old format except for AAAA.
-    fn backing(&self, key: &RecordKey) -> Option<&OwnershipTxt> {
-        self.new_format.get(key).or_else(|| {
-            if key.record_type == RecordType::AAAA {
-                None
-            } else {
-                self.old_format.get(&(key.dns_name.clone(), key.set_identifier.clone()))
-            }
-        })
+    /// Whether a TXT of this name can exist in the view's zone.
+    fn fits(&self, txt_name: &str) -> bool {
+        self.zone.as_deref().is_none_or(|z| Zone::named(z).contains(txt_name))
     }
+}
+
+/// Where the ownership TXT of a record goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// `<type>-<name>` (with the affixes), as external-dns writes today.
+    New,
+    /// The old format at the record's own name: for records whose new-format name falls
+    /// outside the zone, the apex without a prefix ending in a dot. external-dns writes that
+    /// new-format TXT nowhere (no zone takes it) and older releases wrote this one.
+    Old,
+    /// Neither name is in the zone: no ownership TXT can be written.
+    Nowhere,
 }
 
 /// Which nonce an encrypted TXT value is sealed with.
@@ -194,7 +202,17 @@ impl TxtRegistry {
     /// (same name as the record) applies to every record type at that name but AAAA, as
     /// external-dns does.
     pub fn view(&self, raw: Vec<Endpoint>) -> RegistryView {
-        let mut view = RegistryView::default();
+        self.view_with_zone(raw, None)
+    }
+
+    /// As [`Self::view`], for the records of zone `zone`: ownership TXT records that would
+    /// fall outside it are looked for, and written, at the record's own name.
+    pub fn view_in_zone(&self, raw: Vec<Endpoint>, zone: &str) -> RegistryView {
+        self.view_with_zone(raw, Some(zone.to_string()))
+    }
+
+    fn view_with_zone(&self, raw: Vec<Endpoint>, zone: Option<String>) -> RegistryView {
+        let mut view = RegistryView { zone, ..RegistryView::default() };
         for record in raw {
             if record.record_type != RecordType::TXT {
                 view.endpoints.push(record);
@@ -225,7 +243,7 @@ impl TxtRegistry {
         }
         let mut endpoints = std::mem::take(&mut view.endpoints);
         for ep in &mut endpoints {
-            if let Some(txt) = view.backing(&self.lookup_key(ep)) {
+            if let Some(txt) = self.backing(&view, &self.lookup_key(ep)) {
                 ep.labels.extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
@@ -237,7 +255,30 @@ impl TxtRegistry {
     /// `view`, whether or not the record itself exists: a planner about to create a record
     /// sees the claim a record deleted out of band left behind.
     pub fn claim<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v Labels> {
-        view.backing(&self.lookup_key(ep)).map(|t| &t.labels)
+        self.backing(view, &self.lookup_key(ep)).map(|t| &t.labels)
+    }
+
+    fn placement(&self, view: &RegistryView, key: &RecordKey) -> Placement {
+        if view.fits(&self.names.to_txt_name(&key.dns_name, key.record_type)) {
+            Placement::New
+        } else if view.fits(&self.names.to_old_txt_name(&key.dns_name)) {
+            Placement::Old
+        } else {
+            Placement::Nowhere
+        }
+    }
+
+    /// The ownership TXT that decides who owns a record like `ep`: new format first, then
+    /// old format except for AAAA (as external-dns reads them). Where the new format cannot
+    /// exist, the old format backs every type.
+    fn backing<'v>(&self, view: &'v RegistryView, key: &RecordKey) -> Option<&'v OwnershipTxt> {
+        let old = || view.old_format.get(&(key.dns_name.clone(), key.set_identifier.clone()));
+        match self.placement(view, key) {
+            Placement::New => {
+                view.new_format.get(key).or_else(|| if key.record_type == RecordType::AAAA { None } else { old() })
+            }
+            Placement::Old | Placement::Nowhere => old(),
+        }
     }
 
     /// Expands planned data changes into provider changes including ownership TXT changes.
@@ -264,9 +305,38 @@ impl TxtRegistry {
             })
             .collect();
         let mut old_format_deleted: BTreeSet<(String, String)> = BTreeSet::new();
+        // An old-format TXT backs several records (the apex A and AAAA): written once.
+        let mut old_format_written: BTreeSet<(String, String)> = BTreeSet::new();
         let mut out = Vec::with_capacity(changes.len() * 2);
         for (i, change) in changes.iter().enumerate() {
             out.push((i, change.clone()));
+            if let Change::Create(ep) | Change::Update { new: ep, .. } = change {
+                let key = self.lookup_key(ep);
+                match self.placement(view, &key) {
+                    Placement::New => {}
+                    Placement::Nowhere => continue,
+                    Placement::Old => {
+                        let old_key = (key.dns_name, key.set_identifier);
+                        if !old_format_written.insert(old_key.clone()) {
+                            continue;
+                        }
+                        match view.old_format.get(&old_key) {
+                            None => {
+                                let mut txt = self.ownership_record(ep);
+                                txt.dns_name = self.names.to_old_txt_name(&ep.dns_name);
+                                out.push((i, Change::Create(txt)));
+                            }
+                            Some(stored) => {
+                                if let Some(Change::Update { old, new: mut txt }) = self.refresh_stored(stored, ep) {
+                                    txt.dns_name = old.dns_name.clone();
+                                    out.push((i, Change::Update { old, new: txt }));
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
             match change {
                 Change::Create(ep) => {
                     let key = self.lookup_key(ep);
@@ -315,7 +385,7 @@ impl TxtRegistry {
                             out.push((i, Change::Delete(txt.record.clone())));
                         }
                     }
-                    if ep.record_type == RecordType::AAAA {
+                    if ep.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New {
                         continue;
                     }
                     let old_key = (key.dns_name, key.set_identifier);
@@ -406,11 +476,15 @@ impl TxtRegistry {
         deleted: &BTreeSet<RecordKey>,
     ) -> bool {
         view.endpoints.iter().any(|e| {
-            if e.record_type == RecordType::AAAA || deleted.contains(&e.key()) {
+            if deleted.contains(&e.key()) {
                 return false;
             }
             let key = self.lookup_key(e);
-            key.dns_name == old_key.0 && key.set_identifier == old_key.1 && !view.new_format.contains_key(&key)
+            let backed_by_old = match self.placement(view, &key) {
+                Placement::New => key.record_type != RecordType::AAAA && !view.new_format.contains_key(&key),
+                Placement::Old | Placement::Nowhere => true,
+            };
+            backed_by_old && key.dns_name == old_key.0 && key.set_identifier == old_key.1
         })
     }
 
@@ -550,8 +624,8 @@ impl AffixNameMapper {
     }
 
     /// Old-format name: the record's own name with the affixes, templates dropped. Recent
-    /// external-dns releases no longer write these; extdns only reads them, tests write them.
-    #[cfg(test)]
+    /// external-dns releases no longer write these; extdns writes them only where the new
+    /// format does not fit in the zone.
     fn to_old_txt_name(&self, dns_name: &str) -> String {
         let prefix = self.prefix.replace(RECORD_TYPE_TEMPLATE, "");
         let suffix = self.suffix.replace(RECORD_TYPE_TEMPLATE, "");
@@ -1046,6 +1120,47 @@ mod tests {
         assert_eq!(owner_of(eps, "bar.example.org", RecordType::MX), Some(OWNER));
         // external-dns never lets an AAAA record inherit an old-format TXT.
         assert_eq!(owner_of(eps, "bar.example.org", RecordType::AAAA), None);
+    }
+
+    /// At the apex of a zone the new-format name (`a-example.org` in zone `example.org`)
+    /// falls outside the zone: the ownership TXT goes to the apex itself, once for every
+    /// record there, AAAA included, and is deleted with the last of them.
+    #[test]
+    fn apex_records_are_owned_through_a_txt_at_the_apex() {
+        let r = registry("", "", "");
+        let a = owned(ep("example.org", RecordType::A, "k8s.elb.amazonaws.com"), OWNER, "service/default/web");
+        let aaaa = owned(ep("example.org", RecordType::AAAA, "k8s.elb.amazonaws.com"), OWNER, "service/default/web");
+        let empty = r.view_in_zone(Vec::new(), "example.org");
+        let out = r.expand(&empty, &[Change::Create(a.clone()), Change::Create(aaaa.clone())]);
+        let txts: Vec<(usize, &str)> = out
+            .iter()
+            .filter(|(_, c)| c.endpoint().record_type == RecordType::TXT)
+            .map(|(i, c)| (*i, c.endpoint().dns_name.as_str()))
+            .collect();
+        assert_eq!(txts, vec![(0, "example.org")], "one TXT at the apex, written once: {out:?}");
+        let Change::Create(apex_txt) = &out[1].1 else { panic!("{out:?}") };
+        assert_eq!(apex_txt.targets, vec![ownership_text(OWNER, "service/default/web")]);
+
+        // Read back, it owns both; a record below the apex keeps the new format.
+        let raw = vec![
+            ep("example.org", RecordType::A, "k8s.elb.amazonaws.com"),
+            ep("example.org", RecordType::AAAA, "k8s.elb.amazonaws.com"),
+            apex_txt.clone(),
+        ];
+        let view = r.view_in_zone(raw, "example.org");
+        assert_eq!(owner_of(&view.endpoints, "example.org", RecordType::A), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "example.org", RecordType::AAAA), Some(OWNER));
+        let www = owned(ep("www.example.org", RecordType::A, "192.0.2.1"), OWNER, "service/default/www");
+        let out = r.expand(&view, &[Change::Create(www)]);
+        assert_eq!(out[1].1.endpoint().dns_name, "a-www.example.org");
+
+        // No churn while the labels match; the TXT goes with the last record.
+        assert_eq!(r.expand(&view, &[Change::Update { old: a.clone(), new: a.clone() }]).len(), 1);
+        assert_eq!(r.expand(&view, &[Change::Delete(a.clone())]).len(), 1, "the AAAA still needs it");
+        let out = r.expand(&view, &[Change::Delete(a), Change::Delete(aaaa)]);
+        let deleted: Vec<&Change> =
+            out.iter().map(|(_, c)| c).filter(|c| c.endpoint().record_type == RecordType::TXT).collect();
+        assert_eq!(deleted, vec![&Change::Delete(apex_txt.clone())]);
     }
 
     #[test]

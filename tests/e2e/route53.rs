@@ -194,6 +194,34 @@ async fn route53_records_in_moto() {
     }
     assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::CNAME).await.is_empty());
 
+    // An alias at the apex to a record of the zone itself, written as external-dns users do.
+    apply(
+        &eps,
+        "apex",
+        dnsendpoint(
+            "apex",
+            json!([{"dnsName": zone_name, "recordType": "A", "targets": [format!("web.{zone_name}")],
+                    "providerSpecific": [{"name": "alias", "value": "true"}]}]),
+        ),
+    )
+    .await;
+    wait_condition(&eps, "apex", "Ready", "True").await;
+    let apex = aws
+        .client()
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone.id)
+        .start_record_name(format!("{zone_name}."))
+        .start_record_type(aws_sdk_route53::types::RrType::A)
+        .max_items(1)
+        .send()
+        .await
+        .expect("ListResourceRecordSets");
+    let set = &apex.resource_record_sets()[0];
+    assert_eq!((set.name(), set.r#type().as_str()), (format!("{zone_name}.").as_str(), "A"));
+    let target = set.alias_target().expect("the apex is an alias");
+    assert_eq!(target.hosted_zone_id().trim_start_matches("/hostedzone/"), zone.id, "an alias into its own zone");
+    assert_eq!(target.dns_name(), format!("web.{zone_name}."));
+
     let weighted = |id: &str, ip: &str, w: &str| {
         json!({"dnsName": format!("api.{zone_name}"), "recordType": "A", "targets": [ip], "setIdentifier": id,
                "providerSpecific": [{"name": "aws/weight", "value": w}]})
@@ -232,6 +260,8 @@ async fn route53_records_in_moto() {
     wait_gone(&eps, "lb-service").await;
     assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::A).await.is_empty());
     assert!(records(&aws, &zone, &format!("lb.{zone_name}"), RecordType::AAAA).await.is_empty());
+    eps.delete("apex", &DeleteParams::default()).await.expect("delete");
+    wait_gone(&eps, "apex").await;
     eps.delete("weighted", &DeleteParams::default()).await.expect("delete");
     wait_gone(&eps, "weighted").await;
     svcs.delete("web", &DeleteParams::foreground()).await.expect("delete Service");

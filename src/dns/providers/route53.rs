@@ -502,6 +502,16 @@ impl Route53Provider {
         Ok(out)
     }
 
+    /// The hosted zone of an alias target, from the AWS table or the zones listed last.
+    fn known_alias_zone(&self, target: &str) -> Option<String> {
+        if let Some(id) = canonical_hosted_zone(target) {
+            return Some(id.to_string());
+        }
+        let cache = self.zones_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let zones = &cache.as_ref()?.1;
+        crate::dns::provider::zone_for(zones, &normalize_name(target)).map(|z| z.id.clone())
+    }
+
     /// The hosted zone id an alias to `target` must name.
     async fn alias_zone_id(&self, ep: &Endpoint) -> Result<String, ProviderError> {
         if let Some(id) = ep.provider_specific(property::TARGET_HOSTED_ZONE) {
@@ -794,9 +804,15 @@ fn classify<E: Route53Error>(err: &SdkError<E, HttpResponse>) -> Failure {
         SdkError::TimeoutError(_) => f(FailureKind::Unreachable, "timed out".into()),
         SdkError::DispatchFailure(d) => {
             let text = format!("{}", DisplayErrorContext(err));
-            if d.is_io() || d.is_timeout() {
+            let lower = text.to_ascii_lowercase();
+            // Loading credentials can fail for want of a network too (STS or the instance
+            // metadata service down): that is an outage, retried, not refused credentials.
+            let network = ["connection refused", "tcp connect error", "dns error", "timed out", "timeout"]
+                .iter()
+                .any(|p| lower.contains(p));
+            if d.is_io() || d.is_timeout() || network {
                 f(FailureKind::Unreachable, text)
-            } else if text.to_ascii_lowercase().contains("credential") {
+            } else if lower.contains("credential") {
                 f(FailureKind::Auth, text)
             } else {
                 f(FailureKind::Unreachable, text)
@@ -916,6 +932,7 @@ fn endpoint_of(zone: &Zone, set: &ResourceRecordSet) -> Option<Endpoint> {
         Some(alias) => {
             push(property::ALIAS, "true".into());
             push(property::EVALUATE_TARGET_HEALTH, alias.evaluate_target_health().to_string());
+            push(property::TARGET_HOSTED_ZONE, strip_zone_prefix(alias.hosted_zone_id()).to_string());
             (vec![decode_name(alias.dns_name())], None)
         }
         None => {
@@ -1181,6 +1198,14 @@ impl Provider for Route53Provider {
                 value: self.config.evaluate_target_health.to_string(),
             });
         }
+        // Listed aliases name their target's hosted zone; desired ones do too, so that both
+        // compare equal whether or not the user named it.
+        if ep.provider_specific(property::TARGET_HOSTED_ZONE).is_none() {
+            if let Some(id) = ep.targets.first().and_then(|t| self.known_alias_zone(t)) {
+                ep.provider_specific
+                    .push(ProviderSpecificProperty { name: property::TARGET_HOSTED_ZONE.into(), value: id });
+            }
+        }
         for p in &mut ep.provider_specific {
             if p.name == property::ALIAS || p.name == property::EVALUATE_TARGET_HEALTH {
                 p.value = p.value.trim().to_ascii_lowercase();
@@ -1420,6 +1445,7 @@ mod tests {
         alias.provider_specific = vec![
             ProviderSpecificProperty { name: "alias".into(), value: "true".into() },
             ProviderSpecificProperty { name: "aws/evaluate-target-health".into(), value: "true".into() },
+            ProviderSpecificProperty { name: "aws/target-hosted-zone".into(), value: "Z35SXDOTRQ7X7K".into() },
             ProviderSpecificProperty { name: "aws/weight".into(), value: "10".into() },
         ];
         let mut want = vec![wild, txt, alias.normalized()];
@@ -1578,7 +1604,14 @@ mod tests {
             assert_eq!(e.dns_name, "web.example.test");
             assert_eq!(e.targets, vec!["lb-1.us-east-1.elb.amazonaws.com"]);
             assert_eq!(e.ttl, None, "an alias has no TTL of its own");
-            assert_eq!(props(e), vec![("alias", "true"), ("aws/evaluate-target-health", "true")]);
+            assert_eq!(
+                props(e),
+                vec![
+                    ("alias", "true"),
+                    ("aws/evaluate-target-health", "true"),
+                    ("aws/target-hosted-zone", "Z35SXDOTRQ7X7K")
+                ]
+            );
         }
 
         // Told otherwise: alias=false on the record, or preferCNAME on the provider.
@@ -1602,7 +1635,14 @@ mod tests {
         ];
         let out = p.adjust(a_alias);
         assert_eq!(out.len(), 1);
-        assert_eq!(props(&out[0]), vec![("alias", "true"), ("aws/evaluate-target-health", "false")]);
+        assert_eq!(
+            props(&out[0]),
+            vec![
+                ("alias", "true"),
+                ("aws/evaluate-target-health", "false"),
+                ("aws/target-hosted-zone", "Z2FDTNDATAQYW2")
+            ]
+        );
     }
 
     /// The role is assumed through STS with the static credentials, and Route53 requests are
@@ -1648,6 +1688,22 @@ mod tests {
         assert!(reqs[1].uri().contains("route53") && reqs[1].uri().contains("/hostedzone"), "{}", reqs[1].uri());
         assert!(auth(1).contains("Credential=ASIAASSUMEDROLE/"), "Route53 is called as the role: {}", auth(1));
         assert_eq!(reqs[1].headers().get("x-amz-security-token"), Some("role-session-token"));
+    }
+
+    /// STS down is an outage like Route53 down: retried with backoff, not reported as
+    /// refused credentials.
+    #[tokio::test]
+    async fn sts_unreachable_is_unreachable_not_auth_failed() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cfg = Route53Config::new("us-east-1");
+        cfg.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        cfg.credentials = Some(("AKIDSTATIC".into(), "static-secret".into()));
+        cfg.assume_role_arn = Some("arn:aws:iam::123456789012:role/dns".into());
+        let p = Route53Provider::new(cfg).await.unwrap();
+        match p.zones().await {
+            Err(e @ ProviderError::Unreachable(_)) => assert!(e.is_transient()),
+            other => panic!("expected Unreachable, got {other:?}"),
+        }
     }
 
     #[test]
