@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
-use crate::dns::providers::ratelimit::RateLimited;
+use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
 use crate::dns::Provider;
@@ -78,22 +78,35 @@ pub struct BuildContext<'a> {
 
 /// Builds the backend for `spec`, behind its rate limit.
 pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
-    let mut backend = build_backend(spec, ctx).await?;
-    if let Some(rl) = &spec.rate_limit {
-        if !(rl.qps.is_finite() && rl.qps > 0.0) {
+    check_backend_count(spec)?;
+    let limiter = match &spec.rate_limit {
+        Some(rl) if !(rl.qps.is_finite() && rl.qps > 0.0) => {
             return Err(BackendError::Field {
                 field: "spec.rateLimit.qps".into(),
                 message: format!("{} must be a positive number", rl.qps),
-            });
+            })
         }
-        let burst = rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32);
-        backend.provider = Arc::new(RateLimited::new(backend.provider, rl.qps, burst));
+        Some(rl) => Some(TokenBucket::new(rl.qps, rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32))),
+        None => None,
+    };
+    if let Some(r) = &spec.route53 {
+        // Route53 counts requests, and one sync makes many: the bucket goes inside.
+        let mut provider = route53_provider(ctx.client, r, ctx.secret_ns, ctx.default_ttl)
+            .await?
+            .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
+    let mut backend = build_backend(spec, ctx).await?;
+    if let Some(bucket) = limiter {
+        backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
     }
     Ok(backend)
 }
 
-async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
-    let (client, secret_ns, default_ttl) = (ctx.client, ctx.secret_ns, ctx.default_ttl);
+fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
     let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some(), spec.route53.is_some()]
         .iter()
         .filter(|b| **b)
@@ -101,6 +114,11 @@ async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Ba
     if count != 1 {
         return Err(BackendError::BackendCount(count));
     }
+    Ok(())
+}
+
+async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
+    let (client, secret_ns, default_ttl) = (ctx.client, ctx.secret_ns, ctx.default_ttl);
     if let Some(m) = &spec.in_memory {
         return Ok(Backend { provider: Arc::new(InMemoryProvider::new(&m.zones)), server: None });
     }
@@ -125,12 +143,6 @@ async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Ba
             provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?),
             server: None,
         });
-    }
-    if let Some(r) = &spec.route53 {
-        let provider = route53_provider(client, r, secret_ns, default_ttl)
-            .await?
-            .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
-        return Ok(Backend { provider: Arc::new(provider), server: None });
     }
     Err(BackendError::BackendCount(0))
 }

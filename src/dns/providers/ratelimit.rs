@@ -1,6 +1,7 @@
 //! `rateLimit {qps, burst}`: a token bucket in front of any provider. Every backend call
 //! takes one token; without one it waits, so a burst of changes is smoothed instead of
-//! tripping the backend's own throttling.
+//! tripping the backend's own throttling. Providers that make several API requests per call
+//! (Route53: pages, batches, retries) take tokens per request from a [`TokenBucket`] instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +19,22 @@ struct Bucket {
     last: Instant,
 }
 
-pub struct RateLimited {
-    inner: Arc<dyn Provider>,
+#[derive(Debug)]
+pub struct TokenBucket {
     qps: f64,
     burst: f64,
     bucket: Mutex<Bucket>,
 }
 
-impl RateLimited {
+impl TokenBucket {
     /// `qps` must be positive; `burst` of at least 1 call is enforced.
-    pub fn new(inner: Arc<dyn Provider>, qps: f64, burst: u32) -> Self {
+    pub fn new(qps: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        RateLimited { inner, qps, burst, bucket: Mutex::new(Bucket { tokens: burst, last: Instant::now() }) }
+        TokenBucket { qps, burst, bucket: Mutex::new(Bucket { tokens: burst, last: Instant::now() }) }
     }
 
-    async fn take(&self) {
+    /// Waits for a token.
+    pub async fn take(&self) {
         let mut b = self.bucket.lock().await;
         let now = Instant::now();
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * self.qps).min(self.burst);
@@ -45,6 +47,21 @@ impl RateLimited {
             b.last = Instant::now();
         }
         b.tokens -= 1.0;
+    }
+}
+
+pub struct RateLimited {
+    inner: Arc<dyn Provider>,
+    bucket: TokenBucket,
+}
+
+impl RateLimited {
+    pub fn new(inner: Arc<dyn Provider>, bucket: TokenBucket) -> Self {
+        RateLimited { inner, bucket }
+    }
+
+    async fn take(&self) {
+        self.bucket.take().await;
     }
 }
 
@@ -82,7 +99,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_burst_wait_for_tokens() {
-        let p = RateLimited::new(Arc::new(InMemoryProvider::new(["example.com"])), 2.0, 3);
+        let p = RateLimited::new(Arc::new(InMemoryProvider::new(["example.com"])), TokenBucket::new(2.0, 3));
         let start = Instant::now();
         for _ in 0..3 {
             p.zones().await.unwrap();

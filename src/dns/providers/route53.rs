@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -66,6 +66,7 @@ use rand::Rng as _;
 
 use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::dns::providers::ratelimit::TokenBucket;
 
 /// external-dns' `--aws-batch-change-size` default, and Route53's limit of ResourceRecord
 /// elements in one ChangeResourceRecordSets.
@@ -321,6 +322,8 @@ pub struct Route53Provider {
     metrics: Route53Metrics,
     /// The `provider` label of this provider's metrics.
     metrics_name: String,
+    /// `rateLimit`: every request, retries and pages included, takes a token.
+    limiter: Option<Arc<TokenBucket>>,
 }
 
 impl fmt::Debug for Route53Provider {
@@ -379,7 +382,14 @@ impl Route53Provider {
             zones_cache: Mutex::new(None),
             metrics: Route53Metrics::default(),
             metrics_name: String::new(),
+            limiter: None,
         }
+    }
+
+    /// Makes every API request wait for a token of `bucket`.
+    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
+        self.limiter = Some(bucket);
+        self
     }
 
     /// Counts this provider's API calls in `metrics` under the label `provider=name`.
@@ -411,6 +421,9 @@ impl Route53Provider {
     {
         let mut attempt = 1;
         loop {
+            if let Some(bucket) = &self.limiter {
+                bucket.take().await;
+            }
             let err = match op().await {
                 Ok(out) => {
                     self.metrics.record_call(&self.metrics_name, what, Ok(()));
@@ -1688,6 +1701,22 @@ mod tests {
         assert!(reqs[1].uri().contains("route53") && reqs[1].uri().contains("/hostedzone"), "{}", reqs[1].uri());
         assert!(auth(1).contains("Credential=ASIAASSUMEDROLE/"), "Route53 is called as the role: {}", auth(1));
         assert_eq!(reqs[1].headers().get("x-amz-security-token"), Some("role-session-token"));
+    }
+
+    /// `rateLimit` holds for every request: batches of one apply wait for tokens too.
+    #[tokio::test(start_paused = true)]
+    async fn every_request_takes_a_token() {
+        let rule = mock!(Client::change_resource_record_sets).then_output(change_ok);
+        let mut p = provider(&[&rule]).with_rate_limit(Arc::new(TokenBucket::new(2.0, 1)));
+        p.config.batch_change_size = 1;
+        let changes: Vec<Change> =
+            (0..5).map(|i| Change::Create(a(&format!("r{i}.example.test"), "192.0.2.1"))).collect();
+        let start = tokio::time::Instant::now();
+        assert!(p.apply(&zone(), &changes).await.iter().all(|r| r.is_ok()));
+        assert_eq!(rule.num_calls(), 5);
+        // One token at once, then four at 2 per second.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(1990) && took < Duration::from_millis(2100), "{took:?}");
     }
 
     /// STS down is an outage like Route53 down: retried with backoff, not reported as
