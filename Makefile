@@ -41,7 +41,7 @@ check-crds: ## Fail when crds/ is stale
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features e2e -- -D warnings
+	$(CARGO) clippy --all-targets --features e2e,bench -- -D warnings
 
 run: build ## Run the operator against $$KUBECONFIG
 	./target/debug/extdns run

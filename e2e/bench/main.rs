@@ -732,7 +732,7 @@ async fn main() {
     let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
     let wv = rows.iter().map(|r| r.value.len()).max().unwrap_or(10).max(5);
     let wt = rows.iter().map(|r| r.target.len()).max().unwrap_or(10).max(6);
-    println!("\n{:<w$}  {:>wv$}  {:<wt$}  {}", "metric", "value", "target", "");
+    println!("\n{:<w$}  {:>wv$}  {:<wt$}", "metric", "value", "target");
     println!("{}", "-".repeat(w + wv + wt + 12));
     for r in &rows {
         let verdict = match r.ok {
