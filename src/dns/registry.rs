@@ -126,7 +126,7 @@ pub struct RegistryView {
     /// AAAA at that name.
     old_format: BTreeMap<(String, String), OwnershipTxt>,
     /// The zone the records come from, when known: ownership TXT records must fit in it.
-    zone: Option<String>,
+    zone: Option<Zone>,
 }
 
 impl RegistryView {
@@ -137,7 +137,7 @@ impl RegistryView {
 
     /// Whether a TXT of this name can exist in the view's zone.
     fn fits(&self, txt_name: &str) -> bool {
-        self.zone.as_deref().is_none_or(|z| Zone::named(z).contains(txt_name))
+        self.zone.as_ref().is_none_or(|z| z.contains(txt_name))
     }
 }
 
@@ -208,10 +208,10 @@ impl TxtRegistry {
     /// As [`Self::view`], for the records of zone `zone`: ownership TXT records that would
     /// fall outside it are looked for, and written, at the record's own name.
     pub fn view_in_zone(&self, raw: Vec<Endpoint>, zone: &str) -> RegistryView {
-        self.view_with_zone(raw, Some(zone.to_string()))
+        self.view_with_zone(raw, Some(Zone::named(zone)))
     }
 
-    fn view_with_zone(&self, raw: Vec<Endpoint>, zone: Option<String>) -> RegistryView {
+    fn view_with_zone(&self, raw: Vec<Endpoint>, zone: Option<Zone>) -> RegistryView {
         let mut view = RegistryView { zone, ..RegistryView::default() };
         for record in raw {
             if record.record_type != RecordType::TXT {
@@ -259,6 +259,11 @@ impl TxtRegistry {
     }
 
     fn placement(&self, view: &RegistryView, key: &RecordKey) -> Placement {
+        // Below the apex the affixed first label keeps the name inside the zone: only apex
+        // records need a look (this runs for every record of every pass).
+        if view.zone.as_ref().is_none_or(|z| key.dns_name != z.name) {
+            return Placement::New;
+        }
         if view.fits(&self.names.to_txt_name(&key.dns_name, key.record_type)) {
             Placement::New
         } else if view.fits(&self.names.to_old_txt_name(&key.dns_name)) {

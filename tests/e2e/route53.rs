@@ -65,6 +65,67 @@ async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -
         .collect()
 }
 
+/// A hosted zone in moto; a private one is attached to a made-up VPC.
+async fn create_zone(aws: &Route53Provider, name: &str, private: bool) -> Zone {
+    let mut req = aws
+        .client()
+        .create_hosted_zone()
+        .name(format!("{name}."))
+        .caller_reference(format!("e2e-{name}-{private}-{}", std::process::id()));
+    if private {
+        req = req
+            .vpc(
+                aws_sdk_route53::types::Vpc::builder()
+                    .vpc_id("vpc-0e2e")
+                    .vpc_region(aws_sdk_route53::types::VpcRegion::UsEast1)
+                    .build(),
+            )
+            .hosted_zone_config(aws_sdk_route53::types::HostedZoneConfig::builder().private_zone(true).build());
+    }
+    let created = req.send().await.expect("CreateHostedZone");
+    let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
+    Zone { id, name: name.into() }
+}
+
+/// The Secret `aws` with moto's (any) keys, and a Route53 DNSProvider using it; `route53`
+/// adds fields to the provider's `route53` block.
+async fn route53_provider(
+    client: &kube::Client,
+    ns: &str,
+    moto: &Moto,
+    name: &str,
+    route53: serde_json::Value,
+    domain: &str,
+    owner: &str,
+) {
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), ns),
+        "aws",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
+               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
+    )
+    .await;
+    let mut block =
+        json!({"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}}});
+    if let (Some(b), Some(extra)) = (block.as_object_mut(), route53.as_object()) {
+        b.extend(extra.clone());
+    }
+    apply(
+        &Api::<DNSProvider>::namespaced(client.clone(), ns),
+        name,
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": name},
+            "spec": {
+                "route53": block,
+                "domains": {"include": [domain]},
+                "policy": "sync",
+                "registry": {"txt": {"ownerId": owner}}
+            }
+        }),
+    )
+    .await;
+}
+
 /// Issue 5: a Service's record lands in Route53 (moto) with its ownership TXT, a Service
 /// behind an ELB gets A and AAAA alias records, weighted records carry set identifiers and
 /// weights, and deletion removes them. The provider assumes a role through (moto's) STS.
@@ -75,41 +136,11 @@ async fn route53_records_in_moto() {
     let moto = Moto::start().await;
     let aws = sdk(&moto).await;
     let zone_name = "r53.e2e.test";
-    let created = aws
-        .client()
-        .create_hosted_zone()
-        .name(format!("{zone_name}."))
-        .caller_reference(format!("e2e-{}", std::process::id()))
-        .send()
-        .await
-        .expect("CreateHostedZone");
-    let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
-    let zone = Zone { id, name: zone_name.into() };
+    let zone = create_zone(&aws, zone_name, false).await;
 
     let op = Operator::start("route53");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    apply(
-        &secrets,
-        "aws",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
-               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
-    )
-    .await;
-    apply(
-        &Api::<DNSProvider>::namespaced(client.clone(), &ns.name),
-        "r53",
-        json!({
-            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": "r53"},
-            "spec": {
-                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}},
-                            "assumeRoleArn": "arn:aws:iam::123456789012:role/extdns-e2e"},
-                "domains": {"include": [zone_name]},
-                "policy": "sync",
-                "registry": {"txt": {"ownerId": "e2e"}}
-            }
-        }),
-    )
-    .await;
+    let role = json!({"assumeRoleArn": "arn:aws:iam::123456789012:role/extdns-e2e"});
+    route53_provider(&client, &ns.name, &moto, "r53", role, zone_name, "e2e").await;
 
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     apply(
@@ -282,16 +313,7 @@ async fn route53_large_zone_is_listed_once() {
     let moto = Moto::start().await;
     let aws = sdk(&moto).await;
     let zone_name = "big.e2e.test";
-    let created = aws
-        .client()
-        .create_hosted_zone()
-        .name(format!("{zone_name}."))
-        .caller_reference(format!("e2e-big-{}", std::process::id()))
-        .send()
-        .await
-        .expect("CreateHostedZone");
-    let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap_or_default();
-    let zone = Zone { id, name: zone_name.into() };
+    let zone = create_zone(&aws, zone_name, false).await;
     let seed: Vec<Change> = (0..SEEDED)
         .map(|i| {
             let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
@@ -318,27 +340,7 @@ async fn route53_large_zone_is_listed_once() {
     assert!(pages >= (SEEDED as u64).div_ceil(300), "{pages} pages for {SEEDED} records");
 
     let op = Operator::start("route53-big");
-    apply(
-        &Api::<Secret>::namespaced(client.clone(), &ns.name),
-        "aws",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
-               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
-    )
-    .await;
-    apply(
-        &Api::<DNSProvider>::namespaced(client.clone(), &ns.name),
-        "r53",
-        json!({
-            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": "r53"},
-            "spec": {
-                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials": {"secretRef": {"name": "aws"}}},
-                "domains": {"include": [zone_name]},
-                "policy": "sync",
-                "registry": {"txt": {"ownerId": "e2e"}}
-            }
-        }),
-    )
-    .await;
+    route53_provider(&client, &ns.name, &moto, "r53", json!({}), zone_name, "e2e").await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     let one =
         |name: &str, ip: &str| json!([{"dnsName": format!("{name}.{zone_name}"), "recordType": "A", "targets": [ip]}]);
@@ -381,52 +383,23 @@ async fn route53_private_and_public_zones_of_one_name() {
     let moto = Moto::start().await;
     let aws = sdk(&moto).await;
     let zone_name = "split.e2e.test";
-    let mut zones = Vec::new();
-    for private in [false, true] {
-        let mut req = aws
-            .client()
-            .create_hosted_zone()
-            .name(format!("{zone_name}."))
-            .caller_reference(format!("e2e-split-{private}-{}", std::process::id()));
-        if private {
-            req = req
-                .vpc(
-                    aws_sdk_route53::types::Vpc::builder()
-                        .vpc_id("vpc-0e2e")
-                        .vpc_region(aws_sdk_route53::types::VpcRegion::UsEast1)
-                        .build(),
-                )
-                .hosted_zone_config(aws_sdk_route53::types::HostedZoneConfig::builder().private_zone(true).build());
-        }
-        let created = req.send().await.expect("CreateHostedZone");
-        let id = created.hosted_zone().map(|z| z.id().trim_start_matches("/hostedzone/").to_string()).unwrap();
-        zones.push(Zone { id, name: zone_name.into() });
-    }
-    let (public, private) = (&zones[0], &zones[1]);
+    let (public, private) = (&create_zone(&aws, zone_name, false).await, &create_zone(&aws, zone_name, true).await);
 
     let _op = Operator::start("route53-split");
-    apply(
-        &Api::<Secret>::namespaced(client.clone(), &ns.name),
-        "aws",
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws"},
-               "stringData": {"access-key-id": "testing", "secret-access-key": "testing"}}),
-    )
-    .await;
-    let provider = |zone_type: &str, owner: &str, domain: &str| {
-        json!({
-            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": format!("r53-{zone_type}")},
-            "spec": {
-                "route53": {"region": "us-east-1", "endpoint": moto.endpoint(), "zoneType": zone_type,
-                            "credentials": {"secretRef": {"name": "aws"}}},
-                "domains": {"include": [domain]},
-                "policy": "sync",
-                "registry": {"txt": {"ownerId": owner}}
-            }
-        })
-    };
-    let providers = Api::<DNSProvider>::namespaced(client.clone(), &ns.name);
-    apply(&providers, "r53-any", provider("any", "e2e-any", &format!("both.{zone_name}"))).await;
-    apply(&providers, "r53-private", provider("private", "e2e-private", &format!("inside.{zone_name}"))).await;
+    for (zone_type, domain) in [("any", "both"), ("private", "inside")] {
+        let block = json!({"zoneType": zone_type});
+        let domain = format!("{domain}.{zone_name}");
+        route53_provider(
+            &client,
+            &ns.name,
+            &moto,
+            &format!("r53-{zone_type}"),
+            block,
+            &domain,
+            &format!("e2e-{zone_type}"),
+        )
+        .await;
+    }
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     let one =
         |name: &str, ip: &str| json!([{"dnsName": format!("{name}.{zone_name}"), "recordType": "A", "targets": [ip]}]);

@@ -531,9 +531,10 @@ impl Route53Provider {
             return Ok(strip_zone_prefix(id).to_string());
         }
         let target = ep.targets.first().map(|t| normalize_name(t)).unwrap_or_default();
-        if let Some(id) = canonical_hosted_zone(&target) {
-            return Ok(id.to_string());
+        if let Some(id) = self.known_alias_zone(&target) {
+            return Ok(id);
         }
+        // The zone list may be older than the target's zone.
         let zones = self.zones().await?;
         crate::dns::provider::zone_for(&zones, &target).map(|z| z.id.clone()).ok_or_else(|| {
             ProviderError::Rejected(format!(
@@ -1470,13 +1471,7 @@ mod tests {
     /// it is still written as a plain TXT record, with the routing policy.
     #[tokio::test]
     async fn the_ownership_txt_of_an_alias_is_plain() {
-        let sent: Arc<StdMutex<Vec<ResourceRecordSet>>> = Arc::default();
-        let seen = sent.clone();
-        let rule = mock!(Client::change_resource_record_sets).then_compute_output(move |req| {
-            let sets = req.change_batch().unwrap().changes().iter().filter_map(|c| c.resource_record_set().cloned());
-            seen.lock().unwrap().extend(sets);
-            change_ok()
-        });
+        let (rule, sent) = capture_rrsets();
         let p = provider(&[&rule]);
         let mut txt = Endpoint::new("a-www.example.test", RecordType::TXT, vec!["heritage=external-dns".into()]);
         txt.set_identifier = "eu".into();
@@ -1495,13 +1490,7 @@ mod tests {
 
     #[tokio::test]
     async fn alias_and_routing_policy_are_sent() {
-        let sent: Arc<StdMutex<Vec<ResourceRecordSet>>> = Arc::default();
-        let seen = sent.clone();
-        let rule = mock!(Client::change_resource_record_sets).then_compute_output(move |req| {
-            let sets = req.change_batch().unwrap().changes().iter().filter_map(|c| c.resource_record_set().cloned());
-            seen.lock().unwrap().extend(sets);
-            change_ok()
-        });
+        let (rule, sent) = capture_rrsets();
         let p = provider(&[&rule]);
         let mut ep =
             Endpoint::new("www.example.test", RecordType::A, vec!["k8s-lb.elb.eu-west-1.amazonaws.com".into()]);
@@ -1524,6 +1513,18 @@ mod tests {
         assert_eq!(sets[0].set_identifier(), Some("eu"));
         assert_eq!(sets[0].geo_location().and_then(|g| g.continent_code()), Some("EU"));
         assert_eq!(sets[0].ttl(), None);
+    }
+
+    /// A ChangeResourceRecordSets rule that accepts everything and keeps the RRsets sent.
+    fn capture_rrsets() -> (Rule, Arc<StdMutex<Vec<ResourceRecordSet>>>) {
+        let sent: Arc<StdMutex<Vec<ResourceRecordSet>>> = Arc::default();
+        let seen = sent.clone();
+        let rule = mock!(Client::change_resource_record_sets).then_compute_output(move |req| {
+            let sets = req.change_batch().unwrap().changes().iter().filter_map(|c| c.resource_record_set().cloned());
+            seen.lock().unwrap().extend(sets);
+            change_ok()
+        });
+        (rule, sent)
     }
 
     fn change_info(id: &str, status: ChangeStatus) -> ChangeInfo {
