@@ -280,10 +280,11 @@ impl Router {
                     self.namespaces.remove(&name);
                     self.reroute_ns.insert(name);
                 }
+                // A deleted Secret does not rebuild anything: the running backend holds the
+                // key, and it may still have records to remove (a namespace being deleted
+                // takes its Secrets first).
                 Item::Secret(s) => {
-                    let key = (s.namespace.clone(), s.name.clone());
-                    self.secrets.remove(&key);
-                    self.secret_changed(&key);
+                    self.secrets.remove(&(s.namespace, s.name));
                 }
             },
             RouterMsg::RetryFinalizer(key) => {
@@ -424,6 +425,8 @@ impl Router {
         let domains = obj.spec.domains.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
         match self.providers.get_mut(&id) {
             Some(p) => {
+                // A new version: an earlier finalizer patch either landed or lost a conflict.
+                p.finalizer_patched = false;
                 if p.obj.spec != obj.spec {
                     self.reroute_all = true;
                 }

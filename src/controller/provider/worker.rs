@@ -380,8 +380,17 @@ impl Worker {
     /// When this worker needs to run without a message: retry, resync, propagation poll,
     /// the relisting after a refused change.
     fn deadline(&self) -> Option<Instant> {
-        if let Some(r) = &self.retry {
+        if !self.started {
+            return None;
+        }
+        let broken = self.backend.is_err() || self.ownership.is_err() || self.needs_rebuild();
+        if let Some(r) = self.retry.as_ref().filter(|_| broken || self.may_write()) {
             return Some(r.next);
+        }
+        // A follower does nothing on a timer with a backend it does not own: a deadline in
+        // the past would spin.
+        if !self.may_write() {
+            return None;
         }
         let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
         let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
