@@ -35,7 +35,8 @@ use crate::dns::endpoint::{self, label, Endpoint, ProviderSpecificProperty, Reco
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, Claimant, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::zone_for;
-use crate::dns::registry::{RegistryView, TxtRegistry, TxtRegistryConfig};
+use crate::dns::apply::apply_with_ownership;
+use crate::dns::registry::{Expanded, RegistryView, TxtRegistry, TxtRegistryConfig};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
@@ -641,17 +642,19 @@ impl Worker {
             // Apply, keeping track of which planned change each backend change belongs to.
             let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
             if !p.changes.is_empty() {
-                let expanded: Vec<(usize, Change)> = match (ownership, &view) {
+                let expanded: Vec<Expanded> = match (ownership, &view) {
                     (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
-                    _ => p.changes.iter().cloned().enumerate().collect(),
+                    _ => Expanded::data_only(&p.changes),
                 };
-                let changes: Vec<Change> = expanded.iter().map(|(_, c)| c.clone()).collect();
-                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = changes.len(), "applying changes");
-                let res = backend.apply(zone, &changes).await;
+                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
+                // Records and their ownership TXTs succeed or fail together (see dns::apply).
+                let res = apply_with_ownership(backend.as_ref(), zone, &expanded).await;
                 metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
                 let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
                 let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
-                for ((pi, change), r) in expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing))) {
+                for (Expanded { index: pi, change, .. }, r) in
+                    expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing)))
+                {
                     metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
                     match r {
                         Ok(applied) => {
