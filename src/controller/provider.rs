@@ -31,11 +31,11 @@ use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
 use crate::crd::{
     ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, DnsProviderStatus, ProviderRefKind, RecordStatus,
 };
+use crate::dns::apply::apply_with_ownership;
 use crate::dns::endpoint::{self, label, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, Claimant, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::zone_for;
-use crate::dns::apply::apply_with_ownership;
 use crate::dns::registry::{Expanded, RegistryView, TxtRegistry, TxtRegistryConfig};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;

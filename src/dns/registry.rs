@@ -173,7 +173,12 @@ pub struct Expanded {
 impl Expanded {
     /// Planned changes passed through as they are: no ownership registry.
     pub fn data_only(changes: &[Change]) -> Vec<Expanded> {
-        changes.iter().cloned().enumerate().map(|(index, change)| Expanded { index, role: Role::Data, change }).collect()
+        changes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, change)| Expanded { index, role: Role::Data, change })
+            .collect()
     }
 }
 
@@ -601,7 +606,8 @@ impl TxtRegistry {
         deleted: &BTreeSet<RecordKey>,
     ) -> bool {
         view.endpoints.iter().any(|e| {
-            if deleted.contains(&e.key()) {
+            // TXT data at that name is the rest of the very RRset: it never leans on our value.
+            if deleted.contains(&e.key()) || e.record_type == RecordType::TXT {
                 return false;
             }
             let key = self.lookup_key(e);
