@@ -15,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_route53::types::{
+    Change as R53Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
 use extdns::dns::endpoint::{label, ProviderSpecificProperty};
 use extdns::dns::providers::conformance;
 use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
@@ -553,7 +556,49 @@ async fn moto_battery() {
     bad_alias.labels.insert(label::OWNER.into(), "conformance".into());
     bad_alias.labels.insert(label::RESOURCE.into(), "crd/conformance/alias".into());
     case!("refused_record_no_ownership", conformance::case_refused_record_leaves_no_ownership(&p, &zone, &[bad_alias]));
-    case!("ownership_beside_apex_txt", conformance::case_ownership_beside_apex_txt(&p, &zone));
+    // Skipped: refused_update_keeps_ownership. Taking back the TXT update is a DELETE+CREATE of
+    // an RRset that the previous batch wrote by DELETE+CREATE, and moto 5.2.5 refuses such a
+    // second replacement ("Tried to create resource record set ... but it already exists"),
+    // which Route53 accepts.
+    // Adapted: ownership_beside_apex_txt. moto refuses a CREATE that repeats one of its zone's
+    // journal while the name holds records, even when the same batch DELETEs them first, so an
+    // SPF seeded by CREATE could not be put back as it was when our value leaves. The SPF is
+    // seeded by UPSERT instead, straight through the API.
+    let spf = conformance::apex_spf(&zone);
+    p.client()
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone.id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    R53Change::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(
+                            ResourceRecordSet::builder()
+                                .name(format!("{zone_name}."))
+                                .r#type(RrType::Txt)
+                                .ttl(300)
+                                .resource_records(
+                                    ResourceRecord::builder()
+                                        .value(format!("\"{}\"", spf.targets[0]))
+                                        .build()
+                                        .unwrap_or_else(|e| fail("SPF value", e.to_string())),
+                                )
+                                .build()
+                                .unwrap_or_else(|e| fail("SPF RRset", e.to_string())),
+                        )
+                        .build()
+                        .unwrap_or_else(|e| fail("SPF change", e.to_string())),
+                )
+                .build()
+                .unwrap_or_else(|e| fail("SPF batch", e.to_string())),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            fail("seeding the apex SPF", format!("{}", aws_sdk_route53::error::DisplayErrorContext(e)))
+        });
+    case!("ownership_beside_apex_txt", conformance::case_ownership_beside_seeded_apex_txt(&p, &zone));
     let (create, delete) = case!("bulk", conformance::case_bulk(&p, &zone, conformance::BULK_RECORDS));
     say(&format!(
         "moto: battery passed in {:?}; {} creates took {create:?}, deletes {delete:?}",

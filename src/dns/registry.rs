@@ -521,6 +521,8 @@ impl TxtRegistry {
                 let mut joined = stored.clone();
                 joined.labels.clear();
                 joined.targets.extend(txt.targets);
+                // In the order listings give, so that a later exact match finds it.
+                joined.targets.sort();
                 Change::Update { old: stored.clone(), new: joined }
             }
         }
@@ -588,6 +590,7 @@ impl TxtRegistry {
             new.labels.clear();
             new.targets = stored.others.clone();
             new.targets.extend(built.targets);
+            new.targets.sort();
             new
         };
         Some(Change::Update { old: stored.record.clone(), new })
@@ -654,6 +657,7 @@ fn removal(txt: &OwnershipTxt) -> Change {
     let mut kept = txt.record.clone();
     kept.labels.clear();
     kept.targets = txt.others.clone();
+    kept.targets.sort();
     Change::Update { old: txt.record.clone(), new: kept }
 }
 

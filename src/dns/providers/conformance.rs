@@ -79,6 +79,7 @@ pub async fn run_all<P: Provider>(p: &P, zone: &Zone) -> Result<Report, String> 
     report.rejections = case!("bad_change_in_batch", case_bad_change_in_batch(p, zone));
     case!("stale_update_and_delete", case_stale_update_and_delete(p, zone));
     case!("refused_record_no_ownership", case_refused_record_leaves_no_ownership(p, zone, &[cname_beside_data(zone)]));
+    case!("refused_update_keeps_ownership", case_refused_update_keeps_ownership(p, zone));
     case!("ownership_beside_apex_txt", case_ownership_beside_apex_txt(p, zone));
     let (create, delete) = case!("bulk", case_bulk(p, zone, BULK_RECORDS));
     report.bulk_create = create;
@@ -637,8 +638,8 @@ pub fn cname_at_apex(zone: &Zone) -> Endpoint {
     owned(&zone.name, RecordType::CNAME, &[&format!("target.{}", sub("refused", zone))], "crd/conformance/apex")
 }
 
-/// A record the backend refuses leaves no ownership TXT behind, and a refused update leaves
-/// the ownership TXT as it was; records of the same batch that the backend takes keep theirs.
+/// A record the backend refuses leaves no ownership TXT behind; records of the same batch
+/// that the backend takes keep theirs.
 ///
 /// `refused` are records this backend refuses to create (see [`cname_beside_data`],
 /// [`cname_at_apex`]); they go out in one batch with a record it accepts. Ownership is
@@ -693,22 +694,6 @@ pub async fn case_refused_record_leaves_no_ownership<P: Provider>(
         return Err(format!("after the refused creates: the apex holds {}", show(&at_apex)));
     }
 
-    // An update the backend refuses (its old values are stale) that would also have changed
-    // the ownership TXT (a new resource) leaves the TXT as it was.
-    let stored_txt = |view: &RegistryView| view.ownership_records().find(|t| t.dns_name == fine_txt).cloned();
-    let txt_before = stored_txt(&ownership_view(p, zone).await?);
-    let mut stale = fine.clone();
-    stale.targets = vec!["192.0.2.79".into()];
-    let moved = owned(&fine.dns_name, RecordType::A, &["192.0.2.72"], "crd/conformance/moved");
-    let (expanded, results) = apply_owned(p, zone, &[Change::Update { old: stale, new: moved }]).await?;
-    if expanded.len() != 2 || results.iter().any(|r| r.is_ok()) {
-        return Err(format!("stale update with a new owner label: expected both the record and its TXT change to fail, got {expanded:?} -> {results:?}"));
-    }
-    let txt_after = stored_txt(&ownership_view(p, zone).await?);
-    if txt_after.as_ref().map(|t| sorted(&t.targets)) != txt_before.as_ref().map(|t| sorted(&t.targets)) {
-        return Err(format!("after the refused update: ownership TXT was {txt_before:?}, is {txt_after:?}"));
-    }
-
     let held = ownership_view(p, zone).await?;
     let ours: Vec<Change> = held
         .endpoints
@@ -728,23 +713,74 @@ pub async fn case_refused_record_leaves_no_ownership<P: Provider>(
     Ok(())
 }
 
+/// A refused update (its old values are stale: somebody changed the record meanwhile) that
+/// would also have changed the ownership TXT (a new `resource`) leaves the TXT as it was.
+pub async fn case_refused_update_keeps_ownership<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let base = sub("refusedupdate", zone);
+    expect_empty(p, zone, &base, "before the case").await?;
+    let fine = owned(&format!("fine.{base}"), RecordType::A, &["192.0.2.71"], "crd/conformance/fine");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Create(fine.clone())]).await?;
+    all_ok(&expanded, &results, "create our record")?;
+    let fine_txt = ownership_registry().txt_name(&fine.dns_name, RecordType::A);
+    let stored_txt = |view: &RegistryView| view.ownership_records().find(|t| t.dns_name == fine_txt).cloned();
+    let txt_before = stored_txt(&ownership_view(p, zone).await?);
+    let mut stale = fine.clone();
+    stale.targets = vec!["192.0.2.79".into()];
+    let moved = owned(&fine.dns_name, RecordType::A, &["192.0.2.72"], "crd/conformance/moved");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Update { old: stale, new: moved }]).await?;
+    if expanded.len() != 2 || results.iter().any(|r| r.is_ok()) {
+        return Err(format!("stale update with a new owner label: expected both the record and its TXT change to fail, got {expanded:?} -> {results:?}"));
+    }
+    let txt_after = stored_txt(&ownership_view(p, zone).await?);
+    if txt_after.as_ref().map(|t| sorted(&t.targets)) != txt_before.as_ref().map(|t| sorted(&t.targets)) {
+        return Err(format!("after the refused update: ownership TXT was {txt_before:?}, is {txt_after:?}"));
+    }
+
+    if txt_before.is_none() {
+        return Err(format!("our ownership TXT {fine_txt} was never written"));
+    }
+    let held = ownership_view(p, zone).await?;
+    let ours: Vec<Change> =
+        held.endpoints.iter().filter(|e| e.dns_name.ends_with(&base)).cloned().map(Change::Delete).collect();
+    let (expanded, results) = apply_owned(p, zone, &ours).await?;
+    all_ok(&expanded, &results, "cleanup")?;
+    expect_empty(p, zone, &base, "after cleanup").await
+}
+
 /// At an apex whose TXT RRset holds an SPF value, the ownership value of our apex A joins that
 /// RRset with the SPF value intact, the SPF value stays nobody's data, and deleting our A
 /// removes only our value.
 pub async fn case_ownership_beside_apex_txt<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
-    let apex = zone.name.clone();
-    let apex_rrsets = |eps: Vec<Endpoint>| -> Vec<Endpoint> {
-        eps.into_iter()
-            .filter(|e| e.dns_name == apex && matches!(e.record_type, RecordType::A | RecordType::TXT))
-            .collect()
-    };
-    let before = apex_rrsets(list(p, zone).await?);
+    let before = at_apex(list(p, zone).await?, zone);
     if !before.is_empty() {
         return Err(format!("before the case: the apex already holds {}", show(&before)));
     }
-    let spf = "v=spf1 ip4:192.0.2.0/24 -all".to_string();
-    let spf_txt = ep(&apex, RecordType::TXT, &[&spf]);
-    apply_ok(p, zone, &[Change::Create(spf_txt)], "seed the apex SPF").await?;
+    apply_ok(p, zone, &[Change::Create(apex_spf(zone))], "seed the apex SPF").await?;
+    case_ownership_beside_seeded_apex_txt(p, zone).await
+}
+
+/// The TXT RRset [`case_ownership_beside_apex_txt`] expects at the apex: one SPF value.
+pub fn apex_spf(zone: &Zone) -> Endpoint {
+    ep(&zone.name, RecordType::TXT, &["v=spf1 ip4:192.0.2.0/24 -all"])
+}
+
+/// The A and TXT RRsets at the apex.
+fn at_apex(eps: Vec<Endpoint>, zone: &Zone) -> Vec<Endpoint> {
+    eps.into_iter()
+        .filter(|e| e.dns_name == zone.name && matches!(e.record_type, RecordType::A | RecordType::TXT))
+        .collect()
+}
+
+/// [`case_ownership_beside_apex_txt`] for an apex seeded with [`apex_spf`] by the caller, for
+/// backends where the seed must not go through `apply`; removes the seed at the end.
+pub async fn case_ownership_beside_seeded_apex_txt<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let apex = zone.name.clone();
+    let apex_rrsets = |eps: Vec<Endpoint>| at_apex(eps, zone);
+    let spf = apex_spf(zone).targets[0].clone();
+    let before = apex_rrsets(list(p, zone).await?);
+    if before.len() != 1 || before[0].targets != vec![spf.clone()] {
+        return Err(format!("before the case: expected only the SPF TXT at the apex, found {}", show(&before)));
+    }
 
     let a = owned(&apex, RecordType::A, &["192.0.2.80"], "crd/conformance/apex");
     let (expanded, results) = apply_owned(p, zone, &[Change::Create(a.clone())]).await?;
