@@ -242,6 +242,12 @@ impl TxtRegistry {
     /// in `endpoints`. New-format TXT wins over old-format when both exist. Old-format TXT
     /// (same name as the record) applies to every record type at that name but AAAA, as
     /// external-dns does.
+    ///
+    /// A TXT RRset holding an ownership value next to other values (the apex, where the
+    /// ownership TXT is old-format, also holding SPF or site-verification values) is split:
+    /// the values that are no ownership record stay in `endpoints` as a TXT record nobody
+    /// owns, so the planner never deletes them; when our value and another owner's share the
+    /// RRset, ours decides.
     pub fn view(&self, raw: Vec<Endpoint>) -> RegistryView {
         self.view_with_zone(raw, None)
     }
@@ -1308,6 +1314,61 @@ mod tests {
         let deleted: Vec<&Change> =
             out.iter().map(|e| &e.change).filter(|c| c.endpoint().record_type == RecordType::TXT).collect();
         assert_eq!(deleted, vec![&Change::Delete(apex_txt.clone())]);
+    }
+
+    /// An apex TXT RRset holding SPF, a verification value, another owner's old-format value
+    /// and ours: only the foreign data stays visible, unowned; our value decides the apex
+    /// records' owner; our value alone is what changes.
+    #[test]
+    fn apex_txt_shared_with_other_values() {
+        let r = registry("", "", "");
+        let spf = "v=spf1 -all";
+        let verification = "google-site-verification=abc";
+        let theirs = ownership_text("cluster-b", "ingress/x/apex");
+        let mine = ownership_text(OWNER, "service/default/apex");
+        let shared = Endpoint::new(
+            "example.org",
+            RecordType::TXT,
+            vec![spf.into(), verification.into(), theirs.clone(), mine.clone()],
+        );
+        let view = r.view_in_zone(vec![ep("example.org", RecordType::A, "192.0.2.1"), shared.clone()], "example.org");
+        assert_eq!(view.endpoints.len(), 2, "{view:#?}");
+        let data = find(&view.endpoints, "example.org", RecordType::TXT);
+        assert_eq!(data.targets, vec![verification.to_string(), spf.to_string()]);
+        assert!(data.labels.is_empty(), "nobody owns the SPF: {data:?}");
+        assert_eq!(owner_of(&view.endpoints, "example.org", RecordType::A), Some(OWNER), "ours wins over theirs");
+        assert_eq!(view.ownership_records().collect::<Vec<_>>(), vec![&shared]);
+
+        let a = find(&view.endpoints, "example.org", RecordType::A).clone();
+        let out = r.expand(&view, &[Change::Delete(a.clone())]);
+        let mut kept = vec![spf.to_string(), verification.to_string(), theirs.clone()];
+        kept.sort();
+        assert_eq!(out[1].role, Role::Ownership { backs: vec![0] });
+        assert_eq!(
+            out[1].change,
+            Change::Update { old: shared.clone(), new: Endpoint { targets: kept, ..shared.clone() } }
+        );
+
+        let mut moved = a.clone();
+        moved.labels.insert(label::RESOURCE.into(), "service/default/moved".into());
+        let out = r.expand(&view, &[Change::Update { old: a, new: moved }]);
+        let Change::Update { old, new } = &out[1].change else { panic!("{out:?}") };
+        assert_eq!(old, &shared);
+        assert_eq!(new.targets.len(), 4);
+        assert!(new.targets.contains(&ownership_text(OWNER, "service/default/moved")));
+        assert!([spf, verification, theirs.as_str()].iter().all(|v| new.targets.contains(&v.to_string())));
+
+        // No ownership value yet: ours joins the SPF.
+        let spf_only = Endpoint::new("example.org", RecordType::TXT, vec![spf.into()]).with_ttl(3600);
+        let view = r.view_in_zone(vec![spf_only.clone()], "example.org");
+        let apex_a = owned(ep("example.org", RecordType::A, "192.0.2.1"), OWNER, "service/default/apex");
+        let out = r.expand(&view, &[Change::Create(apex_a)]);
+        let mut joined = vec![spf.to_string(), mine];
+        joined.sort();
+        assert_eq!(
+            out[1].change,
+            Change::Update { old: spf_only.clone(), new: Endpoint { targets: joined, ..spf_only } }
+        );
     }
 
     #[test]
