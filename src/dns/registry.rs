@@ -628,6 +628,24 @@ impl TxtRegistry {
         })
     }
 
+    /// The name a record is planned under when a zone is planned name by name: a data
+    /// record's own name, an ownership TXT's the name of the record it backs (both with the
+    /// wildcard replacement applied), so that a name and its ownership records are always
+    /// planned together.
+    pub fn group_name(&self, record: &Endpoint) -> String {
+        if record.record_type == RecordType::TXT {
+            if let Some((name, _)) = self.names.to_endpoint_name(&record.dns_name) {
+                return name;
+            }
+        }
+        self.names.replace_wildcard(&record.dns_name)
+    }
+
+    /// [`Self::group_name`] of a data record named `dns_name`.
+    pub fn name_group(&self, dns_name: &str) -> String {
+        self.names.replace_wildcard(dns_name)
+    }
+
     /// The key under which ownership TXT records of `ep` are filed: external-dns maps TXT
     /// names back to the wildcard replacement, never to `*`.
     fn lookup_key(&self, ep: &Endpoint) -> RecordKey {

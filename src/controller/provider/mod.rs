@@ -1,0 +1,256 @@
+//! The provider controller: reconciles DNSEndpoints against the DNS backends of the
+//! DNSProviders and ClusterDNSProviders that serve them, and writes truthful status back.
+//!
+//! Work is proportional to what changed:
+//! - watch tasks turn each object into a small projection (validated records, the metadata
+//!   we read) and hand it to the [`router`], which keeps an index of which provider serves
+//!   which record and re-routes only the object that changed (every object only when a
+//!   provider or a namespace's labels change);
+//! - each provider object has a [`worker`] task with its own queue, coalescing, backoff,
+//!   rate limit and deadline; it plans only the names whose desired state changed against
+//!   its cache of the backend, indexed by name, and a full plan only at resync;
+//! - a DNSEndpoint's status is recomputed when one of its records changes state and written
+//!   by the [`status_writer`], which retries that object alone with backoff.
+
+mod router;
+mod status_writer;
+pub mod validate;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::crd::dnsprovider::ProviderSpec;
+use crate::crd::{ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsProviderStatus, ProviderRefKind};
+use crate::metrics::Metrics;
+
+pub use validate::{validate_endpoint_spec, Validated};
+pub use worker::DEFAULT_OWNER_ID;
+
+pub const DEFAULT_TTL: u32 = 300;
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Whether this replica may write (always, without leader election).
+pub type Leader = tokio::sync::watch::Receiver<bool>;
+
+fn is_leader(leader: &Leader) -> bool {
+    *leader.borrow()
+}
+
+/// The new leadership state once it changes. Without election the sender is gone and the
+/// state never changes: this then pends for ever.
+async fn leader_changed(leader: &mut Option<Leader>) -> Option<bool> {
+    let Some(l) = leader.as_mut() else { return std::future::pending().await };
+    match l.changed().await {
+        Ok(()) => Some(*l.borrow_and_update()),
+        Err(_) => {
+            *leader = None;
+            std::future::pending().await
+        }
+    }
+}
+
+/// Settings of the provider controller, from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace the operator runs in: ClusterDNSProviders read their Secrets there.
+    pub operator_namespace: String,
+    /// Events arriving within this window are handled together by a provider's worker.
+    pub coalesce: Duration,
+    /// Concurrent status and finalizer writes.
+    pub status_concurrency: usize,
+    /// True while this replica is the elected writer (always, without leader election).
+    pub leader: Leader,
+}
+
+/// Identity of a provider object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId {
+    pub kind: ProviderRefKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "DNSProvider/{ns}/{}", self.name),
+            None => write!(f, "ClusterDNSProvider/{}", self.name),
+        }
+    }
+}
+
+/// A DNSEndpoint's identity: "namespace/name@uid", so a re-created object is another one.
+pub type EpKey = Arc<str>;
+
+fn ep_key(namespace: &str, name: &str, uid: &str) -> EpKey {
+    format!("{namespace}/{name}@{uid}").into()
+}
+
+/// What became of one record at one provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordResult {
+    pub state: String,
+    pub zone: Option<String>,
+    pub message: String,
+}
+
+/// The fields of a DNSProvider or ClusterDNSProvider the controller reads.
+#[derive(Clone, Debug)]
+pub struct ProviderObject {
+    pub id: ProviderId,
+    pub spec: ProviderSpec,
+    pub generation: Option<i64>,
+    pub finalizers: Vec<String>,
+    pub resource_version: Option<String>,
+    pub deleting: bool,
+    pub status: Option<DnsProviderStatus>,
+}
+
+impl ProviderObject {
+    fn from_namespaced(p: &DNSProvider) -> ProviderObject {
+        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() };
+        Self::project(p, id, &p.spec.spec, p.status.clone())
+    }
+
+    fn from_cluster(p: &ClusterDNSProvider) -> ProviderObject {
+        let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() };
+        Self::project(p, id, &p.spec.spec, p.status.clone())
+    }
+
+    fn project<K: Resource>(
+        p: &K,
+        id: ProviderId,
+        spec: &ProviderSpec,
+        status: Option<DnsProviderStatus>,
+    ) -> ProviderObject {
+        let meta = p.meta();
+        ProviderObject {
+            id,
+            spec: spec.clone(),
+            generation: meta.generation,
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+            status,
+        }
+    }
+}
+
+fn backoff(attempts: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.min(16)).min(BACKOFF_MAX);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    exp.mul_f64(jitter)
+}
+
+fn now_time() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Parses "90s", "10m", "1h", or a plain number of seconds.
+pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
+}
+
+/// Starts the watches, the router and the status writer; runs until the process ends.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+    let (tx, rx) = mpsc::unbounded_channel::<router::RouterMsg>();
+    let cfg = watcher::Config::default();
+    use router::{Item, Kind};
+    spawn_watch(watcher(Api::<DNSEndpoint>::all(client.clone()), cfg.clone()), Kind::Endpoints, &tx, |o| {
+        Item::Endpoint(Box::new(router::EndpointSnapshot::of(&o)))
+    });
+    spawn_watch(watcher(Api::<DNSProvider>::all(client.clone()), cfg.clone()), Kind::Providers, &tx, |o| {
+        Item::Provider(Box::new(ProviderObject::from_namespaced(&o)))
+    });
+    spawn_watch(
+        watcher(Api::<ClusterDNSProvider>::all(client.clone()), cfg.clone()),
+        Kind::ClusterProviders,
+        &tx,
+        |o| Item::Provider(Box::new(ProviderObject::from_cluster(&o))),
+    );
+    // Only labels of namespaces and versions of Secrets are read: metadata is enough.
+    spawn_watch(watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()), Kind::Namespaces, &tx, |o| {
+        Item::Namespace(o.name_any(), o.metadata.labels.clone().unwrap_or_default())
+    });
+    spawn_watch(watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), cfg), Kind::Secrets, &tx, |o| {
+        Item::Secret(router::SecretMeta {
+            namespace: o.namespace().unwrap_or_default(),
+            name: o.name_any(),
+            version: o.resource_version().unwrap_or_default(),
+        })
+    });
+    let writer = Arc::new(status_writer::StatusWriter::default());
+    tokio::spawn(writer.clone().run(
+        client.clone(),
+        metrics.clone(),
+        settings.status_concurrency,
+        settings.leader.clone(),
+    ));
+    router::Router::new(Some(client), settings, metrics, writer, tx).run(rx).await;
+}
+
+/// Forwards a watch as deltas to the router; the objects themselves are dropped here, so
+/// nothing but projections is kept.
+fn spawn_watch<S, K, F>(stream: S, kind: router::Kind, tx: &mpsc::UnboundedSender<router::RouterMsg>, convert: F)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    K: Send + 'static,
+    F: Fn(K) -> router::Item + Send + 'static,
+{
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream.default_backoff());
+        while let Some(ev) = stream.next().await {
+            let msg = match ev {
+                Ok(watcher::Event::Init) => router::RouterMsg::Restart(kind),
+                Ok(watcher::Event::InitApply(o)) | Ok(watcher::Event::Apply(o)) => {
+                    router::RouterMsg::Upsert(convert(o))
+                }
+                Ok(watcher::Event::Delete(o)) => router::RouterMsg::Remove(convert(o)),
+                Ok(watcher::Event::InitDone) => router::RouterMsg::Listed(kind),
+                Err(e) => {
+                    warn!(?kind, error = %e, "watch error; retrying with backoff");
+                    continue;
+                }
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Labels of namespaces by name.
+type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) < Duration::from_secs(1));
+        assert!(backoff(5) > Duration::from_secs(10));
+        assert!(backoff(30) <= BACKOFF_MAX.mul_f64(1.2));
+    }
+}

@@ -1,0 +1,1260 @@
+//! One worker per provider object: its own task, queue, backoff, rate limit and deadline.
+//! The router hands it the records each DNSEndpoint wants of it; it marks the names they
+//! touch dirty and plans only those names against its cache of the backend, indexed by name.
+//! A full plan happens at start and at every resync. A worker that is slow, down or
+//! throttled delays nobody else: each one awaits only its own backend.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{backoff, now_time, EpKey, Leader, ProviderId, ProviderObject, RecordResult, DEFAULT_RESYNC, DEFAULT_TTL};
+use crate::controller::backend::{self, Backend, BackendError};
+use crate::controller::PROVIDER_MANAGER;
+use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
+use crate::crd::{ClusterDNSProvider, DNSProvider, DnsProviderStatus};
+use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
+use crate::dns::filter::DomainFilter;
+use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
+use crate::dns::provider::zone_for;
+use crate::dns::apply::apply_with_ownership;
+use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
+use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::metrics::Metrics;
+use crate::status::{self, state};
+
+/// How often changes a backend is still propagating are polled (Route53 GetChange).
+pub(super) const PROPAGATION_POLL: Duration = Duration::from_secs(5);
+/// After a change the backend refused, the zone may differ from what we think: list again
+/// this soon (at the latest).
+const RELIST_AFTER_REJECT: Duration = Duration::from_secs(30);
+
+/// The default TXT owner id, external-dns's `--txt-owner-id` default.
+pub const DEFAULT_OWNER_ID: &str = "default";
+
+/// What the router tells a worker.
+pub(super) enum WorkerMsg {
+    /// The records DNSEndpoint `ep` wants of this provider now (empty: none any more), by
+    /// their index in `spec.endpoints`.
+    Desired { ep: EpKey, records: Vec<(usize, DesiredRecord)> },
+    /// `ep` is being deleted: plan the names its records had without them and report
+    /// [`WorkerReport::Released`] once they are gone from the backend.
+    Release { ep: EpKey, names: Vec<String> },
+    /// The provider object changed; a changed spec rebuilds the backend.
+    Object(Box<ProviderObject>),
+    /// A Secret the provider reads changed: rebuild the backend with the new key.
+    SecretChanged,
+    /// The router has sent every record routed to this provider so far: planning may start
+    /// (a full plan on a partial desired set would delete records of objects not yet seen).
+    Start,
+}
+
+/// What a worker tells the router.
+pub(super) enum WorkerReport {
+    /// New results for records of DNSEndpoints.
+    Results(Vec<(EpKey, usize, RecordResult)>),
+    /// The records of a deleted DNSEndpoint are gone from this provider.
+    Released(EpKey),
+}
+
+/// What every worker shares.
+#[derive(Clone)]
+pub(super) struct WorkerCtx {
+    pub client: Option<Client>,
+    pub metrics: Arc<Metrics>,
+    pub leader: Leader,
+    pub coalesce: Duration,
+    pub operator_namespace: String,
+}
+
+struct Retry {
+    attempts: u32,
+    next: Instant,
+}
+
+enum Ownership {
+    Txt(Box<TxtRegistry>),
+    Unregistered,
+}
+
+/// The provider's view of the backend: raw records per zone, filed by
+/// [`TxtRegistry::group_name`] so that one name's records (and their ownership TXT) are found
+/// without a walk of the zone.
+struct Cache {
+    zones: Vec<Zone>,
+    raw: BTreeMap<String, HashMap<String, Vec<Endpoint>>>,
+    fetched: Instant,
+    fetched_at: Time,
+}
+
+pub(super) struct Worker {
+    id: ProviderId,
+    ctx: WorkerCtx,
+    object: ProviderObject,
+    fingerprint: String,
+    /// The backend's state lives in this process (embedded, inMemory): every replica keeps
+    /// it, leader or not.
+    local: bool,
+    backend: Result<Backend, BackendError>,
+    ownership: Result<Ownership, String>,
+    zone_filter: DomainFilter,
+    policy: Policy,
+    managed: Vec<RecordType>,
+    default_ttl: u32,
+    resync: Duration,
+    cache: Option<Cache>,
+    retry: Option<Retry>,
+    last_error: Option<ProviderError>,
+    managed_records: i64,
+    propagating: BTreeMap<String, BTreeSet<RecordKey>>,
+    next_poll: Instant,
+    relist_at: Option<Instant>,
+    /// Desired records by group name, then by (object, index in its spec).
+    desired: HashMap<String, BTreeMap<(EpKey, usize), DesiredRecord>>,
+    /// Groups each object has records in, to replace them.
+    ep_groups: HashMap<EpKey, BTreeSet<String>>,
+    /// Groups to plan on the next sync.
+    dirty: BTreeSet<String>,
+    /// Plan every group on the next sync.
+    full: bool,
+    /// Deleted objects waiting for their groups to be planned without them.
+    releases: HashMap<EpKey, BTreeSet<String>>,
+    /// Results sent to the router, so only changes are sent.
+    sent: HashMap<(EpKey, usize), RecordResult>,
+    written_status: Option<serde_json::Value>,
+    started: bool,
+    reports: mpsc::UnboundedSender<(ProviderId, WorkerReport)>,
+}
+
+fn to_policy(p: SpecPolicy) -> Policy {
+    match p {
+        SpecPolicy::Sync => Policy::Sync,
+        SpecPolicy::UpsertOnly => Policy::UpsertOnly,
+        SpecPolicy::CreateOnly => Policy::CreateOnly,
+    }
+}
+
+impl Worker {
+    /// A worker for `object`, its backend not built yet ([`Self::run`] builds it).
+    pub(super) fn new(
+        object: ProviderObject,
+        ctx: WorkerCtx,
+        reports: mpsc::UnboundedSender<(ProviderId, WorkerReport)>,
+    ) -> Worker {
+        let mut w = Worker {
+            id: object.id.clone(),
+            ctx,
+            fingerprint: String::new(),
+            local: false,
+            backend: Err(BackendError::Start("not started yet".into())),
+            ownership: Err("not started yet".into()),
+            zone_filter: DomainFilter::default(),
+            policy: Policy::Sync,
+            managed: Vec::new(),
+            default_ttl: DEFAULT_TTL,
+            resync: DEFAULT_RESYNC,
+            cache: None,
+            retry: None,
+            last_error: None,
+            managed_records: 0,
+            propagating: BTreeMap::new(),
+            next_poll: Instant::now(),
+            relist_at: None,
+            desired: HashMap::new(),
+            ep_groups: HashMap::new(),
+            dirty: BTreeSet::new(),
+            full: true,
+            releases: HashMap::new(),
+            sent: HashMap::new(),
+            written_status: None,
+            started: false,
+            reports,
+            object,
+        };
+        w.configure();
+        w
+    }
+
+    /// Settings that come from the spec alone.
+    fn configure(&mut self) {
+        let spec = &self.object.spec;
+        self.fingerprint = serde_json::to_string(spec).unwrap_or_default();
+        self.local = spec.embedded.is_some() || spec.in_memory.is_some();
+        self.zone_filter = spec.zones.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
+        self.policy = to_policy(spec.policy);
+        self.managed = spec
+            .managed_record_types
+            .clone()
+            .unwrap_or_else(|| vec![RecordType::A, RecordType::AAAA, RecordType::CNAME]);
+        self.default_ttl = spec.default_ttl.unwrap_or(DEFAULT_TTL);
+        self.resync = spec
+            .resync_interval
+            .as_deref()
+            .and_then(|s| super::parse_duration("spec.resyncInterval", s).ok())
+            .unwrap_or(DEFAULT_RESYNC);
+    }
+
+    fn secret_ns(&self) -> String {
+        self.id.namespace.clone().unwrap_or_else(|| self.ctx.operator_namespace.clone())
+    }
+
+    /// (Re)builds the backend and registry from the spec and the Secrets it names. The
+    /// cache goes with the old backend: a new backend may be another server.
+    async fn rebuild(&mut self) {
+        // Without a client (unit tests) the backend is given, not built.
+        let Some(client) = self.ctx.client.clone() else { return };
+        if let Ok(old) = std::mem::replace(&mut self.backend, Err(BackendError::Start("restarting".into()))) {
+            // An embedded server must release its port before a new one binds it.
+            old.close().await;
+        }
+        self.configure();
+        self.cache = None;
+        self.full = true;
+        let secret_ns = self.secret_ns();
+        let ctx = backend::BuildContext {
+            client: &client,
+            secret_ns: &secret_ns,
+            default_ttl: self.default_ttl,
+            name: self.id.to_string(),
+            metrics: &self.ctx.metrics,
+        };
+        self.backend = backend::build(&self.object.spec, &ctx).await;
+        self.ownership = build_ownership(&client, &self.object.spec, &secret_ns).await;
+        if let Err(e) = &self.backend {
+            warn!(provider = %self.id, error = %e, "provider cannot be started");
+        }
+        if self.backend.is_err() || self.ownership.is_err() {
+            self.schedule_retry();
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        let attempts = self.retry.as_ref().map(|r| r.attempts + 1).unwrap_or(0);
+        self.retry = Some(Retry { attempts, next: Instant::now() + backoff(attempts) });
+    }
+
+    fn leading(&self) -> bool {
+        super::is_leader(&self.ctx.leader)
+    }
+
+    /// Whether this replica may act on the backend now.
+    fn may_write(&self) -> bool {
+        self.local || self.leading()
+    }
+
+    fn group_of(&self, e: &Endpoint) -> String {
+        match &self.ownership {
+            Ok(Ownership::Txt(reg)) => reg.group_name(e),
+            _ => e.dns_name.clone(),
+        }
+    }
+
+    fn name_group(&self, dns_name: &str) -> String {
+        match &self.ownership {
+            Ok(Ownership::Txt(reg)) => reg.name_group(dns_name),
+            _ => dns_name.to_string(),
+        }
+    }
+
+    /// The worker's task: runs until the router drops its sender.
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
+        self.rebuild().await;
+        let mut leader = Some(self.ctx.leader.clone());
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    let mut rebuild = self.handle(msg);
+                    // Whatever else arrives within the window rides along.
+                    let until = Instant::now() + self.ctx.coalesce;
+                    loop {
+                        match tokio::time::timeout_at(until, rx.recv()).await {
+                            Ok(Some(msg)) => rebuild |= self.handle(msg),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    while let Ok(msg) = rx.try_recv() {
+                        rebuild |= self.handle(msg);
+                    }
+                    if rebuild {
+                        self.rebuild().await;
+                    }
+                }
+                Some(leading) = super::leader_changed(&mut leader) => {
+                    if leading {
+                        self.full = true;
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if self.backend.is_err() || self.ownership.is_err() || self.needs_rebuild() {
+                        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.next) {
+                            self.rebuild().await;
+                        }
+                    }
+                }
+            }
+            self.sync().await;
+        }
+        if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
+            b.close().await;
+        }
+        debug!(provider = %self.id, "worker stopped");
+    }
+
+    /// Refused credentials may be fixed by editing a Secret: rebuilding re-reads it, on the
+    /// retry schedule so that a broken provider is not rebuilt on every event.
+    fn needs_rebuild(&self) -> bool {
+        matches!(self.last_error, Some(ProviderError::AuthFailed(_)) | Some(ProviderError::Config(_)))
+    }
+
+    /// Applies one message; true when the backend must be rebuilt.
+    fn handle(&mut self, msg: WorkerMsg) -> bool {
+        match msg {
+            WorkerMsg::Desired { ep, records } => {
+                self.set_desired(ep, records);
+                false
+            }
+            WorkerMsg::Release { ep, names } => {
+                let mut groups = self.ep_groups.get(&ep).cloned().unwrap_or_default();
+                self.set_desired(ep.clone(), Vec::new());
+                groups.extend(names.iter().map(|n| self.name_group(n)));
+                self.dirty.extend(groups.iter().cloned());
+                self.releases.insert(ep, groups);
+                false
+            }
+            WorkerMsg::Object(obj) => {
+                let spec_changed = obj.spec != self.object.spec;
+                self.object = *obj;
+                spec_changed
+            }
+            WorkerMsg::SecretChanged => true,
+            WorkerMsg::Start => {
+                self.started = true;
+                false
+            }
+        }
+    }
+
+    /// Replaces the records `ep` wants; the groups they leave or enter become dirty.
+    pub(super) fn set_desired(&mut self, ep: EpKey, records: Vec<(usize, DesiredRecord)>) {
+        let old = self.ep_groups.remove(&ep).unwrap_or_default();
+        for g in &old {
+            if let Some(m) = self.desired.get_mut(g) {
+                m.retain(|(e, _), _| e != &ep);
+                if m.is_empty() {
+                    self.desired.remove(g);
+                }
+            }
+            self.dirty.insert(g.clone());
+        }
+        self.sent.retain(|(e, _), _| e != &ep);
+        let mut groups = BTreeSet::new();
+        for (i, d) in records {
+            let g = self.name_group(&d.endpoint.dns_name);
+            self.desired.entry(g.clone()).or_default().insert((ep.clone(), i), d);
+            self.dirty.insert(g.clone());
+            groups.insert(g);
+        }
+        if !groups.is_empty() {
+            self.ep_groups.insert(ep, groups);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    /// When this worker needs to run without a message: retry, resync, propagation poll,
+    /// the relisting after a refused change.
+    fn deadline(&self) -> Option<Instant> {
+        if let Some(r) = &self.retry {
+            return Some(r.next);
+        }
+        let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
+        let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
+        resync.into_iter().chain(poll).chain(self.relist_at).min()
+    }
+
+    fn in_backoff(&self) -> bool {
+        self.retry.as_ref().is_some_and(|r| Instant::now() < r.next)
+    }
+
+    fn fail(&mut self, err: ProviderError) {
+        self.schedule_retry();
+        self.last_error = Some(err);
+    }
+
+    /// Plans and applies the dirty groups (all of them at start and resync), reports what
+    /// became of their records, releases deleted objects and writes the provider status.
+    pub(super) async fn sync(&mut self) {
+        let startup = match (&self.backend, &self.ownership) {
+            (Err(e), _) => Some(format!("provider {} cannot be used: {e}", self.id)),
+            (_, Err(e)) => Some(format!("provider {} cannot be used: {e}", self.id)),
+            _ => None,
+        };
+        if !self.started {
+            return;
+        }
+        if let Some(message) = startup {
+            let groups = std::mem::take(&mut self.dirty);
+            self.report_all(&groups, "InvalidProvider", &message);
+            self.write_status().await;
+            return;
+        }
+        if !self.may_write() || self.in_backoff() {
+            return;
+        }
+        let due = self.cache.as_ref().is_none_or(|c| c.fetched.elapsed() >= self.resync)
+            || self.relist_at.is_some_and(|t| Instant::now() >= t);
+        if due {
+            self.relist_at = None;
+            if let Err(e) = self.refresh().await {
+                warn!(provider = %self.id, error = %e, "listing records failed");
+                self.fail(e);
+                let groups: BTreeSet<String> = self.desired.keys().cloned().collect();
+                self.report_retry(&groups);
+                self.write_status().await;
+                return;
+            }
+            self.full = true;
+        }
+        self.ctx.metrics.sync_passes.inc();
+        // Propagating records report again when their change is live.
+        let pending: BTreeSet<String> =
+            self.propagating.values().flatten().map(|k| self.name_group(&k.dns_name)).collect();
+        if let Ok(b) = &self.backend {
+            let backend = b.provider.clone();
+            self.poll_propagation(backend.as_ref()).await;
+        }
+        let full = std::mem::take(&mut self.full);
+        let groups: BTreeSet<String> = if full {
+            self.dirty.clear();
+            let cached = self.cache.iter().flat_map(|c| c.raw.values()).flat_map(|z| z.keys().cloned());
+            self.desired.keys().cloned().chain(cached).collect()
+        } else {
+            std::mem::take(&mut self.dirty)
+        };
+        let groups: BTreeSet<String> = groups.into_iter().chain(pending).collect();
+        if groups.is_empty() {
+            self.write_status().await;
+            return;
+        }
+        let outcome = self.plan_and_apply(&groups, full).await;
+        match outcome.transient {
+            Some(e) => {
+                // Keep what is known: the cache stays, the failed names are retried.
+                self.dirty.extend(outcome.failed_groups);
+                self.fail(e);
+            }
+            None => {
+                self.retry = None;
+                self.last_error = None;
+                if outcome.rejected {
+                    self.relist_at = Some(Instant::now() + RELIST_AFTER_REJECT.min(self.resync));
+                }
+            }
+        }
+        self.report(outcome.results);
+        self.release_done();
+        self.write_status().await;
+    }
+
+    /// Lists zones and records.
+    async fn refresh(&mut self) -> Result<(), ProviderError> {
+        let backend = match &self.backend {
+            Ok(b) => b.provider.clone(),
+            Err(e) => return Err(ProviderError::Config(e.to_string())),
+        };
+        let pid = self.id.to_string();
+        let metrics = self.ctx.metrics.clone();
+        let zones = backend.zones().await;
+        metrics.call(&pid, "zones", if zones.is_ok() { "ok" } else { "error" });
+        let zones: Vec<Zone> = zones?.into_iter().filter(|z| self.zone_filter.matches(&z.name)).collect();
+        let mut raw = BTreeMap::new();
+        for z in &zones {
+            let recs = backend.records(z).await;
+            metrics.call(&pid, "records", if recs.is_ok() { "ok" } else { "error" });
+            let mut by_group: HashMap<String, Vec<Endpoint>> = HashMap::new();
+            for e in recs? {
+                by_group.entry(self.group_of(&e)).or_default().push(e);
+            }
+            raw.insert(z.id.clone(), by_group);
+        }
+        self.cache = Some(Cache { zones, raw, fetched: Instant::now(), fetched_at: now_time() });
+        Ok(())
+    }
+
+    /// Asks the backend which propagating changes are live now, at most every
+    /// [`PROPAGATION_POLL`]: events must not turn into a stream of GetChange calls.
+    async fn poll_propagation(&mut self, backend: &dyn Provider) {
+        if self.propagating.is_empty() || Instant::now() < self.next_poll {
+            return;
+        }
+        self.next_poll = Instant::now() + PROPAGATION_POLL;
+        let pid = self.id.to_string();
+        let ids: Vec<String> = self.propagating.keys().cloned().collect();
+        for change in ids {
+            let r = backend.in_sync(&change).await;
+            self.ctx.metrics.call(&pid, "in_sync", if r.is_ok() { "ok" } else { "error" });
+            match r {
+                Ok(true) => {
+                    self.propagating.remove(&change);
+                }
+                Ok(false) => {}
+                Err(e) if e.is_transient() => {
+                    debug!(provider = %self.id, change, error = %e, "cannot ask whether a change is live yet");
+                }
+                Err(e) => {
+                    // Waiting forever helps nobody: the records were accepted.
+                    warn!(provider = %self.id, change, error = %e, "cannot learn whether a change is live; taking it as live");
+                    self.propagating.remove(&change);
+                }
+            }
+        }
+    }
+
+    fn is_propagating(&self, key: &RecordKey) -> Option<&str> {
+        self.propagating.iter().find(|(_, keys)| keys.contains(key)).map(|(id, _)| id.as_str())
+    }
+
+    /// Desired records of `groups`.
+    fn desired_in<'a>(
+        &'a self,
+        groups: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = (&'a (EpKey, usize), &'a DesiredRecord)> + 'a {
+        groups.iter().filter_map(|g| self.desired.get(g)).flatten()
+    }
+
+    /// Plans `groups` (every group when `full`) and applies the changes. The owned-record
+    /// count is recounted on full plans; incremental ones adjust it by their creates and
+    /// deletes.
+    async fn plan_and_apply(&mut self, groups: &BTreeSet<String>, full: bool) -> SyncOutcome {
+        let mut out = SyncOutcome::default();
+        let Ok(b) = &self.backend else { return out };
+        let backend = b.provider.clone();
+        let Some(mut cache) = self.cache.take() else { return out };
+        let zones = cache.zones.clone();
+        let id = self.id.clone();
+        let pid = id.to_string();
+        let owner = match &self.ownership {
+            Ok(Ownership::Txt(r)) => Some(r.owner_id().to_string()),
+            _ => None,
+        };
+
+        // Records without a zone never reach the planner. The others become what the backend
+        // will hold for them (a Route53 CNAME to a load balancer: an A and an AAAA alias).
+        let mut partial: BTreeMap<(EpKey, usize), RecordResult> = BTreeMap::new();
+        // Each with the slot it fills and the record asked for (before `adjust`).
+        let mut desired: Vec<(((EpKey, usize), RecordKey), DesiredRecord)> = Vec::new();
+        for (slot, d) in self.desired_in(groups) {
+            if zone_for(&zones, &d.endpoint.dns_name).is_some() {
+                let asked = d.endpoint.key();
+                for endpoint in backend.adjust(d.endpoint.clone()) {
+                    desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
+                }
+                continue;
+            }
+            partial.insert(
+                slot.clone(),
+                RecordResult {
+                    state: state::NO_ZONE.into(),
+                    zone: None,
+                    message: format!(
+                        "{}: provider {id} has no zone for this name (zones: {})",
+                        d.endpoint.key(),
+                        zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            );
+        }
+
+        // Plan and apply zone by zone. A name belongs to the zones with the longest name
+        // containing it: one, or several when hosted zones share a name (Route53's private
+        // and public zones of one domain), and each of them gets the record.
+        let belongs = |name: &str, zone: &Zone| zone_for(&zones, name).is_some_and(|z| z.name == zone.name);
+        if self.propagating.is_empty() {
+            self.next_poll = Instant::now() + PROPAGATION_POLL;
+        }
+        let Ok(ownership) = &self.ownership else {
+            self.cache = Some(cache);
+            return out;
+        };
+        for zone in &zones {
+            let zone_groups: Vec<&String> = groups.iter().filter(|g| belongs(g, zone)).collect();
+            if zone_groups.is_empty() {
+                continue;
+            }
+            let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
+            let raw: Vec<Endpoint> =
+                zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+            let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
+                Ownership::Txt(reg) => {
+                    let view = reg.view_in_zone(raw, &zone.name);
+                    let current = view.endpoints.clone();
+                    (Some(view), current)
+                }
+                Ownership::Unregistered => (None, raw),
+            };
+            // Leftovers of a name delegated to a longer zone are not this zone's to manage.
+            let current: Vec<Endpoint> = current.into_iter().filter(|e| belongs(&e.dns_name, zone)).collect();
+            let (slots, mine): (Vec<((EpKey, usize), RecordKey)>, Vec<DesiredRecord>) =
+                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().unzip();
+
+            let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
+            let mut orphan_claims: BTreeMap<RecordKey, String> = BTreeMap::new();
+            if let (Ownership::Txt(reg), Some(view)) = (ownership, &view) {
+                for d in mine.iter().filter(|d| !current_keys.contains(&d.endpoint.key())) {
+                    if let Some(o) = reg.claim(view, &d.endpoint).and_then(|l| l.get(label::OWNER)) {
+                        orphan_claims.insert(d.endpoint.key(), o.clone());
+                    }
+                }
+            }
+            let p = plan::plan(&plan::PlanInput {
+                desired: &mine,
+                current: &current,
+                policy: self.policy,
+                owner_id: owner.as_deref(),
+                managed_types: &self.managed,
+                default_ttl: self.default_ttl,
+                orphan_claims: &orphan_claims,
+            });
+
+            let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
+            if !p.changes.is_empty() {
+                // The lease may have moved while we planned: a replica that no longer leads
+                // sends nothing.
+                if !self.local && !super::is_leader(&self.ctx.leader) {
+                    out.failed_groups.extend(zone_groups.iter().map(|g| (*g).clone()));
+                    out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
+                    continue;
+                }
+                let expanded: Vec<Expanded> = match (ownership, &view) {
+                    (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
+                    _ => Expanded::data_only(&p.changes),
+                };
+                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
+                // Records and their ownership TXTs succeed or fail together (see dns::apply).
+                let res = apply_with_ownership(backend.as_ref(), zone, &expanded).await;
+                self.ctx.metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
+                let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
+                for (Expanded { index: pi, role, change }, r) in
+                    expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing)))
+                {
+                    self.ctx.metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
+                    match r {
+                        Ok(applied) => {
+                            let group = match ownership {
+                                Ownership::Txt(reg) => reg.group_name(change.endpoint()),
+                                Ownership::Unregistered => change.endpoint().dns_name.clone(),
+                            };
+                            apply_to_cache(zone_cache.entry(group).or_default(), change);
+                            if *role == Role::Data {
+                                match change {
+                                    Change::Create(_) => self.managed_records += 1,
+                                    Change::Delete(_) => self.managed_records -= 1,
+                                    Change::Update { .. } => {}
+                                }
+                            }
+                            // The record is live once all its changes (ownership TXT too) are.
+                            if applied != Applied::Live && change_result[*pi] == Ok(Applied::Live) {
+                                change_result[*pi] = Ok(applied);
+                            }
+                        }
+                        Err(e) => {
+                            warn!(provider = %id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
+                            if change_result[*pi].is_ok() {
+                                change_result[*pi] = Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            for (ci, r) in change_result.iter().enumerate() {
+                match r {
+                    Err(e) if e.is_transient() => {
+                        out.transient = out.transient.take().or_else(|| Some(e.clone()));
+                        let name = &p.changes[ci].endpoint().dns_name;
+                        out.failed_groups.insert(match ownership {
+                            Ownership::Txt(reg) => reg.name_group(name),
+                            Ownership::Unregistered => name.clone(),
+                        });
+                    }
+                    Err(_) => out.rejected = true,
+                    Ok(_) => {}
+                }
+            }
+
+            for (di, outcome) in p.outcomes.iter().enumerate() {
+                let (slot, asked) = &slots[di];
+                let key = mine[di].endpoint.key();
+                // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
+                let held = if &key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
+                let just_applied = match outcome {
+                    Outcome::Change(ci) => match &change_result[*ci] {
+                        Ok(Applied::Propagating(change)) => {
+                            self.propagating.entry(change.clone()).or_default().insert(key.clone());
+                            Some(change.clone())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let failed = match outcome {
+                    Outcome::Change(ci) => change_result[*ci].as_ref().err(),
+                    _ => None,
+                };
+                let propagating = just_applied.or_else(|| self.is_propagating(&key).map(str::to_string));
+                let (st, msg) = match (outcome, failed, propagating) {
+                    (_, Some(e), _) => (e.reason().to_string(), format!("{held}: {e}")),
+                    (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
+                        state::PROPAGATING.to_string(),
+                        format!("{held} was accepted by {id}, waiting for change {change} to be live"),
+                    ),
+                    (Outcome::InSync | Outcome::Change(_), None, None) => {
+                        (state::READY.to_string(), format!("{held} is live at {id}"))
+                    }
+                    (other, None, _) => (other.reason().to_string(), other.message(&key)),
+                };
+                // A record held in several records or zones is as far as its worst part.
+                if partial.get(slot).is_none_or(|r| r.state == state::READY) {
+                    partial.insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
+                }
+            }
+        }
+        if full {
+            self.managed_records = count_owned(&cache, ownership, owner.as_deref());
+        }
+        self.cache = Some(cache);
+        // Desired records the planner did not see (no zone matched) stay pending.
+        for (slot, _) in self.desired_in(groups) {
+            partial.entry(slot.clone()).or_insert_with(|| RecordResult {
+                state: state::PENDING.into(),
+                zone: None,
+                message: format!("waiting for provider {id}"),
+            });
+        }
+        out.results = partial.into_iter().collect();
+        out
+    }
+
+    /// Results for every desired record of `groups` in one state (the provider is unusable).
+    fn report_all(&mut self, groups: &BTreeSet<String>, st: &str, message: &str) {
+        let all: BTreeSet<String> = if groups.is_empty() { self.desired.keys().cloned().collect() } else { groups.clone() };
+        let results: Vec<((EpKey, usize), RecordResult)> = self
+            .desired_in(&all)
+            .map(|(slot, _)| {
+                (slot.clone(), RecordResult { state: st.to_string(), zone: None, message: message.to_string() })
+            })
+            .collect();
+        self.report(results);
+    }
+
+    fn report_retry(&mut self, groups: &BTreeSet<String>) {
+        let (st, msg) = match &self.last_error {
+            Some(e) => (e.reason().to_string(), e.to_string()),
+            None => (state::PENDING.to_string(), "waiting for the provider".to_string()),
+        };
+        let when = self.retry.as_ref().map(|r| r.next.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0);
+        let id = self.id.clone();
+        let results: Vec<((EpKey, usize), RecordResult)> = self
+            .desired_in(groups)
+            .map(|(slot, d)| {
+                let message = format!("{}: provider {id}: {msg}; retrying in {when}s", d.endpoint.key());
+                (slot.clone(), RecordResult { state: st.clone(), zone: None, message })
+            })
+            .collect();
+        self.report(results);
+    }
+
+    /// Sends the results that differ from what the router already has.
+    fn report(&mut self, results: Vec<((EpKey, usize), RecordResult)>) {
+        let mut changed: Vec<(EpKey, usize, RecordResult)> = Vec::new();
+        for (slot, r) in results {
+            if self.sent.get(&slot) != Some(&r) {
+                self.sent.insert(slot.clone(), r.clone());
+                changed.push((slot.0, slot.1, r));
+            }
+        }
+        if !changed.is_empty() {
+            let _ = self.reports.send((self.id.clone(), WorkerReport::Results(changed)));
+        }
+    }
+
+    /// Deleted objects whose names were all planned without failure are released.
+    fn release_done(&mut self) {
+        let done: Vec<EpKey> = self
+            .releases
+            .iter()
+            .filter(|(_, groups)| groups.iter().all(|g| !self.dirty.contains(g)))
+            .map(|(ep, _)| ep.clone())
+            .collect();
+        for ep in done {
+            self.releases.remove(&ep);
+            let _ = self.reports.send((self.id.clone(), WorkerReport::Released(ep)));
+        }
+    }
+
+    /// Writes the provider's status when it changed. Only the leader writes.
+    async fn write_status(&mut self) {
+        if !self.leading() || self.object.deleting {
+            return;
+        }
+        let Some(client) = self.ctx.client.clone() else { return };
+        let prev = self.object.status.clone().unwrap_or_default();
+        let now = now_time();
+        let (ready, reason, message) = match (&self.backend, &self.ownership, &self.last_error, &self.cache) {
+            (Err(e), _, _, _) => (false, "InvalidProvider".to_string(), e.to_string()),
+            (_, Err(e), _, _) => (false, "InvalidProvider".to_string(), e.clone()),
+            (_, _, Some(e), _) => (false, e.reason().to_string(), e.to_string()),
+            (_, _, None, Some(c)) if c.zones.is_empty() => {
+                (false, "NoZones".to_string(), "the backend holds no zone admitted by spec.zones".to_string())
+            }
+            (_, _, None, Some(c)) => (true, "ZonesFound".to_string(), format!("{} zone(s) reachable", c.zones.len())),
+            (_, _, None, None) => (false, "Pending".to_string(), "not listed yet".to_string()),
+        };
+        let generation = self.object.generation;
+        let cond = status::condition(status::READY, ready, &reason, message, generation, &prev.conditions, &now);
+        let status = DnsProviderStatus {
+            observed_generation: generation,
+            conditions: vec![cond],
+            zones: self
+                .cache
+                .as_ref()
+                .map(|c| c.zones.iter().map(|z| z.name.clone()).collect())
+                .unwrap_or(prev.zones.clone()),
+            managed_records: Some(self.managed_records),
+            last_sync: self.cache.as_ref().map(|c| c.fetched_at.clone()).or(prev.last_sync.clone()),
+        };
+        if self.object.status.as_ref().is_some_and(|s| {
+            s.observed_generation == status.observed_generation
+                && s.zones == status.zones
+                && s.managed_records == status.managed_records
+                && s.last_sync == status.last_sync
+                && status::same_conditions(&s.conditions, &status.conditions)
+        }) {
+            return;
+        }
+        let Ok(value) = serde_json::to_value(&status) else { return };
+        if self.written_status.as_ref() == Some(&value) {
+            return;
+        }
+        let pp = PatchParams::apply(PROVIDER_MANAGER).force();
+        let res = match &self.id.namespace {
+            Some(ns) => {
+                let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "status": value});
+                Api::<DNSProvider>::namespaced(client, ns)
+                    .patch_status(&self.id.name, &pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "ClusterDNSProvider", "status": value});
+                Api::<ClusterDNSProvider>::all(client).patch_status(&self.id.name, &pp, &Patch::Apply(&patch)).await.map(|_| ())
+            }
+        };
+        match res {
+            Ok(()) => {
+                self.ctx
+                    .metrics
+                    .status_writes
+                    .get_or_create(&crate::metrics::KindLabels { kind: "DNSProvider".into() })
+                    .inc();
+                self.written_status = Some(value);
+            }
+            Err(e) => warn!(provider = %self.id, error = %e, "provider status write failed"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct SyncOutcome {
+    results: Vec<((EpKey, usize), RecordResult)>,
+    transient: Option<ProviderError>,
+    failed_groups: BTreeSet<String>,
+    rejected: bool,
+}
+
+/// Whether `change` is an ownership TXT that the registry added for planned change `pi`
+/// rather than the planned data change itself.
+fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>) -> i64 {
+    let (Ownership::Txt(reg), Some(owner)) = (ownership, owner) else { return 0 };
+    let mut n = 0i64;
+    for zone in &cache.zones {
+        let Some(groups) = cache.raw.get(&zone.id) else { continue };
+        let raw: Vec<Endpoint> = groups.values().flatten().cloned().collect();
+        let view = reg.view_in_zone(raw, &zone.name);
+        n += view.endpoints.iter().filter(|e| e.labels.get(label::OWNER).map(String::as_str) == Some(owner)).count()
+            as i64;
+    }
+    n
+}
+
+pub(super) fn apply_to_cache(records: &mut Vec<Endpoint>, change: &Change) {
+    let strip = |e: &Endpoint| {
+        let mut e = e.clone();
+        e.labels.clear();
+        e
+    };
+    match change {
+        Change::Create(e) => {
+            records.retain(|r| r.key() != e.key());
+            records.push(strip(e));
+        }
+        Change::Update { old, new } => {
+            records.retain(|r| r.key() != old.key() && r.key() != new.key());
+            records.push(strip(new));
+        }
+        Change::Delete(e) => records.retain(|r| r.key() != e.key()),
+    }
+}
+
+async fn build_ownership(client: &Client, spec: &ProviderSpec, secret_ns: &str) -> Result<Ownership, String> {
+    let reg = spec.registry.clone().unwrap_or_default();
+    if reg.none.is_some() && reg.txt.is_none() {
+        return Ok(Ownership::Unregistered);
+    }
+    if reg.none.is_some() {
+        return Err("spec.registry: set either txt or none, not both".into());
+    }
+    let txt = reg.txt.unwrap_or_default();
+    let aes_key = match &txt.encryption {
+        Some(enc) => Some(
+            backend::read_secret(client, secret_ns, &enc.secret_ref)
+                .await
+                .map_err(|e| format!("spec.registry.txt.encryption: {e}"))?,
+        ),
+        None => None,
+    };
+    TxtRegistry::new(TxtRegistryConfig {
+        owner_id: txt.owner_id.unwrap_or_else(|| DEFAULT_OWNER_ID.to_string()),
+        prefix: txt.prefix.unwrap_or_default(),
+        suffix: txt.suffix.unwrap_or_default(),
+        wildcard_replacement: txt.wildcard_replacement.unwrap_or_default(),
+        aes_key,
+    })
+    .map(|r| Ownership::Txt(Box::new(r)))
+    .map_err(|e| format!("spec.registry.txt: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ProviderRefKind;
+    use crate::dns::plan::Claimant;
+    use crate::dns::providers::inmemory::InMemoryProvider;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    fn id(name: &str) -> ProviderId {
+        ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("team-a".into()), name: name.into() }
+    }
+
+    type Reports = mpsc::UnboundedReceiver<(ProviderId, WorkerReport)>;
+
+    /// A started worker around `backend`, as the router would have it.
+    fn worker(name: &str, backend: Arc<dyn Provider>) -> (Worker, Reports) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let object = ProviderObject {
+            id: id(name),
+            spec: ProviderSpec::default(),
+            generation: Some(1),
+            finalizers: Vec::new(),
+            resource_version: None,
+            deleting: false,
+            status: None,
+        };
+        let (_, leader) = tokio::sync::watch::channel(true);
+        let ctx = WorkerCtx {
+            client: None,
+            metrics: Arc::new(Metrics::default()),
+            leader,
+            coalesce: Duration::from_millis(10),
+            operator_namespace: "extdns".into(),
+        };
+        let mut w = Worker::new(object, ctx, tx);
+        w.backend = Ok(Backend { provider: backend, server: None });
+        let registry = TxtRegistry::new(TxtRegistryConfig {
+            owner_id: "e2e".into(),
+            prefix: String::new(),
+            suffix: String::new(),
+            wildcard_replacement: String::new(),
+            aes_key: None,
+        });
+        w.ownership = Ok(Ownership::Txt(Box::new(registry.unwrap())));
+        w.started = true;
+        (w, rx)
+    }
+
+    fn desired(name: &str, rt: RecordType, target: &str) -> DesiredRecord {
+        DesiredRecord {
+            endpoint: Endpoint::new(name, rt, vec![target.into()]),
+            claimant: Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() },
+        }
+    }
+
+    fn ep(name: &str) -> EpKey {
+        format!("team-a/{name}@uid").into()
+    }
+
+    /// Every result reported so far, latest per slot.
+    fn results(rx: &mut Reports) -> BTreeMap<(String, usize), RecordResult> {
+        let mut out = BTreeMap::new();
+        while let Ok((_, r)) = rx.try_recv() {
+            if let WorkerReport::Results(rs) = r {
+                for (k, i, r) in rs {
+                    out.insert((k.to_string(), i), r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes changes like the in-memory backend but reports them as Route53 does: accepted
+    /// and propagating until `live` is set. Holds a CNAME to `*.lb.test` as an A and an AAAA
+    /// record, as Route53 holds a CNAME to a load balancer.
+    struct PropagatingBackend {
+        inner: InMemoryProvider,
+        live: AtomicBool,
+        polls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for PropagatingBackend {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            self.inner.zones().await
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.inner.records(zone).await
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            let results = self.inner.apply(zone, changes).await;
+            results.into_iter().map(|r| r.map(|_| Applied::Propagating("C1".into()))).collect()
+        }
+        async fn in_sync(&self, change_id: &str) -> Result<bool, ProviderError> {
+            assert_eq!(change_id, "C1");
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            Ok(self.live.load(Ordering::SeqCst))
+        }
+        fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
+            if endpoint.record_type != RecordType::CNAME || !endpoint.targets[0].ends_with(".lb.test") {
+                return vec![endpoint];
+            }
+            [RecordType::A, RecordType::AAAA].into_iter().map(|t| Endpoint { record_type: t, ..endpoint.clone() }).collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_are_propagating_until_the_backend_says_live() {
+        let backend = Arc::new(PropagatingBackend {
+            inner: InMemoryProvider::new(["example.com"]),
+            live: Default::default(),
+            polls: Default::default(),
+        });
+        let (mut w, mut rx) = worker("r53", backend.clone());
+        w.set_desired(
+            ep("web"),
+            vec![
+                (0, desired("app.example.com", RecordType::A, "192.0.2.1")),
+                (1, desired("web.example.com", RecordType::CNAME, "k8s-1.lb.test")),
+            ],
+        );
+        let polls = || backend.polls.load(Ordering::SeqCst);
+        let state = |r: &BTreeMap<(String, usize), RecordResult>, i: usize| r[&("team-a/web@uid".to_string(), i)].state.clone();
+
+        w.sync().await;
+        let first = results(&mut rx);
+        assert_eq!((state(&first, 0), state(&first, 1)), ("Propagating".into(), "Propagating".into()));
+        let msg = &first[&("team-a/web@uid".to_string(), 1)].message;
+        assert!(msg.contains("web.example.com CNAME (held as web.example.com A alias)"), "{msg}");
+        assert!(msg.contains("waiting for change C1"), "{msg}");
+        let held: Vec<RecordType> = backend
+            .inner
+            .records(&Zone::named("example.com"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.record_type)
+            .filter(|t| *t != RecordType::TXT)
+            .collect();
+        assert_eq!(held, vec![RecordType::A, RecordType::A, RecordType::AAAA], "the CNAME is held as A and AAAA");
+        assert_eq!(w.deadline(), Some(Instant::now() + PROPAGATION_POLL), "a run is due to poll the change");
+
+        // Runs before the poll interval do not poll.
+        w.sync().await;
+        assert_eq!(polls(), 0);
+        tokio::time::advance(PROPAGATION_POLL).await;
+        w.sync().await;
+        assert_eq!(polls(), 1);
+        assert!(results(&mut rx).is_empty(), "still propagating: nothing new to report");
+
+        backend.live.store(true, Ordering::SeqCst);
+        tokio::time::advance(PROPAGATION_POLL).await;
+        w.sync().await;
+        assert_eq!(polls(), 2);
+        let live = results(&mut rx);
+        assert_eq!((state(&live, 0), state(&live, 1)), ("Ready".into(), "Ready".into()), "{live:?}");
+        assert!(w.propagating.is_empty());
+        assert_eq!(w.deadline(), w.cache.as_ref().map(|c| c.fetched + DEFAULT_RESYNC), "only the resync is due");
+    }
+
+    /// Two hosted zones with one name, as Route53's private and public zone of a domain.
+    /// Counts listings and records every batch it is sent.
+    #[derive(Default)]
+    struct RecordingBackend {
+        zones: Vec<Zone>,
+        held: std::sync::Mutex<BTreeMap<String, Vec<Endpoint>>>,
+        applied: std::sync::Mutex<Vec<(String, Vec<Change>)>>,
+        listings: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for RecordingBackend {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            Ok(self.zones.clone())
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.listings.fetch_add(1, Ordering::SeqCst);
+            Ok(self.held.lock().unwrap().get(&zone.id).cloned().unwrap_or_default())
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            self.applied.lock().unwrap().push((zone.id.clone(), changes.to_vec()));
+            let mut held = self.held.lock().unwrap();
+            let z = held.entry(zone.id.clone()).or_default();
+            changes
+                .iter()
+                .map(|c| {
+                    apply_to_cache(z, c);
+                    Ok(Applied::Live)
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn zones_sharing_a_name_each_get_the_record() {
+        let zones = ["ZPRIVATE", "ZPUBLIC"].map(|id| Zone { id: id.into(), name: "example.com".into() }).to_vec();
+        let backend = Arc::new(RecordingBackend { zones, ..Default::default() });
+        let (mut w, mut rx) = worker("r53", backend.clone());
+        w.set_desired(ep("web"), vec![(0, desired("app.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
+        let applied: Vec<(String, usize)> =
+            backend.applied.lock().unwrap().iter().map(|(z, c)| (z.clone(), c.len())).collect();
+        let one = |z: &str| (z.to_string(), 1);
+        assert_eq!(
+            applied,
+            vec![one("ZPRIVATE"), one("ZPRIVATE"), one("ZPUBLIC"), one("ZPUBLIC")],
+            "the TXT, then the A, in each"
+        );
+        // In sync in both: nothing more is sent.
+        w.full = true;
+        w.sync().await;
+        assert_eq!(backend.applied.lock().unwrap().len(), 4);
+    }
+
+    /// One changed record costs one planned name and one change: no listing, no other name
+    /// planned or reported, whatever else the zone holds.
+    #[tokio::test]
+    async fn a_change_plans_only_its_name() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        for i in 0..200 {
+            let name = format!("app{i}");
+            w.set_desired(ep(&name), vec![(0, desired(&format!("{name}.example.com"), RecordType::A, "192.0.2.1"))]);
+        }
+        w.sync().await;
+        assert_eq!(results(&mut rx).len(), 200);
+        assert_eq!(backend.listings.load(Ordering::SeqCst), 1);
+
+        w.set_desired(ep("app7"), vec![(0, desired("app7.example.com", RecordType::A, "192.0.2.7"))]);
+        assert_eq!(w.dirty, BTreeSet::from(["app7.example.com".to_string()]));
+        w.sync().await;
+        assert_eq!(backend.listings.load(Ordering::SeqCst), 1, "no listing between resyncs");
+        let last = backend.applied.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last.1.len(), 1, "one change, the ownership TXT unchanged: {last:?}");
+        assert!(matches!(&last.1[0], Change::Update { new, .. } if new.targets == vec!["192.0.2.7".to_string()]));
+        let reported = results(&mut rx);
+        assert_eq!(reported.len(), 1, "only the changed record reports: {reported:?}");
+
+        // Gone from the object: its record is deleted, nothing else is touched.
+        w.set_desired(ep("app7"), Vec::new());
+        w.sync().await;
+        let applied = backend.applied.lock().unwrap().clone();
+        let deleted: Vec<&str> = applied[applied.len() - 2..]
+            .iter()
+            .flat_map(|(_, changes)| changes)
+            .filter_map(|c| match c {
+                Change::Delete(e) => Some(e.dns_name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, vec!["app7.example.com", "a-app7.example.com"], "the A, then its TXT: {applied:?}");
+    }
+
+    /// A backend that never answers.
+    struct HangingBackend;
+
+    #[async_trait::async_trait]
+    impl Provider for HangingBackend {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            std::future::pending().await
+        }
+        async fn records(&self, _: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            std::future::pending().await
+        }
+        async fn apply(&self, _: &Zone, _: &[Change]) -> Vec<ChangeResult> {
+            std::future::pending().await
+        }
+    }
+
+    /// A provider whose backend hangs delays nobody else: the other provider's record is
+    /// Ready as fast as without it.
+    #[tokio::test]
+    async fn a_hanging_backend_delays_no_other_provider() {
+        let (hung, _hung_rx) = worker("hung", Arc::new(HangingBackend));
+        let (healthy, mut rx) = worker("healthy", Arc::new(InMemoryProvider::new(["example.com"])));
+        let (hung_tx, hung_in) = mpsc::unbounded_channel();
+        let (healthy_tx, healthy_in) = mpsc::unbounded_channel();
+        tokio::spawn(hung.run(hung_in));
+        tokio::spawn(healthy.run(healthy_in));
+        let rec = || vec![(0, desired("app.example.com", RecordType::A, "192.0.2.1"))];
+        hung_tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec() }).unwrap();
+        healthy_tx.send(WorkerMsg::Desired { ep: ep("b"), records: rec() }).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        let Ok(Some((from, WorkerReport::Results(r)))) = got else { panic!("the healthy provider reported nothing") };
+        assert_eq!((from, r[0].2.state.as_str()), (id("healthy"), "Ready"));
+    }
+
+    #[tokio::test]
+    async fn a_release_waits_for_the_records_to_go() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        w.set_desired(ep("web"), vec![(0, desired("web.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        let _ = results(&mut rx);
+        w.handle(WorkerMsg::Release { ep: ep("web"), names: vec!["web.example.com".into()] });
+        w.sync().await;
+        let applied = backend.applied.lock().unwrap().clone();
+        let last_two: Vec<&Change> = applied[applied.len() - 2..].iter().flat_map(|(_, c)| c).collect();
+        assert!(
+            matches!(&last_two[..], [Change::Delete(a), Change::Delete(t)] if a.record_type == RecordType::A && t.record_type == RecordType::TXT),
+            "A deleted, then its TXT: {applied:?}"
+        );
+        let released = std::iter::from_fn(|| rx.try_recv().ok())
+            .any(|(_, r)| matches!(r, WorkerReport::Released(k) if k == ep("web")));
+        assert!(released);
+    }
+}
