@@ -12,6 +12,9 @@
 //! 3. the ownership TXT removals of records whose delete succeeded, and the rollback of every
 //!    phase-1 TXT change whose records were all refused in phase 2 (a created TXT is deleted,
 //!    an updated one gets its old value back).
+//!
+//! A refused TXT is never retried in another form, and nothing here reads the zone: what is
+//! held is known from the results alone.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +37,8 @@ use super::registry::{Expanded, Role};
 ///   the TXT as it is on the backend.
 /// - An ownership TXT is removed only after the delete of every record of the batch leaning on
 ///   it succeeded; otherwise the removal is not sent and reports the delete's error.
+/// - A data change that failed transiently (timeout, throttling) may still have been applied,
+///   so its TXT change is kept, reported `Ok`; the retry finds the TXT in place.
 /// - A rollback the backend refuses leaves the TXT in place (logged); its result stays `Ok`,
 ///   because the TXT is on the backend, and the record reports its own error.
 pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded: &[Expanded]) -> Vec<ChangeResult> {
@@ -104,7 +109,9 @@ pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded
             continue;
         }
         let accepted = matches!(results[pos], Some(Ok(_)));
-        let all_refused = errors.len() == backs(e).len();
+        // A timeout may hide a record the backend did write: keeping its TXT errs on the side
+        // of a claim without a record, which the retry fills, never on a record nobody owns.
+        let all_refused = errors.len() == backs(e).len() && errors.iter().all(|e| !e.is_transient());
         if accepted && all_refused {
             if let Some(err) = errors.into_iter().next() {
                 rolled_back.insert(pos, err);
@@ -427,6 +434,40 @@ mod tests {
         assert!(results[0].is_err());
         assert!(results[1].is_ok(), "the TXT is on the backend and must be cached as such: {results:?}");
         assert_eq!(p.held().len(), 1);
+    }
+
+    /// A backend that timed out on the record may have written it: its TXT stays.
+    #[tokio::test]
+    async fn a_record_that_timed_out_keeps_its_txt() {
+        struct TimesOutOnA(Refusing);
+        #[async_trait]
+        impl Provider for TimesOutOnA {
+            async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+                self.0.zones().await
+            }
+            async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+                self.0.records(zone).await
+            }
+            async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+                let results = self.0.apply(zone, changes).await;
+                changes
+                    .iter()
+                    .zip(results)
+                    .map(|(c, r)| match c.endpoint().record_type {
+                        RecordType::A => Err(ProviderError::Unreachable("timed out after sending".into())),
+                        _ => r,
+                    })
+                    .collect()
+            }
+        }
+        let p = TimesOutOnA(Refusing::new(|_| false));
+        let web = ours("web.example.org", RecordType::A, &["192.0.2.1"], "crd/ns/web");
+        let expanded = registry().expand(&view(&p.0).await, &[Change::Create(web)]);
+        let results = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+        assert!(matches!(results[0], Err(ProviderError::Unreachable(_))), "{results:?}");
+        assert_eq!(results[1], Ok(Applied::Live), "the TXT is held and reported so");
+        assert_eq!(p.0.held().len(), 2, "record (written despite the timeout) and TXT: {:?}", p.0.held());
+        assert_eq!(p.0.calls().len(), 2, "no rollback: {:?}", p.0.calls());
     }
 
     #[tokio::test]
