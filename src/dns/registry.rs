@@ -1332,6 +1332,8 @@ mod tests {
         let deleted: Vec<&Change> =
             out.iter().map(|e| &e.change).filter(|c| c.endpoint().record_type == RecordType::TXT).collect();
         assert_eq!(deleted, vec![&Change::Delete(apex_txt.clone())]);
+        let roles: Vec<&Role> = out.iter().map(|e| &e.role).filter(|r| **r != Role::Data).collect();
+        assert_eq!(roles, vec![&Role::Ownership { backs: vec![0, 1] }], "removed only once both records are gone");
     }
 
     /// An apex TXT RRset holding SPF, a verification value, another owner's old-format value
