@@ -470,6 +470,17 @@ mod tests {
         assert_eq!(p.0.calls().len(), 2, "no rollback: {:?}", p.0.calls());
     }
 
+    /// At the apex the ownership value of a TXT record would share its RRset: the create is
+    /// refused and leaves nothing behind.
+    #[tokio::test]
+    async fn a_txt_record_at_the_apex_is_refused_whole() {
+        let p = Refusing::new(|_| false);
+        let spf = ours(ZONE, RecordType::TXT, &[SPF], "crd/ns/spf");
+        let (_, results) = run(&p, &[Change::Create(spf)]).await;
+        assert!(results[0].is_err(), "{results:?}");
+        assert_eq!(p.held(), vec![]);
+    }
+
     #[tokio::test]
     async fn without_a_registry_changes_go_out_in_one_call() {
         let p = Refusing::new(|_| false);
