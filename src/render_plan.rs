@@ -58,7 +58,7 @@ pub fn plan_text(rendered: &str, inputs: &[(String, String)], owner_id: Option<&
         }
     }
     let view = registry.view(Vec::new());
-    for (_, change) in registry.expand(&view, &p.changes) {
+    for change in registry.expand(&view, &p.changes).into_iter().map(|e| e.change) {
         let (verb, e) = match &change {
             Change::Create(e) => ("create", e),
             Change::Update { new, .. } => ("update", new),

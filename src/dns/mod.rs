@@ -2,6 +2,7 @@
 //! `Provider` seam. Nothing here knows about Kubernetes, so it is unit-tested in isolation
 //! and shared by the controllers, the `render` command and the benchmarks.
 
+pub mod apply;
 pub mod endpoint;
 pub mod filter;
 pub mod plan;

@@ -101,9 +101,15 @@ impl std::fmt::Debug for TxtRegistry {
 /// One ownership TXT record as read from the provider.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OwnershipTxt {
-    /// Exactly as the provider returned it, so that a delete matches the stored value.
+    /// Exactly as the provider returned it, so that a delete or update matches the stored
+    /// RRset.
     record: Endpoint,
     labels: Labels,
+    /// The value of `record` the labels come from.
+    value: String,
+    /// The other values of `record` (SPF, site verification, other owners' claims), exactly
+    /// as stored: never ours to change, so they stay in the RRset whatever we do to ours.
+    others: Vec<String>,
 }
 
 impl OwnershipTxt {
@@ -127,6 +133,9 @@ pub struct RegistryView {
     old_format: BTreeMap<(String, String), OwnershipTxt>,
     /// The zone the records come from, when known: ownership TXT records must fit in it.
     zone: Option<Zone>,
+    /// TXT RRsets holding no ownership value, exactly as stored, by (name, set identifier):
+    /// an ownership value for such a name joins the RRset instead of replacing it.
+    data_txt: BTreeMap<(String, String), Endpoint>,
 }
 
 impl RegistryView {
@@ -138,6 +147,38 @@ impl RegistryView {
     /// Whether a TXT of this name can exist in the view's zone.
     fn fits(&self, txt_name: &str) -> bool {
         self.zone.as_ref().is_none_or(|z| z.contains(txt_name))
+    }
+}
+
+/// What a provider change produced by [`TxtRegistry::expand`] does for its planned change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// It is the planned change itself.
+    Data,
+    /// It writes or removes the ownership TXT of the records of the planned changes `backs`
+    /// (indexes into the planned changes): one, or several when records share an old-format
+    /// TXT, as the A and AAAA at an apex do.
+    Ownership { backs: Vec<usize> },
+}
+
+/// One provider change produced by [`TxtRegistry::expand`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// The planned change this provider change is reported against.
+    pub index: usize,
+    pub role: Role,
+    pub change: Change,
+}
+
+impl Expanded {
+    /// Planned changes passed through as they are: no ownership registry.
+    pub fn data_only(changes: &[Change]) -> Vec<Expanded> {
+        changes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, change)| Expanded { index, role: Role::Data, change })
+            .collect()
     }
 }
 
@@ -201,6 +242,12 @@ impl TxtRegistry {
     /// in `endpoints`. New-format TXT wins over old-format when both exist. Old-format TXT
     /// (same name as the record) applies to every record type at that name but AAAA, as
     /// external-dns does.
+    ///
+    /// A TXT RRset holding an ownership value next to other values (the apex, where the
+    /// ownership TXT is old-format, also holding SPF or site-verification values) is split:
+    /// the values that are no ownership record stay in `endpoints` as a TXT record nobody
+    /// owns, so the planner never deletes them; when our value and another owner's share the
+    /// RRset, ours decides.
     pub fn view(&self, raw: Vec<Endpoint>) -> RegistryView {
         self.view_with_zone(raw, None)
     }
@@ -213,22 +260,52 @@ impl TxtRegistry {
 
     fn view_with_zone(&self, raw: Vec<Endpoint>, zone: Option<Zone>) -> RegistryView {
         let mut view = RegistryView { zone, ..RegistryView::default() };
+        // TXT values split off an RRset that also holds an ownership value: data of somebody
+        // else's that no ownership TXT may claim, since it cannot be told apart from ours.
+        let mut split: BTreeSet<RecordKey> = BTreeSet::new();
         for record in raw {
             if record.record_type != RecordType::TXT {
                 view.endpoints.push(record);
                 continue;
             }
-            let Some(labels) = record.targets.iter().find_map(|t| self.parse_txt(t)) else {
+            let parsed: Vec<(usize, Labels)> =
+                record.targets.iter().enumerate().filter_map(|(i, t)| Some((i, self.parse_txt(t)?))).collect();
+            // Ours first, so that another owner's value beside ours never hides our claim.
+            let Some((chosen, labels)) = parsed
+                .iter()
+                .find(|(_, l)| l.get(label::OWNER).map(String::as_str) == Some(self.owner_id.as_str()))
+                .or_else(|| parsed.first())
+                .cloned()
+            else {
+                view.data_txt.insert((record.dns_name.clone(), record.set_identifier.clone()), record.clone());
                 view.endpoints.push(record);
                 continue;
             };
+            let others: Vec<String> =
+                record.targets.iter().enumerate().filter(|(i, _)| *i != chosen).map(|(_, t)| t.clone()).collect();
+            // SPF or site-verification values at an apex that also holds an old-format
+            // ownership value stay visible as data; only the ownership values are hidden.
+            let foreign: Vec<String> = record
+                .targets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !parsed.iter().any(|(p, _)| p == i))
+                .map(|(_, t)| t.clone())
+                .collect();
+            if !foreign.is_empty() {
+                let mut data = record.clone();
+                data.targets = foreign;
+                split.insert(data.key());
+                view.endpoints.push(data);
+            }
             // A TXT carrying heritage=external-dns is hidden even when its name maps to no
             // record, as external-dns does: it is somebody's ownership record, never data.
             let Some((name, kind)) = self.names.to_endpoint_name(&record.dns_name) else {
                 continue;
             };
             let set_identifier = record.set_identifier.clone();
-            let txt = OwnershipTxt { record, labels };
+            let value = record.targets[chosen].clone();
+            let txt = OwnershipTxt { record, labels, value, others };
             match kind {
                 TxtNameKind::Old => {
                     view.old_format.entry((name, set_identifier)).or_insert(txt);
@@ -242,7 +319,7 @@ impl TxtRegistry {
             }
         }
         let mut endpoints = std::mem::take(&mut view.endpoints);
-        for ep in &mut endpoints {
+        for ep in endpoints.iter_mut().filter(|e| !split.contains(&e.key())) {
             if let Some(txt) = self.backing(&view, &self.lookup_key(ep)) {
                 ep.labels.extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
@@ -299,9 +376,15 @@ impl TxtRegistry {
     ///   old-format TXT is deleted only when no record that is left at that name still
     ///   depends on it.
     ///
-    /// Returns, for every produced provider change, the index of the planned change it
-    /// belongs to, so a caller can attribute a failed TXT change to its record.
-    pub fn expand(&self, view: &RegistryView, changes: &[Change]) -> Vec<(usize, Change)> {
+    /// A TXT RRset that holds other values besides ours (an apex with SPF or site-verification
+    /// values, where the ownership value goes to the apex itself) is never created, replaced or
+    /// deleted as a whole: our value is added to or removed from it by an `Update` of the
+    /// whole RRset, from exactly what is stored to the same values plus or minus ours.
+    ///
+    /// Each produced change says which planned change it belongs to and whether it is that
+    /// change or an ownership change for it; [`crate::dns::apply::apply_with_ownership`] uses
+    /// that to keep a record and its ownership TXT together.
+    pub fn expand(&self, view: &RegistryView, changes: &[Change]) -> Vec<Expanded> {
         let deleted: BTreeSet<RecordKey> = changes
             .iter()
             .filter_map(|c| match c {
@@ -310,11 +393,14 @@ impl TxtRegistry {
             })
             .collect();
         let mut old_format_deleted: BTreeSet<(String, String)> = BTreeSet::new();
-        // An old-format TXT backs several records (the apex A and AAAA): written once.
-        let mut old_format_written: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut out = Vec::with_capacity(changes.len() * 2);
+        // An old-format TXT backs several records (the apex A and AAAA): written once, by the
+        // first of them, and the others are listed as depending on that change (the position
+        // in `out`, `None` when the stored TXT needed no change).
+        let mut old_format_written: BTreeMap<(String, String), Option<usize>> = BTreeMap::new();
+        let mut out: Vec<Expanded> = Vec::with_capacity(changes.len() * 2);
         for (i, change) in changes.iter().enumerate() {
-            out.push((i, change.clone()));
+            out.push(Expanded { index: i, role: Role::Data, change: change.clone() });
+            let ownership = |change: Change| Expanded { index: i, role: Role::Ownership { backs: vec![i] }, change };
             if let Change::Create(ep) | Change::Update { new: ep, .. } = change {
                 let key = self.lookup_key(ep);
                 match self.placement(view, &key) {
@@ -322,22 +408,27 @@ impl TxtRegistry {
                     Placement::Nowhere => continue,
                     Placement::Old => {
                         let old_key = (key.dns_name, key.set_identifier);
-                        if !old_format_written.insert(old_key.clone()) {
+                        if let Some(written) = old_format_written.get(&old_key) {
+                            if let Some(pos) = *written {
+                                if let Role::Ownership { backs } = &mut out[pos].role {
+                                    backs.push(i);
+                                }
+                            }
                             continue;
                         }
-                        match view.old_format.get(&old_key) {
+                        let txt_change = match view.old_format.get(&old_key) {
                             None => {
                                 let mut txt = self.ownership_record(ep);
                                 txt.dns_name = self.names.to_old_txt_name(&ep.dns_name);
-                                out.push((i, Change::Create(txt)));
+                                Some(self.create_or_join(view, txt))
                             }
-                            Some(stored) => {
-                                if let Some(Change::Update { old, new: mut txt }) = self.refresh_stored(stored, ep) {
-                                    txt.dns_name = old.dns_name.clone();
-                                    out.push((i, Change::Update { old, new: txt }));
-                                }
-                            }
-                        }
+                            Some(stored) => self.refresh_stored(stored, ep),
+                        };
+                        let pos = txt_change.map(|c| {
+                            out.push(ownership(c));
+                            out.len() - 1
+                        });
+                        old_format_written.insert(old_key, pos);
                         continue;
                     }
                 }
@@ -346,10 +437,10 @@ impl TxtRegistry {
                 Change::Create(ep) => {
                     let key = self.lookup_key(ep);
                     match view.new_format.get(&key) {
-                        None => out.push((i, Change::Create(self.ownership_record(ep)))),
+                        None => out.push(ownership(self.create_or_join(view, self.ownership_record(ep)))),
                         Some(stored) => {
                             if let Some(update) = self.refresh_stored(stored, ep) {
-                                out.push((i, update));
+                                out.push(ownership(update));
                             }
                         }
                     }
@@ -374,11 +465,11 @@ impl TxtRegistry {
                                 .and_then(|t| t.labels.get(label::TXT_ENCRYPTION_NONCE))
                                 .map(String::as_str);
                             let txt = self.build_ownership_record(new, &desired, NonceChoice::Reuse(nonce));
-                            out.push((i, Change::Create(txt)));
+                            out.push(ownership(self.create_or_join(view, txt)));
                         }
                         Some(stored) => {
                             if let Some(update) = self.refresh_stored(stored, new) {
-                                out.push((i, update));
+                                out.push(ownership(update));
                             }
                         }
                     }
@@ -387,7 +478,7 @@ impl TxtRegistry {
                     let key = self.lookup_key(ep);
                     if let Some(txt) = view.new_format.get(&key) {
                         if self.owns(txt) {
-                            out.push((i, Change::Delete(txt.record.clone())));
+                            out.push(ownership(removal(txt)));
                         }
                     }
                     if ep.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New {
@@ -399,7 +490,16 @@ impl TxtRegistry {
                     }
                     if let Some(txt) = view.old_format.get(&old_key) {
                         if self.owns(txt) && !self.old_format_still_needed(view, &old_key, &deleted) {
-                            out.push((i, Change::Delete(txt.record.clone())));
+                            // Gone only once every record of this batch that leaned on it is.
+                            let backs = changes
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(j, c)| match c {
+                                    Change::Delete(e) if self.leans_on_old_format(view, e, &old_key) => Some(j),
+                                    _ => None,
+                                })
+                                .collect();
+                            out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
                             old_format_deleted.insert(old_key);
                         }
                     }
@@ -407,6 +507,31 @@ impl TxtRegistry {
             }
         }
         out
+    }
+
+    /// Whether `ep` gets (or may get) its ownership from the old-format TXT at `old_key`.
+    fn leans_on_old_format(&self, view: &RegistryView, ep: &Endpoint, old_key: &(String, String)) -> bool {
+        let key = self.lookup_key(ep);
+        key.dns_name == old_key.0
+            && key.set_identifier == old_key.1
+            && !(key.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New)
+    }
+
+    /// Writes the ownership record `txt`: a create, or, when its name already holds a TXT
+    /// RRset of somebody's data (an SPF value at the apex), an update that adds our value
+    /// and keeps theirs, TTL included.
+    fn create_or_join(&self, view: &RegistryView, txt: Endpoint) -> Change {
+        match view.data_txt.get(&(txt.dns_name.clone(), txt.set_identifier.clone())) {
+            None => Change::Create(txt),
+            Some(stored) => {
+                let mut joined = stored.clone();
+                joined.labels.clear();
+                joined.targets.extend(txt.targets);
+                // In the order listings give, so that a later exact match finds it.
+                joined.targets.sort();
+                Change::Update { old: stored.clone(), new: joined }
+            }
+        }
     }
 
     /// The ownership TXT record extdns writes for `ep`: new-format name, `ep`'s labels with
@@ -462,10 +587,19 @@ impl TxtRegistry {
         if same_labels(&stored.labels, &desired) {
             return None;
         }
-        Some(Change::Update {
-            old: stored.record.clone(),
-            new: self.build_ownership_record(ep, &desired, NonceChoice::Fresh),
-        })
+        let built = self.build_ownership_record(ep, &desired, NonceChoice::Fresh);
+        let new = if stored.others.is_empty() {
+            // In place: an old-format TXT stays at the name it was found at.
+            Endpoint { dns_name: stored.record.dns_name.clone(), ..built }
+        } else {
+            let mut new = stored.record.clone();
+            new.labels.clear();
+            new.targets = stored.others.clone();
+            new.targets.extend(built.targets);
+            new.targets.sort();
+            new
+        };
+        Some(Change::Update { old: stored.record.clone(), new })
     }
 
     fn owns(&self, txt: &OwnershipTxt) -> bool {
@@ -481,7 +615,8 @@ impl TxtRegistry {
         deleted: &BTreeSet<RecordKey>,
     ) -> bool {
         view.endpoints.iter().any(|e| {
-            if deleted.contains(&e.key()) {
+            // TXT data at that name is the rest of the very RRset: it never leans on our value.
+            if deleted.contains(&e.key()) || e.record_type == RecordType::TXT {
                 return false;
             }
             let key = self.lookup_key(e);
@@ -535,6 +670,19 @@ impl TxtRegistry {
         }
         parse_labels(value)
     }
+}
+
+/// The change that takes our ownership value out of its RRset: a delete of the RRset, or an
+/// update keeping the values that are not ours.
+fn removal(txt: &OwnershipTxt) -> Change {
+    if txt.others.is_empty() {
+        return Change::Delete(txt.record.clone());
+    }
+    let mut kept = txt.record.clone();
+    kept.labels.clear();
+    kept.targets = txt.others.clone();
+    kept.targets.sort();
+    Change::Update { old: txt.record.clone(), new: kept }
 }
 
 /// Equal as far as the TXT text goes: the nonce is envelope, not content.
@@ -1157,11 +1305,11 @@ mod tests {
         let out = r.expand(&empty, &[Change::Create(a.clone()), Change::Create(aaaa.clone())]);
         let txts: Vec<(usize, &str)> = out
             .iter()
-            .filter(|(_, c)| c.endpoint().record_type == RecordType::TXT)
-            .map(|(i, c)| (*i, c.endpoint().dns_name.as_str()))
+            .filter(|e| e.change.endpoint().record_type == RecordType::TXT)
+            .map(|e| (e.index, e.change.endpoint().dns_name.as_str()))
             .collect();
         assert_eq!(txts, vec![(0, "example.org")], "one TXT at the apex, written once: {out:?}");
-        let Change::Create(apex_txt) = &out[1].1 else { panic!("{out:?}") };
+        let Change::Create(apex_txt) = &out[1].change else { panic!("{out:?}") };
         assert_eq!(apex_txt.targets, vec![ownership_text(OWNER, "service/default/web")]);
 
         // Read back, it owns both; a record below the apex keeps the new format.
@@ -1175,15 +1323,72 @@ mod tests {
         assert_eq!(owner_of(&view.endpoints, "example.org", RecordType::AAAA), Some(OWNER));
         let www = owned(ep("www.example.org", RecordType::A, "192.0.2.1"), OWNER, "service/default/www");
         let out = r.expand(&view, &[Change::Create(www)]);
-        assert_eq!(out[1].1.endpoint().dns_name, "a-www.example.org");
+        assert_eq!(out[1].change.endpoint().dns_name, "a-www.example.org");
 
         // No churn while the labels match; the TXT goes with the last record.
         assert_eq!(r.expand(&view, &[Change::Update { old: a.clone(), new: a.clone() }]).len(), 1);
         assert_eq!(r.expand(&view, &[Change::Delete(a.clone())]).len(), 1, "the AAAA still needs it");
         let out = r.expand(&view, &[Change::Delete(a), Change::Delete(aaaa)]);
         let deleted: Vec<&Change> =
-            out.iter().map(|(_, c)| c).filter(|c| c.endpoint().record_type == RecordType::TXT).collect();
+            out.iter().map(|e| &e.change).filter(|c| c.endpoint().record_type == RecordType::TXT).collect();
         assert_eq!(deleted, vec![&Change::Delete(apex_txt.clone())]);
+        let roles: Vec<&Role> = out.iter().map(|e| &e.role).filter(|r| **r != Role::Data).collect();
+        assert_eq!(roles, vec![&Role::Ownership { backs: vec![0, 1] }], "removed only once both records are gone");
+    }
+
+    /// An apex TXT RRset holding SPF, a verification value, another owner's old-format value
+    /// and ours: only the foreign data stays visible, unowned; our value decides the apex
+    /// records' owner; our value alone is what changes.
+    #[test]
+    fn apex_txt_shared_with_other_values() {
+        let r = registry("", "", "");
+        let spf = "v=spf1 -all";
+        let verification = "google-site-verification=abc";
+        let theirs = ownership_text("cluster-b", "ingress/x/apex");
+        let mine = ownership_text(OWNER, "service/default/apex");
+        let shared = Endpoint::new(
+            "example.org",
+            RecordType::TXT,
+            vec![spf.into(), verification.into(), theirs.clone(), mine.clone()],
+        );
+        let view = r.view_in_zone(vec![ep("example.org", RecordType::A, "192.0.2.1"), shared.clone()], "example.org");
+        assert_eq!(view.endpoints.len(), 2, "{view:#?}");
+        let data = find(&view.endpoints, "example.org", RecordType::TXT);
+        assert_eq!(data.targets, vec![verification.to_string(), spf.to_string()]);
+        assert!(data.labels.is_empty(), "nobody owns the SPF: {data:?}");
+        assert_eq!(owner_of(&view.endpoints, "example.org", RecordType::A), Some(OWNER), "ours wins over theirs");
+        assert_eq!(view.ownership_records().collect::<Vec<_>>(), vec![&shared]);
+
+        let a = find(&view.endpoints, "example.org", RecordType::A).clone();
+        let out = r.expand(&view, &[Change::Delete(a.clone())]);
+        let mut kept = vec![spf.to_string(), verification.to_string(), theirs.clone()];
+        kept.sort();
+        assert_eq!(out[1].role, Role::Ownership { backs: vec![0] });
+        assert_eq!(
+            out[1].change,
+            Change::Update { old: shared.clone(), new: Endpoint { targets: kept, ..shared.clone() } }
+        );
+
+        let mut moved = a.clone();
+        moved.labels.insert(label::RESOURCE.into(), "service/default/moved".into());
+        let out = r.expand(&view, &[Change::Update { old: a, new: moved }]);
+        let Change::Update { old, new } = &out[1].change else { panic!("{out:?}") };
+        assert_eq!(old, &shared);
+        assert_eq!(new.targets.len(), 4);
+        assert!(new.targets.contains(&ownership_text(OWNER, "service/default/moved")));
+        assert!([spf, verification, theirs.as_str()].iter().all(|v| new.targets.contains(&v.to_string())));
+
+        // No ownership value yet: ours joins the SPF.
+        let spf_only = Endpoint::new("example.org", RecordType::TXT, vec![spf.into()]).with_ttl(3600);
+        let view = r.view_in_zone(vec![spf_only.clone()], "example.org");
+        let apex_a = owned(ep("example.org", RecordType::A, "192.0.2.1"), OWNER, "service/default/apex");
+        let out = r.expand(&view, &[Change::Create(apex_a)]);
+        let mut joined = vec![spf.to_string(), mine];
+        joined.sort();
+        assert_eq!(
+            out[1].change,
+            Change::Update { old: spf_only.clone(), new: Endpoint { targets: joined, ..spf_only } }
+        );
     }
 
     #[test]
@@ -1225,8 +1430,14 @@ mod tests {
         assert_eq!(owner_of(&view.endpoints, "_acme.example.org", RecordType::TXT), Some(OWNER));
     }
 
-    fn data_changes(out: &[(usize, Change)]) -> Vec<(usize, &'static str, String, RecordType)> {
-        out.iter().map(|(i, c)| (*i, c.verb(), c.endpoint().dns_name.clone(), c.endpoint().record_type)).collect()
+    fn pairs(out: &[Expanded]) -> Vec<(usize, Change)> {
+        out.iter().map(|e| (e.index, e.change.clone())).collect()
+    }
+
+    fn data_changes(out: &[Expanded]) -> Vec<(usize, &'static str, String, RecordType)> {
+        out.iter()
+            .map(|e| (e.index, e.change.verb(), e.change.endpoint().dns_name.clone(), e.change.endpoint().record_type))
+            .collect()
     }
 
     #[test]
@@ -1255,8 +1466,8 @@ mod tests {
         let view = r.view(vec![]);
         let e = owned(ep("new.example.org", RecordType::CNAME, "lb.example.net"), OWNER, "ingress/default/new");
         let out = r.expand(&view, &[Change::Create(e.clone())]);
-        assert_eq!(out, vec![(0, Change::Create(e.clone())), (0, Change::Create(r.ownership_record(&e)))]);
-        assert_eq!(out[1].1.endpoint().dns_name, "cname-new.example.org");
+        assert_eq!(pairs(&out), vec![(0, Change::Create(e.clone())), (0, Change::Create(r.ownership_record(&e)))]);
+        assert_eq!(out[1].change.endpoint().dns_name, "cname-new.example.org");
     }
 
     #[test]
@@ -1281,7 +1492,7 @@ mod tests {
                 (2, "create", "theirs.example.org".into(), RecordType::A),
             ]
         );
-        let Change::Update { old, new } = &out[2].1 else { panic!("expected update") };
+        let Change::Update { old, new } = &out[2].change else { panic!("expected update") };
         assert_eq!(old.targets, vec![ownership_text(OWNER, "ingress/default/before")]);
         assert_eq!(new.targets, vec![ownership_text(OWNER, "ingress/default/after")]);
     }
@@ -1294,13 +1505,13 @@ mod tests {
         let mut new = current.clone();
         new.targets = vec!["lb2.example.net".into()];
         let update = Change::Update { old: current.clone(), new: new.clone() };
-        assert_eq!(r.expand(&view, std::slice::from_ref(&update)), vec![(0, update)], "no TXT churn");
+        assert_eq!(pairs(&r.expand(&view, std::slice::from_ref(&update))), vec![(0, update)], "no TXT churn");
 
         let mut moved = new.clone();
         moved.labels.insert(label::RESOURCE.into(), "ingress/default/foo-v2".into());
         let out = r.expand(&view, &[Change::Update { old: current, new: moved }]);
         assert_eq!(data_changes(&out)[1], (0, "update", "cname-foo.example.org".into(), RecordType::TXT));
-        let Change::Update { old, new } = &out[1].1 else { panic!("expected update") };
+        let Change::Update { old, new } = &out[1].change else { panic!("expected update") };
         assert_eq!(
             old.targets,
             vec![format!("\"{}\"", ownership_text(OWNER, "ingress/default/foo"))],
@@ -1323,8 +1534,8 @@ mod tests {
         new.targets = vec!["lb2.example.net".into()];
         let out = r.expand(&view, &[Change::Update { old: current, new: new.clone() }]);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1], (0, Change::Create(r.ownership_record(&new))));
-        assert_eq!(out[1].1.endpoint().dns_name, "cname-foo.example.org");
+        assert_eq!((out[1].index, &out[1].change), (0, &Change::Create(r.ownership_record(&new))));
+        assert_eq!(out[1].change.endpoint().dns_name, "cname-foo.example.org");
 
         let theirs = find(&view.endpoints, "theirs.example.org", RecordType::CNAME).clone();
         let out = r.expand(&view, &[Change::Update { old: theirs.clone(), new: theirs }]);
@@ -1346,7 +1557,7 @@ mod tests {
             ]
         );
         // Deletes match by value: the stored, quoted value is what goes out.
-        assert!(out[1].1.endpoint().targets[0].starts_with('"'));
+        assert!(out[1].change.endpoint().targets[0].starts_with('"'));
 
         let other = find(&view.endpoints, "other.example.org", RecordType::A).clone();
         assert_eq!(r.expand(&view, &[Change::Delete(other)]).len(), 1, "another owner's TXTs are never deleted");
@@ -1561,7 +1772,7 @@ mod tests {
         // A changed label gets a fresh nonce: sealing new text under a used nonce leaks.
         new.labels.insert(label::RESOURCE.into(), "ingress/default/bar".into());
         let out = r.expand(&view, &[Change::Update { old: current, new }]);
-        let Change::Update { old, new } = &out[1].1 else { panic!("expected TXT update") };
+        let Change::Update { old, new } = &out[1].change else { panic!("expected TXT update") };
         let old_nonce = r.parse_txt(&old.targets[0]).and_then(|l| l.get(label::TXT_ENCRYPTION_NONCE).cloned());
         let new_labels = r.parse_txt(&new.targets[0]).expect("decrypts");
         assert_eq!(new_labels.get(label::RESOURCE).map(String::as_str), Some("ingress/default/bar"));

@@ -25,7 +25,8 @@ use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::zone_for;
-use crate::dns::registry::{RegistryView, TxtRegistry, TxtRegistryConfig};
+use crate::dns::apply::apply_with_ownership;
+use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
@@ -650,16 +651,18 @@ impl Worker {
                     out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
                     continue;
                 }
-                let expanded: Vec<(usize, Change)> = match (ownership, &view) {
+                let expanded: Vec<Expanded> = match (ownership, &view) {
                     (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
-                    _ => p.changes.iter().cloned().enumerate().collect(),
+                    _ => Expanded::data_only(&p.changes),
                 };
-                let changes: Vec<Change> = expanded.iter().map(|(_, c)| c.clone()).collect();
-                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = changes.len(), "applying changes");
-                let res = backend.apply(zone, &changes).await;
+                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
+                // Records and their ownership TXTs succeed or fail together (see dns::apply).
+                let res = apply_with_ownership(backend.as_ref(), zone, &expanded).await;
                 self.ctx.metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
                 let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
-                for ((pi, change), r) in expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing))) {
+                for (Expanded { index: pi, role, change }, r) in
+                    expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing)))
+                {
                     self.ctx.metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
                     match r {
                         Ok(applied) => {
@@ -668,7 +671,7 @@ impl Worker {
                                 Ownership::Unregistered => change.endpoint().dns_name.clone(),
                             };
                             apply_to_cache(zone_cache.entry(group).or_default(), change);
-                            if change.endpoint().record_type != RecordType::TXT || !is_ownership(&p.changes, *pi, change) {
+                            if *role == Role::Data {
                                 match change {
                                     Change::Create(_) => self.managed_records += 1,
                                     Change::Delete(_) => self.managed_records -= 1,
@@ -896,10 +899,6 @@ struct SyncOutcome {
 
 /// Whether `change` is an ownership TXT that the registry added for planned change `pi`
 /// rather than the planned data change itself.
-fn is_ownership(planned: &[Change], pi: usize, change: &Change) -> bool {
-    planned.get(pi).is_none_or(|p| p != change)
-}
-
 fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>) -> i64 {
     let (Ownership::Txt(reg), Some(owner)) = (ownership, owner) else { return 0 };
     let mut n = 0i64;
@@ -1163,11 +1162,16 @@ mod tests {
         assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
         let applied: Vec<(String, usize)> =
             backend.applied.lock().unwrap().iter().map(|(z, c)| (z.clone(), c.len())).collect();
-        assert_eq!(applied, vec![("ZPRIVATE".to_string(), 2), ("ZPUBLIC".to_string(), 2)], "A and its TXT in each");
+        let one = |z: &str| (z.to_string(), 1);
+        assert_eq!(
+            applied,
+            vec![one("ZPRIVATE"), one("ZPRIVATE"), one("ZPUBLIC"), one("ZPUBLIC")],
+            "the TXT, then the A, in each"
+        );
         // In sync in both: nothing more is sent.
         w.full = true;
         w.sync().await;
-        assert_eq!(backend.applied.lock().unwrap().len(), 2);
+        assert_eq!(backend.applied.lock().unwrap().len(), 4);
     }
 
     /// One changed record costs one planned name and one change: no listing, no other name
@@ -1197,12 +1201,16 @@ mod tests {
         // Gone from the object: its record is deleted, nothing else is touched.
         w.set_desired(ep("app7"), Vec::new());
         w.sync().await;
-        let last = backend.applied.lock().unwrap().last().cloned().unwrap();
-        let deleted: Vec<&str> = last.1.iter().filter_map(|c| match c {
-            Change::Delete(e) => Some(e.dns_name.as_str()),
-            _ => None,
-        }).collect();
-        assert_eq!((deleted, last.1.len()), (vec!["app7.example.com", "a-app7.example.com"], 2), "{last:?}");
+        let applied = backend.applied.lock().unwrap().clone();
+        let deleted: Vec<&str> = applied[applied.len() - 2..]
+            .iter()
+            .flat_map(|(_, changes)| changes)
+            .filter_map(|c| match c {
+                Change::Delete(e) => Some(e.dns_name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, vec!["app7.example.com", "a-app7.example.com"], "the A, then its TXT: {applied:?}");
     }
 
     /// A backend that never answers.
@@ -1248,8 +1256,12 @@ mod tests {
         let _ = results(&mut rx);
         w.handle(WorkerMsg::Release { ep: ep("web"), names: vec!["web.example.com".into()] });
         w.sync().await;
-        let last = backend.applied.lock().unwrap().last().cloned().unwrap();
-        assert!(matches!(&last.1[..], [Change::Delete(_), Change::Delete(_)]), "A and TXT deleted: {last:?}");
+        let applied = backend.applied.lock().unwrap().clone();
+        let last_two: Vec<&Change> = applied[applied.len() - 2..].iter().flat_map(|(_, c)| c).collect();
+        assert!(
+            matches!(&last_two[..], [Change::Delete(a), Change::Delete(t)] if a.record_type == RecordType::A && t.record_type == RecordType::TXT),
+            "A deleted, then its TXT: {applied:?}"
+        );
         let released = std::iter::from_fn(|| rx.try_recv().ok())
             .any(|(_, r)| matches!(r, WorkerReport::Released(k) if k == ep("web")));
         assert!(released);

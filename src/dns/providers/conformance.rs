@@ -19,8 +19,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dns::endpoint::{Endpoint, RecordType};
+use crate::dns::apply::apply_with_ownership;
+use crate::dns::endpoint::{label, Endpoint, RecordType};
 use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::dns::registry::{Expanded, RegistryView, TxtRegistry, TxtRegistryConfig};
 
 /// TTL of every record the battery creates; a value servers accept and keep as is.
 const TTL: u32 = 300;
@@ -76,6 +78,9 @@ pub async fn run_all<P: Provider>(p: &P, zone: &Zone) -> Result<Report, String> 
     case!("names_differ_in_case", case_names_differ_in_case(p, zone));
     report.rejections = case!("bad_change_in_batch", case_bad_change_in_batch(p, zone));
     case!("stale_update_and_delete", case_stale_update_and_delete(p, zone));
+    case!("refused_record_no_ownership", case_refused_record_leaves_no_ownership(p, zone, &[cname_beside_data(zone)]));
+    case!("refused_update_keeps_ownership", case_refused_update_keeps_ownership(p, zone));
+    case!("ownership_beside_apex_txt", case_ownership_beside_apex_txt(p, zone));
     let (create, delete) = case!("bulk", case_bulk(p, zone, BULK_RECORDS));
     report.bulk_create = create;
     report.bulk_delete = delete;
@@ -551,6 +556,274 @@ pub async fn case_unreachable<P: Provider>(p: &P, zone: &Zone, within: Duration)
         return Err(format!("failing against a stopped server took {took:?}, more than {within:?}"));
     }
     Ok(took)
+}
+
+/// Owner id of the records the ownership cases write.
+const OWNER: &str = "conformance";
+
+fn ownership_registry() -> TxtRegistry {
+    TxtRegistry::new(TxtRegistryConfig { owner_id: OWNER.into(), ..Default::default() })
+        .expect("the conformance registry config is valid")
+}
+
+/// A record of ours, as the planner hands it over: owner and resource labels set.
+fn owned(name: &str, rt: RecordType, targets: &[&str], resource: &str) -> Endpoint {
+    let mut e = ep(name, rt, targets);
+    e.labels.insert(label::OWNER.into(), OWNER.into());
+    e.labels.insert(label::RESOURCE.into(), resource.into());
+    e
+}
+
+async fn ownership_view<P: Provider>(p: &P, zone: &Zone) -> Result<RegistryView, String> {
+    Ok(ownership_registry().view_in_zone(list(p, zone).await?, &zone.name))
+}
+
+/// Expands `changes` against what the zone holds now and applies them as the controller does.
+async fn apply_owned<P: Provider>(
+    p: &P,
+    zone: &Zone,
+    changes: &[Change],
+) -> Result<(Vec<Expanded>, Vec<ChangeResult>), String> {
+    let expanded = ownership_registry().expand(&ownership_view(p, zone).await?, changes);
+    let results = apply_with_ownership(p, zone, &expanded).await;
+    if results.len() != expanded.len() {
+        return Err(format!("{} results for {} expanded changes", results.len(), expanded.len()));
+    }
+    Ok((expanded, results))
+}
+
+/// Fails unless every expanded change succeeded.
+fn all_ok(expanded: &[Expanded], results: &[ChangeResult], what: &str) -> Result<(), String> {
+    let failed: Vec<String> = expanded
+        .iter()
+        .zip(results)
+        .filter_map(|(e, r)| {
+            r.as_ref().err().map(|err| format!("{} {}: {err}", e.change.verb(), e.change.endpoint().key()))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", failed.join("; ")))
+    }
+}
+
+/// Names of the ownership TXT records of ours in the zone.
+async fn our_ownership_names<P: Provider>(p: &P, zone: &Zone) -> Result<Vec<String>, String> {
+    let view = ownership_view(p, zone).await?;
+    let mut names: Vec<String> = view
+        .ownership_records()
+        .filter(|t| t.targets.iter().any(|v| v.contains(&format!("external-dns/owner={OWNER}"))))
+        .map(|t| t.dns_name.clone())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn sorted(values: &[String]) -> Vec<String> {
+    let mut v = values.to_vec();
+    v.sort();
+    v
+}
+
+/// A CNAME at a name that holds an A record already: refused by every DNS server and by the
+/// in-memory provider. The case seeds that A (`taken.refused.<zone>`) itself.
+pub fn cname_beside_data(zone: &Zone) -> Endpoint {
+    owned(&format!("taken.{}", sub("refused", zone)), RecordType::CNAME, &[&zone.name], "crd/conformance/beside")
+}
+
+/// A CNAME at the zone apex, next to its SOA and NS: refused by DNS servers (the RFC 2136
+/// provider requires the name to be unused), accepted by the in-memory provider and by moto.
+pub fn cname_at_apex(zone: &Zone) -> Endpoint {
+    owned(&zone.name, RecordType::CNAME, &[&format!("target.{}", sub("refused", zone))], "crd/conformance/apex")
+}
+
+/// A record the backend refuses leaves no ownership TXT behind; records of the same batch
+/// that the backend takes keep theirs.
+///
+/// `refused` are records this backend refuses to create (see [`cname_beside_data`],
+/// [`cname_at_apex`]); they go out in one batch with a record it accepts. Ownership is
+/// written as the controller writes it: through [`TxtRegistry::expand`] and
+/// [`apply_with_ownership`].
+pub async fn case_refused_record_leaves_no_ownership<P: Provider>(
+    p: &P,
+    zone: &Zone,
+    refused: &[Endpoint],
+) -> Result<(), String> {
+    let base = sub("refused", zone);
+    expect_empty(p, zone, &base, "before the case").await?;
+    let before = our_ownership_names(p, zone).await?;
+    if !before.is_empty() {
+        return Err(format!("before the case: ownership TXT records of {OWNER} exist: {before:?}"));
+    }
+    let taken = ep(&format!("taken.{base}"), RecordType::A, &["192.0.2.70"]);
+    apply_ok(p, zone, &[Change::Create(taken.clone())], "seed").await?;
+
+    let fine = owned(&format!("fine.{base}"), RecordType::A, &["192.0.2.71"], "crd/conformance/fine");
+    let mut changes: Vec<Change> = refused.iter().cloned().map(Change::Create).collect();
+    changes.push(Change::Create(fine.clone()));
+    let (expanded, results) = apply_owned(p, zone, &changes).await?;
+    for (e, r) in expanded.iter().zip(&results) {
+        let of_fine = e.index == changes.len() - 1;
+        match (of_fine, r) {
+            (true, Err(err)) => {
+                return Err(format!(
+                    "{} {} (for the accepted record) failed: {err}",
+                    e.change.verb(),
+                    e.change.endpoint().key()
+                ))
+            }
+            (false, Ok(_)) => {
+                return Err(format!(
+                    "{} {} succeeded, but the backend was expected to refuse {}",
+                    e.change.verb(),
+                    e.change.endpoint().key(),
+                    changes[e.index].endpoint().key()
+                ))
+            }
+            _ => {}
+        }
+    }
+    let fine_txt = ownership_registry().txt_name(&fine.dns_name, RecordType::A);
+    let names = our_ownership_names(p, zone).await?;
+    if names != vec![fine_txt.clone()] {
+        return Err(format!("after the refused creates: expected only the ownership TXT {fine_txt}, found {names:?}"));
+    }
+    let at_apex: Vec<Endpoint> = list(p, zone).await?.into_iter().filter(|e| e.dns_name == zone.name).collect();
+    if at_apex.iter().any(|e| matches!(e.record_type, RecordType::CNAME | RecordType::TXT)) {
+        return Err(format!("after the refused creates: the apex holds {}", show(&at_apex)));
+    }
+
+    let held = ownership_view(p, zone).await?;
+    let ours: Vec<Change> = held
+        .endpoints
+        .iter()
+        .filter(|e| e.dns_name.ends_with(&base) && e.labels.get(label::OWNER).map(String::as_str) == Some(OWNER))
+        .cloned()
+        .map(Change::Delete)
+        .collect();
+    let (expanded, results) = apply_owned(p, zone, &ours).await?;
+    all_ok(&expanded, &results, "cleanup of our records")?;
+    apply_ok(p, zone, &[Change::Delete(taken)], "cleanup of the seed").await?;
+    expect_empty(p, zone, &base, "after cleanup").await?;
+    let left = our_ownership_names(p, zone).await?;
+    if !left.is_empty() {
+        return Err(format!("after cleanup: ownership TXT records left: {left:?}"));
+    }
+    Ok(())
+}
+
+/// A refused update (its old values are stale: somebody changed the record meanwhile) that
+/// would also have changed the ownership TXT (a new `resource`) leaves the TXT as it was.
+pub async fn case_refused_update_keeps_ownership<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let base = sub("refusedupdate", zone);
+    expect_empty(p, zone, &base, "before the case").await?;
+    let fine = owned(&format!("fine.{base}"), RecordType::A, &["192.0.2.71"], "crd/conformance/fine");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Create(fine.clone())]).await?;
+    all_ok(&expanded, &results, "create our record")?;
+    let fine_txt = ownership_registry().txt_name(&fine.dns_name, RecordType::A);
+    let stored_txt = |view: &RegistryView| view.ownership_records().find(|t| t.dns_name == fine_txt).cloned();
+    let txt_before = stored_txt(&ownership_view(p, zone).await?);
+    let mut stale = fine.clone();
+    stale.targets = vec!["192.0.2.79".into()];
+    let moved = owned(&fine.dns_name, RecordType::A, &["192.0.2.72"], "crd/conformance/moved");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Update { old: stale, new: moved }]).await?;
+    if expanded.len() != 2 || results.iter().any(|r| r.is_ok()) {
+        return Err(format!("stale update with a new owner label: expected both the record and its TXT change to fail, got {expanded:?} -> {results:?}"));
+    }
+    let txt_after = stored_txt(&ownership_view(p, zone).await?);
+    if txt_after.as_ref().map(|t| sorted(&t.targets)) != txt_before.as_ref().map(|t| sorted(&t.targets)) {
+        return Err(format!("after the refused update: ownership TXT was {txt_before:?}, is {txt_after:?}"));
+    }
+
+    if txt_before.is_none() {
+        return Err(format!("our ownership TXT {fine_txt} was never written"));
+    }
+    let held = ownership_view(p, zone).await?;
+    let ours: Vec<Change> =
+        held.endpoints.iter().filter(|e| e.dns_name.ends_with(&base)).cloned().map(Change::Delete).collect();
+    let (expanded, results) = apply_owned(p, zone, &ours).await?;
+    all_ok(&expanded, &results, "cleanup")?;
+    expect_empty(p, zone, &base, "after cleanup").await
+}
+
+/// At an apex whose TXT RRset holds an SPF value, the ownership value of our apex A joins that
+/// RRset with the SPF value intact, the SPF value stays nobody's data, and deleting our A
+/// removes only our value.
+pub async fn case_ownership_beside_apex_txt<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let before = at_apex(list(p, zone).await?, zone);
+    if !before.is_empty() {
+        return Err(format!("before the case: the apex already holds {}", show(&before)));
+    }
+    apply_ok(p, zone, &[Change::Create(apex_spf(zone))], "seed the apex SPF").await?;
+    case_ownership_beside_seeded_apex_txt(p, zone).await
+}
+
+/// The TXT RRset [`case_ownership_beside_apex_txt`] expects at the apex: one SPF value.
+pub fn apex_spf(zone: &Zone) -> Endpoint {
+    ep(&zone.name, RecordType::TXT, &["v=spf1 ip4:192.0.2.0/24 -all"])
+}
+
+/// The A and TXT RRsets at the apex.
+fn at_apex(eps: Vec<Endpoint>, zone: &Zone) -> Vec<Endpoint> {
+    eps.into_iter()
+        .filter(|e| e.dns_name == zone.name && matches!(e.record_type, RecordType::A | RecordType::TXT))
+        .collect()
+}
+
+/// [`case_ownership_beside_apex_txt`] for an apex seeded with [`apex_spf`] by the caller, for
+/// backends where the seed must not go through `apply`; removes the seed at the end.
+pub async fn case_ownership_beside_seeded_apex_txt<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let apex = zone.name.clone();
+    let apex_rrsets = |eps: Vec<Endpoint>| at_apex(eps, zone);
+    let spf = apex_spf(zone).targets[0].clone();
+    let before = apex_rrsets(list(p, zone).await?);
+    if before.len() != 1 || before[0].targets != vec![spf.clone()] {
+        return Err(format!("before the case: expected only the SPF TXT at the apex, found {}", show(&before)));
+    }
+
+    let a = owned(&apex, RecordType::A, &["192.0.2.80"], "crd/conformance/apex");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Create(a.clone())]).await?;
+    all_ok(&expanded, &results, "create our apex A")?;
+    let ownership_value = ownership_registry().ownership_record(&a).targets[0].clone();
+    let held = apex_rrsets(list(p, zone).await?);
+    let txt = held.iter().find(|e| e.record_type == RecordType::TXT);
+    if txt.map(|t| sorted(&t.targets)) != Some(sorted(&[spf.clone(), ownership_value.clone()])) {
+        return Err(format!(
+            "after creating our apex A: expected the apex TXT to hold the SPF and our value, found {}",
+            show(&held)
+        ));
+    }
+    if !held.iter().any(|e| e.record_type == RecordType::A && e.targets == a.targets) {
+        return Err(format!("after creating our apex A: A missing, found {}", show(&held)));
+    }
+    let view = ownership_view(p, zone).await?;
+    let owner_of = |rt: RecordType| {
+        view.endpoints
+            .iter()
+            .find(|e| e.dns_name == apex && e.record_type == rt)
+            .map(|e| (e.targets.clone(), e.labels.get(label::OWNER).cloned()))
+    };
+    if owner_of(RecordType::A).and_then(|(_, o)| o).as_deref() != Some(OWNER) {
+        return Err(format!("read back, our apex A is not ours: {:?}", owner_of(RecordType::A)));
+    }
+    if owner_of(RecordType::TXT) != Some((vec![spf.clone()], None)) {
+        return Err(format!("read back, the SPF must be data of nobody's: {:?}", owner_of(RecordType::TXT)));
+    }
+
+    let held_a = view.endpoints.iter().find(|e| e.dns_name == apex && e.record_type == RecordType::A).cloned();
+    let (expanded, results) = apply_owned(p, zone, &held_a.into_iter().map(Change::Delete).collect::<Vec<_>>()).await?;
+    all_ok(&expanded, &results, "delete our apex A")?;
+    let held = apex_rrsets(list(p, zone).await?);
+    if held.len() != 1 || held[0].record_type != RecordType::TXT || held[0].targets != vec![spf.clone()] {
+        return Err(format!("after deleting our apex A: expected only the SPF TXT, found {}", show(&held)));
+    }
+    apply_ok(p, zone, &[Change::Delete(held[0].clone())], "cleanup of the SPF").await?;
+    let left = apex_rrsets(list(p, zone).await?);
+    if !left.is_empty() {
+        return Err(format!("after cleanup: the apex still holds {}", show(&left)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
