@@ -62,6 +62,8 @@ pub(super) enum RouterMsg {
     Listed(Kind),
     /// Adding a finalizer failed; try again.
     RetryFinalizer(EpKey),
+    /// Removing a finalizer failed; try again.
+    RetryRelease(EpKey),
 }
 
 /// The fields of a DNSEndpoint the controller reads, its spec already validated.
@@ -181,6 +183,7 @@ pub(super) struct Router {
     status_dirty: BTreeSet<EpKey>,
     finalizer_writes: Arc<Semaphore>,
     adding_finalizer: HashSet<EpKey>,
+    removing_finalizer: HashSet<EpKey>,
     /// Workers that get their Start after the records of the next re-route.
     starting: BTreeSet<ProviderId>,
 }
@@ -223,6 +226,7 @@ impl Router {
             reroute_ns: BTreeSet::new(),
             status_dirty: BTreeSet::new(),
             adding_finalizer: HashSet::new(),
+            removing_finalizer: HashSet::new(),
             starting: BTreeSet::new(),
         }
     }
@@ -287,6 +291,10 @@ impl Router {
                     self.secrets.remove(&(s.namespace, s.name));
                 }
             },
+            RouterMsg::RetryRelease(key) => {
+                self.removing_finalizer.remove(&key);
+                self.finish_release(&key);
+            }
             RouterMsg::RetryFinalizer(key) => {
                 self.adding_finalizer.remove(&key);
                 if self.endpoints.get(&key).is_some_and(|e| !e.snap.finalized() && !e.snap.deleting) {
@@ -388,12 +396,14 @@ impl Router {
         };
         // A new version: an earlier finalizer patch either landed or lost a conflict.
         self.adding_finalizer.remove(&key);
+        self.removing_finalizer.remove(&key);
         if !self.ready {
             return;
         }
         if reroute {
             self.route(&key);
         }
+        self.finish_release(&key);
         // Our own status writes come back as events: a status that differs from what we
         // want (edited, or lost) is written again.
         self.status_dirty.insert(key.clone());
@@ -511,7 +521,13 @@ impl Router {
     fn released(&mut self, id: &ProviderId, key: &EpKey) {
         let Some(e) = self.endpoints.get_mut(key) else { return };
         e.waiting.remove(id);
-        if e.releasing && e.waiting.is_empty() && self.leading {
+        self.finish_release(key);
+    }
+
+    /// Removes the finalizer of a deleted object whose records are all gone.
+    fn finish_release(&mut self, key: &EpKey) {
+        let done = self.endpoints.get(key).is_some_and(|e| e.releasing && e.waiting.is_empty());
+        if done && self.leading {
             self.remove_finalizer(key);
         }
     }
@@ -525,11 +541,7 @@ impl Router {
         let keys: Vec<EpKey> = self.endpoints.keys().cloned().collect();
         for k in &keys {
             self.ensure_finalizer(k);
-            if let Some(e) = self.endpoints.get(k) {
-                if e.releasing && e.waiting.is_empty() {
-                    self.remove_finalizer(k);
-                }
-            }
+            self.finish_release(k);
         }
         self.status_dirty.extend(keys);
         let ids: Vec<ProviderId> = self.providers.keys().cloned().collect();
@@ -611,6 +623,9 @@ impl Router {
             if let Some(p) = self.providers.get(&id) {
                 let _ = p.tx.send(WorkerMsg::Desired { ep: key.clone(), records: records.clone() });
             }
+            // What the provider said about the old records says nothing about the new ones:
+            // until it reports again they are pending (and observedGeneration lags).
+            e.results.retain(|(_, p), _| p != &id);
             if records.is_empty() {
                 e.sent.remove(&id);
             } else {
@@ -647,9 +662,7 @@ impl Router {
         e.waiting = holders.into_iter().filter(|id| self.providers.contains_key(id)).collect();
         e.releasing = true;
         self.status_dirty.insert(key.clone());
-        if e.waiting.is_empty() && self.leading {
-            self.remove_finalizer(key);
-        }
+        self.finish_release(key);
     }
 
     fn admits_namespace(&self, p: &ProviderObject, ns: &str) -> bool {
@@ -823,7 +836,13 @@ impl Router {
 
     fn remove_finalizer(&mut self, key: &EpKey) {
         let Some(client) = self.client.clone() else { return };
-        let Some(e) = self.endpoints.get(key) else { return };
+        let Some(e) = self.endpoints.get_mut(key) else { return };
+        if !e.snap.finalized() || !self.removing_finalizer.insert(key.clone()) {
+            return;
+        }
+        e.finalizer_attempts += 1;
+        let delay = backoff(e.finalizer_attempts);
+        let (tx, key) = (self.tx.clone(), key.clone());
         let finalizers: Vec<String> = e.snap.finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
         let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
@@ -838,7 +857,12 @@ impl Router {
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => warn!(object = %format!("{ns}/{name}"), error = %e, "cannot remove finalizer; retried on the object's next event"),
+                Err(e) => {
+                    // A conflict means a newer version is on its way; anything else is retried.
+                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot remove finalizer; retrying");
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(RouterMsg::RetryRelease(key));
+                }
             }
         });
     }
