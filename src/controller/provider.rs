@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::backend::{self, Backend, BackendError};
-use super::{selector, Error, FINALIZER, PROVIDER_MANAGER};
+use super::{selector, tenancy, Error, FINALIZER, PROVIDER_MANAGER};
 use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
 use crate::crd::{
     ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, DnsProviderStatus, ProviderRefKind, RecordStatus,
@@ -58,6 +58,8 @@ pub struct Settings {
     pub status_concurrency: usize,
     /// True while this replica is the elected writer (always, without leader election).
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// What namespaced DNSProviders may use (see [`tenancy`]).
+    pub tenancy: crate::config::TenancyFlags,
 }
 
 /// Identity of a provider object.
@@ -81,6 +83,8 @@ impl fmt::Display for ProviderId {
 struct ProviderInfo {
     id: ProviderId,
     spec: ProviderSpec,
+    /// creationTimestamp as RFC 3339, for "oldest wins" between providers.
+    created: String,
     generation: Option<i64>,
     status: Option<DnsProviderStatus>,
     uid: Option<String>,
@@ -114,6 +118,8 @@ struct Worker {
     /// The backend's state lives in this process (embedded, inMemory): every replica keeps
     /// it, leader or not.
     local: bool,
+    /// A DNSProvider: its status shows no network error details (see [`tenancy::public_error`]).
+    namespaced: bool,
     backend: Result<Backend, BackendError>,
     ownership: Result<Ownership, String>,
     domains: DomainFilter,
@@ -408,12 +414,18 @@ impl Worker {
         info: &ProviderInfo,
         secret_ns: &str,
         fingerprint: String,
+        admitted: Result<(), BackendError>,
         metrics: &Metrics,
     ) -> Worker {
         let spec = &info.spec;
         let default_ttl = spec.default_ttl.unwrap_or(DEFAULT_TTL);
         let ctx = backend::BuildContext { client, secret_ns, default_ttl, name: info.id.to_string(), metrics };
-        let backend = backend::build(spec, &ctx).await;
+        // A provider refused by the tenancy rules gets no backend at all: no Secret read, no
+        // socket, no request.
+        let backend = match admitted {
+            Ok(()) => backend::build(spec, &ctx).await,
+            Err(e) => Err(e),
+        };
         let ownership = build_ownership(client, spec, secret_ns).await;
         let resync = spec
             .resync_interval
@@ -431,6 +443,7 @@ impl Worker {
         Worker {
             fingerprint,
             local: spec.embedded.is_some() || spec.in_memory.is_some(),
+            namespaced: info.id.namespace.is_some(),
             backend,
             ownership,
             domains,
@@ -506,7 +519,7 @@ impl Worker {
         self.retry = Some(Retry { attempts, next: Instant::now() + backoff(attempts) });
         // Whatever we believed about the backend may be wrong now: list again next time.
         self.cache = None;
-        self.last_error = Some(err);
+        self.last_error = Some(tenancy::public_error(&err, self.namespaced));
     }
 
     async fn refresh(&mut self, id: &ProviderId, metrics: &Metrics) -> Result<(), ProviderError> {
@@ -538,7 +551,7 @@ impl Worker {
         };
         let backend = match &self.backend {
             Ok(b) => b.provider.clone(),
-            Err(e) => return all("InvalidProvider", format!("provider {id} cannot be used: {e}")),
+            Err(e) => return all(e.reason(), format!("provider {id} cannot be used: {e}")),
         };
         if let Err(e) = &self.ownership {
             return all("InvalidProvider", format!("provider {id} cannot be used: {e}"));
@@ -699,7 +712,9 @@ impl Worker {
                     _ => None,
                 };
                 let (st, msg) = match (outcome, failed, just_applied.or_else(|| self.is_propagating(&key))) {
-                    (_, Some(e), _) => (e.reason().to_string(), format!("{held}: {e}")),
+                    (_, Some(e), _) => {
+                        (e.reason().to_string(), format!("{held}: {}", tenancy::public_error(e, self.namespaced)))
+                    }
                     (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
                         state::PROPAGATING.to_string(),
                         format!("{held} was accepted by {id}, waiting for change {change} to be live"),
@@ -904,6 +919,7 @@ impl ProviderController {
             Some(ProviderInfo {
                 id,
                 spec: spec.clone(),
+                created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
                 generation: meta.generation,
                 status,
                 uid: meta.uid.clone(),
@@ -985,10 +1001,28 @@ impl ProviderController {
             }
         }
 
-        // Start, rebuild or drop workers to match the provider objects.
+        // Tenancy: which providers may have a backend at all, and which one gets each
+        // embedded listen address. The verdict is part of the fingerprint, so a provider whose
+        // verdict changes is rebuilt.
+        let facts: Vec<tenancy::ProviderFacts<'_>> =
+            infos.iter().map(|i| tenancy::ProviderFacts { id: &i.id, created: &i.created, spec: &i.spec }).collect();
+        let admitted = tenancy::admit_providers(&facts, &self.settings.tenancy);
+        let order = tenancy::start_order(&facts);
+
+        // Start, rebuild or drop workers to match the provider objects. Every worker that
+        // goes is stopped before any is built, and builds run ClusterDNSProviders first, so
+        // an embedded address is free when the provider granted it binds.
         let live: BTreeSet<ProviderId> = infos.iter().map(|p| p.id.clone()).collect();
-        for info in &infos {
-            let fingerprint = serde_json::to_string(&info.spec).unwrap_or_default();
+        let gone: Vec<ProviderId> = self.workers.keys().filter(|id| !live.contains(id)).cloned().collect();
+        for id in gone {
+            if let Some(Ok(b)) = self.workers.remove(&id).map(|w| w.backend) {
+                b.close().await;
+            }
+        }
+        let mut rebuild: HashMap<usize, (String, Option<u32>)> = HashMap::new();
+        for (n, info) in infos.iter().enumerate() {
+            let verdict = admitted.get(&info.id).cloned().unwrap_or(Ok(()));
+            let fingerprint = format!("{}|{verdict:?}", serde_json::to_string(&info.spec).unwrap_or_default());
             let existing = self.workers.get(&info.id);
             let stale = existing.is_none_or(|w| w.fingerprint != fingerprint);
             // A broken backend, or credentials refused, may be fixed by editing a Secret:
@@ -1001,7 +1035,6 @@ impl ProviderController {
                 broken && w.retry.as_ref().is_none_or(|r| Instant::now() >= r.next)
             });
             if stale || retry_rebuild {
-                let secret_ns = info.id.namespace.clone().unwrap_or_else(|| self.settings.operator_namespace.clone());
                 let attempts =
                     self.workers.get(&info.id).filter(|_| !stale).and_then(|w| w.retry.as_ref().map(|r| r.attempts));
                 // Stop the old backend first so an embedded server releases its port.
@@ -1010,22 +1043,22 @@ impl ProviderController {
                         b.close().await;
                     }
                 }
-                let mut w = Worker::new(&self.client, info, &secret_ns, fingerprint, &self.metrics).await;
-                if w.backend.is_err() || w.ownership.is_err() {
-                    let n = attempts.map(|a| a + 1).unwrap_or(0);
-                    w.retry = Some(Retry { attempts: n, next: Instant::now() + backoff(n) });
-                } else if let Some(a) = attempts {
-                    w.retry = Some(Retry { attempts: a + 1, next: Instant::now() });
-                }
-                self.workers.insert(info.id.clone(), w);
+                rebuild.insert(n, (fingerprint, attempts));
             }
         }
-        // Workers of deleted providers stop their servers.
-        let gone: Vec<ProviderId> = self.workers.keys().filter(|id| !live.contains(id)).cloned().collect();
-        for id in gone {
-            if let Some(Ok(b)) = self.workers.remove(&id).map(|w| w.backend) {
-                b.close().await;
+        for n in order {
+            let Some((fingerprint, attempts)) = rebuild.remove(&n) else { continue };
+            let info = &infos[n];
+            let secret_ns = info.id.namespace.clone().unwrap_or_else(|| self.settings.operator_namespace.clone());
+            let verdict = admitted.get(&info.id).cloned().unwrap_or(Ok(())).map_err(BackendError::from);
+            let mut w = Worker::new(&self.client, info, &secret_ns, fingerprint, verdict, &self.metrics).await;
+            if w.backend.is_err() || w.ownership.is_err() {
+                let n = attempts.map(|a| a + 1).unwrap_or(0);
+                w.retry = Some(Retry { attempts: n, next: Instant::now() + backoff(n) });
+            } else if let Some(a) = attempts {
+                w.retry = Some(Retry { attempts: a + 1, next: Instant::now() });
             }
+            self.workers.insert(info.id.clone(), w);
         }
 
         // Validate and route every DNSEndpoint.
@@ -1099,6 +1132,19 @@ impl ProviderController {
                     match targets {
                         Ok(ids) => {
                             for id in ids {
+                                // Names a namespace may not claim there never become claims.
+                                if let Some(msg) = self.name_refusal(&infos, &id, &ns, &ep) {
+                                    w.records.entry(i).or_default().push(RecordStatus {
+                                        dns_name: ep.dns_name.clone(),
+                                        record_type: ep.record_type.to_string(),
+                                        set_identifier: Some(ep.set_identifier.clone()).filter(|s| !s.is_empty()),
+                                        provider: id.to_string(),
+                                        zone: None,
+                                        state: tenancy::STATE_NAME_NOT_ALLOWED.into(),
+                                        message: Some(msg),
+                                    });
+                                    continue;
+                                }
                                 routed.entry(id).or_default().push(Routed {
                                     ep: ep_idx,
                                     rec: i,
@@ -1209,6 +1255,17 @@ impl ProviderController {
             self.write_provider_status(info).await;
         }
         self.workers.values().filter_map(|w| w.deadline()).min()
+    }
+
+    /// Why namespace `ns` may not claim `ep`'s name at provider `id` (a ClusterDNSProvider's
+    /// `namespaceDomains` or `namespaceDomainsFromAnnotation`), if it may not.
+    fn name_refusal(&self, infos: &[ProviderInfo], id: &ProviderId, ns: &str, ep: &Endpoint) -> Option<String> {
+        let info = infos.iter().find(|p| p.id == *id)?;
+        let annotations =
+            self.namespaces.get(&reflector::ObjectRef::new(ns)).map(|n| n.annotations().clone()).unwrap_or_default();
+        tenancy::check_name(&info.spec, id.namespace.is_some(), ns, &annotations, &ep.dns_name)
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// Providers serving a record: the referenced one, or all admitting the namespace with the
@@ -1327,7 +1384,7 @@ impl ProviderController {
         let prev = info.status.clone().unwrap_or_default();
         let now = now_time();
         let (ready, reason, message) = match (&w.backend, &w.ownership, &w.last_error, &w.cache) {
-            (Err(e), _, _, _) => (false, "InvalidProvider".to_string(), e.to_string()),
+            (Err(e), _, _, _) => (false, e.reason().to_string(), e.to_string()),
             (_, Err(e), _, _) => (false, "InvalidProvider".to_string(), e.clone()),
             (_, _, Some(e), _) => (false, e.reason().to_string(), e.to_string()),
             (_, _, None, Some(c)) if c.zones.is_empty() => {
@@ -1514,6 +1571,7 @@ mod tests {
         Worker {
             fingerprint: String::new(),
             local: false,
+            namespaced: false,
             backend: Ok(Backend { provider: backend, server: None }),
             ownership: Ok(Ownership::Unregistered),
             domains: DomainFilter::default(),
