@@ -185,15 +185,14 @@ async fn embedded_address_clash_cluster_provider_wins() {
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
     assert!(!log.contains("embedded DNS server cannot listen"), "no provider raced for the port:\n{}", op.log_tail());
 
-    // The cluster provider goes: the tenant's provider gets the address back.
+    // The platform's records go, then its provider (its finalizer waits for the records):
+    // the tenant's provider gets the address back.
+    platform.cleanup().await;
     cluster.delete(&cp_name, &DeleteParams::default()).await.expect("delete ClusterDNSProvider");
+    wait_gone(&cluster, &cp_name).await;
     wait_provider(&providers, "squat", "True", "ZonesFound").await;
     wait_dig(port, "www.clash.e2e.test", "A", &["192.0.2.66"]).await;
-
-    for ns in [tenant, platform] {
-        ns.cleanup().await;
-    }
-    wait_gone(&cluster, &cp_name).await;
+    tenant.cleanup().await;
 }
 
 /// Issue 10 item 3: in a zone shared through a ClusterDNSProvider, a name belongs to the
