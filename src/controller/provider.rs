@@ -1029,8 +1029,10 @@ impl ProviderController {
             // rebuilding re-reads it, on the retry schedule so a broken provider is not
             // rebuilt on every event.
             let retry_rebuild = existing.is_some_and(|w| {
-                let broken = w.backend.is_err()
-                    || w.ownership.is_err()
+                // A refusal depends only on what the fingerprint holds: rebuilding changes nothing.
+                let refused = matches!(w.backend, Err(BackendError::Refused(_)));
+                let broken = (w.backend.is_err() && !refused)
+                    || (w.ownership.is_err() && !refused)
                     || matches!(w.last_error, Some(ProviderError::AuthFailed(_)) | Some(ProviderError::Config(_)));
                 broken && w.retry.as_ref().is_none_or(|r| Instant::now() >= r.next)
             });
@@ -1052,7 +1054,9 @@ impl ProviderController {
             let secret_ns = info.id.namespace.clone().unwrap_or_else(|| self.settings.operator_namespace.clone());
             let verdict = admitted.get(&info.id).cloned().unwrap_or(Ok(())).map_err(BackendError::from);
             let mut w = Worker::new(&self.client, info, &secret_ns, fingerprint, verdict, &self.metrics).await;
-            if w.backend.is_err() || w.ownership.is_err() {
+            // A refused provider waits for a change of its spec or verdict, not for a retry.
+            let refused = matches!(w.backend, Err(BackendError::Refused(_)));
+            if (w.backend.is_err() && !refused) || w.ownership.is_err() {
                 let n = attempts.map(|a| a + 1).unwrap_or(0);
                 w.retry = Some(Retry { attempts: n, next: Instant::now() + backoff(n) });
             } else if let Some(a) = attempts {
