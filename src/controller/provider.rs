@@ -1031,8 +1031,7 @@ impl ProviderController {
             let retry_rebuild = existing.is_some_and(|w| {
                 // A refusal depends only on what the fingerprint holds: rebuilding changes nothing.
                 let refused = matches!(w.backend, Err(BackendError::Refused(_)));
-                let broken = (w.backend.is_err() && !refused)
-                    || (w.ownership.is_err() && !refused)
+                let broken = (!refused && (w.backend.is_err() || w.ownership.is_err()))
                     || matches!(w.last_error, Some(ProviderError::AuthFailed(_)) | Some(ProviderError::Config(_)));
                 broken && w.retry.as_ref().is_none_or(|r| Instant::now() >= r.next)
             });
