@@ -534,6 +534,18 @@ mod tests {
     }
 
     #[test]
+    fn backend_errors_carry_the_refusal_reason() {
+        use crate::controller::backend::BackendError;
+        let taken = BackendError::from(Refused::ListenerTaken("spec.embedded.listen: held".into()));
+        assert_eq!(taken.reason(), REASON_LISTENER_CONFLICT);
+        assert_eq!(taken.to_string(), "spec.embedded.listen: held");
+        let refused = BackendError::from(Refused::from(check_provider(&embedded(None), true, &NONE).unwrap_err()));
+        assert_eq!(refused.reason(), REASON_NOT_PERMITTED);
+        assert!(refused.to_string().starts_with("spec.embedded:"), "{refused}");
+        assert_eq!(BackendError::BackendCount(0).reason(), "InvalidProvider");
+    }
+
+    #[test]
     fn default_listen_counts_as_wildcard() {
         assert_eq!(embedded_listen(&embedded(None)), Some("0.0.0.0:5353".parse().unwrap()));
         assert_eq!(embedded_listen(&embedded(Some("not an address"))), None);
