@@ -291,3 +291,38 @@ async fn names_belong_to_a_namespace() {
         wait_gone(&cluster, name).await;
     }
 }
+
+/// Issue 10 item 2: a tenant's rfc2136 DNSProvider pointed at an arbitrary port learns only
+/// that it is unreachable: the OS error (refused versus timed out, which maps open ports of
+/// the cluster network) stays in the operator log.
+#[tokio::test]
+async fn namespaced_unreachable_status_hides_network_details() {
+    let client = client().await;
+    let ns = TestNs::new(&client, "probe", json!({})).await;
+    // Nothing listens there: TCP connections are refused at once.
+    let closed = tenancy_port(100);
+    let op = Operator::start_strict("tenancy-probe", &[], &[]);
+    let providers: Api<DNSProvider> = Api::namespaced(client.clone(), &ns.name);
+    apply(
+        &providers,
+        "probe",
+        json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider", "metadata": {"name": "probe"},
+            "spec": {
+                "rfc2136": {"host": "127.0.0.1", "port": closed, "zones": ["probe.e2e.test"], "transport": "tcp", "timeout": "2s"},
+                "domains": {"include": ["probe.e2e.test"]},
+                "policy": "sync"
+            }
+        }),
+    )
+    .await;
+    let c = wait_provider(&providers, "probe", "False", "Unreachable").await;
+    for leak in ["refused", "os error", &closed.to_string()] {
+        assert!(!c.message.contains(leak), "status leaks {leak:?}: {}", c.message);
+    }
+    wait_for("the operator log to keep the details", DEADLINE, || async {
+        std::fs::read_to_string(&op.log).ok()?.contains("refused").then_some(())
+    })
+    .await;
+    ns.cleanup().await;
+}
