@@ -1199,7 +1199,10 @@ impl ProviderController {
         let mut clean: BTreeMap<ProviderId, bool> = BTreeMap::new();
         for (id, list, results) in outputs {
             let w = &self.workers[&id];
-            clean.insert(id.clone(), w.last_error.is_none() && w.backend.is_ok());
+            // A refused provider can write nothing: waiting for it would keep its DNSEndpoints
+            // (and their namespace) from ever being deleted.
+            let refused = matches!(w.backend, Err(BackendError::Refused(_)));
+            clean.insert(id.clone(), refused || (w.last_error.is_none() && w.backend.is_ok()));
             for (r, res) in list.iter().zip(results) {
                 let ep = &r.desired.endpoint;
                 work[r.ep].records.entry(r.rec).or_default().push(RecordStatus {

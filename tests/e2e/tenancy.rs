@@ -185,6 +185,16 @@ async fn embedded_address_clash_cluster_provider_wins() {
     let log = std::fs::read_to_string(&op.log).unwrap_or_default();
     assert!(!log.contains("embedded DNS server cannot listen"), "no provider raced for the port:\n{}", op.log_tail());
 
+    // A refused provider does not hold up the deletion of its DNSEndpoints.
+    tenant_eps.delete("www", &DeleteParams::default()).await.expect("delete the tenant's DNSEndpoint");
+    wait_gone(&tenant_eps, "www").await;
+    apply(
+        &tenant_eps,
+        "www",
+        dnsendpoint("www", json!([{"dnsName": "www.clash.e2e.test", "recordType": "A", "targets": ["192.0.2.66"]}])),
+    )
+    .await;
+
     // The platform's records go, then its provider (its finalizer waits for the records):
     // the tenant's provider gets the address back.
     platform.cleanup().await;
