@@ -73,7 +73,30 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "EXTDNS_LOG_FORMAT")]
     pub log_format: LogFormat,
     #[command(flatten)]
+    pub tenancy: TenancyFlags,
+    #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// What namespaced DNSProviders may use. Tenants can create DNSProviders in their namespaces;
+/// without these flags they can only reach DNS backends with credentials of their own, the
+/// way cert-manager treats namespaced Issuers. ClusterDNSProviders, created by the platform
+/// team, may always use all of it.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenancyFlags {
+    /// Let namespaced DNSProviders use the operator's own AWS identity: a `route53` block
+    /// without `credentials` (environment, IRSA web identity, profile, instance metadata), and
+    /// `assumeRoleArn` without `credentials`.
+    #[arg(long, env = "EXTDNS_NAMESPACED_AMBIENT_CREDENTIALS")]
+    pub namespaced_ambient_credentials: bool,
+    /// Let namespaced DNSProviders set `route53.endpoint`, which makes the operator send
+    /// requests to any URL a tenant names.
+    #[arg(long, env = "EXTDNS_NAMESPACED_CUSTOM_ENDPOINT")]
+    pub namespaced_custom_endpoint: bool,
+    /// Let namespaced DNSProviders use the `embedded` backend, which opens a listening
+    /// socket in the operator's pod (still never on an address a ClusterDNSProvider uses).
+    #[arg(long, env = "EXTDNS_NAMESPACED_EMBEDDED")]
+    pub namespaced_embedded: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -104,6 +127,31 @@ mod tests {
         assert_eq!(run.controllers, vec![Controller::Provider]);
         assert_eq!(run.coalesce_window, std::time::Duration::from_millis(250));
         assert_eq!(run.metrics_addr.port(), 8080);
+        assert_eq!(run.tenancy, TenancyFlags::default(), "tenants get nothing ambient by default");
+    }
+
+    #[test]
+    fn parses_tenancy_flags() {
+        let cli = Cli::try_parse_from([
+            "extdns",
+            "run",
+            "--namespaced-ambient-credentials",
+            "--namespaced-custom-endpoint",
+            "--namespaced-embedded",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert_eq!(
+            run.tenancy,
+            TenancyFlags {
+                namespaced_ambient_credentials: true,
+                namespaced_custom_endpoint: true,
+                namespaced_embedded: true
+            }
+        );
+        let cli = Cli::try_parse_from(["extdns", "run", "--namespaced-embedded"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert!(run.tenancy.namespaced_embedded && !run.tenancy.namespaced_ambient_credentials);
     }
 
     #[test]

@@ -68,6 +68,7 @@ async fn run(args: RunArgs) -> ExitCode {
             coalesce: args.coalesce_window,
             status_concurrency: args.status_concurrency,
             leader: leader_rx.clone(),
+            tenancy: args.tenancy.clone(),
         };
         tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
     }

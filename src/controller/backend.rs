@@ -45,6 +45,19 @@ pub enum BackendError {
     Field { field: String, message: String },
     #[error("starting backend: {0}")]
     Start(String),
+    /// The operator does not let this provider have a backend (tenancy rules).
+    #[error(transparent)]
+    Refused(#[from] super::tenancy::Refused),
+}
+
+impl BackendError {
+    /// Condition reason and record state.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BackendError::Refused(r) => r.reason(),
+            _ => "InvalidProvider",
+        }
+    }
 }
 
 pub async fn read_secret(client: &Client, namespace: &str, r: &SecretKeyRef) -> Result<Vec<u8>, BackendError> {
@@ -135,7 +148,15 @@ async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Ba
             default_ttl,
         })
         .await
-        .map_err(|err| BackendError::Start(err.to_string()))?;
+        .map_err(|err| match err {
+            // The OS error would tell whoever wrote the spec what holds a port; the log
+            // keeps it.
+            embedded::EmbeddedError::BindUdp { .. } | embedded::EmbeddedError::BindTcp { .. } => {
+                tracing::warn!(provider = %ctx.name, %listen, error = %err, "embedded DNS server cannot listen");
+                BackendError::Start(format!("listening on {listen}: address in use or not permitted"))
+            }
+            other => BackendError::Start(other.to_string()),
+        })?;
         return Ok(Backend { provider: Arc::new(provider), server: Some(handle) });
     }
     if let Some(r) = &spec.rfc2136 {

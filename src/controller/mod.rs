@@ -5,6 +5,7 @@ pub mod leader;
 pub mod provider;
 pub mod selector;
 pub mod source;
+pub mod tenancy;
 
 /// Field manager of the provider controller's status writes.
 pub const PROVIDER_MANAGER: &str = "extdns-provider";

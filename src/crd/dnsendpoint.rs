@@ -120,7 +120,8 @@ pub struct RecordStatus {
     pub zone: Option<String>,
     /// Live: Ready. In progress (retried automatically): Pending, Unreachable, Throttled.
     /// Needs a human: Invalid, Conflict, OwnedByOther, RecordExists, NoProvider, ZoneNotFound,
-    /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, UnmanagedType.
+    /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, UnmanagedType,
+    /// NotPermitted, ListenerConflict, NameNotAllowed.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

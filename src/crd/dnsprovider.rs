@@ -57,6 +57,21 @@ pub struct ProviderSpec {
     /// Ignored on a namespaced DNSProvider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// ClusterDNSProvider only: the names each namespace may claim. A DNSEndpoint's record is
+    /// served only when its name equals or lies below one of these entries, with
+    /// `{namespace}` replaced by the DNSEndpoint's namespace, e.g.
+    /// "{namespace}.apps.example.com"; other records get the state NameNotAllowed. Unset
+    /// (and no `namespaceDomainsFromAnnotation`): every namespace may claim every name in
+    /// `domains`. Ignored on a namespaced DNSProvider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_domains: Option<Vec<String>>,
+    /// ClusterDNSProvider only: also let each namespace claim the names listed in its
+    /// `extdns.io/allowed-domains` annotation (comma-separated; each entry admits the name and
+    /// everything below it). Set it only when tenants cannot edit their Namespace objects.
+    /// A namespace without the annotation may then claim only what `namespaceDomains`
+    /// admits: nothing, when that is unset. Ignored on a namespaced DNSProvider.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub namespace_domains_from_annotation: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

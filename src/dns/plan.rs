@@ -51,6 +51,10 @@ pub enum Outcome {
     Change(usize),
     /// Another DNSEndpoint, older, wants different data for this record.
     Conflict { winner: Claimant },
+    /// The name belongs to another namespace: its records are published there, or its claim
+    /// is the oldest. `by` names what holds it (a `resource` label such as `crd/<ns>/<name>`,
+    /// or `DNSEndpoint <ns>/<name>`).
+    NameHeld { namespace: String, by: String },
     /// The record exists and a different owner id holds it.
     OwnedByOther { owner: String },
     /// The record exists without any ownership record: someone created it by hand.
@@ -67,7 +71,7 @@ impl Outcome {
         match self {
             Outcome::InSync => "Ready",
             Outcome::Change(_) => "Pending",
-            Outcome::Conflict { .. } => "Conflict",
+            Outcome::Conflict { .. } | Outcome::NameHeld { .. } => "Conflict",
             Outcome::OwnedByOther { .. } => "OwnedByOther",
             Outcome::RecordExists => "RecordExists",
             Outcome::PolicyForbids { .. } => "PolicyForbids",
@@ -82,6 +86,10 @@ impl Outcome {
             Outcome::Conflict { winner } => {
                 format!("{key} is also requested with different data by DNSEndpoint {winner}, which is older and wins")
             }
+            Outcome::NameHeld { namespace, by } => format!(
+                "{key}: the name {} belongs to namespace {namespace} ({by}); records of any type at a name can only come from the namespace that holds it",
+                key.dns_name
+            ),
             Outcome::OwnedByOther { owner } => format!(
                 "{key} already exists and is owned by owner id {owner:?}; extdns never modifies records of other owners"
             ),
@@ -123,14 +131,30 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let managed = |t: RecordType| input.managed_types.contains(&t);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; input.desired.len()];
 
-    // 1. Per record key, the oldest claimant wins; younger ones wanting other data conflict.
-    let mut by_key: BTreeMap<RecordKey, Vec<usize>> = BTreeMap::new();
     for (i, d) in input.desired.iter().enumerate() {
         if !managed(d.endpoint.record_type) {
             outcomes[i] = Some(Outcome::UnmanagedType);
+        }
+    }
+
+    // 0. A name belongs to one namespace, whatever the record types: claims from any other
+    //    namespace at it are refused before they can win anything.
+    let holders = name_holders(input, &outcomes);
+    for (i, d) in input.desired.iter().enumerate() {
+        if outcomes[i].is_some() {
             continue;
         }
-        by_key.entry(d.endpoint.key()).or_default().push(i);
+        if let Some(h) = holders.get(d.endpoint.dns_name.as_str()).filter(|h| h.namespace != d.claimant.namespace) {
+            outcomes[i] = Some(Outcome::NameHeld { namespace: h.namespace.clone(), by: h.by.clone() });
+        }
+    }
+
+    // 1. Per record key, the oldest claimant wins; younger ones wanting other data conflict.
+    let mut by_key: BTreeMap<RecordKey, Vec<usize>> = BTreeMap::new();
+    for (i, d) in input.desired.iter().enumerate() {
+        if outcomes[i].is_none() {
+            by_key.entry(d.endpoint.key()).or_default().push(i);
+        }
     }
     // Winner per key, and every desired index that shares it (same data).
     let mut winners: BTreeMap<RecordKey, (usize, Vec<usize>)> = BTreeMap::new();
@@ -254,6 +278,74 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
+
+/// The namespace of a `resource` ownership label as external-dns writes it,
+/// `<kind>/<namespace>/<name>` (`crd/shop/web`, `service/shop/web`).
+pub fn resource_namespace(resource: &str) -> Option<&str> {
+    let mut parts = resource.split('/');
+    let (_kind, ns, _name) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && !ns.is_empty()).then_some(ns)
+}
+
+/// Who holds a name.
+struct Holder {
+    namespace: String,
+    by: String,
+}
+
+/// The namespace holding each contested name (one claimed by more than one namespace, or
+/// published for a namespace other than a claimant's):
+/// - the namespace whose records are published there (our records' `resource` label), as
+///   long as they stay: that namespace still claims the name, or the policy keeps records
+///   nobody wants. Several such namespaces (records written before this rule): the one with
+///   the oldest claim;
+/// - else the namespace of the oldest claimant at the name.
+///
+/// The first rule is what keeps a tenant's name through a redeploy of one of its records;
+/// since published records count only while their namespace claims the name, a `resource`
+/// label naming another namespace gains its writer nothing.
+fn name_holders(input: &PlanInput<'_>, skip: &[Option<Outcome>]) -> BTreeMap<String, Holder> {
+    // Oldest claimant per name and namespace.
+    let mut claims: BTreeMap<&str, BTreeMap<&str, &Claimant>> = BTreeMap::new();
+    for (d, _) in input.desired.iter().zip(skip).filter(|(_, o)| o.is_none()) {
+        let oldest =
+            claims.entry(d.endpoint.dns_name.as_str()).or_default().entry(&d.claimant.namespace).or_insert(&d.claimant);
+        if d.claimant < **oldest {
+            *oldest = &d.claimant;
+        }
+    }
+    let ours = |e: &Endpoint| match input.owner_id {
+        Some(id) => e.labels.get(label::OWNER).map(String::as_str) == Some(id),
+        None => true,
+    };
+    let kept_unclaimed = input.policy != Policy::Sync || input.owner_id.is_none();
+    let mut published: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for e in input.current.iter().filter(|e| ours(e)) {
+        let Some(res) = e.labels.get(label::RESOURCE) else { continue };
+        let Some(ns) = resource_namespace(res) else { continue };
+        let claimed = claims.get(e.dns_name.as_str()).is_some_and(|c| c.contains_key(ns));
+        if claimed || kept_unclaimed {
+            published.entry(e.dns_name.as_str()).or_default().entry(ns).or_insert(res.as_str());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, per_ns) in &claims {
+        let holder = match published.get(name) {
+            Some(p) => p
+                .iter()
+                .min_by_key(|(ns, _)| (per_ns.get(*ns).is_none(), per_ns.get(*ns).copied()))
+                .map(|(ns, res)| Holder { namespace: ns.to_string(), by: format!("published for {res}") }),
+            None => per_ns
+                .values()
+                .min()
+                .map(|c| Holder { namespace: c.namespace.clone(), by: format!("claimed first by DNSEndpoint {c}") }),
+        };
+        if let Some(h) = holder.filter(|h| per_ns.keys().any(|ns| *ns != h.namespace)) {
+            out.insert(name.to_string(), h);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -453,5 +545,124 @@ mod tests {
         });
         assert!(p.changes.is_empty());
         assert_eq!(p.outcomes[0], Outcome::OwnedByOther { owner: "other".into() });
+    }
+
+    fn claimant_in(ns: &str, created: &str, name: &str) -> Claimant {
+        Claimant { created: created.into(), namespace: ns.into(), name: name.into() }
+    }
+
+    fn published(name: &str, rt: RecordType, targets: &[&str], resource: &str) -> Endpoint {
+        let mut e = have(name, rt, targets, Some(OWNER));
+        e.labels.insert(label::RESOURCE.into(), resource.into());
+        e
+    }
+
+    fn run_all_types(desired: &[DesiredRecord], current: &[Endpoint], policy: Policy) -> Plan {
+        plan(&PlanInput {
+            desired,
+            current,
+            policy,
+            owner_id: Some(OWNER),
+            managed_types: &[RecordType::A, RecordType::AAAA, RecordType::CNAME, RecordType::TXT],
+            default_ttl: 300,
+            orphan_claims: &BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn resource_label_namespaces() {
+        assert_eq!(resource_namespace("crd/shop/web"), Some("shop"));
+        assert_eq!(resource_namespace("service/shop/web"), Some("shop"));
+        assert_eq!(resource_namespace("crd/shop"), None);
+        assert_eq!(resource_namespace("crd//web"), None);
+        assert_eq!(resource_namespace("a/b/c/d"), None);
+    }
+
+    #[test]
+    fn a_published_name_refuses_other_namespaces_whatever_the_type() {
+        let a = claimant_in("a", "2026-02-01T00:00:00Z", "web");
+        // b's claim is older, but a's records are live at the name.
+        let b = claimant_in("b", "2026-01-01T00:00:00Z", "squat");
+        let desired = vec![
+            want("x.example.com", RecordType::A, &["192.0.2.1"], &a),
+            want("x.example.com", RecordType::AAAA, &["2001:db8::1"], &b),
+            want("x.example.com", RecordType::TXT, &["google-site-verification=b"], &b),
+        ];
+        let current = vec![published("x.example.com", RecordType::A, &["192.0.2.1"], "crd/a/web")];
+        let p = run_all_types(&desired, &current, Policy::Sync);
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert_eq!(p.outcomes[0], Outcome::InSync);
+        for o in &p.outcomes[1..] {
+            assert_eq!(o, &Outcome::NameHeld { namespace: "a".into(), by: "published for crd/a/web".into() });
+            assert_eq!(o.reason(), "Conflict");
+        }
+        let msg = p.outcomes[1].message(&desired[1].endpoint.key());
+        assert!(msg.contains("namespace a") && msg.contains("crd/a/web"), "{msg}");
+    }
+
+    #[test]
+    fn unpublished_name_goes_to_the_oldest_claimants_namespace() {
+        let a = claimant_in("a", "2026-01-01T00:00:00Z", "web");
+        let a2 = claimant_in("a", "2026-03-01T00:00:00Z", "web-v6");
+        let b = claimant_in("b", "2026-02-01T00:00:00Z", "squat");
+        let desired = vec![
+            want("x.example.com", RecordType::TXT, &["b"], &b),
+            want("x.example.com", RecordType::A, &["192.0.2.1"], &a),
+            want("x.example.com", RecordType::AAAA, &["2001:db8::1"], &a2),
+        ];
+        let p = run_all_types(&desired, &[], Policy::Sync);
+        assert_eq!(
+            p.outcomes[0],
+            Outcome::NameHeld { namespace: "a".into(), by: "claimed first by DNSEndpoint a/web".into() }
+        );
+        // Other objects of the holding namespace may add types.
+        assert!(matches!(p.outcomes[1], Outcome::Change(_)));
+        assert!(matches!(p.outcomes[2], Outcome::Change(_)));
+        assert_eq!(p.changes.len(), 2);
+    }
+
+    #[test]
+    fn published_records_hold_only_while_their_namespace_claims_the_name() {
+        let b = claimant_in("b", "2026-02-01T00:00:00Z", "next");
+        let desired = vec![want("x.example.com", RecordType::A, &["192.0.2.9"], &b)];
+        let current = vec![published("x.example.com", RecordType::A, &["192.0.2.1"], "crd/a/web")];
+        // a deleted its DNSEndpoint: under sync its record goes and b may take the name.
+        let p = run_all_types(&desired, &current, Policy::Sync);
+        assert!(matches!(p.outcomes[0], Outcome::Change(_)));
+        // Under upsert-only a's record stays, and so does a's hold on the name.
+        let p = run_all_types(&desired, &current, Policy::UpsertOnly);
+        assert!(p.changes.is_empty());
+        assert!(matches!(&p.outcomes[0], Outcome::NameHeld { namespace, .. } if namespace == "a"));
+    }
+
+    #[test]
+    fn a_forged_resource_label_gains_nothing() {
+        // b publishes at a name nobody else claims, labelled as if it were a's.
+        let b = claimant_in("b", "2026-01-01T00:00:00Z", "forger");
+        let mut d = want("y.example.com", RecordType::A, &["192.0.2.1"], &b);
+        d.endpoint.labels.insert(label::RESOURCE.into(), "crd/a/web".into());
+        let current = vec![published("y.example.com", RecordType::A, &["192.0.2.1"], "crd/a/web")];
+        let p = run_all_types(std::slice::from_ref(&d), &current, Policy::Sync);
+        assert_eq!(p.outcomes[0], Outcome::InSync);
+        // And a's real records elsewhere are not affected by b's label: at a's name, b is refused.
+        let a = claimant_in("a", "2026-02-01T00:00:00Z", "web");
+        let desired = vec![
+            want("z.example.com", RecordType::A, &["192.0.2.2"], &a),
+            want("z.example.com", RecordType::AAAA, &["2001:db8::2"], &b),
+        ];
+        let current = vec![published("z.example.com", RecordType::A, &["192.0.2.2"], "crd/a/web")];
+        let p = run_all_types(&desired, &current, Policy::Sync);
+        assert!(matches!(&p.outcomes[1], Outcome::NameHeld { namespace, .. } if namespace == "a"));
+    }
+
+    #[test]
+    fn names_of_other_owners_are_not_namespace_holds() {
+        // A record of another owner id says nothing about our namespaces.
+        let b = claimant_in("b", "2026-01-01T00:00:00Z", "web");
+        let desired = vec![want("x.example.com", RecordType::AAAA, &["2001:db8::1"], &b)];
+        let mut foreign = have("x.example.com", RecordType::A, &["192.0.2.1"], Some("other"));
+        foreign.labels.insert(label::RESOURCE.into(), "crd/a/web".into());
+        let p = run_all_types(&desired, &[foreign], Policy::Sync);
+        assert!(matches!(p.outcomes[0], Outcome::Change(_)));
     }
 }

@@ -59,7 +59,15 @@ pub struct Operator {
     pub metrics_port: u16,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Environment of the operator process on top of the test's.
+    env: Vec<(String, String)>,
 }
+
+/// Flags that let namespaced DNSProviders use ambient credentials, custom endpoints and the
+/// embedded backend. Most tests run tenants' providers of those kinds, so the suite's
+/// operator allows them unless a test starts it with [`Operator::start_strict`].
+const PERMISSIVE: [&str; 3] =
+    ["--namespaced-ambient-credentials", "--namespaced-custom-endpoint", "--namespaced-embedded"];
 
 impl Operator {
     pub fn start(test: &str) -> Operator {
@@ -67,11 +75,19 @@ impl Operator {
     }
 
     pub fn start_with(test: &str, extra: &[&str]) -> Operator {
+        let args: Vec<&str> = PERMISSIVE.iter().chain(extra).copied().collect();
+        Self::start_strict(test, &args, &[])
+    }
+
+    /// The operator with the shipped tenancy defaults (namespaced DNSProviders get nothing
+    /// ambient), `extra` flags and `env` variables.
+    pub fn start_strict(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let mut op = Operator {
             child: None,
             metrics_port: free_port(),
             log: repo().join("target/e2e").join(format!("{test}.operator.log")),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         op.spawn();
         op
@@ -92,6 +108,7 @@ impl Operator {
             .arg("50ms")
             .args(&self.args)
             .env("RUST_LOG", "info,extdns=debug,kube=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -5,6 +5,7 @@
 mod harness;
 mod rfc2136;
 mod route53;
+mod tenancy;
 
 use extdns::crd::DNSEndpoint;
 use harness::*;

@@ -13,13 +13,13 @@ use serde_json::json;
 
 use crate::harness::*;
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    async fn start() -> Moto {
+    pub(crate) async fn start() -> Moto {
         let port = port();
         let log = std::fs::File::create(repo().join("target/e2e/moto.log")).expect("moto log");
         let child = Command::new("bash")
@@ -37,7 +37,7 @@ impl Moto {
         Moto { child, port }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -49,14 +49,14 @@ impl Drop for Moto {
     }
 }
 
-async fn sdk(moto: &Moto) -> Route53Provider {
+pub(crate) async fn sdk(moto: &Moto) -> Route53Provider {
     let mut cfg = Route53Config::new("us-east-1");
     cfg.endpoint = Some(moto.endpoint());
     cfg.credentials = Some(("testing".into(), "testing".into()));
     Route53Provider::new(cfg).await.expect("Route53 client for moto")
 }
 
-async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -> Vec<Endpoint> {
+pub(crate) async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -> Vec<Endpoint> {
     p.records(zone)
         .await
         .expect("list records")
@@ -66,7 +66,7 @@ async fn records(p: &Route53Provider, zone: &Zone, name: &str, rt: RecordType) -
 }
 
 /// A hosted zone in moto; a private one is attached to a made-up VPC.
-async fn create_zone(aws: &Route53Provider, name: &str, private: bool) -> Zone {
+pub(crate) async fn create_zone(aws: &Route53Provider, name: &str, private: bool) -> Zone {
     let mut req = aws
         .client()
         .create_hosted_zone()

@@ -75,6 +75,8 @@ pub struct Settings {
     pub status_concurrency: usize,
     /// True while this replica is the elected writer (always, without leader election).
     pub leader: Leader,
+    /// What namespaced DNSProviders may use (see [`crate::controller::tenancy`]).
+    pub tenancy: crate::config::TenancyFlags,
 }
 
 /// Identity of a provider object.
@@ -114,6 +116,11 @@ pub struct RecordResult {
 pub struct ProviderObject {
     pub id: ProviderId,
     pub spec: ProviderSpec,
+    /// creationTimestamp as RFC 3339, for "oldest wins" between providers.
+    pub created: String,
+    /// Whether the tenancy rules let it have a backend, decided by the router over all
+    /// providers (see [`crate::controller::tenancy::admit_providers`]).
+    pub verdict: Result<(), crate::controller::tenancy::Refused>,
     pub generation: Option<i64>,
     pub finalizers: Vec<String>,
     pub resource_version: Option<String>,
@@ -142,6 +149,8 @@ impl ProviderObject {
         ProviderObject {
             id,
             spec: spec.clone(),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            verdict: Ok(()),
             generation: meta.generation,
             finalizers: meta.finalizers.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone(),
@@ -188,10 +197,20 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
         &tx,
         |o| Item::Provider(Box::new(ProviderObject::from_cluster(&o))),
     );
-    // Only labels of namespaces and versions of Secrets are read: metadata is enough.
-    spawn_watch(watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()), Kind::Namespaces, &tx, |o| {
-        Item::Namespace(o.name_any(), o.metadata.labels.clone().unwrap_or_default())
-    });
+    // Only labels (and one annotation) of namespaces and versions of Secrets are read:
+    // metadata is enough.
+    spawn_watch(
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()),
+        Kind::Namespaces,
+        &tx,
+        |o| {
+            let allowed = o.annotations().get(crate::controller::tenancy::ALLOWED_DOMAINS_ANNOTATION).cloned();
+            Item::Namespace(
+                o.name_any(),
+                NamespaceMeta { labels: o.metadata.labels.clone().unwrap_or_default(), allowed_domains: allowed },
+            )
+        },
+    );
     spawn_watch(watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), cfg), Kind::Secrets, &tx, |o| {
         Item::Secret(router::SecretMeta {
             namespace: o.namespace().unwrap_or_default(),
@@ -240,8 +259,25 @@ where
     });
 }
 
-/// Labels of namespaces by name.
-type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+/// What the controller reads of a Namespace: its labels (namespaceSelector) and the
+/// platform team's allowed-domains annotation (namespaceDomainsFromAnnotation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceMeta {
+    pub labels: BTreeMap<String, String>,
+    pub allowed_domains: Option<String>,
+}
+
+impl NamespaceMeta {
+    fn annotations(&self) -> BTreeMap<String, String> {
+        self.allowed_domains
+            .iter()
+            .map(|v| (crate::controller::tenancy::ALLOWED_DOMAINS_ANNOTATION.to_string(), v.clone()))
+            .collect()
+    }
+}
+
+/// Namespaces by name.
+type Namespaces = BTreeMap<String, NamespaceMeta>;
 
 #[cfg(test)]
 mod tests {

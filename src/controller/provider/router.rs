@@ -16,11 +16,13 @@ use tracing::{debug, info, warn};
 use super::status_writer::{status_hash, StatusWriter};
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
 use super::{
-    backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceLabels, ProviderId,
+    backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderId,
     ProviderObject, RecordResult, Settings,
 };
-use crate::controller::{selector, FINALIZER};
-use crate::crd::{ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, ProviderRef, ProviderRefKind, RecordStatus};
+use crate::controller::{selector, tenancy, FINALIZER};
+use crate::crd::{
+    ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, ProviderRef, ProviderRefKind, RecordStatus,
+};
 use crate::dns::endpoint::{self, Endpoint};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{Claimant, DesiredRecord};
@@ -49,7 +51,7 @@ pub(super) struct SecretMeta {
 pub(super) enum Item {
     Endpoint(Box<EndpointSnapshot>),
     Provider(Box<ProviderObject>),
-    Namespace(String, BTreeMap<String, String>),
+    Namespace(String, NamespaceMeta),
     Secret(SecretMeta),
 }
 
@@ -149,6 +151,8 @@ struct EpEntry {
     waiting: BTreeSet<ProviderId>,
     releasing: bool,
     finalizer_attempts: u32,
+    /// Records a provider serves but the namespace may not claim there, with why.
+    refused: Vec<(usize, ProviderId, String)>,
 }
 
 struct ProviderEntry {
@@ -171,7 +175,9 @@ pub(super) struct Router {
     reports_rx: Option<mpsc::UnboundedReceiver<(ProviderId, WorkerReport)>>,
     endpoints: HashMap<EpKey, EpEntry>,
     providers: BTreeMap<ProviderId, ProviderEntry>,
-    namespaces: NamespaceLabels,
+    namespaces: Namespaces,
+    /// Provider verdicts must be recomputed (a provider came, went or changed).
+    readmit: bool,
     secrets: HashMap<(String, String), String>,
     listed: HashSet<Kind>,
     /// Keys seen since a watch restarted its listing, per kind.
@@ -217,7 +223,8 @@ impl Router {
             reports_rx: Some(reports_rx),
             endpoints: HashMap::new(),
             providers: BTreeMap::new(),
-            namespaces: NamespaceLabels::new(),
+            namespaces: Namespaces::new(),
+            readmit: false,
             secrets: HashMap::new(),
             listed: HashSet::new(),
             relisting: HashMap::new(),
@@ -268,10 +275,10 @@ impl Router {
                 match item {
                     Item::Endpoint(s) => self.upsert_endpoint(*s),
                     Item::Provider(p) => self.upsert_provider(*p),
-                    Item::Namespace(name, labels) => {
-                        if self.namespaces.get(&name) != Some(&labels) {
+                    Item::Namespace(name, meta) => {
+                        if self.namespaces.get(&name) != Some(&meta) {
                             self.reroute_ns.insert(name.clone());
-                            self.namespaces.insert(name, labels);
+                            self.namespaces.insert(name, meta);
                         }
                     }
                     Item::Secret(s) => self.upsert_secret(s),
@@ -360,9 +367,14 @@ impl Router {
             );
             self.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             self.leadership_changed(self.leading);
-            let ids: Vec<ProviderId> = self.providers.keys().cloned().collect();
-            for id in &ids {
-                self.start_worker(id);
+            self.admit();
+            // Cluster providers and the oldest first: the provider granted an embedded
+            // address binds it before anyone else could try.
+            let objs: Vec<ProviderObject> = self.providers.values().map(|p| p.obj.clone()).collect();
+            let facts: Vec<tenancy::ProviderFacts<'_>> =
+                objs.iter().map(|o| tenancy::ProviderFacts { id: &o.id, created: &o.created, spec: &o.spec }).collect();
+            for i in tenancy::start_order(&facts) {
+                self.start_worker(&objs[i].id);
             }
             self.reroute_all = true;
         }
@@ -389,6 +401,7 @@ impl Router {
                         waiting: BTreeSet::new(),
                         releasing: false,
                         finalizer_attempts: 0,
+                        refused: Vec::new(),
                     },
                 );
                 true
@@ -439,19 +452,21 @@ impl Router {
                 p.finalizer_patched = false;
                 if p.obj.spec != obj.spec {
                     self.reroute_all = true;
+                    self.readmit = true;
                 }
                 p.domains = domains;
                 p.secrets = secrets;
-                p.obj = obj.clone();
-                let _ = p.tx.send(WorkerMsg::Object(Box::new(obj)));
+                let verdict = p.obj.verdict.clone();
+                p.obj = ProviderObject { verdict, ..obj };
+                let _ = p.tx.send(WorkerMsg::Object(Box::new(p.obj.clone())));
             }
             None => {
                 let (tx, _) = mpsc::unbounded_channel();
-                self.providers.insert(
-                    id.clone(),
-                    ProviderEntry { obj, domains, tx, secrets, finalizer_patched: false },
-                );
+                self.providers
+                    .insert(id.clone(), ProviderEntry { obj, domains, tx, secrets, finalizer_patched: false });
+                self.readmit = true;
                 if self.ready {
+                    self.admit();
                     self.start_worker(&id);
                     self.reroute_all = true;
                     // Start goes out after the records the re-route sends (see settle).
@@ -481,7 +496,9 @@ impl Router {
             return;
         }
         self.reroute_all = true;
-        let keys: Vec<EpKey> = self.endpoints.iter().filter(|(_, e)| e.waiting.contains(id)).map(|(k, _)| k.clone()).collect();
+        self.readmit = true;
+        let keys: Vec<EpKey> =
+            self.endpoints.iter().filter(|(_, e)| e.waiting.contains(id)).map(|(k, _)| k.clone()).collect();
         for k in keys {
             self.released(id, &k);
         }
@@ -555,6 +572,9 @@ impl Router {
         if !self.ready {
             return;
         }
+        if self.readmit {
+            self.admit();
+        }
         let keys: Vec<EpKey> = if std::mem::take(&mut self.reroute_all) {
             self.reroute_ns.clear();
             self.endpoints.keys().cloned().collect()
@@ -582,6 +602,40 @@ impl Router {
         }
     }
 
+    /// Decides, over all providers, which may have a backend (tenancy rules, embedded
+    /// addresses) and tells the workers whose verdict changed.
+    fn admit(&mut self) {
+        self.readmit = false;
+        let verdicts = {
+            let facts: Vec<tenancy::ProviderFacts<'_>> = self
+                .providers
+                .values()
+                .map(|p| tenancy::ProviderFacts { id: &p.obj.id, created: &p.obj.created, spec: &p.obj.spec })
+                .collect();
+            tenancy::admit_providers(&facts, &self.settings.tenancy)
+        };
+        for (id, verdict) in verdicts {
+            let Some(p) = self.providers.get_mut(&id) else { continue };
+            if p.obj.verdict != verdict {
+                if let Err(r) = &verdict {
+                    info!(provider = %id, reason = r.reason(), "provider refused: {r}");
+                }
+                p.obj.verdict = verdict;
+                let _ = p.tx.send(WorkerMsg::Object(Box::new(p.obj.clone())));
+            }
+        }
+    }
+
+    /// Why namespace `ns` may not claim `ep`'s name at provider `id` (a ClusterDNSProvider's
+    /// `namespaceDomains` or `namespaceDomainsFromAnnotation`), if it may not.
+    fn name_refusal(&self, id: &ProviderId, ns: &str, ep: &Endpoint) -> Option<String> {
+        let p = self.providers.get(id)?;
+        let annotations = self.namespaces.get(ns).map(NamespaceMeta::annotations).unwrap_or_default();
+        tenancy::check_name(&p.obj.spec, id.namespace.is_some(), ns, &annotations, &ep.dns_name)
+            .err()
+            .map(|e| e.to_string())
+    }
+
     /// Routes one object's records and sends each provider's worker what changed.
     fn route(&mut self, key: &EpKey) {
         let Some(e) = self.endpoints.get(key) else { return };
@@ -595,12 +649,25 @@ impl Router {
         // The leader writes records only for objects that carry the finalizer, so no record
         // can outlive its object; followers serve their embedded zones regardless.
         let routable = snap.finalized() || !self.leading;
-        let claimant = Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
+        let claimant =
+            Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
         let mut routes = BTreeMap::new();
+        let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
         if routable {
             for (i, ep) in &snap.valid {
-                let r = self.providers_for(snap, ep);
+                let mut r = self.providers_for(snap, ep);
+                // Names a namespace may not claim there never become claims.
+                if let Ok(ids) = &mut r {
+                    let refusals: Vec<(ProviderId, String)> = ids
+                        .iter()
+                        .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
+                        .collect();
+                    ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
+                    for (id, message) in refusals {
+                        refused.push((*i, id, message));
+                    }
+                }
                 if let Ok(ids) = &r {
                     for id in ids {
                         per_provider
@@ -634,6 +701,7 @@ impl Router {
         }
         e.results.retain(|(i, id), _| matches!(routes.get(i), Some(Ok(ids)) if ids.contains(id)));
         e.routes = routes;
+        e.refused = refused;
         self.status_dirty.insert(key.clone());
     }
 
@@ -672,7 +740,7 @@ impl Router {
                 None => true,
                 Some(sel) => {
                     let empty = BTreeMap::new();
-                    selector::matches(sel, self.namespaces.get(ns).unwrap_or(&empty))
+                    selector::matches(sel, self.namespaces.get(ns).map(|n| &n.labels).unwrap_or(&empty))
                 }
             },
         }
@@ -705,7 +773,8 @@ impl Router {
         let own = self.providers.range(
             ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.clone()), name: String::new() }..,
         );
-        let own = own.take_while(|(id, _)| id.kind == ProviderRefKind::DNSProvider && id.namespace.as_ref() == Some(ns));
+        let own =
+            own.take_while(|(id, _)| id.kind == ProviderRefKind::DNSProvider && id.namespace.as_ref() == Some(ns));
         let cluster = self.providers.iter().filter(|(id, _)| id.kind == ProviderRefKind::ClusterDNSProvider);
         for (id, p) in own.chain(cluster) {
             if !self.admits_namespace(&p.obj, ns) {
@@ -775,6 +844,21 @@ impl Router {
                         }
                     }
                 }
+            }
+        }
+        if !snap.deleting {
+            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
+            for (i, id, message) in &e.refused {
+                let Some(ep) = valid.get(i) else { continue };
+                records.push(RecordStatus {
+                    dns_name: ep.dns_name.clone(),
+                    record_type: ep.record_type.to_string(),
+                    set_identifier: Some(ep.set_identifier.clone()).filter(|s| !s.is_empty()),
+                    provider: id.to_string(),
+                    zone: None,
+                    state: tenancy::STATE_NAME_NOT_ALLOWED.into(),
+                    message: Some(message.clone()),
+                });
             }
         }
         records.sort();
@@ -918,12 +1002,16 @@ impl Router {
                     .patch(&id.name, &pp, &Patch::Merge(&patch))
                     .await
                     .map(|_| ()),
-                None => Api::<ClusterDNSProvider>::all(client).patch(&id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ()),
+                None => {
+                    Api::<ClusterDNSProvider>::all(client).patch(&id.name, &pp, &Patch::Merge(&patch)).await.map(|_| ())
+                }
             };
             match res {
                 Ok(()) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => warn!(provider = %id, error = %e, "updating the provider's finalizers failed; retried on its next event"),
+                Err(e) => {
+                    warn!(provider = %id, error = %e, "updating the provider's finalizers failed; retried on its next event")
+                }
             }
         });
     }

@@ -18,14 +18,14 @@ use tracing::{debug, info, warn};
 
 use super::{backoff, now_time, EpKey, Leader, ProviderId, ProviderObject, RecordResult, DEFAULT_RESYNC, DEFAULT_TTL};
 use crate::controller::backend::{self, Backend, BackendError};
-use crate::controller::PROVIDER_MANAGER;
+use crate::controller::{tenancy, PROVIDER_MANAGER};
 use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
 use crate::crd::{ClusterDNSProvider, DNSProvider, DnsProviderStatus};
+use crate::dns::apply::apply_with_ownership;
 use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::zone_for;
-use crate::dns::apply::apply_with_ownership;
 use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
@@ -218,6 +218,13 @@ impl Worker {
         self.configure();
         self.cache = None;
         self.full = true;
+        // A provider refused by the tenancy rules gets no backend at all: no Secret read, no
+        // socket, no request; only a change of its spec or verdict rebuilds it.
+        if let Err(r) = &self.object.verdict {
+            self.backend = Err(BackendError::Refused(r.clone()));
+            self.retry = None;
+            return;
+        }
         let secret_ns = self.secret_ns();
         let ctx = backend::BuildContext {
             client: &client,
@@ -227,6 +234,17 @@ impl Worker {
             metrics: &self.ctx.metrics,
         };
         self.backend = backend::build(&self.object.spec, &ctx).await;
+        // The provider that held this embedded address before (now refused) may still be
+        // closing its server in its own task: give it a moment rather than a backoff.
+        if self.object.spec.embedded.is_some() {
+            for _ in 0..20 {
+                if !matches!(&self.backend, Err(BackendError::Start(m)) if m.contains("address in use")) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.backend = backend::build(&self.object.spec, &ctx).await;
+            }
+        }
         self.ownership = build_ownership(&client, &self.object.spec, &secret_ns).await;
         if let Err(e) = &self.backend {
             warn!(provider = %self.id, error = %e, "provider cannot be started");
@@ -295,7 +313,7 @@ impl Worker {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    if self.backend.is_err() || self.ownership.is_err() || self.needs_rebuild() {
+                    if self.broken() {
                         if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.next) {
                             self.rebuild().await;
                         }
@@ -308,6 +326,12 @@ impl Worker {
             b.close().await;
         }
         debug!(provider = %self.id, "worker stopped");
+    }
+
+    /// A backend that a rebuild may fix; a refused provider waits for a change instead.
+    fn broken(&self) -> bool {
+        let refused = matches!(self.backend, Err(BackendError::Refused(_)));
+        (!refused && (self.backend.is_err() || self.ownership.is_err())) || self.needs_rebuild()
     }
 
     /// Refused credentials may be fixed by editing a Secret: rebuilding re-reads it, on the
@@ -332,9 +356,9 @@ impl Worker {
                 false
             }
             WorkerMsg::Object(obj) => {
-                let spec_changed = obj.spec != self.object.spec;
+                let changed = obj.spec != self.object.spec || obj.verdict != self.object.verdict;
                 self.object = *obj;
-                spec_changed
+                changed
             }
             WorkerMsg::SecretChanged => true,
             WorkerMsg::Start => {
@@ -384,7 +408,7 @@ impl Worker {
         if !self.started {
             return None;
         }
-        let broken = self.backend.is_err() || self.ownership.is_err() || self.needs_rebuild();
+        let broken = self.broken();
         if let Some(r) = self.retry.as_ref().filter(|_| broken || self.may_write()) {
             return Some(r.next);
         }
@@ -404,23 +428,30 @@ impl Worker {
 
     fn fail(&mut self, err: ProviderError) {
         self.schedule_retry();
-        self.last_error = Some(err);
+        self.last_error = Some(tenancy::public_error(&err, self.id.namespace.is_some()));
     }
 
     /// Plans and applies the dirty groups (all of them at start and resync), reports what
     /// became of their records, releases deleted objects and writes the provider status.
     pub(super) async fn sync(&mut self) {
         let startup = match (&self.backend, &self.ownership) {
-            (Err(e), _) => Some(format!("provider {} cannot be used: {e}", self.id)),
-            (_, Err(e)) => Some(format!("provider {} cannot be used: {e}", self.id)),
+            (Err(e), _) => Some((e.reason(), format!("provider {} cannot be used: {e}", self.id))),
+            (_, Err(e)) => Some(("InvalidProvider", format!("provider {} cannot be used: {e}", self.id))),
             _ => None,
         };
         if !self.started {
             return;
         }
-        if let Some(message) = startup {
+        if let Some((reason, message)) = startup {
             let groups = std::mem::take(&mut self.dirty);
-            self.report_all(&groups, "InvalidProvider", &message);
+            self.report_all(&groups, reason, &message);
+            // A refused provider can write nothing: waiting for it would keep its
+            // DNSEndpoints (and their namespace) from ever being deleted.
+            if matches!(self.backend, Err(BackendError::Refused(_))) {
+                for ep in std::mem::take(&mut self.releases).into_keys() {
+                    let _ = self.reports.send((self.id.clone(), WorkerReport::Released(ep)));
+                }
+            }
             self.write_status().await;
             return;
         }
@@ -573,7 +604,10 @@ impl Worker {
             if zone_for(&zones, &d.endpoint.dns_name).is_some() {
                 let asked = d.endpoint.key();
                 for endpoint in backend.adjust(d.endpoint.clone()) {
-                    desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
+                    desired.push((
+                        (slot.clone(), asked.clone()),
+                        DesiredRecord { endpoint, claimant: d.claimant.clone() },
+                    ));
                 }
                 continue;
             }
@@ -608,8 +642,7 @@ impl Worker {
                 continue;
             }
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
-            let raw: Vec<Endpoint> =
-                zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+            let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
             let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
                 Ownership::Txt(reg) => {
                     let view = reg.view_in_zone(raw, &zone.name);
@@ -728,7 +761,10 @@ impl Worker {
                 };
                 let propagating = just_applied.or_else(|| self.is_propagating(&key).map(str::to_string));
                 let (st, msg) = match (outcome, failed, propagating) {
-                    (_, Some(e), _) => (e.reason().to_string(), format!("{held}: {e}")),
+                    (_, Some(e), _) => {
+                        let shown = tenancy::public_error(e, self.id.namespace.is_some());
+                        (e.reason().to_string(), format!("{held}: {shown}"))
+                    }
                     (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
                         state::PROPAGATING.to_string(),
                         format!("{held} was accepted by {id}, waiting for change {change} to be live"),
@@ -740,7 +776,8 @@ impl Worker {
                 };
                 // A record held in several records or zones is as far as its worst part.
                 if partial.get(slot).is_none_or(|r| r.state == state::READY) {
-                    partial.insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
+                    partial
+                        .insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
                 }
             }
         }
@@ -762,7 +799,8 @@ impl Worker {
 
     /// Results for every desired record of `groups` in one state (the provider is unusable).
     fn report_all(&mut self, groups: &BTreeSet<String>, st: &str, message: &str) {
-        let all: BTreeSet<String> = if groups.is_empty() { self.desired.keys().cloned().collect() } else { groups.clone() };
+        let all: BTreeSet<String> =
+            if groups.is_empty() { self.desired.keys().cloned().collect() } else { groups.clone() };
         let results: Vec<((EpKey, usize), RecordResult)> = self
             .desired_in(&all)
             .map(|(slot, _)| {
@@ -826,7 +864,7 @@ impl Worker {
         let prev = self.object.status.clone().unwrap_or_default();
         let now = now_time();
         let (ready, reason, message) = match (&self.backend, &self.ownership, &self.last_error, &self.cache) {
-            (Err(e), _, _, _) => (false, "InvalidProvider".to_string(), e.to_string()),
+            (Err(e), _, _, _) => (false, e.reason().to_string(), e.to_string()),
             (_, Err(e), _, _) => (false, "InvalidProvider".to_string(), e.clone()),
             (_, _, Some(e), _) => (false, e.reason().to_string(), e.to_string()),
             (_, _, None, Some(c)) if c.zones.is_empty() => {
@@ -872,7 +910,10 @@ impl Worker {
             }
             None => {
                 let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "ClusterDNSProvider", "status": value});
-                Api::<ClusterDNSProvider>::all(client).patch_status(&self.id.name, &pp, &Patch::Apply(&patch)).await.map(|_| ())
+                Api::<ClusterDNSProvider>::all(client)
+                    .patch_status(&self.id.name, &pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
             }
         };
         match res {
@@ -979,6 +1020,8 @@ mod tests {
         let object = ProviderObject {
             id: id(name),
             spec: ProviderSpec::default(),
+            created: String::new(),
+            verdict: Ok(()),
             generation: Some(1),
             finalizers: Vec::new(),
             resource_version: None,
@@ -1061,7 +1104,10 @@ mod tests {
             if endpoint.record_type != RecordType::CNAME || !endpoint.targets[0].ends_with(".lb.test") {
                 return vec![endpoint];
             }
-            [RecordType::A, RecordType::AAAA].into_iter().map(|t| Endpoint { record_type: t, ..endpoint.clone() }).collect()
+            [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .map(|t| Endpoint { record_type: t, ..endpoint.clone() })
+                .collect()
         }
     }
 
@@ -1081,7 +1127,8 @@ mod tests {
             ],
         );
         let polls = || backend.polls.load(Ordering::SeqCst);
-        let state = |r: &BTreeMap<(String, usize), RecordResult>, i: usize| r[&("team-a/web@uid".to_string(), i)].state.clone();
+        let state =
+            |r: &BTreeMap<(String, usize), RecordResult>, i: usize| r[&("team-a/web@uid".to_string(), i)].state.clone();
 
         w.sync().await;
         let first = results(&mut rx);
