@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// Events arriving within this window are handled in one provider pass, e.g. "100ms".
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, env = "EXTDNS_COALESCE_WINDOW")]
     pub coalesce_window: std::time::Duration,
+    /// Longest a single call to a DNS backend (zone list, record listing, change batch) may
+    /// take before it counts as unreachable and is retried, e.g. "2m". Backends have their own
+    /// per-request timeouts; this bounds whole calls (an AXFR of a huge zone, rate-limit waits).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, env = "EXTDNS_BACKEND_TIMEOUT")]
+    pub backend_timeout: std::time::Duration,
     /// Concurrent status writes of the provider controller.
     #[arg(long, default_value_t = 16, env = "EXTDNS_STATUS_CONCURRENCY")]
     pub status_concurrency: usize,
@@ -126,6 +131,7 @@ mod tests {
         let Command::Run(run) = cli.command else { panic!("expected run") };
         assert_eq!(run.controllers, vec![Controller::Provider]);
         assert_eq!(run.coalesce_window, std::time::Duration::from_millis(250));
+        assert_eq!(run.backend_timeout, std::time::Duration::from_secs(120));
         assert_eq!(run.metrics_addr.port(), 8080);
         assert_eq!(run.tenancy, TenancyFlags::default(), "tenants get nothing ambient by default");
     }

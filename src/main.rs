@@ -66,6 +66,7 @@ async fn run(args: RunArgs) -> ExitCode {
         let settings = controller::provider::Settings {
             operator_namespace: args.operator_namespace.clone(),
             coalesce: args.coalesce_window,
+            backend_timeout: args.backend_timeout,
             status_concurrency: args.status_concurrency,
             leader: leader_rx.clone(),
             tenancy: args.tenancy.clone(),

@@ -71,6 +71,8 @@ pub struct Settings {
     pub operator_namespace: String,
     /// Events arriving within this window are handled together by a provider's worker.
     pub coalesce: Duration,
+    /// Longest one backend call may take.
+    pub backend_timeout: Duration,
     /// Concurrent status and finalizer writes.
     pub status_concurrency: usize,
     /// True while this replica is the elected writer (always, without leader election).

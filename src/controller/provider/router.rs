@@ -208,6 +208,7 @@ impl Router {
             metrics: metrics.clone(),
             leader: settings.leader.clone(),
             coalesce: settings.coalesce,
+            backend_timeout: settings.backend_timeout,
             operator_namespace: settings.operator_namespace.clone(),
         };
         Router {

@@ -72,6 +72,7 @@ pub(super) struct WorkerCtx {
     pub metrics: Arc<Metrics>,
     pub leader: Leader,
     pub coalesce: Duration,
+    pub backend_timeout: Duration,
     pub operator_namespace: String,
 }
 
@@ -394,6 +395,18 @@ impl Worker {
     }
 }
 
+/// A backend call bounded by the worker's deadline; a call that overruns it counts as the
+/// backend being unreachable, and is retried with backoff.
+async fn deadline<T>(
+    limit: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::Unreachable(format!("{what} took longer than {limit:?}"))))
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -521,12 +534,13 @@ impl Worker {
         };
         let pid = self.id.to_string();
         let metrics = self.ctx.metrics.clone();
-        let zones = backend.zones().await;
+        let limit = self.ctx.backend_timeout;
+        let zones = deadline(limit, "listing zones", backend.zones()).await;
         metrics.call(&pid, "zones", if zones.is_ok() { "ok" } else { "error" });
         let zones: Vec<Zone> = zones?.into_iter().filter(|z| self.zone_filter.matches(&z.name)).collect();
         let mut raw = BTreeMap::new();
         for z in &zones {
-            let recs = backend.records(z).await;
+            let recs = deadline(limit, "listing records", backend.records(z)).await;
             metrics.call(&pid, "records", if recs.is_ok() { "ok" } else { "error" });
             let mut by_group: HashMap<String, Vec<Endpoint>> = HashMap::new();
             for e in recs? {
@@ -548,7 +562,8 @@ impl Worker {
         let pid = self.id.to_string();
         let ids: Vec<String> = self.propagating.keys().cloned().collect();
         for change in ids {
-            let r = backend.in_sync(&change).await;
+            let r =
+                deadline(self.ctx.backend_timeout, "asking whether a change is live", backend.in_sync(&change)).await;
             self.ctx.metrics.call(&pid, "in_sync", if r.is_ok() { "ok" } else { "error" });
             match r {
                 Ok(true) => {
@@ -690,7 +705,18 @@ impl Worker {
                 };
                 info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
                 // Records and their ownership TXTs succeed or fail together (see dns::apply).
-                let res = apply_with_ownership(backend.as_ref(), zone, &expanded).await;
+                let timeout = self.ctx.backend_timeout;
+                let res = match tokio::time::timeout(timeout, apply_with_ownership(backend.as_ref(), zone, &expanded))
+                    .await
+                {
+                    Ok(res) => res,
+                    Err(_) => {
+                        // Some of the batch may have been applied: trust no cache for it.
+                        self.relist_at = Some(Instant::now());
+                        let e = ProviderError::Unreachable(format!("applying changes took longer than {timeout:?}"));
+                        expanded.iter().map(|_| Err(e.clone())).collect()
+                    }
+                };
                 self.ctx.metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
                 let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
                 for (Expanded { index: pi, role, change }, r) in
@@ -1034,6 +1060,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             leader,
             coalesce: Duration::from_millis(10),
+            backend_timeout: Duration::from_secs(2),
             operator_namespace: "extdns".into(),
         };
         let mut w = Worker::new(object, ctx, tx);
@@ -1292,6 +1319,21 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         let Ok(Some((from, WorkerReport::Results(r)))) = got else { panic!("the healthy provider reported nothing") };
         assert_eq!((from, r[0].2.state.as_str()), (id("healthy"), "Ready"));
+    }
+
+    /// A backend call that never returns is cut off at the deadline and reported as the
+    /// backend being unreachable, to be retried.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_is_bounded_by_the_deadline() {
+        let (mut w, mut rx) = worker("hung", Arc::new(HangingBackend));
+        w.set_desired(ep("a"), vec![(0, desired("app.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        let r = results(&mut rx);
+        let got = &r[&("team-a/a@uid".to_string(), 0)];
+        assert_eq!(got.state, "Unreachable", "{got:?}");
+        // A namespaced provider's status hides the details; they are in the log.
+        assert!(got.message.contains("retrying in"), "{}", got.message);
+        assert!(w.retry.is_some(), "retried with backoff");
     }
 
     #[tokio::test]
