@@ -132,6 +132,13 @@ cluster_write_env() {
     } >"$f.tmp" && mv -f "$f.tmp" "$f"
 }
 
+# True when any component of this cluster dir is running.
+cluster_any_live() {
+    local c
+    for c in "${CLUSTER_COMPONENTS[@]}"; do cluster_live_pid "$c" >/dev/null && return 0; done
+    return 1
+}
+
 # A running cluster asked for with other ports than it runs on would be used on the wrong
 # ports (or its ports taken twice): refuse.
 cluster_check_env_matches() {

@@ -367,8 +367,10 @@ start_cluster() {
     cluster_write_env
     ensure_pki
     cluster_set_clients
-    [ -s "$EXTDNS_KUBECONFIG" ] || write_kubeconfig "$EXTDNS_KUBECONFIG" admin
-    [ -s "$d/kcm.kubeconfig" ] || write_kubeconfig "$d/kcm.kubeconfig" kube-controller-manager
+    # Rewritten on every start (same CA and token, so still valid for their holders): a
+    # restart with other ports must not leave them pointing at the old apiserver port.
+    write_kubeconfig "$EXTDNS_KUBECONFIG" admin
+    write_kubeconfig "$d/kcm.kubeconfig" kube-controller-manager
 
     DEADLINE=$((SECONDS + READY_DEADLINE_S))
     STARTED=()
@@ -413,8 +415,8 @@ main() {
     [ -x "$EXTDNS_KUBECTL" ] || cluster_die "no kubectl at $EXTDNS_KUBECTL"
 
     cluster_lock
+    cluster_any_live && cluster_check_env_matches
     if cluster_healthy; then
-        cluster_check_env_matches
         cluster_log "cluster already running and ready"
         print_usage
         return 0

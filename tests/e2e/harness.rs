@@ -31,7 +31,8 @@ fn free_port() -> u16 {
         let offset = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(offset < 10000, "no free port on 127.0.0.1 in {base}..{}", base + 10000);
         let p = base + offset;
-        let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok();
+        let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok();
         if free {
             return p;
         }
@@ -143,6 +144,17 @@ impl Operator {
             let _ = c.wait();
             if !std::thread::panicking() {
                 self.assert_no_forbidden();
+            } else {
+                // The test failed already, often by waiting for what a refused call would
+                // have done: say so next to its message.
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let bad = crate::identity::forbidden_lines(&log);
+                if !bad.is_empty() {
+                    eprintln!("the operator was refused by the apiserver under config/rbac ({}):", self.log.display());
+                    for l in bad.iter().take(10) {
+                        eprintln!("{l}");
+                    }
+                }
             }
         }
     }

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -74,11 +72,15 @@ async fn apply_doc(client: &Client, doc: &Value) {
     let pp = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(doc);
     let res = match kind {
-        "ServiceAccount" => Api::<ServiceAccount>::namespaced(client.clone(), OPERATOR_NS).patch(name, &pp, &patch).await.map(drop),
+        "ServiceAccount" => {
+            Api::<ServiceAccount>::namespaced(client.clone(), OPERATOR_NS).patch(name, &pp, &patch).await.map(drop)
+        }
         "ClusterRole" => Api::<ClusterRole>::all(client.clone()).patch(name, &pp, &patch).await.map(drop),
         "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone()).patch(name, &pp, &patch).await.map(drop),
         "Role" => Api::<Role>::namespaced(client.clone(), OPERATOR_NS).patch(name, &pp, &patch).await.map(drop),
-        "RoleBinding" => Api::<RoleBinding>::namespaced(client.clone(), OPERATOR_NS).patch(name, &pp, &patch).await.map(drop),
+        "RoleBinding" => {
+            Api::<RoleBinding>::namespaced(client.clone(), OPERATOR_NS).patch(name, &pp, &patch).await.map(drop)
+        }
         other => panic!("config/rbac: the harness does not know how to apply a {other} ({name})"),
     };
     res.unwrap_or_else(|e| panic!("applying config/rbac {kind} {name} in {OPERATOR_NS}: {e}"));
@@ -152,7 +154,8 @@ async fn wait_effective(client: &Client, docs: &[Value]) {
 /// authenticates as its ServiceAccount with a fresh TokenRequest token. Runs as the admin
 /// of `$KUBECONFIG`, which stays the test's own identity.
 pub async fn operator_kubeconfig(path: &Path) {
-    let client = Client::try_default().await.expect("KUBECONFIG must point at the local control plane (make cluster-up)");
+    let client =
+        Client::try_default().await.expect("KUBECONFIG must point at the local control plane (make cluster-up)");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}});
     namespaces
@@ -211,8 +214,8 @@ async fn delete_lease(name: &str) {
 }
 
 fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(path.parent().expect("kubeconfig dir")).expect("create kubeconfig dir");
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -233,14 +236,16 @@ fn write_private(path: &Path, text: &str) {
 /// a thread of its own with its own runtime, and a panic there is raised again here.
 pub fn prepare_operator_blocking(kubeconfig: PathBuf, stale_lease: Option<String>) {
     let res = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a Tokio runtime for the harness").block_on(
-            async move {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a Tokio runtime for the harness")
+            .block_on(async move {
                 operator_kubeconfig(&kubeconfig).await;
                 if let Some(lease) = stale_lease {
                     delete_lease(&lease).await;
                 }
-            },
-        )
+            })
     })
     .join();
     if let Err(panic) = res {
