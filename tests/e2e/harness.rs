@@ -213,6 +213,25 @@ impl Drop for Operator {
     }
 }
 
+/// Restarts the kube-apiserver of the tests' cluster (`e2e/cluster/restart-apiserver.sh`,
+/// which follows `$KUBECONFIG`) and waits until it authorizes the operator's ServiceAccount
+/// again. A 1.20 apiserver reports ready before its RBAC caches are filled and denies
+/// requests until they are (newer ones gate /readyz on that): refusals operators log in
+/// that span are the apiserver's, not config/rbac's, and are excused.
+pub async fn restart_apiserver() {
+    let from = jiff::Timestamp::now();
+    let status = tokio::task::spawn_blocking(|| {
+        Command::new("bash").arg(repo().join("e2e/cluster/restart-apiserver.sh")).status().expect("restart apiserver")
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "e2e/cluster/restart-apiserver.sh failed");
+    crate::identity::wait_rbac_effective(&client().await).await;
+    // The margin covers a refusal received just before and logged just after.
+    let to = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    crate::identity::excuse(from, to);
+}
+
 /// A namespace of one test. `cleanup` deletes it and waits until it is gone, which also
 /// proves that the operator released every finalizer.
 pub struct TestNs {

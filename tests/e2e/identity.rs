@@ -5,8 +5,10 @@
 //! installation.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -253,8 +255,50 @@ pub fn prepare_operator_blocking(kubeconfig: PathBuf, stale_lease: Option<String
     }
 }
 
+/// Waits until the apiserver grants the operator's ServiceAccount every rule of `config/rbac`
+/// (as applied by [`operator_kubeconfig`]).
+pub async fn wait_rbac_effective(client: &Client) {
+    let docs: Vec<Value> = rbac_documents().into_iter().map(|d| in_namespace(d, OPERATOR_NS)).collect();
+    wait_effective(client, &docs).await;
+}
+
+/// Time spans in which the apiserver itself denied what `config/rbac` grants (right after a
+/// restart, see `harness::restart_apiserver`): refusals logged then are not the rules' fault.
+static EXCUSED: Mutex<Vec<(Timestamp, Timestamp)>> = Mutex::new(Vec::new());
+
+pub fn excuse(from: Timestamp, to: Timestamp) {
+    EXCUSED.lock().unwrap_or_else(|e| e.into_inner()).push((from, to));
+}
+
+fn excused(line: &str) -> bool {
+    let Some(t) = line_time(line) else { return false };
+    EXCUSED.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(from, to)| *from <= t && t <= *to)
+}
+
+/// The timestamp a tracing log line starts with (text format, with or without colours).
+fn line_time(line: &str) -> Option<Timestamp> {
+    let plain: String = {
+        let mut out = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI sequence: ESC [ ... final byte in @..~
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) && c != '[' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    plain.split_whitespace().next()?.parse().ok()
+}
+
 /// Lines of an operator log that show the apiserver refusing the operator something: its
-/// RBAC is short of a rule.
+/// RBAC is short of a rule. Lines from an excused span (see [`excuse`]) are left out.
 pub fn forbidden_lines(log: &str) -> Vec<&str> {
     const VERBS: [&str; 8] = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
     log.lines()
@@ -262,6 +306,7 @@ pub fn forbidden_lines(log: &str) -> Vec<&str> {
             let l = l.to_ascii_lowercase();
             l.contains("forbidden") || VERBS.iter().any(|v| l.contains(&format!("cannot {v} resource")))
         })
+        .filter(|l| !excused(l))
         .collect()
 }
 
@@ -273,6 +318,14 @@ fn forbidden_lines_are_found() {
                INFO Ready\n";
     assert_eq!(forbidden_lines(log).len(), 2);
     assert!(forbidden_lines("INFO all fine\n").is_empty());
+}
+
+#[test]
+fn log_lines_carry_their_time() {
+    let coloured = "\u{1b}[2m2026-11-26T01:30:11.488847Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x is forbidden";
+    assert_eq!(line_time(coloured), "2026-11-26T01:30:11.488847Z".parse().ok());
+    assert_eq!(line_time("2026-11-26T01:30:11Z  WARN forbidden"), "2026-11-26T01:30:11Z".parse().ok());
+    assert_eq!(line_time("no time here"), None);
 }
 
 #[test]
