@@ -9,7 +9,7 @@ include e2e/cluster.mk
 .PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench
 
 help: ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## Debug build of the extdns binary
 	$(CARGO) build --bin extdns
@@ -43,13 +43,13 @@ TEST_KUBECONFIG := $(TEST_CLUSTER_DIR)/kubeconfig
 E2E_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 # A cluster this target started is stopped at its end (E2E_KEEP_CLUSTER=1 keeps it); one that
-# was already running stays. The suite gets the cluster's settings in its environment, so
+# was already running stays, and so does one that failed to start (its logs tell why). The suite gets the cluster's settings in its environment, so
 # e2e/cluster/restart-apiserver.sh restarts this cluster's apiserver.
 e2e: build ## End-to-end suite on its own local control plane (TEST_CLUSTER_DIR; started and stopped if it was not running)
 	@set -euo pipefail; \
 	if $(TEST_ENV) bash e2e/cluster/up.sh --status; then started=; else started=1; fi; \
-	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
 	$(TEST_ENV) bash e2e/cluster/up.sh; \
+	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
 	$(MAKE) --no-print-directory install-crds KUBECONFIG=$(TEST_KUBECONFIG); \
 	$(TEST_ENV) KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 \
 		$(CARGO) test --features e2e --test e2e -- --test-threads=1
