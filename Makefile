@@ -9,7 +9,7 @@ include e2e/cluster.mk
 .PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench
 
 help: ## This list
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## Debug build of the extdns binary
 	$(CARGO) build --bin extdns
@@ -20,7 +20,7 @@ release: ## Release build (used by the demo and the benchmark)
 unit: ## Unit tests only (no cluster, no DNS servers)
 	$(CARGO) test --lib --bins
 
-test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e against a real control plane
+test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e on its own local control plane
 	bash e2e/dns/install.sh
 	$(MAKE) lint
 	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance
