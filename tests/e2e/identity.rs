@@ -231,6 +231,46 @@ fn write_private(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("renaming {} to {}: {e}", tmp.display(), path.display()));
 }
 
+/// Deletes what aborted earlier runs of the suite left in the cluster: namespaces of its
+/// tests (`e2e-<test>-<pid>` of another pid) with their DNSEndpoints and providers, whose
+/// finalizers are dropped since the DNS servers behind them are gone. Left alone, their
+/// providers would be served by every operator of this run and make its tests lie (changes
+/// on a restart that sends none, say). Once per process.
+async fn remove_leftovers_of_earlier_runs(client: &Client) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let mine = format!("-{}", std::process::id() % 100000);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let list = namespaces.list(&Default::default()).await.unwrap_or_else(|e| panic!("listing namespaces: {e}"));
+    let unfinalize = json!({"metadata": {"finalizers": null}});
+    for ns in list.items {
+        let Some(name) = ns.metadata.name else { continue };
+        let pid = name.rsplit_once('-').map(|(_, p)| p).unwrap_or_default();
+        if !name.starts_with("e2e-") || pid.parse::<u32>().is_err() || name.ends_with(&mine) {
+            continue;
+        }
+        let eps: Api<extdns::crd::DNSEndpoint> = Api::namespaced(client.clone(), &name);
+        let providers: Api<extdns::crd::DNSProvider> = Api::namespaced(client.clone(), &name);
+        for ep in eps.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let n = ep.metadata.name.unwrap_or_default();
+            let _ = eps.patch(&n, &PatchParams::default(), &Patch::Merge(&unfinalize)).await;
+        }
+        for p in providers.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let n = p.metadata.name.unwrap_or_default();
+            let _ = providers.patch(&n, &PatchParams::default(), &Patch::Merge(&unfinalize)).await;
+        }
+        let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+        eprintln!("e2e: deleting namespace {name}, left by an earlier run");
+        wait_for(&format!("namespace {name} of an earlier run to go"), Duration::from_secs(120), || {
+            let (namespaces, name) = (namespaces.clone(), name.clone());
+            async move { matches!(namespaces.get_opt(&name).await, Ok(None)).then_some(()) }
+        })
+        .await;
+    }
+}
+
 /// Everything an operator needs before it starts: [`operator_kubeconfig`] at `kubeconfig`,
 /// and `stale_lease` deleted (a lease an earlier run's operator left, which the new one would
 /// otherwise wait out). Callable from synchronous code that may itself run inside a Tokio
@@ -243,6 +283,8 @@ pub fn prepare_operator_blocking(kubeconfig: PathBuf, stale_lease: Option<String
             .build()
             .expect("a Tokio runtime for the harness")
             .block_on(async move {
+                let client = Client::try_default().await.expect("KUBECONFIG must point at the local control plane");
+                remove_leftovers_of_earlier_runs(&client).await;
                 operator_kubeconfig(&kubeconfig).await;
                 if let Some(lease) = stale_lease {
                     delete_lease(&lease).await;
