@@ -6,10 +6,10 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: help build release test unit e2e install-crds crds check-crds lint run demo demo-down bench
+.PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench
 
 help: ## This list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## Debug build of the extdns binary
 	$(CARGO) build --bin extdns
@@ -20,7 +20,7 @@ release: ## Release build (used by the demo and the benchmark)
 unit: ## Unit tests only (no cluster, no DNS servers)
 	$(CARGO) test --lib --bins
 
-test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e against a real control plane
+test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e on its own local control plane
 	bash e2e/dns/install.sh
 	$(MAKE) lint
 	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance
@@ -30,8 +30,32 @@ install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until t
 	kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml
 	kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io
 
-e2e: cluster-up build install-crds ## End-to-end suite against the local control plane (starts it if needed)
-	EXTDNS_BIN=$(CURDIR)/target/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --features e2e --test e2e -- --test-threads=1
+# The e2e suite runs on a control plane of its own (other dir and ports), never the one of
+# `make demo`/`make run`: an operator left running there would act on the test objects.
+# Override TEST_* to run it elsewhere (e.g. TEST_CLUSTER_DIR=... TEST_APISERVER_PORT=...).
+TEST_CLUSTER_DIR ?= $(HOME)/.cache/extdns/e2e-cluster
+TEST_ETCD_PORT ?= 25790
+TEST_ETCD_PEER_PORT ?= 25800
+TEST_APISERVER_PORT ?= 18443
+TEST_KCM_PORT ?= 10557
+TEST_ENV := EXTDNS_CLUSTER_DIR=$(TEST_CLUSTER_DIR) EXTDNS_ETCD_PORT=$(TEST_ETCD_PORT) EXTDNS_ETCD_PEER_PORT=$(TEST_ETCD_PEER_PORT) EXTDNS_APISERVER_PORT=$(TEST_APISERVER_PORT) EXTDNS_KCM_PORT=$(TEST_KCM_PORT)
+TEST_KUBECONFIG := $(TEST_CLUSTER_DIR)/kubeconfig
+E2E_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+# A cluster this target started is stopped at its end (E2E_KEEP_CLUSTER=1 keeps it); one that
+# was already running stays, and so does one that failed to start (its logs tell why). The suite gets the cluster's settings in its environment, so
+# e2e/cluster/restart-apiserver.sh restarts this cluster's apiserver.
+e2e: build ## End-to-end suite on its own local control plane (TEST_CLUSTER_DIR; started and stopped if it was not running)
+	@set -euo pipefail; \
+	if $(TEST_ENV) bash e2e/cluster/up.sh --status; then started=; else started=1; fi; \
+	$(TEST_ENV) bash e2e/cluster/up.sh; \
+	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
+	$(MAKE) --no-print-directory install-crds KUBECONFIG=$(TEST_KUBECONFIG); \
+	$(TEST_ENV) KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 \
+		$(CARGO) test --features e2e --test e2e -- --test-threads=1
+
+e2e-cluster-down: ## Stop the e2e suite's control plane (TEST_CLUSTER_DIR)
+	$(TEST_ENV) bash e2e/cluster/down.sh
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run -q --bin extdns -- crdgen > crds/extdns.io.yaml

@@ -89,7 +89,88 @@ cluster_lock() {
 }
 
 cluster_port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    # A port bound but not (yet) listening, or held by a process we cannot connect to.
+    command -v ss >/dev/null 2>&1 && [ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]
+}
+
+# Who holds 127.0.0.1:PORT, for error messages ("" when ss cannot tell).
+cluster_port_holder() {
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'users:(.*)' | head -n1
+}
+
+# The ports of this cluster, each with the variable that sets it.
+cluster_ports() {
+    printf '%s %s\n' \
+        EXTDNS_ETCD_PORT "$EXTDNS_ETCD_PORT" \
+        EXTDNS_ETCD_PEER_PORT "$EXTDNS_ETCD_PEER_PORT" \
+        EXTDNS_APISERVER_PORT "$EXTDNS_APISERVER_PORT" \
+        EXTDNS_KCM_PORT "$EXTDNS_KCM_PORT"
+}
+
+# Fails naming the first port of this cluster that something else holds. Called once this
+# cluster's own leftovers are stopped, so any holder is another process (another cluster
+# dir's control plane, a demo, anything).
+cluster_check_ports_free() {
+    local var port holder
+    while read -r var port; do
+        if cluster_port_in_use "$port"; then
+            holder=$(cluster_port_holder "$port")
+            cluster_die "port 127.0.0.1:$port ($var) is already in use${holder:+ by $holder}, not by the cluster in $EXTDNS_CLUSTER_DIR; stop that process or start this cluster on other ports ($var=...)"
+        fi
+    done < <(cluster_ports)
+}
+
+# Records the settings of a running cluster in its dir, so scripts handed only its
+# kubeconfig (restart-apiserver.sh, with KUBECONFIG) act on this cluster and no other.
+cluster_write_env() {
+    local f="$EXTDNS_CLUSTER_DIR/cluster.env"
+    {
+        echo "# Written by up.sh: the settings this cluster runs with."
+        cluster_ports | while read -r var port; do printf '%s=%s\n' "$var" "$port"; done
+    } >"$f.tmp" && mv -f "$f.tmp" "$f"
+}
+
+# True when any component of this cluster dir is running.
+cluster_any_live() {
+    local c
+    for c in "${CLUSTER_COMPONENTS[@]}"; do cluster_live_pid "$c" >/dev/null && return 0; done
+    return 1
+}
+
+# A running cluster asked for with other ports than it runs on would be used on the wrong
+# ports (or its ports taken twice): refuse.
+cluster_check_env_matches() {
+    local f="$EXTDNS_CLUSTER_DIR/cluster.env" var port recorded
+    [ -f "$f" ] || return 0
+    while read -r var port; do
+        recorded=$(sed -n "s/^$var=//p" "$f")
+        [ -z "$recorded" ] || [ "$recorded" = "$port" ] ||
+            cluster_die "the cluster in $EXTDNS_CLUSTER_DIR runs with $var=$recorded, not $port; use the same settings or stop it first (down.sh with its settings)"
+    done < <(cluster_ports)
+}
+
+# When KUBECONFIG names the kubeconfig of a cluster dir made by up.sh, use that cluster:
+# its dir and the ports it was started with (cluster.env). For scripts that act on "the
+# cluster the caller uses", e.g. restart-apiserver.sh run by the e2e suite.
+cluster_from_kubeconfig() {
+    local kc=${KUBECONFIG:-} dir var port
+    [ -n "$kc" ] && [ "${kc#*:}" = "$kc" ] && [ -f "$kc" ] || return 0
+    dir=$(cd "$(dirname "$kc")" && pwd)
+    [ "$(basename "$kc")" = kubeconfig ] && [ -f "$dir/cluster.env" ] || return 0
+    if [ "$dir" != "$(cd "$(dirname "$EXTDNS_KUBECONFIG")" 2>/dev/null && pwd)" ]; then
+        cluster_log "KUBECONFIG names the cluster in $dir: using it (not $EXTDNS_CLUSTER_DIR)"
+    fi
+    export EXTDNS_CLUSTER_DIR="$dir"
+    export EXTDNS_KUBECONFIG="$dir/kubeconfig"
+    while IFS='=' read -r var port; do
+        case $var in
+            EXTDNS_ETCD_PORT | EXTDNS_ETCD_PEER_PORT | EXTDNS_APISERVER_PORT | EXTDNS_KCM_PORT)
+                case $port in '' | *[!0-9]*) cluster_die "$dir/cluster.env: bad $var=$port" ;; esac
+                export "$var=$port" ;;
+        esac
+    done < "$dir/cluster.env"
 }
 
 # Admin clients of the running cluster (needs pki/tokens.csv).

@@ -7,6 +7,8 @@
 # With kube-controller-manager's watches open, TERM usually runs into the 10 s and
 # ends in KILL, so a restart takes ~15 s. Exits non-zero, with the last 40 lines
 # of the apiserver log (the controller-manager's if that one died), if it fails.
+# Which cluster: the one $KUBECONFIG names when it is a kubeconfig written by up.sh (its dir
+# and the ports recorded in its cluster.env), else the one of env.sh's settings.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -14,6 +16,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/env.sh"
 # shellcheck source=e2e/cluster/lib.sh
 . "$HERE/lib.sh"
+# The cluster the caller's KUBECONFIG names (the e2e suite's), whatever env.sh defaults to.
+cluster_from_kubeconfig
 
 READY_DEADLINE_S=${EXTDNS_READY_DEADLINE_S:-60}
 LOG=$(cluster_logfile kube-apiserver)

@@ -362,15 +362,15 @@ start_cluster() {
     local d=$EXTDNS_CLUSTER_DIR
     # Half-alive leftovers (e.g. apiserver crashed, etcd still up) are restarted as a whole.
     cluster_stop_all || cluster_die "could not stop the leftover components"
-    local p
-    for p in "$EXTDNS_ETCD_PORT" "$EXTDNS_ETCD_PEER_PORT" "$EXTDNS_APISERVER_PORT" "$EXTDNS_KCM_PORT"; do
-        cluster_port_in_use "$p" && cluster_die "127.0.0.1:$p is already in use by another process (see: ss -ltnp 'sport = :$p'); stop it or override the EXTDNS_*_PORT variables"
-    done
+    cluster_check_ports_free
     mkdir -p "$d/logs" "$d/run" "$d/etcd"
+    cluster_write_env
     ensure_pki
     cluster_set_clients
-    [ -s "$EXTDNS_KUBECONFIG" ] || write_kubeconfig "$EXTDNS_KUBECONFIG" admin
-    [ -s "$d/kcm.kubeconfig" ] || write_kubeconfig "$d/kcm.kubeconfig" kube-controller-manager
+    # Rewritten on every start (same CA and token, so still valid for their holders): a
+    # restart with other ports must not leave them pointing at the old apiserver port.
+    write_kubeconfig "$EXTDNS_KUBECONFIG" admin
+    write_kubeconfig "$d/kcm.kubeconfig" kube-controller-manager
 
     DEADLINE=$((SECONDS + READY_DEADLINE_S))
     STARTED=()
@@ -405,11 +405,17 @@ start_cluster() {
 }
 
 main() {
+    if [ "${1:-}" = --status ]; then
+        # Exit status only: 0 when this cluster dir's control plane is up and ready.
+        cluster_healthy >/dev/null 2>&1
+        return
+    fi
     ensure_binaries
     ensure_packages etcd-server openssl curl
     [ -x "$EXTDNS_KUBECTL" ] || cluster_die "no kubectl at $EXTDNS_KUBECTL"
 
     cluster_lock
+    cluster_any_live && cluster_check_env_matches
     if cluster_healthy; then
         cluster_log "cluster already running and ready"
         print_usage

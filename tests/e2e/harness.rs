@@ -23,10 +23,20 @@ pub fn repo() -> PathBuf {
 
 fn free_port() -> u16 {
     // Ports are handed out from a per-process counter offset by the PID, so parallel runs of
-    // the suite do not collide and nothing depends on a port being free "now".
+    // the suite rarely probe the same ones; a port something else holds (a demo, another
+    // cluster, a leftover server) is skipped. Servers need UDP and TCP on it.
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let base = 20000 + (std::process::id() % 200) as u16 * 100;
-    base + NEXT.fetch_add(1, Ordering::SeqCst)
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(offset < 10000, "no free port on 127.0.0.1 in {base}..{}", base + 10000);
+        let p = base + offset;
+        let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok();
+        if free {
+            return p;
+        }
+    }
 }
 
 pub fn port() -> u16 {
@@ -53,11 +63,14 @@ where
     }
 }
 
-/// The extdns binary running as a user runs it.
+/// The extdns binary running as it does when installed with `config/default`: under the
+/// shipped ServiceAccount and RBAC (see `identity.rs`) and with leader election on a Lease in
+/// its namespace. A `forbidden` in its log fails the test when the operator is stopped.
 pub struct Operator {
     child: Option<Child>,
     pub metrics_port: u16,
     pub log: PathBuf,
+    kubeconfig: PathBuf,
     args: Vec<String>,
     /// Environment of the operator process on top of the test's.
     env: Vec<(String, String)>,
@@ -74,6 +87,8 @@ impl Operator {
         Self::start_with(test, &[])
     }
 
+    /// `extra` flags come after the harness's own; a test that sets `--leader-elect`,
+    /// `--leader-election-lease` or `--identity` itself gets no default for it.
     pub fn start_with(test: &str, extra: &[&str]) -> Operator {
         let args: Vec<&str> = PERMISSIVE.iter().chain(extra).copied().collect();
         Self::start_strict(test, &args, &[])
@@ -82,13 +97,33 @@ impl Operator {
     /// The operator with the shipped tenancy defaults (namespaced DNSProviders get nothing
     /// ambient), `extra` flags and `env` variables.
     pub fn start_strict(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
-        let mut op = Operator {
-            child: None,
-            metrics_port: free_port(),
-            log: repo().join("target/e2e").join(format!("{test}.operator.log")),
-            args: extra.iter().map(|s| s.to_string()).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
+        let dir = repo().join("target/e2e");
+        let kubeconfig = dir.join(format!("{test}.kubeconfig"));
+        let mut stale_lease = None;
+        let mut args: Vec<String> = Vec::new();
+        let has = |flag: &str| extra.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        // As config/manager/deployment.yaml runs it. One Lease per test, so a test never
+        // waits out the lease of the previous test's killed operator.
+        if !has("--leader-elect") {
+            args.push("--leader-elect".into());
+        }
+        if !has("--leader-election-lease") {
+            let lease = format!("e2e-{test}").to_lowercase().replace('_', "-");
+            stale_lease = Some(lease.clone());
+            args.extend(["--leader-election-lease".into(), lease]);
+        }
+        if !has("--identity") {
+            // Kept across restart(), like a Pod's name across container restarts: the new
+            // process renews its own lease at once.
+            args.extend(["--identity".into(), format!("{test}-{}", std::process::id())]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        crate::identity::prepare_operator_blocking(kubeconfig.clone(), stale_lease);
+        let log = dir.join(format!("{test}.operator.log"));
+        // A log of an earlier run would be scanned for `forbidden` too.
+        let _ = std::fs::remove_file(&log);
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut op = Operator { child: None, metrics_port: free_port(), log, kubeconfig, args, env };
         op.spawn();
         op
     }
@@ -103,10 +138,11 @@ impl Operator {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .arg("--operator-namespace")
-            .arg("extdns-e2e")
+            .arg(crate::identity::OPERATOR_NS)
             .arg("--coalesce-window")
             .arg("50ms")
             .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,extdns=debug,kube=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -116,12 +152,41 @@ impl Operator {
         self.child = Some(child);
     }
 
+    /// Stops the process and fails the test if the apiserver refused it anything (unless
+    /// the test is failing already: a second panic would abort the run).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SIGTERM is not exposed by std; the operator holds no state worth a clean exit.
             let _ = c.kill();
             let _ = c.wait();
+            if !std::thread::panicking() {
+                self.assert_no_forbidden();
+            } else {
+                // The test failed already, often by waiting for what a refused call would
+                // have done: say so next to its message.
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let bad = crate::identity::forbidden_lines(&log);
+                if !bad.is_empty() {
+                    eprintln!("the operator was refused by the apiserver under config/rbac ({}):", self.log.display());
+                    for l in bad.iter().take(10) {
+                        eprintln!("{l}");
+                    }
+                }
+            }
         }
+    }
+
+    /// Fails when the operator's log shows a request refused by RBAC: config/rbac lacks a
+    /// rule the code needs (or the code makes a call it should not).
+    pub fn assert_no_forbidden(&self) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let bad = crate::identity::forbidden_lines(&log);
+        assert!(
+            bad.is_empty(),
+            "the operator was refused by the apiserver under config/rbac ({}):\n{}",
+            self.log.display(),
+            bad.join("\n")
+        );
     }
 
     pub fn restart(&mut self) {
@@ -163,6 +228,25 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Restarts the kube-apiserver of the tests' cluster (`e2e/cluster/restart-apiserver.sh`,
+/// which follows `$KUBECONFIG`) and waits until it authorizes the operator's ServiceAccount
+/// again. A 1.20 apiserver reports ready before its RBAC caches are filled and denies
+/// requests until they are (newer ones gate /readyz on that): refusals operators log in
+/// that span are the apiserver's, not config/rbac's, and are excused.
+pub async fn restart_apiserver() {
+    let from = jiff::Timestamp::now();
+    let status = tokio::task::spawn_blocking(|| {
+        Command::new("bash").arg(repo().join("e2e/cluster/restart-apiserver.sh")).status().expect("restart apiserver")
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "e2e/cluster/restart-apiserver.sh failed");
+    crate::identity::wait_rbac_effective(&client().await).await;
+    // The margin covers a refusal received just before and logged just after.
+    let to = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    crate::identity::excuse(from, to);
 }
 
 /// A namespace of one test. `cleanup` deletes it and waits until it is gone, which also

@@ -3,6 +3,7 @@
 //! its own operator, which watches the whole cluster.
 
 mod harness;
+mod identity;
 mod rfc2136;
 mod route53;
 mod tenancy;
@@ -284,5 +285,50 @@ async fn kubectl_wait_works() {
         table.contains("w.wait.e2e.test") && table.contains("True") && table.contains("RecordsLive"),
         "row: {table}"
     );
+    ns.cleanup().await;
+}
+
+/// A bad annotation is told to the user as an Event on the Service (events.k8s.io), and a
+/// repeat of it patches that Event's series: the Event rules of config/rbac at work.
+#[tokio::test]
+async fn invalid_annotation_is_an_event() {
+    use k8s_openapi::api::events::v1::Event;
+    let env = EmbeddedEnv::start("event", "event.e2e.test").await;
+    let (client, ns, port) = (env.client.clone(), &env.ns, env.port);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    apply(
+        &svcs,
+        "web",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "annotations": {
+                "external-dns.alpha.kubernetes.io/hostname": "web.event.e2e.test",
+                "external-dns.alpha.kubernetes.io/ttl": "soon"
+            }},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}
+        }),
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let invalid_annotation = |events: Api<Event>| async move {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("InvalidAnnotation")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("web")
+        })
+    };
+    // Each address change rewrites the DNSEndpoint, and the warning goes out with the write.
+    set_lb_ip(&svcs, "web", "192.0.2.91").await;
+    wait_dig(port, "web.event.e2e.test", "A", &["192.0.2.91"]).await;
+    let first =
+        wait_for("an InvalidAnnotation Event on Service web", DEADLINE, || invalid_annotation(events.clone())).await;
+    assert!(first.note.as_deref().unwrap_or_default().contains("soon"), "names the value: {:?}", first.note);
+    set_lb_ip(&svcs, "web", "192.0.2.92").await;
+    wait_dig(port, "web.event.e2e.test", "A", &["192.0.2.92"]).await;
+    wait_for("the InvalidAnnotation Event to count a repeat", DEADLINE, || {
+        let events = events.clone();
+        async move { invalid_annotation(events).await?.series.filter(|s| s.count >= 2).map(|_| ()) }
+    })
+    .await;
     ns.cleanup().await;
 }

@@ -278,11 +278,7 @@ async fn restarts_send_no_changes_and_recover() {
     assert_eq!(op.counter("extdns_provider_changes_total", &[]).await, 0, "restart sent changes:\n{}", op.log_tail());
     assert_eq!(op.counter("extdns_provider_calls_total", &["operation=\"apply\""]).await, 0);
 
-    let restart = std::process::Command::new("bash")
-        .arg(repo().join("e2e/cluster/restart-apiserver.sh"))
-        .status()
-        .expect("restart apiserver");
-    assert!(restart.success(), "e2e/cluster/restart-apiserver.sh failed");
+    restart_apiserver().await;
     apply(
         &eps,
         "after",
