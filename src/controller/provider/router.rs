@@ -383,8 +383,10 @@ impl Router {
 
     fn upsert_endpoint(&mut self, snap: EndpointSnapshot) {
         let key = snap.key.clone();
+        self.metrics.desired_records.inc_by(snap.valid.len() as i64);
         let reroute = match self.endpoints.get_mut(&key) {
             Some(e) => {
+                self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
                 let reroute = e.snap.spec_hash != snap.spec_hash
                     || e.snap.finalized() != snap.finalized()
                     || e.snap.deleting != snap.deleting;
@@ -428,6 +430,7 @@ impl Router {
 
     fn remove_endpoint(&mut self, key: &EpKey) {
         let Some(e) = self.endpoints.remove(key) else { return };
+        self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
         for id in e.sent.keys() {
             if let Some(p) = self.providers.get(id) {
                 let _ = p.tx.send(WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
@@ -593,7 +596,6 @@ impl Router {
                 let _ = p.tx.send(WorkerMsg::Start);
             }
         }
-        self.metrics.desired_records.set(self.endpoints.values().map(|e| e.snap.valid.len() as i64).sum());
         self.release_deleted_providers();
         let dirty = std::mem::take(&mut self.status_dirty);
         if self.leading {
