@@ -361,14 +361,15 @@ async fn route53_large_zone_is_listed_once() {
     assert_eq!(calls("ListHostedZones").await, 1);
     let changed = calls("ChangeResourceRecordSets").await;
 
-    // Steady state: a new record, then a changed one, each its own pass and batch.
+    // Steady state: a new record (its ownership TXT first, then the record, so a refused
+    // record never leaves an orphaned TXT: two batches), then a changed one (one batch).
     apply(&eps, "second", dnsendpoint("second", one("second", "192.0.2.2"))).await;
     wait_condition(&eps, "second", "Ready", "True").await;
     apply(&eps, "first", dnsendpoint("first", one("first", "192.0.2.3"))).await;
     wait_condition(&eps, "first", "Ready", "True").await;
     let first = records(&aws, &zone, &format!("first.{zone_name}"), RecordType::A).await;
     assert_eq!(first.first().map(|e| e.targets.clone()), Some(vec!["192.0.2.3".to_string()]));
-    assert_eq!(calls("ChangeResourceRecordSets").await, changed + 2, "one batch per pass");
+    assert_eq!(calls("ChangeResourceRecordSets").await, changed + 3, "TXT + record for the create, one for the change");
     assert_eq!(calls("ListResourceRecordSets").await, pages, "no listing in steady state");
     assert_eq!(calls("ListHostedZones").await, 1, "no zone listing in steady state");
     ns.cleanup().await;

@@ -132,6 +132,8 @@ pub(super) struct Worker {
     sent: HashMap<(EpKey, usize), RecordResult>,
     written_status: Option<serde_json::Value>,
     started: bool,
+    /// While this worker's embedded server holds its address, nobody else binds it.
+    listener: Option<tokio::sync::OwnedMutexGuard<()>>,
     reports: mpsc::UnboundedSender<(ProviderId, WorkerReport)>,
 }
 
@@ -177,6 +179,7 @@ impl Worker {
             sent: HashMap::new(),
             written_status: None,
             started: false,
+            listener: None,
             reports,
             object,
         };
@@ -216,6 +219,7 @@ impl Worker {
             // An embedded server must release its port before a new one binds it.
             old.close().await;
         }
+        self.listener = None;
         self.configure();
         self.cache = None;
         self.full = true;
@@ -225,6 +229,11 @@ impl Worker {
             self.backend = Err(BackendError::Refused(r.clone()));
             self.retry = None;
             return;
+        }
+        // The provider that held this address before (now refused, its worker another task)
+        // closes its server before this one binds.
+        if let Some(addr) = tenancy::embedded_listen(&self.object.spec) {
+            self.listener = Some(listener_lock(addr).lock_owned().await);
         }
         let secret_ns = self.secret_ns();
         let ctx = backend::BuildContext {
@@ -252,6 +261,9 @@ impl Worker {
         }
         if self.backend.is_err() || self.ownership.is_err() {
             self.schedule_retry();
+        }
+        if self.backend.is_err() {
+            self.listener = None;
         }
     }
 
@@ -326,6 +338,7 @@ impl Worker {
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
         }
+        self.listener = None;
         debug!(provider = %self.id, "worker stopped");
     }
 
@@ -393,6 +406,14 @@ impl Worker {
             self.ep_groups.insert(ep, groups);
         }
     }
+}
+
+/// The lock of one embedded listen address, shared by all workers of the process.
+fn listener_lock(addr: std::net::SocketAddr) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::LazyLock<std::sync::Mutex<HashMap<std::net::SocketAddr, Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    locks.entry(addr).or_default().clone()
 }
 
 /// A backend call bounded by the worker's deadline; a call that overruns it counts as the
