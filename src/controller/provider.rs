@@ -56,8 +56,8 @@ pub struct Settings {
     pub coalesce: Duration,
     /// Concurrent status writes.
     pub status_concurrency: usize,
-    /// True while this replica is the elected writer (always, without leader election).
-    pub leader: tokio::sync::watch::Receiver<bool>,
+    /// Whether this replica is the elected writer (always, without leader election).
+    pub leader: super::leader::Leadership,
 }
 
 /// Identity of a provider object.
@@ -277,7 +277,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     spawn_watch(reflector::reflector(w2, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w3, watcher(Api::all(client.clone()), cfg.clone()).default_backoff()), &notify);
     spawn_watch(reflector::reflector(w4, watcher(Api::all(client.clone()), cfg).default_backoff()), &notify);
-    let mut leader = settings.leader.clone();
+    let mut leader = settings.leader.subscribe();
     let n = notify.clone();
     tokio::spawn(async move {
         while leader.changed().await.is_ok() {
@@ -978,7 +978,7 @@ impl ProviderController {
     async fn pass(&mut self) -> Option<Instant> {
         self.metrics.sync_passes.inc();
         let infos = self.provider_infos();
-        let leading = *self.settings.leader.borrow();
+        let leading = self.settings.leader.is_leader();
         if leading {
             for info in infos.iter().filter(|i| !i.deleting && !i.finalizers.iter().any(|f| f == FINALIZER)) {
                 self.set_provider_finalizer(info, true).await;
