@@ -25,7 +25,11 @@ fn free_port() -> u16 {
     // Ports are handed out from a per-process counter offset by the PID, so parallel runs of
     // the suite do not collide and nothing depends on a port being free "now".
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 200) as u16 * 100;
+    // EXTDNS_E2E_PORT_BASE gives a run its own range when several share the machine.
+    let base = std::env::var("EXTDNS_E2E_PORT_BASE")
+        .ok()
+        .and_then(|b| b.parse::<u16>().ok())
+        .unwrap_or(20000 + (std::process::id() % 200) as u16 * 100);
     base + NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
@@ -77,6 +81,16 @@ impl Operator {
         op
     }
 
+    /// One operator alone needs no election: unless a test asks for `--leader-elect`, it
+    /// runs with `--leader-elect=false` and writes at once, also right after a restart.
+    fn election_args(&self) -> Vec<String> {
+        if self.args.iter().any(|a| a.starts_with("--leader-elect")) {
+            Vec::new()
+        } else {
+            vec!["--leader-elect=false".to_string()]
+        }
+    }
+
     fn spawn(&mut self) {
         let bin =
             std::env::var("EXTDNS_BIN").unwrap_or_else(|_| repo().join("target/debug/extdns").display().to_string());
@@ -91,6 +105,7 @@ impl Operator {
             .arg("--coalesce-window")
             .arg("50ms")
             .args(&self.args)
+            .args(self.election_args())
             .env("RUST_LOG", "info,extdns=debug,kube=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -105,6 +120,22 @@ impl Operator {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Process id of the running operator.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("operator running").id()
+    }
+
+    /// Sends a signal by name (`-STOP`, `-CONT`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill {sig} operator");
+    }
+
+    /// The exit status, if the operator has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait"))
     }
 
     pub fn restart(&mut self) {

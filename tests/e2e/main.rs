@@ -3,6 +3,7 @@
 //! its own operator, which watches the whole cluster.
 
 mod harness;
+mod leader;
 mod rfc2136;
 mod route53;
 
