@@ -63,6 +63,7 @@ pub struct Operator {
     pub metrics_port: u16,
     pub log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -71,11 +72,17 @@ impl Operator {
     }
 
     pub fn start_with(test: &str, extra: &[&str]) -> Operator {
+        Self::start_with_env(test, extra, &[])
+    }
+
+    /// With extra environment variables, e.g. its own KUBECONFIG.
+    pub fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let mut op = Operator {
             child: None,
             metrics_port: free_port(),
             log: repo().join("target/e2e").join(format!("{test}.operator.log")),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         op.spawn();
         op
@@ -107,6 +114,7 @@ impl Operator {
             .args(&self.args)
             .args(self.election_args())
             .env("RUST_LOG", "info,extdns=debug,kube=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

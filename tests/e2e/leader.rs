@@ -51,9 +51,11 @@ fn owner(tables: &[&str], port: u16, pids: &[u32]) -> Sender {
     let inode = tables.iter().find_map(|t| socket_inode(t, port))?;
     let link = format!("socket:[{inode}]");
     pids.iter().copied().find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
-            std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link)
-        })
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == link))
     })
 }
 
@@ -62,12 +64,8 @@ impl DnsProxy {
         let port = port();
         let udp = UdpSocket::bind(("127.0.0.1", port)).expect("proxy UDP port");
         let tcp = TcpListener::bind(("127.0.0.1", port)).expect("proxy TCP port");
-        let proxy = DnsProxy {
-            port,
-            counts: Arc::default(),
-            pids: Arc::default(),
-            stop: Arc::new(AtomicBool::new(false)),
-        };
+        let proxy =
+            DnsProxy { port, counts: Arc::default(), pids: Arc::default(), stop: Arc::new(AtomicBool::new(false)) };
         let upstream: SocketAddr = ([127, 0, 0, 1], upstream).into();
 
         udp.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
@@ -105,7 +103,8 @@ impl DnsProxy {
                 std::thread::spawn(move || {
                     let _ = client.set_nonblocking(false);
                     let Ok(up) = TcpStream::connect(upstream) else { return };
-                    let (mut from_client, mut to_up) = (client.try_clone().expect("clone"), up.try_clone().expect("clone"));
+                    let (mut from_client, mut to_up) =
+                        (client.try_clone().expect("clone"), up.try_clone().expect("clone"));
                     let (mut from_up, mut to_client) = (up, client);
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from_up, &mut to_client);
@@ -146,6 +145,82 @@ impl DnsProxy {
 }
 
 impl Drop for DnsProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A TCP relay between one operator and the apiserver that a test can hold: while held, no
+/// byte moves in either direction (as if the network to the apiserver hung), and nothing is
+/// lost. The operator reaches the apiserver through it with a kubeconfig of its own.
+struct ApiRelay {
+    kubeconfig: std::path::PathBuf,
+    held: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, held: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 16384];
+    while !stop.load(Ordering::SeqCst) {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        };
+        while held.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+impl ApiRelay {
+    fn start(test: &str) -> ApiRelay {
+        let source = std::env::var("KUBECONFIG").expect("KUBECONFIG names the test cluster");
+        let mut config: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&source).expect("read kubeconfig")).expect("kubeconfig");
+        let server = config["clusters"][0]["cluster"]["server"].as_str().expect("server URL").to_string();
+        let (base, upstream_port) = server.rsplit_once(':').expect("server URL with a port");
+        let upstream: SocketAddr =
+            ([127, 0, 0, 1], upstream_port.trim_end_matches('/').parse::<u16>().expect("port")).into();
+        let listener = TcpListener::bind(("127.0.0.1", port())).expect("relay port");
+        let relay_port = listener.local_addr().expect("addr").port();
+        config["clusters"][0]["cluster"]["server"] = format!("{base}:{relay_port}").into();
+        let kubeconfig = repo().join("target/e2e").join(format!("{test}.kubeconfig"));
+        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).expect("yaml")).expect("write kubeconfig");
+        let relay =
+            ApiRelay { kubeconfig, held: Arc::new(AtomicBool::new(false)), stop: Arc::new(AtomicBool::new(false)) };
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (held, stop) = (relay.held.clone(), relay.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(up) = TcpStream::connect(upstream) else { continue };
+                let (c2, u2) = (client.try_clone().expect("clone"), up.try_clone().expect("clone"));
+                let (h, s) = (held.clone(), stop.clone());
+                std::thread::spawn(move || pump(client, up, h, s));
+                let (h, s) = (held.clone(), stop.clone());
+                std::thread::spawn(move || pump(u2, c2, h, s));
+            }
+        });
+        relay
+    }
+
+    fn hold(&self, on: bool) {
+        self.held.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ApiRelay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -195,8 +270,15 @@ async fn frozen_leader_resumed_sends_nothing() {
     };
     let a_args = args("replica-a");
     let b_args = args("replica-b");
-    let mut a = Operator::start_with("leader_frozen_a", &a_args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut b = Operator::start_with("leader_frozen_b", &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each replica reaches the apiserver through a relay the test can hold.
+    let (a_api, b_api) = (ApiRelay::start("leader_frozen_a"), ApiRelay::start("leader_frozen_b"));
+    let start = |test: &str, args: &[String], relay: &ApiRelay| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let kubeconfig = relay.kubeconfig.display().to_string();
+        Operator::start_with_env(test, &args, &[("KUBECONFIG", kubeconfig.as_str())])
+    };
+    let mut a = start("leader_frozen_a", &a_args, &a_api);
+    let mut b = start("leader_frozen_b", &b_args, &b_api);
     proxy.watch(&[a.pid(), b.pid()]);
     // The provider talks to BIND only through the counting proxy.
     rfc2136_provider(&client, &ns.name, zone, proxy.port, "e2e").await;
@@ -206,7 +288,8 @@ async fn frozen_leader_resumed_sends_nothing() {
         async move { lease_holder(&leases, &n).await }
     })
     .await;
-    let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let (leader, follower, leader_api) =
+        if first == "replica-a" { (&mut a, &mut b, &a_api) } else { (&mut b, &mut a, &b_api) };
 
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     apply(&eps, "x", a_record("x", &format!("x.{zone}"), "192.0.2.230")).await;
@@ -241,12 +324,34 @@ async fn frozen_leader_resumed_sends_nothing() {
     let takeover = frozen_at.elapsed();
     assert!(follower.counter("extdns_leader", &[]).await == 1, "the follower leads now");
 
-    // Resume it, and at once give it work: a DNSEndpoint and a Service it would write.
     let old_sent = proxy.sent_by(Some(old_pid));
     let new_sent = proxy.sent_by(Some(new_pid));
     let unknown_sent = proxy.sent_by(None);
     let total_before = proxy.total();
+    // Resume it with its apiserver connections hung: it wakes up to the watch events for y
+    // that wait in its sockets, plans a pass with them, and cannot learn from the Lease that
+    // it lost. Only the renew deadline on its own clock can stop it from writing y.
+    let log_before = std::fs::metadata(&leader.log).map(|m| m.len() as usize).unwrap_or(0);
+    leader_api.hold(true);
     leader.signal("-CONT");
+    wait_for("the resumed replica, cut off from the apiserver, to plan y", DEADLINE, || {
+        let leader = &*leader;
+        async move { (leader.counter("extdns_desired_records", &[]).await == desired_before + 1).then_some(()) }
+    })
+    .await;
+    wait_for("the resumed replica's Lease request to time out", DEADLINE, || {
+        let log = leader.log.clone();
+        async move {
+            let text = std::fs::read_to_string(log).ok()?;
+            text.get(log_before..)?.contains("Lease request failed").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(proxy.sent_by(Some(old_pid)), old_sent, "the resumed old leader sent DNS messages while cut off");
+    assert_eq!(leader.counter("extdns_leader", &[]).await, 0, "the resumed replica believes it leads");
+    leader_api.hold(false);
+
+    // Then give it work it would do as leader: a DNSEndpoint and a Service.
     apply(&eps, "z", a_record("z", &format!("z.{zone}"), "192.0.2.232")).await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns.name);
     apply(
