@@ -53,6 +53,8 @@ pub enum ElectionError {
     Settings(String),
     #[error("{op} of Lease {lease} failed: {source}")]
     Request { op: &'static str, lease: String, source: kube::Error },
+    #[error("{op} of Lease {lease} conflicted with another writer")]
+    Conflict { op: &'static str, lease: String },
     #[error("{op} of Lease {lease} timed out after {after:?}")]
     Timeout { op: &'static str, lease: String, after: Duration },
     #[error("renewing Lease {lease} did not succeed within the renew deadline")]
@@ -425,8 +427,7 @@ async fn timed<T>(
 fn request_failed(s: &ElectionSettings, op: &'static str, e: StoreError) -> ElectionError {
     match e {
         StoreError::Other(source) => ElectionError::Request { op, lease: s.lease_name.clone(), source },
-        // Only reached for reads, which do not conflict.
-        StoreError::Conflict => ElectionError::Settings(format!("{op} of Lease {} conflicted", s.lease_name)),
+        StoreError::Conflict => ElectionError::Conflict { op, lease: s.lease_name.clone() },
     }
 }
 

@@ -447,6 +447,9 @@ async fn apiserver_restart_keeps_operator_and_embedded_dns() {
     let zone = "restart.e2e.test";
     let dns_port = port();
     let lease_name = format!("e2e-restart-{}", std::process::id());
+    // The log is appended to across runs: read only this run's part.
+    let log_start =
+        std::fs::metadata(repo().join("target/e2e/leader_restart.operator.log")).map_or(0, |m| m.len() as usize);
     // Election on, as in the Deployment, with a renew deadline well inside the outage (the
     // apiserver alone needs ~10 s to start), so that leadership is surely lost and regained.
     let mut op = Operator::start_with(
@@ -513,7 +516,8 @@ async fn apiserver_restart_keeps_operator_and_embedded_dns() {
     wait_dig(dns_port, &after, "A", &["192.0.2.241"]).await;
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = digger.join().expect("dig thread");
-    let log = strip_ansi(&std::fs::read_to_string(&op.log).unwrap_or_default());
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    let log = strip_ansi(log.get(log_start..).unwrap_or_default());
     let lost = log.lines().filter(|l| l.contains("leadership changed") && l.contains("leading=false")).count();
     eprintln!("restart took {outage:?}; {ok} dig answers, {} failed; leadership lost {lost} time(s)", failed.len());
     assert!(failed.is_empty(), "embedded DNS did not answer during the restart: {failed:?}");
