@@ -67,8 +67,8 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --features e2e,bench -- -D warnings
 
-run: build ## Run the operator against $$KUBECONFIG
-	./target/debug/extdns run
+run: build ## Run the operator against $$KUBECONFIG (one local process: no leader election)
+	./target/debug/extdns run --leader-elect=false
 
 demo: ## Local cluster + operator + embedded DNS; resolves a sample name with dig
 	bash e2e/demo.sh

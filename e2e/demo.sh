@@ -47,7 +47,7 @@ say "applying samples/"
 
 say "starting extdns (log: $LOG)"
 stop_operator
-nohup ./target/release/extdns run --metrics-addr 127.0.0.1:18080 --operator-namespace default >"$LOG" 2>&1 &
+nohup ./target/release/extdns run --leader-elect=false --metrics-addr 127.0.0.1:18080 --operator-namespace default >"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
 
 say "giving the sample LoadBalancer Service and Ingress an address, as a cloud controller would"

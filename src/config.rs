@@ -62,15 +62,32 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 16, env = "EXTDNS_STATUS_CONCURRENCY")]
     pub status_concurrency: usize,
     /// Elect one writer among replicas with a Lease: every replica serves embedded DNS, only
-    /// the leader writes to DNS backends and the Kubernetes API.
-    #[arg(long, env = "EXTDNS_LEADER_ELECT")]
+    /// the leader writes to DNS backends and the Kubernetes API. On by default; a single
+    /// local process may turn it off with `--leader-elect=false`.
+    #[arg(
+        long,
+        env = "EXTDNS_LEADER_ELECT",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
     pub leader_elect: bool,
     /// Name of the Lease, in --operator-namespace.
     #[arg(long, default_value = "extdns-leader", env = "EXTDNS_LEADER_ELECTION_LEASE")]
     pub leader_election_lease: String,
-    /// Lease duration; a leader that cannot renew for this long steps down, e.g. "15s".
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "EXTDNS_LEADER_ELECTION_DURATION")]
-    pub leader_election_duration: std::time::Duration,
+    /// How long followers wait after the Lease last changed before they take it, e.g. "15s".
+    #[arg(long, alias = "leader-election-duration", default_value = "15s", value_parser = humantime::parse_duration, env = "EXTDNS_LEADER_ELECTION_LEASE_DURATION")]
+    pub leader_election_lease_duration: std::time::Duration,
+    /// How long the leader goes on writing without a successful renew; shorter than the
+    /// lease duration, e.g. "10s".
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "EXTDNS_LEADER_ELECTION_RENEW_DEADLINE")]
+    pub leader_election_renew_deadline: std::time::Duration,
+    /// How often the leader renews and followers look at the Lease, e.g. "2s".
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "EXTDNS_LEADER_ELECTION_RETRY_PERIOD")]
+    pub leader_election_retry_period: std::time::Duration,
     /// This replica's identity in the Lease. Default: the host name and process id.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -158,6 +175,41 @@ mod tests {
         let cli = Cli::try_parse_from(["extdns", "run", "--namespaced-embedded"]).unwrap();
         let Command::Run(run) = cli.command else { panic!("expected run") };
         assert!(run.tenancy.namespaced_embedded && !run.tenancy.namespaced_ambient_credentials);
+    }
+
+    #[test]
+    fn parses_leader_election_flags() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["extdns", "run"][..], args].concat()).expect("parses");
+            let Command::Run(run) = cli.command else { panic!("expected run") };
+            run
+        };
+        let d = run(&[]);
+        assert!(d.leader_elect, "on by default");
+        assert_eq!(
+            (d.leader_election_lease_duration, d.leader_election_renew_deadline, d.leader_election_retry_period),
+            (std::time::Duration::from_secs(15), std::time::Duration::from_secs(10), std::time::Duration::from_secs(2))
+        );
+        assert!(run(&["--leader-elect"]).leader_elect);
+        assert!(!run(&["--leader-elect=false"]).leader_elect);
+        assert!(run(&["--leader-elect=true"]).leader_elect);
+        let t = run(&[
+            "--leader-election-lease-duration",
+            "6s",
+            "--leader-election-renew-deadline",
+            "4s",
+            "--leader-election-retry-period",
+            "500ms",
+        ]);
+        assert_eq!(t.leader_election_lease_duration, std::time::Duration::from_secs(6));
+        assert_eq!(t.leader_election_renew_deadline, std::time::Duration::from_secs(4));
+        assert_eq!(t.leader_election_retry_period, std::time::Duration::from_millis(500));
+        // The flag's earlier name still works.
+        assert_eq!(
+            run(&["--leader-election-duration", "20s"]).leader_election_lease_duration,
+            std::time::Duration::from_secs(20)
+        );
+        assert!(Cli::try_parse_from(["extdns", "run", "--leader-elect=maybe"]).is_err());
     }
 
     #[test]

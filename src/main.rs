@@ -44,8 +44,7 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     });
     info!(version = env!("CARGO_PKG_VERSION"), controllers = ?args.controllers, "starting extdns");
-    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_elect);
-    if args.leader_elect {
+    let leadership = if args.leader_elect {
         let identity = args.identity.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
@@ -54,13 +53,28 @@ async fn run(args: RunArgs) -> ExitCode {
             namespace: args.operator_namespace.clone(),
             lease_name: args.leader_election_lease.clone(),
             identity,
-            lease_duration: args.leader_election_duration,
-            renew_every: (args.leader_election_duration / 3).max(std::time::Duration::from_millis(500)),
+            lease_duration: args.leader_election_lease_duration,
+            renew_deadline: args.leader_election_renew_deadline,
+            retry_period: args.leader_election_retry_period,
         };
-        tokio::spawn(controller::leader::run(client.clone(), settings, leader_tx));
+        if let Err(e) = settings.validate() {
+            error!(error = %e, "invalid leader election flags");
+            return ExitCode::from(2);
+        }
+        controller::leader::start(client.clone(), settings)
     } else {
-        drop(leader_tx);
-    }
+        controller::leader::Leadership::always()
+    };
+    let mut leading = leadership.subscribe();
+    let gauge = metrics.leader.clone();
+    tokio::spawn(async move {
+        loop {
+            gauge.set(i64::from(*leading.borrow_and_update()));
+            if leading.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut tasks = tokio::task::JoinSet::new();
     if args.controllers.contains(&Controller::Provider) {
         let settings = controller::provider::Settings {
@@ -68,45 +82,49 @@ async fn run(args: RunArgs) -> ExitCode {
             coalesce: args.coalesce_window,
             backend_timeout: args.backend_timeout,
             status_concurrency: args.status_concurrency,
-            leader: leader_rx.clone(),
+            leader: leadership.clone(),
             tenancy: args.tenancy.clone(),
         };
         tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
     }
     if args.controllers.contains(&Controller::Source) {
-        // The source controller only writes, so it starts once this replica leads.
-        let mut leader = leader_rx.clone();
-        let (client, metrics) = (client.clone(), metrics.clone());
-        tasks.spawn(async move {
-            if leader.wait_for(|l| *l).await.is_ok() || *leader.borrow() {
-                controller::source::run(client, source_cfg, metrics).await;
-            }
-        });
+        // Followers run it too, with warm caches, and write nothing until they lead.
+        tasks.spawn(controller::source::run(client.clone(), source_cfg, metrics.clone(), leadership.clone()));
     }
-    // A replica that loses the lease exits, so a restart begins from a clean follower state.
-    let mut lost = leader_rx.clone();
-    let lost_leadership = async move {
-        if lost.wait_for(|l| *l).await.is_err() {
-            return std::future::pending().await;
-        }
-        if lost.wait_for(|l| !*l).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+    // Losing the Lease does not end the process: a follower keeps serving embedded DNS and
+    // may lead again.
     metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    tokio::select! {
-        _ = lost_leadership => {
-            error!("lost leadership; exiting so that this replica restarts as a follower");
-            ExitCode::from(1)
-        }
+    let code = tokio::select! {
         _ = tasks.join_next() => {
             error!("a controller stopped; exiting so the process is restarted");
             ExitCode::from(1)
         }
-        _ = tokio::signal::ctrl_c() => {
-            info!("interrupted; stopping");
+        signal = shutdown_signal() => {
+            info!(signal, "stopping");
             ExitCode::SUCCESS
         }
+    };
+    // Hands the Lease over now rather than after a lease duration.
+    leadership.step_down().await;
+    code
+}
+
+/// SIGINT or SIGTERM (what Kubernetes sends to a Pod it stops).
+async fn shutdown_signal() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term => "SIGTERM",
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub source_writes: Family<KindLabels, Counter>,
     pub sync_passes: Counter,
     pub desired_records: Gauge,
+    /// 1 while this replica leads (always 1 without leader election).
+    pub leader: Gauge,
     /// Route53 API calls, throttles and batch sizes of all Route53 providers.
     pub route53: Route53Metrics,
     /// Set once the controllers have their caches; `/readyz` answers 200 from then on.
@@ -48,6 +50,7 @@ impl Default for Metrics {
         let source_writes = Family::<KindLabels, Counter>::default();
         let sync_passes = Counter::default();
         let desired_records = Gauge::default();
+        let leader = Gauge::default();
         registry.register("provider_calls", "Calls to DNS backends by operation and outcome", provider_calls.clone());
         registry.register(
             "provider_changes",
@@ -58,6 +61,7 @@ impl Default for Metrics {
         registry.register("source_writes", "DNSEndpoint writes by the source controller", source_writes.clone());
         registry.register("sync_passes", "Provider controller planning passes", sync_passes.clone());
         registry.register("desired_records", "Records requested by all DNSEndpoints", desired_records.clone());
+        registry.register("leader", "1 while this replica is the elected writer", leader.clone());
         let route53 = Route53Metrics::default();
         route53.register(&mut registry);
         Metrics {
@@ -68,6 +72,7 @@ impl Default for Metrics {
             source_writes,
             sync_passes,
             desired_records,
+            leader,
             route53,
             ready: AtomicBool::new(false),
         }

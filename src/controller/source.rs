@@ -14,8 +14,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::leader::Leadership;
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
 use crate::metrics::{KindLabels, Metrics};
@@ -34,6 +35,8 @@ struct Ctx {
     pods: Store<Pod>,
     /// DNSEndpoints this controller wrote, to skip writes that would change nothing.
     written: Store<DNSEndpoint>,
+    /// Asked right before every write: a follower writes nothing.
+    leadership: Leadership,
 }
 
 impl SourceInputs for Ctx {
@@ -87,7 +90,22 @@ async fn serves_endpointslices(client: &Client) -> bool {
     }
 }
 
-pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>) {
+/// Yields once each time this replica starts leading: what it skipped as a follower is
+/// reconciled then.
+fn leadership_gained(leadership: &Leadership) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+/// Runs the source controller. Every replica runs it and keeps its caches; only while
+/// `leadership.is_leader()` does it write DNSEndpoints and Events.
+pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leadership: Leadership) {
     let args = cfg.args.clone();
     let ns = args.namespace.clone();
     let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default());
@@ -101,7 +119,17 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>) {
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
-    let ctx = Arc::new(Ctx { client: client.clone(), cfg, metrics, recorder, nodes, slices, pods, written });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        cfg,
+        metrics,
+        recorder,
+        nodes,
+        slices,
+        pods,
+        written,
+        leadership: leadership.clone(),
+    });
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
@@ -121,7 +149,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>) {
         let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
             .touched_objects()
             .filter_map(|r| async move { r.ok().map(|_| ()) });
-        c = c.reconcile_all_on(node_events);
+        c = c.reconcile_all_on(node_events).reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
             c.run(reconcile_service, error_policy, ctx).for_each(|_| async {}).await;
@@ -129,7 +157,8 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>) {
     }
     if ctx.cfg.enabled(SourceKind::Ingress) {
         let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg);
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg)
+            .reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
             c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
@@ -202,8 +231,16 @@ where
                     && e.labels() == want.labels()
             });
             if !unchanged {
+                if !ctx.leadership.is_leader() {
+                    debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not written");
+                    return Ok(Action::await_change());
+                }
                 // Warnings go out with the write that they concern, not on every resync.
                 publish_warnings(ctx, k, &d).await;
+                // Publishing may have taken a while: ask again right before the write.
+                if !ctx.leadership.is_leader() {
+                    return Ok(Action::await_change());
+                }
                 api.patch(&ep_name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(&want))
                     .await
                     .map_err(|source| Error::ApplyEndpoint { name: format!("{ns}/{ep_name}"), source })?;
@@ -215,6 +252,10 @@ where
             // Only delete what this object owns; a hand-written DNSEndpoint of that name stays.
             let owned = existing.as_ref().is_some_and(|e| e.owner_references().iter().any(|o| o.uid == uid));
             if owned {
+                if !ctx.leadership.is_leader() {
+                    debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not deleted");
+                    return Ok(Action::await_change());
+                }
                 match api.delete(&ep_name, &DeleteParams::default()).await {
                     Ok(_) => {
                         ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "delete".into() }).inc();

@@ -26,7 +26,11 @@ fn free_port() -> u16 {
     // the suite rarely probe the same ones; a port something else holds (a demo, another
     // cluster, a leftover server) is skipped. Servers need UDP and TCP on it.
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 200) as u16 * 100;
+    // EXTDNS_E2E_PORT_BASE gives a run its own range when several share the machine.
+    let base = std::env::var("EXTDNS_E2E_PORT_BASE")
+        .ok()
+        .and_then(|b| b.parse::<u16>().ok())
+        .unwrap_or(20000 + (std::process::id() % 200) as u16 * 100);
     loop {
         let offset = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(offset < 10000, "no free port on 127.0.0.1 in {base}..{}", base + 10000);
@@ -92,6 +96,13 @@ impl Operator {
     pub fn start_with(test: &str, extra: &[&str]) -> Operator {
         let args: Vec<&str> = PERMISSIVE.iter().chain(extra).copied().collect();
         Self::start_strict(test, &args, &[])
+    }
+
+    /// With extra environment variables, e.g. its own KUBECONFIG (which then replaces the
+    /// ServiceAccount's).
+    pub fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        let args: Vec<&str> = PERMISSIVE.iter().chain(extra).copied().collect();
+        Self::start_strict(test, &args, env)
     }
 
     /// The operator with the shipped tenancy defaults (namespaced DNSProviders get nothing
@@ -187,6 +198,22 @@ impl Operator {
             self.log.display(),
             bad.join("\n")
         );
+    }
+
+    /// Process id of the running operator.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("operator running").id()
+    }
+
+    /// Sends a signal by name (`-STOP`, `-CONT`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success(), "kill {sig} operator");
+    }
+
+    /// The exit status, if the operator has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait"))
     }
 
     pub fn restart(&mut self) {

@@ -4,6 +4,7 @@
 
 mod harness;
 mod identity;
+mod leader;
 mod rfc2136;
 mod route53;
 mod tenancy;

@@ -26,6 +26,7 @@ impl Bind {
     pub fn start(test: &str, zone: &str) -> Bind {
         let port = port();
         let dir = repo().join("target/e2e").join(format!("{test}.bind"));
+        std::fs::create_dir_all(repo().join("target/e2e")).expect("create target/e2e");
         let child = Command::new("bash")
             .arg(repo().join("e2e/dns/server.sh"))
             .args(["bind", &dir.display().to_string(), &port.to_string(), zone])
@@ -85,7 +86,7 @@ impl Drop for Bind {
     }
 }
 
-async fn rfc2136_provider(client: &kube::Client, ns: &str, zone: &str, port: u16, owner: &str) {
+pub async fn rfc2136_provider(client: &kube::Client, ns: &str, zone: &str, port: u16, owner: &str) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     apply(&secrets, "tsig", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tsig"}, "stringData": {"secret": TSIG_SECRET}})).await;
     apply(
@@ -308,7 +309,17 @@ async fn leader_election_single_writer_and_failover() {
     let zone = "leader.e2e.test";
     let bind = Bind::start("leader", zone);
     let lease_name = format!("e2e-leader-{}", std::process::id());
-    let common = ["--leader-elect", "--leader-election-duration", "4s", "--leader-election-lease", lease_name.as_str()];
+    let common = [
+        "--leader-elect",
+        "--leader-election-lease-duration",
+        "4s",
+        "--leader-election-renew-deadline",
+        "3s",
+        "--leader-election-retry-period",
+        "1s",
+        "--leader-election-lease",
+        lease_name.as_str(),
+    ];
     let mut a = Operator::start_with("leader_a", &[&common[..], &["--identity", "replica-a"]].concat());
     let mut b = Operator::start_with("leader_b", &[&common[..], &["--identity", "replica-b"]].concat());
     rfc2136_provider(&client, &ns.name, zone, bind.port, "e2e").await;

@@ -45,15 +45,17 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Whether this replica may write (always, without leader election).
-pub type Leader = tokio::sync::watch::Receiver<bool>;
+pub type Leader = crate::controller::leader::Leadership;
 
+/// Checked right before every write: a replica whose lease ran out (say, it was frozen) sees
+/// false at once, before its election loop runs.
 fn is_leader(leader: &Leader) -> bool {
-    *leader.borrow()
+    leader.is_leader()
 }
 
-/// The new leadership state once it changes. Without election the sender is gone and the
-/// state never changes: this then pends for ever.
-async fn leader_changed(leader: &mut Option<Leader>) -> Option<bool> {
+/// The new leadership state once it changes. Without a sender (no election) the state
+/// never changes: this then pends for ever.
+async fn leader_changed(leader: &mut Option<tokio::sync::watch::Receiver<bool>>) -> Option<bool> {
     let Some(l) = leader.as_mut() else { return std::future::pending().await };
     match l.changed().await {
         Ok(()) => Some(*l.borrow_and_update()),

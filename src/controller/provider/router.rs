@@ -241,7 +241,7 @@ impl Router {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RouterMsg>) {
         let mut reports = self.reports_rx.take().expect("reports receiver");
-        let mut leader = Some(self.settings.leader.clone());
+        let mut leader = Some(self.settings.leader.subscribe());
         loop {
             tokio::select! {
                 msg = rx.recv() => {

@@ -168,7 +168,7 @@ mod tests {
         let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(svc, "default");
         let writer = Arc::new(StatusWriter::default());
-        let (_keep, leader) = tokio::sync::watch::channel(true);
+        let leader = crate::controller::leader::Leadership::always();
         tokio::spawn(writer.clone().run(client, Arc::new(Metrics::default()), 4, leader));
         let key: EpKey = "ns/a@1".into();
         let status = json!({"hostnames": "a.example.com"});

@@ -298,7 +298,7 @@ impl Worker {
     /// The worker's task: runs until the router drops its sender.
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
         self.rebuild().await;
-        let mut leader = Some(self.ctx.leader.clone());
+        let mut leader = Some(self.ctx.leader.subscribe());
         loop {
             let deadline = self.deadline();
             tokio::select! {
@@ -307,11 +307,8 @@ impl Worker {
                     let mut rebuild = self.handle(msg);
                     // Whatever else arrives within the window rides along.
                     let until = Instant::now() + self.ctx.coalesce;
-                    loop {
-                        match tokio::time::timeout_at(until, rx.recv()).await {
-                            Ok(Some(msg)) => rebuild |= self.handle(msg),
-                            Ok(None) | Err(_) => break,
-                        }
+                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                        rebuild |= self.handle(msg);
                     }
                     while let Ok(msg) = rx.try_recv() {
                         rebuild |= self.handle(msg);
@@ -326,10 +323,8 @@ impl Worker {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    if self.broken() {
-                        if self.retry.as_ref().is_some_and(|r| Instant::now() >= r.next) {
-                            self.rebuild().await;
-                        }
+                    if self.broken() && self.retry.as_ref().is_some_and(|r| Instant::now() >= r.next) {
+                        self.rebuild().await;
                     }
                 }
             }
@@ -635,7 +630,7 @@ impl Worker {
         // will hold for them (a Route53 CNAME to a load balancer: an A and an AAAA alias).
         let mut partial: BTreeMap<(EpKey, usize), RecordResult> = BTreeMap::new();
         // Each with the slot it fills and the record asked for (before `adjust`).
-        let mut desired: Vec<(((EpKey, usize), RecordKey), DesiredRecord)> = Vec::new();
+        let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
         for (slot, d) in self.desired_in(groups) {
             if zone_for(&zones, &d.endpoint.dns_name).is_some() {
                 let asked = d.endpoint.key();
@@ -689,7 +684,7 @@ impl Worker {
             };
             // Leftovers of a name delegated to a longer zone are not this zone's to manage.
             let current: Vec<Endpoint> = current.into_iter().filter(|e| belongs(&e.dns_name, zone)).collect();
-            let (slots, mine): (Vec<((EpKey, usize), RecordKey)>, Vec<DesiredRecord>) =
+            let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) =
                 desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().unzip();
 
             let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
@@ -977,6 +972,10 @@ impl Worker {
     }
 }
 
+/// A desired record's place (object, index in its spec) and the record it asked for, before
+/// the backend adjusted it.
+type Slot = ((EpKey, usize), RecordKey);
+
 #[derive(Default)]
 struct SyncOutcome {
     results: Vec<((EpKey, usize), RecordResult)>,
@@ -1075,7 +1074,7 @@ mod tests {
             deleting: false,
             status: None,
         };
-        let (_, leader) = tokio::sync::watch::channel(true);
+        let leader = crate::controller::leader::Leadership::always();
         let ctx = WorkerCtx {
             client: None,
             metrics: Arc::new(Metrics::default()),
