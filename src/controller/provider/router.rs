@@ -890,15 +890,33 @@ impl Router {
     }
 
     fn add_finalizer(&mut self, key: &EpKey) {
-        let Some(client) = self.client.clone() else { return };
-        let Some(e) = self.endpoints.get_mut(key) else { return };
+        let Some(e) = self.endpoints.get(key) else { return };
         if !self.adding_finalizer.insert(key.clone()) {
             return;
         }
         let mut finalizers = e.snap.finalizers.clone();
         finalizers.push(FINALIZER.to_string());
+        self.patch_finalizers(key, finalizers, RouterMsg::RetryFinalizer(key.clone()));
+    }
+
+    fn remove_finalizer(&mut self, key: &EpKey) {
+        let Some(e) = self.endpoints.get(key) else { return };
+        if !e.snap.finalized() || !self.removing_finalizer.insert(key.clone()) {
+            return;
+        }
+        debug!(object = %format!("{}/{}", e.snap.namespace, e.snap.name), "records removed; releasing the object");
+        let finalizers: Vec<String> = e.snap.finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
+        self.patch_finalizers(key, finalizers, RouterMsg::RetryRelease(key.clone()));
+    }
+
+    /// Sets a DNSEndpoint's finalizers by a merge patch guarded by its resourceVersion, in a
+    /// task of its own (leader only, bounded by --status-concurrency); a failure sends
+    /// `retry` back after a backoff. A conflict means a newer version is on its way.
+    fn patch_finalizers(&mut self, key: &EpKey, finalizers: Vec<String>, retry: RouterMsg) {
+        let Some(client) = self.client.clone() else { return };
+        let Some(e) = self.endpoints.get_mut(key) else { return };
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
-        let (ns, name, key) = (e.snap.namespace.clone(), e.snap.name.clone(), key.clone());
+        let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
         e.finalizer_attempts += 1;
         let delay = backoff(e.finalizer_attempts);
         let (tx, permits, leader) = (self.tx.clone(), self.finalizer_writes.clone(), self.settings.leader.clone());
@@ -912,43 +930,9 @@ impl Router {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {
-                    // A conflict means a newer version is on its way; anything else is retried.
-                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot add finalizer; records of this object are not written until it is in place");
+                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot update finalizers; retrying (records of a new object are written once its finalizer is in place)");
                     tokio::time::sleep(delay).await;
-                    let _ = tx.send(RouterMsg::RetryFinalizer(key));
-                }
-            }
-        });
-    }
-
-    fn remove_finalizer(&mut self, key: &EpKey) {
-        let Some(client) = self.client.clone() else { return };
-        let Some(e) = self.endpoints.get_mut(key) else { return };
-        if !e.snap.finalized() || !self.removing_finalizer.insert(key.clone()) {
-            return;
-        }
-        e.finalizer_attempts += 1;
-        let delay = backoff(e.finalizer_attempts);
-        let (tx, key) = (self.tx.clone(), key.clone());
-        let finalizers: Vec<String> = e.snap.finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
-        let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
-        let (permits, leader) = (self.finalizer_writes.clone(), self.settings.leader.clone());
-        debug!(object = %format!("{ns}/{name}"), "records removed; releasing the object");
-        tokio::spawn(async move {
-            let _permit = permits.acquire().await;
-            if !is_leader(&leader) {
-                return;
-            }
-            let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    // A conflict means a newer version is on its way; anything else is retried.
-                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot remove finalizer; retrying");
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(RouterMsg::RetryRelease(key));
+                    let _ = tx.send(retry);
                 }
             }
         });
