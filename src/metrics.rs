@@ -32,6 +32,8 @@ pub struct Metrics {
     pub status_writes: Family<KindLabels, Counter>,
     pub source_writes: Family<KindLabels, Counter>,
     pub sync_passes: Counter,
+    /// Watch events the provider controller handled, by kind.
+    pub watch_events: Family<KindLabels, Counter>,
     pub desired_records: Gauge,
     /// 1 while this replica leads (always 1 without leader election).
     pub leader: Gauge,
@@ -49,6 +51,7 @@ impl Default for Metrics {
         let status_writes = Family::<KindLabels, Counter>::default();
         let source_writes = Family::<KindLabels, Counter>::default();
         let sync_passes = Counter::default();
+        let watch_events = Family::<KindLabels, Counter>::default();
         let desired_records = Gauge::default();
         let leader = Gauge::default();
         registry.register("provider_calls", "Calls to DNS backends by operation and outcome", provider_calls.clone());
@@ -59,7 +62,12 @@ impl Default for Metrics {
         );
         registry.register("status_writes", "Status subresource writes by kind", status_writes.clone());
         registry.register("source_writes", "DNSEndpoint writes by the source controller", source_writes.clone());
-        registry.register("sync_passes", "Provider controller planning passes", sync_passes.clone());
+        registry.register("sync_passes", "Planning runs of the provider workers", sync_passes.clone());
+        registry.register(
+            "watch_events",
+            "Watch events handled by the provider controller, by kind",
+            watch_events.clone(),
+        );
         registry.register("desired_records", "Records requested by all DNSEndpoints", desired_records.clone());
         registry.register("leader", "1 while this replica is the elected writer", leader.clone());
         let route53 = Route53Metrics::default();
@@ -71,6 +79,7 @@ impl Default for Metrics {
             status_writes,
             source_writes,
             sync_passes,
+            watch_events,
             desired_records,
             leader,
             route53,

@@ -272,6 +272,7 @@ impl Router {
             }
             RouterMsg::Listed(kind) => self.listed(kind),
             RouterMsg::Upsert(item) => {
+                self.count(&item);
                 self.mark_seen(&item);
                 match item {
                     Item::Endpoint(s) => self.upsert_endpoint(*s),
@@ -285,20 +286,10 @@ impl Router {
                     Item::Secret(s) => self.upsert_secret(s),
                 }
             }
-            RouterMsg::Remove(item) => match item {
-                Item::Endpoint(s) => self.remove_endpoint(&s.key),
-                Item::Provider(p) => self.remove_provider(&p.id),
-                Item::Namespace(name, _) => {
-                    self.namespaces.remove(&name);
-                    self.reroute_ns.insert(name);
-                }
-                // A deleted Secret does not rebuild anything: the running backend holds the
-                // key, and it may still have records to remove (a namespace being deleted
-                // takes its Secrets first).
-                Item::Secret(s) => {
-                    self.secrets.remove(&(s.namespace, s.name));
-                }
-            },
+            RouterMsg::Remove(item) => {
+                self.count(&item);
+                self.remove(item);
+            }
             RouterMsg::RetryRelease(key) => {
                 self.removing_finalizer.remove(&key);
                 self.finish_release(&key);
@@ -310,6 +301,34 @@ impl Router {
                 }
             }
         }
+    }
+
+    fn remove(&mut self, item: Item) {
+        match item {
+            Item::Endpoint(s) => self.remove_endpoint(&s.key),
+            Item::Provider(p) => self.remove_provider(&p.id),
+            Item::Namespace(name, _) => {
+                self.namespaces.remove(&name);
+                self.reroute_ns.insert(name);
+            }
+            // A deleted Secret does not rebuild anything: the running backend holds the
+            // key, and it may still have records to remove (a namespace being deleted
+            // takes its Secrets first).
+            Item::Secret(s) => {
+                self.secrets.remove(&(s.namespace, s.name));
+            }
+        }
+    }
+
+    fn count(&self, item: &Item) {
+        let kind = match item {
+            Item::Endpoint(_) => "DNSEndpoint",
+            Item::Provider(p) if p.id.namespace.is_some() => "DNSProvider",
+            Item::Provider(_) => "ClusterDNSProvider",
+            Item::Namespace(..) => "Namespace",
+            Item::Secret(_) => "Secret",
+        };
+        self.metrics.watch_events.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
     }
 
     fn mark_seen(&mut self, item: &Item) {
