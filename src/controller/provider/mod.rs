@@ -189,9 +189,12 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
         |o| Item::Provider(Box::new(ProviderObject::from_cluster(&o))),
     );
     // Only labels of namespaces and versions of Secrets are read: metadata is enough.
-    spawn_watch(watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()), Kind::Namespaces, &tx, |o| {
-        Item::Namespace(o.name_any(), o.metadata.labels.clone().unwrap_or_default())
-    });
+    spawn_watch(
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()),
+        Kind::Namespaces,
+        &tx,
+        |o| Item::Namespace(o.name_any(), o.metadata.labels.clone().unwrap_or_default()),
+    );
     spawn_watch(watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), cfg), Kind::Secrets, &tx, |o| {
         Item::Secret(router::SecretMeta {
             namespace: o.namespace().unwrap_or_default(),

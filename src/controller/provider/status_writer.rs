@@ -79,7 +79,13 @@ impl StatusWriter {
         (jobs, next)
     }
 
-    pub(super) async fn run(self: Arc<Self>, client: Client, metrics: Arc<Metrics>, concurrency: usize, leader: Leader) {
+    pub(super) async fn run(
+        self: Arc<Self>,
+        client: Client,
+        metrics: Arc<Metrics>,
+        concurrency: usize,
+        leader: Leader,
+    ) {
         loop {
             let (jobs, next) = self.take_due();
             if jobs.is_empty() {

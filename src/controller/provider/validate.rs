@@ -90,7 +90,6 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
     (ok, bad)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -563,7 +563,10 @@ impl Worker {
             if zone_for(&zones, &d.endpoint.dns_name).is_some() {
                 let asked = d.endpoint.key();
                 for endpoint in backend.adjust(d.endpoint.clone()) {
-                    desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
+                    desired.push((
+                        (slot.clone(), asked.clone()),
+                        DesiredRecord { endpoint, claimant: d.claimant.clone() },
+                    ));
                 }
                 continue;
             }
@@ -598,8 +601,7 @@ impl Worker {
                 continue;
             }
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
-            let raw: Vec<Endpoint> =
-                zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+            let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
             let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
                 Ownership::Txt(reg) => {
                     let view = reg.view_in_zone(raw, &zone.name);
@@ -659,7 +661,9 @@ impl Worker {
                                 Ownership::Unregistered => change.endpoint().dns_name.clone(),
                             };
                             apply_to_cache(zone_cache.entry(group).or_default(), change);
-                            if change.endpoint().record_type != RecordType::TXT || !is_ownership(&p.changes, *pi, change) {
+                            if change.endpoint().record_type != RecordType::TXT
+                                || !is_ownership(&p.changes, *pi, change)
+                            {
                                 match change {
                                     Change::Create(_) => self.managed_records += 1,
                                     Change::Delete(_) => self.managed_records -= 1,
@@ -728,7 +732,8 @@ impl Worker {
                 };
                 // A record held in several records or zones is as far as its worst part.
                 if partial.get(slot).is_none_or(|r| r.state == state::READY) {
-                    partial.insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
+                    partial
+                        .insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
                 }
             }
         }
@@ -750,7 +755,8 @@ impl Worker {
 
     /// Results for every desired record of `groups` in one state (the provider is unusable).
     fn report_all(&mut self, groups: &BTreeSet<String>, st: &str, message: &str) {
-        let all: BTreeSet<String> = if groups.is_empty() { self.desired.keys().cloned().collect() } else { groups.clone() };
+        let all: BTreeSet<String> =
+            if groups.is_empty() { self.desired.keys().cloned().collect() } else { groups.clone() };
         let results: Vec<((EpKey, usize), RecordResult)> = self
             .desired_in(&all)
             .map(|(slot, _)| {
@@ -860,7 +866,10 @@ impl Worker {
             }
             None => {
                 let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "ClusterDNSProvider", "status": value});
-                Api::<ClusterDNSProvider>::all(client).patch_status(&self.id.name, &pp, &Patch::Apply(&patch)).await.map(|_| ())
+                Api::<ClusterDNSProvider>::all(client)
+                    .patch_status(&self.id.name, &pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
             }
         };
         match res {
@@ -1053,7 +1062,10 @@ mod tests {
             if endpoint.record_type != RecordType::CNAME || !endpoint.targets[0].ends_with(".lb.test") {
                 return vec![endpoint];
             }
-            [RecordType::A, RecordType::AAAA].into_iter().map(|t| Endpoint { record_type: t, ..endpoint.clone() }).collect()
+            [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .map(|t| Endpoint { record_type: t, ..endpoint.clone() })
+                .collect()
         }
     }
 
@@ -1073,7 +1085,8 @@ mod tests {
             ],
         );
         let polls = || backend.polls.load(Ordering::SeqCst);
-        let state = |r: &BTreeMap<(String, usize), RecordResult>, i: usize| r[&("team-a/web@uid".to_string(), i)].state.clone();
+        let state =
+            |r: &BTreeMap<(String, usize), RecordResult>, i: usize| r[&("team-a/web@uid".to_string(), i)].state.clone();
 
         w.sync().await;
         let first = results(&mut rx);
@@ -1189,10 +1202,14 @@ mod tests {
         w.set_desired(ep("app7"), Vec::new());
         w.sync().await;
         let last = backend.applied.lock().unwrap().last().cloned().unwrap();
-        let deleted: Vec<&str> = last.1.iter().filter_map(|c| match c {
-            Change::Delete(e) => Some(e.dns_name.as_str()),
-            _ => None,
-        }).collect();
+        let deleted: Vec<&str> = last
+            .1
+            .iter()
+            .filter_map(|c| match c {
+                Change::Delete(e) => Some(e.dns_name.as_str()),
+                _ => None,
+            })
+            .collect();
         assert_eq!((deleted, last.1.len()), (vec!["app7.example.com", "a-app7.example.com"], 2), "{last:?}");
     }
 
