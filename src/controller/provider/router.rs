@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::status_writer::{status_hash, StatusWriter};
@@ -184,7 +185,10 @@ pub(super) struct Router {
     reroute_all: bool,
     reroute_ns: BTreeSet<String>,
     status_dirty: BTreeSet<EpKey>,
-    finalizer_writes: Arc<Semaphore>,
+    /// Finalizer patches wait here for the fixed pool that sends them (see
+    /// [`send_finalizer_patches`]).
+    finalizer_queue: mpsc::UnboundedSender<FinalizerPatch>,
+    finalizer_rx: Option<mpsc::UnboundedReceiver<FinalizerPatch>>,
     adding_finalizer: HashSet<EpKey>,
     /// Workers that get their Start after the records of the next re-route.
     starting: BTreeSet<ProviderId>,
@@ -199,6 +203,7 @@ impl Router {
         tx: mpsc::UnboundedSender<RouterMsg>,
     ) -> Router {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let (finalizer_queue, finalizer_rx) = mpsc::unbounded_channel();
         let ctx = WorkerCtx {
             client: client.clone(),
             metrics: metrics.clone(),
@@ -208,7 +213,8 @@ impl Router {
         };
         Router {
             client,
-            finalizer_writes: Arc::new(Semaphore::new(settings.status_concurrency.max(1))),
+            finalizer_queue,
+            finalizer_rx: Some(finalizer_rx),
             leading: is_leader(&settings.leader),
             settings,
             metrics,
@@ -235,6 +241,15 @@ impl Router {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RouterMsg>) {
         let mut reports = self.reports_rx.take().expect("reports receiver");
+        if let (Some(client), Some(jobs)) = (self.client.clone(), self.finalizer_rx.take()) {
+            tokio::spawn(send_finalizer_patches(
+                client,
+                jobs,
+                self.settings.status_concurrency,
+                self.tx.clone(),
+                self.settings.leader.clone(),
+            ));
+        }
         let mut leader = Some(self.settings.leader.clone());
         loop {
             tokio::select! {
@@ -798,7 +813,6 @@ impl Router {
     }
 
     fn add_finalizer(&mut self, key: &EpKey) {
-        let Some(client) = self.client.clone() else { return };
         let Some(e) = self.endpoints.get_mut(key) else { return };
         if !self.adding_finalizer.insert(key.clone()) {
             return;
@@ -806,50 +820,27 @@ impl Router {
         let mut finalizers = e.snap.finalizers.clone();
         finalizers.push(FINALIZER.to_string());
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
-        let (ns, name, key) = (e.snap.namespace.clone(), e.snap.name.clone(), key.clone());
         e.finalizer_attempts += 1;
-        let delay = backoff(e.finalizer_attempts);
-        let (tx, permits, leader) = (self.tx.clone(), self.finalizer_writes.clone(), self.settings.leader.clone());
-        tokio::spawn(async move {
-            let _permit = permits.acquire().await;
-            if !is_leader(&leader) {
-                return;
-            }
-            let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    // A conflict means a newer version is on its way; anything else is retried.
-                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot add finalizer; records of this object are not written until it is in place");
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(RouterMsg::RetryFinalizer(key));
-                }
-            }
+        let _ = self.finalizer_queue.send(FinalizerPatch {
+            key: key.clone(),
+            namespace: e.snap.namespace.clone(),
+            name: e.snap.name.clone(),
+            patch,
+            retry_after: Some(backoff(e.finalizer_attempts)),
         });
     }
 
     fn remove_finalizer(&mut self, key: &EpKey) {
-        let Some(client) = self.client.clone() else { return };
         let Some(e) = self.endpoints.get(key) else { return };
         let finalizers: Vec<String> = e.snap.finalizers.iter().filter(|f| *f != FINALIZER).cloned().collect();
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
-        let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
-        let (permits, leader) = (self.finalizer_writes.clone(), self.settings.leader.clone());
-        debug!(object = %format!("{ns}/{name}"), "records removed; releasing the object");
-        tokio::spawn(async move {
-            let _permit = permits.acquire().await;
-            if !is_leader(&leader) {
-                return;
-            }
-            let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot remove finalizer; retried on the object's next event")
-                }
-            }
+        debug!(object = %format!("{}/{}", e.snap.namespace, e.snap.name), "records removed; releasing the object");
+        let _ = self.finalizer_queue.send(FinalizerPatch {
+            key: key.clone(),
+            namespace: e.snap.namespace.clone(),
+            name: e.snap.name.clone(),
+            patch,
+            retry_after: None,
         });
     }
 
@@ -920,6 +911,61 @@ impl Router {
 }
 
 /// Secrets a provider's backend and registry read, as (namespace, name).
+/// A finalizer patch of one DNSEndpoint, queued for [`send_finalizer_patches`].
+struct FinalizerPatch {
+    key: EpKey,
+    namespace: String,
+    name: String,
+    patch: serde_json::Value,
+    /// Adding: on failure the router is asked to retry after this delay. Removing: retried
+    /// on the object's next event.
+    retry_after: Option<std::time::Duration>,
+}
+
+/// Sends queued finalizer patches, `concurrency` at a time. A queue of small jobs rather than
+/// a task per object: a spawned task holds its whole future (the kube request included,
+/// kilobytes) from the start, and bulk creation queues one patch per new object faster than
+/// the apiserver takes them — at 100,000 new objects that was the largest share of the
+/// operator's memory.
+async fn send_finalizer_patches(
+    client: Client,
+    jobs: mpsc::UnboundedReceiver<FinalizerPatch>,
+    concurrency: usize,
+    tx: mpsc::UnboundedSender<RouterMsg>,
+    leader: super::Leader,
+) {
+    let jobs = futures::stream::unfold(jobs, |mut rx| async move { rx.recv().await.map(|j| (j, rx)) });
+    jobs.for_each_concurrent(concurrency.max(1), |job| {
+        let (client, tx, leader) = (client.clone(), tx.clone(), leader.clone());
+        async move {
+            if !is_leader(&leader) {
+                return;
+            }
+            let FinalizerPatch { key, namespace, name, patch, retry_after } = job;
+            let api: Api<DNSEndpoint> = Api::namespaced(client, &namespace);
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => match retry_after {
+                    // A conflict means a newer version is on its way; anything else is retried.
+                    Some(delay) => {
+                        warn!(object = %format!("{namespace}/{name}"), error = %e, "cannot add finalizer; records of this object are not written until it is in place");
+                        // The wait holds no slot of the pool.
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = tx.send(RouterMsg::RetryFinalizer(key));
+                        });
+                    }
+                    None => {
+                        warn!(object = %format!("{namespace}/{name}"), error = %e, "cannot remove finalizer; retried on the object's next event")
+                    }
+                },
+            }
+        }
+    })
+    .await;
+}
+
 fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String, String)> {
     let ns = p.id.namespace.clone().unwrap_or_else(|| operator_namespace.to_string());
     let spec = &p.spec;
@@ -990,6 +1036,39 @@ mod tests {
         router.remove_endpoint(&key);
         router.remove_endpoint(&key);
         assert_eq!(metrics.desired_records.get(), 1);
+    }
+
+    #[test]
+    fn finalizer_patches_of_new_objects_wait_as_small_jobs_not_tasks() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (_leader_tx, leader) = tokio::sync::watch::channel(true);
+        let settings = Settings {
+            operator_namespace: "op".into(),
+            coalesce: std::time::Duration::from_millis(10),
+            status_concurrency: 4,
+            leader,
+        };
+        let mut router =
+            Router::new(None, settings, Arc::new(Metrics::default()), Arc::new(StatusWriter::default()), tx);
+        let mut jobs = router.finalizer_rx.take().expect("finalizer queue");
+        let n = 10_000;
+        for i in 0..n {
+            let snap = endpoint(&format!("e{i}"), &["a.example.com"]);
+            let key = snap.key.clone();
+            router.upsert_endpoint(snap);
+            router.add_finalizer(&key);
+            // Asked again before the first patch came back: still one patch.
+            router.add_finalizer(&key);
+        }
+        let mut queued = 0;
+        while let Ok(job) = jobs.try_recv() {
+            assert_eq!(job.patch["metadata"]["finalizers"], json!([FINALIZER]));
+            assert!(job.retry_after.is_some());
+            queued += 1;
+        }
+        assert_eq!(queued, n);
+        // What waits per object is this job (plus its strings), not a task with a request future.
+        assert!(std::mem::size_of::<FinalizerPatch>() < 256, "{}", std::mem::size_of::<FinalizerPatch>());
     }
 
     #[test]
