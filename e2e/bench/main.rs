@@ -1102,12 +1102,26 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
         (0..n).step_by(step).chain(std::iter::once(n - 1)).map(|i| format!("r{i}.{zone}")).collect();
     let cpu0 = op.cpu_seconds();
     let t0 = Instant::now();
-    let writes = create_many(&eps, "r", zone, 0..n, ip_large, args.concurrency);
+    let writes = async {
+        let w = create_many(&eps, "r", zone, 0..n, ip_large, args.concurrency).await;
+        let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+        println!(
+            "  all {n} written in {:.1} s ({:.0} writes/s), peak RSS so far {hwm:.1} MiB",
+            w.as_secs_f64(),
+            n as f64 / w.as_secs_f64()
+        );
+        w
+    };
     let served = async {
+        let mut last = Instant::now();
         loop {
             let got = dig_batch_answered(out, port, &sample).await;
             if got >= sample.len() {
                 return Some(t0.elapsed());
+            }
+            if last.elapsed() > Duration::from_secs(30) {
+                println!("  served: {got}/{} of the sample at {:.0} s", sample.len(), t0.elapsed().as_secs_f64());
+                last = Instant::now();
             }
             if t0.elapsed() > timeout {
                 println!("  served: {got}/{} of the sample at the timeout", sample.len());
@@ -1117,7 +1131,6 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
         }
     };
     let (written, served) = tokio::join!(writes, served);
-    println!("  all {n} written in {:.1} s ({:.0} writes/s)", written.as_secs_f64(), n as f64 / written.as_secs_f64());
     println!("  sample of {} names served at {}", sample.len(), fmt_s(secs(served)));
     let ready = {
         let mut last = Instant::now();
@@ -1131,7 +1144,11 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
                 break None;
             }
             if last.elapsed() > Duration::from_secs(30) {
-                println!("  Ready: {ready}/{total} at {:.0} s", t0.elapsed().as_secs_f64());
+                let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+                println!(
+                    "  Ready: {ready}/{total} at {:.0} s, peak RSS so far {hwm:.1} MiB",
+                    t0.elapsed().as_secs_f64()
+                );
                 last = Instant::now();
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
