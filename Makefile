@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench
+.PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench bench-large bench-run
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -81,12 +81,27 @@ BENCH_ENV := EXTDNS_CLUSTER_DIR=$(HOME)/.cache/extdns/bench-cluster EXTDNS_ETCD_
 BENCH_KUBECONFIG := $(HOME)/.cache/extdns/bench-cluster/kubeconfig
 BENCH_TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-bench: ## Benchmark on a separate local cluster: latency, scale, steady state, restart, nsupdate baseline (target/bench/results.json; BENCH_N, BENCH_K, BENCH_IDLE)
+BENCH_N_LARGE ?= 100000
+export BENCH_N_LARGE
+
+bench: ## Benchmark on separate local clusters: latency (empty, at scale, noisy neighbour), scale, steady state, restart, nsupdate floor, then BENCH_N_LARGE on the embedded provider (target/bench/results.json; BENCH_N, BENCH_K, BENCH_IDLE, BENCH_N_LARGE=0 skips)
 	bash e2e/dns/install.sh
-	$(CARGO) build --release --bin extdns
-	$(CARGO) build --release --features bench --bin extdns-bench
+	# One build for both binaries: the library is then compiled once, with one feature set.
+	$(CARGO) build --release --features bench --bin extdns --bin extdns-bench
+	mkdir -p target/bench
+	$(MAKE) bench-run BENCH_ONLY=main
+	if [ "$(BENCH_N_LARGE)" != 0 ]; then $(MAKE) bench-run BENCH_ONLY=large; fi
+
+bench-large: ## Only the BENCH_N_LARGE scenario of make bench (merged into target/bench/results.json)
+	bash e2e/dns/install.sh
+	$(CARGO) build --release --features bench --bin extdns --bin extdns-bench
+	mkdir -p target/bench
+	$(MAKE) bench-run BENCH_ONLY=large
+
+# One benchmark part on a fresh cluster, torn down afterwards.
+bench-run:
 	$(BENCH_ENV) bash e2e/cluster/up.sh
-	mkdir -p target/bench; set -o pipefail; trap '$(BENCH_ENV) bash e2e/cluster/down.sh' EXIT; \
+	set -o pipefail; trap '$(BENCH_ENV) bash e2e/cluster/down.sh' EXIT; \
 	KUBECONFIG=$(BENCH_KUBECONFIG) kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml && \
 	KUBECONFIG=$(BENCH_KUBECONFIG) kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io && \
-	KUBECONFIG=$(BENCH_KUBECONFIG) EXTDNS_BIN=$(BENCH_TARGET_DIR)/release/extdns $(BENCH_TARGET_DIR)/release/extdns-bench 2>&1 | tee $(CURDIR)/target/bench/output.txt
+	BENCH_ONLY=$(BENCH_ONLY) KUBECONFIG=$(BENCH_KUBECONFIG) EXTDNS_BIN=$(BENCH_TARGET_DIR)/release/extdns $(BENCH_TARGET_DIR)/release/extdns-bench 2>&1 | tee $(CURDIR)/target/bench/output-$(BENCH_ONLY).txt

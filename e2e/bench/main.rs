@@ -58,6 +58,21 @@ struct Args {
     /// Cap on any single wait, seconds.
     #[arg(long, env = "BENCH_TIMEOUT", default_value_t = 900)]
     timeout: u64,
+    /// Large scale: DNSEndpoints served by one embedded provider (`--only large`).
+    #[arg(long, env = "BENCH_N_LARGE", default_value_t = 100_000)]
+    n_large: usize,
+    /// Noisy neighbour: DNSEndpoints queued on each of the blackholed and throttled providers.
+    #[arg(long, env = "BENCH_NOISE_N", default_value_t = 200)]
+    noise_n: usize,
+    /// First of 4 consecutive local ports for the extra servers (blackhole, throttled
+    /// embedded, large embedded, large-run metrics).
+    #[arg(long, env = "BENCH_EXTRA_PORT_BASE", default_value_t = 34000)]
+    extra_port_base: u16,
+    /// `main`: latency, scale, steady state, restart, latency at scale, noisy neighbour,
+    /// baseline. `large`: BENCH_N_LARGE DNSEndpoints on the embedded provider, merged into
+    /// results.json; run it on a fresh cluster (`make bench` does).
+    #[arg(long, env = "BENCH_ONLY", default_value = "main")]
+    only: String,
 }
 
 fn repo() -> PathBuf {
@@ -334,20 +349,24 @@ async fn rfc2136_provider(client: &Client, ns: &str, name: &str, zone: &str, por
     .await;
 }
 
-async fn embedded_provider(client: &Client, ns: &str, name: &str, zone: &str, port: u16) {
+async fn embedded_provider(client: &Client, ns: &str, name: &str, zone: &str, port: u16, rate_limit: Option<Value>) {
+    let mut spec = json!({
+        "embedded": {"zones": [zone], "listen": format!("127.0.0.1:{port}")},
+        "domains": {"include": [zone]},
+        "policy": "sync",
+        "registry": {"txt": {"ownerId": "bench"}},
+        "defaultTTL": 30
+    });
+    if let Some(rl) = rate_limit {
+        spec["rateLimit"] = rl;
+    }
     apply(
         &Api::<DNSProvider>::namespaced(client.clone(), ns),
         name,
         json!({
             "apiVersion": "extdns.io/v1alpha1", "kind": "DNSProvider",
             "metadata": {"name": name},
-            "spec": {
-                "embedded": {"zones": [zone], "listen": format!("127.0.0.1:{port}")},
-                "domains": {"include": [zone]},
-                "policy": "sync",
-                "registry": {"txt": {"ownerId": "bench"}},
-                "defaultTTL": 30
-            }
+            "spec": spec
         }),
     )
     .await;
@@ -370,19 +389,7 @@ fn ip_of(i: usize, third: u8) -> String {
 /// (total, Ready=True for the current generation).
 async fn count_ready(api: &Api<DNSEndpoint>) -> (usize, usize) {
     let Ok(list) = api.list(&ListParams::default()).await else { return (0, 0) };
-    let total = list.items.len();
-    let ready = list
-        .items
-        .iter()
-        .filter(|ep| {
-            let v = serde_json::to_value(ep).unwrap_or(Value::Null);
-            let gen = &v["metadata"]["generation"];
-            v["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True" && &c["observedGeneration"] == gen)
-            })
-        })
-        .count();
-    (total, ready)
+    (list.items.len(), list.items.iter().filter(|ep| is_ready(ep)).count())
 }
 
 async fn wait_all_ready(api: &Api<DNSEndpoint>, n: usize, timeout: Duration) -> Option<Duration> {
@@ -397,6 +404,189 @@ async fn wait_all_ready(api: &Api<DNSEndpoint>, n: usize, timeout: Duration) -> 
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Creates `n` DNSEndpoints `{prefix}{i}` → `{prefix}{i}.{zone}` A `ip(i)`, `concurrency` at
+/// a time, retrying each create (the apiserver sheds load under this burst); the time taken.
+async fn create_many(
+    api: &Api<DNSEndpoint>,
+    prefix: &str,
+    zone: &str,
+    range: std::ops::Range<usize>,
+    ip: fn(usize) -> String,
+    concurrency: usize,
+) -> Duration {
+    let t0 = Instant::now();
+    stream::iter(range)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let ep = endpoint(&format!("{prefix}{i}"), &format!("{prefix}{i}.{zone}"), &ip(i));
+                let mut tries = 0;
+                while let Err(e) = api.create(&PostParams::default(), &ep).await {
+                    if matches!(&e, kube::Error::Api(s) if s.code == 409) {
+                        break;
+                    }
+                    tries += 1;
+                    assert!(tries < 50, "create {prefix}{i}: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<()>>()
+        .await;
+    t0.elapsed()
+}
+
+/// Polls `dig` until `name` answers exactly `ip`.
+async fn wait_dig(port: u16, name: &str, ip: &str, timeout: Duration) {
+    let start = Instant::now();
+    while dig_a(port, name).await != [ip.to_string()] {
+        assert!(start.elapsed() < timeout, "{name} never answered {ip} on port {port}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Change→`dig` samples of one backend: `k` sequential single-record changes, each the
+/// creation of a new DNSEndpoint followed by a change of its target, every write timed from
+/// the apiserver's answer until `dig` returns the new address; operator CPU over the lot.
+struct ChangeRun {
+    create_ms: Vec<f64>,
+    update_ms: Vec<f64>,
+    cpu_ms_per_change: f64,
+}
+
+impl ChangeRun {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.create_ms.iter().chain(&self.update_ms).copied().collect();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        v
+    }
+
+    fn p(&self, q: f64) -> f64 {
+        pct(&self.sorted(), q)
+    }
+
+    fn json(&self) -> Value {
+        let v = self.sorted();
+        json!({
+            "changes": v.len(), "create_ms": self.create_ms, "update_ms": self.update_ms,
+            "p50_ms": pct(&v, 0.5), "p90_ms": pct(&v, 0.9), "p99_ms": pct(&v, 0.99),
+            "max_ms": v.last().copied(), "cpu_ms_per_change": self.cpu_ms_per_change,
+        })
+    }
+
+    fn line(&self) -> String {
+        let v = self.sorted();
+        format!(
+            "p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} changes, operator CPU {:.1} ms/change",
+            pct(&v, 0.5),
+            pct(&v, 0.9),
+            pct(&v, 0.99),
+            v.last().copied().unwrap_or(f64::NAN),
+            v.len(),
+            self.cpu_ms_per_change
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn change_latency(
+    op: &Operator,
+    eps: &Api<DNSEndpoint>,
+    tag: &str,
+    zone: &str,
+    port: u16,
+    k: usize,
+    third: u8,
+    timeout: Duration,
+) -> ChangeRun {
+    let (mut create_ms, mut update_ms) = (Vec::new(), Vec::new());
+    let cpu0 = op.cpu_seconds();
+    for i in 0..k {
+        let obj = format!("{tag}{i}");
+        let name = format!("{obj}.{zone}");
+        let ip = ip_of(i, third);
+        eps.create(&PostParams::default(), &endpoint(&obj, &name, &ip)).await.expect("create");
+        let t0 = Instant::now();
+        wait_dig(port, &name, &ip, timeout).await;
+        create_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let ip2 = ip_of(i, third + 100);
+        let patch = json!({"spec": {"endpoints": [{"dnsName": name, "recordType": "A", "targets": [ip2]}]}});
+        eps.patch(&obj, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("change target");
+        let t0 = Instant::now();
+        wait_dig(port, &name, &ip2, timeout).await;
+        update_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let changes = (create_ms.len() + update_ms.len()).max(1) as f64;
+    ChangeRun { create_ms, update_ms, cpu_ms_per_change: (op.cpu_seconds() - cpu0) * 1000.0 / changes }
+}
+
+/// A DNS server that never answers: UDP datagrams are read and dropped, TCP connections are
+/// accepted and read but never replied to. Lives as long as the benchmark.
+async fn blackhole(port: u16) {
+    let udp = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await.expect("bind blackhole UDP");
+    let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind blackhole TCP");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while udp.recv_from(&mut buf).await.is_ok() {}
+    });
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+}
+
+/// How many of `names` the server answers with an A record: one `dig -f` batch, so a
+/// sample of a thousand names costs one process, not a thousand.
+async fn dig_batch_answered(out: &Path, port: u16, names: &[String]) -> usize {
+    let file = out.join(format!("dig-batch-{port}.txt"));
+    let batch: String =
+        names.iter().map(|n| format!("@127.0.0.1 -p {port} +noall +answer +time=1 +tries=2 {n} A\n")).collect();
+    std::fs::write(&file, batch).expect("write dig batch file");
+    let out = tokio::process::Command::new("dig").arg("-f").arg(&file).output().await.expect("dig");
+    let answered: std::collections::HashSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 5 && f[3] == "A").then(|| f[0].trim_end_matches('.').to_string())
+        })
+        .collect();
+    names.iter().filter(|n| answered.contains(n.trim_end_matches('.'))).count()
+}
+
+/// Like `count_ready`, in pages: a list of 100,000 objects in one response costs the
+/// apiserver (and this process) hundreds of MiB.
+async fn count_ready_paged(api: &Api<DNSEndpoint>) -> (usize, usize) {
+    let (mut total, mut ready) = (0, 0);
+    let mut lp = ListParams::default().limit(5000);
+    loop {
+        let Ok(list) = api.list(&lp).await else { return (total, ready) };
+        total += list.items.len();
+        ready += list.items.iter().filter(|ep| is_ready(ep)).count();
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return (total, ready),
+        }
+    }
+}
+
+fn is_ready(ep: &DNSEndpoint) -> bool {
+    let v = serde_json::to_value(ep).unwrap_or(Value::Null);
+    let gen = &v["metadata"]["generation"];
+    v["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True" && &c["observedGeneration"] == gen)
+    })
+}
+
+/// A distinct address for each of up to 15 million DNSEndpoints.
+fn ip_large(i: usize) -> String {
+    format!("10.{}.{}.{}", 20 + i / 62_500, (i / 250) % 250, i % 250 + 1)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -462,6 +652,11 @@ async fn main() {
     println!("  KUBECONFIG={}", std::env::var("KUBECONFIG").unwrap_or_default());
 
     let client = Client::try_default().await.expect("KUBECONFIG must point at the bench cluster");
+    if args.only == "large" {
+        large(&args, &client, &out, &bin).await;
+        return;
+    }
+    assert_eq!(args.only, "main", "BENCH_ONLY is main or large");
     let mut op = Operator::start(bin.clone(), metrics_port, &args.coalesce, out.join("operator.log"));
     op.counter_wait("extdns_sync_passes_total", &[]).await;
     let mut rows: Vec<Row> = Vec::new();
@@ -470,59 +665,48 @@ async fn main() {
         "nsupdate_batch": args.nsupdate_batch, "rfc2136_batch": args.rfc2136_batch, "coalesce": args.coalesce,
     }});
 
-    // ---- 1. Latency -------------------------------------------------------------------
-    println!("\n[1/5] latency: {} sequential DNSEndpoint creations per backend, dig every 10 ms", args.k);
+    // ---- 1. Latency ---------------------------------------------------------------------
+    println!(
+        "\n[1/7] latency, empty cluster: {} sequential changes per backend (create, then change the target), dig every 10 ms",
+        args.k
+    );
     let lat_ns = format!("bench-lat-{run}");
     create_ns(&client, &lat_ns).await;
     let lat_bind_zone = "latbind.bench.test";
     let lat_emb_zone = "latemb.bench.test";
     let lat_bind = Bind::start(&out, "latency", lat_bind_port, lat_bind_zone);
     rfc2136_provider(&client, &lat_ns, "bind", lat_bind_zone, lat_bind.port, args.rfc2136_batch).await;
-    embedded_provider(&client, &lat_ns, "emb", lat_emb_zone, emb_port).await;
+    embedded_provider(&client, &lat_ns, "emb", lat_emb_zone, emb_port, None).await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &lat_ns);
     let backends = [("embedded", lat_emb_zone, emb_port), ("rfc2136", lat_bind_zone, lat_bind.port)];
     // Warm-up: both providers have listed their zone and answer.
     for (b, zone, port) in backends {
         let name = format!("warm.{zone}");
         eps.create(&PostParams::default(), &endpoint(&format!("warm-{b}"), &name, "10.0.0.1")).await.expect("create");
-        let start = Instant::now();
-        while dig_a(port, &name).await != ["10.0.0.1"] {
-            assert!(start.elapsed() < Duration::from_secs(120), "warm-up record {name} never served");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_dig(port, &name, "10.0.0.1", Duration::from_secs(120)).await;
     }
-    let mut lat: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
-    for i in 0..args.k {
-        for (bi, (b, zone, port)) in backends.iter().enumerate() {
-            let name = format!("l{i}.{zone}");
-            let ip = ip_of(i, 1);
-            eps.create(&PostParams::default(), &endpoint(&format!("l{i}-{b}"), &name, &ip)).await.expect("create");
-            let t0 = Instant::now();
-            loop {
-                if dig_a(*port, &name).await == [ip.clone()] {
-                    break;
-                }
-                assert!(t0.elapsed() < timeout, "{name} never served by {b}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            lat[bi].push(t0.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    for (bi, (b, _, _)) in backends.iter().enumerate() {
-        let mut v = lat[bi].clone();
-        v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-        let (p50, p90, p99, max) = (pct(&v, 0.5), pct(&v, 0.9), pct(&v, 0.99), v.last().copied().unwrap_or(f64::NAN));
-        println!("  {b}: p50 {p50:.0} ms, p90 {p90:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
-        res["latency"][b] = json!({"samples_ms": lat[bi], "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max});
-        row(&mut rows, format!("latency {b} p50"), format!("{p50:.0} ms"), "< 250 ms", Some(p50 < 250.0));
-        row(&mut rows, format!("latency {b} p90"), format!("{p90:.0} ms"), "", None);
-        row(&mut rows, format!("latency {b} p99"), format!("{p99:.0} ms"), "< 1000 ms", Some(p99 < 1000.0));
-        row(&mut rows, format!("latency {b} max"), format!("{max:.0} ms"), "", None);
+    let mut lat_empty = Vec::new();
+    for (b, zone, port) in backends {
+        let r = change_latency(&op, &eps, &format!("e-{b}-"), zone, port, args.k, 1, timeout).await;
+        println!("  {b}: {}", r.line());
+        res["latency"][b] = r.json();
+        row(&mut rows, format!("latency {b} p50"), format!("{:.0} ms", r.p(0.5)), "< 250 ms", Some(r.p(0.5) < 250.0));
+        row(&mut rows, format!("latency {b} p90"), format!("{:.0} ms", r.p(0.9)), "", None);
+        row(
+            &mut rows,
+            format!("latency {b} p99"),
+            format!("{:.0} ms", r.p(0.99)),
+            "< 1000 ms",
+            Some(r.p(0.99) < 1000.0),
+        );
+        row(&mut rows, format!("latency {b} max"), format!("{:.0} ms", r.p(1.0)), "", None);
+        row(&mut rows, format!("latency {b} operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "", None);
+        lat_empty.push(r);
     }
 
     // ---- 2. Scale ---------------------------------------------------------------------
     let n = args.n;
-    println!("\n[2/5] scale: {n} DNSEndpoints (one A each), concurrency {}, RFC2136 to BIND", args.concurrency);
+    println!("\n[2/7] scale: {n} DNSEndpoints (one A each), concurrency {}, RFC2136 to BIND", args.concurrency);
     let scale_ns = format!("bench-scale-{run}");
     let scale_pid = format!("provider=\"DNSProvider/{scale_ns}/bind\"");
     create_ns(&client, &scale_ns).await;
@@ -593,7 +777,7 @@ async fn main() {
     });
 
     // ---- 3. Steady state ----------------------------------------------------------------
-    println!("\n[3/5] steady state: idle {} s after convergence", args.idle);
+    println!("\n[3/7] steady state: idle {} s after convergence", args.idle);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls_before = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await;
     let passes_before = op.counter_wait("extdns_sync_passes_total", &[]).await;
@@ -607,7 +791,7 @@ async fn main() {
     res["steady"] = json!({"idle_s": args.idle, "provider_calls": idle_calls, "sync_passes": idle_passes, "cpu_s": idle_cpu, "rss_mib": rss_mib});
 
     // ---- 4. Restart ---------------------------------------------------------------------
-    println!("\n[4/5] restart: operator killed and started again with {n} records in place");
+    println!("\n[4/7] restart: operator killed and started again with {n} records in place");
     op.restart();
     let t0 = Instant::now();
     let mut listed = None;
@@ -650,10 +834,123 @@ async fn main() {
         "changes": r_changes, "embedded_rebuild_changes": r_changes_emb, "apply_calls": r_apply, "status_writes": r_status, "sync_passes": r_passes,
         "cpu_s": r_cpu, "peak_rss_mib": r_hwm,
     });
+
+    // ---- 5. Latency at scale ------------------------------------------------------------
+    println!("\n[5/7] latency with {n} DNSEndpoints Ready: the same {} changes per backend", args.k);
+    let mut rows_later: Vec<Row> = Vec::new();
+    let mut lat_scale = Vec::new();
+    for (bi, (b, zone, port)) in backends.iter().enumerate() {
+        // The embedded zone was rebuilt by the restart: its warm-up record answers again first.
+        wait_dig(*port, &format!("warm.{zone}"), "10.0.0.1", Duration::from_secs(120)).await;
+        let r = change_latency(&op, &eps, &format!("s-{b}-"), zone, *port, args.k, 3, timeout).await;
+        let x = r.p(0.5) / lat_empty[bi].p(0.5);
+        println!("  {b}: {} ({x:.2}x the empty-cluster p50)", r.line());
+        res["latency_at_scale"][*b] = r.json();
+        res["latency_at_scale"][*b]["n"] = json!(n);
+        res["latency_at_scale"][*b]["p50_x_empty"] = json!(x);
+        let m = |s: &str| format!("latency at {n} {b} {s}");
+        row(&mut rows_later, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
+        row(&mut rows_later, m("p50 x empty p50"), format!("{x:.2}x"), "<= 1.5x", Some(x <= 1.5));
+        row(&mut rows_later, m("p99"), format!("{:.0} ms", r.p(0.99)), "< 500 ms", Some(r.p(0.99) < 500.0));
+        let cpu = r.cpu_ms_per_change;
+        row(&mut rows_later, m("operator CPU/change"), format!("{cpu:.1} ms"), "< 5 ms", Some(cpu < 5.0));
+        lat_scale.push(r);
+    }
+
+    // ---- 6. Noisy neighbour ---------------------------------------------------------------
+    let (bh_port, thr_port) = (args.extra_port_base, args.extra_port_base + 1);
+    println!(
+        "\n[6/7] noisy neighbour: + a DNSProvider whose RFC2136 server never answers (port {bh_port}) and an embedded one limited to 0.2 calls/s (port {thr_port}), {} DNSEndpoints each plus 5 new ones/s each",
+        args.noise_n
+    );
+    blackhole(bh_port).await;
+    let bh_ns = format!("bench-bh-{run}");
+    let thr_ns = format!("bench-thr-{run}");
+    create_ns(&client, &bh_ns).await;
+    create_ns(&client, &thr_ns).await;
+    let (bh_zone, thr_zone) = ("bh.bench.test", "thr.bench.test");
+    rfc2136_provider(&client, &bh_ns, "bh", bh_zone, bh_port, args.rfc2136_batch).await;
+    embedded_provider(&client, &thr_ns, "thr", thr_zone, thr_port, Some(json!({"qps": 0.2, "burst": 1}))).await;
+    let bh_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &bh_ns);
+    let thr_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &thr_ns);
+    create_many(&bh_eps, "q", bh_zone, 0..args.noise_n, |i| ip_of(i, 5), args.concurrency).await;
+    create_many(&thr_eps, "q", thr_zone, 0..args.noise_n, |i| ip_of(i, 6), args.concurrency).await;
+    // New work keeps arriving for both while the healthy providers are measured.
+    let churn = {
+        let (bh_eps, thr_eps) = (bh_eps.clone(), thr_eps.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                let _ = bh_eps
+                    .create(
+                        &PostParams::default(),
+                        &endpoint(&format!("c{i}"), &format!("c{i}.{bh_zone}"), &ip_of(i % 60_000, 7)),
+                    )
+                    .await;
+                let _ = thr_eps
+                    .create(
+                        &PostParams::default(),
+                        &endpoint(&format!("c{i}"), &format!("c{i}.{thr_zone}"), &ip_of(i % 60_000, 8)),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // Both neighbours are busy: the blackhole's first listing is waiting out its timeout and
+    // the throttled provider has spent its burst.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let bh_pid = format!("provider=\"DNSProvider/{bh_ns}/bh\"");
+    let thr_pid = format!("provider=\"DNSProvider/{thr_ns}/thr\"");
+    for (bi, (b, zone, port)) in backends.iter().enumerate() {
+        let r = change_latency(&op, &eps, &format!("n-{b}-"), zone, *port, args.k, 4, timeout).await;
+        let x50 = r.p(0.5) / lat_scale[bi].p(0.5);
+        let x99 = r.p(0.99) / lat_scale[bi].p(0.99);
+        println!("  {b}: {} ({x50:.2}x p50, {x99:.2}x p99 without the neighbours)", r.line());
+        res["noisy_neighbour"][*b] = r.json();
+        res["noisy_neighbour"][*b]["p50_x_without"] = json!(x50);
+        res["noisy_neighbour"][*b]["p99_x_without"] = json!(x99);
+        let m = |s: &str| format!("noisy neighbour {b} {s}");
+        row(&mut rows_later, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
+        row(&mut rows_later, m("p50 x without"), format!("{x50:.2}x"), "<= 1.2x", Some(x50 <= 1.2));
+        row(&mut rows_later, m("p99"), format!("{:.0} ms", r.p(0.99)), "", None);
+        row(&mut rows_later, m("p99 x without"), format!("{x99:.2}x"), "<= 1.2x", Some(x99 <= 1.2));
+    }
+    churn.abort();
+    // The neighbours really were stuck: calls the blackhole failed, records the throttled
+    // provider still had to serve.
+    let metrics = op.metrics().await.unwrap_or_default();
+    let bh_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid]);
+    let bh_ok = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid, "outcome=\"ok\""]);
+    let thr_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&thr_pid]);
+    let (thr_total, thr_ready) = count_ready(&thr_eps).await;
+    let (bh_total, bh_ready) = count_ready(&bh_eps).await;
+    println!(
+        "  blackhole provider: {bh_calls} calls, {bh_ok} ok, {bh_ready}/{bh_total} Ready; throttled provider: {thr_calls} calls, {thr_ready}/{thr_total} Ready"
+    );
+    res["noisy_neighbour"]["blackhole"] =
+        json!({"calls": bh_calls, "ok": bh_ok, "objects": bh_total, "ready": bh_ready});
+    res["noisy_neighbour"]["throttled"] = json!({"calls": thr_calls, "objects": thr_total, "ready": thr_ready});
+    row(&mut rows_later, "noisy neighbour: blackhole objects Ready", format!("{bh_ready}/{bh_total}"), "(stuck)", None);
+    row(
+        &mut rows_later,
+        "noisy neighbour: throttled objects Ready",
+        format!("{thr_ready}/{thr_total}"),
+        "(behind)",
+        None,
+    );
+    let hwm_all = op.status_kib("VmHWM") as f64 / 1024.0;
+    res["operator_peak_rss_mib"] = json!(hwm_all);
+    row(
+        &mut rows_later,
+        format!("memory: peak RSS, whole run after restart ({n} + latency + noise objects)"),
+        format!("{hwm_all:.1} MiB"),
+        "< 64 MiB",
+        Some(hwm_all < 64.0),
+    );
     op.stop();
 
     // ---- 5. Baseline --------------------------------------------------------------------
-    println!("\n[5/5] baseline: {n} A records to a fresh BIND by nsupdate, {} per message (TCP)", args.nsupdate_batch);
+    println!("\n[7/7] baseline: {n} A records to a fresh BIND by nsupdate, {} per message (TCP)", args.nsupdate_batch);
     let base_zone = "base.bench.test";
     let base_bind = Bind::start(&out, "baseline", base_bind_port, base_zone);
     let mut script = String::new();
@@ -730,13 +1027,43 @@ async fn main() {
     row(&mut rows, "restart: embedded in-memory zone rebuild", r_changes_emb.to_string(), "(expected)", None);
     row(&mut rows, "restart: peak RSS", format!("{r_hwm:.1} MiB"), "< 64 MiB", Some(r_hwm < 64.0));
     row(&mut rows, format!("baseline: nsupdate {n} A, {}/msg", args.nsupdate_batch), fmt_s(base_s), "", None);
+    // The pipeline floor: what the apiserver needs to accept the objects plus what BIND needs
+    // to ingest the records by itself; extdns cannot be faster than their sum.
+    let written_s = res["scale"]["written_s"].as_f64();
+    let floor = match (written_s, base_s) {
+        (Some(w), Some(b)) => Some(w + b),
+        _ => None,
+    };
+    let x_floor = match (served_s, floor) {
+        (Some(a), Some(f)) if f > 0.0 => Some(a / f),
+        _ => None,
+    };
+    res["scale"]["pipeline_floor_s"] = json!(floor);
+    res["scale"]["x_pipeline_floor"] = json!(x_floor);
+    row(&mut rows, format!("scale: pipeline floor (apiserver accepts {n} + nsupdate)"), fmt_s(floor), "", None);
+    row(
+        &mut rows,
+        "scale: served x pipeline floor",
+        x_floor.map(|r| format!("{r:.2}x")).unwrap_or("-".into()),
+        "<= 1.5x",
+        x_floor.map(|r| r <= 1.5),
+    );
+    rows.extend(rows_later);
 
+    print_table(&rows);
+    res["table"] = table_json(&rows);
+    let path = out.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&res).expect("json")).expect("write results.json");
+    println!("\nwritten: {}", path.display());
+}
+
+fn print_table(rows: &[Row]) {
     let w = rows.iter().map(|r| r.metric.len()).max().unwrap_or(10);
     let wv = rows.iter().map(|r| r.value.len()).max().unwrap_or(10).max(5);
     let wt = rows.iter().map(|r| r.target.len()).max().unwrap_or(10).max(6);
     println!("\n{:<w$}  {:>wv$}  {:<wt$}", "metric", "value", "target");
     println!("{}", "-".repeat(w + wv + wt + 12));
-    for r in &rows {
+    for r in rows {
         let verdict = match r.ok {
             Some(true) => "ok",
             Some(false) => "MISS",
@@ -744,10 +1071,119 @@ async fn main() {
         };
         println!("{:<w$}  {:>wv$}  {:<wt$}  {verdict}", r.metric, r.value, r.target);
     }
-    res["table"] = Value::Array(
+}
+
+fn table_json(rows: &[Row]) -> Value {
+    Value::Array(
         rows.iter().map(|r| json!({"metric": r.metric, "value": r.value, "target": r.target, "ok": r.ok})).collect(),
-    );
+    )
+}
+
+/// `BENCH_ONLY=large`: BENCH_N_LARGE DNSEndpoints on one embedded provider, on a cluster of
+/// their own (a fresh one: RSS and time then belong to these objects alone). Time until a
+/// sample of a thousand names is served, until all are Ready, peak RSS, and the change→dig
+/// latency at that size. Merged into results.json under "large".
+async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
+    let n = args.n_large;
+    let timeout = Duration::from_secs(args.timeout);
+    let (port, metrics_port) = (args.extra_port_base + 2, args.extra_port_base + 3);
+    let run = std::process::id();
+    println!("\n[large] {n} DNSEndpoints (one A each) on the embedded provider, concurrency {}", args.concurrency);
+    let op = Operator::start(bin.to_path_buf(), metrics_port, &args.coalesce, out.join("operator-large.log"));
+    op.counter_wait("extdns_sync_passes_total", &[]).await;
+    let ns = format!("bench-large-{run}");
+    create_ns(client, &ns).await;
+    let zone = "large.bench.test";
+    embedded_provider(client, &ns, "emb", zone, port, None).await;
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns);
+    eps.create(&PostParams::default(), &endpoint("warm", &format!("warm.{zone}"), "10.0.0.1")).await.expect("create");
+    wait_dig(port, &format!("warm.{zone}"), "10.0.0.1", Duration::from_secs(120)).await;
+    let rss_idle = op.status_kib("VmRSS") as f64 / 1024.0;
+    let step = (n / 1000).max(1);
+    let sample: Vec<String> =
+        (0..n).step_by(step).chain(std::iter::once(n - 1)).map(|i| format!("r{i}.{zone}")).collect();
+    let cpu0 = op.cpu_seconds();
+    let t0 = Instant::now();
+    let writes = async {
+        let w = create_many(&eps, "r", zone, 0..n, ip_large, args.concurrency).await;
+        let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+        println!(
+            "  all {n} written in {:.1} s ({:.0} writes/s), peak RSS so far {hwm:.1} MiB",
+            w.as_secs_f64(),
+            n as f64 / w.as_secs_f64()
+        );
+        w
+    };
+    let served = async {
+        let mut last = Instant::now();
+        loop {
+            let got = dig_batch_answered(out, port, &sample).await;
+            if got >= sample.len() {
+                return Some(t0.elapsed());
+            }
+            if last.elapsed() > Duration::from_secs(30) {
+                println!("  served: {got}/{} of the sample at {:.0} s", sample.len(), t0.elapsed().as_secs_f64());
+                last = Instant::now();
+            }
+            if t0.elapsed() > timeout {
+                println!("  served: {got}/{} of the sample at the timeout", sample.len());
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let (written, served) = tokio::join!(writes, served);
+    println!("  sample of {} names served at {}", sample.len(), fmt_s(secs(served)));
+    let ready = {
+        let mut last = Instant::now();
+        loop {
+            let (total, ready) = count_ready_paged(&eps).await;
+            if total > n && ready > n {
+                break Some(t0.elapsed());
+            }
+            if t0.elapsed() > timeout {
+                println!("  Ready: {ready}/{total} at the timeout");
+                break None;
+            }
+            if last.elapsed() > Duration::from_secs(30) {
+                let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+                println!(
+                    "  Ready: {ready}/{total} at {:.0} s, peak RSS so far {hwm:.1} MiB",
+                    t0.elapsed().as_secs_f64()
+                );
+                last = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    let cpu = op.cpu_seconds() - cpu0;
+    println!("  all Ready at {}, operator CPU {cpu:.1} s", fmt_s(secs(ready)));
+    let k = args.k.min(20);
+    let r = change_latency(&op, &eps, "s-", zone, port, k, 3, timeout).await;
+    println!("  change latency at {n}: {}", r.line());
+    let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+    let rss = op.status_kib("VmRSS") as f64 / 1024.0;
+    println!("  peak RSS {hwm:.1} MiB, RSS now {rss:.1} MiB (idle before the objects: {rss_idle:.1} MiB)");
+    let mut rows = Vec::new();
+    let m = |s: &str| format!("large: {n} embedded {s}");
+    row(&mut rows, m("written to the apiserver"), format!("{:.1} s", written.as_secs_f64()), "", None);
+    row(&mut rows, m("served (sample of 1,000 answers)"), fmt_s(secs(served)), "", None);
+    row(&mut rows, m("all Ready"), fmt_s(secs(ready)), "", None);
+    row(&mut rows, m("operator CPU"), format!("{cpu:.1} s"), "", None);
+    row(&mut rows, m("change latency p50 / p99"), format!("{:.0} / {:.0} ms", r.p(0.5), r.p(0.99)), "", None);
+    row(&mut rows, m("operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "", None);
+    let target_ok = (n >= 100_000).then_some(hwm < 400.0);
+    row(&mut rows, m("peak RSS (VmHWM)"), format!("{hwm:.1} MiB"), "< 400 MiB at 100k", target_ok);
+    row(&mut rows, m("RSS after"), format!("{rss:.1} MiB"), "", None);
+    print_table(&rows);
     let path = out.join("results.json");
+    let mut res: Value =
+        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
+    res["large"] = json!({
+        "n": n, "written_s": written.as_secs_f64(), "served_s": secs(served), "all_ready_s": secs(ready),
+        "cpu_s": cpu, "peak_rss_mib": hwm, "rss_mib": rss, "rss_idle_mib": rss_idle, "latency": r.json(),
+        "table": table_json(&rows),
+    });
     std::fs::write(&path, serde_json::to_string_pretty(&res).expect("json")).expect("write results.json");
     println!("\nwritten: {}", path.display());
 }

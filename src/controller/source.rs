@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -20,6 +20,7 @@ use super::leader::Leadership;
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
 use crate::metrics::{KindLabels, Metrics};
+use crate::source::annotations::{ALPHA_PREFIX, STABLE_PREFIX};
 use crate::source::{
     self, DesiredObject, OwnerInfo, SourceConfig, SourceInputs, SourceKind, SourceObject, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -60,7 +61,40 @@ impl SourceInputs for Ctx {
     }
 }
 
-fn watch_store<K>(api: Api<K>, cfg: watcher::Config) -> Store<K>
+/// Keeps of a Pod only what the Service source reads (name, labels, external-dns
+/// annotations, deletion timestamp, node name, hostname, phase, Ready condition, host IP).
+/// Every Pod in the watched namespaces is cached; containers, volumes, container statuses
+/// and `last-applied-configuration` are most of each object and never read.
+fn project_pod(pod: &mut Pod) {
+    let m = &mut pod.metadata;
+    if let Some(a) = m.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(ALPHA_PREFIX) || k.starts_with(STABLE_PREFIX));
+    }
+    m.owner_references = None;
+    m.finalizers = None;
+    pod.spec = pod.spec.take().map(|s| PodSpec { node_name: s.node_name, hostname: s.hostname, ..Default::default() });
+    pod.status = pod.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        host_ip: s.host_ip,
+        conditions: s.conditions.map(|cs| {
+            cs.into_iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition { type_: c.type_, status: c.status, ..Default::default() })
+                .collect()
+        }),
+        ..Default::default()
+    });
+}
+
+/// Keeps of a Node its name and addresses, all the Service source reads; the image list in
+/// a Node's status alone is often tens of KiB.
+fn project_node(node: &mut Node) {
+    node.metadata.annotations = None;
+    node.spec = None;
+    node.status = node.status.take().map(|s| NodeStatus { addresses: s.addresses, ..Default::default() });
+}
+
+fn watch_store<K>(api: Api<K>, cfg: watcher::Config, project: fn(&mut K)) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
@@ -69,7 +103,10 @@ where
     // managedFields are never read here and are a large share of each object.
     let stream = reflector::reflector(
         writer,
-        watcher(api, cfg).default_backoff().modify(|o: &mut K| o.managed_fields_mut().clear()),
+        watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            project(o);
+        }),
     );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -108,16 +145,16 @@ fn leadership_gained(leadership: &Leadership) -> impl futures::Stream<Item = ()>
 pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leadership: Leadership) {
     let args = cfg.args.clone();
     let ns = args.namespace.clone();
-    let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default(), project_node);
     let (slices, slices_served) = if serves_endpointslices(&client).await {
-        (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default()), true)
+        (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |_| {}), true)
     } else {
         warn!("the apiserver does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes < 1.21): headless Services yield no records");
         (reflector::store::<EndpointSlice>().0, false)
     };
-    let pods = watch_store(scoped::<Pod>(&client, &ns), watcher::Config::default());
+    let pods = watch_store(scoped::<Pod>(&client, &ns), watcher::Config::default(), project_pod);
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
+    let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -282,5 +319,90 @@ async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &D
         if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
             warn!(error = %e, "publishing an Event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_yaml::from_str(s).expect("test yaml")
+    }
+
+    #[test]
+    fn pod_projection_keeps_what_the_service_source_reads_and_drops_the_rest() {
+        let mut pod: Pod = yaml(
+            r#"
+metadata:
+  name: web-0
+  namespace: shop
+  labels: {app: web}
+  annotations:
+    external-dns.alpha.kubernetes.io/target: 192.0.2.1
+    external-dns.kubernetes.io/ttl: "60"
+    kubectl.kubernetes.io/last-applied-configuration: '{"huge": "blob"}'
+  deletionTimestamp: "2024-01-01T00:00:00Z"
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: web, uid: u1}]
+spec:
+  nodeName: node-a
+  hostname: web-0
+  containers: [{name: app, image: "nginx", env: [{name: A, value: b}]}]
+  volumes: [{name: data, emptyDir: {}}]
+status:
+  phase: Running
+  hostIP: 10.1.0.1
+  podIP: 10.2.0.1
+  conditions:
+  - {type: Ready, status: "True", message: m, lastTransitionTime: "2024-01-01T00:00:00Z"}
+  - {type: PodScheduled, status: "True"}
+  containerStatuses: [{name: app, image: nginx, imageID: x, ready: true, restartCount: 0}]
+"#,
+        );
+        project_pod(&mut pod);
+        let want: Pod = yaml(
+            r#"
+metadata:
+  name: web-0
+  namespace: shop
+  labels: {app: web}
+  annotations:
+    external-dns.alpha.kubernetes.io/target: 192.0.2.1
+    external-dns.kubernetes.io/ttl: "60"
+  deletionTimestamp: "2024-01-01T00:00:00Z"
+spec:
+  nodeName: node-a
+  hostname: web-0
+  containers: []
+status:
+  phase: Running
+  hostIP: 10.1.0.1
+  conditions: [{type: Ready, status: "True"}]
+"#,
+        );
+        assert_eq!(pod, want);
+    }
+
+    #[test]
+    fn node_projection_keeps_name_and_addresses() {
+        let mut node: Node = yaml(
+            r#"
+metadata: {name: node-a, labels: {zone: a}, annotations: {big: blob}}
+spec: {podCIDR: 10.0.0.0/24}
+status:
+  addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
+  images: [{names: ["nginx@sha256:0"], sizeBytes: 1}]
+  capacity: {cpu: "2"}
+"#,
+        );
+        project_node(&mut node);
+        let want: Node = yaml(
+            r#"
+metadata: {name: node-a, labels: {zone: a}}
+status:
+  addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
+"#,
+        );
+        assert_eq!(node, want);
     }
 }
