@@ -118,7 +118,8 @@ pub struct RecordStatus {
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    /// Live: Ready. In progress (retried automatically): Pending, Unreachable, Throttled.
+    /// Live: Ready. In progress (retried automatically): Pending, Propagating, Unreachable,
+    /// Throttled.
     /// Needs a human: Invalid, Conflict, OwnedByOther, RecordExists, NoProvider, ZoneNotFound,
     /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, UnmanagedType,
     /// NotPermitted, ListenerConflict, NameNotAllowed.

@@ -413,7 +413,7 @@ fn listener_lock(addr: std::net::SocketAddr) -> Arc<tokio::sync::Mutex<()>> {
 
 /// A backend call bounded by the worker's deadline; a call that overruns it counts as the
 /// backend being unreachable, and is retried with backoff.
-async fn deadline<T>(
+async fn bounded<T>(
     limit: Duration,
     what: &str,
     call: impl std::future::Future<Output = Result<T, ProviderError>>,
@@ -551,12 +551,12 @@ impl Worker {
         let pid = self.id.to_string();
         let metrics = self.ctx.metrics.clone();
         let limit = self.ctx.backend_timeout;
-        let zones = deadline(limit, "listing zones", backend.zones()).await;
+        let zones = bounded(limit, "listing zones", backend.zones()).await;
         metrics.call(&pid, "zones", if zones.is_ok() { "ok" } else { "error" });
         let zones: Vec<Zone> = zones?.into_iter().filter(|z| self.zone_filter.matches(&z.name)).collect();
         let mut raw = BTreeMap::new();
         for z in &zones {
-            let recs = deadline(limit, "listing records", backend.records(z)).await;
+            let recs = bounded(limit, "listing records", backend.records(z)).await;
             metrics.call(&pid, "records", if recs.is_ok() { "ok" } else { "error" });
             let mut by_group: HashMap<String, Vec<Endpoint>> = HashMap::new();
             for e in recs? {
@@ -579,7 +579,7 @@ impl Worker {
         let ids: Vec<String> = self.propagating.keys().cloned().collect();
         for change in ids {
             let r =
-                deadline(self.ctx.backend_timeout, "asking whether a change is live", backend.in_sync(&change)).await;
+                bounded(self.ctx.backend_timeout, "asking whether a change is live", backend.in_sync(&change)).await;
             self.ctx.metrics.call(&pid, "in_sync", if r.is_ok() { "ok" } else { "error" });
             match r {
                 Ok(true) => {
