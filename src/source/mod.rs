@@ -102,6 +102,11 @@ pub struct SourceArgs {
     /// internal IPv6 addresses.
     #[arg(long, env = "EXTDNS_EXPOSE_INTERNAL_IPV6")]
     pub expose_internal_ipv6: bool,
+    /// Leave out nodes marked unschedulable (`spec.unschedulable`) wherever node addresses are
+    /// published (node source, NodePort Services), as external-dns does by default;
+    /// `--exclude-unschedulable=false` publishes them too.
+    #[arg(long, env = "EXTDNS_EXCLUDE_UNSCHEDULABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub exclude_unschedulable: bool,
     /// TTL for records whose object has no valid ttl annotation, in seconds or as a duration
     /// ("300", "5m"). Unset: the provider's default TTL.
     #[arg(long, env = "EXTDNS_DEFAULT_TTL", value_parser = parse_default_ttl)]
