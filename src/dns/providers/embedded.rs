@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -406,23 +406,33 @@ enum Transport {
 struct QueryHandler {
     store: InMemoryProvider,
     settings: Arc<ZoneSettings>,
-    snapshot: Mutex<Arc<Snapshot>>,
+    snapshot: RwLock<Snapshot>,
 }
 
 impl QueryHandler {
     fn new(store: InMemoryProvider, settings: Arc<ZoneSettings>) -> Self {
         let snapshot = Snapshot::load(&store, &settings);
-        QueryHandler { store, settings, snapshot: Mutex::new(Arc::new(snapshot)) }
+        QueryHandler { store, settings, snapshot: RwLock::new(snapshot) }
     }
 
-    /// The snapshot of the current store generation, rebuilt when the store changed.
-    fn snapshot(&self) -> Arc<Snapshot> {
+    /// The snapshot of the current store generation, brought up to date first when the store
+    /// changed: only the names that changed are rebuilt, so a change costs O(change) and not a
+    /// reload of every zone. Queries hold the read lock only while they resolve.
+    fn snapshot(&self) -> RwLockReadGuard<'_, Snapshot> {
         let generation = self.store.generation();
-        let mut current = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.generation != generation {
-            *current = Arc::new(Snapshot::load(&self.store, &self.settings));
+        {
+            let current = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
+            if current.generation == generation {
+                return current;
+            }
         }
-        current.clone()
+        {
+            let mut current = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
+            if current.generation != generation {
+                current.refresh(&self.store, &self.settings);
+            }
+        }
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `None` means send nothing: the input was not a query we can parse.
@@ -459,7 +469,7 @@ impl QueryHandler {
 }
 
 /// The response to a parsed query; `snapshot` is only loaded for queries that need data.
-fn answer(request: &Message, snapshot: impl FnOnce() -> Arc<Snapshot>) -> Message {
+fn answer<S: std::ops::Deref<Target = Snapshot>>(request: &Message, snapshot: impl FnOnce() -> S) -> Message {
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata = Metadata::response_from_request(&request.metadata);
     if let Some(client_edns) = &request.edns {
@@ -567,7 +577,7 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
         }
         let node = match zone.nodes.get(&key) {
             Some(node) => node,
-            None if zone.existing.contains(&key) => return res.no_data(zone),
+            None if zone.existing.contains_key(&key) => return res.no_data(zone),
             None => match zone.wildcard_for(&owner) {
                 Some(node) => node,
                 None => return res.nx_domain(zone),
@@ -629,31 +639,32 @@ fn parse_name(name: &str) -> Result<Name, String> {
 }
 
 /// Everything the server knows, at one store generation.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Snapshot {
     generation: u64,
     /// Most labels first, so the first zone containing a name is the closest one.
     zones: Vec<ZoneData>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct ZoneData {
     apex: Name,
     apex_labels: usize,
     /// Names holding at least one RRset.
     nodes: HashMap<String, Node>,
-    /// Every name at or above a node up to the apex: names that exist even without records of
-    /// their own (empty non-terminals), which get NODATA rather than NXDOMAIN or a wildcard.
-    existing: HashSet<String>,
+    /// Every name at or above a node up to the apex, with the number of nodes at or below it:
+    /// names that exist even without records of their own (empty non-terminals) get NODATA
+    /// rather than NXDOMAIN or a wildcard; the count lets one name's change update it.
+    existing: HashMap<String, usize>,
     negative_soa: Record,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Node {
     rrsets: Vec<RRset>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct RRset {
     record_type: WireType,
     ttl: u32,
@@ -688,6 +699,28 @@ impl Snapshot {
         // the older generation and rebuilt by the next query instead of serving stale data.
         let generation = store.generation();
         Snapshot::build(generation, &store.zone_names(), &store.all_records(), settings)
+    }
+
+    /// Brings the snapshot to the store's current state by rebuilding the names changed since
+    /// its generation; reloads everything when the store no longer knows them all (the zone set
+    /// changed, or the snapshot fell too far behind).
+    fn refresh(&mut self, store: &InMemoryProvider, settings: &ZoneSettings) {
+        let changes = store.changes_since(self.generation);
+        let Some(names) = changes.names else {
+            *self = Snapshot::load(store, settings);
+            return;
+        };
+        for (name, records) in &names {
+            let Ok(name) = parse_name(name) else { continue };
+            if let Some(zone) = self.zones.iter_mut().find(|z| z.apex.zone_of(&name)) {
+                zone.rebuild_node(&name, records, settings.default_ttl);
+            }
+        }
+        self.generation = changes.generation;
+        let serial = changes.generation as u32;
+        for zone in &mut self.zones {
+            zone.set_serial(serial);
+        }
     }
 
     fn build(generation: u64, zone_names: &[String], records: &[Endpoint], settings: &ZoneSettings) -> Snapshot {
@@ -771,7 +804,65 @@ impl ZoneData {
         apex_node.add(WireType::NS, default_ttl, ns_names.into_iter().map(|n| RData::NS(NS(n))).collect());
         let mut nodes = HashMap::new();
         nodes.insert(name_key(&apex), apex_node);
-        Ok(ZoneData { apex_labels: apex.iter().len(), apex, nodes, existing: HashSet::new(), negative_soa })
+        Ok(ZoneData { apex_labels: apex.iter().len(), apex, nodes, existing: HashMap::new(), negative_soa })
+    }
+
+    /// Replaces what is served at `name` by `records` (all records at that name now), keeping
+    /// the synthesised SOA and NS of the apex.
+    fn rebuild_node(&mut self, name: &Name, records: &[Endpoint], default_ttl: u32) {
+        let key = name_key(name);
+        let had = self.nodes.contains_key(&key);
+        if key == name_key(&self.apex) {
+            if let Some(apex) = self.nodes.get_mut(&key) {
+                apex.rrsets.retain(|r| matches!(r.record_type, WireType::SOA | WireType::NS));
+            }
+        } else {
+            self.nodes.remove(&key);
+        }
+        for ep in records {
+            self.add_endpoint(ep, name, default_ttl);
+        }
+        match (had, self.nodes.contains_key(&key)) {
+            (false, true) => self.count_existing(name, true),
+            (true, false) => self.count_existing(name, false),
+            _ => {}
+        }
+    }
+
+    /// Counts a node at `name` in (or out of) every name from it up to the apex.
+    fn count_existing(&mut self, name: &Name, added: bool) {
+        for labels in self.apex_labels..=name.iter().len() {
+            let key = name_key(&name.trim_to(labels));
+            if added {
+                *self.existing.entry(key).or_default() += 1;
+            } else if let Some(count) = self.existing.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.existing.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Gives the apex SOA and the negative answers' SOA a new serial.
+    fn set_serial(&mut self, serial: u32) {
+        let with_serial = |rdata: &RData| match rdata {
+            RData::SOA(soa) => {
+                let mut soa = soa.clone();
+                soa.serial = serial;
+                Some(RData::SOA(soa))
+            }
+            _ => None,
+        };
+        if let Some(soa) = with_serial(&self.negative_soa.data) {
+            self.negative_soa = Record::from_rdata(self.apex.clone(), self.negative_soa.ttl, soa);
+        }
+        let apex = name_key(&self.apex);
+        if let Some(rrset) =
+            self.nodes.get_mut(&apex).and_then(|n| n.rrsets.iter_mut().find(|r| r.record_type == WireType::SOA))
+        {
+            rrset.rdatas = rrset.rdatas.iter().filter_map(with_serial).collect();
+        }
     }
 
     fn add_endpoint(&mut self, ep: &Endpoint, name: &Name, default_ttl: u32) {
@@ -795,11 +886,11 @@ impl ZoneData {
     }
 
     fn index_existing(&mut self) {
-        let mut existing = HashSet::new();
+        let mut existing: HashMap<String, usize> = HashMap::new();
         for key in self.nodes.keys() {
             let Ok(name) = parse_name(key) else { continue };
             for labels in self.apex_labels..=name.iter().len() {
-                existing.insert(name_key(&name.trim_to(labels)));
+                *existing.entry(name_key(&name.trim_to(labels))).or_default() += 1;
             }
         }
         self.existing = existing;
@@ -822,7 +913,7 @@ impl ZoneData {
         let labels = name.iter().len();
         (self.apex_labels..labels).rev().find_map(|n| {
             let encloser = name_key(&name.trim_to(n));
-            self.existing.contains(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
+            self.existing.contains_key(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
         })?
     }
 }
@@ -1022,6 +1113,73 @@ mod tests {
             RData::SOA(soa) => soa.serial,
             other => panic!("expected SOA, got {other:?}"),
         }
+    }
+
+    /// The snapshot a query sees after incremental refreshes equals the one a full reload
+    /// builds, through creates, updates and deletes at the apex, under wildcards, below empty
+    /// non-terminals, and across a zone-set change (which reloads).
+    #[tokio::test]
+    async fn embedded_incremental_snapshot_matches_a_full_reload() {
+        let settings = ZoneSettings::from_config(&config(&["example.org", "sub.example.org"])).unwrap();
+        let store = InMemoryProvider::new(&settings.zones);
+        let mut snapshot = Snapshot::load(&store, &settings);
+        let zone = Zone::named("example.org");
+        let sub = Zone::named("sub.example.org");
+        let a = |name: &str, ip: &str| ep(name, RecordType::A, &[ip]);
+        let steps: Vec<(&Zone, Vec<Change>)> = vec![
+            (
+                &zone,
+                vec![
+                    Change::Create(a("example.org", "192.0.2.1")),
+                    Change::Create(a("a.b.c.example.org", "192.0.2.2")),
+                ],
+            ),
+            (
+                &zone,
+                vec![
+                    Change::Create(a("*.w.example.org", "192.0.2.3")),
+                    Change::Create(ep("t.example.org", RecordType::TXT, &["v"])),
+                ],
+            ),
+            (&sub, vec![Change::Create(a("x.sub.example.org", "192.0.2.4"))]),
+            (
+                &zone,
+                vec![Change::Update {
+                    old: a("a.b.c.example.org", "192.0.2.2"),
+                    new: a("a.b.c.example.org", "192.0.2.9"),
+                }],
+            ),
+            (
+                &zone,
+                vec![
+                    Change::Create(a("d.c.example.org", "192.0.2.5")),
+                    Change::Delete(a("a.b.c.example.org", "192.0.2.9")),
+                ],
+            ),
+            (
+                &zone,
+                vec![Change::Delete(a("example.org", "192.0.2.1")), Change::Delete(a("*.w.example.org", "192.0.2.3"))],
+            ),
+            (&zone, vec![Change::Create(ep("c.example.org", RecordType::CNAME, &["x.sub.example.org"]))]),
+            (&zone, vec![Change::Delete(a("d.c.example.org", "192.0.2.5"))]),
+        ];
+        for (i, (z, changes)) in steps.into_iter().enumerate() {
+            for r in store.apply(z, &changes).await {
+                r.unwrap_or_else(|e| panic!("step {i}: {e}"));
+            }
+            snapshot.refresh(&store, &settings);
+            assert_eq!(snapshot, Snapshot::load(&store, &settings), "after step {i}");
+        }
+        // Empty non-terminals left by deletions are gone: c.example.org still exists (a CNAME),
+        // b.c.example.org does not.
+        let z = snapshot.zone_for(&parse_name("example.org").unwrap()).unwrap();
+        assert!(z.existing.contains_key("c.example.org") && !z.existing.contains_key("b.c.example.org"));
+        store.add_zone("other.example");
+        store.apply(&Zone::named("other.example"), &[Change::Create(a("o.other.example", "192.0.2.6"))]).await[0]
+            .as_ref()
+            .unwrap();
+        snapshot.refresh(&store, &settings);
+        assert_eq!(snapshot, Snapshot::load(&store, &settings), "after a zone-set change");
     }
 
     #[tokio::test]
