@@ -73,6 +73,11 @@ struct Args {
     /// results.json; run it on a fresh cluster (`make bench` does).
     #[arg(long, env = "BENCH_ONLY", default_value = "main")]
     only: String,
+    /// Record a call-graph CPU profile of the operator (`perf record --call-graph dwarf`)
+    /// during the latency-at-scale changes, into target/bench/perf-<backend>.data, and print
+    /// its top entries: where the CPU per change goes.
+    #[arg(long, env = "BENCH_PROFILE")]
+    profile: bool,
 }
 
 fn repo() -> PathBuf {
@@ -109,6 +114,9 @@ impl Operator {
             .arg(&self.coalesce)
             // One process: no election, so a restart measures the operator, not a lease wait.
             .arg("--leader-elect=false")
+            // The benchmark's providers are namespaced DNSProviders with embedded servers and
+            // RFC2136 servers on loopback: the tenancy flags a single-tenant install sets.
+            .args(["--namespaced-embedded", "--namespaced-custom-endpoint"])
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -170,6 +178,46 @@ impl Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A `perf record` of one process, stopped and summarised by `finish`.
+struct Profile {
+    child: std::process::Child,
+    data: std::path::PathBuf,
+}
+
+impl Profile {
+    fn start(pid: u32, tag: &str) -> Profile {
+        let data = std::path::PathBuf::from(format!("target/bench/perf-{tag}.data"));
+        let child = Command::new("perf")
+            .args(["record", "--call-graph", "dwarf,16384", "-F", "199", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("BENCH_PROFILE needs perf (Debian: linux-perf)");
+        // perf needs a moment to attach; changes before that would be missing from the profile.
+        std::thread::sleep(Duration::from_secs(1));
+        Profile { child, data }
+    }
+
+    fn finish(mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        for (title, extra) in [("self time", &["--no-children"][..]), ("with callees", &["--children"][..])] {
+            let out = Command::new("perf")
+                .args(["report", "--stdio", "--no-demangle", "-g", "none", "--percent-limit", "1.5", "-i"])
+                .arg(&self.data)
+                .args(extra)
+                .output();
+            let Ok(out) = out else { return };
+            println!("  profile ({title}) of {}:", self.data.display());
+            for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).take(25) {
+                println!("    {}", line.trim_end());
+            }
+        }
     }
 }
 
@@ -842,7 +890,11 @@ async fn main() {
     for (bi, (b, zone, port)) in backends.iter().enumerate() {
         // The embedded zone was rebuilt by the restart: its warm-up record answers again first.
         wait_dig(*port, &format!("warm.{zone}"), "10.0.0.1", Duration::from_secs(120)).await;
+        let perf = args.profile.then(|| Profile::start(op.pid(), b));
         let r = change_latency(&op, &eps, &format!("s-{b}-"), zone, *port, args.k, 3, timeout).await;
+        if let Some(perf) = perf {
+            perf.finish();
+        }
         let x = r.p(0.5) / lat_empty[bi].p(0.5);
         println!("  {b}: {} ({x:.2}x the empty-cluster p50)", r.line());
         res["latency_at_scale"][*b] = r.json();
