@@ -222,6 +222,8 @@ struct CfRecord {
     priority: Option<u32>,
     #[serde(default)]
     data: Option<Value>,
+    #[serde(default)]
+    comment: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -238,6 +240,7 @@ struct Held {
     target: String,
     ttl: u32,
     proxied: bool,
+    comment: Option<String>,
 }
 
 type Key = (String, RecordType);
@@ -557,6 +560,7 @@ impl CloudflareProvider {
                 }
                 let proxied = self.proxied(new)?;
                 let ttl = self.ttl_of(new, proxied);
+                let comment = comment_of(new);
                 let wanted: BTreeSet<&str> = new.targets.iter().map(String::as_str).collect();
                 let mut after = Vec::new();
                 for h in &held {
@@ -565,14 +569,23 @@ impl CloudflareProvider {
                         unit.deletes.push(json!({ "id": id }));
                         continue;
                     }
-                    if h.ttl != ttl || h.proxied != proxied {
+                    if h.ttl != ttl || h.proxied != proxied || h.comment != comment {
                         let mut patch = json!({ "id": id, "ttl": ttl });
                         if proxiable(new.record_type) {
                             patch["proxied"] = json!(proxied);
                         }
+                        if h.comment != comment {
+                            patch["comment"] = json!(comment.clone().unwrap_or_default());
+                        }
                         unit.patches.push(patch);
                     }
-                    after.push(Held { id: h.id.clone(), target: h.target.clone(), ttl, proxied });
+                    after.push(Held {
+                        id: h.id.clone(),
+                        target: h.target.clone(),
+                        ttl,
+                        proxied,
+                        comment: comment.clone(),
+                    });
                 }
                 let added: Vec<String> =
                     new.targets.iter().filter(|t| !held_targets.contains(t.as_str())).cloned().collect();
@@ -592,7 +605,7 @@ impl CloudflareProvider {
         }
         let proxied = self.proxied(ep)?;
         let ttl = self.ttl_of(ep, proxied);
-        let comment = ep.provider_specific(property::RECORD_COMMENT);
+        let comment = comment_of(ep);
         let mut posts = Vec::new();
         let mut held = Vec::new();
         for t in targets {
@@ -601,11 +614,11 @@ impl CloudflareProvider {
             if proxiable(ep.record_type) {
                 body["proxied"] = json!(proxied);
             }
-            if let Some(c) = comment {
+            if let Some(c) = &comment {
                 body["comment"] = json!(c);
             }
             posts.push(body);
-            held.push(Held { id: None, target: t.clone(), ttl, proxied });
+            held.push(Held { id: None, target: t.clone(), ttl, proxied, comment: comment.clone() });
         }
         Ok((posts, held))
     }
@@ -706,6 +719,7 @@ fn group(zone: &Zone, records: &[CfRecord]) -> BTreeMap<Key, Vec<Held>> {
             target,
             ttl: r.ttl,
             proxied: r.proxied,
+            comment: r.comment.clone().filter(|c| !c.is_empty()),
         });
     }
     out
@@ -722,9 +736,17 @@ fn endpoints_of(view: &BTreeMap<Key, Vec<Held>>) -> Vec<Endpoint> {
                 ep.provider_specific =
                     vec![ProviderSpecificProperty { name: property::PROXIED.into(), value: proxied.to_string() }];
             }
-            ep
+            if let Some(c) = held.first().and_then(|h| h.comment.clone()) {
+                ep.provider_specific.push(ProviderSpecificProperty { name: property::RECORD_COMMENT.into(), value: c });
+            }
+            ep.normalized()
         })
         .collect()
+}
+
+/// The record comment `ep` asks for (external-dns' `cloudflare-record-comment`).
+fn comment_of(ep: &Endpoint) -> Option<String> {
+    ep.provider_specific(property::RECORD_COMMENT).filter(|c| !c.is_empty()).map(str::to_string)
 }
 
 /// Cloudflare proxies only address records and CNAMEs.
@@ -904,10 +926,10 @@ impl Provider for CloudflareProvider {
 
     /// external-dns' rules: the proxied property says what Cloudflare will hold (`true` or
     /// `false`, the provider default when unset), only on types Cloudflare can proxy; a
-    /// proxied record has TTL 1 (automatic).
+    /// proxied record has TTL 1 (automatic). A record comment is kept: listing reports it.
     fn adjust(&self, mut ep: Endpoint) -> Vec<Endpoint> {
         let proxied = self.proxied(&ep);
-        ep.provider_specific.retain(|p| p.name != property::PROXIED && p.name != property::RECORD_COMMENT);
+        ep.provider_specific.retain(|p| p.name != property::PROXIED);
         match proxied {
             Ok(proxied) if proxiable(ep.record_type) => {
                 ep.provider_specific
@@ -1129,6 +1151,24 @@ mod tests {
         let same = a("web.example.test", &["192.0.2.1", "192.0.2.2"]).with_ttl(300);
         let unit = p.translate(&zone(), &mut view, &Change::Update { old: same.clone(), new: same }).unwrap();
         assert_eq!(unit.ops(), 0);
+    }
+
+    #[test]
+    fn record_comments_are_written_listed_and_patched() {
+        let p = provider();
+        let commented =
+            with_prop(a("web.example.test", &["192.0.2.1"]).with_ttl(300), property::RECORD_COMMENT, "team-a");
+        let mut view = BTreeMap::new();
+        let unit = p.translate(&zone(), &mut view, &Change::Create(commented.clone())).unwrap();
+        assert_eq!(unit.posts[0]["comment"], json!("team-a"));
+        let mut r = rec("r1", "web.example.test", "A", "192.0.2.1", 300, false);
+        r.comment = Some("team-a".into());
+        let listed = endpoints_of(&group(&zone(), &[r.clone()]));
+        assert_eq!(p.adjust(commented.clone()), listed, "listing shows what adjust asks for");
+        let mut view = group(&zone(), &[r]);
+        let moved = with_prop(a("web.example.test", &["192.0.2.1"]).with_ttl(300), property::RECORD_COMMENT, "team-b");
+        let unit = p.translate(&zone(), &mut view, &Change::Update { old: commented, new: moved }).unwrap();
+        assert_eq!(unit.patches, vec![json!({"id": "r1", "ttl": 300, "proxied": false, "comment": "team-b"})]);
     }
 
     #[test]
