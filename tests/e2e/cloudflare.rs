@@ -67,6 +67,8 @@ async fn cloudflare_records_in_the_fake_api() {
                                "baseURL": fake.base_url()},
                 "domains": {"include": [zone]},
                 "policy": "sync",
+                // Short, so the test sees resyncs find the proxied record in sync.
+                "resyncInterval": "2s",
                 "registry": {"txt": {"ownerId": "e2e"}}
             }
         }),
@@ -109,6 +111,27 @@ async fn cloudflare_records_in_the_fake_api() {
         format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web", ns.name);
     let txt = held(&fake, zone, &format!("a-web.{zone}"), "TXT").await;
     assert_eq!(txt.iter().map(|t| t.0.clone()).collect::<Vec<_>>(), vec![ownership.clone()]);
+
+    // Steady state: resyncs list the zone and find the proxied record (TTL 1, as Cloudflare
+    // holds it) in sync, so nothing is written.
+    fake.clear_requests().await;
+    wait_for("two resyncs", Duration::from_secs(30), || {
+        let fake = &fake;
+        async move {
+            let listings = fake
+                .requests()
+                .await
+                .iter()
+                .filter(|r| {
+                    r["method"] == json!("GET") && r["path"].as_str().unwrap_or_default().ends_with("/dns_records")
+                })
+                .count();
+            (listings >= 2).then_some(())
+        }
+    })
+    .await;
+    let writes: Vec<Value> = fake.requests().await.into_iter().filter(|r| r["method"] != json!("GET")).collect();
+    assert!(writes.is_empty(), "resyncs of an unchanged zone wrote: {writes:?}");
 
     // The Service moves; Cloudflare throttles the first batch and the operator waits it out.
     fake.clear_requests().await;
