@@ -111,7 +111,7 @@ pub struct TenancyFlags {
     /// `assumeRoleArn` without `credentials`.
     #[arg(long, env = "EXTDNS_NAMESPACED_AMBIENT_CREDENTIALS")]
     pub namespaced_ambient_credentials: bool,
-    /// Let namespaced DNSProviders set `route53.endpoint`, which makes the operator send
+    /// Let namespaced DNSProviders set `route53.endpoint` or `cloudflare.baseURL`, which makes the operator send
     /// requests to any URL a tenant names.
     #[arg(long, env = "EXTDNS_NAMESPACED_CUSTOM_ENDPOINT")]
     pub namespaced_custom_endpoint: bool,

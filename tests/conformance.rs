@@ -628,3 +628,209 @@ async fn moto_passes_the_conformance_battery() {
         panic!("moto: the conformance battery did not finish within {TEST_DEADLINE:?}");
     }
 }
+
+// --- Cloudflare, against the local fake API (e2e/cloudflare/fake.py) -----------------------
+
+#[path = "support/cloudflare_fake.rs"]
+mod cloudflare_fake;
+
+use cloudflare_fake::FakeCloudflare;
+use extdns::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
+use serde_json::{json, Value};
+
+const CF_TOKEN: &str = "conformance-token-0123456789";
+
+/// The fake, or `None` (test skipped) when there is no python3 and CI does not require it.
+async fn start_fake(zones: &[&str]) -> Option<FakeCloudflare> {
+    if !cloudflare_fake::python_available() {
+        assert!(std::env::var_os(REQUIRE_ENV).is_none(), "python3 is missing and {REQUIRE_ENV} is set");
+        say("\n!!! SKIPPED Cloudflare conformance: no python3 to run e2e/cloudflare/fake.py\n");
+        return None;
+    }
+    Some(FakeCloudflare::start(free_port(), CF_TOKEN, zones).await.unwrap_or_else(|e| panic!("fake Cloudflare: {e}")))
+}
+
+fn cf_provider(base_url: String, token: &str, zones: &[&str]) -> CloudflareProvider {
+    let mut cfg = CloudflareConfig::new(token);
+    cfg.base_url = base_url;
+    cfg.zone_names = zones.iter().map(|z| z.to_string()).collect();
+    CloudflareProvider::new(cfg).expect("the test provider config is valid")
+}
+
+async fn cloudflare_battery() {
+    let zone_name = "conformance-cf.test";
+    let Some(fake) = start_fake(&[zone_name]).await else { return };
+    let fail = |what: &str, e: String| -> ! {
+        panic!("cloudflare: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail())
+    };
+    let p = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name]);
+    let zones = p.zones().await.unwrap_or_else(|e| fail("zones()", e.to_string()));
+    let zone =
+        zones.into_iter().find(|z| z.name == zone_name).unwrap_or_else(|| fail("zones()", "zone missing".into()));
+    assert_eq!(zone.id, fake.zone_id(zone_name).await, "zones are addressed by Cloudflare's id");
+
+    let started = Instant::now();
+    let report = conformance::run_all(&p, &zone).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("cloudflare (fake): battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&p, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+    // Skipped: refused_record_no_ownership with a CNAME at the apex. Cloudflare accepts one
+    // (CNAME flattening), and so does the fake.
+
+    let wrong = cf_provider(fake.base_url(), "not-the-token", &[zone_name]);
+    let (change, listing) =
+        conformance::case_auth_failure(&wrong, &zone).await.unwrap_or_else(|e| fail("auth_failure", e));
+    say(&format!("cloudflare (fake): wrong token:\n  {change}\n  {listing}"));
+    match wrong.zones().await {
+        Err(ProviderError::AuthFailed(m)) if m.contains("10000") => {}
+        other => fail("zones() with a wrong token", format!("expected AuthFailed naming code 10000, got {other:?}")),
+    }
+
+    let with_missing = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name, "missing-cf.test"]);
+    match with_missing.zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains("missing-cf.test") => {}
+        other => {
+            fail("zones() naming a zone Cloudflare does not have", format!("expected ZoneNotFound, got {other:?}"))
+        }
+    }
+    match p.records(&Zone { id: "0123456789abcdef0123456789abcdef".into(), name: "gone-cf.test".into() }).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail("records() of an unknown zone id", format!("expected ZoneNotFound, got {other:?}")),
+    }
+
+    let mut down_cfg = CloudflareConfig::new(CF_TOKEN);
+    down_cfg.base_url = format!("http://127.0.0.1:{}/client/v4", free_port());
+    down_cfg.max_attempts = 2;
+    let down = CloudflareProvider::new(down_cfg).expect("config");
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("cloudflare: an API where nothing listens was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudflare_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, cloudflare_battery()).await.is_err() {
+        panic!("cloudflare: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// The exact requests: a zone lookup by name, one listing and one batch per apply, the token
+/// as a Bearer header, record bodies as Cloudflare documents them.
+#[tokio::test]
+async fn cloudflare_sends_exactly_the_documented_requests() {
+    let zone_name = "requests-cf.test";
+    let Some(fake) = start_fake(&[zone_name]).await else { return };
+    let p = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name]);
+    let id = fake.zone_id(zone_name).await;
+    fake.clear_requests().await;
+    let zone = p.zones().await.expect("zones").remove(0);
+    let web = Endpoint::new(format!("web.{zone_name}"), RecordType::A, vec!["192.0.2.1".into(), "192.0.2.2".into()])
+        .with_ttl(300);
+    let results = p.apply(&zone, &[Change::Create(web.clone())]).await;
+    assert_eq!(results, vec![Ok(Applied::Live)]);
+
+    let reqs = fake.requests().await;
+    let shape: Vec<(String, String, Value)> = reqs
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or("").to_string(),
+                r["path"].as_str().unwrap_or("").to_string(),
+                r["query"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("GET".into(), "/client/v4/zones".into(), json!({"name": zone_name, "page": "1", "per_page": "50"})),
+            ("GET".into(), format!("/client/v4/zones/{id}/dns_records"), json!({"page": "1", "per_page": "100"})),
+            ("POST".into(), format!("/client/v4/zones/{id}/dns_records/batch"), json!({})),
+        ]
+    );
+    assert!(reqs.iter().all(|r| r["authorization"] == json!(format!("Bearer {CF_TOKEN}"))), "{reqs:?}");
+    assert_eq!(
+        reqs[2]["body"],
+        json!({"posts": [
+            {"type": "A", "name": format!("web.{zone_name}"), "content": "192.0.2.1", "ttl": 300, "proxied": false},
+            {"type": "A", "name": format!("web.{zone_name}"), "content": "192.0.2.2", "ttl": 300, "proxied": false},
+        ]})
+    );
+
+    // One value goes, the other is kept and becomes proxied: a delete and a patch, one batch.
+    let held = fake.records(zone_name).await;
+    let id_of = |content: &str| {
+        held.iter()
+            .find(|r| r["content"] == json!(content))
+            .and_then(|r| r["id"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut proxied = Endpoint::new(format!("web.{zone_name}"), RecordType::A, vec!["192.0.2.2".into()]);
+    proxied.provider_specific = vec![ProviderSpecificProperty {
+        name: "external-dns.alpha.kubernetes.io/cloudflare-proxied".into(),
+        value: "true".into(),
+    }];
+    fake.clear_requests().await;
+    let results = p.apply(&zone, &[Change::Update { old: web, new: proxied.clone() }]).await;
+    assert_eq!(results, vec![Ok(Applied::Live)]);
+    let reqs = fake.requests().await;
+    assert_eq!(reqs.len(), 2, "a listing and one batch: {reqs:?}");
+    assert_eq!(
+        reqs[1]["body"],
+        json!({"deletes": [{"id": id_of("192.0.2.1")}], "patches": [{"id": id_of("192.0.2.2"), "ttl": 1, "proxied": true}]})
+    );
+    let listed = p.records(&zone).await.expect("records");
+    let web = listed.iter().find(|e| e.dns_name == format!("web.{zone_name}")).expect("web listed");
+    assert_eq!((web.targets.clone(), web.ttl), (vec!["192.0.2.2".to_string()], Some(1)));
+    assert_eq!(web.provider_specific("external-dns.alpha.kubernetes.io/cloudflare-proxied"), Some("true"));
+    assert_eq!(p.adjust(proxied.clone()), vec![web.clone()], "adjust says what listing will show: no churn");
+}
+
+/// 429 with Retry-After is waited out and retried; 5xx is retried for reads, never for a
+/// batch (it may have been applied), and reported Unreachable.
+#[tokio::test]
+async fn cloudflare_throttling_and_outages() {
+    let zone_name = "throttle-cf.test";
+    let Some(fake) = start_fake(&[zone_name]).await else { return };
+    let p = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let a = |name: &str| Endpoint::new(format!("{name}.{zone_name}"), RecordType::A, vec!["192.0.2.9".into()]);
+
+    fake.clear_requests().await;
+    fake.fail(429, 1, "dns_records/batch", Some(1)).await;
+    assert_eq!(p.apply(&zone, &[Change::Create(a("slow"))]).await, vec![Ok(Applied::Live)]);
+    let batches: Vec<Value> =
+        fake.requests().await.into_iter().filter(|r| r["path"].as_str().unwrap_or("").ends_with("/batch")).collect();
+    assert_eq!(batches.iter().map(|r| r["status"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![429, 200]);
+    let waited = batches[1]["time"].as_f64().unwrap_or(0.0) - batches[0]["time"].as_f64().unwrap_or(0.0);
+    assert!(waited >= 0.99, "the retry came {waited:.3} s after a Retry-After of 1 s");
+
+    let mut cfg = CloudflareConfig::new(CF_TOKEN);
+    cfg.base_url = fake.base_url();
+    cfg.max_attempts = 2;
+    let impatient = CloudflareProvider::new(cfg).expect("config");
+    fake.fail(429, 2, "dns_records/batch", Some(0)).await;
+    match impatient.apply(&zone, &[Change::Create(a("throttled"))]).await.as_slice() {
+        [Err(e @ ProviderError::Throttled(m))] if e.is_transient() && m.contains("971") => {}
+        other => panic!("429 twice with 2 attempts: expected Throttled naming code 971, got {other:?}"),
+    }
+
+    fake.clear_requests().await;
+    fake.fail(502, 1, "dns_records", None).await;
+    assert!(p.records(&zone).await.is_ok(), "a listing is retried after a 502");
+    assert_eq!(fake.requests().await.len(), 2);
+
+    fake.clear_requests().await;
+    fake.fail(500, 1, "dns_records/batch", None).await;
+    match p.apply(&zone, &[Change::Create(a("outage"))]).await.as_slice() {
+        [Err(e @ ProviderError::Unreachable(_))] if e.is_transient() => {}
+        other => panic!("500 on a batch: expected Unreachable, got {other:?}"),
+    }
+    let batches =
+        fake.requests().await.into_iter().filter(|r| r["path"].as_str().unwrap_or("").ends_with("/batch")).count();
+    assert_eq!(batches, 1, "a batch is not resent after a 5xx");
+    let held: Vec<String> =
+        fake.records(zone_name).await.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect();
+    assert_eq!(held, vec![format!("slow.{zone_name}")], "nothing else was written");
+}

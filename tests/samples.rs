@@ -52,3 +52,23 @@ fn sample_dnsendpoints_parse_as_the_crd_types() {
         }
     }
 }
+
+#[test]
+fn cloudflare_sample_parses_as_the_crd_types() {
+    let f = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/cloudflare/cloudflare-provider.yaml");
+    let mut kinds = Vec::new();
+    for doc in std::fs::read_to_string(&f).expect("sample").split("---\n") {
+        let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");
+        kinds.push(v["kind"].as_str().unwrap_or_default().to_string());
+        if v["kind"] == "DNSProvider" {
+            let p: extdns::crd::DNSProvider = serde_yaml::from_value(v).expect("DNSProvider");
+            let cf = p.spec.spec.cloudflare.expect("a cloudflare block");
+            assert_eq!(cf.api_token.secret_ref.name, "cloudflare-token");
+            assert_eq!(cf.zones, vec!["example.org"]);
+        } else if v["kind"] == "DNSEndpoint" {
+            let ep: extdns::crd::DNSEndpoint = serde_yaml::from_value(v).expect("DNSEndpoint");
+            assert!(extdns::controller::provider::validate_endpoint_spec(&ep).1.is_empty(), "invalid record");
+        }
+    }
+    assert_eq!(kinds, vec!["Secret", "DNSProvider", "DNSEndpoint"]);
+}

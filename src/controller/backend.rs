@@ -8,7 +8,10 @@ use kube::{Api, Client};
 
 use std::net::SocketAddr;
 
-use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport};
+use crate::crd::dnsprovider::{
+    CloudflareSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport,
+};
+use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
 use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
@@ -37,7 +40,7 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53), found {0}")]
+    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, cloudflare), found {0}")]
     BackendCount(usize),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
@@ -112,6 +115,15 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
         }
         return Ok(Backend { provider: Arc::new(provider), server: None });
     }
+    if let Some(c) = &spec.cloudflare {
+        // One apply makes several requests (listing pages, batches, retries): the bucket goes
+        // inside, as for Route53.
+        let mut provider = cloudflare_provider(ctx.client, c, ctx.secret_ns, ctx.default_ttl).await?;
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
     let mut backend = build_backend(spec, ctx).await?;
     if let Some(bucket) = limiter {
         backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
@@ -120,10 +132,16 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
 }
 
 fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
-    let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some(), spec.route53.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let count = [
+        spec.in_memory.is_some(),
+        spec.embedded.is_some(),
+        spec.rfc2136.is_some(),
+        spec.route53.is_some(),
+        spec.cloudflare.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if count != 1 {
         return Err(BackendError::BackendCount(count));
     }
@@ -217,6 +235,54 @@ async fn route53_provider(
         }
     }
     Route53Provider::new(cfg).await.map_err(|e| BackendError::Start(e.to_string()))
+}
+
+/// The default key of the Cloudflare API token in its Secret.
+pub const DEFAULT_CLOUDFLARE_TOKEN_KEY: &str = "api-token";
+
+async fn cloudflare_provider(
+    client: &Client,
+    c: &CloudflareSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<CloudflareProvider, BackendError> {
+    let field =
+        |field: &str, message: String| BackendError::Field { field: format!("spec.cloudflare.{field}"), message };
+    let key_ref = SecretKeyRef {
+        name: c.api_token.secret_ref.name.clone(),
+        key: c.api_token.secret_ref.key.clone().unwrap_or_else(|| DEFAULT_CLOUDFLARE_TOKEN_KEY.to_string()),
+    };
+    let raw = read_secret(client, secret_ns, &key_ref).await?;
+    let token = String::from_utf8(raw)
+        .map_err(|_| field("apiToken.secretRef", "the token is not UTF-8 text".into()))?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        return Err(field("apiToken.secretRef", format!("key {:?} of Secret {} is empty", key_ref.key, key_ref.name)));
+    }
+    let mut cfg = CloudflareConfig::new(token);
+    if let Some(url) = &c.base_url {
+        let u = url.trim();
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            return Err(field("baseURL", format!("{u:?} is not an http(s) URL")));
+        }
+        cfg.base_url = u.to_string();
+    }
+    cfg.zone_names = c.zones.clone();
+    cfg.zone_ids = c.zone_ids.clone();
+    cfg.proxied = c.proxied;
+    cfg.default_ttl = default_ttl;
+    if let Some(b) = c.batch_size {
+        cfg.batch_size = b as usize;
+    }
+    if let Some(p) = c.per_page {
+        cfg.per_page = p;
+    }
+    if let Some(t) = &c.timeout {
+        cfg.timeout = crate::controller::provider::parse_duration("spec.cloudflare.timeout", t)
+            .map_err(|m| field("timeout", m))?;
+    }
+    CloudflareProvider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
 }
 
 pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";

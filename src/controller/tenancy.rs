@@ -101,6 +101,14 @@ pub fn check_provider(spec: &ProviderSpec, namespaced: bool, flags: &TenancyFlag
             });
         }
     }
+    // The token always comes from the provider's own namespace; only the URL is a grant.
+    if spec.cloudflare.as_ref().is_some_and(|c| c.base_url.is_some()) && !flags.namespaced_custom_endpoint {
+        return Err(Refusal {
+            field: "spec.cloudflare.baseURL",
+            what: "a custom API base URL (the operator would send requests, with the token, to any URL a tenant names)",
+            flag: FLAG_ENDPOINT,
+        });
+    }
     Ok(())
 }
 
@@ -418,6 +426,22 @@ mod tests {
         // Ambient identity is reported first: it is the bigger grant.
         let e = check_provider(&route53(false, false, true), true, &endpoint).unwrap_err();
         assert_eq!(e.flag, FLAG_AMBIENT);
+    }
+
+    #[test]
+    fn namespaced_cloudflare_base_url_needs_the_endpoint_flag() {
+        use crate::crd::dnsprovider::CloudflareSpec;
+        let spec = |base_url: Option<&str>| ProviderSpec {
+            cloudflare: Some(CloudflareSpec { base_url: base_url.map(str::to_string), ..Default::default() }),
+            ..Default::default()
+        };
+        assert!(check_provider(&spec(None), true, &NONE).is_ok(), "the token is always the tenant's own");
+        let e = check_provider(&spec(Some("http://127.0.0.1:9")), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.cloudflare.baseURL", FLAG_ENDPOINT));
+        assert!(e.to_string().starts_with("spec.cloudflare.baseURL:"), "{e}");
+        let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+        assert!(check_provider(&spec(Some("http://127.0.0.1:9")), true, &endpoint).is_ok());
+        assert!(check_provider(&spec(Some("http://127.0.0.1:9")), false, &NONE).is_ok());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct ProviderSpec {
     /// Backend: Amazon Route53 (or an API-compatible endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route53: Option<Route53Spec>,
+    /// Backend: Cloudflare DNS through its v4 API, with an API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareSpec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -181,6 +184,58 @@ pub struct Route53Spec {
     /// How long the hosted zone list is reused, e.g. "1m". Default "60s".
     #[serde(default, rename = "zonesCacheTTL", skip_serializing_if = "Option::is_none")]
     pub zones_cache_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareSpec {
+    /// Secret key holding the API token (sent as `Authorization: Bearer`). The token needs
+    /// Zone:Read and DNS:Edit on the zones it manages.
+    pub api_token: CloudflareToken,
+    /// Zones to manage, looked up by name. With neither `zones` nor `zoneIDs`, every zone the
+    /// token can read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// Zones to manage, by Cloudflare zone id.
+    #[serde(default, rename = "zoneIDs", skip_serializing_if = "Vec::is_empty")]
+    pub zone_ids: Vec<String>,
+    /// Proxy A, AAAA and CNAME records through Cloudflare unless a record says otherwise with
+    /// the providerSpecific `external-dns.alpha.kubernetes.io/cloudflare-proxied`
+    /// (external-dns' `--cloudflare-proxied`). Proxied records have TTL 1 (automatic).
+    /// Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxied: bool,
+    /// API base URL. Default "https://api.cloudflare.com/client/v4".
+    #[serde(default, rename = "baseURL", skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Record operations per batch request. Default 200 (the Free plan's limit; paid plans
+    /// allow 3500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3500))]
+    pub batch_size: Option<u32>,
+    /// Records per page when listing a zone. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 5000))]
+    pub per_page: Option<u32>,
+    /// Timeout of one API request, e.g. "30s". Default "30s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareToken {
+    /// Secret and key with the token. The key defaults to "api-token".
+    pub secret_ref: CloudflareSecretRef,
+}
+
+/// The Secret with the Cloudflare API token, and the key in it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareSecretRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

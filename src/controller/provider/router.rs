@@ -1030,6 +1030,7 @@ fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String
     let names = [
         spec.rfc2136.as_ref().and_then(|r| r.tsig.as_ref()).map(|t| t.secret_ref.name.clone()),
         spec.route53.as_ref().and_then(|r| r.credentials.as_ref()).map(|c| c.secret_ref.name.clone()),
+        spec.cloudflare.as_ref().map(|c| c.api_token.secret_ref.name.clone()),
         spec.registry
             .as_ref()
             .and_then(|r| r.txt.as_ref())

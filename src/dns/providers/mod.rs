@@ -1,5 +1,6 @@
 //! One module per DNS backend, all behind [`crate::dns::Provider`].
 
+pub mod cloudflare;
 pub mod conformance;
 pub mod embedded;
 pub mod inmemory;
