@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -86,11 +86,11 @@ fn project_pod(pod: &mut Pod) {
     });
 }
 
-/// Keeps of a Node its name and addresses, all the Service source reads; the image list in
-/// a Node's status alone is often tens of KiB.
+/// Keeps of a Node its name, addresses and `spec.unschedulable`, all the Service source
+/// reads; the image list in a Node's status alone is often tens of KiB.
 fn project_node(node: &mut Node) {
     node.metadata.annotations = None;
-    node.spec = None;
+    node.spec = node.spec.take().map(|s| NodeSpec { unschedulable: s.unschedulable, ..Default::default() });
     node.status = node.status.take().map(|s| NodeStatus { addresses: s.addresses, ..Default::default() });
 }
 
@@ -388,7 +388,7 @@ status:
         let mut node: Node = yaml(
             r#"
 metadata: {name: node-a, labels: {zone: a}, annotations: {big: blob}}
-spec: {podCIDR: 10.0.0.0/24}
+spec: {podCIDR: 10.0.0.0/24, unschedulable: true}
 status:
   addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
   images: [{names: ["nginx@sha256:0"], sizeBytes: 1}]
@@ -399,6 +399,7 @@ status:
         let want: Node = yaml(
             r#"
 metadata: {name: node-a, labels: {zone: a}}
+spec: {unschedulable: true}
 status:
   addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
 "#,
