@@ -272,6 +272,21 @@ where
                     debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not written");
                     return Ok(Action::await_change());
                 }
+                // Not in the cache of our objects: a DNSEndpoint of that name may still exist,
+                // written by someone else. Never take it over (the forced apply would, and it
+                // would then be garbage-collected with this object).
+                if existing.is_none() {
+                    let found = api
+                        .get_opt(&ep_name)
+                        .await
+                        .map_err(|source| Error::ReadEndpoint { name: format!("{ns}/{ep_name}"), source })?;
+                    if let Some(other) = found.filter(|f| !written_by_source_controller(f)) {
+                        warn!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint exists and is not ours: left alone");
+                        publish(ctx, k, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind)).await;
+                        // Deleting or renaming it sends no event we watch: look again later.
+                        return Ok(Action::requeue(NAME_TAKEN_RECHECK));
+                    }
+                }
                 // Warnings go out with the write that they concern, not on every resync.
                 publish_warnings(ctx, k, &d).await;
                 // Publishing may have taken a while: ask again right before the write.
@@ -307,18 +322,35 @@ where
     Ok(Action::await_change())
 }
 
+/// Event reason on a Service or Ingress whose DNSEndpoint name is taken by an object the
+/// source controller did not write.
+pub const REASON_NAME_TAKEN: &str = "DNSEndpointNameTaken";
+/// How often a source object whose DNSEndpoint name is taken looks again.
+const NAME_TAKEN_RECHECK: Duration = Duration::from_secs(300);
+
+/// True for DNSEndpoints the source controller wrote: they carry its managed-by label.
+fn written_by_source_controller(ep: &DNSEndpoint) -> bool {
+    ep.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
+
+fn name_taken_message(other: &DNSEndpoint, kind: &str) -> String {
+    format!(
+        "DNSEndpoint {}/{} already exists and was not written by extdns's source controller (no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label); it is left untouched and this {kind}'s records are not published until it is renamed or deleted",
+        other.namespace().unwrap_or_default(),
+        other.name_any()
+    )
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
+        warn!(error = %e, "publishing an Event failed");
+    }
+}
+
 async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
     for w in &d.warnings {
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: "InvalidAnnotation".into(),
-            note: Some(w.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
-            warn!(error = %e, "publishing an Event failed");
-        }
+        publish(ctx, k, EventType::Warning, "InvalidAnnotation", w.clone()).await;
     }
 }
 
@@ -381,6 +413,18 @@ status:
 "#,
         );
         assert_eq!(pod, want);
+    }
+
+    #[test]
+    fn only_labelled_dnsendpoints_are_ours() {
+        let mut ep: DNSEndpoint = yaml("metadata: {name: web-service, namespace: shop}\nspec: {endpoints: []}");
+        assert!(!written_by_source_controller(&ep));
+        assert_eq!(
+            name_taken_message(&ep, "Service"),
+            "DNSEndpoint shop/web-service already exists and was not written by extdns's source controller (no app.kubernetes.io/managed-by=extdns label); it is left untouched and this Service's records are not published until it is renamed or deleted"
+        );
+        ep.metadata.labels = Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
+        assert!(written_by_source_controller(&ep));
     }
 
     #[test]
