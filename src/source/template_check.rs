@@ -13,14 +13,17 @@ use serde_json::Value;
 use super::template::Template;
 use super::SourceKind;
 
-/// The schema of a kind with every sub-schema inlined, so field lookups need no `$ref`s.
-fn schema_of(kind: SourceKind) -> Value {
+/// The schema of a kind with every sub-schema inlined, so field lookups need no `$ref`s, and
+/// the kind's name for messages. A kind without a schema here accepts every field.
+fn schema_of(kind: SourceKind) -> (Value, &'static str) {
     let settings = schemars::generate::SchemaSettings::openapi3().with(|s| s.inline_subschemas = true);
-    let schema = match kind {
-        SourceKind::Service => settings.into_generator().into_root_schema_for::<Service>(),
-        SourceKind::Ingress => settings.into_generator().into_root_schema_for::<Ingress>(),
+    #[allow(unreachable_patterns)]
+    let (schema, name) = match kind {
+        SourceKind::Service => (settings.into_generator().into_root_schema_for::<Service>(), "Service"),
+        SourceKind::Ingress => (settings.into_generator().into_root_schema_for::<Ingress>(), "Ingress"),
+        other => return (Value::Null, other.as_str()),
     };
-    serde_json::to_value(schema).unwrap_or(Value::Null)
+    (serde_json::to_value(schema).unwrap_or(Value::Null), name)
 }
 
 fn property<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
@@ -53,17 +56,12 @@ fn has_path(root: &Value, chain: &[String]) -> bool {
 
 /// The first field of `template` that none of `kinds` has, as `.A.B`, with the kinds named.
 pub fn unknown_field(template: &Template, kinds: &[SourceKind]) -> Option<String> {
-    let schemas: Vec<Value> = kinds.iter().map(|k| schema_of(*k)).collect();
-    template.root_fields().into_iter().find(|chain| !schemas.iter().any(|s| has_path(s, chain))).map(|chain| {
-        let names: Vec<&str> = kinds
-            .iter()
-            .map(|k| match k {
-                SourceKind::Service => "Service",
-                SourceKind::Ingress => "Ingress",
-            })
-            .collect();
-        format!(".{} is not a field of {}", chain.join("."), names.join(" or "))
-    })
+    let (schemas, names): (Vec<Value>, Vec<&str>) = kinds.iter().map(|k| schema_of(*k)).unzip();
+    template
+        .root_fields()
+        .into_iter()
+        .find(|chain| !schemas.iter().any(|s| has_path(s, chain)))
+        .map(|chain| format!(".{} is not a field of {}", chain.join("."), names.join(" or ")))
 }
 
 #[cfg(test)]
