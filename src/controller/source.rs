@@ -350,7 +350,7 @@ async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, type_: EventTy
 
 async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
     for w in &d.warnings {
-        publish(ctx, k, EventType::Warning, "InvalidAnnotation", w.clone()).await;
+        publish(ctx, k, EventType::Warning, source::warning_reason(w), w.clone()).await;
     }
 }
 

@@ -544,7 +544,7 @@ pub fn desired_dnsendpoint(
         let dropped: Vec<String> =
             endpoints.drain(MAX_ENDPOINTS..).map(|e| format!("{} {}", e.dns_name, e.record_type)).collect();
         warnings.push(format!(
-            "yields {} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}: publishing the first {MAX_ENDPOINTS} in name order and skipping {} (from {} to {})",
+            "{TOO_MANY_PREFIX}{} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}: publishing the first {MAX_ENDPOINTS} in name order and skipping {} (from {} to {})",
             MAX_ENDPOINTS + dropped.len(),
             dropped.len(),
             dropped[0],
@@ -557,6 +557,22 @@ pub fn desired_dnsendpoint(
         spec: DnsEndpointSpec { endpoints, provider_ref },
         warnings,
     }))
+}
+
+/// Start of the warning for an object that yields more records than a DNSEndpoint holds.
+const TOO_MANY_PREFIX: &str = "yields ";
+/// Start of the warning for a CNAME left out beside addresses.
+const CNAME_SKIPPED_PREFIX: &str = "skipping CNAME ";
+
+/// The Event reason for one of [`DesiredObject::warnings`].
+pub fn warning_reason(warning: &str) -> &'static str {
+    if warning.starts_with(TOO_MANY_PREFIX) {
+        "TooManyRecords"
+    } else if warning.starts_with(CNAME_SKIPPED_PREFIX) {
+        "CNAMESkipped"
+    } else {
+        "InvalidAnnotation"
+    }
 }
 
 /// A CNAME cannot share its name with other records: where an object yields addresses and
@@ -572,7 +588,7 @@ fn drop_cnames_beside_addresses(endpoints: &mut Vec<EndpointSpec>, warnings: &mu
         let drop = e.record_type == RecordType::CNAME && with_addresses.contains(&e.dns_name);
         if drop {
             warnings.push(format!(
-                "skipping CNAME {} -> {}: a CNAME cannot share its name with the A/AAAA records there; publishing the addresses only",
+                "{CNAME_SKIPPED_PREFIX}{} -> {}: a CNAME cannot share its name with the A/AAAA records there; publishing the addresses only",
                 e.dns_name,
                 e.targets.join(",")
             ));

@@ -422,6 +422,7 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.1, hostname: lb.example.net}, {ho
 "#);
         let d = run(&s, &Fixture::default(), &cfg(|_| {})).unwrap();
         assert_eq!(summary(&d), vec!["web.example.com A 192.0.2.1"]);
+        assert_eq!(super::super::warning_reason(&d.warnings[0]), "CNAMESkipped");
         assert_eq!(
             d.warnings,
             vec!["skipping CNAME web.example.com -> lb.example.net,lb2.example.net: a CNAME cannot share its name with the A/AAAA records there; publishing the addresses only"]
@@ -445,6 +446,7 @@ status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
         assert_eq!(d.spec.endpoints.len(), super::super::MAX_ENDPOINTS);
         assert_eq!(d.spec.endpoints[0].dns_name, "h0000.example.com");
         assert_eq!(d.spec.endpoints[999].dns_name, "h0999.example.com");
+        assert_eq!(super::super::warning_reason(&d.warnings[0]), "TooManyRecords");
         assert_eq!(
             d.warnings,
             vec!["yields 1005 records; a DNSEndpoint holds at most 1000: publishing the first 1000 in name order and skipping 5 (from h1000.example.com A to h1004.example.com A)"]
