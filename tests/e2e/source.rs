@@ -1,6 +1,7 @@
 //! Source-controller behaviour that external-dns users rely on: a DNSEndpoint it did not write
 //! is never taken over, NodePort SRV records outside `managedRecordTypes` are skipped without
-//! stalling, and the CRD schema refuses what OpenAPI can refuse at apply time.
+//! stalling, a load balancer's host name is not published beside its address, and the CRD
+//! schema refuses what OpenAPI can refuse at apply time.
 
 use extdns::crd::DNSEndpoint;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -14,7 +15,8 @@ use crate::harness::*;
 /// A hand-written DNSEndpoint named like a Service's generated one stays untouched (no
 /// owner reference, so no garbage collection with the Service), and the Service gets a
 /// Warning Event naming it. A NodePort Service on the default managedRecordTypes publishes
-/// its node addresses and shows its SRV records as Skipped while Ready.
+/// its node addresses and shows its SRV records as Skipped while Ready. A load balancer
+/// status with an address and a host name publishes the address, and says so in an Event.
 #[tokio::test]
 async fn source_never_takes_over_and_skips_unmanaged_types() {
     let env = EmbeddedEnv::start("src", "src.e2e.test").await;
@@ -103,6 +105,40 @@ async fn source_never_takes_over_and_skips_unmanaged_types() {
     assert_eq!(condition_status(&status.conditions, "Stalled"), "False");
     assert!(dig(port, "_game._tcp.game.src.e2e.test", "SRV").is_empty());
     nodes.delete(&node_name, &DeleteParams::default()).await.expect("delete Node");
+
+    // 3. A load balancer reporting an address and a host name: the address only, and the
+    //    skipped CNAME told as an Event.
+    apply(
+        &svcs,
+        "both",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "both", "annotations": {"external-dns.alpha.kubernetes.io/hostname": "both.src.e2e.test"}},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}
+        }),
+    )
+    .await;
+    svcs.patch_status(
+        "both",
+        &PatchParams::default(),
+        &Patch::Merge(
+            &json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.72", "hostname": "lb.example.net"}]}}}),
+        ),
+    )
+    .await
+    .expect("patch Service status");
+    wait_condition(&eps, "both-service", "Ready", "True").await;
+    wait_dig(port, "both.src.e2e.test", "A", &["192.0.2.72"]).await;
+    wait_for("a CNAMESkipped Event on Service both", DEADLINE, || {
+        let events = events.clone();
+        async move {
+            events.list(&Default::default()).await.ok()?.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("CNAMESkipped")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("both")
+            })
+        }
+    })
+    .await;
 
     ns.cleanup().await;
     env.op.assert_no_forbidden();
