@@ -21,6 +21,10 @@ pub mod state {
     pub const INVALID: &str = "Invalid";
     pub const NO_PROVIDER: &str = "NoProvider";
     pub const NO_ZONE: &str = "ZoneNotFound";
+    /// Deliberately not published: the provider does not manage the record's type
+    /// (`managedRecordTypes`). external-dns skips such records silently; extdns shows them
+    /// without letting them hold back the object's Ready.
+    pub const SKIPPED: &str = "Skipped";
 }
 
 pub mod reason {
@@ -37,11 +41,14 @@ pub enum Class {
     Live,
     InProgress,
     NeedsHuman,
+    /// Left out on purpose (see [`state::SKIPPED`]): neither live nor a problem.
+    Skipped,
 }
 
 pub fn classify(state: &str) -> Class {
     match state {
         state::READY => Class::Live,
+        state::SKIPPED => Class::Skipped,
         state::PENDING | state::PROPAGATING | state::UNREACHABLE | state::THROTTLED => Class::InProgress,
         _ => Class::NeedsHuman,
     }
@@ -89,7 +96,18 @@ pub fn endpoint_conditions(
     } else if records.is_empty() {
         (true, reason::NO_RECORDS.to_string(), "this object requests no records".to_string())
     } else {
-        (true, reason::RECORDS_LIVE.to_string(), format!("{} record(s) live", records.len()))
+        let skipped: Vec<&RecordStatus> = records.iter().filter(|r| classify(&r.state) == Class::Skipped).collect();
+        let live = records.len() - skipped.len();
+        if skipped.is_empty() {
+            (true, reason::RECORDS_LIVE.to_string(), format!("{live} record(s) live"))
+        } else {
+            let reason = if live == 0 { reason::NO_RECORDS } else { reason::RECORDS_LIVE };
+            (
+                true,
+                reason.to_string(),
+                format!("{live} record(s) live, {} skipped: {}", skipped.len(), summarize(&skipped)),
+            )
+        }
     };
 
     let reconciling = deleting || !progressing.is_empty();
@@ -234,6 +252,37 @@ mod tests {
         assert_eq!(get(&c, READY).reason, "InvalidRecord");
         assert_eq!(get(&c, STALLED).status, "True");
         assert!(get(&c, STALLED).message.contains("endpoints[1].targets[0]"));
+    }
+
+    #[test]
+    fn skipped_records_neither_stall_nor_hold_back_ready() {
+        let skipped = rec("Skipped", "_game._tcp.a.example.com SRV: skipped (UnmanagedType)");
+        let (c, applied) = endpoint_conditions(
+            &[rec("Ready", "ok"), skipped.clone()],
+            false,
+            Some(1),
+            &[],
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(applied);
+        assert_eq!((get(&c, READY).status.as_str(), get(&c, READY).reason.as_str()), ("True", "RecordsLive"));
+        assert_eq!(
+            get(&c, READY).message,
+            "1 record(s) live, 1 skipped: _game._tcp.a.example.com SRV: skipped (UnmanagedType)"
+        );
+        assert_eq!(get(&c, STALLED).status, "False");
+        assert_eq!(get(&c, RECONCILING).status, "False");
+        let (c, _) = endpoint_conditions(&[skipped], false, Some(1), &[], &t("2026-01-01T00:00:00Z"));
+        assert_eq!((get(&c, READY).status.as_str(), get(&c, READY).reason.as_str()), ("True", "NoRecords"));
+        // Something that needs a human still wins over skipped records.
+        let (c, _) = endpoint_conditions(
+            &[rec("Skipped", "s"), rec("Conflict", "x")],
+            false,
+            Some(1),
+            &[],
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!((get(&c, READY).status.as_str(), get(&c, STALLED).status.as_str()), ("False", "True"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum Error {
     Finalizer { name: String, source: kube::Error },
     #[error("applying DNSEndpoint {name}: {source}")]
     ApplyEndpoint { name: String, source: kube::Error },
+    #[error("reading DNSEndpoint {name}: {source}")]
+    ReadEndpoint { name: String, source: kube::Error },
     #[error("deleting DNSEndpoint {name}: {source}")]
     DeleteEndpoint { name: String, source: kube::Error },
     #[error("computing DNSEndpoint for {kind} {name}: {source}")]

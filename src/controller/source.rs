@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -86,11 +86,11 @@ fn project_pod(pod: &mut Pod) {
     });
 }
 
-/// Keeps of a Node its name and addresses, all the Service source reads; the image list in
-/// a Node's status alone is often tens of KiB.
+/// Keeps of a Node its name, addresses and `spec.unschedulable`, all the Service source
+/// reads; the image list in a Node's status alone is often tens of KiB.
 fn project_node(node: &mut Node) {
     node.metadata.annotations = None;
-    node.spec = None;
+    node.spec = node.spec.take().map(|s| NodeSpec { unschedulable: s.unschedulable, ..Default::default() });
     node.status = node.status.take().map(|s| NodeStatus { addresses: s.addresses, ..Default::default() });
 }
 
@@ -272,6 +272,21 @@ where
                     debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not written");
                     return Ok(Action::await_change());
                 }
+                // Not in the cache of our objects: a DNSEndpoint of that name may still exist,
+                // written by someone else. Never take it over (the forced apply would, and it
+                // would then be garbage-collected with this object).
+                if existing.is_none() {
+                    let found = api
+                        .get_opt(&ep_name)
+                        .await
+                        .map_err(|source| Error::ReadEndpoint { name: format!("{ns}/{ep_name}"), source })?;
+                    if let Some(other) = found.filter(|f| !written_by_source_controller(f)) {
+                        warn!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint exists and is not ours: left alone");
+                        publish(ctx, k, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind)).await;
+                        // Deleting or renaming it sends no event we watch: look again later.
+                        return Ok(Action::requeue(NAME_TAKEN_RECHECK));
+                    }
+                }
                 // Warnings go out with the write that they concern, not on every resync.
                 publish_warnings(ctx, k, &d).await;
                 // Publishing may have taken a while: ask again right before the write.
@@ -307,18 +322,35 @@ where
     Ok(Action::await_change())
 }
 
+/// Event reason on a Service or Ingress whose DNSEndpoint name is taken by an object the
+/// source controller did not write.
+pub const REASON_NAME_TAKEN: &str = "DNSEndpointNameTaken";
+/// How often a source object whose DNSEndpoint name is taken looks again.
+const NAME_TAKEN_RECHECK: Duration = Duration::from_secs(300);
+
+/// True for DNSEndpoints the source controller wrote: they carry its managed-by label.
+fn written_by_source_controller(ep: &DNSEndpoint) -> bool {
+    ep.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
+
+fn name_taken_message(other: &DNSEndpoint, kind: &str) -> String {
+    format!(
+        "DNSEndpoint {}/{} already exists and was not written by extdns's source controller (no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label); it is left untouched and this {kind}'s records are not published until it is renamed or deleted",
+        other.namespace().unwrap_or_default(),
+        other.name_any()
+    )
+}
+
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
+        warn!(error = %e, "publishing an Event failed");
+    }
+}
+
 async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
     for w in &d.warnings {
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: "InvalidAnnotation".into(),
-            note: Some(w.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
-            warn!(error = %e, "publishing an Event failed");
-        }
+        publish(ctx, k, EventType::Warning, source::warning_reason(w), w.clone()).await;
     }
 }
 
@@ -384,11 +416,23 @@ status:
     }
 
     #[test]
+    fn only_labelled_dnsendpoints_are_ours() {
+        let mut ep: DNSEndpoint = yaml("metadata: {name: web-service, namespace: shop}\nspec: {endpoints: []}");
+        assert!(!written_by_source_controller(&ep));
+        assert_eq!(
+            name_taken_message(&ep, "Service"),
+            "DNSEndpoint shop/web-service already exists and was not written by extdns's source controller (no app.kubernetes.io/managed-by=extdns label); it is left untouched and this Service's records are not published until it is renamed or deleted"
+        );
+        ep.metadata.labels = Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into());
+        assert!(written_by_source_controller(&ep));
+    }
+
+    #[test]
     fn node_projection_keeps_name_and_addresses() {
         let mut node: Node = yaml(
             r#"
 metadata: {name: node-a, labels: {zone: a}, annotations: {big: blob}}
-spec: {podCIDR: 10.0.0.0/24}
+spec: {podCIDR: 10.0.0.0/24, unschedulable: true}
 status:
   addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
   images: [{names: ["nginx@sha256:0"], sizeBytes: 1}]
@@ -399,6 +443,7 @@ status:
         let want: Node = yaml(
             r#"
 metadata: {name: node-a, labels: {zone: a}}
+spec: {unschedulable: true}
 status:
   addresses: [{type: ExternalIP, address: 192.0.2.9}, {type: InternalIP, address: 10.0.0.9}]
 "#,

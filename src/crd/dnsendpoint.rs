@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::endpoint::{ProviderSpecificProperty, RecordType};
 
+/// What the schema can say of a DNS name, so `kubectl apply` refuses it: labels of 1..=63
+/// letters, digits, '_' and '-' (not at either end of a label), a leading `*` label, an
+/// optional trailing dot. The controller checks the rest (253 characters without the dot).
+pub const DNS_NAME_PATTERN: &str =
+    r"^(\*|[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$";
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// DNS records wanted by one object. Field names follow external-dns's DNSEndpoint, so a
 /// manifest migrates by changing its apiVersion to extdns.io/v1alpha1.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -40,8 +48,9 @@ pub struct DnsEndpointSpec {
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSpec {
     /// Fully qualified name, e.g. "api.example.com". A trailing dot is accepted and ignored;
-    /// "*.example.com" is a wildcard.
-    #[schemars(length(min = 1, max = 254))]
+    /// "*.example.com" is a wildcard (`*` only as the whole first label). Labels are 1 to 63
+    /// letters, digits, '-' (not first or last) and '_'; the name at most 253 characters.
+    #[schemars(length(min = 1, max = 254), regex(pattern = DNS_NAME_PATTERN))]
     pub dns_name: String,
     /// Values of the record: IPv4 addresses for A, IPv6 for AAAA, a host name for CNAME,
     /// "<priority> <weight> <port> <host>" for SRV, "<preference> <host>" for MX,
@@ -50,8 +59,10 @@ pub struct EndpointSpec {
     pub targets: Vec<String>,
     /// Record type: A, AAAA, CNAME, TXT, SRV, MX, NS, PTR or CAA.
     pub record_type: RecordType,
-    /// TTL in seconds (1 to 2147483647). Unset means the provider's defaultTTL.
+    /// TTL in seconds (1 to 2147483647). Unset, or 0 as external-dns reads it, means the
+    /// provider's defaultTTL.
     #[serde(rename = "recordTTL", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub record_ttl: Option<i64>,
     /// Distinguishes records of the same name and type under a routing policy (Route53
     /// weighted, latency, failover, geolocation).
@@ -73,6 +84,7 @@ pub struct ProviderRef {
     #[serde(default)]
     pub kind: ProviderRefKind,
     /// Name of the provider object.
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 
@@ -121,8 +133,10 @@ pub struct RecordStatus {
     /// Live: Ready. In progress (retried automatically): Pending, Propagating, Unreachable,
     /// Throttled.
     /// Needs a human: Invalid, Conflict, OwnedByOther, RecordExists, NoProvider, ZoneNotFound,
-    /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, UnmanagedType,
-    /// NotPermitted, ListenerConflict, NameNotAllowed.
+    /// ProviderRejected, AuthFailed, InvalidProvider, PolicyForbids, NotPermitted,
+    /// ListenerConflict, NameNotAllowed.
+    /// Left out on purpose, without holding back Ready: Skipped (the provider does not
+    /// manage the record type; the message says UnmanagedType and how to change that).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

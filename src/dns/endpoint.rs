@@ -249,6 +249,14 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
         if l == "*" && i == 0 {
             continue;
         }
+        if l.contains('*') {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "label {l:?} of {name:?}: '*' must be the whole first label (a wildcard such as \"*.example.com\")"
+                ),
+            ));
+        }
         if !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ValidationError::new(
                 field,
@@ -418,7 +426,14 @@ mod tests {
         assert!(long_name.len() > 253);
         assert!(validate_name("n", &long_name).unwrap_err().message.contains("limit is 253"));
         assert!(validate_name("n", "*.example.com.").is_ok());
-        assert!(validate_name("n", "a.*.example.com").is_err());
+        assert_eq!(
+            validate_name("n", "a.*.example.com").unwrap_err().message,
+            "label \"*\" of \"a.*.example.com\": '*' must be the whole first label (a wildcard such as \"*.example.com\")"
+        );
+        assert!(validate_name("n", "*a.example.com")
+            .unwrap_err()
+            .message
+            .contains("'*' must be the whole first label"));
         assert!(validate_name("n", "a..b").is_err());
     }
 

@@ -13,6 +13,7 @@ pub mod render;
 pub mod selector;
 mod service;
 pub mod template;
+mod template_check;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -56,7 +57,7 @@ impl SourceKind {
 }
 
 /// Flags of the source controller. Names follow external-dns where it has the flag.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SourceArgs {
     /// Limit the Services and Ingresses read to this namespace (default: all namespaces).
     #[arg(long, env = "EXTDNS_NAMESPACE", default_value = "")]
@@ -126,6 +127,33 @@ pub struct SourceArgs {
     pub source: Vec<SourceKind>,
 }
 
+/// The CLI defaults, so that code and tests building `SourceArgs` by hand get what an
+/// operator started without flags gets (`exclude_unschedulable` is the one default that is
+/// not the type's zero value).
+impl Default for SourceArgs {
+    fn default() -> Self {
+        SourceArgs {
+            namespace: String::new(),
+            label_filter: String::new(),
+            annotation_filter: String::new(),
+            fqdn_template: String::new(),
+            combine_fqdn_annotation: false,
+            ignore_hostname_annotation: false,
+            ignore_ingress_tls_spec: false,
+            ignore_ingress_rules_spec: false,
+            publish_internal_services: false,
+            publish_host_ip: false,
+            always_publish_not_ready_addresses: false,
+            expose_internal_ipv6: false,
+            exclude_unschedulable: true,
+            default_ttl: None,
+            ingress_class: Vec::new(),
+            service_type_filter: Vec::new(),
+            source: Vec::new(),
+        }
+    }
+}
+
 fn parse_default_ttl(s: &str) -> Result<i64, String> {
     let secs = annotations::parse_ttl(s)?;
     if secs < 1 || secs as u64 > MAX_TTL {
@@ -180,6 +208,19 @@ impl SourceConfig {
         let mut sources: BTreeSet<SourceKind> = args.source.iter().copied().collect();
         if sources.is_empty() {
             sources = [SourceKind::Service, SourceKind::Ingress].into();
+        }
+        // external-dns refuses both at start-up: without a template nothing would be
+        // published, and a misspelt field yields no names for every object.
+        if args.ignore_hostname_annotation && fqdn_template.is_none() {
+            return Err(flag("ignore-hostname-annotation")(
+                "requires --fqdn-template: without it no object yields a name".into(),
+            ));
+        }
+        if let Some(t) = &fqdn_template {
+            let kinds: Vec<SourceKind> = sources.iter().copied().collect();
+            if let Some(e) = template_check::unknown_field(t, &kinds) {
+                return Err(flag("fqdn-template")(e));
+            }
         }
         Ok(SourceConfig { args: args.clone(), label_filter, annotation_filter, fqdn_template, sources, service_types })
     }
@@ -486,14 +527,9 @@ pub fn desired_dnsendpoint(
             provider_specific: provider_specific.clone(),
         });
     }
+    drop_cnames_beside_addresses(&mut endpoints, &mut warnings);
     if endpoints.is_empty() {
         return Ok(None);
-    }
-    if endpoints.len() > MAX_ENDPOINTS {
-        return Err(SourceError::InvalidObject {
-            object: obj.describe(),
-            message: format!("yields {} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}", endpoints.len()),
-        });
     }
     endpoints.sort_by(|a, b| {
         (&a.dns_name, a.record_type.as_str(), &a.set_identifier).cmp(&(
@@ -502,12 +538,63 @@ pub fn desired_dnsendpoint(
             &b.set_identifier,
         ))
     });
+    // Publish what fits rather than nothing; the cut follows the sort, so the same records
+    // are kept on every pass.
+    if endpoints.len() > MAX_ENDPOINTS {
+        let dropped: Vec<String> =
+            endpoints.drain(MAX_ENDPOINTS..).map(|e| format!("{} {}", e.dns_name, e.record_type)).collect();
+        warnings.push(format!(
+            "{TOO_MANY_PREFIX}{} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}: publishing the first {MAX_ENDPOINTS} in name order and skipping {} (from {} to {})",
+            MAX_ENDPOINTS + dropped.len(),
+            dropped.len(),
+            dropped[0],
+            dropped[dropped.len() - 1],
+        ));
+    }
     Ok(Some(DesiredObject {
         name: dnsendpoint_name(obj.name(), obj.kind()),
         namespace: obj.namespace().to_string(),
         spec: DnsEndpointSpec { endpoints, provider_ref },
         warnings,
     }))
+}
+
+/// Start of the warning for an object that yields more records than a DNSEndpoint holds.
+const TOO_MANY_PREFIX: &str = "yields ";
+/// Start of the warning for a CNAME left out beside addresses.
+const CNAME_SKIPPED_PREFIX: &str = "skipping CNAME ";
+
+/// The Event reason for one of [`DesiredObject::warnings`].
+pub fn warning_reason(warning: &str) -> &'static str {
+    if warning.starts_with(TOO_MANY_PREFIX) {
+        "TooManyRecords"
+    } else if warning.starts_with(CNAME_SKIPPED_PREFIX) {
+        "CNAMESkipped"
+    } else {
+        "InvalidAnnotation"
+    }
+}
+
+/// A CNAME cannot share its name with other records: where an object yields addresses and
+/// host names for one name (a load balancer reporting both, a target annotation mixing
+/// them), publish the addresses only, as external-dns's planner does.
+fn drop_cnames_beside_addresses(endpoints: &mut Vec<EndpointSpec>, warnings: &mut Vec<String>) {
+    let with_addresses: BTreeSet<String> = endpoints
+        .iter()
+        .filter(|e| matches!(e.record_type, RecordType::A | RecordType::AAAA))
+        .map(|e| e.dns_name.clone())
+        .collect();
+    endpoints.retain(|e| {
+        let drop = e.record_type == RecordType::CNAME && with_addresses.contains(&e.dns_name);
+        if drop {
+            warnings.push(format!(
+                "{CNAME_SKIPPED_PREFIX}{} -> {}: a CNAME cannot share its name with the A/AAAA records there; publishing the addresses only",
+                e.dns_name,
+                e.targets.join(",")
+            ));
+        }
+        !drop
+    });
 }
 
 /// `<object name>-<kind>`; names that would exceed 253 characters are cut and given a hash
@@ -644,6 +731,10 @@ status:
         assert!(a.combine_fqdn_annotation && !a.publish_internal_services);
         let defaults = Cli::try_parse_from(["x"]).unwrap().source;
         assert_eq!(defaults.source, vec![SourceKind::Service, SourceKind::Ingress]);
+        // `Default` is the CLI's defaults (an empty `source` list means every kind).
+        let by_hand = SourceArgs { source: defaults.source.clone(), ..SourceArgs::default() };
+        assert_eq!(format!("{by_hand:?}"), format!("{defaults:?}"));
+        assert!(defaults.exclude_unschedulable);
         assert_eq!(defaults.default_ttl, None);
         assert!(Cli::try_parse_from(["x", "--default-ttl=0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--source=pod"]).is_err());
@@ -665,6 +756,14 @@ status:
             a.annotation_filter = "kubernetes.io/ingress.class=nginx".into();
         })
         .starts_with("--ingress-class: "));
+        assert_eq!(
+            bad(|a| a.ignore_hostname_annotation = true),
+            "--ignore-hostname-annotation: requires --fqdn-template: without it no object yields a name"
+        );
+        assert_eq!(
+            bad(|a| a.fqdn_template = "{{.Name}}.{{.Spec.Hostname}}.example.com".into()),
+            "--fqdn-template: .Spec.Hostname is not a field of Service or Ingress"
+        );
         assert!(SourceConfig::new(&SourceArgs::default()).unwrap().enabled(SourceKind::Ingress));
     }
 
@@ -771,7 +870,6 @@ status:
         )
         .unwrap();
         assert_eq!(summary(&ignored), vec!["prod.example.org A 192.0.2.10", "web.shop.example.com A 192.0.2.10"]);
-        assert!(desired(&annotated, &cfg(|a| a.ignore_hostname_annotation = true)).is_none());
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn generate(
             "ClusterIP" if is_headless(svc) => headless_records(svc, inputs, cfg, ann, hostname, recs),
             "ClusterIP" if internal || cfg.args.publish_internal_services => targets = cluster_ip_targets(svc),
             "NodePort" => {
-                targets = node_port_targets(svc, inputs, ann);
+                targets = node_port_targets(svc, inputs, cfg, ann);
                 node_port_srv_records(svc, hostname, recs);
             }
             "ExternalName" => targets = external_name_targets(svc),
@@ -172,7 +172,7 @@ fn local_traffic_nodes(svc: &Service, inputs: &dyn SourceInputs) -> Vec<Arc<Node
     let mut serving: Vec<Arc<Node>> = Vec::new();
     let mut ready: Vec<Arc<Node>> = Vec::new();
     let mut running: Vec<Arc<Node>> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen: [std::collections::BTreeSet<String>; 3] = Default::default();
     for pod in selected_pods(svc, inputs) {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
@@ -182,14 +182,18 @@ fn local_traffic_nodes(svc: &Service, inputs: &dyn SourceInputs) -> Vec<Arc<Node
         let Some(node) = node_named(&all, node_name) else {
             continue;
         };
-        if !seen.insert(node_name.to_string()) {
-            continue;
-        }
-        running.push(node.clone());
+        // Each tier de-duplicates on its own: a node whose first pod is not ready but whose
+        // second one is serves traffic and belongs in the better tier.
+        let mut add = |tier: &mut Vec<Arc<Node>>, n: usize| {
+            if seen[n].insert(node_name.to_string()) {
+                tier.push(node.clone());
+            }
+        };
+        add(&mut running, 0);
         if pod_ready(&pod) {
-            ready.push(node.clone());
+            add(&mut ready, 1);
             if pod.metadata.deletion_timestamp.is_none() {
-                serving.push(node);
+                add(&mut serving, 2);
             }
         }
     }
@@ -202,20 +206,27 @@ fn local_traffic_nodes(svc: &Service, inputs: &dyn SourceInputs) -> Vec<Arc<Node
     }
 }
 
-/// Node addresses for a NodePort Service (`extractNodePortTargets`): ExternalIPs (plus
-/// internal IPv6 addresses) when any node has one or `access: public`; InternalIPs when
-/// `access: private` or no node has an ExternalIP.
-fn node_port_targets(svc: &Service, inputs: &dyn SourceInputs, ann: &ExternalDnsAnnotations<'_>) -> Vec<String> {
+/// Node addresses for a NodePort Service (`extractNodePortTargets`): ExternalIPs when any
+/// node has one or `access: public`; InternalIPs when `access: private` or no node has an
+/// ExternalIP. Internal IPv6 addresses join the ExternalIPs only with
+/// `--expose-internal-ipv6` (external-dns's default is off since v0.19). Unschedulable
+/// nodes are left out with `--exclude-unschedulable` (the default).
+fn node_port_targets(
+    svc: &Service,
+    inputs: &dyn SourceInputs,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+) -> Vec<String> {
     let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
     let nodes = if local { local_traffic_nodes(svc, inputs) } else { inputs.nodes() };
     let (mut external, mut internal, mut internal_v6) = (Vec::new(), Vec::new(), Vec::new());
-    for node in &nodes {
+    for node in nodes.iter().filter(|n| !(cfg.args.exclude_unschedulable && unschedulable(n))) {
         for (kind, addr) in node_addresses(node) {
             match kind {
                 "ExternalIP" => external.push(addr.to_string()),
                 "InternalIP" => {
                     internal.push(addr.to_string());
-                    if suitable_type(addr) == RecordType::AAAA {
+                    if cfg.args.expose_internal_ipv6 && suitable_type(addr) == RecordType::AAAA {
                         internal_v6.push(addr.to_string());
                     }
                 }
@@ -229,6 +240,11 @@ fn node_port_targets(svc: &Service, inputs: &dyn SourceInputs, ann: &ExternalDns
         _ if !external.is_empty() => external.into_iter().chain(internal_v6).collect(),
         _ => internal,
     }
+}
+
+/// `spec.unschedulable`: a cordoned node.
+pub(super) fn unschedulable(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
 }
 
 /// One SRV record per node port (`extractNodePortEndpoints`):
@@ -396,6 +412,48 @@ status: {loadBalancer: {ingress: [{hostname: ABC.elb.Amazonaws.com.}]}}
     }
 
     #[test]
+    fn load_balancer_with_addresses_and_host_names_publishes_the_addresses() {
+        let s = svc(r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, annotations: {external-dns.alpha.kubernetes.io/hostname: web.example.com}}
+spec: {type: LoadBalancer}
+status: {loadBalancer: {ingress: [{ip: 192.0.2.1, hostname: lb.example.net}, {hostname: lb2.example.net}]}}
+"#);
+        let d = run(&s, &Fixture::default(), &cfg(|_| {})).unwrap();
+        assert_eq!(summary(&d), vec!["web.example.com A 192.0.2.1"]);
+        assert_eq!(super::super::warning_reason(&d.warnings[0]), "CNAMESkipped");
+        assert_eq!(
+            d.warnings,
+            vec!["skipping CNAME web.example.com -> lb.example.net,lb2.example.net: a CNAME cannot share its name with the A/AAAA records there; publishing the addresses only"]
+        );
+    }
+
+    #[test]
+    fn more_records_than_fit_are_cut_in_order_with_a_warning() {
+        let names: Vec<String> = (0..1005).map(|i| format!("h{i:04}.example.com")).collect();
+        let s = svc(&format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default, annotations: {{external-dns.alpha.kubernetes.io/hostname: "{}"}}}}
+spec: {{type: LoadBalancer}}
+status: {{loadBalancer: {{ingress: [{{ip: 192.0.2.1}}]}}}}
+"#,
+            names.join(",")
+        ));
+        let d = run(&s, &Fixture::default(), &cfg(|_| {})).unwrap();
+        assert_eq!(d.spec.endpoints.len(), super::super::MAX_ENDPOINTS);
+        assert_eq!(d.spec.endpoints[0].dns_name, "h0000.example.com");
+        assert_eq!(d.spec.endpoints[999].dns_name, "h0999.example.com");
+        assert_eq!(super::super::warning_reason(&d.warnings[0]), "TooManyRecords");
+        assert_eq!(
+            d.warnings,
+            vec!["yields 1005 records; a DNSEndpoint holds at most 1000: publishing the first 1000 in name order and skipping 5 (from h1000.example.com A to h1004.example.com A)"]
+        );
+    }
+
+    #[test]
     fn pending_load_balancer_yields_nothing() {
         let s = svc(r#"
 apiVersion: v1
@@ -429,7 +487,8 @@ spec: {type: LoadBalancer}
 status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}
 "#);
         let d = run(&s, &Fixture::default(), &cfg(|_| {})).unwrap();
-        assert_eq!(summary(&d), vec!["web.example.com A 192.0.2.99", "web.example.com CNAME edge.example.net"]);
+        assert_eq!(summary(&d), vec!["web.example.com A 192.0.2.99"]);
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
     }
 
     #[test]
@@ -498,10 +557,26 @@ spec:
                 "_game._tcp.game.example.com SRV 0 50 30080 game.example.com",
                 "_game._udp.game.example.com SRV 0 50 30900 game.example.com",
                 "game.example.com A 203.0.113.1,203.0.113.2",
-                "game.example.com AAAA fd00::1",
             ]
         );
         assert_eq!(d.spec.endpoints[0].labels.as_ref().unwrap()["resource"], "service/default/game");
+        // Internal IPv6 addresses only with --expose-internal-ipv6 (external-dns v0.19+).
+        let d = run(&node_port(""), &fx, &cfg(|a| a.expose_internal_ipv6 = true)).unwrap();
+        assert_eq!(summary(&d)[3], "game.example.com AAAA fd00::1");
+        let d = run(&node_port(", external-dns.alpha.kubernetes.io/access: public"), &fx, &cfg(|_| {})).unwrap();
+        assert_eq!(summary(&d)[2..], ["game.example.com A 203.0.113.1,203.0.113.2".to_string()]);
+    }
+
+    #[test]
+    fn node_port_leaves_out_unschedulable_nodes_by_default() {
+        let mut fx = Fixture { nodes: nodes(), ..Default::default() };
+        let mut cordoned = (*fx.nodes[1]).clone();
+        cordoned.spec = Some(k8s_openapi::api::core::v1::NodeSpec { unschedulable: Some(true), ..Default::default() });
+        fx.nodes[1] = Arc::new(cordoned);
+        let d = run(&node_port(""), &fx, &cfg(|_| {})).unwrap();
+        assert_eq!(summary(&d)[2..], ["game.example.com A 203.0.113.1".to_string()]);
+        let d = run(&node_port(""), &fx, &cfg(|a| a.exclude_unschedulable = false)).unwrap();
+        assert_eq!(summary(&d)[2..], ["game.example.com A 203.0.113.1,203.0.113.2".to_string()]);
     }
 
     #[test]
@@ -528,24 +603,37 @@ spec:
         let spec = s.spec.as_mut().unwrap();
         spec.external_traffic_policy = Some("Local".into());
         spec.selector = Some([("app".to_string(), "game".to_string())].into());
-        let pod = |name: &str, node: &str, app: &str| {
+        let pod = |name: &str, node: &str, app: &str, ready: &str| {
             Arc::new(yaml::<Pod>(&format!(
                 r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: {name}, namespace: default, labels: {{app: {app}}}}}
 spec: {{nodeName: {node}, containers: []}}
-status: {{phase: Running, conditions: [{{type: Ready, status: "True"}}]}}
+status: {{phase: Running, conditions: [{{type: Ready, status: "{ready}"}}]}}
 "#
             )))
         };
         let fx = Fixture {
             nodes: nodes(),
-            pods: vec![pod("g1", "node-b", "game"), pod("other", "node-a", "db")],
+            pods: vec![pod("g1", "node-b", "game", "True"), pod("other", "node-a", "db", "True")],
             ..Default::default()
         };
         let d = run(&s, &fx, &cfg(|_| {})).unwrap();
         assert_eq!(summary(&d)[2..], ["game.example.com A 203.0.113.2".to_string()]);
+
+        // node-a runs a not-ready pod first and a ready one second: it serves traffic.
+        let fx = Fixture {
+            nodes: nodes(),
+            pods: vec![
+                pod("g0", "node-a", "game", "False"),
+                pod("g1", "node-a", "game", "True"),
+                pod("g2", "node-b", "game", "True"),
+            ],
+            ..Default::default()
+        };
+        let d = run(&s, &fx, &cfg(|_| {})).unwrap();
+        assert_eq!(summary(&d)[2..], ["game.example.com A 203.0.113.1,203.0.113.2".to_string()]);
     }
 
     fn headless_fixture() -> (Service, Fixture) {

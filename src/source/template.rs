@@ -551,6 +551,53 @@ impl Template {
     }
 }
 
+// ---------------------------------------------------------------- field paths
+
+impl Template {
+    /// The field chains read from the object itself: `.Spec.Type` outside `range`/`with`
+    /// bodies (inside them `.` is something else) and `$.Spec.Type` anywhere. What
+    /// start-up checks against the kinds of the enabled sources.
+    pub fn root_fields(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        collect_nodes(&self.nodes, true, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn collect_nodes(nodes: &[Node], dot_is_root: bool, out: &mut Vec<Vec<String>>) {
+    for node in nodes {
+        match node {
+            Node::Text(_) => {}
+            Node::Action(p) => collect_pipeline(p, dot_is_root, out),
+            Node::If { cond, then, otherwise } => {
+                collect_pipeline(cond, dot_is_root, out);
+                collect_nodes(then, dot_is_root, out);
+                collect_nodes(otherwise, dot_is_root, out);
+            }
+            Node::Range { pipe, body, otherwise } | Node::With { pipe, body, otherwise } => {
+                collect_pipeline(pipe, dot_is_root, out);
+                collect_nodes(body, false, out);
+                collect_nodes(otherwise, dot_is_root, out);
+            }
+        }
+    }
+}
+
+fn collect_pipeline(p: &Pipeline, dot_is_root: bool, out: &mut Vec<Vec<String>>) {
+    for op in p.cmds.iter().flatten() {
+        if let Operand::Field { base, chain } = op {
+            match base {
+                Base::Dot if dot_is_root && !chain.is_empty() => out.push(chain.clone()),
+                Base::Var(v) if v == "$" && !chain.is_empty() => out.push(chain.clone()),
+                Base::Paren(inner) => collect_pipeline(inner, dot_is_root, out),
+                _ => {}
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- values
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1108,6 +1155,16 @@ mod tests {
     fn hostnames_split_on_commas() {
         let t = Template::parse("{{.Name}}.example.com., {{.Name}}.{{.Namespace}}.example.org ,").unwrap();
         assert_eq!(t.hostnames(&svc()).unwrap(), vec!["web.example.com", "web.shop.example.org"]);
+    }
+
+    #[test]
+    fn root_fields_are_those_read_from_the_object() {
+        let t = Template::parse(
+            "{{.Name}}.{{ $.Spec.Type | toLower }}{{if .Labels.env}}{{range .Spec.Ports}}{{.Name}}{{$.Metadata.Namespace}}{{end}}{{end}}{{with .Status}}{{.Foo}}{{end}}{{ (printf \"%s\" .Kind) }}",
+        )
+        .unwrap();
+        let got: Vec<String> = t.root_fields().iter().map(|c| c.join(".")).collect();
+        assert_eq!(got, vec!["Kind", "Labels.env", "Metadata.Namespace", "Name", "Spec.Ports", "Spec.Type", "Status"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod identity;
 mod leader;
 mod rfc2136;
 mod route53;
+mod source;
 mod tenancy;
 
 use extdns::crd::DNSEndpoint;

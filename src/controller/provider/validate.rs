@@ -43,6 +43,8 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
             }
         }
         let ttl = match spec.record_ttl {
+            // external-dns reads 0 as "not configured": the provider's default.
+            Some(0) | None => None,
             Some(t) => match endpoint::validate_ttl(&field("recordTTL"), t) {
                 Ok(v) => Some(v),
                 Err(e) => {
@@ -50,7 +52,6 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
                     None
                 }
             },
-            None => None,
         };
         if let Some(e) = errs.into_iter().next() {
             bad.push((i, e));
@@ -116,7 +117,7 @@ mod tests {
     #[test]
     fn validation_names_the_field_and_keeps_valid_records() {
         let mut bad_ttl = spec("ttl.example.com", RecordType::A, &["192.0.2.1"]);
-        bad_ttl.record_ttl = Some(0);
+        bad_ttl.record_ttl = Some(-1);
         let o = obj(vec![
             spec("ok.example.com.", RecordType::A, &["192.0.2.1"]),
             spec("bad.example.com", RecordType::A, &["not-an-ip"]),
@@ -135,6 +136,15 @@ mod tests {
         );
         assert!(bad[1].1.to_string().starts_with("spec.endpoints[2].recordTTL"));
         assert!(bad[2].1.to_string().starts_with("spec.endpoints[3].recordType: CNAME at c.example.com"));
+    }
+
+    #[test]
+    fn a_zero_ttl_means_the_provider_default_as_in_external_dns() {
+        let mut zero = spec("z.example.com", RecordType::A, &["192.0.2.1"]);
+        zero.record_ttl = Some(0);
+        let (ok, bad) = validate_endpoint_spec(&obj(vec![zero]));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(ok[0].1.ttl, None);
     }
 
     #[test]

@@ -814,6 +814,9 @@ impl Worker {
                     (Outcome::InSync | Outcome::Change(_), None, None) => {
                         (state::READY.to_string(), format!("{held} is live at {id}"))
                     }
+                    // Skipped, not stalled: external-dns ignores types its provider does not
+                    // manage, and NodePort SRV records are outside the default set.
+                    (Outcome::UnmanagedType, None, _) => (state::SKIPPED.to_string(), unmanaged_message(&key, &id)),
                     (other, None, _) => (other.reason().to_string(), other.message(&key)),
                 };
                 // A record held in several records or zones is as far as its worst part.
@@ -986,6 +989,14 @@ struct SyncOutcome {
 
 /// Whether `change` is an ownership TXT that the registry added for planned change `pi`
 /// rather than the planned data change itself.
+/// Why a record of a type the provider does not manage is left out, and how to publish it.
+fn unmanaged_message(key: &RecordKey, provider: &ProviderId) -> String {
+    let t = key.record_type;
+    format!(
+        "{key}: skipped (UnmanagedType): provider {provider} does not manage {t} records; add {t} to its spec.managedRecordTypes to publish them"
+    )
+}
+
 fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>) -> i64 {
     let (Ownership::Txt(reg), Some(owner)) = (ownership, owner) else { return 0 };
     let mut n = 0i64;
@@ -1211,6 +1222,30 @@ mod tests {
         assert_eq!((state(&live, 0), state(&live, 1)), ("Ready".into(), "Ready".into()), "{live:?}");
         assert!(w.propagating.is_empty());
         assert_eq!(w.deadline(), w.cache.as_ref().map(|c| c.fetched + DEFAULT_RESYNC), "only the resync is due");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unmanaged_types_are_skipped_not_stalled() {
+        let backend = Arc::new(InMemoryProvider::new(["example.com"]));
+        let (mut w, mut rx) = worker("p", backend.clone());
+        w.set_desired(
+            ep("game"),
+            vec![
+                (0, desired("game.example.com", RecordType::A, "192.0.2.1")),
+                (1, desired("_game._tcp.game.example.com", RecordType::SRV, "0 50 30080 game.example.com")),
+            ],
+        );
+        w.sync().await;
+        let r = results(&mut rx);
+        let get = |i: usize| &r[&("team-a/game@uid".to_string(), i)];
+        assert_eq!(get(0).state, "Ready");
+        assert_eq!(get(1).state, "Skipped");
+        assert_eq!(
+            get(1).message,
+            "_game._tcp.game.example.com SRV: skipped (UnmanagedType): provider DNSProvider/team-a/p does not manage SRV records; add SRV to its spec.managedRecordTypes to publish them"
+        );
+        let held = backend.records(&Zone::named("example.com")).await.unwrap();
+        assert!(held.iter().all(|e| e.record_type != RecordType::SRV), "{held:?}");
     }
 
     /// Two hosted zones with one name, as Route53's private and public zone of a domain.
