@@ -111,8 +111,8 @@ pub struct TenancyFlags {
     /// `assumeRoleArn` without `credentials`.
     #[arg(long, env = "EXTDNS_NAMESPACED_AMBIENT_CREDENTIALS")]
     pub namespaced_ambient_credentials: bool,
-    /// Let namespaced DNSProviders set `route53.endpoint`, which makes the operator send
-    /// requests to any URL a tenant names.
+    /// Let namespaced DNSProviders set `route53.endpoint` or use `powerdns` (whose `url` is
+    /// always the tenant's), which makes the operator send requests to any URL a tenant names.
     #[arg(long, env = "EXTDNS_NAMESPACED_CUSTOM_ENDPOINT")]
     pub namespaced_custom_endpoint: bool,
     /// Let namespaced DNSProviders use the `embedded` backend, which opens a listening

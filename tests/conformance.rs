@@ -20,6 +20,7 @@ use aws_sdk_route53::types::{
 };
 use extdns::dns::endpoint::{label, ProviderSpecificProperty};
 use extdns::dns::providers::conformance;
+use extdns::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
 use extdns::dns::providers::route53::{Route53Config, Route53Provider};
 use extdns::dns::{Applied, Change, Endpoint, Provider, ProviderError, RecordType, Zone};
@@ -101,6 +102,8 @@ struct Server {
     kind: &'static str,
     child: Child,
     port: u16,
+    /// pdns only: the port of its HTTP API.
+    api_port: u16,
     log: PathBuf,
     _scratch: tempfile::TempDir,
 }
@@ -128,8 +131,9 @@ impl Server {
         let port = free_port();
         let mut cmd = Command::new("bash");
         cmd.arg(scripts().join("server.sh")).arg(kind).arg(&dir).arg(port.to_string()).arg(zone);
+        let api_port = if kind == "pdns" { free_port() } else { 0 };
         if kind == "pdns" {
-            cmd.env("PDNS_API_PORT", free_port().to_string());
+            cmd.env("PDNS_API_PORT", api_port.to_string());
         }
         let log_file = std::fs::File::create(&log).expect("creating the server log failed");
         let child = cmd
@@ -138,7 +142,7 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting e2e/dns/server.sh {kind} failed: {e}"));
-        let server = Server { kind, child, port, log, _scratch: scratch };
+        let server = Server { kind, child, port, api_port, log, _scratch: scratch };
         let started = Instant::now();
         let waited = Command::new("bash")
             .arg(scripts().join("wait.sh"))
@@ -626,5 +630,74 @@ async fn moto_battery() {
 async fn moto_passes_the_conformance_battery() {
     if tokio::time::timeout(TEST_DEADLINE, moto_battery()).await.is_err() {
         panic!("moto: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// API key `e2e/dns/server.sh` gives PowerDNS (its PDNS_API_KEY default).
+const PDNS_API_KEY: &str = "e2e-secret-key";
+
+fn powerdns(api_port: u16, zones: &[&str], key: &str) -> PowerDnsProvider {
+    let mut config = PowerDnsConfig::new(format!("http://127.0.0.1:{api_port}"), key);
+    config.zones = zones.iter().map(|z| z.to_string()).collect();
+    config.timeout = Duration::from_secs(5);
+    PowerDnsProvider::new(config).expect("the test provider config is valid")
+}
+
+/// The `powerdns` provider (HTTP API) against the real PowerDNS 4.7 of `server.sh pdns`: the
+/// whole battery, names in any case, a CNAME refused at the apex, a wrong API key, a zone the
+/// server does not hold, and a stopped server.
+async fn powerdns_battery() {
+    let zone_name = "conformance-pdns-http.test";
+    let Some(server) = Server::start("pdns", zone_name) else {
+        return;
+    };
+    let zone = Zone::named(zone_name);
+    let fail = |what: &str, e: String| -> ! {
+        panic!("powerdns: {what}: {e}\n--- pdns log (tail) ---\n{}", server.log_tail())
+    };
+    let good = powerdns(server.api_port, &[zone_name], PDNS_API_KEY);
+    // The API answers before DNS does (wait.sh waited for DNS), so it is up by now.
+    let started = Instant::now();
+    let report = conformance::run_all(&good, &zone).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("powerdns: battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&good, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+    conformance::case_refused_record_leaves_no_ownership(&good, &zone, &[conformance::cname_at_apex(&zone)])
+        .await
+        .unwrap_or_else(|e| fail("refused_record_no_ownership (CNAME at the apex)", e));
+
+    // Every zone of the server when none are configured.
+    let all = powerdns(server.api_port, &[], PDNS_API_KEY);
+    match all.zones().await {
+        Ok(z) if z.iter().any(|z| z.name == zone_name) => {}
+        other => fail("zones() without a zone list", format!("expected {zone_name} among them, got {other:?}")),
+    }
+
+    let wrong = powerdns(server.api_port, &[zone_name], "not-the-key");
+    let (change, listing) =
+        conformance::case_auth_failure(&wrong, &zone).await.unwrap_or_else(|e| fail("auth_failure (wrong API key)", e));
+    say(&format!("powerdns: wrong API key:\n  {change}\n  {listing}"));
+
+    let missing = "missing-pdns-http.test";
+    let with_missing = powerdns(server.api_port, &[zone_name, missing], PDNS_API_KEY);
+    match with_missing.zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains(missing) && !m.contains(zone_name) => {}
+        other => fail("zones() with a zone the server does not hold", format!("expected ZoneNotFound, got {other:?}")),
+    }
+    match with_missing.records(&Zone::named(missing)).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail("records() of a zone the server does not hold", format!("expected ZoneNotFound, got {other:?}")),
+    }
+
+    let down = powerdns(free_port(), &[zone_name], PDNS_API_KEY);
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("powerdns: a stopped API was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powerdns_http_api_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, powerdns_battery()).await.is_err() {
+        panic!("powerdns: the conformance battery did not finish within {TEST_DEADLINE:?}");
     }
 }

@@ -8,9 +8,12 @@ use kube::{Api, Client};
 
 use std::net::SocketAddr;
 
-use crate::crd::dnsprovider::{ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport};
+use crate::crd::dnsprovider::{
+    HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport,
+};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
+use crate::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
@@ -37,7 +40,7 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53), found {0}")]
+    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, powerdns), found {0}")]
     BackendCount(usize),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
@@ -112,6 +115,14 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
         }
         return Ok(Backend { provider: Arc::new(provider), server: None });
     }
+    if let Some(p) = &spec.powerdns {
+        // One apply makes a read and one or more PATCHes: the bucket counts requests.
+        let mut provider = powerdns_provider(ctx.client, p, ctx.secret_ns, ctx.default_ttl).await?;
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
     let mut backend = build_backend(spec, ctx).await?;
     if let Some(bucket) = limiter {
         backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
@@ -120,10 +131,16 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
 }
 
 fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
-    let count = [spec.in_memory.is_some(), spec.embedded.is_some(), spec.rfc2136.is_some(), spec.route53.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let count = [
+        spec.in_memory.is_some(),
+        spec.embedded.is_some(),
+        spec.rfc2136.is_some(),
+        spec.route53.is_some(),
+        spec.powerdns.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if count != 1 {
         return Err(BackendError::BackendCount(count));
     }
@@ -256,4 +273,59 @@ async fn rfc2136_provider(
     }
     cfg.default_ttl = default_ttl;
     Rfc2136Provider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
+}
+
+/// A Secret key read as trimmed UTF-8 text (API keys, tokens).
+async fn read_secret_text(
+    client: &Client,
+    secret_ns: &str,
+    r: &SecretKeyRef,
+    field: &str,
+) -> Result<String, BackendError> {
+    let raw = read_secret(client, secret_ns, r).await?;
+    String::from_utf8(raw)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| BackendError::Field { field: field.into(), message: "the key is not UTF-8 text".into() })
+}
+
+/// The PEM bundle of `tls.caSecretRef`, when set.
+async fn read_ca_bundle(
+    client: &Client,
+    secret_ns: &str,
+    tls: Option<&HttpTlsSpec>,
+) -> Result<Option<Vec<u8>>, BackendError> {
+    match tls.and_then(|t| t.ca_secret_ref.as_ref()) {
+        Some(r) => Ok(Some(read_secret(client, secret_ns, r).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn powerdns_provider(
+    client: &Client,
+    p: &PowerDnsSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<PowerDnsProvider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.powerdns.{field}"), message };
+    let api_key = read_secret_text(client, secret_ns, &p.api_key_secret_ref, "spec.powerdns.apiKeySecretRef").await?;
+    let mut cfg = PowerDnsConfig::new(p.url.clone(), api_key);
+    if let Some(s) = &p.server_id {
+        cfg.server_id = s.clone();
+    }
+    cfg.zones = p.zones.clone();
+    cfg.ca_bundle = read_ca_bundle(client, secret_ns, p.tls.as_ref()).await?;
+    if let Some(t) = &p.timeout {
+        cfg.timeout =
+            crate::controller::provider::parse_duration("spec.powerdns.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    PowerDnsProvider::new(cfg).map_err(|e| {
+        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        match e {
+            E::Url { .. } => field("url", e.to_string()),
+            E::CaBundle(_) => field("tls.caSecretRef", e.to_string()),
+            E::ApiKey(_) => field("apiKeySecretRef", e.to_string()),
+            E::Client(_) => BackendError::Start(e.to_string()),
+        }
+    })
 }

@@ -101,6 +101,16 @@ pub fn check_provider(spec: &ProviderSpec, namespaced: bool, flags: &TenancyFlag
             });
         }
     }
+    // PowerDNS has no default endpoint: its URL is always one the tenant names, and an HTTP
+    // request to any URL inside the cluster network (with the answer's error text shown in
+    // status) is the same grant as a custom Route53 endpoint.
+    if spec.powerdns.is_some() && !flags.namespaced_custom_endpoint {
+        return Err(Refusal {
+            field: "spec.powerdns.url",
+            what: "an HTTP API URL (the operator would send requests to any URL a tenant names)",
+            flag: FLAG_ENDPOINT,
+        });
+    }
     Ok(())
 }
 
@@ -426,6 +436,29 @@ mod tests {
         assert_eq!((e.field, e.flag), ("spec.embedded", FLAG_EMBEDDED));
         let flags = TenancyFlags { namespaced_embedded: true, ..NONE };
         assert!(check_provider(&embedded(None), true, &flags).is_ok());
+    }
+
+    fn powerdns() -> ProviderSpec {
+        ProviderSpec {
+            powerdns: Some(crate::crd::dnsprovider::PowerDnsSpec {
+                url: "http://10.0.0.5:8081".into(),
+                api_key_secret_ref: crate::crd::dnsprovider::SecretKeyRef {
+                    name: "pdns".into(),
+                    key: "api-key".into(),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn namespaced_powerdns_url_is_a_custom_endpoint() {
+        let e = check_provider(&powerdns(), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.powerdns.url", FLAG_ENDPOINT));
+        let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+        assert!(check_provider(&powerdns(), true, &endpoint).is_ok());
+        assert!(check_provider(&powerdns(), false, &NONE).is_ok(), "cluster providers may");
     }
 
     #[test]

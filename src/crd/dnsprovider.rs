@@ -23,6 +23,9 @@ pub struct ProviderSpec {
     /// Backend: Amazon Route53 (or an API-compatible endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route53: Option<Route53Spec>,
+    /// Backend: PowerDNS Authoritative through its HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub powerdns: Option<PowerDnsSpec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -181,6 +184,40 @@ pub struct Route53Spec {
     /// How long the hosted zone list is reused, e.g. "1m". Default "60s".
     #[serde(default, rename = "zonesCacheTTL", skip_serializing_if = "Option::is_none")]
     pub zones_cache_ttl: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PowerDnsSpec {
+    /// Base URL of the API (the PowerDNS webserver), e.g. "http://pdns.dns.svc:8081". On a
+    /// namespaced DNSProvider this is a custom endpoint: refused unless the operator runs with
+    /// --namespaced-custom-endpoint.
+    pub url: String,
+    /// PowerDNS server id. Default "localhost", as on every stock installation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// Secret key holding the API key (PowerDNS `api-key`), sent as X-API-Key.
+    pub api_key_secret_ref: SecretKeyRef,
+    /// Zones to manage, e.g. ["example.com"]. Default: every zone the server holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// TLS settings for an https URL. The built-in public roots are always trusted; there is
+    /// deliberately no switch to skip verification, which would hand the API key to whoever
+    /// answers: trust a private CA with `caSecretRef` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSpec>,
+    /// Timeout of one API request, e.g. "10s". Default "10s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpTlsSpec {
+    /// Secret key holding PEM CA certificates to trust besides the public roots (the key
+    /// "ca.crt" of a cert-manager Certificate's Secret, for instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -3,6 +3,8 @@
 pub mod conformance;
 pub mod embedded;
 pub mod inmemory;
+pub mod powerdns;
+pub mod precheck;
 pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
