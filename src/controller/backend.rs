@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use crate::crd::dnsprovider::{
     HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport,
+    WebhookSpec,
 };
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
@@ -17,6 +18,7 @@ use crate::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
+use crate::dns::providers::webhook::{WebhookConfig, WebhookProvider};
 use crate::dns::Provider;
 use crate::metrics::Metrics;
 
@@ -40,7 +42,9 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, powerdns), found {0}")]
+    #[error(
+        "spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, powerdns, webhook), found {0}"
+    )]
     BackendCount(usize),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
@@ -123,6 +127,13 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
         }
         return Ok(Backend { provider: Arc::new(provider), server: None });
     }
+    if let Some(w) = &spec.webhook {
+        let mut provider = webhook_provider(w, ctx.default_ttl)?;
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
     let mut backend = build_backend(spec, ctx).await?;
     if let Some(bucket) = limiter {
         backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
@@ -137,6 +148,7 @@ fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
         spec.rfc2136.is_some(),
         spec.route53.is_some(),
         spec.powerdns.is_some(),
+        spec.webhook.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -326,6 +338,25 @@ async fn powerdns_provider(
             E::CaBundle(_) => field("tls.caSecretRef", e.to_string()),
             E::ApiKey(_) => field("apiKeySecretRef", e.to_string()),
             E::Client(_) => BackendError::Start(e.to_string()),
+        }
+    })
+}
+
+fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.webhook.{field}"), message };
+    let mut cfg =
+        WebhookConfig::new(w.url.clone().unwrap_or_else(|| crate::dns::providers::webhook::DEFAULT_URL.into()));
+    cfg.zones = w.zones.clone();
+    if let Some(t) = &w.timeout {
+        cfg.timeout =
+            crate::controller::provider::parse_duration("spec.webhook.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    WebhookProvider::new(cfg).map_err(|e| {
+        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        match e {
+            E::Url { .. } => field("url", e.to_string()),
+            other => BackendError::Start(other.to_string()),
         }
     })
 }

@@ -26,6 +26,10 @@ pub struct ProviderSpec {
     /// Backend: PowerDNS Authoritative through its HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub powerdns: Option<PowerDnsSpec>,
+    /// Backend: a provider program speaking external-dns's webhook protocol, usually a
+    /// sidecar of the operator on localhost (Hetzner, IONOS, UniFi, Pi-hole, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -207,6 +211,24 @@ pub struct PowerDnsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<HttpTlsSpec>,
     /// Timeout of one API request, e.g. "10s". Default "10s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Where the webhook listens. Default "http://localhost:8888", a sidecar in the operator's
+    /// pod. A sidecar holds the platform's DNS credentials, so on a namespaced DNSProvider a
+    /// loopback URL needs the operator flag --namespaced-ambient-credentials and any other URL
+    /// --namespaced-custom-endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Zones to manage, e.g. ["example.com"]. Default: the include entries of the domain
+    /// filter the webhook announces (required when it announces a regex filter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// Timeout of one request to the webhook, e.g. "10s". Default "10s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }

@@ -8,6 +8,7 @@ pub mod precheck;
 pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
+pub mod webhook;
 
 use crate::dns::RecordType;
 
