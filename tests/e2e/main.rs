@@ -3,6 +3,7 @@
 //! its own operator, which watches the whole cluster.
 
 mod harness;
+mod http_backends;
 mod identity;
 mod leader;
 mod rfc2136;
