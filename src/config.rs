@@ -108,11 +108,13 @@ pub struct RunArgs {
 pub struct TenancyFlags {
     /// Let namespaced DNSProviders use the operator's own AWS identity: a `route53` block
     /// without `credentials` (environment, IRSA web identity, profile, instance metadata), and
-    /// `assumeRoleArn` without `credentials`.
+    /// `assumeRoleArn` without `credentials`; and a `webhook` on localhost (the operator's
+    /// sidecar, acting with the platform's DNS credentials).
     #[arg(long, env = "EXTDNS_NAMESPACED_AMBIENT_CREDENTIALS")]
     pub namespaced_ambient_credentials: bool,
-    /// Let namespaced DNSProviders set `route53.endpoint` or `cloudflare.baseURL`, which makes the operator send
-    /// requests to any URL a tenant names.
+    /// Let namespaced DNSProviders set `route53.endpoint` or `cloudflare.baseURL`, use
+    /// `powerdns` (whose `url` is always the tenant's) or a `webhook` off localhost, which makes
+    /// the operator send requests to any URL a tenant names.
     #[arg(long, env = "EXTDNS_NAMESPACED_CUSTOM_ENDPOINT")]
     pub namespaced_custom_endpoint: bool,
     /// Let namespaced DNSProviders use the `embedded` backend, which opens a listening

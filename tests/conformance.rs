@@ -20,8 +20,10 @@ use aws_sdk_route53::types::{
 };
 use extdns::dns::endpoint::{label, ProviderSpecificProperty};
 use extdns::dns::providers::conformance;
+use extdns::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, Transport, TsigAlgorithm, TsigConfig};
 use extdns::dns::providers::route53::{Route53Config, Route53Provider};
+use extdns::dns::providers::webhook::{WebhookConfig, WebhookProvider};
 use extdns::dns::{Applied, Change, Endpoint, Provider, ProviderError, RecordType, Zone};
 
 const KEY_NAME: &str = "externaldns-key";
@@ -101,6 +103,8 @@ struct Server {
     kind: &'static str,
     child: Child,
     port: u16,
+    /// pdns only: the port of its HTTP API.
+    api_port: u16,
     log: PathBuf,
     _scratch: tempfile::TempDir,
 }
@@ -128,8 +132,9 @@ impl Server {
         let port = free_port();
         let mut cmd = Command::new("bash");
         cmd.arg(scripts().join("server.sh")).arg(kind).arg(&dir).arg(port.to_string()).arg(zone);
+        let api_port = if kind == "pdns" { free_port() } else { 0 };
         if kind == "pdns" {
-            cmd.env("PDNS_API_PORT", free_port().to_string());
+            cmd.env("PDNS_API_PORT", api_port.to_string());
         }
         let log_file = std::fs::File::create(&log).expect("creating the server log failed");
         let child = cmd
@@ -138,7 +143,7 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting e2e/dns/server.sh {kind} failed: {e}"));
-        let server = Server { kind, child, port, log, _scratch: scratch };
+        let server = Server { kind, child, port, api_port, log, _scratch: scratch };
         let started = Instant::now();
         let waited = Command::new("bash")
             .arg(scripts().join("wait.sh"))
@@ -626,6 +631,222 @@ async fn moto_battery() {
 async fn moto_passes_the_conformance_battery() {
     if tokio::time::timeout(TEST_DEADLINE, moto_battery()).await.is_err() {
         panic!("moto: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// API key `e2e/dns/server.sh` gives PowerDNS (its PDNS_API_KEY default).
+const PDNS_API_KEY: &str = "e2e-secret-key";
+
+fn powerdns(api_port: u16, zones: &[&str], key: &str) -> PowerDnsProvider {
+    let mut config = PowerDnsConfig::new(format!("http://127.0.0.1:{api_port}"), key);
+    config.zones = zones.iter().map(|z| z.to_string()).collect();
+    config.timeout = Duration::from_secs(5);
+    PowerDnsProvider::new(config).expect("the test provider config is valid")
+}
+
+/// The `powerdns` provider (HTTP API) against the real PowerDNS 4.7 of `server.sh pdns`: the
+/// whole battery, names in any case, a CNAME refused at the apex, a wrong API key, a zone the
+/// server does not hold, and a stopped server.
+async fn powerdns_battery() {
+    let zone_name = "conformance-pdns-http.test";
+    let Some(server) = Server::start("pdns", zone_name) else {
+        return;
+    };
+    let zone = Zone::named(zone_name);
+    let fail = |what: &str, e: String| -> ! {
+        panic!("powerdns: {what}: {e}\n--- pdns log (tail) ---\n{}", server.log_tail())
+    };
+    let good = powerdns(server.api_port, &[zone_name], PDNS_API_KEY);
+    // The API answers before DNS does (wait.sh waited for DNS), so it is up by now.
+    let started = Instant::now();
+    let report = conformance::run_all(&good, &zone).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("powerdns: battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&good, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+    conformance::case_refused_record_leaves_no_ownership(&good, &zone, &[conformance::cname_at_apex(&zone)])
+        .await
+        .unwrap_or_else(|e| fail("refused_record_no_ownership (CNAME at the apex)", e));
+
+    // Every zone of the server when none are configured.
+    let all = powerdns(server.api_port, &[], PDNS_API_KEY);
+    match all.zones().await {
+        Ok(z) if z.iter().any(|z| z.name == zone_name) => {}
+        other => fail("zones() without a zone list", format!("expected {zone_name} among them, got {other:?}")),
+    }
+
+    let wrong = powerdns(server.api_port, &[zone_name], "not-the-key");
+    let (change, listing) =
+        conformance::case_auth_failure(&wrong, &zone).await.unwrap_or_else(|e| fail("auth_failure (wrong API key)", e));
+    say(&format!("powerdns: wrong API key:\n  {change}\n  {listing}"));
+
+    let missing = "missing-pdns-http.test";
+    let with_missing = powerdns(server.api_port, &[zone_name, missing], PDNS_API_KEY);
+    match with_missing.zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains(missing) && !m.contains(zone_name) => {}
+        other => fail("zones() with a zone the server does not hold", format!("expected ZoneNotFound, got {other:?}")),
+    }
+    match with_missing.records(&Zone::named(missing)).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail("records() of a zone the server does not hold", format!("expected ZoneNotFound, got {other:?}")),
+    }
+
+    let down = powerdns(free_port(), &[zone_name], PDNS_API_KEY);
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("powerdns: a stopped API was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powerdns_http_api_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, powerdns_battery()).await.is_err() {
+        panic!("powerdns: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// The reference webhook server (`e2e/webhook/server.py`, Python stdlib only), stopped with
+/// SIGTERM when dropped.
+struct Webhook {
+    child: Child,
+    port: u16,
+}
+
+impl Webhook {
+    fn start(domains: &[&str], extra: &[&str]) -> Webhook {
+        let port = free_port();
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/webhook/server.py"))
+            .arg("--port")
+            .arg(port.to_string());
+        for d in domains {
+            cmd.arg("--domain").arg(d);
+        }
+        cmd.args(extra);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting python3 e2e/webhook/server.py failed (python3 is needed)");
+        let mut hook = Webhook { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || matches!(hook.child.try_wait(), Ok(Some(_))) {
+                panic!("the reference webhook did not come up on 127.0.0.1:{port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hook
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes the next `count` requests to `route` fail with `status` (-1: until reset).
+    async fn fail(&self, route: &str, status: u16, count: i32) {
+        let body =
+            serde_json::json!({"route": route, "status": status, "count": count, "body": "injected by the test"});
+        let r = reqwest::Client::new().post(format!("{}/_test/fail", self.url())).json(&body).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "setting a failure on the reference webhook failed");
+    }
+
+    async fn reset_failures(&self) {
+        // Reset forgets records too; the battery leaves none behind.
+        let r = reqwest::Client::new().post(format!("{}/_test/reset", self.url())).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "resetting the reference webhook failed");
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn webhook(url: &str, zones: &[&str]) -> WebhookProvider {
+    let mut config = WebhookConfig::new(url);
+    config.zones = zones.iter().map(|z| z.to_string()).collect();
+    config.timeout = Duration::from_secs(5);
+    WebhookProvider::new(config).expect("the test provider config is valid")
+}
+
+/// The `webhook` provider against the reference webhook server: the battery (zones from the
+/// negotiated domain filter), names in any case, adjustendpoints, the webhook's error answers
+/// (401, 429, 503, a batch refused by one bad change), and a stopped webhook. Skipped: a
+/// CNAME at the apex (a webhook zone has no SOA or NS there, so nothing forbids it).
+async fn webhook_battery() {
+    let zone_name = "conformance-webhook.test";
+    let hook = Webhook::start(&[zone_name], &["--exclude", &format!("excluded.{zone_name}"), "--min-ttl", "60"]);
+    let zone = Zone::named(zone_name);
+    let p = webhook(&hook.url(), &[]);
+    match p.zones().await {
+        Ok(z) if z == vec![zone.clone()] => {}
+        other => panic!("webhook: zones() from the domain filter: expected [{zone_name}], got {other:?}"),
+    }
+    let started = Instant::now();
+    let report = conformance::run_all(&p, &zone).await.unwrap_or_else(|e| panic!("webhook: battery: {e}"));
+    say(&format!("webhook: battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&p, &zone).await.unwrap_or_else(|e| panic!("webhook: names_in_any_case: {e}"));
+
+    // adjustendpoints: the reference webhook raises TTLs below 60.
+    let short = Endpoint::new(format!("short.{zone_name}"), RecordType::A, vec!["192.0.2.5".into()]).with_ttl(30);
+    let adjusted = p.adjust_all(vec![short.clone()]).await;
+    assert_eq!(adjusted.len(), 1);
+    assert_eq!(adjusted[0].iter().map(|e| e.ttl).collect::<Vec<_>>(), vec![Some(60)], "{adjusted:?}");
+
+    // The domain filter's exclusions: refused without a request.
+    let excluded = Endpoint::new(format!("a.excluded.{zone_name}"), RecordType::A, vec!["192.0.2.6".into()]);
+    let r = p.apply(&zone, &[Change::Create(excluded)]).await;
+    assert!(matches!(&r[0], Err(ProviderError::Rejected(m)) if m.contains("excludes")), "{r:?}");
+
+    // Error answers.
+    let a =
+        |i: u8| Change::Create(Endpoint::new(format!("e{i}.{zone_name}"), RecordType::A, vec![format!("192.0.2.{i}")]));
+    hook.fail("POST /records", 503, 1).await;
+    let r = p.apply(&zone, &[a(1), a(2)]).await;
+    assert!(r.iter().all(|r| matches!(r, Err(e @ ProviderError::Unreachable(_)) if e.is_transient())), "503: {r:?}");
+    hook.fail("POST /records", 429, 1).await;
+    let r = p.apply(&zone, &[a(1)]).await;
+    assert!(matches!(&r[0], Err(ProviderError::Throttled(_))), "429: {r:?}");
+    hook.fail("*", 401, -1).await;
+    let (change, listing) =
+        conformance::case_auth_failure(&p, &zone).await.unwrap_or_else(|e| panic!("webhook: 401: {e}"));
+    say(&format!("webhook: 401 answers:\n  {change}\n  {listing}"));
+    hook.reset_failures().await;
+    // One 400 for a batch of three: the good two still go through, the refused one alone fails.
+    hook.fail("POST /records", 400, 1).await;
+    hook.fail("POST /records", 400, 1).await;
+    let r = p.apply(&zone, &[a(1), a(2), a(3)]).await;
+    let ok = r.iter().filter(|r| r.is_ok()).count();
+    assert!(ok == 2 && matches!(&r[0], Err(ProviderError::Rejected(_))), "one refused batch, then singles: {r:?}");
+    let held = p.records(&zone).await.expect("listing");
+    assert_eq!(held.len(), 2, "{held:?}");
+    let cleanup: Vec<Change> = held.into_iter().map(Change::Delete).collect();
+    assert!(p.apply(&zone, &cleanup).await.iter().all(|r| r.is_ok()));
+
+    // Zones from the spec; a webhook answering a foreign media type is misconfigured.
+    let named = webhook(&hook.url(), &["other.test"]);
+    assert_eq!(named.zones().await, Ok(vec![Zone::named("other.test")]));
+    let down = webhook(&format!("http://127.0.0.1:{}", free_port()), &[zone_name]);
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("webhook: unreachable: {e}"));
+    say(&format!("webhook: a stopped webhook was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, webhook_battery()).await.is_err() {
+        panic!("webhook: the conformance battery did not finish within {TEST_DEADLINE:?}");
     }
 }
 

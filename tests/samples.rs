@@ -40,11 +40,19 @@ fn sample_dnsendpoints_parse_as_the_crd_types() {
     }
     let text = std::fs::read_to_string(dir.join("dnsprovider.yaml")).expect("sample");
     let _: extdns::crd::ClusterDNSProvider = serde_yaml::from_str(&text).expect("dnsprovider.yaml");
-    for f in ["rfc2136/bind-provider.yaml", "route53/route53-provider.yaml"] {
+    for f in [
+        "rfc2136/bind-provider.yaml",
+        "route53/route53-provider.yaml",
+        "powerdns/powerdns-provider.yaml",
+        "webhook/webhook-provider.yaml",
+    ] {
         for doc in std::fs::read_to_string(dir.join(f)).expect("sample").split("---\n") {
             let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");
             if v["kind"] == "DNSProvider" {
                 let _: extdns::crd::DNSProvider = serde_yaml::from_value(v).unwrap_or_else(|e| panic!("{f}: {e}"));
+            } else if v["kind"] == "ClusterDNSProvider" {
+                let _: extdns::crd::ClusterDNSProvider =
+                    serde_yaml::from_value(v).unwrap_or_else(|e| panic!("{f}: {e}"));
             } else if v["kind"] == "DNSEndpoint" {
                 let ep: extdns::crd::DNSEndpoint = serde_yaml::from_value(v).unwrap_or_else(|e| panic!("{f}: {e}"));
                 assert!(extdns::controller::provider::validate_endpoint_spec(&ep).1.is_empty(), "{f}: invalid record");

@@ -9,14 +9,17 @@ use kube::{Api, Client};
 use std::net::SocketAddr;
 
 use crate::crd::dnsprovider::{
-    CloudflareSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport,
+    CloudflareSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef,
+    Transport, WebhookSpec,
 };
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
+use crate::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
+use crate::dns::providers::webhook::{WebhookConfig, WebhookProvider};
 use crate::dns::Provider;
 use crate::metrics::Metrics;
 
@@ -40,7 +43,9 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, cloudflare), found {0}")]
+    #[error(
+        "spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, cloudflare, powerdns, webhook), found {0}"
+    )]
     BackendCount(usize),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
@@ -124,6 +129,21 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
         }
         return Ok(Backend { provider: Arc::new(provider), server: None });
     }
+    if let Some(p) = &spec.powerdns {
+        // One apply makes a read and one or more PATCHes: the bucket counts requests.
+        let mut provider = powerdns_provider(ctx.client, p, ctx.secret_ns, ctx.default_ttl).await?;
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
+    if let Some(w) = &spec.webhook {
+        let mut provider = webhook_provider(w, ctx.default_ttl)?;
+        if let Some(bucket) = limiter {
+            provider = provider.with_rate_limit(Arc::new(bucket));
+        }
+        return Ok(Backend { provider: Arc::new(provider), server: None });
+    }
     let mut backend = build_backend(spec, ctx).await?;
     if let Some(bucket) = limiter {
         backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
@@ -138,6 +158,8 @@ fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
         spec.rfc2136.is_some(),
         spec.route53.is_some(),
         spec.cloudflare.is_some(),
+        spec.powerdns.is_some(),
+        spec.webhook.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -322,4 +344,78 @@ async fn rfc2136_provider(
     }
     cfg.default_ttl = default_ttl;
     Rfc2136Provider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
+}
+
+/// A Secret key read as trimmed UTF-8 text (API keys, tokens).
+async fn read_secret_text(
+    client: &Client,
+    secret_ns: &str,
+    r: &SecretKeyRef,
+    field: &str,
+) -> Result<String, BackendError> {
+    let raw = read_secret(client, secret_ns, r).await?;
+    String::from_utf8(raw)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| BackendError::Field { field: field.into(), message: "the key is not UTF-8 text".into() })
+}
+
+/// The PEM bundle of `tls.caSecretRef`, when set.
+async fn read_ca_bundle(
+    client: &Client,
+    secret_ns: &str,
+    tls: Option<&HttpTlsSpec>,
+) -> Result<Option<Vec<u8>>, BackendError> {
+    match tls.and_then(|t| t.ca_secret_ref.as_ref()) {
+        Some(r) => Ok(Some(read_secret(client, secret_ns, r).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn powerdns_provider(
+    client: &Client,
+    p: &PowerDnsSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<PowerDnsProvider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.powerdns.{field}"), message };
+    let api_key = read_secret_text(client, secret_ns, &p.api_key_secret_ref, "spec.powerdns.apiKeySecretRef").await?;
+    let mut cfg = PowerDnsConfig::new(p.url.clone(), api_key);
+    if let Some(s) = &p.server_id {
+        cfg.server_id = s.clone();
+    }
+    cfg.zones = p.zones.clone();
+    cfg.ca_bundle = read_ca_bundle(client, secret_ns, p.tls.as_ref()).await?;
+    if let Some(t) = &p.timeout {
+        cfg.timeout =
+            crate::controller::provider::parse_duration("spec.powerdns.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    PowerDnsProvider::new(cfg).map_err(|e| {
+        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        match e {
+            E::Url { .. } => field("url", e.to_string()),
+            E::CaBundle(_) => field("tls.caSecretRef", e.to_string()),
+            E::ApiKey(_) => field("apiKeySecretRef", e.to_string()),
+            E::Client(_) => BackendError::Start(e.to_string()),
+        }
+    })
+}
+
+fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.webhook.{field}"), message };
+    let mut cfg =
+        WebhookConfig::new(w.url.clone().unwrap_or_else(|| crate::dns::providers::webhook::DEFAULT_URL.into()));
+    cfg.zones = w.zones.clone();
+    if let Some(t) = &w.timeout {
+        cfg.timeout =
+            crate::controller::provider::parse_duration("spec.webhook.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    WebhookProvider::new(cfg).map_err(|e| {
+        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        match e {
+            E::Url { .. } => field("url", e.to_string()),
+            other => BackendError::Start(other.to_string()),
+        }
+    })
 }

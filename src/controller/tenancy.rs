@@ -109,7 +109,53 @@ pub fn check_provider(spec: &ProviderSpec, namespaced: bool, flags: &TenancyFlag
             flag: FLAG_ENDPOINT,
         });
     }
+    // PowerDNS has no default endpoint: its URL is always one the tenant names, and an HTTP
+    // request to any URL inside the cluster network (with the answer's error text shown in
+    // status) is the same grant as a custom Route53 endpoint.
+    if spec.powerdns.is_some() && !flags.namespaced_custom_endpoint {
+        return Err(Refusal {
+            field: "spec.powerdns.url",
+            what: "an HTTP API URL (the operator would send requests to any URL a tenant names)",
+            flag: FLAG_ENDPOINT,
+        });
+    }
+    if let Some(w) = &spec.webhook {
+        let url = w.url.as_deref().unwrap_or(crate::dns::providers::webhook::DEFAULT_URL);
+        // A webhook on loopback is a sidecar of the operator, holding the platform's DNS
+        // credentials: using it is using the operator's identity.
+        if is_loopback_url(url) {
+            if !flags.namespaced_ambient_credentials {
+                return Err(Refusal {
+                    field: "spec.webhook.url",
+                    what:
+                        "a webhook on localhost (a sidecar of the operator, acting with the platform's DNS credentials)",
+                    flag: FLAG_AMBIENT,
+                });
+            }
+        } else if !flags.namespaced_custom_endpoint {
+            return Err(Refusal {
+                field: "spec.webhook.url",
+                what: "a webhook URL outside the operator's pod (the operator would send requests to any URL a tenant names)",
+                flag: FLAG_ENDPOINT,
+            });
+        }
+    }
     Ok(())
+}
+
+/// True when `url` names this host: `localhost` (and names below it), 127.0.0.0/8 or ::1, or
+/// something that does not parse (treated as the stricter case).
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else { return true };
+    let Some(host) = u.host_str() else { return true };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip.is_unspecified() || ip.to_canonical().is_loopback(),
+        Err(_) => {
+            let d = host.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+    }
 }
 
 /// Why a provider gets no backend, decided before any backend is built.
@@ -450,6 +496,52 @@ mod tests {
         assert_eq!((e.field, e.flag), ("spec.embedded", FLAG_EMBEDDED));
         let flags = TenancyFlags { namespaced_embedded: true, ..NONE };
         assert!(check_provider(&embedded(None), true, &flags).is_ok());
+    }
+
+    fn powerdns() -> ProviderSpec {
+        ProviderSpec {
+            powerdns: Some(crate::crd::dnsprovider::PowerDnsSpec {
+                url: "http://10.0.0.5:8081".into(),
+                api_key_secret_ref: crate::crd::dnsprovider::SecretKeyRef {
+                    name: "pdns".into(),
+                    key: "api-key".into(),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn namespaced_powerdns_url_is_a_custom_endpoint() {
+        let e = check_provider(&powerdns(), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.powerdns.url", FLAG_ENDPOINT));
+        let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+        assert!(check_provider(&powerdns(), true, &endpoint).is_ok());
+        assert!(check_provider(&powerdns(), false, &NONE).is_ok(), "cluster providers may");
+    }
+
+    fn webhook(url: Option<&str>) -> ProviderSpec {
+        ProviderSpec {
+            webhook: Some(crate::crd::dnsprovider::WebhookSpec { url: url.map(str::to_string), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn namespaced_webhook_on_localhost_is_ambient_elsewhere_a_custom_endpoint() {
+        for url in [None, Some("http://localhost:8888"), Some("http://127.0.0.1:8888"), Some("http://[::1]:8888")] {
+            let e = check_provider(&webhook(url), true, &NONE).unwrap_err();
+            assert_eq!((e.field, e.flag), ("spec.webhook.url", FLAG_AMBIENT), "{url:?}");
+            let ambient = TenancyFlags { namespaced_ambient_credentials: true, ..NONE };
+            assert!(check_provider(&webhook(url), true, &ambient).is_ok());
+        }
+        let far = webhook(Some("http://dns-webhook.tenant.svc:8888"));
+        let e = check_provider(&far, true, &NONE).unwrap_err();
+        assert_eq!(e.flag, FLAG_ENDPOINT);
+        let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+        assert!(check_provider(&far, true, &endpoint).is_ok());
+        assert!(check_provider(&webhook(None), false, &NONE).is_ok(), "cluster providers may");
     }
 
     #[test]

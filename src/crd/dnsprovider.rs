@@ -26,6 +26,13 @@ pub struct ProviderSpec {
     /// Backend: Cloudflare DNS through its v4 API, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<CloudflareSpec>,
+    /// Backend: PowerDNS Authoritative through its HTTP API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub powerdns: Option<PowerDnsSpec>,
+    /// Backend: a provider program speaking external-dns's webhook protocol, usually a
+    /// sidecar of the operator on localhost (Hetzner, IONOS, UniFi, Pi-hole, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -236,6 +243,58 @@ pub struct CloudflareSecretRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PowerDnsSpec {
+    /// Base URL of the API (the PowerDNS webserver), e.g. "http://pdns.dns.svc:8081". On a
+    /// namespaced DNSProvider this is a custom endpoint: refused unless the operator runs with
+    /// --namespaced-custom-endpoint.
+    pub url: String,
+    /// PowerDNS server id. Default "localhost", as on every stock installation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// Secret key holding the API key (PowerDNS `api-key`), sent as X-API-Key.
+    pub api_key_secret_ref: SecretKeyRef,
+    /// Zones to manage, e.g. ["example.com"]. Default: every zone the server holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// TLS settings for an https URL. The built-in public roots are always trusted; there is
+    /// deliberately no switch to skip verification, which would hand the API key to whoever
+    /// answers: trust a private CA with `caSecretRef` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSpec>,
+    /// Timeout of one API request, e.g. "10s". Default "10s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Where the webhook listens. Default "http://localhost:8888", a sidecar in the operator's
+    /// pod. A sidecar holds the platform's DNS credentials, so on a namespaced DNSProvider a
+    /// loopback URL needs the operator flag --namespaced-ambient-credentials and any other URL
+    /// --namespaced-custom-endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Zones to manage, e.g. ["example.com"]. Default: the include entries of the domain
+    /// filter the webhook announces (required when it announces a regex filter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// Timeout of one request to the webhook, e.g. "10s". Default "10s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpTlsSpec {
+    /// Secret key holding PEM CA certificates to trust besides the public roots (the key
+    /// "ca.crt" of a cert-manager Certificate's Secret, for instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -136,6 +136,13 @@ pub trait Provider: Send + Sync {
     fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
         vec![endpoint]
     }
+
+    /// [`Provider::adjust`] of many records in one go, one result per record in order, for
+    /// backends that must ask a server (a webhook's `POST /adjustendpoints`): one call per
+    /// plan instead of one per record.
+    async fn adjust_all(&self, endpoints: Vec<Endpoint>) -> Vec<Vec<Endpoint>> {
+        endpoints.into_iter().map(|e| self.adjust(e)).collect()
+    }
 }
 
 /// The zone with the longest name containing `dns_name`, as external-dns picks it.

@@ -4,6 +4,7 @@
 
 mod cloudflare;
 mod harness;
+mod http_backends;
 mod identity;
 mod leader;
 mod rfc2136;

@@ -631,15 +631,10 @@ impl Worker {
         let mut partial: BTreeMap<(EpKey, usize), RecordResult> = BTreeMap::new();
         // Each with the slot it fills and the record asked for (before `adjust`).
         let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
+        let mut in_zone: Vec<(&(EpKey, usize), &DesiredRecord)> = Vec::new();
         for (slot, d) in self.desired_in(groups) {
             if zone_for(&zones, &d.endpoint.dns_name).is_some() {
-                let asked = d.endpoint.key();
-                for endpoint in backend.adjust(d.endpoint.clone()) {
-                    desired.push((
-                        (slot.clone(), asked.clone()),
-                        DesiredRecord { endpoint, claimant: d.claimant.clone() },
-                    ));
-                }
+                in_zone.push((slot, d));
                 continue;
             }
             partial.insert(
@@ -654,6 +649,15 @@ impl Worker {
                     ),
                 },
             );
+        }
+
+        // One adjust call for all of them: a webhook answers it over HTTP.
+        let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| d.endpoint.clone()).collect()).await;
+        for ((slot, d), endpoints) in in_zone.into_iter().zip(adjusted) {
+            let asked = d.endpoint.key();
+            for endpoint in endpoints {
+                desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
+            }
         }
 
         // Plan and apply zone by zone. A name belongs to the zones with the longest name

@@ -4,9 +4,12 @@ pub mod cloudflare;
 pub mod conformance;
 pub mod embedded;
 pub mod inmemory;
+pub mod powerdns;
+pub mod precheck;
 pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
+pub mod webhook;
 
 use crate::dns::RecordType;
 

@@ -90,6 +90,10 @@ impl Provider for RateLimited {
     fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
         self.inner.adjust(endpoint)
     }
+
+    async fn adjust_all(&self, endpoints: Vec<Endpoint>) -> Vec<Vec<Endpoint>> {
+        self.inner.adjust_all(endpoints).await
+    }
 }
 
 #[cfg(test)]

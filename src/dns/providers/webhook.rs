@@ -1,0 +1,612 @@
+//! A client of external-dns's webhook provider protocol: the DNS provider is a separate
+//! program (usually a sidecar on localhost, one of the dozens written for external-dns) that
+//! answers `GET /` (negotiation: the domain filter), `GET /records`, `POST /records` (changes)
+//! and `POST /adjustendpoints`, all with the media type
+//! `application/external.dns.webhook+json;version=1`.
+//!
+//! * **Zones**: the protocol has none. They are `zones` of the spec when set, else the
+//!   `include` entries of the webhook's domain filter. Its `exclude` entries hide names from
+//!   listings and refuse changes to them. A regex filter is not evaluated here (the webhook
+//!   still applies it): it needs `zones` in the spec.
+//! * **Records**: `GET /records` lists everything; each zone keeps the names for which it is
+//!   the longest zone.
+//! * **Changes**: one `POST /records` per zone with `Create`, `UpdateOld`/`UpdateNew` and
+//!   `Delete`. The protocol overwrites blindly and is all-or-nothing at best, so the records
+//!   are read first and every change is checked against them ([`super::precheck`]). Changes
+//!   touching a name an earlier change of the batch touched go in a later POST, since a webhook
+//!   may apply the groups in any order. A refused POST (4xx) of several changes is followed
+//!   by a fresh listing: changes whose effect shows are reported applied (webhooks are not
+//!   always atomic), the others are sent one by one so that a bad one fails alone.
+//! * **Errors**: connection failures, timeouts and 5xx → `Unreachable` (retried with backoff;
+//!   external-dns retries exactly the 5xx too), 401/403 → `AuthFailed`, 429 → `Throttled`,
+//!   other 4xx → `Rejected` with the webhook's text. A webhook answering another media type is
+//!   a configuration error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
+use super::precheck::check_changes;
+use super::ratelimit::TokenBucket;
+use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
+use crate::dns::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+
+/// The protocol's media type, sent as Accept and Content-Type and expected back.
+pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
+/// Where an external-dns webhook sidecar listens by default.
+pub const DEFAULT_URL: &str = "http://localhost:8888";
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Zones to manage; empty: the include entries of the webhook's domain filter.
+    pub zones: Vec<String>,
+    pub timeout: Duration,
+    pub default_ttl: u32,
+}
+
+impl WebhookConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookConfig { url: url.into(), zones: Vec::new(), timeout: Duration::from_secs(10), default_ttl: 300 }
+    }
+}
+
+/// external-dns's `endpoint.Endpoint` as JSON.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WireEndpoint {
+    pub dns_name: String,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub record_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub set_identifier: String,
+    #[serde(default, rename = "recordTTL", skip_serializing_if = "Option::is_none")]
+    pub record_ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_specific: Vec<ProviderSpecificProperty>,
+}
+
+/// external-dns's `plan.Changes` as JSON (Go field names; Go decodes keys case-insensitively).
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct WireChanges {
+    #[serde(rename = "Create", skip_serializing_if = "Vec::is_empty")]
+    pub create: Vec<WireEndpoint>,
+    #[serde(rename = "UpdateOld", skip_serializing_if = "Vec::is_empty")]
+    pub update_old: Vec<WireEndpoint>,
+    #[serde(rename = "UpdateNew", skip_serializing_if = "Vec::is_empty")]
+    pub update_new: Vec<WireEndpoint>,
+    #[serde(rename = "Delete", skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<WireEndpoint>,
+}
+
+/// external-dns's `endpoint.DomainFilter` as JSON.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainFilter {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub regex_include: String,
+    #[serde(default)]
+    pub regex_exclude: String,
+}
+
+impl DomainFilter {
+    /// True when an `exclude` entry covers `name` (normalised).
+    fn excludes(&self, name: &str) -> bool {
+        self.exclude.iter().any(|d| {
+            let below_only = d.trim().starts_with('.');
+            let d = normalize_name(d.trim().trim_start_matches('.'));
+            (!below_only && name == d) || name.ends_with(&format!(".{d}"))
+        })
+    }
+}
+
+pub fn to_wire(e: &Endpoint, default_ttl: u32) -> WireEndpoint {
+    WireEndpoint {
+        dns_name: e.dns_name.clone(),
+        targets: e.targets.clone(),
+        record_type: e.record_type.as_str().to_string(),
+        set_identifier: e.set_identifier.clone(),
+        record_ttl: Some(i64::from(e.ttl.unwrap_or(default_ttl))),
+        labels: e.labels.clone(),
+        provider_specific: e.provider_specific.clone(),
+    }
+}
+
+/// A listed endpoint in our model; `None` for types extdns does not manage.
+pub fn from_wire(w: WireEndpoint) -> Option<Endpoint> {
+    let rt: RecordType = w.record_type.parse().ok()?;
+    let mut e = Endpoint::new(w.dns_name, rt, w.targets);
+    e.ttl = w.record_ttl.and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0);
+    e.set_identifier = w.set_identifier;
+    // Labels are not data: ownership lives in TXT records, which the registry reads itself.
+    e.provider_specific = w.provider_specific;
+    Some(e.normalized())
+}
+
+pub struct WebhookProvider {
+    http: reqwest::Client,
+    base: Url,
+    config: WebhookConfig,
+    limiter: Option<Arc<TokenBucket>>,
+    /// What the last negotiation said, and the zones it gave.
+    negotiated: Mutex<Option<(DomainFilter, Vec<Zone>)>>,
+}
+
+/// A request failure: a refusal of the data (isolated change by change) or anything else.
+enum Failure {
+    Refused(String),
+    Other(ProviderError),
+}
+
+impl Failure {
+    fn into_error(self) -> ProviderError {
+        match self {
+            Failure::Refused(m) => ProviderError::Rejected(m),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+impl WebhookProvider {
+    pub fn new(config: WebhookConfig) -> Result<Self, PowerDnsConfigError> {
+        let base = base_url(&config.url)?;
+        let http = http_client(config.timeout, None)?;
+        Ok(WebhookProvider { http, base, config, limiter: None, negotiated: Mutex::new(None) })
+    }
+
+    /// Makes every request wait for a token of `bucket`.
+    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
+        self.limiter = Some(bucket);
+        self
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        route: &[&str],
+        body: Option<&B>,
+        what: &str,
+    ) -> Result<Vec<u8>, Failure> {
+        if let Some(bucket) = &self.limiter {
+            bucket.take().await;
+        }
+        let url = if route.is_empty() { self.base.clone() } else { join(&self.base, route) };
+        let mut req = self.http.request(method, url).header(reqwest::header::ACCEPT, MEDIA_TYPE);
+        if let Some(b) = body {
+            let bytes = serde_json::to_vec(b)
+                .map_err(|e| Failure::Other(ProviderError::Config(format!("{what}: encoding: {e}"))))?;
+            req = req.header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE).body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        let status = resp.status();
+        let content_type =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let bytes = resp.bytes().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        if status.is_success() {
+            if !bytes.is_empty() && !media_type_matches(&content_type) {
+                return Err(Failure::Other(ProviderError::Config(format!(
+                    "{what}: the webhook answered Content-Type {content_type:?}, not {MEDIA_TYPE}: not an external-dns webhook of protocol version 1"
+                ))));
+            }
+            return Ok(bytes.to_vec());
+        }
+        Err(classify(status, &bytes, what))
+    }
+
+    /// `GET /`: the domain filter, and the zones it (or the spec) gives.
+    async fn negotiate(&self) -> Result<(DomainFilter, Vec<Zone>), ProviderError> {
+        let what = format!("negotiating with the webhook at {}", self.config.url);
+        let body = self.send::<()>(Method::GET, &[], None, &what).await.map_err(Failure::into_error)?;
+        let filter: DomainFilter = if body.iter().all(u8::is_ascii_whitespace) {
+            DomainFilter::default()
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ProviderError::Config(format!("{what}: the domain filter is not JSON as expected: {e}")))?
+        };
+        let names: Vec<String> = if !self.config.zones.is_empty() {
+            self.config.zones.clone()
+        } else if !filter.regex_include.is_empty() {
+            return Err(ProviderError::Config(format!(
+                "{what}: the webhook filters domains by regex ({:?}), which names no zone: set spec.webhook.zones",
+                filter.regex_include
+            )));
+        } else {
+            filter.include.iter().map(|d| d.trim().trim_start_matches('.').to_string()).collect()
+        };
+        let mut zones: Vec<Zone> = names.iter().map(|n| Zone::named(n)).filter(|z| !z.name.is_empty()).collect();
+        zones.sort();
+        zones.dedup();
+        if zones.is_empty() {
+            return Err(ProviderError::Config(format!(
+                "{what}: the webhook's domain filter names no domains and spec.webhook.zones is empty: set the zones to manage"
+            )));
+        }
+        Ok((filter, zones))
+    }
+
+    /// The negotiated filter and zones, negotiating when nothing was negotiated yet.
+    async fn state(&self) -> Result<(DomainFilter, Vec<Zone>), ProviderError> {
+        if let Some(s) = self.negotiated.lock().map(|g| g.clone()).unwrap_or(None) {
+            return Ok(s);
+        }
+        let s = self.negotiate().await?;
+        if let Ok(mut g) = self.negotiated.lock() {
+            *g = Some(s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Every record the webhook holds in `zone` (the longest zone of each name).
+    async fn list(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+        let (filter, zones) = self.state().await?;
+        let what = format!("listing records of the webhook at {}", self.config.url);
+        let body = self.send::<()>(Method::GET, &["records"], None, &what).await.map_err(Failure::into_error)?;
+        let wire: Vec<WireEndpoint> = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Unreachable(format!("{what}: unexpected answer: {e}")))?;
+        Ok(wire
+            .into_iter()
+            .filter_map(from_wire)
+            .filter(|e| !filter.excludes(&e.dns_name))
+            .filter(|e| zone_for(&zones, &e.dns_name).is_some_and(|z| z.name == zone.name))
+            .collect())
+    }
+
+    async fn post(&self, changes: &[&Change]) -> Result<(), Failure> {
+        let mut wire = WireChanges::default();
+        let ttl = self.config.default_ttl;
+        for c in changes {
+            match c {
+                Change::Create(e) => wire.create.push(to_wire(e, ttl)),
+                Change::Update { old, new } => {
+                    wire.update_old.push(to_wire(old, ttl));
+                    wire.update_new.push(to_wire(new, ttl));
+                }
+                Change::Delete(e) => wire.delete.push(to_wire(e, ttl)),
+            }
+        }
+        let what = format!("applying {} changes through the webhook at {}", changes.len(), self.config.url);
+        self.send(Method::POST, &["records"], Some(&wire), &what).await.map(|_| ())
+    }
+
+    /// Sends `batch` (indexes into `changes`); fills `results`. Returns an error that holds for
+    /// every request, after which nothing more is sent.
+    async fn send_batch(
+        &self,
+        zone: &Zone,
+        changes: &[Change],
+        batch: &[usize],
+        results: &mut [Option<ChangeResult>],
+    ) -> Result<(), ProviderError> {
+        let refs: Vec<&Change> = batch.iter().map(|&i| &changes[i]).collect();
+        match self.post(&refs).await {
+            Ok(()) => {
+                for &i in batch {
+                    results[i] = Some(Ok(Applied::Live));
+                }
+                Ok(())
+            }
+            Err(Failure::Refused(m)) if batch.len() == 1 => {
+                results[batch[0]] = Some(Err(ProviderError::Rejected(m)));
+                Ok(())
+            }
+            Err(Failure::Refused(m)) => {
+                tracing::debug!(zone = %zone.name, changes = batch.len(), error = %m, "webhook refused a batch; sending its changes one by one");
+                let held = self.list(zone).await?;
+                for &i in batch {
+                    if shows(&held, &changes[i]) {
+                        results[i] = Some(Ok(Applied::Live));
+                        continue;
+                    }
+                    match self.post(&[&changes[i]]).await {
+                        Ok(()) => results[i] = Some(Ok(Applied::Live)),
+                        Err(Failure::Refused(m)) => results[i] = Some(Err(ProviderError::Rejected(m))),
+                        Err(Failure::Other(e)) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(Failure::Other(e)) => Err(e),
+        }
+    }
+}
+
+fn media_type_matches(content_type: &str) -> bool {
+    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    squash(content_type) == squash(MEDIA_TYPE)
+}
+
+/// Whether `change`'s effect shows in `held`.
+fn shows(held: &[Endpoint], change: &Change) -> bool {
+    let find = |k: &RecordKey| held.iter().find(|h| &h.key() == k);
+    let same = |h: &Endpoint, e: &Endpoint| {
+        let (mut a, mut b) = (h.targets.clone(), e.targets.clone());
+        a.sort();
+        b.sort();
+        a == b
+    };
+    match change {
+        Change::Create(e) | Change::Update { new: e, .. } => find(&e.key()).is_some_and(|h| same(h, e)),
+        Change::Delete(e) => find(&e.key()).is_none(),
+    }
+}
+
+fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    ProviderError::Unreachable(format!("{what}: {msg}"))
+}
+
+fn classify(status: StatusCode, body: &[u8], what: &str) -> Failure {
+    let text: String = String::from_utf8_lossy(body).trim().chars().take(300).collect();
+    let msg = if text.is_empty() { format!("{what}: HTTP {status}") } else { format!("{what}: HTTP {status}: {text}") };
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Other(ProviderError::AuthFailed(msg)),
+        StatusCode::TOO_MANY_REQUESTS => Failure::Other(ProviderError::Throttled(msg)),
+        StatusCode::NOT_ACCEPTABLE | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::NOT_FOUND => Failure::Other(
+            ProviderError::Config(format!("{msg} (is this an external-dns webhook, protocol version 1?)")),
+        ),
+        s if s.is_server_error() => Failure::Other(ProviderError::Unreachable(msg)),
+        _ => Failure::Refused(if text.is_empty() { msg } else { format!("webhook: {text}") }),
+    }
+}
+
+/// Cuts changes (indexes) into POSTs in order, starting a new one when a change touches a name
+/// an earlier change of the current POST touched.
+fn into_posts(changes: &[Change], indexes: Vec<usize>) -> Vec<Vec<usize>> {
+    let names = |c: &Change| -> Vec<String> {
+        match c {
+            Change::Update { old, new } => vec![normalize_name(&old.dns_name), normalize_name(&new.dns_name)],
+            other => vec![normalize_name(&other.endpoint().dns_name)],
+        }
+    };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for i in indexes {
+        let n = names(&changes[i]);
+        if out.is_empty() || n.iter().any(|x| seen.contains(x)) {
+            out.push(Vec::new());
+            seen.clear();
+        }
+        seen.extend(n);
+        if let Some(last) = out.last_mut() {
+            last.push(i);
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Provider for WebhookProvider {
+    /// Negotiates again on every call (the webhook may have restarted with another filter).
+    async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+        let s = self.negotiate().await?;
+        let zones = s.1.clone();
+        if let Ok(mut g) = self.negotiated.lock() {
+            *g = Some(s);
+        }
+        Ok(zones)
+    }
+
+    async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+        self.list(zone).await
+    }
+
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+        let mut results: Vec<Option<ChangeResult>> = vec![None; changes.len()];
+        let (filter, _) = match self.state().await {
+            Ok(s) => s,
+            Err(e) => return changes.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut valid = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let eps: Vec<&Endpoint> = match c {
+                Change::Update { old, new } => vec![old, new],
+                other => vec![other.endpoint()],
+            };
+            let bad = eps.iter().find_map(|e| {
+                let name = normalize_name(&e.dns_name);
+                if !zone.contains(&name) {
+                    Some(format!("{} {}: the name is outside zone {}", name, e.record_type, zone.name))
+                } else if filter.excludes(&name) {
+                    Some(format!("{} {}: the webhook's domain filter excludes the name", name, e.record_type))
+                } else {
+                    None
+                }
+            });
+            match bad {
+                Some(m) => results[i] = Some(Err(ProviderError::Rejected(m))),
+                None => valid.push(i),
+            }
+        }
+        if !valid.is_empty() {
+            match self.list(zone).await {
+                Err(e) => {
+                    for &i in &valid {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    valid.clear();
+                }
+                Ok(held) => {
+                    let checked: Vec<Change> = valid.iter().map(|&i| changes[i].clone()).collect();
+                    let verdicts = check_changes(&held, &checked, self.config.default_ttl);
+                    let mut kept = Vec::new();
+                    for (i, v) in valid.into_iter().zip(verdicts) {
+                        match v {
+                            Ok(()) => kept.push(i),
+                            Err(m) => results[i] = Some(Err(ProviderError::Rejected(m))),
+                        }
+                    }
+                    valid = kept;
+                }
+            }
+        }
+        let mut abort: Option<ProviderError> = None;
+        for batch in into_posts(changes, valid) {
+            if let Some(e) = &abort {
+                for &i in &batch {
+                    results[i] = Some(Err(e.clone()));
+                }
+                continue;
+            }
+            if let Err(e) = self.send_batch(zone, changes, &batch, &mut results).await {
+                tracing::warn!(zone = %zone.name, error = %e, "webhook apply failed; not sending the remaining changes");
+                for &i in &batch {
+                    if results[i].is_none() {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                }
+                abort = Some(e);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
+            .collect()
+    }
+
+    /// `POST /adjustendpoints` with all records at once. The answer is matched back to the
+    /// records asked for by name, setIdentifier and type (else name and setIdentifier); a
+    /// record the webhook drops gets nothing. When the call fails the records stay as asked,
+    /// which at worst makes extdns write what the webhook would have adjusted.
+    async fn adjust_all(&self, endpoints: Vec<Endpoint>) -> Vec<Vec<Endpoint>> {
+        if endpoints.is_empty() {
+            return Vec::new();
+        }
+        let wire: Vec<WireEndpoint> = endpoints.iter().map(|e| to_wire(e, self.config.default_ttl)).collect();
+        let what = format!("adjusting {} records through the webhook at {}", endpoints.len(), self.config.url);
+        let answer = match self.send(Method::POST, &["adjustendpoints"], Some(&wire), &what).await {
+            Ok(body) => serde_json::from_slice::<Vec<WireEndpoint>>(&body).map_err(|e| format!("{what}: {e}")),
+            Err(f) => Err(f.into_error().to_string()),
+        };
+        match answer {
+            Ok(adjusted) => match_adjusted(&endpoints, adjusted),
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook adjustendpoints failed; using the records as asked");
+                endpoints.into_iter().map(|e| vec![e]).collect()
+            }
+        }
+    }
+}
+
+/// Assigns each adjusted endpoint to the record asked for that it came from.
+fn match_adjusted(asked: &[Endpoint], adjusted: Vec<WireEndpoint>) -> Vec<Vec<Endpoint>> {
+    let mut out: Vec<Vec<Endpoint>> = vec![Vec::new(); asked.len()];
+    for w in adjusted {
+        let Some(mut e) = from_wire(w.clone()) else { continue };
+        let exact = asked.iter().position(|a| a.key() == e.key());
+        let loose = || {
+            asked.iter().position(|a| normalize_name(&a.dns_name) == e.dns_name && a.set_identifier == e.set_identifier)
+        };
+        if let Some(i) = exact.or_else(loose) {
+            // Labels travel with the record asked for: the registry needs owner and resource.
+            e.labels = asked[i].labels.clone();
+            if w.record_ttl.is_none() {
+                e.ttl = asked[i].ttl;
+            }
+            out[i].push(e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_round_trip_through_the_wire_shape() {
+        let mut e = Endpoint::new("www.example.org", RecordType::A, vec!["192.0.2.1".into()]).with_ttl(60);
+        e.set_identifier = "eu".into();
+        e.provider_specific.push(ProviderSpecificProperty { name: "webhook/x".into(), value: "1".into() });
+        let w = to_wire(&e, 300);
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!({"dnsName":"www.example.org","targets":["192.0.2.1"],"recordType":"A",
+                "setIdentifier":"eu","recordTTL":60,"providerSpecific":[{"name":"webhook/x","value":"1"}]})
+        );
+        assert_eq!(from_wire(w), Some(e));
+        let unknown = WireEndpoint { dns_name: "x".into(), record_type: "HTTPS".into(), ..Default::default() };
+        assert_eq!(from_wire(unknown), None);
+    }
+
+    #[test]
+    fn changes_use_external_dns_field_names() {
+        let a = Endpoint::new("a.example.org", RecordType::A, vec!["192.0.2.1".into()]);
+        let wire = WireChanges { create: vec![to_wire(&a, 300)], delete: vec![to_wire(&a, 300)], ..Default::default() };
+        let v = serde_json::to_value(&wire).unwrap();
+        assert!(v.get("Create").is_some() && v.get("Delete").is_some() && v.get("UpdateOld").is_none(), "{v}");
+    }
+
+    #[test]
+    fn domain_filter_excludes() {
+        let f: DomainFilter =
+            serde_json::from_str(r#"{"include":["example.org"],"exclude":["int.example.org",".only.example.org"]}"#)
+                .unwrap();
+        assert!(f.excludes("int.example.org") && f.excludes("a.int.example.org"));
+        assert!(!f.excludes("only.example.org") && f.excludes("a.only.example.org"));
+        assert!(!f.excludes("www.example.org"));
+    }
+
+    #[test]
+    fn errors_map_to_reasons() {
+        let reason = |s: u16| match classify(StatusCode::from_u16(s).unwrap(), b"nope", "x") {
+            Failure::Refused(_) => "ProviderRejected",
+            Failure::Other(e) => e.reason(),
+        };
+        assert_eq!(reason(401), "AuthFailed");
+        assert_eq!(reason(429), "Throttled");
+        assert_eq!(reason(500), "Unreachable");
+        assert_eq!(reason(503), "Unreachable");
+        assert_eq!(reason(400), "ProviderRejected");
+        assert_eq!(reason(409), "ProviderRejected");
+        assert_eq!(reason(406), "InvalidProvider");
+        assert!(media_type_matches("application/external.dns.webhook+json; version=1"));
+        assert!(!media_type_matches("application/json"));
+    }
+
+    #[test]
+    fn posts_never_hold_one_name_twice() {
+        let a = |n: &str| Change::Create(Endpoint::new(n, RecordType::A, vec!["192.0.2.1".into()]));
+        let changes = vec![a("x.example.org"), a("y.example.org"), a("X.example.org"), a("z.example.org")];
+        assert_eq!(into_posts(&changes, vec![0, 1, 2, 3]), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn adjusted_records_find_their_origin() {
+        let mut asked = Endpoint::new("www.example.org", RecordType::CNAME, vec!["lb.example.net".into()]);
+        asked.labels.insert("owner".into(), "me".into());
+        let other = Endpoint::new("api.example.org", RecordType::A, vec!["192.0.2.1".into()]);
+        let adjusted = vec![
+            WireEndpoint {
+                dns_name: "WWW.example.org".into(),
+                targets: vec!["192.0.2.9".into()],
+                record_type: "A".into(),
+                record_ttl: Some(60),
+                ..Default::default()
+            },
+            WireEndpoint { dns_name: "unknown.example.org".into(), record_type: "A".into(), ..Default::default() },
+        ];
+        let out = match_adjusted(&[asked, other], adjusted);
+        assert_eq!(out[0].len(), 1);
+        assert_eq!((out[0][0].record_type, out[0][0].ttl), (RecordType::A, Some(60)));
+        assert_eq!(out[0][0].labels.get("owner").map(String::as_str), Some("me"));
+        assert!(out[1].is_empty(), "dropped by the webhook");
+    }
+}
