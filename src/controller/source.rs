@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -17,10 +21,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::leader::Leadership;
+use super::route_index::RouteIndex;
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
 use crate::metrics::{KindLabels, Metrics};
 use crate::source::annotations::{ALPHA_PREFIX, STABLE_PREFIX};
+use crate::source::gateway::{self, Gateway, Route, RouteKind, GATEWAY_GROUP, GATEWAY_VERSIONS};
 use crate::source::{
     self, DesiredObject, OwnerInfo, SourceConfig, SourceInputs, SourceKind, SourceObject, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -38,6 +44,13 @@ struct Ctx {
     written: Store<DNSEndpoint>,
     /// Asked right before every write: a follower writes nothing.
     leadership: Leadership,
+    /// Gateways and the version they are read in; `None` when no route source is enabled or
+    /// the apiserver serves no Gateway API.
+    gateways: Option<(Store<Gateway>, ApiResource)>,
+    /// Namespace labels, for listeners that admit routes by namespace selector.
+    namespaces: Store<Namespace>,
+    /// Per route kind: which routes a Gateway or Namespace change concerns.
+    route_indexes: HashMap<RouteKind, Mutex<RouteIndex>>,
 }
 
 impl SourceInputs for Ctx {
@@ -58,6 +71,99 @@ impl SourceInputs for Ctx {
 
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect()
+    }
+
+    fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
+        let (store, ar) = self.gateways.as_ref()?;
+        store.get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
+    }
+
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(&ObjectRef::new(name)).map(|ns| ns.labels().clone())
+    }
+}
+
+/// Keeps of a Namespace its name and labels.
+fn project_namespace(ns: &mut Namespace) {
+    ns.metadata.annotations = None;
+    ns.metadata.owner_references = None;
+    ns.spec = None;
+    ns.status = None;
+}
+
+/// Keeps of a Gateway's annotations only external-dns's (the target annotation is read);
+/// its typed projection already drops every field but listeners and addresses.
+fn project_gateway(gw: &mut Gateway) {
+    if let Some(a) = gw.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(ALPHA_PREFIX) || k.starts_with(STABLE_PREFIX));
+    }
+    gw.metadata.owner_references = None;
+}
+
+/// The first of `versions` of gateway.networking.k8s.io in which the apiserver serves
+/// `plural`, or `None` (CRD not installed, or only in versions extdns does not read).
+async fn served_gateway_resource(client: &Client, plural: &str, versions: &[&str]) -> Option<ApiResource> {
+    for v in versions {
+        let Ok(list) = client.list_api_group_resources(&format!("{GATEWAY_GROUP}/{v}")).await else {
+            continue;
+        };
+        if let Some(r) = list.resources.iter().find(|r| r.name == plural) {
+            return Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GATEWAY_GROUP, v, &r.kind), plural));
+        }
+    }
+    None
+}
+
+/// A reflector over `api` whose events (applied to `writer`'s store before they come out)
+/// are handed to `on_event`, in order, on a task of its own.
+fn reflect_with<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    cfg: watcher::Config,
+    project: fn(&mut K),
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            project(o);
+        }),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => on_event(&ev),
+                Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+            }
+        }
+    });
+}
+
+/// Where a route controller takes re-render requests from Gateway and Namespace changes.
+struct RouteTrigger {
+    kind: RouteKind,
+    ar: ApiResource,
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<Route>>,
+    routes: Store<Route>,
+}
+
+impl RouteTrigger {
+    /// Asks for the routes `keys` to be re-rendered; keys of routes that are gone are dropped
+    /// from the index instead.
+    fn send(&self, index: &Mutex<RouteIndex>, keys: Vec<(String, String)>) {
+        for key in keys {
+            let r = ObjectRef::new_with(&key.1, self.ar.clone()).within(&key.0);
+            if self.routes.get(&r).is_none() {
+                index.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                continue;
+            }
+            let _ = self.tx.unbounded_send(r);
+        }
     }
 }
 
@@ -156,6 +262,38 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
+    let route_kinds: Vec<RouteKind> =
+        RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();
+    let gateway_ar = if route_kinds.is_empty() {
+        None
+    } else {
+        let ar = served_gateway_resource(&client, "gateways", &GATEWAY_VERSIONS).await;
+        if ar.is_none() {
+            warn!("the apiserver serves no Gateway API Gateways (gateway.networking.k8s.io v1 or v1beta1): the gateway-* sources publish nothing");
+        }
+        ar
+    };
+    // Filled below, once the route controllers exist; read by the Gateway and Namespace
+    // watches, which start first so that routes never wait on an empty Gateway cache.
+    let triggers: Arc<std::sync::OnceLock<Vec<RouteTrigger>>> = Arc::default();
+    let gateways = gateway_ar.clone().map(|ar| {
+        let writer = reflector::store::Writer::<Gateway>::new(ar.clone());
+        let store = writer.as_reader();
+        let mut gw_cfg = watcher::Config::default();
+        if !args.gateway_label_filter.trim().is_empty() {
+            gw_cfg = gw_cfg.labels(args.gateway_label_filter.trim());
+        }
+        let api = if args.gateway_namespace.is_empty() {
+            Api::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), &args.gateway_namespace, &ar)
+        };
+        (writer, store, api, gw_cfg, ar)
+    });
+    let ns_writer = reflector::store::Writer::<Namespace>::default();
+    let namespaces = ns_writer.as_reader();
+    let route_indexes: HashMap<RouteKind, Mutex<RouteIndex>> =
+        route_kinds.iter().map(|k| (*k, Mutex::default())).collect();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         cfg,
@@ -166,7 +304,47 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         pods,
         written,
         leadership: leadership.clone(),
+        gateways: gateways.as_ref().map(|(_, store, _, _, ar)| (store.clone(), ar.clone())),
+        namespaces,
+        route_indexes,
     });
+    if let Some((writer, _, api, gw_cfg, _)) = gateways {
+        let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
+        reflect_with(writer, api, gw_cfg, project_gateway, move |ev| {
+            let gw = match ev {
+                watcher::Event::Apply(g) | watcher::Event::Delete(g) | watcher::Event::InitApply(g) => g,
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            let key = (gw.namespace().unwrap_or_default(), gw.name_any());
+            for t in gw_triggers.get().into_iter().flatten() {
+                let index = &gw_ctx.route_indexes[&t.kind];
+                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_of_gateway(&key);
+                t.send(index, keys);
+            }
+        });
+        let (ns_ctx, ns_triggers) = (ctx.clone(), triggers.clone());
+        let mut last_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        reflect_with(ns_writer, Api::all(client.clone()), watcher::Config::default(), project_namespace, move |ev| {
+            let ns = match ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
+                watcher::Event::Delete(n) => {
+                    last_labels.remove(&n.name_any());
+                    return;
+                }
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            // Only label changes matter: they decide what a listener's namespace selector admits.
+            if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
+                return;
+            }
+            last_labels.insert(ns.name_any(), ns.labels().clone());
+            for t in ns_triggers.get().into_iter().flatten() {
+                let index = &ns_ctx.route_indexes[&t.kind];
+                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
+                t.send(index, keys);
+            }
+        });
+    }
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
@@ -194,13 +372,41 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     }
     if ctx.cfg.enabled(SourceKind::Ingress) {
         let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg)
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
             .reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
             c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
         });
     }
+    let mut route_triggers = Vec::new();
+    if let Some((_, gw_ar)) = ctx.gateways.clone() {
+        for kind in route_kinds {
+            let Some(ar) = served_gateway_resource(&client, kind.plural(), kind.versions()).await else {
+                warn!(kind = kind.kind(), "the apiserver does not serve this route kind in any version extdns reads ({}): its source publishes nothing", kind.versions().join(", "));
+                continue;
+            };
+            info!(kind = kind.kind(), api_version = %ar.api_version, gateway_api_version = %gw_ar.api_version, "reading Gateway API routes");
+            let api = if ns.is_empty() {
+                Api::<Route>::all_with(client.clone(), &ar)
+            } else {
+                Api::<Route>::namespaced_with(client.clone(), &ns, &ar)
+            };
+            let (tx, rx) = futures::channel::mpsc::unbounded();
+            let c = Controller::new_with(api, source_cfg.clone(), ar.clone())
+                .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
+                .reconcile_on(rx)
+                .reconcile_all_on(leadership_gained(&leadership));
+            route_triggers.push(RouteTrigger { kind, ar: ar.clone(), tx, routes: c.store() });
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
+                    .for_each(|_| async {})
+                    .await;
+            });
+        }
+    }
+    let _ = triggers.set(route_triggers);
     info!("source controller started");
     while tasks.join_next().await.is_some() {}
 }
@@ -218,11 +424,21 @@ where
 }
 
 async fn reconcile_service(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Service(&svc), svc.as_ref(), SourceKind::Service, &ctx).await
+    reconcile(SourceObject::Service(&svc), svc.as_ref(), &(), SourceKind::Service, &ctx).await
 }
 
 async fn reconcile_ingress(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), SourceKind::Ingress, &ctx).await
+    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), &(), SourceKind::Ingress, &ctx).await
+}
+
+async fn reconcile_route(route: Arc<Route>, ctx: Arc<Ctx>, kind: RouteKind, ar: ApiResource) -> Result<Action, Error> {
+    // Indexed before any Gateway is read: a Gateway change this pass does not see yet will
+    // find the route here and render it again.
+    let key = (route.namespace().unwrap_or_default(), route.name_any());
+    if let Some(index) = ctx.route_indexes.get(&kind) {
+        index.lock().unwrap_or_else(|e| e.into_inner()).set(&key, gateway::referenced_gateways(&route));
+    }
+    reconcile(SourceObject::Route(kind, &route), route.as_ref(), &ar, SourceKind::for_route(kind), &ctx).await
 }
 
 fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
@@ -230,15 +446,22 @@ fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile<K>(obj: SourceObject<'_>, k: &K, source_kind: SourceKind, ctx: &Ctx) -> Result<Action, Error>
+async fn reconcile<K>(
+    obj: SourceObject<'_>,
+    k: &K,
+    dt: &K::DynamicType,
+    source_kind: SourceKind,
+    ctx: &Ctx,
+) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource,
 {
     let ns = k.namespace().unwrap_or_default();
     let name = k.name_any();
     let kind = match source_kind {
         SourceKind::Service => "Service",
         SourceKind::Ingress => "Ingress",
+        other => other.route_kind().map(RouteKind::kind).unwrap_or("Route"),
     };
     let ep_name = source::dnsendpoint_name(&name, source_kind);
     let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
@@ -256,7 +479,7 @@ where
     match desired {
         Some(d) => {
             let owner = OwnerInfo {
-                api_version: K::api_version(&()).into_owned(),
+                api_version: K::api_version(dt).into_owned(),
                 kind: kind.to_string(),
                 name: name.clone(),
                 uid,
@@ -273,7 +496,7 @@ where
                     return Ok(Action::await_change());
                 }
                 // Warnings go out with the write that they concern, not on every resync.
-                publish_warnings(ctx, k, &d).await;
+                publish_warnings(ctx, k, dt, &d).await;
                 // Publishing may have taken a while: ask again right before the write.
                 if !ctx.leadership.is_leader() {
                     return Ok(Action::await_change());
@@ -307,7 +530,7 @@ where
     Ok(Action::await_change())
 }
 
-async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
+async fn publish_warnings<K: Resource>(ctx: &Ctx, k: &K, dt: &K::DynamicType, d: &DesiredObject) {
     for w in &d.warnings {
         let ev = Event {
             type_: EventType::Warning,
@@ -316,7 +539,7 @@ async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &D
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
+        if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(dt)).await {
             warn!(error = %e, "publishing an Event failed");
         }
     }

@@ -8,6 +8,7 @@
 //! written into TXT ownership records, are the ones external-dns would produce.
 
 pub mod annotations;
+pub mod gateway;
 mod ingress;
 pub mod render;
 pub mod selector;
@@ -27,6 +28,7 @@ use crate::crd::{DNSEndpoint, DnsEndpointSpec, EndpointSpec};
 use crate::dns::endpoint::{self as model, label, RecordType, MAX_TTL};
 
 use self::annotations::{ExternalDnsAnnotations, PROVIDER_ANNOTATION};
+use self::gateway::{Gateway, Route, RouteKind};
 use self::selector::Selector;
 use self::template::{Template, TemplateError};
 
@@ -43,6 +45,16 @@ pub const MAX_ENDPOINTS: usize = 1000;
 pub enum SourceKind {
     Service,
     Ingress,
+    #[value(name = "gateway-httproute")]
+    GatewayHttpRoute,
+    #[value(name = "gateway-grpcroute")]
+    GatewayGrpcRoute,
+    #[value(name = "gateway-tlsroute")]
+    GatewayTlsRoute,
+    #[value(name = "gateway-tcproute")]
+    GatewayTcpRoute,
+    #[value(name = "gateway-udproute")]
+    GatewayUdpRoute,
 }
 
 impl SourceKind {
@@ -51,6 +63,33 @@ impl SourceKind {
         match self {
             SourceKind::Service => "service",
             SourceKind::Ingress => "ingress",
+            SourceKind::GatewayHttpRoute => "httproute",
+            SourceKind::GatewayGrpcRoute => "grpcroute",
+            SourceKind::GatewayTlsRoute => "tlsroute",
+            SourceKind::GatewayTcpRoute => "tcproute",
+            SourceKind::GatewayUdpRoute => "udproute",
+        }
+    }
+
+    /// The Gateway API route kind this source reads, if it is one.
+    pub fn route_kind(self) -> Option<RouteKind> {
+        match self {
+            SourceKind::GatewayHttpRoute => Some(RouteKind::Http),
+            SourceKind::GatewayGrpcRoute => Some(RouteKind::Grpc),
+            SourceKind::GatewayTlsRoute => Some(RouteKind::Tls),
+            SourceKind::GatewayTcpRoute => Some(RouteKind::Tcp),
+            SourceKind::GatewayUdpRoute => Some(RouteKind::Udp),
+            SourceKind::Service | SourceKind::Ingress => None,
+        }
+    }
+
+    pub fn for_route(kind: RouteKind) -> SourceKind {
+        match kind {
+            RouteKind::Http => SourceKind::GatewayHttpRoute,
+            RouteKind::Grpc => SourceKind::GatewayGrpcRoute,
+            RouteKind::Tls => SourceKind::GatewayTlsRoute,
+            RouteKind::Tcp => SourceKind::GatewayTcpRoute,
+            RouteKind::Udp => SourceKind::GatewayUdpRoute,
         }
     }
 }
@@ -120,6 +159,17 @@ pub struct SourceArgs {
     /// Repeat or separate with commas (default: every type).
     #[arg(long, env = "EXTDNS_SERVICE_TYPE_FILTER", value_delimiter = ',')]
     pub service_type_filter: Vec<String>,
+    /// Only use Gateways of this name as parents of routes (gateway-* sources; default: any).
+    #[arg(long, env = "EXTDNS_GATEWAY_NAME", default_value = "")]
+    pub gateway_name: String,
+    /// Only use Gateways in this namespace as parents of routes (gateway-* sources; default:
+    /// all namespaces).
+    #[arg(long, env = "EXTDNS_GATEWAY_NAMESPACE", default_value = "")]
+    pub gateway_namespace: String,
+    /// Only use Gateways whose labels match this label selector as parents of routes
+    /// (gateway-* sources; default: any).
+    #[arg(long, env = "EXTDNS_GATEWAY_LABEL_FILTER", default_value = "")]
+    pub gateway_label_filter: String,
     /// Kinds of objects to publish records for. Repeat or separate with commas. An empty
     /// list (as in `SourceArgs::default()`) means both.
     #[arg(long, env = "EXTDNS_SOURCE", value_enum, value_delimiter = ',', default_values_t = [SourceKind::Service, SourceKind::Ingress])]
@@ -142,6 +192,7 @@ pub struct SourceConfig {
     pub args: SourceArgs,
     label_filter: Selector,
     annotation_filter: Selector,
+    gateway_label_filter: Selector,
     fqdn_template: Option<Template>,
     sources: BTreeSet<SourceKind>,
     service_types: BTreeSet<String>,
@@ -153,6 +204,8 @@ impl SourceConfig {
         let label_filter = Selector::parse(&args.label_filter).map_err(|e| flag("label-filter")(e.message))?;
         let annotation_filter =
             Selector::parse(&args.annotation_filter).map_err(|e| flag("annotation-filter")(e.message))?;
+        let gateway_label_filter =
+            Selector::parse(&args.gateway_label_filter).map_err(|e| flag("gateway-label-filter")(e.message))?;
         let fqdn_template = if args.fqdn_template.trim().is_empty() {
             None
         } else {
@@ -181,7 +234,15 @@ impl SourceConfig {
         if sources.is_empty() {
             sources = [SourceKind::Service, SourceKind::Ingress].into();
         }
-        Ok(SourceConfig { args: args.clone(), label_filter, annotation_filter, fqdn_template, sources, service_types })
+        Ok(SourceConfig {
+            args: args.clone(),
+            label_filter,
+            annotation_filter,
+            gateway_label_filter,
+            fqdn_template,
+            sources,
+            service_types,
+        })
     }
 
     /// True when objects of this kind are published (`--source`).
@@ -200,6 +261,7 @@ impl SourceConfig {
 pub enum SourceObject<'a> {
     Service(&'a Service),
     Ingress(&'a Ingress),
+    Route(RouteKind, &'a Route),
 }
 
 impl SourceObject<'_> {
@@ -207,6 +269,7 @@ impl SourceObject<'_> {
         match self {
             SourceObject::Service(_) => SourceKind::Service,
             SourceObject::Ingress(_) => SourceKind::Ingress,
+            SourceObject::Route(k, _) => SourceKind::for_route(*k),
         }
     }
 
@@ -214,6 +277,7 @@ impl SourceObject<'_> {
         match self {
             SourceObject::Service(s) => &s.metadata,
             SourceObject::Ingress(i) => &i.metadata,
+            SourceObject::Route(_, r) => &r.metadata,
         }
     }
 
@@ -230,6 +294,7 @@ impl SourceObject<'_> {
         let kind = match self {
             SourceObject::Service(_) => "Service",
             SourceObject::Ingress(_) => "Ingress",
+            SourceObject::Route(k, _) => k.kind(),
         };
         format!("{kind} {}/{}", self.namespace(), self.name())
     }
@@ -238,16 +303,25 @@ impl SourceObject<'_> {
     pub fn owner_info(&self) -> Option<OwnerInfo> {
         let uid = self.metadata().uid.clone().filter(|u| !u.is_empty())?;
         let (api_version, kind) = match self {
-            SourceObject::Service(_) => ("v1", "Service"),
-            SourceObject::Ingress(_) => ("networking.k8s.io/v1", "Ingress"),
+            SourceObject::Service(_) => ("v1".to_string(), "Service"),
+            SourceObject::Ingress(_) => ("networking.k8s.io/v1".to_string(), "Ingress"),
+            SourceObject::Route(k, r) => (
+                r.types
+                    .as_ref()
+                    .map(|t| t.api_version.clone())
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| format!("{}/{}", gateway::GATEWAY_GROUP, k.versions()[0])),
+                k.kind(),
+            ),
         };
-        Some(OwnerInfo { api_version: api_version.into(), kind: kind.into(), name: self.name().into(), uid })
+        Some(OwnerInfo { api_version, kind: kind.into(), name: self.name().into(), uid })
     }
 
     fn to_json(self) -> Result<serde_json::Value, serde_json::Error> {
         match self {
             SourceObject::Service(s) => serde_json::to_value(s),
             SourceObject::Ingress(i) => serde_json::to_value(i),
+            SourceObject::Route(_, r) => serde_json::to_value(r),
         }
     }
 }
@@ -258,6 +332,15 @@ pub trait SourceInputs {
     /// EndpointSlices labelled `kubernetes.io/service-name: <service_name>` in `namespace`.
     fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>>;
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>>;
+    /// The Gateway `namespace/name`, for routes.
+    fn gateway(&self, _namespace: &str, _name: &str) -> Option<Arc<Gateway>> {
+        None
+    }
+    /// Labels of the namespace `name`, for Gateway listeners that admit routes by namespace
+    /// selector; `None` when the namespace is not known.
+    fn namespace_labels(&self, _name: &str) -> Option<BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// Inputs held as plain lists: what `render` reads from files, and what tests build.
@@ -266,6 +349,9 @@ pub struct StaticInputs {
     pub nodes: Vec<Arc<Node>>,
     pub slices: Vec<Arc<EndpointSlice>>,
     pub pods: Vec<Arc<Pod>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    /// Namespace name → labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl SourceInputs for StaticInputs {
@@ -287,6 +373,20 @@ impl SourceInputs for StaticInputs {
 
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).cloned().collect()
+    }
+
+    fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
+        self.gateways
+            .iter()
+            .find(|g| {
+                g.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                    && g.metadata.name.as_deref() == Some(name)
+            })
+            .cloned()
+    }
+
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(name).cloned()
     }
 }
 
@@ -418,8 +518,10 @@ pub fn desired_dnsendpoint(
             }
             ingress::defined_records(ing, cfg, &ann)
         }
+        // Routes apply --fqdn-template themselves: its names are narrowed by the listeners.
+        SourceObject::Route(kind, route) => gateway::route_records(route, kind, inputs, cfg, &ann)?,
     };
-    if let Some(tmpl) = &cfg.fqdn_template {
+    if let (Some(tmpl), false) = (&cfg.fqdn_template, matches!(obj, SourceObject::Route(..))) {
         if cfg.args.combine_fqdn_annotation || records.is_empty() {
             let json = obj
                 .to_json()
@@ -429,6 +531,7 @@ pub fn desired_dnsendpoint(
             let templated = match obj {
                 SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, &ann, &hostnames),
                 SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, &ann, &hostnames),
+                SourceObject::Route(..) => Records::default(),
             };
             records.merge(templated);
         }
