@@ -51,6 +51,8 @@ struct Ctx {
     namespaces: Store<Namespace>,
     /// Per route kind: which routes a Gateway or Namespace change concerns.
     route_indexes: HashMap<RouteKind, Mutex<RouteIndex>>,
+    /// Pods whose hostname annotation reads their node's addresses, by node ("", node name).
+    pods_by_node: Arc<Mutex<RouteIndex>>,
 }
 
 impl SourceInputs for Ctx {
@@ -71,6 +73,10 @@ impl SourceInputs for Ctx {
 
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect()
+    }
+
+    fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
     }
 
     fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
@@ -144,6 +150,25 @@ fn reflect_with<K>(
     });
 }
 
+/// Where the pod source's controller takes re-render requests from Node changes.
+struct PodTrigger {
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>,
+    pods: Store<Pod>,
+}
+
+impl PodTrigger {
+    fn send(&self, index: &Mutex<RouteIndex>, keys: Vec<(String, String)>) {
+        for key in keys {
+            let r = ObjectRef::<Pod>::new(&key.1).within(&key.0);
+            if self.pods.get(&r).is_none() {
+                index.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                continue;
+            }
+            let _ = self.tx.unbounded_send(r);
+        }
+    }
+}
+
 /// Where a route controller takes re-render requests from Gateway and Namespace changes.
 struct RouteTrigger {
     kind: RouteKind,
@@ -167,8 +192,9 @@ impl RouteTrigger {
     }
 }
 
-/// Keeps of a Pod only what the Service source reads (name, labels, external-dns
-/// annotations, deletion timestamp, node name, hostname, phase, Ready condition, host IP).
+/// Keeps of a Pod only what the Service and pod sources read (name, labels, external-dns
+/// annotations, deletion timestamp, node name, hostname, hostNetwork, phase, Ready condition,
+/// host IP, pod IPs).
 /// Every Pod in the watched namespaces is cached; containers, volumes, container statuses
 /// and `last-applied-configuration` are most of each object and never read.
 fn project_pod(pod: &mut Pod) {
@@ -178,10 +204,17 @@ fn project_pod(pod: &mut Pod) {
     }
     m.owner_references = None;
     m.finalizers = None;
-    pod.spec = pod.spec.take().map(|s| PodSpec { node_name: s.node_name, hostname: s.hostname, ..Default::default() });
+    pod.spec = pod.spec.take().map(|s| PodSpec {
+        node_name: s.node_name,
+        hostname: s.hostname,
+        host_network: s.host_network,
+        ..Default::default()
+    });
     pod.status = pod.status.take().map(|s| PodStatus {
         phase: s.phase,
         host_ip: s.host_ip,
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
         conditions: s.conditions.map(|cs| {
             cs.into_iter()
                 .filter(|c| c.type_ == "Ready")
@@ -251,7 +284,34 @@ fn leadership_gained(leadership: &Leadership) -> impl futures::Stream<Item = ()>
 pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leadership: Leadership) {
     let args = cfg.args.clone();
     let ns = args.namespace.clone();
-    let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default(), project_node);
+    let pods_by_node: Arc<Mutex<RouteIndex>> = Arc::default();
+    // Filled once the pod source's controller exists: a Node whose addresses change re-renders
+    // the pods whose hostname annotation publishes them.
+    let pod_trigger: Arc<std::sync::OnceLock<PodTrigger>> = Arc::default();
+    let node_writer = reflector::store::Writer::<Node>::default();
+    let nodes = node_writer.as_reader();
+    {
+        let (index, trigger) = (pods_by_node.clone(), pod_trigger.clone());
+        reflect_with(
+            node_writer,
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            project_node,
+            move |ev| {
+                let node = match ev {
+                    watcher::Event::Apply(n) | watcher::Event::Delete(n) | watcher::Event::InitApply(n) => n,
+                    watcher::Event::Init | watcher::Event::InitDone => return,
+                };
+                if let Some(t) = trigger.get() {
+                    let keys = index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .routes_of_gateway(&(String::new(), node.name_any()));
+                    t.send(&index, keys);
+                }
+            },
+        );
+    }
     let (slices, slices_served) = if serves_endpointslices(&client).await {
         (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |_| {}), true)
     } else {
@@ -307,6 +367,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         gateways: gateways.as_ref().map(|(_, store, _, _, ar)| (store.clone(), ar.clone())),
         namespaces,
         route_indexes,
+        pods_by_node,
     });
     if let Some((writer, _, api, gw_cfg, _)) = gateways {
         let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
@@ -407,6 +468,50 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         }
     }
     let _ = triggers.set(route_triggers);
+    if ctx.cfg.enabled(SourceKind::Node) {
+        // Nodes are few, and the node source reads their annotations, spec and addresses: the
+        // controller keeps whole Nodes (less managedFields). Their DNSEndpoints live in the
+        // operator's namespace, owned by the Node (a namespaced dependent may have a
+        // cluster-scoped owner): owner GC removes them with the Node.
+        let node_ns = ctx.cfg.node_namespace.clone();
+        let c = Controller::new(Api::<Node>::all(client.clone()), source_cfg.clone())
+            .watches(
+                Api::<DNSEndpoint>::namespaced(client.clone(), &node_ns),
+                managed_cfg.clone(),
+                |ep: DNSEndpoint| {
+                    let owner =
+                        ep.owner_references().iter().find(|o| o.kind == "Node" && o.api_version == "v1")?.clone();
+                    Some(ObjectRef::<Node>::new(&owner.name))
+                },
+            )
+            .reconcile_all_on(leadership_gained(&leadership));
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_node, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
+    if ctx.cfg.enabled(SourceKind::Pod) {
+        // On the projected Pod stream (filtered by --label-filter), not whole Pods.
+        let (store, writer) = reflector::store::<Pod>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(scoped::<Pod>(&client, &ns), source_cfg.clone()).default_backoff().modify(|p: &mut Pod| {
+                p.managed_fields_mut().clear();
+                project_pod(p);
+            }),
+        )
+        .applied_objects();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let _ = pod_trigger.set(PodTrigger { tx, pods: store.clone() });
+        let c = Controller::for_stream(stream, store)
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
+            .reconcile_on(rx)
+            .reconcile_all_on(leadership_gained(&leadership));
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_pod, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
     info!("source controller started");
     while tasks.join_next().await.is_some() {}
 }
@@ -429,6 +534,26 @@ async fn reconcile_service(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, E
 
 async fn reconcile_ingress(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     reconcile(SourceObject::Ingress(&ing), ing.as_ref(), &(), SourceKind::Ingress, &ctx).await
+}
+
+async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    reconcile(SourceObject::Node(&node), node.as_ref(), &(), SourceKind::Node, &ctx).await
+}
+
+async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // Indexed before the node is read (see reconcile_route): only pods whose hostname
+    // annotation publishes their node's addresses depend on it.
+    let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let reads_node = pod.annotations().keys().any(|k| {
+        k.strip_prefix(ALPHA_PREFIX).or_else(|| k.strip_prefix(STABLE_PREFIX))
+            == Some(crate::source::annotations::HOSTNAME)
+    });
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| reads_node && !n.is_empty());
+    ctx.pods_by_node
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set(&key, node.map(|n| (String::new(), n)).into_iter().collect());
+    reconcile(SourceObject::Pod(&pod), pod.as_ref(), &(), SourceKind::Pod, &ctx).await
 }
 
 async fn reconcile_route(route: Arc<Route>, ctx: Arc<Ctx>, kind: RouteKind, ar: ApiResource) -> Result<Action, Error> {
@@ -456,11 +581,18 @@ async fn reconcile<K>(
 where
     K: Resource,
 {
-    let ns = k.namespace().unwrap_or_default();
+    // Nodes are cluster-scoped: their DNSEndpoints live in the operator's namespace.
+    let ns = if source_kind == SourceKind::Node {
+        ctx.cfg.node_namespace.clone()
+    } else {
+        k.namespace().unwrap_or_default()
+    };
     let name = k.name_any();
     let kind = match source_kind {
         SourceKind::Service => "Service",
         SourceKind::Ingress => "Ingress",
+        SourceKind::Node => "Node",
+        SourceKind::Pod => "Pod",
         other => other.route_kind().map(RouteKind::kind).unwrap_or("Route"),
     };
     let ep_name = source::dnsendpoint_name(&name, source_kind);
@@ -576,6 +708,7 @@ status:
   phase: Running
   hostIP: 10.1.0.1
   podIP: 10.2.0.1
+  podIPs: [{ip: 10.2.0.1}]
   conditions:
   - {type: Ready, status: "True", message: m, lastTransitionTime: "2024-01-01T00:00:00Z"}
   - {type: PodScheduled, status: "True"}
@@ -600,6 +733,8 @@ spec:
 status:
   phase: Running
   hostIP: 10.1.0.1
+  podIP: 10.2.0.1
+  podIPs: [{ip: 10.2.0.1}]
   conditions: [{type: Ready, status: "True"}]
 "#,
         );

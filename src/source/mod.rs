@@ -10,6 +10,8 @@
 pub mod annotations;
 pub mod gateway;
 mod ingress;
+mod node;
+mod pod;
 pub mod render;
 pub mod selector;
 mod service;
@@ -55,6 +57,8 @@ pub enum SourceKind {
     GatewayTcpRoute,
     #[value(name = "gateway-udproute")]
     GatewayUdpRoute,
+    Node,
+    Pod,
 }
 
 impl SourceKind {
@@ -68,6 +72,8 @@ impl SourceKind {
             SourceKind::GatewayTlsRoute => "tlsroute",
             SourceKind::GatewayTcpRoute => "tcproute",
             SourceKind::GatewayUdpRoute => "udproute",
+            SourceKind::Node => "node",
+            SourceKind::Pod => "pod",
         }
     }
 
@@ -79,7 +85,7 @@ impl SourceKind {
             SourceKind::GatewayTlsRoute => Some(RouteKind::Tls),
             SourceKind::GatewayTcpRoute => Some(RouteKind::Tcp),
             SourceKind::GatewayUdpRoute => Some(RouteKind::Udp),
-            SourceKind::Service | SourceKind::Ingress => None,
+            SourceKind::Service | SourceKind::Ingress | SourceKind::Node | SourceKind::Pod => None,
         }
     }
 
@@ -170,6 +176,10 @@ pub struct SourceArgs {
     /// (gateway-* sources; default: any).
     #[arg(long, env = "EXTDNS_GATEWAY_LABEL_FILTER", default_value = "")]
     pub gateway_label_filter: String,
+    /// Pod source: only publish pods with `spec.hostNetwork: true`, as external-dns does by
+    /// default; `--ignore-non-host-network-pods=false` publishes every pod.
+    #[arg(long, env = "EXTDNS_IGNORE_NON_HOST_NETWORK_PODS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ignore_non_host_network_pods: bool,
     /// Kinds of objects to publish records for. Repeat or separate with commas. An empty
     /// list (as in `SourceArgs::default()`) means both.
     #[arg(long, env = "EXTDNS_SOURCE", value_enum, value_delimiter = ',', default_values_t = [SourceKind::Service, SourceKind::Ingress])]
@@ -184,6 +194,9 @@ fn parse_default_ttl(s: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// `--operator-namespace`'s default: where Node DNSEndpoints go unless told otherwise.
+pub const DEFAULT_NODE_NAMESPACE: &str = "extdns";
+
 const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
 
 /// [`SourceArgs`] checked and compiled once: selectors parsed, template parsed.
@@ -196,6 +209,8 @@ pub struct SourceConfig {
     fqdn_template: Option<Template>,
     sources: BTreeSet<SourceKind>,
     service_types: BTreeSet<String>,
+    /// Where the DNSEndpoints of (cluster-scoped) Nodes are written: the operator's namespace.
+    pub node_namespace: String,
 }
 
 impl SourceConfig {
@@ -242,6 +257,7 @@ impl SourceConfig {
             fqdn_template,
             sources,
             service_types,
+            node_namespace: DEFAULT_NODE_NAMESPACE.to_string(),
         })
     }
 
@@ -262,6 +278,8 @@ pub enum SourceObject<'a> {
     Service(&'a Service),
     Ingress(&'a Ingress),
     Route(RouteKind, &'a Route),
+    Node(&'a Node),
+    Pod(&'a Pod),
 }
 
 impl SourceObject<'_> {
@@ -270,6 +288,8 @@ impl SourceObject<'_> {
             SourceObject::Service(_) => SourceKind::Service,
             SourceObject::Ingress(_) => SourceKind::Ingress,
             SourceObject::Route(k, _) => SourceKind::for_route(*k),
+            SourceObject::Node(_) => SourceKind::Node,
+            SourceObject::Pod(_) => SourceKind::Pod,
         }
     }
 
@@ -278,6 +298,8 @@ impl SourceObject<'_> {
             SourceObject::Service(s) => &s.metadata,
             SourceObject::Ingress(i) => &i.metadata,
             SourceObject::Route(_, r) => &r.metadata,
+            SourceObject::Node(n) => &n.metadata,
+            SourceObject::Pod(p) => &p.metadata,
         }
     }
 
@@ -295,6 +317,8 @@ impl SourceObject<'_> {
             SourceObject::Service(_) => "Service",
             SourceObject::Ingress(_) => "Ingress",
             SourceObject::Route(k, _) => k.kind(),
+            SourceObject::Node(_) => return format!("Node {}", self.name()),
+            SourceObject::Pod(_) => "Pod",
         };
         format!("{kind} {}/{}", self.namespace(), self.name())
     }
@@ -313,6 +337,8 @@ impl SourceObject<'_> {
                     .unwrap_or_else(|| format!("{}/{}", gateway::GATEWAY_GROUP, k.versions()[0])),
                 k.kind(),
             ),
+            SourceObject::Node(_) => ("v1".to_string(), "Node"),
+            SourceObject::Pod(_) => ("v1".to_string(), "Pod"),
         };
         Some(OwnerInfo { api_version, kind: kind.into(), name: self.name().into(), uid })
     }
@@ -322,6 +348,8 @@ impl SourceObject<'_> {
             SourceObject::Service(s) => serde_json::to_value(s),
             SourceObject::Ingress(i) => serde_json::to_value(i),
             SourceObject::Route(_, r) => serde_json::to_value(r),
+            SourceObject::Node(n) => serde_json::to_value(n),
+            SourceObject::Pod(p) => serde_json::to_value(p),
         }
     }
 }
@@ -332,6 +360,10 @@ pub trait SourceInputs {
     /// EndpointSlices labelled `kubernetes.io/service-name: <service_name>` in `namespace`.
     fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>>;
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>>;
+    /// The Node `name`, for pods' hostname annotation.
+    fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes().into_iter().find(|n| n.metadata.name.as_deref() == Some(name))
+    }
     /// The Gateway `namespace/name`, for routes.
     fn gateway(&self, _namespace: &str, _name: &str) -> Option<Arc<Gateway>> {
         None
@@ -472,6 +504,10 @@ impl Records {
     }
 }
 
+fn json_of(obj: SourceObject<'_>) -> Result<serde_json::Value, SourceError> {
+    obj.to_json().map_err(|e| SourceError::InvalidObject { object: obj.describe(), message: e.to_string() })
+}
+
 /// external-dns's `suitableType`: A for IPv4, AAAA for IPv6 (IPv4-mapped included), CNAME
 /// for anything else.
 pub fn suitable_type(target: &str) -> RecordType {
@@ -497,8 +533,9 @@ pub fn desired_dnsendpoint(
     let labels = meta.labels.as_ref().unwrap_or(&empty);
     let all_annotations = meta.annotations.as_ref().unwrap_or(&empty);
     let ann = ExternalDnsAnnotations::new(all_annotations);
+    let cluster_scoped = matches!(obj, SourceObject::Node(_));
     if !cfg.enabled(obj.kind())
-        || cfg.namespace().is_some_and(|ns| ns != obj.namespace())
+        || (!cluster_scoped && cfg.namespace().is_some_and(|ns| ns != obj.namespace()))
         || !cfg.label_filter.matches(labels)
         || !cfg.annotation_filter.matches(all_annotations)
         || ann.controlled_elsewhere()
@@ -520,8 +557,13 @@ pub fn desired_dnsendpoint(
         }
         // Routes apply --fqdn-template themselves: its names are narrowed by the listeners.
         SourceObject::Route(kind, route) => gateway::route_records(route, kind, inputs, cfg, &ann)?,
+        // Nodes and pods apply --fqdn-template themselves: it replaces the node name, and
+        // points at pod IPs.
+        SourceObject::Node(n) => node::node_records(n, cfg, &ann, || json_of(obj))?,
+        SourceObject::Pod(p) => pod::pod_records(p, inputs, cfg, &ann, || json_of(obj))?,
     };
-    if let (Some(tmpl), false) = (&cfg.fqdn_template, matches!(obj, SourceObject::Route(..))) {
+    let own_template = matches!(obj, SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_));
+    if let (Some(tmpl), false) = (&cfg.fqdn_template, own_template) {
         if cfg.args.combine_fqdn_annotation || records.is_empty() {
             let json = obj
                 .to_json()
@@ -531,7 +573,7 @@ pub fn desired_dnsendpoint(
             let templated = match obj {
                 SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, &ann, &hostnames),
                 SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, &ann, &hostnames),
-                SourceObject::Route(..) => Records::default(),
+                SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) => Records::default(),
             };
             records.merge(templated);
         }
@@ -560,7 +602,11 @@ pub fn desired_dnsendpoint(
     };
     let set_identifier = ann.set_identifier();
     let provider_specific = Some(ann.provider_specific()).filter(|p| !p.is_empty());
-    let resource = format!("{}/{}/{}", obj.kind().as_str(), obj.namespace(), obj.name());
+    let resource = if cluster_scoped {
+        format!("{}/{}", obj.kind().as_str(), obj.name())
+    } else {
+        format!("{}/{}/{}", obj.kind().as_str(), obj.namespace(), obj.name())
+    };
 
     let mut endpoints = Vec::new();
     for ((name, rtype), targets) in records.by_key {
@@ -607,7 +653,7 @@ pub fn desired_dnsendpoint(
     });
     Ok(Some(DesiredObject {
         name: dnsendpoint_name(obj.name(), obj.kind()),
-        namespace: obj.namespace().to_string(),
+        namespace: if cluster_scoped { cfg.node_namespace.clone() } else { obj.namespace().to_string() },
         spec: DnsEndpointSpec { endpoints, provider_ref },
         warnings,
     }))
@@ -749,7 +795,22 @@ status:
         assert_eq!(defaults.source, vec![SourceKind::Service, SourceKind::Ingress]);
         assert_eq!(defaults.default_ttl, None);
         assert!(Cli::try_parse_from(["x", "--default-ttl=0"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--source=pod"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--source=nope"]).is_err());
+        let kinds = Cli::try_parse_from(["x", "--source=gateway-httproute,gateway-udproute,node,pod"]).unwrap().source;
+        assert_eq!(
+            kinds.source,
+            vec![SourceKind::GatewayHttpRoute, SourceKind::GatewayUdpRoute, SourceKind::Node, SourceKind::Pod]
+        );
+        let gw =
+            Cli::try_parse_from(["x", "--gateway-name=gw", "--gateway-namespace=infra", "--gateway-label-filter=a=b"])
+                .unwrap()
+                .source;
+        assert_eq!((gw.gateway_name.as_str(), gw.gateway_namespace.as_str()), ("gw", "infra"));
+        assert!(defaults.ignore_non_host_network_pods);
+        assert!(SourceConfig::new(&SourceArgs { gateway_label_filter: "a in (".into(), ..Default::default() })
+            .unwrap_err()
+            .to_string()
+            .starts_with("--gateway-label-filter: "));
     }
 
     #[test]

@@ -111,6 +111,9 @@ struct Objects {
     services: Vec<(DocLocation, Service)>,
     ingresses: Vec<(DocLocation, Ingress)>,
     routes: Vec<(DocLocation, RouteKind, Route)>,
+    /// Where each of `cluster.nodes` and `cluster.pods` came from, in the same order.
+    node_locations: Vec<DocLocation>,
+    pod_locations: Vec<DocLocation>,
     cluster: StaticInputs,
     /// (kind, namespace, name) → where it was first seen.
     seen: BTreeMap<(String, String, String), DocLocation>,
@@ -265,10 +268,12 @@ impl Objects {
                 let mut o: Pod = typed(src).map_err(|m| fail(object, m))?;
                 fix_ns(&mut o.metadata);
                 self.cluster.pods.push(Arc::new(o));
+                self.pod_locations.push(loc);
             }
             "Node" => {
                 let o: Node = typed(src).map_err(|m| fail(object, m))?;
                 self.cluster.nodes.push(Arc::new(o));
+                self.node_locations.push(loc);
             }
             "Namespace" => {
                 let o: Namespace = typed(src).map_err(|m| fail(object, m))?;
@@ -341,6 +346,12 @@ pub fn render(inputs: &[(String, String)], args: &SourceArgs) -> Result<String, 
     }
     for (loc, kind, route) in &objects.routes {
         compute(loc, SourceObject::Route(*kind, route))?;
+    }
+    for (loc, node) in objects.node_locations.iter().zip(&objects.cluster.nodes) {
+        compute(loc, SourceObject::Node(node))?;
+    }
+    for (loc, pod) in objects.pod_locations.iter().zip(&objects.cluster.pods) {
+        compute(loc, SourceObject::Pod(pod))?;
     }
     desired.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 

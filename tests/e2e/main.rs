@@ -6,6 +6,7 @@ mod gateway;
 mod harness;
 mod identity;
 mod leader;
+mod node_pod;
 mod rfc2136;
 mod route53;
 mod tenancy;
