@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: help build release test unit e2e e2e-cluster-down install-crds crds check-crds lint run demo demo-down bench bench-large bench-run
+.PHONY: help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds lint run demo demo-down bench bench-large bench-run
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -30,6 +30,10 @@ install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until t
 	kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml
 	kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io
 
+install-gateway-api-crds: ## Install the e2e suite's Gateway API CRDs (e2e/gateway-api/crds.yaml) into $$KUBECONFIG's cluster
+	kubectl apply --server-side --force-conflicts -f e2e/gateway-api/crds.yaml
+	kubectl wait --for condition=established --timeout=60s crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io crd/tlsroutes.gateway.networking.k8s.io crd/tcproutes.gateway.networking.k8s.io crd/udproutes.gateway.networking.k8s.io
+
 # The e2e suite runs on a control plane of its own (other dir and ports), never the one of
 # `make demo`/`make run`: an operator left running there would act on the test objects.
 # Override TEST_* to run it elsewhere (e.g. TEST_CLUSTER_DIR=... TEST_APISERVER_PORT=...).
@@ -51,6 +55,7 @@ e2e: build ## End-to-end suite on its own local control plane (TEST_CLUSTER_DIR;
 	$(TEST_ENV) bash e2e/cluster/up.sh; \
 	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
 	$(MAKE) --no-print-directory install-crds KUBECONFIG=$(TEST_KUBECONFIG); \
+	$(MAKE) --no-print-directory install-gateway-api-crds KUBECONFIG=$(TEST_KUBECONFIG); \
 	$(TEST_ENV) KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 \
 		$(CARGO) test --features e2e --test e2e -- --test-threads=1
 

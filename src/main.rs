@@ -29,7 +29,11 @@ async fn run(args: RunArgs) -> ExitCode {
     };
     // Bad source flags stop the process here, not on every object later.
     let source_cfg = match extdns::source::SourceConfig::new(&args.source) {
-        Ok(c) => c,
+        // Nodes are cluster-scoped: their DNSEndpoints live in the operator's namespace.
+        Ok(mut c) => {
+            c.node_namespace = args.operator_namespace.clone();
+            c
+        }
         Err(e) => {
             error!(error = %e, "invalid source flags");
             return ExitCode::from(2);

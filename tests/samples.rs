@@ -25,6 +25,26 @@ fn render_of_samples_prints_the_expected_dnsendpoints() {
 }
 
 #[test]
+fn gateway_sample_renders_the_accepted_route() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let inputs = extdns::source::render::read_inputs(&[dir]).expect("samples are readable");
+    let args =
+        extdns::source::SourceArgs { source: vec![extdns::source::SourceKind::GatewayHttpRoute], ..Default::default() };
+    let out = extdns::source::render::render(&inputs, &args).expect("samples render");
+    let docs: Vec<extdns::crd::DNSEndpoint> = out
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml::from_str(d).expect("DNSEndpoint"))
+        .collect();
+    assert_eq!(docs.len(), 1, "{out}");
+    assert_eq!(docs[0].metadata.name.as_deref(), Some("shop-httproute"));
+    assert_eq!(docs[0].metadata.namespace.as_deref(), Some("shop"));
+    let eps: Vec<(&str, &[String], Option<i64>)> =
+        docs[0].spec.endpoints.iter().map(|e| (e.dns_name.as_str(), e.targets.as_slice(), e.record_ttl)).collect();
+    assert_eq!(eps, vec![("shop.example.com", &["192.0.2.90".to_string()][..], Some(60))]);
+}
+
+#[test]
 fn sample_dnsendpoints_parse_as_the_crd_types() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
     for f in ["dnsendpoint.yaml", "invalid-dnsendpoint.yaml"] {

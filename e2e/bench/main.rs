@@ -214,7 +214,11 @@ impl Profile {
                 .output();
             let Ok(out) = out else { return };
             println!("  profile ({title}) of {}:", self.data.display());
-            for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).take(25) {
+            for line in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .take(25)
+            {
                 println!("    {}", line.trim_end());
             }
         }

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod leader;
 pub mod provider;
+pub mod route_index;
 pub mod selector;
 pub mod source;
 pub mod tenancy;

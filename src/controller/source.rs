@@ -5,10 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -17,10 +23,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::leader::Leadership;
+use super::route_index::RouteIndex;
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
 use crate::metrics::{KindLabels, Metrics};
 use crate::source::annotations::{ALPHA_PREFIX, STABLE_PREFIX};
+use crate::source::gateway::{self, Gateway, Route, RouteKind, GATEWAY_GROUP, GATEWAY_VERSIONS};
 use crate::source::{
     self, DesiredObject, OwnerInfo, SourceConfig, SourceInputs, SourceKind, SourceObject, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -38,6 +46,15 @@ struct Ctx {
     written: Store<DNSEndpoint>,
     /// Asked right before every write: a follower writes nothing.
     leadership: Leadership,
+    /// Gateways and the version they are read in; `None` when no route source is enabled or
+    /// the apiserver serves no Gateway API.
+    gateways: Option<(Store<Gateway>, ApiResource)>,
+    /// Namespace labels, for listeners that admit routes by namespace selector.
+    namespaces: Store<Namespace>,
+    /// Per route kind: which routes a Gateway or Namespace change concerns.
+    route_indexes: HashMap<RouteKind, Mutex<RouteIndex>>,
+    /// Pods whose hostname annotation reads their node's addresses, by node ("", node name).
+    pods_by_node: Arc<Mutex<RouteIndex>>,
 }
 
 impl SourceInputs for Ctx {
@@ -59,10 +76,127 @@ impl SourceInputs for Ctx {
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect()
     }
+
+    fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
+    }
+
+    fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
+        let (store, ar) = self.gateways.as_ref()?;
+        store.get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
+    }
+
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(&ObjectRef::new(name)).map(|ns| ns.labels().clone())
+    }
 }
 
-/// Keeps of a Pod only what the Service source reads (name, labels, external-dns
-/// annotations, deletion timestamp, node name, hostname, phase, Ready condition, host IP).
+/// Keeps of a Namespace its name and labels.
+fn project_namespace(ns: &mut Namespace) {
+    ns.metadata.annotations = None;
+    ns.metadata.owner_references = None;
+    ns.spec = None;
+    ns.status = None;
+}
+
+/// Keeps of a Gateway's annotations only external-dns's (the target annotation is read);
+/// its typed projection already drops every field but listeners and addresses.
+fn project_gateway(gw: &mut Gateway) {
+    if let Some(a) = gw.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(ALPHA_PREFIX) || k.starts_with(STABLE_PREFIX));
+    }
+    gw.metadata.owner_references = None;
+}
+
+/// The first of `versions` of gateway.networking.k8s.io in which the apiserver serves
+/// `plural`, or `None` (CRD not installed, or only in versions extdns does not read).
+async fn served_gateway_resource(client: &Client, plural: &str, versions: &[&str]) -> Option<ApiResource> {
+    for v in versions {
+        let Ok(list) = client.list_api_group_resources(&format!("{GATEWAY_GROUP}/{v}")).await else {
+            continue;
+        };
+        if let Some(r) = list.resources.iter().find(|r| r.name == plural) {
+            return Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GATEWAY_GROUP, v, &r.kind), plural));
+        }
+    }
+    None
+}
+
+/// A reflector over `api` whose events (applied to `writer`'s store before they come out)
+/// are handed to `on_event`, in order, on a task of its own.
+fn reflect_with<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+    cfg: watcher::Config,
+    project: fn(&mut K),
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            project(o);
+        }),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => on_event(&ev),
+                Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+            }
+        }
+    });
+}
+
+/// Where the pod source's controller takes re-render requests from Node changes.
+struct PodTrigger {
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<Pod>>,
+    pods: Store<Pod>,
+}
+
+impl PodTrigger {
+    fn send(&self, index: &Mutex<RouteIndex>, keys: Vec<(String, String)>) {
+        for key in keys {
+            let r = ObjectRef::<Pod>::new(&key.1).within(&key.0);
+            if self.pods.get(&r).is_none() {
+                index.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                continue;
+            }
+            let _ = self.tx.unbounded_send(r);
+        }
+    }
+}
+
+/// Where a route controller takes re-render requests from Gateway and Namespace changes.
+struct RouteTrigger {
+    kind: RouteKind,
+    ar: ApiResource,
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<Route>>,
+    routes: Store<Route>,
+}
+
+impl RouteTrigger {
+    /// Asks for the routes `keys` to be re-rendered; keys of routes that are gone are dropped
+    /// from the index instead.
+    fn send(&self, index: &Mutex<RouteIndex>, keys: Vec<(String, String)>) {
+        for key in keys {
+            let r = ObjectRef::new_with(&key.1, self.ar.clone()).within(&key.0);
+            if self.routes.get(&r).is_none() {
+                index.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                continue;
+            }
+            let _ = self.tx.unbounded_send(r);
+        }
+    }
+}
+
+/// Keeps of a Pod only what the Service and pod sources read (name, labels, external-dns
+/// annotations, deletion timestamp, node name, hostname, hostNetwork, phase, Ready condition,
+/// host IP, pod IPs).
 /// Every Pod in the watched namespaces is cached; containers, volumes, container statuses
 /// and `last-applied-configuration` are most of each object and never read.
 fn project_pod(pod: &mut Pod) {
@@ -72,10 +206,17 @@ fn project_pod(pod: &mut Pod) {
     }
     m.owner_references = None;
     m.finalizers = None;
-    pod.spec = pod.spec.take().map(|s| PodSpec { node_name: s.node_name, hostname: s.hostname, ..Default::default() });
+    pod.spec = pod.spec.take().map(|s| PodSpec {
+        node_name: s.node_name,
+        hostname: s.hostname,
+        host_network: s.host_network,
+        ..Default::default()
+    });
     pod.status = pod.status.take().map(|s| PodStatus {
         phase: s.phase,
         host_ip: s.host_ip,
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
         conditions: s.conditions.map(|cs| {
             cs.into_iter()
                 .filter(|c| c.type_ == "Ready")
@@ -145,7 +286,34 @@ fn leadership_gained(leadership: &Leadership) -> impl futures::Stream<Item = ()>
 pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leadership: Leadership) {
     let args = cfg.args.clone();
     let ns = args.namespace.clone();
-    let nodes = watch_store(Api::<Node>::all(client.clone()), watcher::Config::default(), project_node);
+    let pods_by_node: Arc<Mutex<RouteIndex>> = Arc::default();
+    // Filled once the pod source's controller exists: a Node whose addresses change re-renders
+    // the pods whose hostname annotation publishes them.
+    let pod_trigger: Arc<std::sync::OnceLock<PodTrigger>> = Arc::default();
+    let node_writer = reflector::store::Writer::<Node>::default();
+    let nodes = node_writer.as_reader();
+    {
+        let (index, trigger) = (pods_by_node.clone(), pod_trigger.clone());
+        reflect_with(
+            node_writer,
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            project_node,
+            move |ev| {
+                let node = match ev {
+                    watcher::Event::Apply(n) | watcher::Event::Delete(n) | watcher::Event::InitApply(n) => n,
+                    watcher::Event::Init | watcher::Event::InitDone => return,
+                };
+                if let Some(t) = trigger.get() {
+                    let keys = index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .routes_of_gateway(&(String::new(), node.name_any()));
+                    t.send(&index, keys);
+                }
+            },
+        );
+    }
     let (slices, slices_served) = if serves_endpointslices(&client).await {
         (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |_| {}), true)
     } else {
@@ -156,6 +324,38 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
+    let route_kinds: Vec<RouteKind> =
+        RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();
+    let gateway_ar = if route_kinds.is_empty() {
+        None
+    } else {
+        let ar = served_gateway_resource(&client, "gateways", &GATEWAY_VERSIONS).await;
+        if ar.is_none() {
+            warn!("the apiserver serves no Gateway API Gateways (gateway.networking.k8s.io v1 or v1beta1): the gateway-* sources publish nothing");
+        }
+        ar
+    };
+    // Filled below, once the route controllers exist; read by the Gateway and Namespace
+    // watches, which start first so that routes never wait on an empty Gateway cache.
+    let triggers: Arc<std::sync::OnceLock<Vec<RouteTrigger>>> = Arc::default();
+    let gateways = gateway_ar.clone().map(|ar| {
+        let writer = reflector::store::Writer::<Gateway>::new(ar.clone());
+        let store = writer.as_reader();
+        let mut gw_cfg = watcher::Config::default();
+        if !args.gateway_label_filter.trim().is_empty() {
+            gw_cfg = gw_cfg.labels(args.gateway_label_filter.trim());
+        }
+        let api = if args.gateway_namespace.is_empty() {
+            Api::all_with(client.clone(), &ar)
+        } else {
+            Api::namespaced_with(client.clone(), &args.gateway_namespace, &ar)
+        };
+        (writer, store, api, gw_cfg, ar)
+    });
+    let ns_writer = reflector::store::Writer::<Namespace>::default();
+    let namespaces = ns_writer.as_reader();
+    let route_indexes: HashMap<RouteKind, Mutex<RouteIndex>> =
+        route_kinds.iter().map(|k| (*k, Mutex::default())).collect();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         cfg,
@@ -166,7 +366,48 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         pods,
         written,
         leadership: leadership.clone(),
+        gateways: gateways.as_ref().map(|(_, store, _, _, ar)| (store.clone(), ar.clone())),
+        namespaces,
+        route_indexes,
+        pods_by_node,
     });
+    if let Some((writer, _, api, gw_cfg, _)) = gateways {
+        let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
+        reflect_with(writer, api, gw_cfg, project_gateway, move |ev| {
+            let gw = match ev {
+                watcher::Event::Apply(g) | watcher::Event::Delete(g) | watcher::Event::InitApply(g) => g,
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            let key = (gw.namespace().unwrap_or_default(), gw.name_any());
+            for t in gw_triggers.get().into_iter().flatten() {
+                let index = &gw_ctx.route_indexes[&t.kind];
+                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_of_gateway(&key);
+                t.send(index, keys);
+            }
+        });
+        let (ns_ctx, ns_triggers) = (ctx.clone(), triggers.clone());
+        let mut last_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        reflect_with(ns_writer, Api::all(client.clone()), watcher::Config::default(), project_namespace, move |ev| {
+            let ns = match ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
+                watcher::Event::Delete(n) => {
+                    last_labels.remove(&n.name_any());
+                    return;
+                }
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            // Only label changes matter: they decide what a listener's namespace selector admits.
+            if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
+                return;
+            }
+            last_labels.insert(ns.name_any(), ns.labels().clone());
+            for t in ns_triggers.get().into_iter().flatten() {
+                let index = &ns_ctx.route_indexes[&t.kind];
+                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
+                t.send(index, keys);
+            }
+        });
+    }
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
@@ -194,11 +435,83 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     }
     if ctx.cfg.enabled(SourceKind::Ingress) {
         let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg)
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
             .reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
             c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
+    let mut route_triggers = Vec::new();
+    if let Some((_, gw_ar)) = ctx.gateways.clone() {
+        for kind in route_kinds {
+            let Some(ar) = served_gateway_resource(&client, kind.plural(), kind.versions()).await else {
+                warn!(kind = kind.kind(), "the apiserver does not serve this route kind in any version extdns reads ({}): its source publishes nothing", kind.versions().join(", "));
+                continue;
+            };
+            info!(kind = kind.kind(), api_version = %ar.api_version, gateway_api_version = %gw_ar.api_version, "reading Gateway API routes");
+            let api = if ns.is_empty() {
+                Api::<Route>::all_with(client.clone(), &ar)
+            } else {
+                Api::<Route>::namespaced_with(client.clone(), &ns, &ar)
+            };
+            let (tx, rx) = futures::channel::mpsc::unbounded();
+            let c = Controller::new_with(api, source_cfg.clone(), ar.clone())
+                .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
+                .reconcile_on(rx)
+                .reconcile_all_on(leadership_gained(&leadership));
+            route_triggers.push(RouteTrigger { kind, ar: ar.clone(), tx, routes: c.store() });
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
+                    .for_each(|_| async {})
+                    .await;
+            });
+        }
+    }
+    let _ = triggers.set(route_triggers);
+    if ctx.cfg.enabled(SourceKind::Node) {
+        // Nodes are few, and the node source reads their annotations, spec and addresses: the
+        // controller keeps whole Nodes (less managedFields). Their DNSEndpoints live in the
+        // operator's namespace, owned by the Node (a namespaced dependent may have a
+        // cluster-scoped owner): owner GC removes them with the Node.
+        let node_ns = ctx.cfg.node_namespace.clone();
+        let c = Controller::new(Api::<Node>::all(client.clone()), source_cfg.clone())
+            .watches(
+                Api::<DNSEndpoint>::namespaced(client.clone(), &node_ns),
+                managed_cfg.clone(),
+                |ep: DNSEndpoint| {
+                    let owner =
+                        ep.owner_references().iter().find(|o| o.kind == "Node" && o.api_version == "v1")?.clone();
+                    Some(ObjectRef::<Node>::new(&owner.name))
+                },
+            )
+            .reconcile_all_on(leadership_gained(&leadership));
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_node, error_policy, ctx).for_each(|_| async {}).await;
+        });
+    }
+    if ctx.cfg.enabled(SourceKind::Pod) {
+        // On the projected Pod stream (filtered by --label-filter), not whole Pods.
+        let (store, writer) = reflector::store::<Pod>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(scoped::<Pod>(&client, &ns), source_cfg.clone()).default_backoff().modify(|p: &mut Pod| {
+                p.managed_fields_mut().clear();
+                project_pod(p);
+            }),
+        )
+        .applied_objects();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let _ = pod_trigger.set(PodTrigger { tx, pods: store.clone() });
+        let c = Controller::for_stream(stream, store)
+            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
+            .reconcile_on(rx)
+            .reconcile_all_on(leadership_gained(&leadership));
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            c.run(reconcile_pod, error_policy, ctx).for_each(|_| async {}).await;
         });
     }
     info!("source controller started");
@@ -218,11 +531,41 @@ where
 }
 
 async fn reconcile_service(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Service(&svc), svc.as_ref(), SourceKind::Service, &ctx).await
+    reconcile(SourceObject::Service(&svc), svc.as_ref(), &(), SourceKind::Service, &ctx).await
 }
 
 async fn reconcile_ingress(ing: Arc<Ingress>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), SourceKind::Ingress, &ctx).await
+    reconcile(SourceObject::Ingress(&ing), ing.as_ref(), &(), SourceKind::Ingress, &ctx).await
+}
+
+async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    reconcile(SourceObject::Node(&node), node.as_ref(), &(), SourceKind::Node, &ctx).await
+}
+
+async fn reconcile_pod(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // Indexed before the node is read (see reconcile_route): only pods whose hostname
+    // annotation publishes their node's addresses depend on it.
+    let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let reads_node = pod.annotations().keys().any(|k| {
+        k.strip_prefix(ALPHA_PREFIX).or_else(|| k.strip_prefix(STABLE_PREFIX))
+            == Some(crate::source::annotations::HOSTNAME)
+    });
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| reads_node && !n.is_empty());
+    ctx.pods_by_node
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set(&key, node.map(|n| (String::new(), n)).into_iter().collect());
+    reconcile(SourceObject::Pod(&pod), pod.as_ref(), &(), SourceKind::Pod, &ctx).await
+}
+
+async fn reconcile_route(route: Arc<Route>, ctx: Arc<Ctx>, kind: RouteKind, ar: ApiResource) -> Result<Action, Error> {
+    // Indexed before any Gateway is read: a Gateway change this pass does not see yet will
+    // find the route here and render it again.
+    let key = (route.namespace().unwrap_or_default(), route.name_any());
+    if let Some(index) = ctx.route_indexes.get(&kind) {
+        index.lock().unwrap_or_else(|e| e.into_inner()).set(&key, gateway::referenced_gateways(&route));
+    }
+    reconcile(SourceObject::Route(kind, &route), route.as_ref(), &ar, SourceKind::for_route(kind), &ctx).await
 }
 
 fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
@@ -230,15 +573,29 @@ fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn reconcile<K>(obj: SourceObject<'_>, k: &K, source_kind: SourceKind, ctx: &Ctx) -> Result<Action, Error>
+async fn reconcile<K>(
+    obj: SourceObject<'_>,
+    k: &K,
+    dt: &K::DynamicType,
+    source_kind: SourceKind,
+    ctx: &Ctx,
+) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource,
 {
-    let ns = k.namespace().unwrap_or_default();
+    // Nodes are cluster-scoped: their DNSEndpoints live in the operator's namespace.
+    let ns = if source_kind == SourceKind::Node {
+        ctx.cfg.node_namespace.clone()
+    } else {
+        k.namespace().unwrap_or_default()
+    };
     let name = k.name_any();
     let kind = match source_kind {
         SourceKind::Service => "Service",
         SourceKind::Ingress => "Ingress",
+        SourceKind::Node => "Node",
+        SourceKind::Pod => "Pod",
+        other => other.route_kind().map(RouteKind::kind).unwrap_or("Route"),
     };
     let ep_name = source::dnsendpoint_name(&name, source_kind);
     let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), &ns);
@@ -256,7 +613,7 @@ where
     match desired {
         Some(d) => {
             let owner = OwnerInfo {
-                api_version: K::api_version(&()).into_owned(),
+                api_version: K::api_version(dt).into_owned(),
                 kind: kind.to_string(),
                 name: name.clone(),
                 uid,
@@ -282,13 +639,14 @@ where
                         .map_err(|source| Error::ReadEndpoint { name: format!("{ns}/{ep_name}"), source })?;
                     if let Some(other) = found.filter(|f| !written_by_source_controller(f)) {
                         warn!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint exists and is not ours: left alone");
-                        publish(ctx, k, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind)).await;
+                        publish(ctx, k, dt, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind))
+                            .await;
                         // Deleting or renaming it sends no event we watch: look again later.
                         return Ok(Action::requeue(NAME_TAKEN_RECHECK));
                     }
                 }
                 // Warnings go out with the write that they concern, not on every resync.
-                publish_warnings(ctx, k, &d).await;
+                publish_warnings(ctx, k, dt, &d).await;
                 // Publishing may have taken a while: ask again right before the write.
                 if !ctx.leadership.is_leader() {
                     return Ok(Action::await_change());
@@ -341,16 +699,16 @@ fn name_taken_message(other: &DNSEndpoint, kind: &str) -> String {
     )
 }
 
-async fn publish<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, type_: EventType, reason: &str, note: String) {
+async fn publish<K: Resource>(ctx: &Ctx, k: &K, dt: &K::DynamicType, type_: EventType, reason: &str, note: String) {
     let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&ev, &k.object_ref(dt)).await {
         warn!(error = %e, "publishing an Event failed");
     }
 }
 
-async fn publish_warnings<K: Resource<DynamicType = ()>>(ctx: &Ctx, k: &K, d: &DesiredObject) {
+async fn publish_warnings<K: Resource>(ctx: &Ctx, k: &K, dt: &K::DynamicType, d: &DesiredObject) {
     for w in &d.warnings {
-        publish(ctx, k, EventType::Warning, source::warning_reason(w), w.clone()).await;
+        publish(ctx, k, dt, EventType::Warning, source::warning_reason(w), w.clone()).await;
     }
 }
 
@@ -385,6 +743,7 @@ status:
   phase: Running
   hostIP: 10.1.0.1
   podIP: 10.2.0.1
+  podIPs: [{ip: 10.2.0.1}]
   conditions:
   - {type: Ready, status: "True", message: m, lastTransitionTime: "2024-01-01T00:00:00Z"}
   - {type: PodScheduled, status: "True"}
@@ -409,6 +768,8 @@ spec:
 status:
   phase: Running
   hostIP: 10.1.0.1
+  podIP: 10.2.0.1
+  podIPs: [{ip: 10.2.0.1}]
   conditions: [{type: Ready, status: "True"}]
 "#,
         );

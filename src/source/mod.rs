@@ -8,7 +8,10 @@
 //! written into TXT ownership records, are the ones external-dns would produce.
 
 pub mod annotations;
+pub mod gateway;
 mod ingress;
+mod node;
+mod pod;
 pub mod render;
 pub mod selector;
 mod service;
@@ -28,6 +31,7 @@ use crate::crd::{DNSEndpoint, DnsEndpointSpec, EndpointSpec};
 use crate::dns::endpoint::{self as model, label, RecordType, MAX_TTL};
 
 use self::annotations::{ExternalDnsAnnotations, PROVIDER_ANNOTATION};
+use self::gateway::{Gateway, Route, RouteKind};
 use self::selector::Selector;
 use self::template::{Template, TemplateError};
 
@@ -44,6 +48,18 @@ pub const MAX_ENDPOINTS: usize = 1000;
 pub enum SourceKind {
     Service,
     Ingress,
+    #[value(name = "gateway-httproute")]
+    GatewayHttpRoute,
+    #[value(name = "gateway-grpcroute")]
+    GatewayGrpcRoute,
+    #[value(name = "gateway-tlsroute")]
+    GatewayTlsRoute,
+    #[value(name = "gateway-tcproute")]
+    GatewayTcpRoute,
+    #[value(name = "gateway-udproute")]
+    GatewayUdpRoute,
+    Node,
+    Pod,
 }
 
 impl SourceKind {
@@ -52,6 +68,35 @@ impl SourceKind {
         match self {
             SourceKind::Service => "service",
             SourceKind::Ingress => "ingress",
+            SourceKind::GatewayHttpRoute => "httproute",
+            SourceKind::GatewayGrpcRoute => "grpcroute",
+            SourceKind::GatewayTlsRoute => "tlsroute",
+            SourceKind::GatewayTcpRoute => "tcproute",
+            SourceKind::GatewayUdpRoute => "udproute",
+            SourceKind::Node => "node",
+            SourceKind::Pod => "pod",
+        }
+    }
+
+    /// The Gateway API route kind this source reads, if it is one.
+    pub fn route_kind(self) -> Option<RouteKind> {
+        match self {
+            SourceKind::GatewayHttpRoute => Some(RouteKind::Http),
+            SourceKind::GatewayGrpcRoute => Some(RouteKind::Grpc),
+            SourceKind::GatewayTlsRoute => Some(RouteKind::Tls),
+            SourceKind::GatewayTcpRoute => Some(RouteKind::Tcp),
+            SourceKind::GatewayUdpRoute => Some(RouteKind::Udp),
+            SourceKind::Service | SourceKind::Ingress | SourceKind::Node | SourceKind::Pod => None,
+        }
+    }
+
+    pub fn for_route(kind: RouteKind) -> SourceKind {
+        match kind {
+            RouteKind::Http => SourceKind::GatewayHttpRoute,
+            RouteKind::Grpc => SourceKind::GatewayGrpcRoute,
+            RouteKind::Tls => SourceKind::GatewayTlsRoute,
+            RouteKind::Tcp => SourceKind::GatewayTcpRoute,
+            RouteKind::Udp => SourceKind::GatewayUdpRoute,
         }
     }
 }
@@ -121,6 +166,21 @@ pub struct SourceArgs {
     /// Repeat or separate with commas (default: every type).
     #[arg(long, env = "EXTDNS_SERVICE_TYPE_FILTER", value_delimiter = ',')]
     pub service_type_filter: Vec<String>,
+    /// Only use Gateways of this name as parents of routes (gateway-* sources; default: any).
+    #[arg(long, env = "EXTDNS_GATEWAY_NAME", default_value = "")]
+    pub gateway_name: String,
+    /// Only use Gateways in this namespace as parents of routes (gateway-* sources; default:
+    /// all namespaces).
+    #[arg(long, env = "EXTDNS_GATEWAY_NAMESPACE", default_value = "")]
+    pub gateway_namespace: String,
+    /// Only use Gateways whose labels match this label selector as parents of routes
+    /// (gateway-* sources; default: any).
+    #[arg(long, env = "EXTDNS_GATEWAY_LABEL_FILTER", default_value = "")]
+    pub gateway_label_filter: String,
+    /// Pod source: only publish pods with `spec.hostNetwork: true`, as external-dns does by
+    /// default; `--ignore-non-host-network-pods=false` publishes every pod.
+    #[arg(long, env = "EXTDNS_IGNORE_NON_HOST_NETWORK_PODS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ignore_non_host_network_pods: bool,
     /// Kinds of objects to publish records for. Repeat or separate with commas. An empty
     /// list (as in `SourceArgs::default()`) means both.
     #[arg(long, env = "EXTDNS_SOURCE", value_enum, value_delimiter = ',', default_values_t = [SourceKind::Service, SourceKind::Ingress])]
@@ -149,6 +209,10 @@ impl Default for SourceArgs {
             default_ttl: None,
             ingress_class: Vec::new(),
             service_type_filter: Vec::new(),
+            gateway_name: String::new(),
+            gateway_namespace: String::new(),
+            gateway_label_filter: String::new(),
+            ignore_non_host_network_pods: true,
             source: Vec::new(),
         }
     }
@@ -162,6 +226,9 @@ fn parse_default_ttl(s: &str) -> Result<i64, String> {
     Ok(secs)
 }
 
+/// `--operator-namespace`'s default: where Node DNSEndpoints go unless told otherwise.
+pub const DEFAULT_NODE_NAMESPACE: &str = "extdns";
+
 const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
 
 /// [`SourceArgs`] checked and compiled once: selectors parsed, template parsed.
@@ -170,9 +237,12 @@ pub struct SourceConfig {
     pub args: SourceArgs,
     label_filter: Selector,
     annotation_filter: Selector,
+    gateway_label_filter: Selector,
     fqdn_template: Option<Template>,
     sources: BTreeSet<SourceKind>,
     service_types: BTreeSet<String>,
+    /// Where the DNSEndpoints of (cluster-scoped) Nodes are written: the operator's namespace.
+    pub node_namespace: String,
 }
 
 impl SourceConfig {
@@ -181,6 +251,8 @@ impl SourceConfig {
         let label_filter = Selector::parse(&args.label_filter).map_err(|e| flag("label-filter")(e.message))?;
         let annotation_filter =
             Selector::parse(&args.annotation_filter).map_err(|e| flag("annotation-filter")(e.message))?;
+        let gateway_label_filter =
+            Selector::parse(&args.gateway_label_filter).map_err(|e| flag("gateway-label-filter")(e.message))?;
         let fqdn_template = if args.fqdn_template.trim().is_empty() {
             None
         } else {
@@ -222,7 +294,16 @@ impl SourceConfig {
                 return Err(flag("fqdn-template")(e));
             }
         }
-        Ok(SourceConfig { args: args.clone(), label_filter, annotation_filter, fqdn_template, sources, service_types })
+        Ok(SourceConfig {
+            args: args.clone(),
+            label_filter,
+            annotation_filter,
+            gateway_label_filter,
+            fqdn_template,
+            sources,
+            service_types,
+            node_namespace: DEFAULT_NODE_NAMESPACE.to_string(),
+        })
     }
 
     /// True when objects of this kind are published (`--source`).
@@ -241,6 +322,9 @@ impl SourceConfig {
 pub enum SourceObject<'a> {
     Service(&'a Service),
     Ingress(&'a Ingress),
+    Route(RouteKind, &'a Route),
+    Node(&'a Node),
+    Pod(&'a Pod),
 }
 
 impl SourceObject<'_> {
@@ -248,6 +332,9 @@ impl SourceObject<'_> {
         match self {
             SourceObject::Service(_) => SourceKind::Service,
             SourceObject::Ingress(_) => SourceKind::Ingress,
+            SourceObject::Route(k, _) => SourceKind::for_route(*k),
+            SourceObject::Node(_) => SourceKind::Node,
+            SourceObject::Pod(_) => SourceKind::Pod,
         }
     }
 
@@ -255,6 +342,9 @@ impl SourceObject<'_> {
         match self {
             SourceObject::Service(s) => &s.metadata,
             SourceObject::Ingress(i) => &i.metadata,
+            SourceObject::Route(_, r) => &r.metadata,
+            SourceObject::Node(n) => &n.metadata,
+            SourceObject::Pod(p) => &p.metadata,
         }
     }
 
@@ -271,6 +361,9 @@ impl SourceObject<'_> {
         let kind = match self {
             SourceObject::Service(_) => "Service",
             SourceObject::Ingress(_) => "Ingress",
+            SourceObject::Route(k, _) => k.kind(),
+            SourceObject::Node(_) => return format!("Node {}", self.name()),
+            SourceObject::Pod(_) => "Pod",
         };
         format!("{kind} {}/{}", self.namespace(), self.name())
     }
@@ -279,16 +372,29 @@ impl SourceObject<'_> {
     pub fn owner_info(&self) -> Option<OwnerInfo> {
         let uid = self.metadata().uid.clone().filter(|u| !u.is_empty())?;
         let (api_version, kind) = match self {
-            SourceObject::Service(_) => ("v1", "Service"),
-            SourceObject::Ingress(_) => ("networking.k8s.io/v1", "Ingress"),
+            SourceObject::Service(_) => ("v1".to_string(), "Service"),
+            SourceObject::Ingress(_) => ("networking.k8s.io/v1".to_string(), "Ingress"),
+            SourceObject::Route(k, r) => (
+                r.types
+                    .as_ref()
+                    .map(|t| t.api_version.clone())
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| format!("{}/{}", gateway::GATEWAY_GROUP, k.versions()[0])),
+                k.kind(),
+            ),
+            SourceObject::Node(_) => ("v1".to_string(), "Node"),
+            SourceObject::Pod(_) => ("v1".to_string(), "Pod"),
         };
-        Some(OwnerInfo { api_version: api_version.into(), kind: kind.into(), name: self.name().into(), uid })
+        Some(OwnerInfo { api_version, kind: kind.into(), name: self.name().into(), uid })
     }
 
     fn to_json(self) -> Result<serde_json::Value, serde_json::Error> {
         match self {
             SourceObject::Service(s) => serde_json::to_value(s),
             SourceObject::Ingress(i) => serde_json::to_value(i),
+            SourceObject::Route(_, r) => serde_json::to_value(r),
+            SourceObject::Node(n) => serde_json::to_value(n),
+            SourceObject::Pod(p) => serde_json::to_value(p),
         }
     }
 }
@@ -299,6 +405,19 @@ pub trait SourceInputs {
     /// EndpointSlices labelled `kubernetes.io/service-name: <service_name>` in `namespace`.
     fn endpoint_slices(&self, namespace: &str, service_name: &str) -> Vec<Arc<EndpointSlice>>;
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>>;
+    /// The Node `name`, for pods' hostname annotation.
+    fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes().into_iter().find(|n| n.metadata.name.as_deref() == Some(name))
+    }
+    /// The Gateway `namespace/name`, for routes.
+    fn gateway(&self, _namespace: &str, _name: &str) -> Option<Arc<Gateway>> {
+        None
+    }
+    /// Labels of the namespace `name`, for Gateway listeners that admit routes by namespace
+    /// selector; `None` when the namespace is not known.
+    fn namespace_labels(&self, _name: &str) -> Option<BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// Inputs held as plain lists: what `render` reads from files, and what tests build.
@@ -307,6 +426,9 @@ pub struct StaticInputs {
     pub nodes: Vec<Arc<Node>>,
     pub slices: Vec<Arc<EndpointSlice>>,
     pub pods: Vec<Arc<Pod>>,
+    pub gateways: Vec<Arc<Gateway>>,
+    /// Namespace name → labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl SourceInputs for StaticInputs {
@@ -328,6 +450,20 @@ impl SourceInputs for StaticInputs {
 
     fn pods(&self, namespace: &str) -> Vec<Arc<Pod>> {
         self.pods.iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).cloned().collect()
+    }
+
+    fn gateway(&self, namespace: &str, name: &str) -> Option<Arc<Gateway>> {
+        self.gateways
+            .iter()
+            .find(|g| {
+                g.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                    && g.metadata.name.as_deref() == Some(name)
+            })
+            .cloned()
+    }
+
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(name).cloned()
     }
 }
 
@@ -413,6 +549,10 @@ impl Records {
     }
 }
 
+fn json_of(obj: SourceObject<'_>) -> Result<serde_json::Value, SourceError> {
+    obj.to_json().map_err(|e| SourceError::InvalidObject { object: obj.describe(), message: e.to_string() })
+}
+
 /// external-dns's `suitableType`: A for IPv4, AAAA for IPv6 (IPv4-mapped included), CNAME
 /// for anything else.
 pub fn suitable_type(target: &str) -> RecordType {
@@ -438,8 +578,9 @@ pub fn desired_dnsendpoint(
     let labels = meta.labels.as_ref().unwrap_or(&empty);
     let all_annotations = meta.annotations.as_ref().unwrap_or(&empty);
     let ann = ExternalDnsAnnotations::new(all_annotations);
+    let cluster_scoped = matches!(obj, SourceObject::Node(_));
     if !cfg.enabled(obj.kind())
-        || cfg.namespace().is_some_and(|ns| ns != obj.namespace())
+        || (!cluster_scoped && cfg.namespace().is_some_and(|ns| ns != obj.namespace()))
         || !cfg.label_filter.matches(labels)
         || !cfg.annotation_filter.matches(all_annotations)
         || ann.controlled_elsewhere()
@@ -459,8 +600,15 @@ pub fn desired_dnsendpoint(
             }
             ingress::defined_records(ing, cfg, &ann)
         }
+        // Routes apply --fqdn-template themselves: its names are narrowed by the listeners.
+        SourceObject::Route(kind, route) => gateway::route_records(route, kind, inputs, cfg, &ann)?,
+        // Nodes and pods apply --fqdn-template themselves: it replaces the node name, and
+        // points at pod IPs.
+        SourceObject::Node(n) => node::node_records(n, cfg, &ann, || json_of(obj))?,
+        SourceObject::Pod(p) => pod::pod_records(p, inputs, cfg, &ann, || json_of(obj))?,
     };
-    if let Some(tmpl) = &cfg.fqdn_template {
+    let own_template = matches!(obj, SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_));
+    if let (Some(tmpl), false) = (&cfg.fqdn_template, own_template) {
         if cfg.args.combine_fqdn_annotation || records.is_empty() {
             let json = obj
                 .to_json()
@@ -470,6 +618,7 @@ pub fn desired_dnsendpoint(
             let templated = match obj {
                 SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, &ann, &hostnames),
                 SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, &ann, &hostnames),
+                SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) => Records::default(),
             };
             records.merge(templated);
         }
@@ -498,7 +647,11 @@ pub fn desired_dnsendpoint(
     };
     let set_identifier = ann.set_identifier();
     let provider_specific = Some(ann.provider_specific()).filter(|p| !p.is_empty());
-    let resource = format!("{}/{}/{}", obj.kind().as_str(), obj.namespace(), obj.name());
+    let resource = if cluster_scoped {
+        format!("{}/{}", obj.kind().as_str(), obj.name())
+    } else {
+        format!("{}/{}/{}", obj.kind().as_str(), obj.namespace(), obj.name())
+    };
 
     let mut endpoints = Vec::new();
     for ((name, rtype), targets) in records.by_key {
@@ -553,7 +706,7 @@ pub fn desired_dnsendpoint(
     }
     Ok(Some(DesiredObject {
         name: dnsendpoint_name(obj.name(), obj.kind()),
-        namespace: obj.namespace().to_string(),
+        namespace: if cluster_scoped { cfg.node_namespace.clone() } else { obj.namespace().to_string() },
         spec: DnsEndpointSpec { endpoints, provider_ref },
         warnings,
     }))
@@ -737,7 +890,22 @@ status:
         assert!(defaults.exclude_unschedulable);
         assert_eq!(defaults.default_ttl, None);
         assert!(Cli::try_parse_from(["x", "--default-ttl=0"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--source=pod"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--source=nope"]).is_err());
+        let kinds = Cli::try_parse_from(["x", "--source=gateway-httproute,gateway-udproute,node,pod"]).unwrap().source;
+        assert_eq!(
+            kinds.source,
+            vec![SourceKind::GatewayHttpRoute, SourceKind::GatewayUdpRoute, SourceKind::Node, SourceKind::Pod]
+        );
+        let gw =
+            Cli::try_parse_from(["x", "--gateway-name=gw", "--gateway-namespace=infra", "--gateway-label-filter=a=b"])
+                .unwrap()
+                .source;
+        assert_eq!((gw.gateway_name.as_str(), gw.gateway_namespace.as_str()), ("gw", "infra"));
+        assert!(defaults.ignore_non_host_network_pods);
+        assert!(SourceConfig::new(&SourceArgs { gateway_label_filter: "a in (".into(), ..Default::default() })
+            .unwrap_err()
+            .to_string()
+            .starts_with("--gateway-label-filter: "));
     }
 
     #[test]

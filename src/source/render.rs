@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use super::gateway::{Gateway, Route, RouteKind, GATEWAY_GROUP, GATEWAY_VERSIONS};
 use super::{
     build_dnsendpoint, desired_dnsendpoint, DesiredObject, OwnerInfo, SourceArgs, SourceConfig, SourceError,
     SourceObject, StaticInputs,
@@ -109,6 +110,10 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, RenderErr
 struct Objects {
     services: Vec<(DocLocation, Service)>,
     ingresses: Vec<(DocLocation, Ingress)>,
+    routes: Vec<(DocLocation, RouteKind, Route)>,
+    /// Where each of `cluster.nodes` and `cluster.pods` came from, in the same order.
+    node_locations: Vec<DocLocation>,
+    pod_locations: Vec<DocLocation>,
     cluster: StaticInputs,
     /// (kind, namespace, name) → where it was first seen.
     seen: BTreeMap<(String, String, String), DocLocation>,
@@ -116,13 +121,23 @@ struct Objects {
 
 /// The kinds extdns reads, with the apiVersion it reads them in and whether they are
 /// namespaced.
-const KINDS: [(&str, &str, bool); 5] = [
+const KINDS: [(&str, &str, bool); 6] = [
     ("Service", "v1", true),
     ("Ingress", "networking.k8s.io/v1", true),
     ("EndpointSlice", "discovery.k8s.io/v1", true),
     ("Pod", "v1", true),
     ("Node", "v1", false),
+    ("Namespace", "v1", false),
 ];
+
+/// The Gateway API kinds extdns reads and the versions of gateway.networking.k8s.io it reads
+/// them in; every one is namespaced.
+fn gateway_kind_versions(kind: &str) -> Option<&'static [&'static str]> {
+    if kind == "Gateway" {
+        return Some(&GATEWAY_VERSIONS);
+    }
+    RouteKind::from_kind(kind).map(RouteKind::versions)
+}
 
 /// Typed form of one document: deserialized from the original text when we have it (errors
 /// then carry the field path and the line in the file), from the value otherwise.
@@ -191,7 +206,13 @@ impl Objects {
             }
             return Ok(());
         }
-        let Some(&(_, want_version, namespaced)) = KINDS.iter().find(|(k, _, _)| *k == kind) else {
+        let gateway_versions = gateway_kind_versions(kind);
+        let Some((want_version, namespaced)) = KINDS
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|&(_, v, n)| (v.to_string(), n))
+            .or_else(|| gateway_versions.map(|v| (format!("{GATEWAY_GROUP}/{}", v.join(" or ")), true)))
+        else {
             return Ok(());
         };
         let name = str_at(value, &["metadata", "name"]).unwrap_or_default();
@@ -202,7 +223,14 @@ impl Objects {
         };
         let described = if namespaced { format!("{kind} {namespace}/{name}") } else { format!("{kind} {name}") };
         let object = Some(if item_prefix.is_empty() { described } else { format!("{item_prefix}: {described}") });
-        if api_version != want_version {
+        let version_ok = match gateway_versions {
+            Some(vs) => api_version
+                .strip_prefix(GATEWAY_GROUP)
+                .and_then(|v| v.strip_prefix('/'))
+                .is_some_and(|v| vs.contains(&v)),
+            None => api_version == want_version,
+        };
+        if !version_ok {
             return Err(fail(object, format!("apiVersion {api_version} is not read by extdns; use {want_version}")));
         }
         if name.is_empty() {
@@ -240,10 +268,29 @@ impl Objects {
                 let mut o: Pod = typed(src).map_err(|m| fail(object, m))?;
                 fix_ns(&mut o.metadata);
                 self.cluster.pods.push(Arc::new(o));
+                self.pod_locations.push(loc);
             }
-            _ => {
+            "Node" => {
                 let o: Node = typed(src).map_err(|m| fail(object, m))?;
                 self.cluster.nodes.push(Arc::new(o));
+                self.node_locations.push(loc);
+            }
+            "Namespace" => {
+                let o: Namespace = typed(src).map_err(|m| fail(object, m))?;
+                self.cluster.namespaces.insert(name.to_string(), o.metadata.labels.unwrap_or_default());
+            }
+            "Gateway" => {
+                let mut o: Gateway = typed(src).map_err(|m| fail(object, m))?;
+                fix_ns(&mut o.metadata);
+                self.cluster.gateways.push(Arc::new(o));
+            }
+            _ => {
+                let Some(route_kind) = RouteKind::from_kind(kind) else {
+                    return Ok(());
+                };
+                let mut o: Route = typed(src).map_err(|m| fail(object, m))?;
+                fix_ns(&mut o.metadata);
+                self.routes.push((loc, route_kind, o));
             }
         }
         Ok(())
@@ -296,6 +343,15 @@ pub fn render(inputs: &[(String, String)], args: &SourceArgs) -> Result<String, 
     }
     for (loc, ing) in &objects.ingresses {
         compute(loc, SourceObject::Ingress(ing))?;
+    }
+    for (loc, kind, route) in &objects.routes {
+        compute(loc, SourceObject::Route(*kind, route))?;
+    }
+    for (loc, node) in objects.node_locations.iter().zip(&objects.cluster.nodes) {
+        compute(loc, SourceObject::Node(node))?;
+    }
+    for (loc, pod) in objects.pod_locations.iter().zip(&objects.cluster.pods) {
+        compute(loc, SourceObject::Pod(pod))?;
     }
     desired.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 

@@ -295,6 +295,38 @@ impl Selector {
         })
     }
 
+    /// The selector a `metav1.LabelSelector` stands for, as `LabelSelectorAsSelector` reads
+    /// it: `matchLabels` as equalities plus `matchExpressions` (In, NotIn, Exists,
+    /// DoesNotExist). The empty selector matches everything.
+    pub fn from_label_selector(
+        sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Result<Selector, String> {
+        let mut requirements: Vec<Requirement> = sel
+            .match_labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| Requirement { key: k.clone(), op: Op::Equals(v.clone()) })
+            .collect();
+        for e in sel.match_expressions.iter().flatten() {
+            let values: BTreeSet<String> = e.values.iter().flatten().cloned().collect();
+            let op = match e.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(format!("matchExpressions key {:?}: operator {} needs values", e.key, e.operator))
+                }
+                "In" => Op::In(values),
+                "NotIn" => Op::NotIn(values),
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err(format!("matchExpressions key {:?}: operator {} takes no values", e.key, e.operator))
+                }
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::DoesNotExist,
+                other => return Err(format!("matchExpressions key {:?}: unknown operator {other:?}", e.key)),
+            };
+            requirements.push(Requirement { key: e.key.clone(), op });
+        }
+        Ok(Selector { requirements })
+    }
+
     /// The selector a Service's `spec.selector` map stands for (equality on every entry).
     pub fn from_map(map: &BTreeMap<String, String>) -> Selector {
         Selector {

@@ -684,6 +684,7 @@ endpoints:
                 pod("kafka-1", "", "node-b", "10.1.0.2"),
                 pod("kafka-2", "kafka-2", "node-b", "10.1.0.2"),
             ],
+            ..Default::default()
         };
         (s, fx)
     }

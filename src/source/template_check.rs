@@ -6,7 +6,7 @@
 //! the template engine looks them up at run time: case-insensitively, with ObjectMeta's and
 //! TypeMeta's fields promoted to the top.
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::Value;
 
@@ -21,6 +21,9 @@ fn schema_of(kind: SourceKind) -> (Value, &'static str) {
     let (schema, name) = match kind {
         SourceKind::Service => (settings.into_generator().into_root_schema_for::<Service>(), "Service"),
         SourceKind::Ingress => (settings.into_generator().into_root_schema_for::<Ingress>(), "Ingress"),
+        SourceKind::Node => (settings.into_generator().into_root_schema_for::<Node>(), "Node"),
+        SourceKind::Pod => (settings.into_generator().into_root_schema_for::<Pod>(), "Pod"),
+        // Routes are read through projections without a published schema here: any field.
         other => return (Value::Null, other.as_str()),
     };
     (serde_json::to_value(schema).unwrap_or(Value::Null), name)

@@ -3,10 +3,12 @@
 //! its own operator, which watches the whole cluster.
 
 mod cloudflare;
+mod gateway;
 mod harness;
 mod http_backends;
 mod identity;
 mod leader;
+mod node_pod;
 mod rfc2136;
 mod route53;
 mod source;
