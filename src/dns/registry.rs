@@ -1261,6 +1261,29 @@ mod tests {
         assert_eq!(view.ownership_records().count(), 7);
     }
 
+    /// external-dns's default (no `--txt-wildcard-replacement`): the ownership TXT of
+    /// `*.w.example.org` is at `a-*.w.example.org`, older releases' at the wildcard itself.
+    #[test]
+    fn wildcards_without_replacement_are_owned_like_external_dns_owns_them() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("*.w.example.org", RecordType::A, "192.0.2.1"),
+            txt("a-*.w.example.org", &ownership_text(OWNER, "crd/default/w")),
+            ep("*.old.example.org", RecordType::CNAME, "lb.example.net"),
+            txt("*.old.example.org", &ownership_text(OWNER, "crd/default/old")),
+        ]);
+        assert_eq!(view.endpoints.len(), 2, "{:#?}", view.endpoints);
+        assert_eq!(owner_of(&view.endpoints, "*.w.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "*.old.example.org", RecordType::CNAME), Some(OWNER));
+        let e = owned(ep("*.x.example.org", RecordType::AAAA, "2001:db8::1"), OWNER, "crd/default/x");
+        assert_eq!(r.ownership_record(&e).dns_name, "aaaa-*.x.example.org");
+        // The old-format-only wildcard gets its new-format TXT beside the old one.
+        let cur = find(&view.endpoints, "*.old.example.org", RecordType::CNAME).clone();
+        let out = r.expand(&view, &[Change::Update { old: cur.clone(), new: cur }]);
+        let names: Vec<&str> = out.iter().map(|e| e.change.endpoint().dns_name.as_str()).collect();
+        assert_eq!(names, vec!["*.old.example.org", "cname-*.old.example.org"]);
+    }
+
     #[test]
     fn new_format_wins_over_old_format() {
         let r = registry("", "", "");

@@ -6,6 +6,7 @@ pub mod inmemory;
 pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
+pub(crate) mod wire_name;
 
 use crate::dns::RecordType;
 
