@@ -227,6 +227,10 @@ impl Provider for EmbeddedProvider {
             })
             .collect()
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        Self::check_servable(zone, change)
+    }
 }
 
 /// A running server. Dropping it stops the server; [`ServerHandle::shutdown`] also waits until

@@ -90,6 +90,10 @@ impl Provider for RateLimited {
     fn adjust(&self, endpoint: Endpoint) -> Vec<Endpoint> {
         self.inner.adjust(endpoint)
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        self.inner.check(zone, change)
+    }
 }
 
 #[cfg(test)]

@@ -891,9 +891,18 @@ impl Provider for Rfc2136Provider {
             .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
             .collect()
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        self.check_change(zone, change)
+    }
 }
 
 impl Rfc2136Provider {
+    /// As [`Provider::check`]: what `apply` would refuse before sending.
+    fn check_change(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        prepare_change(0, zone, change, |e| self.ttl_of(e)).map(|_| ()).map_err(ProviderError::Rejected)
+    }
+
     fn ttl_of(&self, e: &Endpoint) -> u32 {
         let ttl = e.ttl.unwrap_or(self.config.default_ttl);
         ttl.max(self.config.min_ttl.unwrap_or(0))
@@ -1575,6 +1584,21 @@ mod tests {
             });
         }
         Rfc2136Provider::new(c).unwrap()
+    }
+
+    #[test]
+    fn check_refuses_client_side_what_apply_would_refuse_naming_the_record() {
+        let p = test_provider(9, false);
+        let long = format!("{}.{}.{}.{}.example.test", "a".repeat(60), "b".repeat(60), "c".repeat(60), "d".repeat(50));
+        let ok = Change::Create(Endpoint::new(long.clone(), RecordType::A, vec!["192.0.2.1".into()]));
+        assert_eq!(p.check(&zone(), &ok), Ok(()));
+        // Its external-dns TXT name is 6 octets longer than a name may be.
+        let txt_name = format!("cname-{long}");
+        let txt =
+            Change::Create(Endpoint::new(txt_name.clone(), RecordType::TXT, vec!["heritage=external-dns".into()]));
+        let refused = p.check(&zone(), &txt);
+        let Err(ProviderError::Rejected(m)) = &refused else { panic!("must be refused: {refused:?}") };
+        assert!(m.contains(&txt_name), "{m}");
     }
 
     #[tokio::test]
