@@ -230,12 +230,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 Some(o) => Outcome::OwnedByOther { owner: o.clone() },
                 None => Outcome::RecordExists,
             },
-            Some(cur) if want.same_data(cur, input.default_ttl) => Outcome::InSync,
+            Some(cur) if want.satisfied_by(cur, input.default_ttl) => Outcome::InSync,
             Some(_) if input.policy == Policy::CreateOnly => {
                 Outcome::PolicyForbids { policy: input.policy, change: "update" }
             }
             Some(cur) => {
-                others.push((Change::Update { old: (*cur).clone(), new: want.clone() }, followers.clone()));
+                // A record that configures no TTL keeps the one it has (external-dns's TTL 0
+                // included) rather than having the provider's default forced on it.
+                let mut new = want.clone();
+                new.ttl = want.ttl.or(cur.ttl);
+                others.push((Change::Update { old: (*cur).clone(), new }, followers.clone()));
                 Outcome::Change(usize::MAX)
             }
             None => {
@@ -409,6 +413,35 @@ mod tests {
         assert!(matches!(p.outcomes[0], Outcome::Change(i) if matches!(p.changes[i], Change::Create(_))));
         assert!(matches!(p.outcomes[1], Outcome::Change(_)));
         assert_eq!(p.outcomes[2], Outcome::InSync);
+    }
+
+    /// external-dns's planner compares TTLs only where one is configured, and its RFC2136
+    /// provider writes TTL 0 when none is: such a zone is taken over without an update.
+    #[test]
+    fn a_ttl_is_compared_only_where_one_is_configured() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let mut ttl60 = want("ttl60.example.com", RecordType::A, &["192.0.2.1"], &a);
+        ttl60.endpoint.ttl = Some(60);
+        let desired = vec![
+            want("unset.example.com", RecordType::A, &["192.0.2.1"], &a),
+            ttl60,
+            want("moved.example.com", RecordType::A, &["192.0.2.2"], &a),
+        ];
+        let current = vec![
+            have("unset.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER)).with_ttl(0),
+            have("ttl60.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER)).with_ttl(0),
+            have("moved.example.com", RecordType::A, &["192.0.2.9"], Some(OWNER)).with_ttl(0),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        assert_eq!(p.outcomes[0], Outcome::InSync, "no configured TTL, no TTL update");
+        let Outcome::Change(i) = p.outcomes[1] else { panic!("a configured TTL is enforced: {:?}", p.outcomes[1]) };
+        assert!(matches!(&p.changes[i], Change::Update { new, .. } if new.ttl == Some(60)));
+        let Outcome::Change(i) = p.outcomes[2] else { panic!("new targets are written: {:?}", p.outcomes[2]) };
+        assert!(
+            matches!(&p.changes[i], Change::Update { new, .. } if new.ttl == Some(0) && new.targets == ["192.0.2.2"]),
+            "the held TTL is kept: {:?}",
+            p.changes[i]
+        );
     }
 
     #[test]
