@@ -320,7 +320,7 @@ impl TxtRegistry {
         }
         let mut endpoints = std::mem::take(&mut view.endpoints);
         for ep in endpoints.iter_mut().filter(|e| !split.contains(&e.key())) {
-            if let Some(txt) = self.backing(&view, &self.lookup_key(ep)) {
+            if let Some(txt) = self.backing_of(&view, ep) {
                 ep.labels.extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
@@ -332,7 +332,7 @@ impl TxtRegistry {
     /// `view`, whether or not the record itself exists: a planner about to create a record
     /// sees the claim a record deleted out of band left behind.
     pub fn claim<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v Labels> {
-        self.backing(view, &self.lookup_key(ep)).map(|t| &t.labels)
+        self.backing_of(view, ep).map(|t| &t.labels)
     }
 
     fn placement(&self, view: &RegistryView, key: &RecordKey) -> Placement {
@@ -361,6 +361,23 @@ impl TxtRegistry {
             }
             Placement::Old | Placement::Nowhere => old(),
         }
+    }
+
+    /// [`Self::backing`] of `ep`, and for a Route53 alias without a TXT of its own type the
+    /// `cname-` TXT: external-dns v0.18 and later plan an alias as the CNAME it was asked for
+    /// and write its ownership under `cname-<name>` only, for the A and the AAAA alias alike.
+    fn backing_of<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v OwnershipTxt> {
+        let key = self.lookup_key(ep);
+        self.backing(view, &key).or_else(|| self.alias_cname_txt(view, ep))
+    }
+
+    /// The `cname-` TXT backing the alias `ep`, if `ep` is an A or AAAA alias and it exists.
+    fn alias_cname_txt<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v OwnershipTxt> {
+        if !is_alias(ep) || !matches!(ep.record_type, RecordType::A | RecordType::AAAA) {
+            return None;
+        }
+        let key = RecordKey { record_type: RecordType::CNAME, ..self.lookup_key(ep) };
+        view.new_format.get(&key)
     }
 
     /// Expands planned data changes into provider changes including ownership TXT changes.
@@ -479,6 +496,38 @@ impl TxtRegistry {
                     if let Some(txt) = view.new_format.get(&key) {
                         if self.owns(txt) {
                             out.push(ownership(removal(txt)));
+                        }
+                    }
+                    // An external-dns `cname-` TXT backing an A and an AAAA alias goes with
+                    // the last of them.
+                    if let Some(txt) = self.alias_cname_txt(view, ep).filter(|t| self.owns(t)) {
+                        let other = if ep.record_type == RecordType::A { RecordType::AAAA } else { RecordType::A };
+                        let other_key = RecordKey { record_type: other, ..ep.key() };
+                        let still_needed = !deleted.contains(&other_key)
+                            && view.endpoints.iter().any(|e| {
+                                e.key() == other_key
+                                    && is_alias(e)
+                                    && !view.new_format.contains_key(&self.lookup_key(e))
+                            });
+                        let first = changes.iter().position(|c| {
+                            matches!(c, Change::Delete(e) if e.dns_name == ep.dns_name && e.set_identifier == ep.set_identifier && is_alias(e))
+                        });
+                        if !still_needed && first == Some(i) {
+                            let backs = changes
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(j, c)| match c {
+                                    Change::Delete(e)
+                                        if e.dns_name == ep.dns_name
+                                            && e.set_identifier == ep.set_identifier
+                                            && is_alias(e) =>
+                                    {
+                                        Some(j)
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
                         }
                     }
                     if ep.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New {
@@ -670,6 +719,11 @@ impl TxtRegistry {
         }
         parse_labels(value)
     }
+}
+
+/// A Route53 alias record (provider-specific `alias=true`, as external-dns names it).
+fn is_alias(ep: &Endpoint) -> bool {
+    ep.provider_specific.iter().any(|p| p.name == "alias" && p.value.eq_ignore_ascii_case("true"))
 }
 
 /// The change that takes our ownership value out of its RRset: a delete of the RRset, or an
@@ -1282,6 +1336,43 @@ mod tests {
         let out = r.expand(&view, &[Change::Update { old: cur.clone(), new: cur }]);
         let names: Vec<&str> = out.iter().map(|e| e.change.endpoint().dns_name.as_str()).collect();
         assert_eq!(names, vec!["*.old.example.org", "cname-*.old.example.org"]);
+    }
+
+    /// external-dns v0.18 to v0.21 on Route53: a CNAME to a load balancer is held as an A and
+    /// an AAAA alias, owned through `cname-<name>` alone.
+    #[test]
+    fn route53_aliases_are_owned_through_their_cname_txt() {
+        let r = registry("", "", "");
+        let alias = |rt: RecordType| {
+            let mut e = ep("lb.example.org", rt, "my-lb-1.eu-west-1.elb.amazonaws.com");
+            e.provider_specific =
+                vec![crate::dns::endpoint::ProviderSpecificProperty { name: "alias".into(), value: "true".into() }];
+            e
+        };
+        let view = r.view(vec![
+            alias(RecordType::A),
+            alias(RecordType::AAAA),
+            txt("cname-lb.example.org", &ownership_text(OWNER, "service/default/lb")),
+            // Not an alias: the cname- TXT says nothing about it.
+            ep("plain.example.org", RecordType::A, "192.0.2.1"),
+            txt("cname-plain.example.org", &ownership_text(OWNER, "service/default/plain")),
+        ]);
+        assert_eq!(owner_of(&view.endpoints, "lb.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "lb.example.org", RecordType::AAAA), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "plain.example.org", RecordType::A), None);
+
+        // Deleting one alias keeps the TXT the other still leans on; deleting both removes it once.
+        let a = find(&view.endpoints, "lb.example.org", RecordType::A).clone();
+        let aaaa = find(&view.endpoints, "lb.example.org", RecordType::AAAA).clone();
+        let out = r.expand(&view, &[Change::Delete(a.clone())]);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let out = r.expand(&view, &[Change::Delete(a), Change::Delete(aaaa)]);
+        let removals: Vec<(&str, &Role)> = out
+            .iter()
+            .filter(|e| e.role != Role::Data)
+            .map(|e| (e.change.endpoint().dns_name.as_str(), &e.role))
+            .collect();
+        assert_eq!(removals, vec![("cname-lb.example.org", &Role::Ownership { backs: vec![0, 1] })]);
     }
 
     #[test]
