@@ -558,6 +558,40 @@ impl TxtRegistry {
         out
     }
 
+    /// The new-format ownership TXTs to add for records of ours that only an old-format TXT
+    /// backs, as external-dns adds them on its first pass (its registry's "missing records"),
+    /// so that a later external-dns release, which reads only the new format for some types,
+    /// still finds the records owned. The data records are not touched; the labels are the
+    /// stored ones.
+    pub fn missing_new_format(&self, view: &RegistryView) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
+        for ep in &view.endpoints {
+            if ep.labels.get(label::OWNER).map(String::as_str) != Some(self.owner_id.as_str()) {
+                continue;
+            }
+            let key = self.lookup_key(ep);
+            if self.placement(view, &key) != Placement::New
+                || view.new_format.contains_key(&key)
+                || self.alias_cname_txt(view, ep).is_some()
+                || !seen.insert(key.clone())
+            {
+                continue;
+            }
+            let Some(stored) = view.old_format.get(&(key.dns_name.clone(), key.set_identifier.clone())) else {
+                continue;
+            };
+            if !self.owns(stored) || key.record_type == RecordType::AAAA {
+                continue;
+            }
+            let mut labels = stored.labels.clone();
+            let nonce = labels.remove(label::TXT_ENCRYPTION_NONCE);
+            let txt = self.build_ownership_record(ep, &labels, NonceChoice::Reuse(nonce.as_deref()));
+            out.push(self.create_or_join(view, txt));
+        }
+        out
+    }
+
     /// Whether `ep` gets (or may get) its ownership from the old-format TXT at `old_key`.
     fn leans_on_old_format(&self, view: &RegistryView, ep: &Endpoint, old_key: &(String, String)) -> bool {
         let key = self.lookup_key(ep);
@@ -1373,6 +1407,35 @@ mod tests {
             .map(|e| (e.change.endpoint().dns_name.as_str(), &e.role))
             .collect();
         assert_eq!(removals, vec![("cname-lb.example.org", &Role::Ownership { backs: vec![0, 1] })]);
+    }
+
+    #[test]
+    fn old_format_only_records_get_their_new_format_txt_and_nothing_else() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("old.example.org", RecordType::A, "192.0.2.1").with_ttl(0),
+            ep("old.example.org", RecordType::AAAA, "2001:db8::1"),
+            txt("old.example.org", &ownership_text(OWNER, "crd/default/old")),
+            ep("both.example.org", RecordType::A, "192.0.2.2"),
+            txt("both.example.org", &ownership_text(OWNER, "crd/default/both")),
+            txt("a-both.example.org", &ownership_text(OWNER, "crd/default/both")),
+            ep("theirs.example.org", RecordType::A, "192.0.2.3"),
+            txt("theirs.example.org", &ownership_text("other", "crd/default/theirs")),
+        ]);
+        let missing = r.missing_new_format(&view);
+        let Change::Create(t) = &missing[..].first().cloned().expect("one TXT") else { panic!("{missing:?}") };
+        assert_eq!(missing.len(), 1, "{missing:#?}");
+        assert_eq!(t.dns_name, "a-old.example.org");
+        assert_eq!(t.targets, vec![ownership_text(OWNER, "crd/default/old")]);
+        assert_eq!(t.ttl, Some(0));
+        // Once written, nothing more is missing.
+        let mut raw: Vec<Endpoint> = view.endpoints.clone();
+        raw.extend(view.ownership_records().cloned());
+        raw.push(t.clone());
+        for e in &mut raw {
+            e.labels.clear();
+        }
+        assert_eq!(r.missing_new_format(&r.view(raw)), vec![]);
     }
 
     #[test]
