@@ -59,6 +59,10 @@ pub enum Outcome {
     OwnedByOther { owner: String },
     /// The record exists without any ownership record: someone created it by hand.
     RecordExists,
+    /// Another record at the name (`holder`, of another type) belongs to another owner
+    /// (`owner`) or to nobody (`None`): as external-dns, no record type is added to a name
+    /// this owner does not hold entirely.
+    NameTaken { holder: RecordKey, owner: Option<String> },
     /// The policy forbids the change needed.
     PolicyForbids { policy: Policy, change: &'static str },
     /// The provider does not manage this record type.
@@ -73,7 +77,8 @@ impl Outcome {
             Outcome::Change(_) => "Pending",
             Outcome::Conflict { .. } | Outcome::NameHeld { .. } => "Conflict",
             Outcome::OwnedByOther { .. } => "OwnedByOther",
-            Outcome::RecordExists => "RecordExists",
+            Outcome::RecordExists | Outcome::NameTaken { owner: None, .. } => "RecordExists",
+            Outcome::NameTaken { owner: Some(_), .. } => "OwnedByOther",
             Outcome::PolicyForbids { .. } => "PolicyForbids",
             Outcome::UnmanagedType => "UnmanagedType",
         }
@@ -95,6 +100,12 @@ impl Outcome {
             ),
             Outcome::RecordExists => format!(
                 "{key} (or a record at that name that conflicts with it) already exists without an ownership record; delete it by hand or adopt it by creating its TXT ownership record"
+            ),
+            Outcome::NameTaken { holder, owner: Some(owner) } => format!(
+                "{key}: the name already holds {holder}, owned by owner id {owner:?}; as external-dns, extdns adds no record to a name another owner holds"
+            ),
+            Outcome::NameTaken { holder, owner: None } => format!(
+                "{key}: the name already holds {holder} without an ownership record; as external-dns, extdns adds no record to a name it does not own entirely (delete {holder} or adopt it by creating its TXT ownership record)"
             ),
             Outcome::PolicyForbids { policy, change } => {
                 format!("{key} needs a {change}, which policy {policy:?} does not allow")
@@ -222,6 +233,21 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
 
+    // external-dns's planner adds a record type to a name only when every record held there
+    // (of the managed types, same set identifier) is its own.
+    let taken_by_other = |key: &RecordKey| -> Option<&RecordKey> {
+        current
+            .range(
+                RecordKey {
+                    dns_name: key.dns_name.clone(),
+                    set_identifier: String::new(),
+                    record_type: RecordType::A,
+                }..,
+            )
+            .take_while(|(k, _)| k.dns_name == key.dns_name)
+            .find(|(k, e)| k.set_identifier == key.set_identifier && !ours(e))
+            .map(|(k, _)| k)
+    };
     let mut others: Vec<(Change, Vec<usize>)> = Vec::new();
     for (key, (w, followers)) in &winners {
         let want = &input.desired[*w].endpoint;
@@ -260,6 +286,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     },
                     Some(_) => {
                         Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" }
+                    }
+                    None if taken_by_other(key).is_some() => {
+                        let holder = taken_by_other(key).cloned().unwrap_or_else(|| key.clone());
+                        let owner = current.get(&holder).and_then(|e| e.labels.get(label::OWNER)).cloned();
+                        Outcome::NameTaken { holder, owner }
                     }
                     None => {
                         others.push((Change::Create(want.clone()), followers.clone()));
@@ -442,6 +473,41 @@ mod tests {
             "the held TTL is kept: {:?}",
             p.changes[i]
         );
+    }
+
+    /// external-dns's planner adds no record type to a name where a record of another owner,
+    /// or of nobody, is held: an AAAA beside a foreign A would split one name between two owners.
+    #[test]
+    fn no_record_is_added_to_a_name_another_owner_holds() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![
+            want("foreign.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+            want("manual.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+            want("mine.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+        ];
+        let current = vec![
+            have("foreign.example.com", RecordType::A, &["192.0.2.5"], Some("other")),
+            have("manual.example.com", RecordType::A, &["192.0.2.6"], None),
+            have("mine.example.com", RecordType::A, &["192.0.2.7"], Some(OWNER)),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        let a_of =
+            |n: &str| RecordKey { dns_name: n.into(), set_identifier: String::new(), record_type: RecordType::A };
+        assert_eq!(
+            p.outcomes[0],
+            Outcome::NameTaken { holder: a_of("foreign.example.com"), owner: Some("other".into()) }
+        );
+        assert_eq!(p.outcomes[0].reason(), "OwnedByOther");
+        assert!(p.outcomes[0]
+            .message(&desired[0].endpoint.key())
+            .contains("foreign.example.com A, owned by owner id \"other\""));
+        assert_eq!(p.outcomes[1], Outcome::NameTaken { holder: a_of("manual.example.com"), owner: None });
+        assert_eq!(p.outcomes[1].reason(), "RecordExists");
+        // The A of ours is deleted (nobody wants it) and the AAAA created: the name is ours.
+        assert!(
+            matches!(p.outcomes[2], Outcome::Change(i) if matches!(&p.changes[i], Change::Create(e) if e.record_type == RecordType::AAAA))
+        );
+        assert_eq!(p.changes.len(), 2);
     }
 
     #[test]
@@ -696,6 +762,11 @@ mod tests {
         let mut foreign = have("x.example.com", RecordType::A, &["192.0.2.1"], Some("other"));
         foreign.labels.insert(label::RESOURCE.into(), "crd/a/web".into());
         let p = run_all_types(&desired, &[foreign], Policy::Sync);
-        assert!(matches!(p.outcomes[0], Outcome::Change(_)));
+        // Not a namespace hold; the name is the other owner's, as external-dns has it.
+        assert!(
+            matches!(&p.outcomes[0], Outcome::NameTaken { owner: Some(o), .. } if o == "other"),
+            "{:?}",
+            p.outcomes
+        );
     }
 }
