@@ -5,6 +5,7 @@
 mod harness;
 mod identity;
 mod leader;
+mod migration;
 mod rfc2136;
 mod route53;
 mod tenancy;
