@@ -1348,6 +1348,34 @@ mod tests {
         assert_eq!(backend.applied.lock().unwrap().len(), 1, "nothing more");
     }
 
+    /// Start-up as the router drives it: the records, Start, then the provider object again
+    /// (finalizer and status writes come back as events) and more records: one listing.
+    #[tokio::test]
+    async fn start_up_lists_the_zone_once() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut reports) = worker("r53", backend.clone());
+        w.started = false;
+        let object = w.object.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(w.run(rx));
+        let rec = |n: &str| vec![(0, desired(&format!("{n}.example.com"), RecordType::A, "192.0.2.1"))];
+        tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec("a") }).unwrap();
+        tx.send(WorkerMsg::Start).unwrap();
+        tx.send(WorkerMsg::Object(Box::new(object.clone()))).unwrap();
+        tx.send(WorkerMsg::Desired { ep: ep("b"), records: rec("b") }).unwrap();
+        let mut ready = BTreeSet::new();
+        while ready.len() < 2 {
+            let got = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+            let Ok(Some((_, WorkerReport::Results(rs)))) = got else { panic!("no report") };
+            ready.extend(rs.into_iter().filter(|r| r.2.state == "Ready").map(|r| r.0.to_string()));
+        }
+        tx.send(WorkerMsg::Object(Box::new(object))).unwrap();
+        tx.send(WorkerMsg::Desired { ep: ep("c"), records: rec("c") }).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+        assert!(matches!(got, Ok(Some((_, WorkerReport::Results(_))))), "no report");
+        assert_eq!(backend.listings.load(Ordering::SeqCst), 1, "one listing at start-up");
+    }
+
     /// A backend that never answers.
     struct HangingBackend;
 
