@@ -51,6 +51,9 @@ pub enum Outcome {
     Change(usize),
     /// Another DNSEndpoint, older, wants different data for this record.
     Conflict { winner: Claimant },
+    /// Another DNSEndpoint wants different data for this record and is the one whose records
+    /// the zone holds (its `resource` label): it keeps them, whatever the ages.
+    ConflictWithOwner { winner: Claimant },
     /// The name belongs to another namespace: its records are published there, or its claim
     /// is the oldest. `by` names what holds it (a `resource` label such as `crd/<ns>/<name>`,
     /// or `DNSEndpoint <ns>/<name>`).
@@ -75,7 +78,7 @@ impl Outcome {
         match self {
             Outcome::InSync => "Ready",
             Outcome::Change(_) => "Pending",
-            Outcome::Conflict { .. } | Outcome::NameHeld { .. } => "Conflict",
+            Outcome::Conflict { .. } | Outcome::ConflictWithOwner { .. } | Outcome::NameHeld { .. } => "Conflict",
             Outcome::OwnedByOther { .. } => "OwnedByOther",
             Outcome::RecordExists | Outcome::NameTaken { owner: None, .. } => "RecordExists",
             Outcome::NameTaken { owner: Some(_), .. } => "OwnedByOther",
@@ -88,6 +91,9 @@ impl Outcome {
         match self {
             Outcome::InSync => format!("{key} is live"),
             Outcome::Change(_) => format!("{key} is being written"),
+            Outcome::ConflictWithOwner { winner } => format!(
+                "{key} is also requested with different data by DNSEndpoint {winner}, whose record the zone holds (its resource label); the current owner keeps it"
+            ),
             Outcome::Conflict { winner } => {
                 format!("{key} is also requested with different data by DNSEndpoint {winner}, which is older and wins")
             }
@@ -167,15 +173,37 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             by_key.entry(d.endpoint.key()).or_default().push(i);
         }
     }
+    // The zone says who owns a record of ours now: its `resource` label. That object keeps it
+    // (as external-dns keeps the current owner's record), so that a migration, a restore or a
+    // GitOps re-creation, which change creation times, never flips a record; for new records
+    // the oldest object wins. A resource label counts only for an object of the namespace it
+    // names, so that no label written into a spec buys a record.
+    let held_resource: BTreeMap<RecordKey, &str> = input
+        .current
+        .iter()
+        .filter(|e| owned_by_us(input, e))
+        .filter_map(|e| Some((e.key(), e.labels.get(label::RESOURCE)?.as_str())))
+        .collect();
+    let holds = |i: usize, held: &str| {
+        let d = &input.desired[i];
+        d.endpoint.labels.get(label::RESOURCE).map(String::as_str) == Some(held)
+            && resource_namespace(held) == Some(d.claimant.namespace.as_str())
+    };
+    let incumbent = |i: usize, key: &RecordKey| held_resource.get(key).is_some_and(|h| holds(i, h));
     // Winner per key, and every desired index that shares it (same data).
     let mut winners: BTreeMap<RecordKey, (usize, Vec<usize>)> = BTreeMap::new();
     for (key, mut idx) in by_key {
-        idx.sort_by(|a, b| input.desired[*a].claimant.cmp(&input.desired[*b].claimant));
+        idx.sort_by(|a, b| {
+            (!incumbent(*a, &key), &input.desired[*a].claimant)
+                .cmp(&(!incumbent(*b, &key), &input.desired[*b].claimant))
+        });
         let w = idx[0];
         let mut followers = vec![w];
         for &i in &idx[1..] {
             if input.desired[i].endpoint.same_data(&input.desired[w].endpoint, input.default_ttl) {
                 followers.push(i);
+            } else if incumbent(w, &key) {
+                outcomes[i] = Some(Outcome::ConflictWithOwner { winner: input.desired[w].claimant.clone() });
             } else {
                 outcomes[i] = Some(Outcome::Conflict { winner: input.desired[w].claimant.clone() });
             }
@@ -193,9 +221,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if keys.len() < 2 || !keys.iter().any(|k| k.record_type == RecordType::CNAME) {
             continue;
         }
+        // The object holding a record at the name (see above) keeps it, else the oldest.
+        let holds_name = |k: &RecordKey| {
+            held_resource
+                .iter()
+                .filter(|(hk, _)| hk.dns_name == k.dns_name && hk.set_identifier == k.set_identifier)
+                .any(|(_, h)| holds(winners[k].0, h))
+        };
         let oldest = keys
             .iter()
-            .min_by(|a, b| input.desired[winners[*a].0].claimant.cmp(&input.desired[winners[*b].0].claimant))
+            .min_by(|a, b| {
+                (!holds_name(a), &input.desired[winners[*a].0].claimant)
+                    .cmp(&(!holds_name(b), &input.desired[winners[*b].0].claimant))
+            })
             .cloned()
             .unwrap_or_else(|| keys[0].clone());
         let oldest_claimant = input.desired[winners[&oldest].0].claimant.clone();
@@ -313,6 +351,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
+
+/// Whether `e` is a record of ours (every record is, without a registry).
+fn owned_by_us(input: &PlanInput<'_>, e: &Endpoint) -> bool {
+    match input.owner_id {
+        Some(id) => e.labels.get(label::OWNER).map(String::as_str) == Some(id),
+        None => true,
+    }
 }
 
 /// The namespace of a `resource` ownership label as external-dns writes it,
@@ -508,6 +554,41 @@ mod tests {
             matches!(p.outcomes[2], Outcome::Change(i) if matches!(&p.changes[i], Change::Create(e) if e.record_type == RecordType::AAAA))
         );
         assert_eq!(p.changes.len(), 2);
+    }
+
+    /// The object whose record the zone holds keeps it against an older one (a migration or
+    /// a GitOps re-creation made the holder younger); with nothing held, the oldest wins.
+    #[test]
+    fn the_current_owner_keeps_its_record_and_new_names_go_to_the_oldest() {
+        let old = claimant("2026-01-01T00:00:00Z", "old");
+        let young = claimant("2026-02-01T00:00:00Z", "young");
+        let labelled = |mut d: DesiredRecord, res: &str| {
+            d.endpoint.labels.insert(label::RESOURCE.into(), res.into());
+            d
+        };
+        let desired = vec![
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/ns/young"),
+            labelled(want("new.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("new.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/ns/young"),
+        ];
+        let mut held = have("web.example.com", RecordType::A, &["192.0.2.2"], Some(OWNER));
+        held.labels.insert(label::RESOURCE.into(), "crd/ns/young".into());
+        let p = run(&desired, &[held.clone()], Policy::Sync);
+        assert_eq!(p.outcomes[0], Outcome::ConflictWithOwner { winner: young.clone() });
+        assert_eq!(p.outcomes[0].reason(), "Conflict");
+        assert_eq!(p.outcomes[1], Outcome::InSync, "no flip, no change");
+        assert!(matches!(p.outcomes[2], Outcome::Change(_)));
+        assert_eq!(p.outcomes[3], Outcome::Conflict { winner: old.clone() });
+
+        // A resource label naming another namespace buys nothing: the oldest wins.
+        let desired = vec![
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/elsewhere/young"),
+        ];
+        held.labels.insert(label::RESOURCE.into(), "crd/elsewhere/young".into());
+        let p = run(&desired, &[held], Policy::Sync);
+        assert_eq!(p.outcomes[1], Outcome::Conflict { winner: old });
     }
 
     #[test]

@@ -638,7 +638,10 @@ pub async fn case_wildcard_ownership<P: Provider>(p: &P, zone: &Zone) -> Result<
     all_ok(&expanded, &results, "create the wildcard and its TXT")?;
     let txt_name = format!("a-*.{base}");
     if our_ownership_names(p, zone).await?.iter().filter(|n| under(n, &base)).ne([&txt_name]) {
-        return Err(format!("the wildcard's TXT is not listed as {txt_name}: {:?}", our_ownership_names(p, zone).await?));
+        return Err(format!(
+            "the wildcard's TXT is not listed as {txt_name}: {:?}",
+            our_ownership_names(p, zone).await?
+        ));
     }
     let view = ownership_view(p, zone).await?;
     let held = view
