@@ -51,9 +51,12 @@ pub struct ProviderSpec {
     /// Record types this provider creates, updates and deletes. Default A, AAAA, CNAME.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_record_types: Option<Vec<RecordType>>,
-    /// TTL in seconds for records that do not set recordTTL. Default 300.
+    /// TTL in seconds for records created without a recordTTL. Default 300. 0 is allowed:
+    /// external-dns's RFC2136 provider writes TTL 0 when none is set, and a zone migrated
+    /// from it can keep doing so. Records that already exist keep their TTL unless their
+    /// recordTTL says otherwise, as with external-dns.
     #[serde(default, rename = "defaultTTL", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 2147483647))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub default_ttl: Option<u32>,
     /// How often the backend's records are listed again to repair drift, e.g. "1h", "10m".
     /// Between resyncs extdns makes no listing calls. Default "1h".

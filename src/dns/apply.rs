@@ -6,6 +6,8 @@
 //! it), so sending a record and its TXT side by side lets one succeed while the other is
 //! refused. Instead the batch goes out in three phases, each one provider call:
 //!
+//! 0. (no call) every change is checked as the backend would check it client-side; a record
+//!    or TXT refused there is refused together with its partner, and neither is sent;
 //! 1. the ownership TXT creates and updates of records being created or updated;
 //! 2. the data changes: creates and updates only where phase 1 accepted their TXT, and all
 //!    deletes;
@@ -53,11 +55,44 @@ pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded
             Role::Data => Vec::new(),
         }
     };
+    // Phase 0: what the backend would refuse client-side is refused here, for the record and
+    // its ownership TXT together, before anything of the batch is sent: a TXT written for a
+    // record the backend then refuses (or the other way round) would be churn at best.
+    let mut refused: BTreeMap<usize, ProviderError> = BTreeMap::new();
+    for e in expanded {
+        if let Err(err) = provider.check(zone, &e.change) {
+            for index in std::iter::once(e.index).chain(backs(e)) {
+                refused.entry(index).or_insert_with(|| err.clone());
+            }
+        }
+    }
+    let skipped = |e: &Expanded| -> Option<ProviderError> {
+        match &e.role {
+            Role::Data => refused.get(&e.index).cloned(),
+            // A TXT shared by several records (the apex A and AAAA) still goes out for the
+            // ones that can be written.
+            Role::Ownership { backs } => {
+                let mut errs = backs.iter().map(|i| refused.get(i));
+                let first = errs.next().flatten().cloned();
+                if errs.all(|x| x.is_some()) {
+                    first
+                } else {
+                    None
+                }
+            }
+        }
+    };
+    for (pos, e) in expanded.iter().enumerate() {
+        if let Some(err) = skipped(e) {
+            results[pos] = Some(Err(err));
+        }
+    }
+
     // Ownership changes that go ahead of their records (the records are created or updated).
     let ahead: Vec<usize> = expanded
         .iter()
         .enumerate()
-        .filter(|(_, e)| matches!(e.role, Role::Ownership { .. }) && !is_delete(e.index))
+        .filter(|(pos, e)| matches!(e.role, Role::Ownership { .. }) && !is_delete(e.index) && results[*pos].is_none())
         .map(|(pos, _)| pos)
         .collect();
 
@@ -78,6 +113,9 @@ pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded
     }
     let mut data: Vec<usize> = Vec::new();
     for (&index, &pos) in &data_at {
+        if results[pos].is_some() {
+            continue;
+        }
         match blocked.get(&index) {
             Some(e) => results[pos] = Some(Err(e.clone())),
             None => data.push(pos),
@@ -97,7 +135,7 @@ pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded
     let mut last: Vec<(usize, Change)> = Vec::new();
     let mut rolled_back: BTreeMap<usize, ProviderError> = BTreeMap::new();
     for (pos, e) in expanded.iter().enumerate() {
-        if e.role == Role::Data {
+        if e.role == Role::Data || (is_delete(e.index) && results[pos].is_some()) {
             continue;
         }
         let errors: Vec<ProviderError> = backs(e).iter().filter_map(|i| data_errors.get(i).cloned()).collect();
@@ -244,6 +282,61 @@ mod tests {
             }
             out
         }
+    }
+
+    /// Refuses client-side (in `check`) what `refuse` picks, otherwise the in-memory zone.
+    struct CheckRefusing(Refusing);
+
+    #[async_trait]
+    impl Provider for CheckRefusing {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            self.0.zones().await
+        }
+
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.0.records(zone).await
+        }
+
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            self.0.apply(zone, changes).await
+        }
+
+        fn check(&self, _: &Zone, change: &Change) -> Result<(), ProviderError> {
+            if (self.0.refuse)(change) {
+                return Err(ProviderError::Rejected(format!("{}: not a valid name", change.endpoint().dns_name)));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_refused_client_side_sends_neither_the_record_nor_its_txt() {
+        let bad_txt = |c: &Change| c.endpoint().dns_name == "a-bad.example.org";
+        let bad_data = |c: &Change| c.endpoint().dns_name == "worse.example.org";
+        let p = CheckRefusing(Refusing::new(move |c| bad_txt(c) || bad_data(c)));
+        let bad = ours("bad.example.org", RecordType::A, &["192.0.2.1"], "crd/ns/bad");
+        let worse = ours("worse.example.org", RecordType::A, &["192.0.2.2"], "crd/ns/worse");
+        let fine = ours("fine.example.org", RecordType::A, &["192.0.2.3"], "crd/ns/fine");
+        let changes = [Change::Create(bad), Change::Create(worse), Change::Create(fine)];
+        let expanded = registry().expand(&view(&p.0).await, &changes);
+        let results = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+        for (e, r) in expanded.iter().zip(&results) {
+            let name = &changes[e.index].endpoint().dns_name;
+            if name == "fine.example.org" {
+                assert!(r.is_ok(), "{e:?}: {r:?}");
+                continue;
+            }
+            let Err(err @ ProviderError::Rejected(m)) = r else { panic!("{e:?} must be refused: {r:?}") };
+            assert_eq!(err.reason(), "ProviderRejected");
+            let culprit = if name == "bad.example.org" { "a-bad.example.org" } else { "worse.example.org" };
+            assert!(m.contains(culprit), "the refusal names {culprit}: {m}");
+        }
+        // Neither the refused TXT's record nor the refused record's TXT was ever sent: no
+        // create-then-rollback.
+        let sent: Vec<String> = p.0.calls().into_iter().flatten().map(|(_, n, _)| n).collect();
+        assert_eq!(sent, vec!["a-fine.example.org".to_string(), "fine.example.org".to_string()]);
+        let held: Vec<String> = p.0.held().into_iter().map(|(n, _, _)| n).collect();
+        assert_eq!(held, vec!["a-fine.example.org".to_string(), "fine.example.org".to_string()]);
     }
 
     fn registry() -> TxtRegistry {

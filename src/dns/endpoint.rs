@@ -167,6 +167,17 @@ impl Endpoint {
             && self.provider_specific == other.provider_specific
     }
 
+    /// True when a held record `current` needs no update for this desired record: same
+    /// targets and provider-specific settings, and the same TTL where this record configures
+    /// one. As external-dns's planner (`shouldUpdateTTL`): a record without a configured TTL
+    /// never causes a TTL update, so a zone written by external-dns (its RFC2136 provider
+    /// writes TTL 0 when none is set) is taken over without rewriting every record.
+    pub fn satisfied_by(&self, current: &Endpoint, default_ttl: u32) -> bool {
+        self.targets == current.targets
+            && self.ttl.is_none_or(|ttl| ttl == current.ttl.unwrap_or(default_ttl))
+            && self.provider_specific == current.provider_specific
+    }
+
     pub fn provider_specific(&self, name: &str) -> Option<&str> {
         self.provider_specific.iter().find(|p| p.name == name).map(|p| p.value.as_str())
     }

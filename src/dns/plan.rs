@@ -51,6 +51,9 @@ pub enum Outcome {
     Change(usize),
     /// Another DNSEndpoint, older, wants different data for this record.
     Conflict { winner: Claimant },
+    /// Another DNSEndpoint wants different data for this record and is the one whose records
+    /// the zone holds (its `resource` label): it keeps them, whatever the ages.
+    ConflictWithOwner { winner: Claimant },
     /// The name belongs to another namespace: its records are published there, or its claim
     /// is the oldest. `by` names what holds it (a `resource` label such as `crd/<ns>/<name>`,
     /// or `DNSEndpoint <ns>/<name>`).
@@ -59,6 +62,10 @@ pub enum Outcome {
     OwnedByOther { owner: String },
     /// The record exists without any ownership record: someone created it by hand.
     RecordExists,
+    /// Another record at the name (`holder`, of another type) belongs to another owner
+    /// (`owner`) or to nobody (`None`): as external-dns, no record type is added to a name
+    /// this owner does not hold entirely.
+    NameTaken { holder: RecordKey, owner: Option<String> },
     /// The policy forbids the change needed.
     PolicyForbids { policy: Policy, change: &'static str },
     /// The provider does not manage this record type.
@@ -71,9 +78,10 @@ impl Outcome {
         match self {
             Outcome::InSync => "Ready",
             Outcome::Change(_) => "Pending",
-            Outcome::Conflict { .. } | Outcome::NameHeld { .. } => "Conflict",
+            Outcome::Conflict { .. } | Outcome::ConflictWithOwner { .. } | Outcome::NameHeld { .. } => "Conflict",
             Outcome::OwnedByOther { .. } => "OwnedByOther",
-            Outcome::RecordExists => "RecordExists",
+            Outcome::RecordExists | Outcome::NameTaken { owner: None, .. } => "RecordExists",
+            Outcome::NameTaken { owner: Some(_), .. } => "OwnedByOther",
             Outcome::PolicyForbids { .. } => "PolicyForbids",
             Outcome::UnmanagedType => "UnmanagedType",
         }
@@ -83,6 +91,9 @@ impl Outcome {
         match self {
             Outcome::InSync => format!("{key} is live"),
             Outcome::Change(_) => format!("{key} is being written"),
+            Outcome::ConflictWithOwner { winner } => format!(
+                "{key} is also requested with different data by DNSEndpoint {winner}, whose record the zone holds (its resource label); the current owner keeps it"
+            ),
             Outcome::Conflict { winner } => {
                 format!("{key} is also requested with different data by DNSEndpoint {winner}, which is older and wins")
             }
@@ -95,6 +106,12 @@ impl Outcome {
             ),
             Outcome::RecordExists => format!(
                 "{key} (or a record at that name that conflicts with it) already exists without an ownership record; delete it by hand or adopt it by creating its TXT ownership record"
+            ),
+            Outcome::NameTaken { holder, owner: Some(owner) } => format!(
+                "{key}: the name already holds {holder}, owned by owner id {owner:?}; as external-dns, extdns adds no record to a name another owner holds"
+            ),
+            Outcome::NameTaken { holder, owner: None } => format!(
+                "{key}: the name already holds {holder} without an ownership record; as external-dns, extdns adds no record to a name it does not own entirely (delete {holder} or adopt it by creating its TXT ownership record)"
             ),
             Outcome::PolicyForbids { policy, change } => {
                 format!("{key} needs a {change}, which policy {policy:?} does not allow")
@@ -156,15 +173,37 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             by_key.entry(d.endpoint.key()).or_default().push(i);
         }
     }
+    // The zone says who owns a record of ours now: its `resource` label. That object keeps it
+    // (as external-dns keeps the current owner's record), so that a migration, a restore or a
+    // GitOps re-creation, which change creation times, never flips a record; for new records
+    // the oldest object wins. A resource label counts only for an object of the namespace it
+    // names, so that no label written into a spec buys a record.
+    let held_resource: BTreeMap<RecordKey, &str> = input
+        .current
+        .iter()
+        .filter(|e| owned_by_us(input, e))
+        .filter_map(|e| Some((e.key(), e.labels.get(label::RESOURCE)?.as_str())))
+        .collect();
+    let holds = |i: usize, held: &str| {
+        let d = &input.desired[i];
+        d.endpoint.labels.get(label::RESOURCE).map(String::as_str) == Some(held)
+            && resource_namespace(held) == Some(d.claimant.namespace.as_str())
+    };
+    let incumbent = |i: usize, key: &RecordKey| held_resource.get(key).is_some_and(|h| holds(i, h));
     // Winner per key, and every desired index that shares it (same data).
     let mut winners: BTreeMap<RecordKey, (usize, Vec<usize>)> = BTreeMap::new();
     for (key, mut idx) in by_key {
-        idx.sort_by(|a, b| input.desired[*a].claimant.cmp(&input.desired[*b].claimant));
+        idx.sort_by(|a, b| {
+            (!incumbent(*a, &key), &input.desired[*a].claimant)
+                .cmp(&(!incumbent(*b, &key), &input.desired[*b].claimant))
+        });
         let w = idx[0];
         let mut followers = vec![w];
         for &i in &idx[1..] {
             if input.desired[i].endpoint.same_data(&input.desired[w].endpoint, input.default_ttl) {
                 followers.push(i);
+            } else if incumbent(w, &key) {
+                outcomes[i] = Some(Outcome::ConflictWithOwner { winner: input.desired[w].claimant.clone() });
             } else {
                 outcomes[i] = Some(Outcome::Conflict { winner: input.desired[w].claimant.clone() });
             }
@@ -182,9 +221,19 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if keys.len() < 2 || !keys.iter().any(|k| k.record_type == RecordType::CNAME) {
             continue;
         }
+        // The object holding a record at the name (see above) keeps it, else the oldest.
+        let holds_name = |k: &RecordKey| {
+            held_resource
+                .iter()
+                .filter(|(hk, _)| hk.dns_name == k.dns_name && hk.set_identifier == k.set_identifier)
+                .any(|(_, h)| holds(winners[k].0, h))
+        };
         let oldest = keys
             .iter()
-            .min_by(|a, b| input.desired[winners[*a].0].claimant.cmp(&input.desired[winners[*b].0].claimant))
+            .min_by(|a, b| {
+                (!holds_name(a), &input.desired[winners[*a].0].claimant)
+                    .cmp(&(!holds_name(b), &input.desired[winners[*b].0].claimant))
+            })
             .cloned()
             .unwrap_or_else(|| keys[0].clone());
         let oldest_claimant = input.desired[winners[&oldest].0].claimant.clone();
@@ -222,6 +271,21 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
 
+    // external-dns's planner adds a record type to a name only when every record held there
+    // (of the managed types, same set identifier) is its own.
+    let taken_by_other = |key: &RecordKey| -> Option<&RecordKey> {
+        current
+            .range(
+                RecordKey {
+                    dns_name: key.dns_name.clone(),
+                    set_identifier: String::new(),
+                    record_type: RecordType::A,
+                }..,
+            )
+            .take_while(|(k, _)| k.dns_name == key.dns_name)
+            .find(|(k, e)| k.set_identifier == key.set_identifier && !ours(e))
+            .map(|(k, _)| k)
+    };
     let mut others: Vec<(Change, Vec<usize>)> = Vec::new();
     for (key, (w, followers)) in &winners {
         let want = &input.desired[*w].endpoint;
@@ -230,12 +294,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 Some(o) => Outcome::OwnedByOther { owner: o.clone() },
                 None => Outcome::RecordExists,
             },
-            Some(cur) if want.same_data(cur, input.default_ttl) => Outcome::InSync,
+            Some(cur) if want.satisfied_by(cur, input.default_ttl) => Outcome::InSync,
             Some(_) if input.policy == Policy::CreateOnly => {
                 Outcome::PolicyForbids { policy: input.policy, change: "update" }
             }
             Some(cur) => {
-                others.push((Change::Update { old: (*cur).clone(), new: want.clone() }, followers.clone()));
+                // A record that configures no TTL keeps the one it has (external-dns's TTL 0
+                // included) rather than having the provider's default forced on it.
+                let mut new = want.clone();
+                new.ttl = want.ttl.or(cur.ttl);
+                others.push((Change::Update { old: (*cur).clone(), new }, followers.clone()));
                 Outcome::Change(usize::MAX)
             }
             None => {
@@ -256,6 +324,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     },
                     Some(_) => {
                         Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" }
+                    }
+                    None if taken_by_other(key).is_some() => {
+                        let holder = taken_by_other(key).cloned().unwrap_or_else(|| key.clone());
+                        let owner = current.get(&holder).and_then(|e| e.labels.get(label::OWNER)).cloned();
+                        Outcome::NameTaken { holder, owner }
                     }
                     None => {
                         others.push((Change::Create(want.clone()), followers.clone()));
@@ -278,6 +351,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
     }
     Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
+
+/// Whether `e` is a record of ours (every record is, without a registry).
+fn owned_by_us(input: &PlanInput<'_>, e: &Endpoint) -> bool {
+    match input.owner_id {
+        Some(id) => e.labels.get(label::OWNER).map(String::as_str) == Some(id),
+        None => true,
+    }
 }
 
 /// The namespace of a `resource` ownership label as external-dns writes it,
@@ -409,6 +490,105 @@ mod tests {
         assert!(matches!(p.outcomes[0], Outcome::Change(i) if matches!(p.changes[i], Change::Create(_))));
         assert!(matches!(p.outcomes[1], Outcome::Change(_)));
         assert_eq!(p.outcomes[2], Outcome::InSync);
+    }
+
+    /// external-dns's planner compares TTLs only where one is configured, and its RFC2136
+    /// provider writes TTL 0 when none is: such a zone is taken over without an update.
+    #[test]
+    fn a_ttl_is_compared_only_where_one_is_configured() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let mut ttl60 = want("ttl60.example.com", RecordType::A, &["192.0.2.1"], &a);
+        ttl60.endpoint.ttl = Some(60);
+        let desired = vec![
+            want("unset.example.com", RecordType::A, &["192.0.2.1"], &a),
+            ttl60,
+            want("moved.example.com", RecordType::A, &["192.0.2.2"], &a),
+        ];
+        let current = vec![
+            have("unset.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER)).with_ttl(0),
+            have("ttl60.example.com", RecordType::A, &["192.0.2.1"], Some(OWNER)).with_ttl(0),
+            have("moved.example.com", RecordType::A, &["192.0.2.9"], Some(OWNER)).with_ttl(0),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        assert_eq!(p.outcomes[0], Outcome::InSync, "no configured TTL, no TTL update");
+        let Outcome::Change(i) = p.outcomes[1] else { panic!("a configured TTL is enforced: {:?}", p.outcomes[1]) };
+        assert!(matches!(&p.changes[i], Change::Update { new, .. } if new.ttl == Some(60)));
+        let Outcome::Change(i) = p.outcomes[2] else { panic!("new targets are written: {:?}", p.outcomes[2]) };
+        assert!(
+            matches!(&p.changes[i], Change::Update { new, .. } if new.ttl == Some(0) && new.targets == ["192.0.2.2"]),
+            "the held TTL is kept: {:?}",
+            p.changes[i]
+        );
+    }
+
+    /// external-dns's planner adds no record type to a name where a record of another owner,
+    /// or of nobody, is held: an AAAA beside a foreign A would split one name between two owners.
+    #[test]
+    fn no_record_is_added_to_a_name_another_owner_holds() {
+        let a = claimant("2026-01-01T00:00:00Z", "a");
+        let desired = vec![
+            want("foreign.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+            want("manual.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+            want("mine.example.com", RecordType::AAAA, &["2001:db8::1"], &a),
+        ];
+        let current = vec![
+            have("foreign.example.com", RecordType::A, &["192.0.2.5"], Some("other")),
+            have("manual.example.com", RecordType::A, &["192.0.2.6"], None),
+            have("mine.example.com", RecordType::A, &["192.0.2.7"], Some(OWNER)),
+        ];
+        let p = run(&desired, &current, Policy::Sync);
+        let a_of =
+            |n: &str| RecordKey { dns_name: n.into(), set_identifier: String::new(), record_type: RecordType::A };
+        assert_eq!(
+            p.outcomes[0],
+            Outcome::NameTaken { holder: a_of("foreign.example.com"), owner: Some("other".into()) }
+        );
+        assert_eq!(p.outcomes[0].reason(), "OwnedByOther");
+        assert!(p.outcomes[0]
+            .message(&desired[0].endpoint.key())
+            .contains("foreign.example.com A, owned by owner id \"other\""));
+        assert_eq!(p.outcomes[1], Outcome::NameTaken { holder: a_of("manual.example.com"), owner: None });
+        assert_eq!(p.outcomes[1].reason(), "RecordExists");
+        // The A of ours is deleted (nobody wants it) and the AAAA created: the name is ours.
+        assert!(
+            matches!(p.outcomes[2], Outcome::Change(i) if matches!(&p.changes[i], Change::Create(e) if e.record_type == RecordType::AAAA))
+        );
+        assert_eq!(p.changes.len(), 2);
+    }
+
+    /// The object whose record the zone holds keeps it against an older one (a migration or
+    /// a GitOps re-creation made the holder younger); with nothing held, the oldest wins.
+    #[test]
+    fn the_current_owner_keeps_its_record_and_new_names_go_to_the_oldest() {
+        let old = claimant("2026-01-01T00:00:00Z", "old");
+        let young = claimant("2026-02-01T00:00:00Z", "young");
+        let labelled = |mut d: DesiredRecord, res: &str| {
+            d.endpoint.labels.insert(label::RESOURCE.into(), res.into());
+            d
+        };
+        let desired = vec![
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/ns/young"),
+            labelled(want("new.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("new.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/ns/young"),
+        ];
+        let mut held = have("web.example.com", RecordType::A, &["192.0.2.2"], Some(OWNER));
+        held.labels.insert(label::RESOURCE.into(), "crd/ns/young".into());
+        let p = run(&desired, &[held.clone()], Policy::Sync);
+        assert_eq!(p.outcomes[0], Outcome::ConflictWithOwner { winner: young.clone() });
+        assert_eq!(p.outcomes[0].reason(), "Conflict");
+        assert_eq!(p.outcomes[1], Outcome::InSync, "no flip, no change");
+        assert!(matches!(p.outcomes[2], Outcome::Change(_)));
+        assert_eq!(p.outcomes[3], Outcome::Conflict { winner: old.clone() });
+
+        // A resource label naming another namespace buys nothing: the oldest wins.
+        let desired = vec![
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.1"], &old), "crd/ns/old"),
+            labelled(want("web.example.com", RecordType::A, &["192.0.2.2"], &young), "crd/elsewhere/young"),
+        ];
+        held.labels.insert(label::RESOURCE.into(), "crd/elsewhere/young".into());
+        let p = run(&desired, &[held], Policy::Sync);
+        assert_eq!(p.outcomes[1], Outcome::Conflict { winner: old });
     }
 
     #[test]
@@ -663,6 +843,11 @@ mod tests {
         let mut foreign = have("x.example.com", RecordType::A, &["192.0.2.1"], Some("other"));
         foreign.labels.insert(label::RESOURCE.into(), "crd/a/web".into());
         let p = run_all_types(&desired, &[foreign], Policy::Sync);
-        assert!(matches!(p.outcomes[0], Outcome::Change(_)));
+        // Not a namespace hold; the name is the other owner's, as external-dns has it.
+        assert!(
+            matches!(&p.outcomes[0], Outcome::NameTaken { owner: Some(o), .. } if o == "other"),
+            "{:?}",
+            p.outcomes
+        );
     }
 }

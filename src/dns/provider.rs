@@ -124,6 +124,14 @@ pub trait Provider: Send + Sync {
     /// Applies changes to one zone. Returns exactly one result per change, in order.
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult>;
 
+    /// Refuses, without contacting the backend, a change `apply` would refuse client-side
+    /// (a name or value the wire format cannot carry), with the reason naming the record.
+    /// [`crate::dns::apply::apply_with_ownership`] checks every change of a batch first, so
+    /// that a record and its ownership TXT are refused together before either is sent.
+    fn check(&self, _zone: &Zone, _change: &Change) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Whether the change `apply` reported as [`Applied::Propagating`] with this id is live
     /// now. Backends that apply synchronously never report such ids.
     async fn in_sync(&self, _change_id: &str) -> Result<bool, ProviderError> {

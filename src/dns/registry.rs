@@ -320,7 +320,7 @@ impl TxtRegistry {
         }
         let mut endpoints = std::mem::take(&mut view.endpoints);
         for ep in endpoints.iter_mut().filter(|e| !split.contains(&e.key())) {
-            if let Some(txt) = self.backing(&view, &self.lookup_key(ep)) {
+            if let Some(txt) = self.backing_of(&view, ep) {
                 ep.labels.extend(txt.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
@@ -332,7 +332,7 @@ impl TxtRegistry {
     /// `view`, whether or not the record itself exists: a planner about to create a record
     /// sees the claim a record deleted out of band left behind.
     pub fn claim<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v Labels> {
-        self.backing(view, &self.lookup_key(ep)).map(|t| &t.labels)
+        self.backing_of(view, ep).map(|t| &t.labels)
     }
 
     fn placement(&self, view: &RegistryView, key: &RecordKey) -> Placement {
@@ -361,6 +361,23 @@ impl TxtRegistry {
             }
             Placement::Old | Placement::Nowhere => old(),
         }
+    }
+
+    /// [`Self::backing`] of `ep`, and for a Route53 alias without a TXT of its own type the
+    /// `cname-` TXT: external-dns v0.18 and later plan an alias as the CNAME it was asked for
+    /// and write its ownership under `cname-<name>` only, for the A and the AAAA alias alike.
+    fn backing_of<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v OwnershipTxt> {
+        let key = self.lookup_key(ep);
+        self.backing(view, &key).or_else(|| self.alias_cname_txt(view, ep))
+    }
+
+    /// The `cname-` TXT backing the alias `ep`, if `ep` is an A or AAAA alias and it exists.
+    fn alias_cname_txt<'v>(&self, view: &'v RegistryView, ep: &Endpoint) -> Option<&'v OwnershipTxt> {
+        if !is_alias(ep) || !matches!(ep.record_type, RecordType::A | RecordType::AAAA) {
+            return None;
+        }
+        let key = RecordKey { record_type: RecordType::CNAME, ..self.lookup_key(ep) };
+        view.new_format.get(&key)
     }
 
     /// Expands planned data changes into provider changes including ownership TXT changes.
@@ -481,6 +498,38 @@ impl TxtRegistry {
                             out.push(ownership(removal(txt)));
                         }
                     }
+                    // An external-dns `cname-` TXT backing an A and an AAAA alias goes with
+                    // the last of them.
+                    if let Some(txt) = self.alias_cname_txt(view, ep).filter(|t| self.owns(t)) {
+                        let other = if ep.record_type == RecordType::A { RecordType::AAAA } else { RecordType::A };
+                        let other_key = RecordKey { record_type: other, ..ep.key() };
+                        let still_needed = !deleted.contains(&other_key)
+                            && view.endpoints.iter().any(|e| {
+                                e.key() == other_key
+                                    && is_alias(e)
+                                    && !view.new_format.contains_key(&self.lookup_key(e))
+                            });
+                        let first = changes.iter().position(|c| {
+                            matches!(c, Change::Delete(e) if e.dns_name == ep.dns_name && e.set_identifier == ep.set_identifier && is_alias(e))
+                        });
+                        if !still_needed && first == Some(i) {
+                            let backs = changes
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(j, c)| match c {
+                                    Change::Delete(e)
+                                        if e.dns_name == ep.dns_name
+                                            && e.set_identifier == ep.set_identifier
+                                            && is_alias(e) =>
+                                    {
+                                        Some(j)
+                                    }
+                                    _ => None,
+                                })
+                                .collect();
+                            out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
+                        }
+                    }
                     if ep.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New {
                         continue;
                     }
@@ -505,6 +554,40 @@ impl TxtRegistry {
                     }
                 }
             }
+        }
+        out
+    }
+
+    /// The new-format ownership TXTs to add for records of ours that only an old-format TXT
+    /// backs, as external-dns adds them on its first pass (its registry's "missing records"),
+    /// so that a later external-dns release, which reads only the new format for some types,
+    /// still finds the records owned. The data records are not touched; the labels are the
+    /// stored ones.
+    pub fn missing_new_format(&self, view: &RegistryView) -> Vec<Change> {
+        let mut out = Vec::new();
+        let mut seen: BTreeSet<RecordKey> = BTreeSet::new();
+        for ep in &view.endpoints {
+            if ep.labels.get(label::OWNER).map(String::as_str) != Some(self.owner_id.as_str()) {
+                continue;
+            }
+            let key = self.lookup_key(ep);
+            if self.placement(view, &key) != Placement::New
+                || view.new_format.contains_key(&key)
+                || self.alias_cname_txt(view, ep).is_some()
+                || !seen.insert(key.clone())
+            {
+                continue;
+            }
+            let Some(stored) = view.old_format.get(&(key.dns_name.clone(), key.set_identifier.clone())) else {
+                continue;
+            };
+            if !self.owns(stored) || key.record_type == RecordType::AAAA {
+                continue;
+            }
+            let mut labels = stored.labels.clone();
+            let nonce = labels.remove(label::TXT_ENCRYPTION_NONCE);
+            let txt = self.build_ownership_record(ep, &labels, NonceChoice::Reuse(nonce.as_deref()));
+            out.push(self.create_or_join(view, txt));
         }
         out
     }
@@ -670,6 +753,11 @@ impl TxtRegistry {
         }
         parse_labels(value)
     }
+}
+
+/// A Route53 alias record (provider-specific `alias=true`, as external-dns names it).
+fn is_alias(ep: &Endpoint) -> bool {
+    ep.provider_specific.iter().any(|p| p.name == "alias" && p.value.eq_ignore_ascii_case("true"))
 }
 
 /// The change that takes our ownership value out of its RRset: a delete of the RRset, or an
@@ -1259,6 +1347,95 @@ mod tests {
         assert_eq!(owner_of(eps, "example.org", RecordType::TXT), None, "SPF is user data");
         assert_eq!(owner_of(eps, "manual.example.org", RecordType::A), None);
         assert_eq!(view.ownership_records().count(), 7);
+    }
+
+    /// external-dns's default (no `--txt-wildcard-replacement`): the ownership TXT of
+    /// `*.w.example.org` is at `a-*.w.example.org`, older releases' at the wildcard itself.
+    #[test]
+    fn wildcards_without_replacement_are_owned_like_external_dns_owns_them() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("*.w.example.org", RecordType::A, "192.0.2.1"),
+            txt("a-*.w.example.org", &ownership_text(OWNER, "crd/default/w")),
+            ep("*.old.example.org", RecordType::CNAME, "lb.example.net"),
+            txt("*.old.example.org", &ownership_text(OWNER, "crd/default/old")),
+        ]);
+        assert_eq!(view.endpoints.len(), 2, "{:#?}", view.endpoints);
+        assert_eq!(owner_of(&view.endpoints, "*.w.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "*.old.example.org", RecordType::CNAME), Some(OWNER));
+        let e = owned(ep("*.x.example.org", RecordType::AAAA, "2001:db8::1"), OWNER, "crd/default/x");
+        assert_eq!(r.ownership_record(&e).dns_name, "aaaa-*.x.example.org");
+        // The old-format-only wildcard gets its new-format TXT beside the old one.
+        let cur = find(&view.endpoints, "*.old.example.org", RecordType::CNAME).clone();
+        let out = r.expand(&view, &[Change::Update { old: cur.clone(), new: cur }]);
+        let names: Vec<&str> = out.iter().map(|e| e.change.endpoint().dns_name.as_str()).collect();
+        assert_eq!(names, vec!["*.old.example.org", "cname-*.old.example.org"]);
+    }
+
+    /// external-dns v0.18 to v0.21 on Route53: a CNAME to a load balancer is held as an A and
+    /// an AAAA alias, owned through `cname-<name>` alone.
+    #[test]
+    fn route53_aliases_are_owned_through_their_cname_txt() {
+        let r = registry("", "", "");
+        let alias = |rt: RecordType| {
+            let mut e = ep("lb.example.org", rt, "my-lb-1.eu-west-1.elb.amazonaws.com");
+            e.provider_specific =
+                vec![crate::dns::endpoint::ProviderSpecificProperty { name: "alias".into(), value: "true".into() }];
+            e
+        };
+        let view = r.view(vec![
+            alias(RecordType::A),
+            alias(RecordType::AAAA),
+            txt("cname-lb.example.org", &ownership_text(OWNER, "service/default/lb")),
+            // Not an alias: the cname- TXT says nothing about it.
+            ep("plain.example.org", RecordType::A, "192.0.2.1"),
+            txt("cname-plain.example.org", &ownership_text(OWNER, "service/default/plain")),
+        ]);
+        assert_eq!(owner_of(&view.endpoints, "lb.example.org", RecordType::A), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "lb.example.org", RecordType::AAAA), Some(OWNER));
+        assert_eq!(owner_of(&view.endpoints, "plain.example.org", RecordType::A), None);
+
+        // Deleting one alias keeps the TXT the other still leans on; deleting both removes it once.
+        let a = find(&view.endpoints, "lb.example.org", RecordType::A).clone();
+        let aaaa = find(&view.endpoints, "lb.example.org", RecordType::AAAA).clone();
+        let out = r.expand(&view, &[Change::Delete(a.clone())]);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let out = r.expand(&view, &[Change::Delete(a), Change::Delete(aaaa)]);
+        let removals: Vec<(&str, &Role)> = out
+            .iter()
+            .filter(|e| e.role != Role::Data)
+            .map(|e| (e.change.endpoint().dns_name.as_str(), &e.role))
+            .collect();
+        assert_eq!(removals, vec![("cname-lb.example.org", &Role::Ownership { backs: vec![0, 1] })]);
+    }
+
+    #[test]
+    fn old_format_only_records_get_their_new_format_txt_and_nothing_else() {
+        let r = registry("", "", "");
+        let view = r.view(vec![
+            ep("old.example.org", RecordType::A, "192.0.2.1").with_ttl(0),
+            ep("old.example.org", RecordType::AAAA, "2001:db8::1"),
+            txt("old.example.org", &ownership_text(OWNER, "crd/default/old")),
+            ep("both.example.org", RecordType::A, "192.0.2.2"),
+            txt("both.example.org", &ownership_text(OWNER, "crd/default/both")),
+            txt("a-both.example.org", &ownership_text(OWNER, "crd/default/both")),
+            ep("theirs.example.org", RecordType::A, "192.0.2.3"),
+            txt("theirs.example.org", &ownership_text("other", "crd/default/theirs")),
+        ]);
+        let missing = r.missing_new_format(&view);
+        let Change::Create(t) = &missing[..].first().cloned().expect("one TXT") else { panic!("{missing:?}") };
+        assert_eq!(missing.len(), 1, "{missing:#?}");
+        assert_eq!(t.dns_name, "a-old.example.org");
+        assert_eq!(t.targets, vec![ownership_text(OWNER, "crd/default/old")]);
+        assert_eq!(t.ttl, Some(0));
+        // Once written, nothing more is missing.
+        let mut raw: Vec<Endpoint> = view.endpoints.clone();
+        raw.extend(view.ownership_records().cloned());
+        raw.push(t.clone());
+        for e in &mut raw {
+            e.labels.clear();
+        }
+        assert_eq!(r.missing_new_format(&r.view(raw)), vec![]);
     }
 
     #[test]

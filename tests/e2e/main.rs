@@ -9,6 +9,7 @@ mod http_backends;
 mod identity;
 mod leader;
 mod node_pod;
+mod migration;
 mod rfc2136;
 mod route53;
 mod source;

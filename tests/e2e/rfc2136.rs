@@ -10,7 +10,20 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
+use extdns::dns::providers::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
+
 use crate::harness::*;
+
+/// A client of the test's BIND with the test key, to read zones back as they are.
+pub fn reader(port: u16, zone: &str) -> Rfc2136Provider {
+    let mut config = Rfc2136Config::new("127.0.0.1", port, vec![zone.to_string()]);
+    config.tsig = Some(TsigConfig {
+        key_name: TSIG_NAME.into(),
+        algorithm: TsigAlgorithm::HmacSha256,
+        secret: TSIG_SECRET.into(),
+    });
+    Rfc2136Provider::new(config).expect("the reader's config is valid")
+}
 
 pub const TSIG_NAME: &str = "externaldns-key";
 pub const TSIG_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";

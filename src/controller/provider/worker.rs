@@ -710,8 +710,14 @@ impl Worker {
                 orphan_claims: &orphan_claims,
             });
 
+            // Old-format-only records of ours get their new-format TXT now, as external-dns
+            // adds it on its first pass; their data is not touched.
+            let upgrades: Vec<Change> = match (ownership, &view) {
+                (Ownership::Txt(reg), Some(view)) => reg.missing_new_format(view),
+                _ => Vec::new(),
+            };
             let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
-            if !p.changes.is_empty() {
+            if !p.changes.is_empty() || !upgrades.is_empty() {
                 // The lease may have moved while we planned: a replica that no longer leads
                 // sends nothing.
                 if !self.local && !super::is_leader(&self.ctx.leader) {
@@ -719,10 +725,16 @@ impl Worker {
                     out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
                     continue;
                 }
-                let expanded: Vec<Expanded> = match (ownership, &view) {
+                let mut expanded: Vec<Expanded> = match (ownership, &view) {
                     (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
                     _ => Expanded::data_only(&p.changes),
                 };
+                // A planned update writes the same TXT itself. The upgrades belong to no
+                // planned change: their index is past the plan's.
+                let written: BTreeSet<RecordKey> = expanded.iter().map(|e| e.change.endpoint().key()).collect();
+                expanded.extend(upgrades.into_iter().filter(|c| !written.contains(&c.endpoint().key())).map(
+                    |change| Expanded { index: p.changes.len(), role: Role::Ownership { backs: Vec::new() }, change },
+                ));
                 info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
                 // Records and their ownership TXTs succeed or fail together (see dns::apply).
                 let timeout = self.ctx.backend_timeout;
@@ -758,14 +770,14 @@ impl Worker {
                                 }
                             }
                             // The record is live once all its changes (ownership TXT too) are.
-                            if applied != Applied::Live && change_result[*pi] == Ok(Applied::Live) {
-                                change_result[*pi] = Ok(applied);
+                            if let Some(r) = change_result.get_mut(*pi).filter(|r| **r == Ok(Applied::Live)) {
+                                *r = Ok(applied);
                             }
                         }
                         Err(e) => {
                             warn!(provider = %id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
-                            if change_result[*pi].is_ok() {
-                                change_result[*pi] = Err(e);
+                            if let Some(r) = change_result.get_mut(*pi).filter(|r| r.is_ok()) {
+                                *r = Err(e);
                             }
                         }
                     }
@@ -1344,6 +1356,63 @@ mod tests {
             })
             .collect();
         assert_eq!(deleted, vec!["app7.example.com", "a-app7.example.com"], "the A, then its TXT: {applied:?}");
+    }
+
+    /// A record owned through an old-format TXT alone gets its new-format TXT on the first
+    /// pass, and nothing else is sent, then or later.
+    #[tokio::test]
+    async fn old_format_only_records_get_their_new_format_txt_once() {
+        let zone = Zone::named("example.com");
+        let owned = "heritage=external-dns,external-dns/owner=e2e,external-dns/resource=crd/team-a/web";
+        let held = vec![
+            Endpoint::new("web.example.com", RecordType::A, vec!["192.0.2.1".into()]).with_ttl(0),
+            Endpoint::new("web.example.com", RecordType::TXT, vec![owned.into()]).with_ttl(0),
+        ];
+        let backend = Arc::new(RecordingBackend { zones: vec![zone.clone()], ..Default::default() });
+        backend.held.lock().unwrap().insert(zone.id.clone(), held);
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        let mut web = desired("web.example.com", RecordType::A, "192.0.2.1");
+        web.endpoint.labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
+        w.set_desired(ep("web"), vec![(0, web)]);
+        w.sync().await;
+        assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
+        let applied = backend.applied.lock().unwrap().clone();
+        let sent: Vec<&Change> = applied.iter().flat_map(|(_, c)| c).collect();
+        assert!(
+            matches!(&sent[..], [Change::Create(t)] if t.dns_name == "a-web.example.com" && t.targets == [owned] && t.ttl == Some(0)),
+            "{sent:#?}"
+        );
+        w.full = true;
+        w.sync().await;
+        assert_eq!(backend.applied.lock().unwrap().len(), 1, "nothing more");
+    }
+
+    /// Start-up as the router drives it: the records, Start, then the provider object again
+    /// (finalizer and status writes come back as events) and more records: one listing.
+    #[tokio::test]
+    async fn start_up_lists_the_zone_once() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut reports) = worker("r53", backend.clone());
+        w.started = false;
+        let object = w.object.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(w.run(rx));
+        let rec = |n: &str| vec![(0, desired(&format!("{n}.example.com"), RecordType::A, "192.0.2.1"))];
+        tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec("a") }).unwrap();
+        tx.send(WorkerMsg::Start).unwrap();
+        tx.send(WorkerMsg::Object(Box::new(object.clone()))).unwrap();
+        tx.send(WorkerMsg::Desired { ep: ep("b"), records: rec("b") }).unwrap();
+        let mut ready = BTreeSet::new();
+        while ready.len() < 2 {
+            let got = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+            let Ok(Some((_, WorkerReport::Results(rs)))) = got else { panic!("no report") };
+            ready.extend(rs.into_iter().filter(|r| r.2.state == "Ready").map(|r| r.0.to_string()));
+        }
+        tx.send(WorkerMsg::Object(Box::new(object))).unwrap();
+        tx.send(WorkerMsg::Desired { ep: ep("c"), records: rec("c") }).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+        assert!(matches!(got, Ok(Some((_, WorkerReport::Results(_))))), "no report");
+        assert_eq!(backend.listings.load(Ordering::SeqCst), 1, "one listing at start-up");
     }
 
     /// A backend that never answers.

@@ -81,6 +81,7 @@ pub async fn run_all<P: Provider>(p: &P, zone: &Zone) -> Result<Report, String> 
     case!("refused_record_no_ownership", case_refused_record_leaves_no_ownership(p, zone, &[cname_beside_data(zone)]));
     case!("refused_update_keeps_ownership", case_refused_update_keeps_ownership(p, zone));
     case!("ownership_beside_apex_txt", case_ownership_beside_apex_txt(p, zone));
+    case!("wildcard_ownership", case_wildcard_ownership(p, zone));
     let (create, delete) = case!("bulk", case_bulk(p, zone, BULK_RECORDS));
     report.bulk_create = create;
     report.bulk_delete = delete;
@@ -624,6 +625,36 @@ fn sorted(values: &[String]) -> Vec<String> {
     let mut v = values.to_vec();
     v.sort();
     v
+}
+
+/// A wildcard record and its ownership TXT at `a-*.<rest>`, as external-dns writes it without
+/// a wildcard replacement: the backend takes the name, lists it back as written, and the
+/// registry owns the record through it; deleting removes both.
+pub async fn case_wildcard_ownership<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let base = sub("wildown", zone);
+    expect_empty(p, zone, &base, "before the case").await?;
+    let a = owned(&format!("*.{base}"), RecordType::A, &["192.0.2.30"], "crd/conformance/wild");
+    let (expanded, results) = apply_owned(p, zone, &[Change::Create(a.clone())]).await?;
+    all_ok(&expanded, &results, "create the wildcard and its TXT")?;
+    let txt_name = format!("a-*.{base}");
+    if our_ownership_names(p, zone).await?.iter().filter(|n| under(n, &base)).ne([&txt_name]) {
+        return Err(format!(
+            "the wildcard's TXT is not listed as {txt_name}: {:?}",
+            our_ownership_names(p, zone).await?
+        ));
+    }
+    let view = ownership_view(p, zone).await?;
+    let held = view
+        .endpoints
+        .iter()
+        .find(|e| e.dns_name == a.dns_name && e.record_type == RecordType::A)
+        .ok_or_else(|| format!("{} A is not listed", a.dns_name))?;
+    if held.labels.get(label::OWNER).map(String::as_str) != Some(OWNER) {
+        return Err(format!("{} A is not owned through {txt_name}: {:?}", a.dns_name, held.labels));
+    }
+    let (expanded, results) = apply_owned(p, zone, &[Change::Delete(held.clone())]).await?;
+    all_ok(&expanded, &results, "delete the wildcard and its TXT")?;
+    expect_empty(p, zone, &base, "after delete").await
 }
 
 /// A CNAME at a name that holds an A record already: refused by every DNS server and by the

@@ -227,6 +227,10 @@ impl Provider for EmbeddedProvider {
             })
             .collect()
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        Self::check_servable(zone, change)
+    }
 }
 
 /// A running server. Dropping it stops the server; [`ServerHandle::shutdown`] also waits until
@@ -626,16 +630,11 @@ fn push_rrset(out: &mut Vec<Record>, owner: &Name, rrset: &RRset) {
 /// Lower-case presentation form without the final dot: the key of names in the snapshot, in
 /// the same form as [`Endpoint::dns_name`].
 fn name_key(name: &Name) -> String {
-    let mut key = name.to_lowercase().to_ascii();
-    if key.ends_with('.') {
-        key.pop();
-    }
-    key
+    super::wire_name::to_text(name)
 }
 
 fn parse_name(name: &str) -> Result<Name, String> {
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    Name::from_ascii(&fqdn).map_err(|e| format!("{name:?} is not a valid DNS name: {e}"))
+    super::wire_name::to_wire(&format!("{}.", name.trim_end_matches('.')))
 }
 
 /// Everything the server knows, at one store generation.

@@ -10,6 +10,7 @@ pub mod ratelimit;
 pub mod rfc2136;
 pub mod route53;
 pub mod webhook;
+pub(crate) mod wire_name;
 
 use crate::dns::RecordType;
 

@@ -94,6 +94,10 @@ impl Provider for RateLimited {
     async fn adjust_all(&self, endpoints: Vec<Endpoint>) -> Vec<Vec<Endpoint>> {
         self.inner.adjust_all(endpoints).await
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        self.inner.check(zone, change)
+    }
 }
 
 #[cfg(test)]

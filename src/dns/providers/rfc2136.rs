@@ -891,9 +891,18 @@ impl Provider for Rfc2136Provider {
             .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
             .collect()
     }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        self.check_change(zone, change)
+    }
 }
 
 impl Rfc2136Provider {
+    /// As [`Provider::check`]: what `apply` would refuse before sending.
+    fn check_change(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        prepare_change(0, zone, change, |e| self.ttl_of(e)).map(|_| ()).map_err(ProviderError::Rejected)
+    }
+
     fn ttl_of(&self, e: &Endpoint) -> u32 {
         let ttl = e.ttl.unwrap_or(self.config.default_ttl);
         ttl.max(self.config.min_ttl.unwrap_or(0))
@@ -1026,7 +1035,7 @@ fn prepare_change(
 }
 
 fn lower(name: &Name) -> String {
-    normalize_name(&name.to_ascii())
+    super::wire_name::to_text(name)
 }
 
 /// "RRset does not exist" for the type, and for CNAME "name is not in use"; for any other type
@@ -1088,13 +1097,7 @@ fn rrset_of(zone: &Zone, e: &Endpoint) -> Result<(Name, Vec<RData>), String> {
 }
 
 fn absolute_name(s: &str) -> Result<Name, String> {
-    let trimmed = s.trim();
-    if trimmed.is_empty() || trimmed == "." {
-        return Ok(Name::root());
-    }
-    let mut n = Name::from_ascii(trimmed).map_err(|e| format!("{trimmed:?} is not a valid DNS name: {e}"))?;
-    n.set_fqdn(true);
-    Ok(n)
+    super::wire_name::to_wire(s)
 }
 
 fn model_type(t: WireType) -> Option<RecordType> {
@@ -1175,7 +1178,7 @@ fn render_name(n: &Name) -> String {
     if n.is_root() {
         return ".".into();
     }
-    normalize_name(&n.to_ascii())
+    super::wire_name::to_text(n)
 }
 
 /// Record data to the endpoint's target format; `None` for types extdns does not manage.
@@ -1305,6 +1308,22 @@ mod tests {
                 ("sub.example.test".into(), RecordType::NS, vec!["ns.other.test".into()], Some(300)),
             ]
         );
+    }
+
+    #[test]
+    fn wildcard_ownership_txt_names_of_external_dns_are_written_and_listed_as_such() {
+        // external-dns (no wildcard replacement) owns *.w.example.test through a-*.w.example.test.
+        let txt = Change::Create(
+            Endpoint::new("a-*.w.example.test", RecordType::TXT, vec!["heritage=external-dns".into()]).with_ttl(60),
+        );
+        let p = prepare(0, &txt);
+        assert_eq!(p.updates[0].name.iter().next(), Some(&b"a-*"[..]));
+        let mut msg = Message::new(1, MessageType::Response, OpCode::Query);
+        msg.add_answers(p.updates.clone());
+        let parsed = Message::from_vec(&msg.to_vec().unwrap()).unwrap();
+        let eps = records_to_endpoints(&zone(), &parsed.answers);
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].dns_name, "a-*.w.example.test");
     }
 
     fn create(name: &str, rt: RecordType, targets: &[&str]) -> Change {
@@ -1565,6 +1584,21 @@ mod tests {
             });
         }
         Rfc2136Provider::new(c).unwrap()
+    }
+
+    #[test]
+    fn check_refuses_client_side_what_apply_would_refuse_naming_the_record() {
+        let p = test_provider(9, false);
+        let long = format!("{}.{}.{}.{}.example.test", "a".repeat(60), "b".repeat(60), "c".repeat(60), "d".repeat(50));
+        let ok = Change::Create(Endpoint::new(long.clone(), RecordType::A, vec!["192.0.2.1".into()]));
+        assert_eq!(p.check(&zone(), &ok), Ok(()));
+        // Its external-dns TXT name is 6 octets longer than a name may be.
+        let txt_name = format!("cname-{long}");
+        let txt =
+            Change::Create(Endpoint::new(txt_name.clone(), RecordType::TXT, vec!["heritage=external-dns".into()]));
+        let refused = p.check(&zone(), &txt);
+        let Err(ProviderError::Rejected(m)) = &refused else { panic!("must be refused: {refused:?}") };
+        assert!(m.contains(&txt_name), "{m}");
     }
 
     #[tokio::test]
