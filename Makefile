@@ -22,8 +22,9 @@ unit: ## Unit tests only (no cluster, no DNS servers)
 
 test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e on its own local control plane
 	bash e2e/dns/install.sh
+	bash e2e/install-tools.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance
+	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance --test gitops
 	$(MAKE) e2e
 
 install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until they are served
