@@ -187,3 +187,18 @@ fn kstatus_rules_follow_kstatus_order() {
     let none = obj(serde_json::json!({"metadata": {"generation": 2}}));
     assert_eq!(kstatus::compute(&none).status, kstatus::Status::Current);
 }
+
+/// config/argocd installs exactly the tested scripts, one argocd-cm key per kind.
+#[test]
+fn argocd_kustomization_installs_every_health_check() {
+    let k = load_yaml(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/argocd/kustomization.yaml"));
+    let files: Vec<&str> =
+        k["configMapGenerator"][0]["files"].as_array().expect("files").iter().filter_map(|f| f.as_str()).collect();
+    for kind in KINDS {
+        let want = format!(
+            "resource.customizations.health.extdns.io_{kind}=resource_customizations/extdns.io/{kind}/health.lua"
+        );
+        assert!(files.contains(&want.as_str()), "config/argocd/kustomization.yaml lacks {want}");
+    }
+    assert_eq!(files.len(), KINDS.len());
+}

@@ -3,6 +3,9 @@
 //! kinds: no type-specific rule exists for them. Kept apart from the product: it models
 //! another tool's reading of our status, so it is shared by tests only.
 
+// Shared by tests/gitops.rs and the e2e suite, each using a part of it.
+#![allow(dead_code)]
+
 use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
