@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds lint run demo demo-down bench bench-large bench-run
+.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds lint run demo demo-down bench bench-large bench-run
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -22,9 +22,26 @@ unit: ## Unit tests only (no cluster, no DNS servers)
 
 test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e on its own local control plane
 	bash e2e/dns/install.sh
+	bash e2e/install-tools.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance
+	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance --test gitops
+	$(MAKE) image-test PROFILE=debug
 	$(MAKE) e2e
+
+# The image holds the binary of PROFILE (release or debug; debug info is stripped either
+# way). `make test` builds it from the debug binary the e2e suite needs anyway: a cold
+# release build would add minutes of CI for the same check (README "Container image").
+PROFILE ?= release
+IMAGE ?= docker.io/library/extdns:latest
+IMAGE_ARCHIVE ?= $(E2E_TARGET_DIR)/extdns-image.tar
+
+image: ## OCI image archive of the PROFILE (release) binary at target/extdns-image.tar, built offline with umoci
+	bash e2e/install-tools.sh
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release) --bin extdns
+	bash image/build.sh $(E2E_TARGET_DIR)/$(PROFILE)/extdns $(IMAGE_ARCHIVE) $(IMAGE)
+
+image-test: image ## Build the image, then run extdns version and crdgen inside it as the Deployment's user
+	bash image/test.sh $(IMAGE_ARCHIVE)
 
 install-crds: ## Install crds/ into the cluster of $$KUBECONFIG and wait until they are served
 	kubectl apply --server-side --force-conflicts -f crds/extdns.io.yaml

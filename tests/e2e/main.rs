@@ -7,6 +7,8 @@ mod gateway;
 mod harness;
 mod http_backends;
 mod identity;
+#[path = "../kstatus/mod.rs"]
+mod kstatus;
 mod leader;
 mod node_pod;
 mod migration;
@@ -154,6 +156,13 @@ async fn invalid_dnsendpoint_is_stalled_and_valid_one_ready() {
     assert_eq!(ready.reason, "InvalidRecord");
     assert!(ready.message.contains("spec.endpoints[1].targets[0]"), "message names the field: {}", ready.message);
     assert!(ready.message.contains("not-an-ip"), "message names the value: {}", ready.message);
+    // Flux and every kstatus reader see the same: Current for the live one, Failed for the
+    // Stalled one, with the message naming the field.
+    let valid = serde_json::to_value(eps.get("valid").await.expect("get valid")).expect("json");
+    assert_eq!(kstatus::compute(&valid).status, kstatus::Status::Current, "valid: {valid}");
+    let stalled = kstatus::compute(&serde_json::to_value(&bad).expect("json"));
+    assert_eq!(stalled.status, kstatus::Status::Failed);
+    assert!(stalled.message.contains("spec.endpoints[1].targets[0]"), "kstatus message: {}", stalled.message);
     // The valid record of the invalid object is still published.
     wait_dig(port, "fine.example.com", "A", &["192.0.2.20"]).await;
     wait_dig(port, "ok.example.com", "A", &["192.0.2.40"]).await;
