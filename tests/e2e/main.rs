@@ -10,8 +10,8 @@ mod identity;
 #[path = "../kstatus/mod.rs"]
 mod kstatus;
 mod leader;
-mod node_pod;
 mod migration;
+mod node_pod;
 mod rfc2136;
 mod route53;
 mod source;
