@@ -611,6 +611,24 @@ impl Provider for PowerDnsProvider {
         self.zone_rrsets(zone).await
     }
 
+    /// PowerDNS's API refuses a `*` that is not a whole label ("contains unsupported
+    /// characters"), which is where external-dns puts a wildcard's ownership TXT
+    /// (`a-*.name`) unless a wildcard replacement is configured: refuse it here, naming the
+    /// setting, so the record and its TXT are refused together before anything is sent.
+    fn check(&self, _zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        let name = match change {
+            Change::Create(e) | Change::Delete(e) => &e.dns_name,
+            Change::Update { new, .. } => &new.dns_name,
+        };
+        if name.split('.').any(|label| label.contains('*') && label != "*") {
+            return Err(ProviderError::Rejected(format!(
+                "{name}: PowerDNS's API refuses a '*' inside a label (an ownership TXT of a wildcard \
+                 record); set registry.txt.wildcardReplacement on the DNSProvider, e.g. \"any\""
+            )));
+        }
+        Ok(())
+    }
+
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let mut results: Vec<Option<ChangeResult>> = vec![None; changes.len()];
         let mut prepared = Vec::new();
@@ -670,6 +688,17 @@ impl Provider for PowerDnsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_star_inside_a_label_is_refused_before_sending() {
+        let p = PowerDnsProvider::new(PowerDnsConfig::new("http://127.0.0.1:1".to_string(), "k")).unwrap();
+        let zone = Zone::named("example.org");
+        let create = |name: &str| Change::Create(Endpoint::new(name, RecordType::TXT, vec!["v".into()]));
+        let err = p.check(&zone, &create("a-*.w.example.org")).unwrap_err().to_string();
+        assert!(err.contains("a-*.w.example.org") && err.contains("wildcardReplacement"), "{err}");
+        assert!(p.check(&zone, &create("*.w.example.org")).is_ok());
+        assert!(p.check(&zone, &create("a-any.w.example.org")).is_ok());
+    }
 
     #[test]
     fn txt_round_trips_through_zone_file_quoting() {
