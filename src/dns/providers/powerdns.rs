@@ -22,7 +22,7 @@
 //!
 //! PowerDNS has no routing policies: a record with a `setIdentifier` is refused.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::precheck::check_changes;
+use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
 use crate::dns::endpoint::{normalize_name, Endpoint, RecordType};
 use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -551,20 +551,7 @@ struct Prepared {
 /// Cuts prepared changes into PATCHes in order, starting a new one when a change touches an
 /// RRset the current one already holds.
 fn into_patches(prepared: Vec<Prepared>) -> Vec<Vec<Prepared>> {
-    let mut out: Vec<Vec<Prepared>> = Vec::new();
-    let mut seen: BTreeSet<(String, &'static str)> = BTreeSet::new();
-    for p in prepared {
-        let keys: Vec<(String, &'static str)> = p.rrsets.iter().map(|r| (r.name.clone(), r.rtype)).collect();
-        if out.is_empty() || keys.iter().any(|k| seen.contains(k)) {
-            out.push(Vec::new());
-            seen.clear();
-        }
-        seen.extend(keys);
-        if let Some(last) = out.last_mut() {
-            last.push(p);
-        }
-    }
-    out
+    precheck::batches_without_repeats(prepared, |p| p.rrsets.iter().map(|r| (r.name.clone(), r.rtype)).collect())
 }
 
 #[async_trait]

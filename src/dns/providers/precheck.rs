@@ -6,7 +6,7 @@
 //! here. What the server changes between that read and the write is not caught: the window is
 //! one request long.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dns::endpoint::{Endpoint, RecordKey};
 use crate::dns::provider::Change;
@@ -89,6 +89,29 @@ fn held_as(state: &BTreeMap<RecordKey, Endpoint>, e: &Endpoint, default_ttl: u32
         ));
     }
     Ok(())
+}
+
+/// Cuts `items` into consecutive batches in order, starting a new batch when an item has a key
+/// an earlier item of the current batch has: two changes of one RRset (or name) in one request
+/// would be applied in an order the API does not promise.
+pub fn batches_without_repeats<T, K: Ord>(
+    items: impl IntoIterator<Item = T>,
+    keys: impl Fn(&T) -> Vec<K>,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut seen: BTreeSet<K> = BTreeSet::new();
+    for item in items {
+        let k = keys(&item);
+        if out.is_empty() || k.iter().any(|x| seen.contains(x)) {
+            out.push(Vec::new());
+            seen.clear();
+        }
+        seen.extend(k);
+        if let Some(last) = out.last_mut() {
+            last.push(item);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

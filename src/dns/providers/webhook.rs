@@ -22,7 +22,7 @@
 //!   other 4xx → `Rejected` with the webhook's text. A webhook answering another media type is
 //!   a configuration error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
-use super::precheck::check_changes;
+use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
 use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
 use crate::dns::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -376,20 +376,7 @@ fn into_posts(changes: &[Change], indexes: Vec<usize>) -> Vec<Vec<usize>> {
             other => vec![normalize_name(&other.endpoint().dns_name)],
         }
     };
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    for i in indexes {
-        let n = names(&changes[i]);
-        if out.is_empty() || n.iter().any(|x| seen.contains(x)) {
-            out.push(Vec::new());
-            seen.clear();
-        }
-        seen.extend(n);
-        if let Some(last) = out.last_mut() {
-            last.push(i);
-        }
-    }
-    out
+    precheck::batches_without_repeats(indexes, |&i| names(&changes[i]))
 }
 
 #[async_trait]
