@@ -26,7 +26,7 @@ fn render_of_samples_prints_the_expected_dnsendpoints() {
 
 #[test]
 fn gateway_sample_renders_the_accepted_route() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples").join("gateway");
     let inputs = extdns::source::render::read_inputs(&[dir]).expect("samples are readable");
     let args =
         extdns::source::SourceArgs { source: vec![extdns::source::SourceKind::GatewayHttpRoute], ..Default::default() };
