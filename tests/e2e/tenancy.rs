@@ -11,12 +11,6 @@ use serde_json::json;
 use crate::harness::*;
 use crate::route53::{create_zone, records, sdk, Moto};
 
-/// DNS ports of this file, inside the range reserved for tenancy tests (33000-33999), offset
-/// by the PID so that two runs do not meet.
-fn tenancy_port(n: u16) -> u16 {
-    33000 + (std::process::id() % 300) as u16 * 3 + n
-}
-
 /// Waits until the DNSProvider's Ready condition has `status` and `reason`.
 async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
     wait_for(&format!("DNSProvider {name} Ready={status} reason {reason}"), DEADLINE, || {
@@ -133,7 +127,7 @@ async fn embedded_address_clash_cluster_provider_wins() {
     let client = client().await;
     let tenant = TestNs::new(&client, "clash-tenant", json!({})).await;
     let platform = TestNs::new(&client, "clash-platform", json!({"tenancy-e2e": "clash"})).await;
-    let port = tenancy_port(0);
+    let port = port(); // harness: probed free, below the ephemeral port range
     let mut op = Operator::start("tenancy-clash");
 
     let providers: Api<DNSProvider> = Api::namespaced(client.clone(), &tenant.name);
@@ -215,7 +209,7 @@ async fn names_belong_to_a_namespace() {
     let label = json!({"tenancy-e2e": "names"});
     let a = TestNs::new(&client, "names-a", label.clone()).await;
     let b = TestNs::new(&client, "names-b", label.clone()).await;
-    let (shared_port, apps_port) = (tenancy_port(1), tenancy_port(2));
+    let (shared_port, apps_port) = (port(), port());
     let _op = Operator::start("tenancy-names");
     let cluster: Api<ClusterDNSProvider> = Api::all(client.clone());
     let shared = format!("tenancy-shared-{}", std::process::id());
@@ -310,7 +304,7 @@ async fn namespaced_unreachable_status_hides_network_details() {
     let client = client().await;
     let ns = TestNs::new(&client, "probe", json!({})).await;
     // Nothing listens there: TCP connections are refused at once.
-    let closed = tenancy_port(100);
+    let closed = port();
     let op = Operator::start_strict("tenancy-probe", &[], &[]);
     let providers: Api<DNSProvider> = Api::namespaced(client.clone(), &ns.name);
     apply(
