@@ -134,6 +134,7 @@ fn reflect_with<K>(
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
+    // managedFields are never read here and are a large share of each object.
     let stream = reflector::reflector(
         writer,
         watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
@@ -241,22 +242,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    // managedFields are never read here and are a large share of each object.
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
-            o.managed_fields_mut().clear();
-            project(o);
-        }),
-    );
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            if let Err(e) = ev {
-                warn!(error = %e, "watch error; retrying with backoff");
-            }
-        }
-    });
+    reflect_with(writer, api, cfg, project, |_| {});
     store
 }
 
