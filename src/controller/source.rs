@@ -321,9 +321,9 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         }
         ar
     };
-    // Filled below, once the route controllers exist; read by the Gateway and Namespace
-    // watches, which start first so that routes never wait on an empty Gateway cache.
-    let triggers: Arc<std::sync::OnceLock<Vec<RouteTrigger>>> = Arc::default();
+    // Filled below, each before its route controller starts: a Gateway or Namespace event
+    // that comes after a route was rendered then always finds the route's trigger.
+    let triggers: Arc<Mutex<Vec<RouteTrigger>>> = Arc::default();
     let gateways = gateway_ar.clone().map(|ar| {
         let writer = reflector::store::Writer::<Gateway>::new(ar.clone());
         let store = writer.as_reader();
@@ -365,7 +365,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 watcher::Event::Init | watcher::Event::InitDone => return,
             };
             let key = (gw.namespace().unwrap_or_default(), gw.name_any());
-            for t in gw_triggers.get().into_iter().flatten() {
+            for t in gw_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 let index = &gw_ctx.route_indexes[&t.kind];
                 let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_of_gateway(&key);
                 t.send(index, keys);
@@ -387,13 +387,15 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 return;
             }
             last_labels.insert(ns.name_any(), ns.labels().clone());
-            for t in ns_triggers.get().into_iter().flatten() {
+            for t in ns_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 let index = &ns_ctx.route_indexes[&t.kind];
                 let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
                 t.send(index, keys);
             }
         });
     }
+
+    wait_for_caches(&ctx).await;
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
@@ -428,7 +430,6 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
             c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
         });
     }
-    let mut route_triggers = Vec::new();
     if let Some((_, gw_ar)) = ctx.gateways.clone() {
         for kind in route_kinds {
             let Some(ar) = served_gateway_resource(&client, kind.plural(), kind.versions()).await else {
@@ -446,7 +447,12 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
                 .reconcile_on(rx)
                 .reconcile_all_on(leadership_gained(&leadership));
-            route_triggers.push(RouteTrigger { kind, ar: ar.clone(), tx, routes: c.store() });
+            triggers.lock().unwrap_or_else(|e| e.into_inner()).push(RouteTrigger {
+                kind,
+                ar: ar.clone(),
+                tx,
+                routes: c.store(),
+            });
             let ctx = ctx.clone();
             tasks.spawn(async move {
                 c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
@@ -455,7 +461,6 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
             });
         }
     }
-    let _ = triggers.set(route_triggers);
     if ctx.cfg.enabled(SourceKind::Node) {
         // Nodes are few, and the node source reads their annotations, spec and addresses: the
         // controller keeps whole Nodes (less managedFields). Their DNSEndpoints live in the
@@ -502,6 +507,45 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     }
     info!("source controller started");
     while tasks.join_next().await.is_some() {}
+}
+
+/// Waits until every cache the sources read holds its first listing. A source object
+/// rendered before would miss its Gateway, namespace labels, node addresses or endpoints and
+/// yield no records: its DNSEndpoint would be deleted, and its records with it, on every
+/// start of the operator.
+async fn wait_for_caches(ctx: &Ctx) {
+    use futures::future::BoxFuture;
+    fn ready<K>(store: &Store<K>) -> BoxFuture<'static, ()>
+    where
+        K: Resource + Clone + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let store = store.clone();
+        Box::pin(async move {
+            // A dropped writer is a watch task that ended: nothing to wait for.
+            let _ = store.wait_until_ready().await;
+        })
+    }
+    let mut waits: Vec<(&str, BoxFuture<'static, ()>)> = vec![
+        ("Nodes", ready(&ctx.nodes)),
+        ("EndpointSlices", ready(&ctx.slices)),
+        ("Pods", ready(&ctx.pods)),
+        ("DNSEndpoints", ready(&ctx.written)),
+    ];
+    if let Some((gateways, _)) = &ctx.gateways {
+        waits.push(("Gateways", ready(gateways)));
+        waits.push(("Namespaces", ready(&ctx.namespaces)));
+    }
+    for (what, wait) in waits {
+        let mut wait = std::pin::pin!(wait);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), &mut wait).await {
+                Ok(()) => break,
+                // Usually RBAC: the watch's own warnings say why.
+                Err(_) => warn!(cache = what, "the source controller waits for its cache of {what} to be listed"),
+            }
+        }
+    }
 }
 
 fn scoped<K>(client: &Client, ns: &str) -> Api<K>
@@ -551,6 +595,11 @@ async fn reconcile_route(route: Arc<Route>, ctx: Arc<Ctx>, kind: RouteKind, ar: 
     if let Some(index) = ctx.route_indexes.get(&kind) {
         index.lock().unwrap_or_else(|e| e.into_inner()).set(&key, gateway::referenced_gateways(&route));
     }
+    // The status update that ends the wait triggers this again.
+    if gateway::awaiting_acceptance(&route) {
+        debug!(route = %format!("{}/{}", key.0, key.1), kind = kind.kind(), "a Gateway has not reported on the route's current generation yet: its DNSEndpoint is left as it is");
+        return Ok(Action::await_change());
+    }
     reconcile(SourceObject::Route(kind, &route), route.as_ref(), &ar, SourceKind::for_route(kind), &ctx).await
 }
 
@@ -597,6 +646,13 @@ where
         })?
     };
     match desired {
+        // Writing to a DNSEndpoint that is going away would be lost with it. Its deletion
+        // event may reach this controller before the cache of written objects drops it, so
+        // look again rather than wait for an event.
+        Some(_) if existing.as_ref().is_some_and(|e| e.meta().deletion_timestamp.is_some()) => {
+            debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "DNSEndpoint is being deleted: written again once it is gone");
+            return Ok(Action::requeue(TERMINATING_RECHECK));
+        }
         Some(d) => {
             let owner = OwnerInfo {
                 api_version: K::api_version(dt).into_owned(),
@@ -671,6 +727,9 @@ where
 pub const REASON_NAME_TAKEN: &str = "DNSEndpointNameTaken";
 /// How often a source object whose DNSEndpoint name is taken looks again.
 const NAME_TAKEN_RECHECK: Duration = Duration::from_secs(300);
+/// How often a source object looks again while its DNSEndpoint finishes being deleted (the
+/// provider controller removes its records first).
+const TERMINATING_RECHECK: Duration = Duration::from_secs(2);
 
 /// True for DNSEndpoints the source controller wrote: they carry its managed-by label.
 fn written_by_source_controller(ep: &DNSEndpoint) -> bool {

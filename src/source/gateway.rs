@@ -246,6 +246,28 @@ fn has_parent_ref(route_ns: &str, spec_refs: &[ParentRef], r: &ParentRef) -> boo
     spec_refs.iter().any(|s| parent_gateway(route_ns, s).as_ref() == Some(&target))
 }
 
+/// Whether a gateway controller has yet to report on the route's current generation: a
+/// parent the route still names carries an Accepted condition for an older one. Every spec
+/// edit passes through that state until the controller catches up (usually milliseconds);
+/// external-dns's periodic loop rarely lands in it, but an event-driven source would delete
+/// the route's records on every edit and publish them again. The source keeps what it
+/// published until the controller reports on the new generation.
+pub fn awaiting_acceptance(route: &Route) -> bool {
+    if route.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let ns = route.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+    let generation = route.metadata.generation.unwrap_or(0);
+    route.status.iter().flat_map(|s| s.parents.iter()).any(|p| {
+        has_parent_ref(ns, &route.spec.parent_refs, &p.parent_ref)
+            && p.conditions
+                .iter()
+                .find(|c| c.type_ == "Accepted")
+                .and_then(|c| c.observed_generation)
+                .is_some_and(|g| g > 0 && g < generation)
+    })
+}
+
 /// Accepted=True for the route's current generation (the first Accepted condition decides).
 fn accepted(conditions: &[RouteCondition], generation: i64) -> bool {
     conditions
@@ -709,6 +731,39 @@ status:
         assert!(records(&svc_parent, g()).is_empty());
         // A Gateway that does not exist.
         assert!(records(&http_route("apps", "[web.example.com]"), vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_route_whose_controller_has_not_caught_up_is_awaiting_acceptance() {
+        let with_status = |refs: &str, parents: &str| {
+            route("HTTPRoute", "apps", &format!("{{parentRefs: {refs}, hostnames: [web.example.com]}}"), parents, "{}")
+        };
+        let gw_ref = "[{name: gw, namespace: infra}]";
+        let cond = |c: &str| format!("[{{parentRef: {{name: gw, namespace: infra}}, conditions: {c}}}]");
+        // generation 2 (the fixture): a report on generation 1, whatever its status, is stale.
+        for status in ["True", "False"] {
+            let c = cond(&format!("[{{type: Accepted, status: \"{status}\", observedGeneration: 1}}]"));
+            assert!(awaiting_acceptance(&with_status(gw_ref, &c)), "{status}");
+        }
+        // Reported on the current generation, never reported, or without a generation.
+        assert!(!awaiting_acceptance(&with_status(
+            gw_ref,
+            &cond(r#"[{type: Accepted, status: "True", observedGeneration: 2}]"#)
+        )));
+        assert!(!awaiting_acceptance(&with_status(
+            gw_ref,
+            &cond(r#"[{type: Accepted, status: "False", observedGeneration: 2}]"#)
+        )));
+        assert!(!awaiting_acceptance(&with_status(gw_ref, "[]")));
+        assert!(!awaiting_acceptance(&with_status(gw_ref, &cond(r#"[{type: Accepted, status: "True"}]"#))));
+        // A stale parent the spec no longer names does not hold the route back.
+        let c = cond(r#"[{type: Accepted, status: "True", observedGeneration: 1}]"#);
+        assert!(!awaiting_acceptance(&with_status("[{name: other, namespace: infra}]", &c)));
+        // A route being deleted is not waited for.
+        let mut deleting = with_status(gw_ref, &c);
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        assert!(!awaiting_acceptance(&deleting));
     }
 
     #[test]

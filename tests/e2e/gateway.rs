@@ -136,7 +136,10 @@ async fn gateway_httproute_lifecycle() {
     .await;
     assert_eq!(names(&ep), vec!["denied.gw.e2e.test A 192.0.2.101"]);
 
-    // A new hostname is a new generation: published once the Gateway accepted it.
+    // A new hostname is a new generation: published once the Gateway accepted it. Until then
+    // the route's DNSEndpoint stays as it was (not deleted and created again: its records
+    // would go away on every edit of the route).
+    let uid = eps.get("web-httproute").await.expect("get DNSEndpoint").metadata.uid;
     routes
         .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"hostnames": ["www2.gw.e2e.test"]}})))
         .await
@@ -144,10 +147,28 @@ async fn gateway_httproute_lifecycle() {
     accept_route(&routes, "web", &infra.name).await;
     wait_dig(port, "www2.gw.e2e.test", "A", &["192.0.2.101"]).await;
     wait_dig(port, "www.gw.e2e.test", "A", &[]).await;
+    assert_eq!(
+        eps.get("web-httproute").await.expect("get DNSEndpoint").metadata.uid,
+        uid,
+        "the DNSEndpoint was replaced"
+    );
 
     // The Gateway's address moves: the records follow, with no change to the route.
     set_gateway_address(&gateways, "192.0.2.102").await;
     wait_dig(port, "www2.gw.e2e.test", "A", &["192.0.2.102"]).await;
+
+    // A restart renders the route again only once the Gateway and Namespace caches are
+    // listed: a route rendered against empty caches would yield nothing and its DNSEndpoint
+    // (and records) would be deleted. The next move proves the route was rendered since.
+    op.restart();
+    set_gateway_address(&gateways, "192.0.2.103").await;
+    wait_dig(port, "www2.gw.e2e.test", "A", &["192.0.2.103"]).await;
+    assert_eq!(
+        eps.get("web-httproute").await.expect("get DNSEndpoint").metadata.uid,
+        uid,
+        "the restart replaced the DNSEndpoint:\n{}",
+        op.log_tail()
+    );
 
     // The route goes: its DNSEndpoint (owner GC) and its record go.
     routes.delete("web", &DeleteParams::foreground()).await.expect("delete route");
