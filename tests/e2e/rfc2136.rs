@@ -282,7 +282,7 @@ async fn restarts_send_no_changes_and_recover() {
     let records: Vec<serde_json::Value> =
         (0..20).map(|i| json!({"dnsName": format!("r{i}.{zone}"), "recordType": "A", "targets": [format!("192.0.2.{}", 140 + i)]})).collect();
     apply(&eps, "many", dnsendpoint("many", json!(records))).await;
-    wait_condition(&eps, "many", "Ready", "True").await;
+    let before = wait_condition(&eps, "many", "Ready", "True").await;
 
     op.restart();
     // The new process has listed the zone and planned at least once.
@@ -294,6 +294,27 @@ async fn restarts_send_no_changes_and_recover() {
     wait_condition(&eps, "many", "Ready", "True").await;
     assert_eq!(op.counter("extdns_provider_changes_total", &[]).await, 0, "restart sent changes:\n{}", op.log_tail());
     assert_eq!(op.counter("extdns_provider_calls_total", &["operation=\"apply\""]).await, 0);
+    // A record created now is planned after the restart's first full plan, and its status
+    // written after what that plan reported: once it is Ready, a status the restart wrote
+    // for "many" would have been written too. There is none (the status did not change):
+    // the object is as it was.
+    apply(
+        &eps,
+        "probe",
+        dnsendpoint(
+            "probe",
+            json!([{"dnsName": format!("probe.{zone}"), "recordType": "A", "targets": ["192.0.2.198"]}]),
+        ),
+    )
+    .await;
+    wait_condition(&eps, "probe", "Ready", "True").await;
+    let after = eps.get("many").await.expect("get many");
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version,
+        "the restart rewrote an unchanged object: {:?}",
+        after.status.map(|s| s.conditions)
+    );
 
     restart_apiserver().await;
     apply(

@@ -155,6 +155,24 @@ struct EpEntry {
     refused: Vec<(usize, ProviderId, String)>,
 }
 
+impl EpEntry {
+    /// Whether the status can wait for the providers: some routed record has no report
+    /// since it was sent, while the status the server holds already describes this
+    /// generation. After a restart or a change of leader that is every record of every
+    /// object; writing them Pending would flip every object to not Ready and back (two
+    /// writes each, and GitOps tools showing everything progressing) for nothing.
+    fn status_can_wait(&self) -> bool {
+        let unreported = self
+            .routes
+            .iter()
+            .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))));
+        let described = self.snap.conditions.iter().any(|c| {
+            c.type_ == status::READY && c.observed_generation.is_some() && c.observed_generation == self.snap.generation
+        });
+        !self.snap.deleting && unreported && described
+    }
+}
+
 struct ProviderEntry {
     obj: ProviderObject,
     domains: DomainFilter,
@@ -829,6 +847,9 @@ impl Router {
             // Written once the finalizer is on and records are routed.
             return;
         }
+        if e.status_can_wait() {
+            return;
+        }
         let mut records: Vec<RecordStatus> = snap.invalid.clone();
         if !snap.deleting {
             let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
@@ -1058,6 +1079,55 @@ fn summarize_names(names: &BTreeSet<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(status: &str) -> EpEntry {
+        let obj: DNSEndpoint = serde_yaml::from_str(&format!(
+            r#"
+apiVersion: extdns.io/v1alpha1
+kind: DNSEndpoint
+metadata: {{name: web, namespace: shop, uid: u-1, generation: 2, finalizers: [extdns.io/records]}}
+spec:
+  endpoints: [{{dnsName: web.example.com, recordType: A, targets: [192.0.2.1]}}]
+status: {status}
+"#
+        ))
+        .expect("DNSEndpoint");
+        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("shop".into()), name: "dns".into() };
+        EpEntry {
+            snap: EndpointSnapshot::of(&obj),
+            routes: [(0, Ok(vec![id]))].into(),
+            sent: BTreeMap::new(),
+            results: BTreeMap::new(),
+            waiting: BTreeSet::new(),
+            releasing: false,
+            finalizer_attempts: 0,
+            refused: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_status_of_this_generation_waits_for_the_providers_reports() {
+        let ready = |g: i64| {
+            format!(
+                "{{observedGeneration: {g}, conditions: [{{type: Ready, status: \"True\", reason: Ready, message: ok, observedGeneration: {g}, lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]}}"
+            )
+        };
+        // After a restart: the server's status describes generation 2, no report yet.
+        let mut e = entry(&ready(2));
+        assert!(e.status_can_wait());
+        // Once the provider reported, the status is computed (and written if it differs).
+        let id = e.routes[&0].as_ref().expect("routed")[0].clone();
+        e.results.insert((0, id), RecordResult { state: "Ready".into(), zone: None, message: String::new() });
+        assert!(!e.status_can_wait());
+        // A new generation shows Pending at once: the user changed something.
+        assert!(!entry(&ready(1)).status_can_wait());
+        // An object without a status gets one at once.
+        assert!(!entry("null").status_can_wait());
+        // A deleted object's status says its records are going.
+        let mut e = entry(&ready(2));
+        e.snap.deleting = true;
+        assert!(!e.status_can_wait());
+    }
 
     #[test]
     fn names_summary() {
