@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
-use super::status_writer::{status_hash, StatusWriter};
+use super::status_writer::{serialize_status, status_hash, StatusWriter};
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
 use super::{
     backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderId,
@@ -127,7 +127,7 @@ impl EndpointSnapshot {
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
             spec_hash: h.finish(),
-            status_hash: status.as_ref().and_then(|s| serde_json::to_value(s).ok()).map(|v| status_hash(&v)),
+            status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
             conditions: status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
             namespace,
@@ -913,7 +913,7 @@ impl Router {
             records,
             hostnames: snap.hostnames.clone(),
         };
-        let Ok(value) = serde_json::to_value(&status) else { return };
+        let Some(value) = serialize_status(&status) else { return };
         let hash = status_hash(&value);
         // Conditions keep their transition times, so an unchanged status hashes the same as
         // the server's copy.

@@ -8,20 +8,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::{stream, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::{backoff, is_leader, EpKey, Leader};
 use crate::controller::{Error, PROVIDER_MANAGER};
-use crate::crd::DNSEndpoint;
+use crate::crd::{DNSEndpoint, DnsEndpointStatus};
 use crate::metrics::Metrics;
 
 struct Job {
     namespace: String,
     name: String,
-    value: serde_json::Value,
+    /// Serialized: a backlog of thousands of statuses (a restart, a bulk creation) held as
+    /// `serde_json::Value` trees costs several times their text.
+    value: Box<RawValue>,
     hash: u64,
     attempts: u32,
     not_before: Instant,
@@ -35,10 +37,16 @@ pub(super) struct StatusWriter {
     wake: Notify,
 }
 
-pub(super) fn status_hash(v: &serde_json::Value) -> u64 {
+/// A status serialized as it is written; the server's copy and a computed one serialize
+/// alike (same type, same field order), so equal statuses hash alike.
+pub(super) fn serialize_status(status: &DnsEndpointStatus) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(status).ok()
+}
+
+pub(super) fn status_hash(v: &RawValue) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.to_string().hash(&mut h);
+    v.get().hash(&mut h);
     h.finish()
 }
 
@@ -52,7 +60,7 @@ impl StatusWriter {
             || lock(&self.pending).get(key).is_some_and(|j| j.hash == hash && j.attempts == 0)
     }
 
-    pub(super) fn push(&self, key: EpKey, namespace: String, name: String, value: serde_json::Value) {
+    pub(super) fn push(&self, key: EpKey, namespace: String, name: String, value: Box<RawValue>) {
         let hash = status_hash(&value);
         let job = Job { namespace, name, value, hash, attempts: 0, not_before: Instant::now() };
         lock(&self.pending).insert(key, job);
@@ -139,9 +147,17 @@ impl StatusWriter {
     }
 }
 
-async fn write(client: &Client, ns: &str, name: &str, status: &serde_json::Value) -> Result<(), Error> {
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a RawValue,
+}
+
+async fn write(client: &Client, ns: &str, name: &str, status: &RawValue) -> Result<(), Error> {
     let api: Api<DNSEndpoint> = Api::namespaced(client.clone(), ns);
-    let patch = json!({"apiVersion": "extdns.io/v1alpha1", "kind": "DNSEndpoint", "status": status});
+    let patch = StatusPatch { api_version: "extdns.io/v1alpha1", kind: "DNSEndpoint", status };
     match api.patch_status(name, &PatchParams::apply(PROVIDER_MANAGER).force(), &Patch::Apply(&patch)).await {
         Ok(_) => Ok(()),
         // Deleted meanwhile: nothing to report on.
@@ -155,6 +171,7 @@ mod tests {
     use super::*;
     use http::{Method, Request, Response};
     use kube::client::Body;
+    use serde_json::json;
     use std::time::Duration;
 
     fn respond(status: u16, body: serde_json::Value) -> Response<Body> {
@@ -171,7 +188,9 @@ mod tests {
         let leader = crate::controller::leader::Leadership::always();
         tokio::spawn(writer.clone().run(client, Arc::new(Metrics::default()), 4, leader));
         let key: EpKey = "ns/a@1".into();
-        let status = json!({"hostnames": "a.example.com"});
+        let status =
+            serialize_status(&DnsEndpointStatus { hostnames: Some("a.example.com".into()), ..Default::default() })
+                .expect("serialize");
         writer.push(key.clone(), "ns".into(), "a".into(), status.clone());
 
         let path = "/apis/extdns.io/v1alpha1/namespaces/ns/dnsendpoints/a/status";
