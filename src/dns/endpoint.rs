@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::labels::Labels;
+
 /// Record types extdns manages. external-dns spells them in upper case; so do we.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[allow(clippy::upper_case_acronyms)]
@@ -95,7 +97,7 @@ pub struct Endpoint {
     pub ttl: Option<u32>,
     /// Distinguishes records of one name and type under a routing policy; empty when unused.
     pub set_identifier: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub provider_specific: Vec<ProviderSpecificProperty>,
 }
 
@@ -125,7 +127,7 @@ impl Endpoint {
             targets,
             ttl: None,
             set_identifier: String::new(),
-            labels: BTreeMap::new(),
+            labels: Labels::new(),
             provider_specific: Vec::new(),
         }
         .normalized()

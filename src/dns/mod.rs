@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod endpoint;
 pub mod filter;
+pub mod labels;
 pub mod plan;
 pub mod provider;
 pub mod providers;

@@ -23,7 +23,7 @@ use super::endpoint::{label, Endpoint, RecordKey, RecordType};
 use super::provider::{Change, Zone};
 
 /// Labels carried by an ownership TXT record, keys without the `external-dns/` prefix.
-pub type Labels = BTreeMap<String, String>;
+pub use super::labels::Labels;
 
 const HERITAGE_KEY: &str = "heritage";
 const HERITAGE: &str = "external-dns";

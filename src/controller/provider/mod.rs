@@ -15,6 +15,7 @@
 mod router;
 mod status_writer;
 pub mod validate;
+mod vec_map;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::status_writer::{serialize_status, status_hash, StatusWriter};
+use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
 use super::{
     backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderId,
@@ -143,10 +144,10 @@ impl EndpointSnapshot {
 struct EpEntry {
     snap: EndpointSnapshot,
     /// Providers per valid record (by spec index), or why none serves it.
-    routes: BTreeMap<usize, Result<Vec<ProviderId>, String>>,
+    routes: VecMap<usize, Result<Vec<ProviderId>, String>>,
     /// Per provider, a hash of the records last sent to its worker.
-    sent: BTreeMap<ProviderId, u64>,
-    results: BTreeMap<(usize, ProviderId), RecordResult>,
+    sent: VecMap<ProviderId, u64>,
+    results: VecMap<(usize, ProviderId), RecordResult>,
     /// Deleting: providers that have not yet removed its records.
     waiting: BTreeSet<ProviderId>,
     releasing: bool,
@@ -435,9 +436,9 @@ impl Router {
                     key.clone(),
                     EpEntry {
                         snap,
-                        routes: BTreeMap::new(),
-                        sent: BTreeMap::new(),
-                        results: BTreeMap::new(),
+                        routes: VecMap::new(),
+                        sent: VecMap::new(),
+                        results: VecMap::new(),
                         waiting: BTreeSet::new(),
                         releasing: false,
                         finalizer_attempts: 0,
@@ -691,7 +692,7 @@ impl Router {
         let routable = snap.finalized() || !self.leading;
         let claimant =
             Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
-        let mut routes = BTreeMap::new();
+        let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
         if routable {
@@ -1096,8 +1097,8 @@ status: {status}
         EpEntry {
             snap: EndpointSnapshot::of(&obj),
             routes: [(0, Ok(vec![id]))].into(),
-            sent: BTreeMap::new(),
-            results: BTreeMap::new(),
+            sent: VecMap::new(),
+            results: VecMap::new(),
             waiting: BTreeSet::new(),
             releasing: false,
             finalizer_attempts: 0,
@@ -1116,7 +1117,7 @@ status: {status}
         let mut e = entry(&ready(2));
         assert!(e.status_can_wait());
         // Once the provider reported, the status is computed (and written if it differs).
-        let id = e.routes[&0].as_ref().expect("routed")[0].clone();
+        let id = e.routes.get(&0).and_then(|r| r.as_ref().ok()).expect("routed")[0].clone();
         e.results.insert((0, id), RecordResult { state: "Ready".into(), zone: None, message: String::new() });
         assert!(!e.status_can_wait());
         // A new generation shows Pending at once: the user changed something.

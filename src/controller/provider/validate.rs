@@ -67,7 +67,7 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
             targets: spec.targets.clone(),
             ttl,
             set_identifier: spec.set_identifier.clone().unwrap_or_default(),
-            labels,
+            labels: labels.into(),
             provider_specific: spec
                 .provider_specific
                 .clone()

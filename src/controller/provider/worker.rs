@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::vec_map::VecMap;
 use super::{backoff, now_time, EpKey, Leader, ProviderId, ProviderObject, RecordResult, DEFAULT_RESYNC, DEFAULT_TTL};
 use crate::controller::backend::{self, Backend, BackendError};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
@@ -119,7 +120,7 @@ pub(super) struct Worker {
     next_poll: Instant,
     relist_at: Option<Instant>,
     /// Desired records by group name, then by (object, index in its spec).
-    desired: HashMap<String, BTreeMap<(EpKey, usize), DesiredRecord>>,
+    desired: HashMap<String, VecMap<(EpKey, usize), DesiredRecord>>,
     /// Groups each object has records in, to replace them.
     ep_groups: HashMap<EpKey, BTreeSet<String>>,
     /// Groups to plan on the next sync.
@@ -382,14 +383,19 @@ impl Worker {
         let old = self.ep_groups.remove(&ep).unwrap_or_default();
         for g in &old {
             if let Some(m) = self.desired.get_mut(g) {
-                m.retain(|(e, _), _| e != &ep);
+                m.retain(|slot, _| {
+                    let theirs = slot.0 != ep;
+                    if !theirs {
+                        self.sent.remove(slot);
+                    }
+                    theirs
+                });
                 if m.is_empty() {
                     self.desired.remove(g);
                 }
             }
             self.dirty.insert(g.clone());
         }
-        self.sent.retain(|(e, _), _| e != &ep);
         let mut groups = BTreeSet::new();
         for (i, d) in records {
             let g = self.name_group(&d.endpoint.dns_name);

@@ -119,7 +119,7 @@ pub fn to_wire(e: &Endpoint, default_ttl: u32) -> WireEndpoint {
         record_type: e.record_type.as_str().to_string(),
         set_identifier: e.set_identifier.clone(),
         record_ttl: Some(i64::from(e.ttl.unwrap_or(default_ttl))),
-        labels: e.labels.clone(),
+        labels: e.labels.to_map(),
         provider_specific: e.provider_specific.clone(),
     }
 }
