@@ -133,6 +133,35 @@ pub fn endpoint_conditions(
     (conds, !deleting && progressing.is_empty())
 }
 
+/// Ready, Reconciling and Stalled for a DNSProvider or ClusterDNSProvider, from its Ready
+/// verdict. A provider that is not ready is either on its way (`Pending` until its first
+/// listing, `Unreachable`, `Throttled`: retried with backoff) or needs a human (refused by the
+/// tenancy rules, a listener conflict, bad credentials or spec, no zone): GitOps tools show
+/// the first as progressing and the second as degraded, as they do for DNSEndpoints.
+pub fn provider_conditions(
+    ready: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let class = if ready { Class::Live } else { classify(reason) };
+    let (rec, rec_reason, rec_msg) = match class {
+        Class::InProgress => (true, reason.to_string(), message.clone()),
+        _ => (false, reason::AS_EXPECTED.to_string(), "no change in progress".to_string()),
+    };
+    let (st, st_reason, st_msg) = match class {
+        Class::NeedsHuman => (true, reason.to_string(), message.clone()),
+        _ => (false, reason::AS_EXPECTED.to_string(), "nothing needs attention".to_string()),
+    };
+    vec![
+        condition(READY, ready, reason, message, generation, previous, now),
+        condition(RECONCILING, rec, &rec_reason, rec_msg, generation, previous, now),
+        condition(STALLED, st, &st_reason, st_msg, generation, previous, now),
+    ]
+}
+
 /// Why a record is in progress, as a condition reason: its state, `Progressing` while it
 /// merely waits for its turn.
 fn progress_reason(r: &RecordStatus) -> String {
@@ -304,5 +333,28 @@ mod tests {
         assert!(!applied);
         assert_eq!(get(&c, RECONCILING).status, "True");
         assert_eq!(get(&c, READY).reason, "Deleting");
+    }
+    #[test]
+    fn provider_conditions_tell_progress_from_what_needs_a_human() {
+        let now = t("2026-01-01T00:00:00Z");
+        let of =
+            |ready: bool, reason: &str| provider_conditions(ready, reason, format!("{reason} msg"), Some(3), &[], &now);
+        let status = |c: &[Condition], ty: &str| (get(c, ty).status.clone(), get(c, ty).reason.clone());
+        let ok = of(true, "ZonesFound");
+        assert_eq!(status(&ok, READY), ("True".into(), "ZonesFound".into()));
+        assert_eq!(status(&ok, RECONCILING).0, "False");
+        assert_eq!(status(&ok, STALLED).0, "False");
+        for r in ["Pending", "Unreachable", "Throttled"] {
+            let c = of(false, r);
+            assert_eq!(status(&c, RECONCILING), ("True".into(), r.to_string()), "{r}");
+            assert_eq!(status(&c, STALLED).0, "False", "{r}");
+        }
+        for r in ["NotPermitted", "ListenerConflict", "InvalidProvider", "AuthFailed", "NoZones"] {
+            let c = of(false, r);
+            assert_eq!(status(&c, STALLED), ("True".into(), r.to_string()), "{r}");
+            assert_eq!(get(&c, STALLED).message, format!("{r} msg"));
+            assert_eq!(status(&c, RECONCILING).0, "False", "{r}");
+        }
+        assert!(of(false, "NoZones").iter().all(|c| c.observed_generation == Some(3)));
     }
 }

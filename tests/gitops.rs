@@ -152,7 +152,7 @@ const KSTATUS: &[(&str, &str, &str)] = &[
     ("DNSProvider", "unreachable.yaml", "InProgress"),
     ("DNSProvider", "generation-lag.yaml", "InProgress"),
     ("ClusterDNSProvider", "ready.yaml", "Current"),
-    ("ClusterDNSProvider", "listener-taken.yaml", "InProgress"),
+    ("ClusterDNSProvider", "listener-taken.yaml", "Failed"),
     ("ClusterDNSProvider", "generation-lag.yaml", "InProgress"),
 ];
 

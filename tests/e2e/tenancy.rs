@@ -11,16 +11,26 @@ use serde_json::json;
 use crate::harness::*;
 use crate::route53::{create_zone, records, sdk, Moto};
 
-/// Waits until the DNSProvider's Ready condition has `status` and `reason`.
+/// Waits until the DNSProvider's Ready condition has `status` and `reason`, and its Stalled
+/// condition says whether that needs a human (GitOps tools read it: Degraded / Failed).
 async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
-    wait_for(&format!("DNSProvider {name} Ready={status} reason {reason}"), DEADLINE, || {
-        let api = api.clone();
-        async move {
-            let p = api.get_opt(name).await.ok()??;
-            let c = p.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?.clone();
-            (c.status == status && c.reason == reason).then_some(c)
-        }
-    })
+    let needs_human = status == "False" && !["Pending", "Unreachable", "Throttled"].contains(&reason);
+    let stalled = if needs_human { ("True", reason) } else { ("False", "AsExpected") };
+    wait_for(
+        &format!("DNSProvider {name} Ready={status} reason {reason}, Stalled={} reason {}", stalled.0, stalled.1),
+        DEADLINE,
+        || {
+            let api = api.clone();
+            async move {
+                let p = api.get_opt(name).await.ok()??;
+                let conditions = &p.status.as_ref()?.conditions;
+                let c = conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+                let s = conditions.iter().find(|c| c.type_ == "Stalled")?;
+                (c.status == status && c.reason == reason && (s.status.as_str(), s.reason.as_str()) == stalled)
+                    .then_some(c)
+            }
+        },
+    )
     .await
 }
 

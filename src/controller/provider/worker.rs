@@ -976,10 +976,10 @@ impl Worker {
             (_, _, None, None) => (false, "Pending".to_string(), "not listed yet".to_string()),
         };
         let generation = self.object.generation;
-        let cond = status::condition(status::READY, ready, &reason, message, generation, &prev.conditions, &now);
+        let conditions = status::provider_conditions(ready, &reason, message, generation, &prev.conditions, &now);
         let status = DnsProviderStatus {
             observed_generation: generation,
-            conditions: vec![cond],
+            conditions,
             zones: self
                 .cache
                 .as_ref()
