@@ -183,12 +183,20 @@ async fn rfc2136_ownership_and_adoption() {
         ],
     );
     let op = Operator::start("rfc2136_ownership");
-    // The DNSEndpoint exists before its provider, as after a migration: the provider's first
-    // plan must find it desired. (Created after the provider, it may come after that first
-    // plan, which then deletes the owned record as undesired — policy sync, as external-dns.)
+    // The provider first and its DNSEndpoint after it, as one GitOps sync may apply them: the
+    // provider's first plan may come before the DNSEndpoint reaches it, and a new provider
+    // leaves the owned record alone for its grace instead of deleting it as undesired.
+    rfc2136_provider(&client, &ns.name, zone, bind.port, "e2e").await;
+    wait_for("the provider's first listing", DEADLINE, || {
+        let op = &op;
+        async move {
+            (op.counter("extdns_provider_calls_total", &["operation=\"records\"", "outcome=\"ok\""]).await >= 1)
+                .then_some(())
+        }
+    })
+    .await;
     let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
     apply(&eps, "adopt", dnsendpoint("adopt", json!([{"dnsName": format!("adopt.{zone}"), "recordType": "A", "targets": ["192.0.2.120"], "recordTTL": 300}]))).await;
-    rfc2136_provider(&client, &ns.name, zone, bind.port, "e2e").await;
     wait_condition(&eps, "adopt", "Ready", "True").await;
     assert_eq!(op.counter("extdns_provider_changes_total", &[]).await, 0, "adoption sent changes:\n{}", op.log_tail());
 

@@ -39,6 +39,21 @@ pub(super) const PROPAGATION_POLL: Duration = Duration::from_secs(5);
 const RELIST_AFTER_REJECT: Duration = Duration::from_secs(30);
 /// Names planned and applied together; see [`Worker::plan_in_chunks`].
 const PLAN_CHUNK: usize = 1000;
+/// How long after its creation a provider leaves records it owns but nobody wants (see
+/// [`deletion_grace_until`]).
+pub(super) const NEW_PROVIDER_GRACE: Duration = Duration::from_secs(60);
+
+/// Until when a provider created at `created` holds back deleting owned records no
+/// DNSEndpoint wants: `None` once that time has passed. A provider applied together with its
+/// DNSEndpoints (one GitOps sync, a migration) may plan before the DNSEndpoints reach it; its
+/// first plan would delete the records they are about to claim, and create them again a
+/// moment later.
+pub(super) fn deletion_grace_until(created: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let created: jiff::Timestamp = created.parse().ok()?;
+    let age = now.duration_since(created);
+    let grace = jiff::SignedDuration::try_from(NEW_PROVIDER_GRACE).ok()?;
+    (age < grace).then(|| (grace - age).unsigned_abs())
+}
 
 /// The default TXT owner id, external-dns's `--txt-owner-id` default.
 pub const DEFAULT_OWNER_ID: &str = "default";
@@ -121,6 +136,9 @@ pub(super) struct Worker {
     propagating: BTreeMap<String, BTreeSet<RecordKey>>,
     next_poll: Instant,
     relist_at: Option<Instant>,
+    /// Orphaned owned records were left alone during the new provider's grace: plan every
+    /// name again at this time.
+    grace_replan_at: Option<Instant>,
     /// Desired records by group name, then by (object, index in its spec).
     desired: HashMap<String, VecMap<(EpKey, usize), DesiredRecord>>,
     /// Groups each object has records in, to replace them.
@@ -174,6 +192,7 @@ impl Worker {
             propagating: BTreeMap::new(),
             next_poll: Instant::now(),
             relist_at: None,
+            grace_replan_at: None,
             desired: HashMap::new(),
             ep_groups: HashMap::new(),
             dirty: BTreeSet::new(),
@@ -456,7 +475,7 @@ impl Worker {
         }
         let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
         let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
-        resync.into_iter().chain(poll).chain(self.relist_at).min()
+        resync.into_iter().chain(poll).chain(self.relist_at).chain(self.grace_replan_at).min()
     }
 
     fn in_backoff(&self) -> bool {
@@ -494,6 +513,10 @@ impl Worker {
         }
         if !self.may_write() || self.in_backoff() {
             return;
+        }
+        if self.grace_replan_at.is_some_and(|t| Instant::now() >= t) {
+            self.grace_replan_at = None;
+            self.full = true;
         }
         let due = self.cache.as_ref().is_none_or(|c| c.fetched.elapsed() >= self.resync)
             || self.relist_at.is_some_and(|t| Instant::now() >= t);
@@ -741,7 +764,7 @@ impl Worker {
                     }
                 }
             }
-            let p = plan::plan(&plan::PlanInput {
+            let mut p = plan::plan(&plan::PlanInput {
                 desired: &mine,
                 current: &current,
                 policy: self.policy,
@@ -750,6 +773,17 @@ impl Worker {
                 default_ttl: self.default_ttl,
                 orphan_claims: &orphan_claims,
             });
+            if let Some(left) = deletion_grace_until(&self.object.created, jiff::Timestamp::now()) {
+                // Records of a deleted DNSEndpoint go at once: its finalizer waits for them.
+                let released: BTreeSet<&String> = self.releases.values().flatten().collect();
+                let wanted: BTreeSet<&str> = mine.iter().map(|d| d.endpoint.dns_name.as_str()).collect();
+                let keep = |name: &str| wanted.contains(name) || released.contains(&self.name_group(name));
+                if hold_orphan_deletions(&mut p, keep) > 0 {
+                    let at = Instant::now() + left;
+                    self.grace_replan_at = Some(self.grace_replan_at.map_or(at, |t| t.max(at)));
+                    info!(provider = %id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
+                }
+            }
 
             // Old-format-only records of ours get their new-format TXT now, as external-dns
             // adds it on its first pass; their data is not touched.
@@ -1046,6 +1080,28 @@ struct SyncOutcome {
 
 /// Whether `change` is an ownership TXT that the registry added for planned change `pi`
 /// rather than the planned data change itself.
+/// Drops from `p` the deletions of records at names `delete_now` does not name (keeping the
+/// indices its outcomes hold right); returns how many it dropped.
+fn hold_orphan_deletions(p: &mut plan::Plan, delete_now: impl Fn(&str) -> bool) -> usize {
+    let mut new_index = Vec::with_capacity(p.changes.len());
+    let mut kept = Vec::with_capacity(p.changes.len());
+    for c in std::mem::take(&mut p.changes) {
+        let orphan = matches!(&c, Change::Delete(e) if !delete_now(&e.dns_name));
+        new_index.push(kept.len());
+        if !orphan {
+            kept.push(c);
+        }
+    }
+    let dropped = new_index.len() - kept.len();
+    p.changes = kept;
+    for o in &mut p.outcomes {
+        if let Outcome::Change(i) = o {
+            *i = new_index[*i];
+        }
+    }
+    dropped
+}
+
 /// Why a record of a type the provider does not manage is left out, and how to publish it.
 fn unmanaged_message(key: &RecordKey, provider: &ProviderId) -> String {
     let t = key.record_type;
@@ -1425,6 +1481,88 @@ mod tests {
         assert_eq!(created.len(), n, "every name once");
         assert_eq!(backend.listings.load(Ordering::SeqCst), 1);
         assert_eq!(w.managed_records, n as i64, "owned records, counted over all chunks");
+    }
+
+    #[test]
+    fn a_new_provider_has_a_grace_for_deletions() {
+        let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        assert_eq!(deletion_grace_until("2026-01-01T00:00:50Z", now), Some(Duration::from_secs(50)));
+        assert_eq!(deletion_grace_until("2026-01-01T00:00:00Z", now), None, "exactly its age");
+        assert_eq!(deletion_grace_until("2025-12-31T00:00:00Z", now), None);
+        assert_eq!(deletion_grace_until("", now), None, "no creation time: no grace");
+    }
+
+    /// During the grace, a new provider's first plan deletes no owned record that nobody
+    /// wants yet (its DNSEndpoint may be a moment behind); records at wanted names still
+    /// change; once the grace is over a plan of every name deletes the orphan.
+    #[tokio::test]
+    async fn a_new_provider_leaves_owned_orphans_during_its_grace() {
+        let zone = Zone::named("example.com");
+        let owned =
+            |r: &str| format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=crd/team-a/{r}");
+        let held = vec![
+            Endpoint::new("late.example.com", RecordType::A, vec!["192.0.2.9".into()]).with_ttl(300),
+            Endpoint::new("a-late.example.com", RecordType::TXT, vec![owned("late")]).with_ttl(300),
+        ];
+        let backend = Arc::new(RecordingBackend { zones: vec![zone.clone()], ..Default::default() });
+        backend.held.lock().unwrap().insert(zone.id.clone(), held);
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        w.object.created = jiff::Timestamp::now().to_string();
+        w.set_desired(ep("web"), vec![(0, desired("web.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        assert_eq!(results(&mut rx).len(), 1);
+        let sent: Vec<Change> = backend.applied.lock().unwrap().iter().flat_map(|(_, c)| c.clone()).collect();
+        assert!(sent.iter().all(|c| matches!(c, Change::Create(_))), "only the wanted record's creation: {sent:#?}");
+        assert!(w.grace_replan_at.is_some(), "a plan of every name is due when the grace ends");
+
+        // A deleted DNSEndpoint's records go at once, grace or not: its finalizer waits.
+        let before = backend.applied.lock().unwrap().len();
+        w.handle(WorkerMsg::Release { ep: ep("web"), names: vec!["web.example.com".into()] });
+        w.sync().await;
+        let since: Vec<Change> =
+            backend.applied.lock().unwrap()[before..].iter().flat_map(|(_, c)| c.clone()).collect();
+        assert!(
+            since.iter().any(|c| matches!(c, Change::Delete(e) if e.dns_name == "web.example.com")),
+            "the released record is deleted: {since:?}"
+        );
+        assert!(w.releases.is_empty(), "released");
+
+        // The grace is over (as if the provider were older): the orphan goes.
+        w.object.created = "2020-01-01T00:00:00Z".into();
+        w.grace_replan_at = Some(Instant::now());
+        w.sync().await;
+        let deleted: Vec<String> = backend
+            .applied
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, c)| c.clone())
+            .filter_map(|c| match c {
+                Change::Delete(e) => Some(e.dns_name),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, ["web.example.com", "a-web.example.com", "late.example.com", "a-late.example.com"]);
+        // (The first two are the release above; the orphan's pair is the grace's end.)
+        assert_eq!(w.grace_replan_at, None);
+    }
+
+    #[test]
+    fn held_deletions_keep_the_outcomes_pointing_at_their_changes() {
+        let a = |n: &str| Endpoint::new(n, RecordType::A, vec!["192.0.2.1".into()]);
+        let mut p = plan::Plan {
+            changes: vec![
+                Change::Create(a("web.example.com")),
+                Change::Delete(a("gone.example.com")),
+                Change::Delete(a("api.example.com")),
+            ],
+            outcomes: vec![Outcome::Change(0), Outcome::Change(2)],
+        };
+        let wanted: BTreeSet<&str> = ["web.example.com", "api.example.com"].into();
+        assert_eq!(hold_orphan_deletions(&mut p, |n| wanted.contains(n)), 1);
+        assert_eq!(p.changes.len(), 2);
+        assert!(matches!(&p.outcomes[..], [Outcome::Change(0), Outcome::Change(1)]));
+        assert!(matches!(&p.changes[1], Change::Delete(e) if e.dns_name == "api.example.com"));
     }
 
     /// A record owned through an old-format TXT alone gets its new-format TXT on the first
