@@ -150,7 +150,17 @@ async fn invalid_dnsendpoint_is_stalled_and_valid_one_ready() {
     .await;
 
     wait_condition(&eps, "valid", "Ready", "True").await;
-    let bad = wait_condition(&eps, "invalid", "Stalled", "True").await;
+    wait_condition(&eps, "invalid", "Stalled", "True").await;
+    // Stalled as soon as it is routed; its valid record goes live a moment later, and only
+    // then is the generation applied (status.observedGeneration), which kstatus waits for.
+    let bad = wait_for("the invalid object's generation to be applied", DEADLINE, || {
+        let eps = eps.clone();
+        async move {
+            let ep = eps.get_opt("invalid").await.ok()??;
+            (ep.status.as_ref()?.observed_generation == ep.metadata.generation).then_some(ep)
+        }
+    })
+    .await;
     let ready = condition(&bad, "Ready").expect("Ready condition");
     assert_eq!(ready.status, "False");
     assert_eq!(ready.reason, "InvalidRecord");
