@@ -2,6 +2,7 @@
 //! whatever it needs (the embedded DNS server).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
@@ -97,9 +98,36 @@ pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
 }
 
+/// Bounds of `spec.resyncInterval`. Every resync lists every zone, against a quota that all
+/// tenants of a shared account spend: a provider may not list more often than this floor,
+/// nor go longer than the ceiling without repairing drift.
+pub const MIN_RESYNC: Duration = Duration::from_secs(60);
+pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
+
+/// `spec.resyncInterval`, checked against [`MIN_RESYNC`] and [`MAX_RESYNC`]; the default
+/// when unset.
+pub fn resync_interval(spec: &ProviderSpec) -> Result<Duration, BackendError> {
+    let field = "spec.resyncInterval";
+    let Some(text) = &spec.resync_interval else { return Ok(crate::controller::provider::DEFAULT_RESYNC) };
+    let d = crate::controller::provider::parse_duration(field, text)
+        .map_err(|message| BackendError::Field { field: field.into(), message })?;
+    if !(MIN_RESYNC..=MAX_RESYNC).contains(&d) {
+        return Err(BackendError::Field {
+            field: field.into(),
+            message: format!(
+                "{text:?} is outside {}..{}",
+                humantime::format_duration(MIN_RESYNC),
+                humantime::format_duration(MAX_RESYNC)
+            ),
+        });
+    }
+    Ok(d)
+}
+
 /// Builds the backend for `spec`, behind its rate limit.
 pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
     check_backend_count(spec)?;
+    resync_interval(spec)?;
     let limiter = match &spec.rate_limit {
         Some(rl) if !(rl.qps.is_finite() && rl.qps > 0.0) => {
             return Err(BackendError::Field {
@@ -418,4 +446,21 @@ fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider
             other => BackendError::Start(other.to_string()),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_interval_has_a_floor_and_a_ceiling() {
+        let with = |s: &str| ProviderSpec { resync_interval: Some(s.into()), ..Default::default() };
+        assert_eq!(resync_interval(&ProviderSpec::default()).unwrap(), Duration::from_secs(3600));
+        assert_eq!(resync_interval(&with("10m")).unwrap(), Duration::from_secs(600));
+        assert_eq!(resync_interval(&with("90")).unwrap(), Duration::from_secs(90));
+        for bad in ["0", "0s", "30s", "25h", "soon"] {
+            let err = resync_interval(&with(bad)).unwrap_err().to_string();
+            assert!(err.starts_with("spec.resyncInterval: "), "{bad}: {err}");
+        }
+    }
 }

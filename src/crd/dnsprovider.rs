@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::endpoint::RecordType;
 
+/// `spec.resyncInterval`: hours, minutes and seconds ("1h", "10m", "1h30m", "90s") or plain
+/// seconds ("3600"), never below one minute (the operator also refuses more than 24h).
+const RESYNC_PATTERN: &str =
+    r"^([1-9][0-9]*h([0-9]+m)?([0-9]+s)?|[1-9][0-9]*m([0-9]+s)?|([6-9][0-9]|[1-9][0-9]{2,})s?)$";
+
 /// Where and how records are written. Shared by DNSProvider (serves its own namespace, reads
 /// Secrets there) and ClusterDNSProvider (serves namespaces matched by `namespaceSelector`,
 /// reads Secrets from the operator's namespace). Set exactly one backend block.
@@ -59,8 +64,10 @@ pub struct ProviderSpec {
     #[schemars(range(min = 0, max = 2147483647))]
     pub default_ttl: Option<u32>,
     /// How often the backend's records are listed again to repair drift, e.g. "1h", "10m".
-    /// Between resyncs extdns makes no listing calls. Default "1h".
+    /// Between resyncs extdns makes no listing calls. Default "1h"; at least "1m", at most
+    /// "24h" (every resync spends the backend's API quota, which tenants may share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 32), regex(pattern = RESYNC_PATTERN))]
     pub resync_interval: Option<String>,
     /// Limits calls to the backend (zone listings, record listings, change batches): a token
     /// bucket of `burst` calls refilled at `qps` per second. Unlimited when absent.

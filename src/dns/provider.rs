@@ -115,6 +115,39 @@ impl ProviderError {
     }
 }
 
+tokio::task_local! {
+    static WRITE_GATE: WriteGate;
+}
+
+/// Whether the task applying changes may still send them. A backend call can wait long
+/// (a rate-limit token, a throttled retry, a frozen process); a replica that lost its Lease
+/// meanwhile must not send what it queued, since the new leader is already writing. The
+/// worker sets the gate around an apply; every backend checks it right before each message
+/// it sends ([`write_allowed`]), after any wait. Task-local rather than a parameter: the
+/// check belongs to the transport of each backend, many calls below the trait.
+#[derive(Clone)]
+pub struct WriteGate(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl WriteGate {
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        WriteGate(std::sync::Arc::new(open))
+    }
+
+    /// Runs `f` with this gate: backends called inside check it before each message.
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        WRITE_GATE.scope(self, f).await
+    }
+}
+
+/// `Err` when the gate of this task is closed: the message about to go out is dropped, not
+/// sent. Without a gate (tests, the embedded server) every message may go.
+pub fn write_allowed(what: &str) -> Result<(), ProviderError> {
+    match WRITE_GATE.try_with(|g| (g.0)()) {
+        Ok(false) => Err(ProviderError::Unreachable(format!("{what}: not sent: this replica no longer leads"))),
+        _ => Ok(()),
+    }
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Zones this backend holds and this provider may write to.

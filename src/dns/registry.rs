@@ -592,6 +592,51 @@ impl TxtRegistry {
         out
     }
 
+    /// Removals of ownership TXTs of ours that back no record any more and that no record
+    /// `wanted` is about to be created under: the leftovers of a delete whose answer was lost
+    /// (the record went, its TXT removal was never sent). A record and its TXT leave
+    /// together; without this a TXT outlives its record, and the namespace that wrote it,
+    /// for good. `keep(name)` is false for names this provider does not manage (outside its
+    /// `spec.domains`): those TXTs are never touched.
+    pub fn orphaned_ownership(
+        &self,
+        view: &RegistryView,
+        wanted: &BTreeSet<RecordKey>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<Change> {
+        let held: BTreeSet<RecordKey> = view.endpoints.iter().map(|e| self.lookup_key(e)).collect();
+        let held_names: BTreeSet<(&str, &str)> =
+            held.iter().map(|k| (k.dns_name.as_str(), k.set_identifier.as_str())).collect();
+        let wanted_keys: BTreeSet<RecordKey> = wanted
+            .iter()
+            .map(|k| RecordKey { dns_name: self.names.replace_wildcard(&k.dns_name), ..k.clone() })
+            .collect();
+        let wanted_names: BTreeSet<(&str, &str)> =
+            wanted_keys.iter().map(|k| (k.dns_name.as_str(), k.set_identifier.as_str())).collect();
+        let mut out = Vec::new();
+        for (key, txt) in &view.new_format {
+            // A `cname-` TXT also backs the A and AAAA aliases at its name.
+            let backs_alias = key.record_type == RecordType::CNAME
+                && [RecordType::A, RecordType::AAAA].into_iter().any(|t| {
+                    let k = RecordKey { record_type: t, ..key.clone() };
+                    held.contains(&k) || wanted_keys.contains(&k)
+                });
+            if !self.owns(txt) || !keep(&key.dns_name) || held.contains(key) || wanted_keys.contains(key) || backs_alias
+            {
+                continue;
+            }
+            out.push(removal(txt));
+        }
+        for ((name, set_identifier), txt) in &view.old_format {
+            let at = (name.as_str(), set_identifier.as_str());
+            if !self.owns(txt) || !keep(name) || held_names.contains(&at) || wanted_names.contains(&at) {
+                continue;
+            }
+            out.push(removal(txt));
+        }
+        out
+    }
+
     /// Whether `ep` gets (or may get) its ownership from the old-format TXT at `old_key`.
     fn leans_on_old_format(&self, view: &RegistryView, ep: &Endpoint, old_key: &(String, String)) -> bool {
         let key = self.lookup_key(ep);
@@ -737,6 +782,13 @@ impl TxtRegistry {
             set_identifier: ep.set_identifier.clone(),
             record_type: ep.record_type,
         }
+    }
+
+    /// Whether `value` would be read as an ownership record: plain, or sealed with this
+    /// registry's key (a copy of an encrypted ownership value published as data elsewhere).
+    /// Such a value is never published as a TXT data record.
+    pub fn reads_as_ownership(&self, value: &str) -> bool {
+        self.parse_txt(value).is_some()
     }
 
     /// Labels of one TXT value if it is an external-dns ownership record. With a key, an
@@ -1113,6 +1165,46 @@ mod tests {
 
     fn mapper(prefix: &str, suffix: &str) -> AffixNameMapper {
         AffixNameMapper::new(prefix, suffix, "")
+    }
+
+    /// A TXT of ours whose record is gone (its delete's answer was lost) goes; one whose
+    /// record is about to be created, another owner's, one outside the provider's domains and
+    /// the `cname-` TXT of an alias stay.
+    #[test]
+    fn orphaned_ownership_txts_of_ours_are_removed() {
+        let reg = registry("", "", "");
+        let raw = vec![
+            txt("a-gone.example.com", &ownership_text(OWNER, "crd/ns/gone")),
+            txt("a-theirs.example.com", &ownership_text("other", "crd/ns/theirs")),
+            txt("a-soon.example.com", &ownership_text(OWNER, "crd/ns/soon")),
+            txt("a-elsewhere.other.example.com", &ownership_text(OWNER, "crd/ns/x")),
+            ep("live.example.com", RecordType::A, "192.0.2.1"),
+            txt("a-live.example.com", &ownership_text(OWNER, "crd/ns/live")),
+            txt("old.example.com", &ownership_text(OWNER, "crd/ns/old")),
+        ];
+        let view = reg.view_in_zone(raw, "example.com");
+        let wanted = BTreeSet::from([ep("soon.example.com", RecordType::A, "192.0.2.2").key()]);
+        let keep = |name: &str| !name.ends_with("other.example.com");
+        let removed: Vec<String> = reg
+            .orphaned_ownership(&view, &wanted, keep)
+            .into_iter()
+            .map(|c| match c {
+                Change::Delete(e) => e.dns_name,
+                other => panic!("a removal is a delete here: {other:?}"),
+            })
+            .collect();
+        assert_eq!(removed, vec!["a-gone.example.com".to_string(), "old.example.com".to_string()]);
+    }
+
+    #[test]
+    fn reads_as_ownership_knows_plain_and_sealed_values() {
+        let key = [7u8; 32];
+        let reg = encrypted_registry(&key);
+        let sealed = reg.ownership_record(&owned(ep("web.example.com", RecordType::A, "192.0.2.1"), OWNER, "r"));
+        assert!(reg.reads_as_ownership(&sealed.targets[0]), "a copy of a sealed ownership value");
+        assert!(reg.reads_as_ownership(&ownership_text("x", "y")));
+        assert!(!reg.reads_as_ownership("v=spf1 -all"));
+        assert!(!registry("", "", "").reads_as_ownership(&sealed.targets[0]), "without the key it is data");
     }
 
     #[test]

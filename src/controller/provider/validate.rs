@@ -7,6 +7,33 @@ use kube::ResourceExt;
 
 use crate::crd::DNSEndpoint;
 use crate::dns::endpoint::{self, label, Endpoint, ProviderSpecificProperty, RecordType};
+use crate::dns::registry;
+
+/// Longest label key and value that go into an ownership TXT.
+const MAX_LABEL_KEY: usize = 63;
+const MAX_LABEL_VALUE: usize = 253;
+
+/// Whether a label may go into an ownership TXT. external-dns's label text has no escaping:
+/// a `,`, `=` or quote inside a key or value would read back as other labels (a forged
+/// `owner`), so such labels are refused rather than written.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let key_ok = !key.is_empty()
+        && key.len() <= MAX_LABEL_KEY
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !key_ok {
+        return Err(format!(
+            "label key {key:?} must be 1-{MAX_LABEL_KEY} characters of letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if value.len() > MAX_LABEL_VALUE
+        || value.chars().any(|c| matches!(c, ',' | '=' | '"') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "label value {value:?} must be at most {MAX_LABEL_VALUE} characters without ',', '=', '\"', spaces or control characters (they would change what its ownership TXT says)"
+        ));
+    }
+    Ok(())
+}
 
 /// The TXT `resource` label external-dns writes for a hand-written DNSEndpoint.
 fn default_resource(obj: &DNSEndpoint) -> String {
@@ -41,6 +68,19 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
             if let Err(e) = endpoint::validate_target(&field(&format!("targets[{j}]")), target_type, t) {
                 errs.push(e);
             }
+            if spec.record_type == RecordType::TXT && registry::parse_labels(t).is_some() {
+                errs.push(endpoint::ValidationError {
+                    field: field(&format!("targets[{j}]")),
+                    message: "a TXT value that reads as an external-dns ownership record (heritage=external-dns) \
+                              is written only by the provider's registry, never published as data"
+                        .into(),
+                });
+            }
+        }
+        for (k, v) in spec.labels.iter().flatten() {
+            if let Err(message) = check_label(k, v) {
+                errs.push(endpoint::ValidationError { field: field(&format!("labels.{k}")), message });
+            }
         }
         let ttl = match spec.record_ttl {
             // external-dns reads 0 as "not configured": the provider's default.
@@ -59,8 +99,10 @@ pub fn validate_endpoint_spec(obj: &DNSEndpoint) -> Validated {
         }
         let mut labels = spec.labels.clone().unwrap_or_default();
         labels.entry(label::RESOURCE.to_string()).or_insert_with(|| default_resource(obj));
-        // Owner labels come from the registry, never from the user.
+        // Owner and nonce labels come from the registry, never from the user: a nonce of the
+        // user's choosing would seal another plaintext under a used nonce.
         labels.remove(label::OWNER);
+        labels.remove(label::TXT_ENCRYPTION_NONCE);
         let ep = Endpoint {
             dns_name: spec.dns_name.clone(),
             record_type: spec.record_type,
@@ -136,6 +178,40 @@ mod tests {
         );
         assert!(bad[1].1.to_string().starts_with("spec.endpoints[2].recordTTL"));
         assert!(bad[2].1.to_string().starts_with("spec.endpoints[3].recordType: CNAME at c.example.com"));
+    }
+
+    /// Ownership is written only by the registry: a TXT value that reads as an ownership
+    /// record, or a label that would inject one, is refused naming the field.
+    #[test]
+    fn forged_ownership_values_and_injected_labels_are_refused() {
+        let forged = spec(
+            "a-legacy.example.com",
+            RecordType::TXT,
+            &["heritage=external-dns,external-dns/owner=redteam,external-dns/resource=crd/tenant-a/hijack"],
+        );
+        let quoted = spec("aaaa-web.example.com", RecordType::TXT, &["\"heritage=external-dns,external-dns/owner=x\""]);
+        let data = spec("txt.example.com", RecordType::TXT, &["v=spf1 -all", "heritage is a word"]);
+        let mut injected = spec("leak.example.com", RecordType::A, &["192.0.2.1"]);
+        injected.labels =
+            Some([("resource".to_string(), "crd/tenant-a/leak,external-dns/owner=nobody".to_string())].into());
+        let mut bad_key = spec("key.example.com", RecordType::A, &["192.0.2.1"]);
+        bad_key.labels = Some([("a,b=c".to_string(), "x".to_string())].into());
+        let mut nonce = spec("nonce.example.com", RecordType::A, &["192.0.2.1"]);
+        nonce.labels = Some([("txt-encryption-nonce".to_string(), "AAAAAAAAAAAAAAAA".to_string())].into());
+        let (ok, bad) = validate_endpoint_spec(&obj(vec![forged, quoted, data, injected, bad_key, nonce]));
+        assert_eq!(ok.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![2, 5]);
+        assert!(!ok[1].1.labels.contains_key(label::TXT_ENCRYPTION_NONCE), "a nonce is the registry's to choose");
+        let fields: Vec<&str> = bad.iter().map(|(_, e)| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.endpoints[0].targets[0]",
+                "spec.endpoints[1].targets[0]",
+                "spec.endpoints[3].labels.resource",
+                "spec.endpoints[4].labels.a,b=c"
+            ]
+        );
+        assert!(bad[0].1.message.contains("ownership record"), "{}", bad[0].1);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::dns::apply::apply_with_ownership;
 use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
-use crate::dns::provider::zone_for;
+use crate::dns::provider::{zone_for, WriteGate};
 use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
@@ -37,6 +37,12 @@ pub(super) const PROPAGATION_POLL: Duration = Duration::from_secs(5);
 /// After a change the backend refused, the zone may differ from what we think: list again
 /// this soon (at the latest).
 const RELIST_AFTER_REJECT: Duration = Duration::from_secs(30);
+/// How long after the `n`-th refused change since the last resync the zone is listed again:
+/// doubling from [`RELIST_AFTER_REJECT`], never past the resync interval.
+fn relist_after_reject(n: u32, resync: Duration) -> Duration {
+    RELIST_AFTER_REJECT.saturating_mul(1u32 << n.min(16)).min(resync)
+}
+
 /// Names planned and applied together; see [`Worker::plan_in_chunks`].
 const PLAN_CHUNK: usize = 1000;
 /// How long after its creation a provider leaves records it owns but nobody wants (see
@@ -125,6 +131,11 @@ pub(super) struct Worker {
     backend: Result<Backend, BackendError>,
     ownership: Result<Ownership, String>,
     zone_filter: DomainFilter,
+    /// `spec.domains`: the names this provider manages. Records outside it are never planned,
+    /// counted or deleted, whoever owns them: two providers with one owner id and disjoint
+    /// domains share a zone without touching each other's records (external-dns applies its
+    /// domain filter to current records too).
+    domains: DomainFilter,
     policy: Policy,
     managed: Vec<RecordType>,
     default_ttl: u32,
@@ -136,6 +147,10 @@ pub(super) struct Worker {
     propagating: BTreeMap<String, BTreeSet<RecordKey>>,
     next_poll: Instant,
     relist_at: Option<Instant>,
+    /// Re-listings since the last resync that a refused change asked for: each waits twice
+    /// as long as the one before, so a tenant re-creating a refused change does not turn
+    /// into a listing of a shared zone every 30 s.
+    reject_relists: u32,
     /// Orphaned owned records were left alone during the new provider's grace: plan every
     /// name again at this time.
     grace_replan_at: Option<Instant>,
@@ -149,6 +164,9 @@ pub(super) struct Worker {
     full: bool,
     /// Deleted objects waiting for their groups to be planned without them.
     releases: HashMap<EpKey, BTreeSet<String>>,
+    /// Groups whose last plan had a change fail (refused or lost): what the backend holds
+    /// there is not known until a listing, so no release waits on them is finished yet.
+    unsettled: BTreeSet<String>,
     /// Results sent to the router, so only changes are sent.
     sent: HashMap<(EpKey, usize), RecordResult>,
     written_status: Option<serde_json::Value>,
@@ -181,6 +199,7 @@ impl Worker {
             backend: Err(BackendError::Start("not started yet".into())),
             ownership: Err("not started yet".into()),
             zone_filter: DomainFilter::default(),
+            domains: DomainFilter::default(),
             policy: Policy::Sync,
             managed: Vec::new(),
             default_ttl: DEFAULT_TTL,
@@ -192,12 +211,14 @@ impl Worker {
             propagating: BTreeMap::new(),
             next_poll: Instant::now(),
             relist_at: None,
+            reject_relists: 0,
             grace_replan_at: None,
             desired: HashMap::new(),
             ep_groups: HashMap::new(),
             dirty: BTreeSet::new(),
             full: true,
             releases: HashMap::new(),
+            unsettled: BTreeSet::new(),
             sent: HashMap::new(),
             written_status: None,
             started: false,
@@ -215,17 +236,16 @@ impl Worker {
         self.fingerprint = serde_json::to_string(spec).unwrap_or_default();
         self.local = spec.embedded.is_some() || spec.in_memory.is_some();
         self.zone_filter = spec.zones.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
+        self.domains = spec.domains.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
         self.policy = to_policy(spec.policy);
         self.managed = spec
             .managed_record_types
             .clone()
             .unwrap_or_else(|| vec![RecordType::A, RecordType::AAAA, RecordType::CNAME]);
         self.default_ttl = spec.default_ttl.unwrap_or(DEFAULT_TTL);
-        self.resync = spec
-            .resync_interval
-            .as_deref()
-            .and_then(|s| super::parse_duration("spec.resyncInterval", s).ok())
-            .unwrap_or(DEFAULT_RESYNC);
+        // An invalid interval fails the backend's build (the provider shows why): nothing is
+        // listed on its account meanwhile.
+        self.resync = backend::resync_interval(spec).unwrap_or(DEFAULT_RESYNC);
     }
 
     fn secret_ns(&self) -> String {
@@ -518,8 +538,11 @@ impl Worker {
             self.grace_replan_at = None;
             self.full = true;
         }
-        let due = self.cache.as_ref().is_none_or(|c| c.fetched.elapsed() >= self.resync)
-            || self.relist_at.is_some_and(|t| Instant::now() >= t);
+        let resync_due = self.cache.as_ref().is_none_or(|c| c.fetched.elapsed() >= self.resync);
+        let due = resync_due || self.relist_at.is_some_and(|t| Instant::now() >= t);
+        if resync_due {
+            self.reject_relists = 0;
+        }
         if due {
             self.relist_at = None;
             if let Err(e) = self.refresh().await {
@@ -543,7 +566,8 @@ impl Worker {
         let full = std::mem::take(&mut self.full);
         let groups: BTreeSet<String> = if full {
             self.dirty.clear();
-            let cached = self.cache.iter().flat_map(|c| c.raw.values()).flat_map(|z| z.keys().cloned());
+            let cached = self.cache.iter().flat_map(|c| c.raw.values()).flat_map(|z| z.keys());
+            let cached = cached.filter(|g| self.domains.matches(g)).cloned();
             self.desired.keys().cloned().chain(cached).collect()
         } else {
             std::mem::take(&mut self.dirty)
@@ -553,18 +577,27 @@ impl Worker {
             self.write_status().await;
             return;
         }
+        self.unsettled.retain(|g| !groups.contains(g));
         let outcome = self.plan_in_chunks(groups, full).await;
+        self.unsettled.extend(outcome.unsettled.iter().cloned());
         match outcome.transient {
             Some(e) => {
-                // Keep what is known: the cache stays, the failed names are retried.
+                // Keep what is known: the cache stays, the failed names are retried. An
+                // unanswered change may have been applied all the same: the retry plans
+                // against a fresh listing, so that a record that went without its TXT still
+                // gets the TXT removed.
+                if matches!(e, ProviderError::Unreachable(_)) {
+                    self.relist_at = Some(Instant::now());
+                }
                 self.dirty.extend(outcome.failed_groups);
                 self.fail(e);
             }
             None => {
                 self.retry = None;
                 self.last_error = None;
-                if outcome.rejected {
-                    self.relist_at = Some(Instant::now() + RELIST_AFTER_REJECT.min(self.resync));
+                if outcome.rejected && self.relist_at.is_none() {
+                    self.relist_at = Some(Instant::now() + relist_after_reject(self.reject_relists, self.resync));
+                    self.reject_relists = self.reject_relists.saturating_add(1);
                 }
             }
         }
@@ -663,6 +696,7 @@ impl Worker {
             out.results.extend(o.results);
             out.rejected |= o.rejected;
             out.failed_groups.extend(o.failed_groups);
+            out.unsettled.extend(o.unsettled);
             if o.transient.is_some() {
                 out.transient = o.transient;
                 break;
@@ -697,6 +731,10 @@ impl Worker {
         let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
         let mut in_zone: Vec<(&(EpKey, usize), &DesiredRecord)> = Vec::new();
         for (slot, d) in self.desired_in(groups) {
+            if let Some(message) = forged_ownership(&self.ownership, &d.endpoint) {
+                partial.insert(slot.clone(), RecordResult { state: state::INVALID.into(), zone: None, message });
+                continue;
+            }
             if zone_for(&zones, &d.endpoint.dns_name).is_some() {
                 in_zone.push((slot, d));
                 continue;
@@ -750,8 +788,12 @@ impl Worker {
                 }
                 Ownership::Unregistered => (None, raw),
             };
-            // Leftovers of a name delegated to a longer zone are not this zone's to manage.
-            let current: Vec<Endpoint> = current.into_iter().filter(|e| belongs(&e.dns_name, zone)).collect();
+            // Leftovers of a name delegated to a longer zone are not this zone's to manage, nor
+            // are names outside spec.domains (another provider's, even with our owner id).
+            let current: Vec<Endpoint> = current
+                .into_iter()
+                .filter(|e| belongs(&e.dns_name, zone) && self.domains.matches(&e.dns_name))
+                .collect();
             let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) =
                 desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().unzip();
 
@@ -773,24 +815,42 @@ impl Worker {
                 default_ttl: self.default_ttl,
                 orphan_claims: &orphan_claims,
             });
-            if let Some(left) = deletion_grace_until(&self.object.created, jiff::Timestamp::now()) {
-                // Records of a deleted DNSEndpoint go at once: its finalizer waits for them.
-                let released: BTreeSet<&String> = self.releases.values().flatten().collect();
-                let wanted: BTreeSet<&str> = mine.iter().map(|d| d.endpoint.dns_name.as_str()).collect();
-                let keep = |name: &str| wanted.contains(name) || released.contains(&self.name_group(name));
-                if hold_orphan_deletions(&mut p, keep) > 0 {
-                    let at = Instant::now() + left;
-                    self.grace_replan_at = Some(self.grace_replan_at.map_or(at, |t| t.max(at)));
-                    info!(provider = %id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
-                }
-            }
+            let grace = deletion_grace_until(&self.object.created, jiff::Timestamp::now());
+            // Records of a deleted DNSEndpoint go at once, grace or not: its finalizer waits.
+            let released: BTreeSet<&String> = self.releases.values().flatten().collect();
+            let wanted: BTreeSet<&str> = mine.iter().map(|d| d.endpoint.dns_name.as_str()).collect();
+            let delete_now =
+                |name: &str| grace.is_none() || wanted.contains(name) || released.contains(&self.name_group(name));
+            let held = if grace.is_some() { hold_orphan_deletions(&mut p, delete_now) } else { 0 };
 
             // Old-format-only records of ours get their new-format TXT now, as external-dns
             // adds it on its first pass; their data is not touched.
             let upgrades: Vec<Change> = match (ownership, &view) {
-                (Ownership::Txt(reg), Some(view)) => reg.missing_new_format(view),
+                (Ownership::Txt(reg), Some(view)) => reg
+                    .missing_new_format(view)
+                    .into_iter()
+                    .filter(|c| self.domains.matches(&reg.group_name(c.endpoint())))
+                    .collect(),
                 _ => Vec::new(),
             };
+            // Ownership TXTs of ours left behind by a record that went without them.
+            let orphans: Vec<Change> = match (ownership, &view) {
+                (Ownership::Txt(reg), Some(view)) if self.policy == Policy::Sync => {
+                    let wanted: BTreeSet<RecordKey> = mine.iter().map(|d| d.endpoint.key()).collect();
+                    let managed = |name: &str| belongs(name, zone) && self.domains.matches(name) && delete_now(name);
+                    reg.orphaned_ownership(view, &wanted, managed)
+                }
+                _ => Vec::new(),
+            };
+            if let Some(left) = grace {
+                // Held deletions and TXT leftovers are planned again once the grace is over.
+                let at = Instant::now() + left;
+                self.grace_replan_at = Some(self.grace_replan_at.map_or(at, |t| t.max(at)));
+                if held > 0 {
+                    info!(provider = %id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
+                }
+            }
+            let upgrades: Vec<Change> = upgrades.into_iter().chain(orphans).collect();
             let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
             if !p.changes.is_empty() || !upgrades.is_empty() {
                 // The lease may have moved while we planned: a replica that no longer leads
@@ -813,9 +873,12 @@ impl Worker {
                 info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
                 // Records and their ownership TXTs succeed or fail together (see dns::apply).
                 let timeout = self.ctx.backend_timeout;
-                let res = match tokio::time::timeout(timeout, apply_with_ownership(backend.as_ref(), zone, &expanded))
-                    .await
-                {
+                let gate = {
+                    let (local, leader) = (self.local, self.ctx.leader.clone());
+                    WriteGate::new(move || local || super::is_leader(&leader))
+                };
+                let apply = gate.scope(apply_with_ownership(backend.as_ref(), zone, &expanded));
+                let res = match tokio::time::timeout(timeout, apply).await {
                     Ok(res) => res,
                     Err(_) => {
                         // Some of the batch may have been applied: trust no cache for it.
@@ -851,6 +914,21 @@ impl Worker {
                         }
                         Err(e) => {
                             warn!(provider = %id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
+                            let group = match ownership {
+                                Ownership::Txt(reg) => reg.group_name(change.endpoint()),
+                                Ownership::Unregistered => change.endpoint().dns_name.clone(),
+                            };
+                            // A TXT change of no planned change (an upgrade, an orphan's
+                            // removal) fails for no record: it is retried or re-listed here.
+                            if *pi >= p.changes.len() {
+                                if e.is_transient() {
+                                    out.transient = out.transient.take().or_else(|| Some(e.clone()));
+                                    out.failed_groups.insert(group.clone());
+                                } else {
+                                    out.rejected = true;
+                                }
+                            }
+                            out.unsettled.insert(group);
                             if let Some(r) = change_result.get_mut(*pi).filter(|r| r.is_ok()) {
                                 *r = Err(e);
                             }
@@ -918,7 +996,7 @@ impl Worker {
             }
         }
         if full {
-            self.managed_records = count_owned(&cache, ownership, owner.as_deref());
+            self.managed_records = count_owned(&cache, ownership, owner.as_deref(), &self.domains);
         }
         self.cache = Some(cache);
         // Desired records the planner did not see (no zone matched) stay pending.
@@ -982,7 +1060,7 @@ impl Worker {
         let done: Vec<EpKey> = self
             .releases
             .iter()
-            .filter(|(_, groups)| groups.iter().all(|g| !self.dirty.contains(g)))
+            .filter(|(_, groups)| groups.iter().all(|g| !self.dirty.contains(g) && !self.unsettled.contains(g)))
             .map(|(ep, _)| ep.clone())
             .collect();
         for ep in done {
@@ -1075,6 +1153,8 @@ struct SyncOutcome {
     results: Vec<((EpKey, usize), RecordResult)>,
     transient: Option<ProviderError>,
     failed_groups: BTreeSet<String>,
+    /// Groups where any change (a record's or a TXT's) failed, refused or not.
+    unsettled: BTreeSet<String>,
     rejected: bool,
 }
 
@@ -1102,6 +1182,22 @@ fn hold_orphan_deletions(p: &mut plan::Plan, delete_now: impl Fn(&str) -> bool) 
     dropped
 }
 
+/// Why `ep` may not be published: a TXT data value the registry would read as an ownership
+/// record. Plain ones are refused when the DNSEndpoint is validated; this catches a copy of
+/// an encrypted ownership value, which only the registry's key can recognise.
+fn forged_ownership(ownership: &Result<Ownership, String>, ep: &Endpoint) -> Option<String> {
+    let Ok(Ownership::Txt(reg)) = ownership else { return None };
+    if ep.record_type != RecordType::TXT {
+        return None;
+    }
+    ep.targets.iter().any(|t| reg.reads_as_ownership(t)).then(|| {
+        format!(
+            "{}: a TXT value that reads as an ownership record of this provider's registry is written only by the registry, never published as data",
+            ep.key()
+        )
+    })
+}
+
 /// Why a record of a type the provider does not manage is left out, and how to publish it.
 fn unmanaged_message(key: &RecordKey, provider: &ProviderId) -> String {
     let t = key.record_type;
@@ -1110,15 +1206,18 @@ fn unmanaged_message(key: &RecordKey, provider: &ProviderId) -> String {
     )
 }
 
-fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>) -> i64 {
+fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>, domains: &DomainFilter) -> i64 {
     let (Ownership::Txt(reg), Some(owner)) = (ownership, owner) else { return 0 };
     let mut n = 0i64;
     for zone in &cache.zones {
         let Some(groups) = cache.raw.get(&zone.id) else { continue };
         let raw: Vec<Endpoint> = groups.values().flatten().cloned().collect();
         let view = reg.view_in_zone(raw, &zone.name);
-        n += view.endpoints.iter().filter(|e| e.labels.get(label::OWNER).map(String::as_str) == Some(owner)).count()
-            as i64;
+        n += view
+            .endpoints
+            .iter()
+            .filter(|e| e.labels.get(label::OWNER).map(String::as_str) == Some(owner) && domains.matches(&e.dns_name))
+            .count() as i64;
     }
     n
 }
@@ -1483,6 +1582,53 @@ mod tests {
         assert_eq!(w.managed_records, n as i64, "owned records, counted over all chunks");
     }
 
+    /// Two providers with one owner id and disjoint `spec.domains` in one zone: each plans,
+    /// counts and deletes only the names of its own domains, whatever its full plans see.
+    #[tokio::test]
+    async fn a_provider_never_touches_records_outside_its_domains() {
+        use crate::crd::dnsprovider::IncludeExclude;
+        let backend = Arc::new(InMemoryProvider::new(["example.com"]));
+        let domains = |d: &str| Some(IncludeExclude { include: vec![d.into()], exclude: Vec::new() });
+        let (mut a, mut rx_a) = worker("a", backend.clone());
+        a.object.spec.domains = domains("a.example.com");
+        a.configure();
+        let (mut b, mut rx_b) = worker("b", backend.clone());
+        b.object.spec.domains = domains("b.example.com");
+        b.configure();
+        a.set_desired(ep("web-a"), vec![(0, desired("web.a.example.com", RecordType::A, "192.0.2.1"))]);
+        b.set_desired(ep("web-b"), vec![(0, desired("web.b.example.com", RecordType::A, "192.0.2.2"))]);
+        a.sync().await;
+        b.sync().await;
+        assert_eq!(results(&mut rx_a)[&("team-a/web-a@uid".to_string(), 0)].state, "Ready");
+        assert_eq!(results(&mut rx_b)[&("team-a/web-b@uid".to_string(), 0)].state, "Ready");
+        let before = backend.all_records();
+        assert_eq!(before.len(), 4, "two records and their TXTs: {before:?}");
+
+        // Full plans of both, after a fresh listing: each sees the other's record, owned by
+        // the same owner id and wanted by none of its DNSEndpoints.
+        for w in [&mut a, &mut b] {
+            w.cache = None;
+            w.full = true;
+            w.sync().await;
+        }
+        assert_eq!(backend.all_records(), before, "no provider deleted the other's record");
+        assert_eq!((a.managed_records, b.managed_records), (1, 1), "each counts its own domains only");
+
+        // Its own unwanted record still goes.
+        a.set_desired(ep("web-a"), Vec::new());
+        a.sync().await;
+        let left: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        assert_eq!(left, vec!["a-web.b.example.com".to_string(), "web.b.example.com".to_string()]);
+    }
+
+    #[test]
+    fn refused_changes_relist_with_backoff_up_to_the_resync() {
+        let hour = Duration::from_secs(3600);
+        let waits: Vec<u64> = (0..9).map(|n| relist_after_reject(n, hour).as_secs()).collect();
+        assert_eq!(waits, vec![30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(relist_after_reject(0, Duration::from_secs(10)), Duration::from_secs(10));
+    }
+
     #[test]
     fn a_new_provider_has_a_grace_for_deletions() {
         let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
@@ -1623,6 +1769,60 @@ mod tests {
     }
 
     /// A backend that never answers.
+    /// Applies every change, but the answer to the first data delete is lost: the backend
+    /// did it, the caller hears "unreachable".
+    struct LostDeleteAnswer {
+        inner: InMemoryProvider,
+        lost: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for LostDeleteAnswer {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            self.inner.zones().await
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.inner.records(zone).await
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            let mut results = self.inner.apply(zone, changes).await;
+            for (c, r) in changes.iter().zip(results.iter_mut()) {
+                let data_delete = matches!(c, Change::Delete(e) if e.record_type != RecordType::TXT);
+                if data_delete && r.is_ok() && !self.lost.swap(true, Ordering::SeqCst) {
+                    *r = Err(ProviderError::Unreachable("the answer was lost".into()));
+                }
+            }
+            results
+        }
+    }
+
+    /// A deleted object whose record went but whose delete was never answered is released
+    /// only once a fresh listing shows the record gone and its TXT has been removed too.
+    #[tokio::test]
+    async fn a_record_and_its_txt_leave_together_when_an_answer_is_lost() {
+        let backend =
+            Arc::new(LostDeleteAnswer { inner: InMemoryProvider::new(["example.com"]), lost: AtomicBool::new(false) });
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        w.set_desired(ep("web"), vec![(0, desired("web.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        assert_eq!(backend.inner.all_records().len(), 2);
+        w.handle(WorkerMsg::Release { ep: ep("web"), names: vec!["web.example.com".into()] });
+        w.sync().await;
+        let released = |rx: &mut Reports| {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .any(|(_, r)| matches!(r, WorkerReport::Released(k) if k == ep("web")))
+        };
+        assert!(!released(&mut rx), "not released while the delete is unanswered");
+        let left: Vec<String> = backend.inner.all_records().into_iter().map(|e| e.dns_name).collect();
+        assert_eq!(left, vec!["a-web.example.com".to_string()], "the record went, its TXT was not sent");
+
+        // The retry (backoff skipped) lists the zone again and removes the TXT.
+        w.retry = None;
+        w.sync().await;
+        assert!(backend.inner.all_records().is_empty(), "{:?}", backend.inner.all_records());
+        assert!(released(&mut rx));
+    }
+
     struct HangingBackend;
 
     #[async_trait::async_trait]

@@ -79,6 +79,10 @@ impl Provider for RateLimited {
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         self.take().await;
+        // The wait may have outlasted this replica's lease.
+        if let Err(e) = crate::dns::provider::write_allowed("applying changes") {
+            return changes.iter().map(|_| Err(e.clone())).collect();
+        }
         self.inner.apply(zone, changes).await
     }
 
@@ -103,7 +107,39 @@ impl Provider for RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::provider::WriteGate;
     use crate::dns::providers::inmemory::InMemoryProvider;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A replica that loses its lease while it waits for a token sends nothing once it has
+    /// the token.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_queued_behind_a_token_is_dropped_once_leadership_is_lost() {
+        let backend = Arc::new(InMemoryProvider::new(["example.com"]));
+        let p = Arc::new(RateLimited::new(backend.clone(), TokenBucket::new(0.1, 1)));
+        let leading = Arc::new(AtomicBool::new(true));
+        let gate = {
+            let leading = leading.clone();
+            WriteGate::new(move || leading.load(Ordering::SeqCst))
+        };
+        let zone = Zone::named("example.com");
+        let create =
+            |n: &str| vec![Change::Create(Endpoint::new(n, crate::dns::RecordType::A, vec!["192.0.2.1".into()]))];
+        assert!(gate.clone().scope(p.apply(&zone, &create("first.example.com"))).await.iter().all(|r| r.is_ok()));
+        let queued = tokio::spawn({
+            let (p, gate, zone, changes) = (p.clone(), gate.clone(), zone.clone(), create("second.example.com"));
+            async move { gate.scope(p.apply(&zone, &changes)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        leading.store(false, Ordering::SeqCst);
+        let results = queued.await.unwrap();
+        assert!(
+            matches!(&results[0], Err(ProviderError::Unreachable(m)) if m.contains("no longer leads")),
+            "{results:?}"
+        );
+        let names: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        assert_eq!(names, vec!["first.example.com".to_string()], "the queued change was never sent");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_burst_wait_for_tokens() {

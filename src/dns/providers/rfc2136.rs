@@ -784,7 +784,10 @@ impl Rfc2136Provider {
                 Ok(b) if b.len() + TSIG_RECORD_MAX > MAX_MESSAGE => {
                     Err(ExchangeError::TooLarge(format!("{what}: too large for one DNS message ({} bytes)", b.len())))
                 }
-                _ => self.exchange(message, true, &what).await.map(|_| ()),
+                _ => match crate::dns::provider::write_allowed(&what) {
+                    Ok(()) => self.exchange(message, true, &what).await.map(|_| ()),
+                    Err(e) => return Err(e),
+                },
             };
             match outcome {
                 Ok(()) => {

@@ -424,6 +424,9 @@ impl Route53Provider {
             if let Some(bucket) = &self.limiter {
                 bucket.take().await;
             }
+            // After the token and any throttling pause: the lease may have gone meanwhile.
+            crate::dns::provider::write_allowed(what)
+                .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let err = match op().await {
                 Ok(out) => {
                     self.metrics.record_call(&self.metrics_name, what, Ok(()));
