@@ -10,6 +10,7 @@ pub mod plan;
 pub mod provider;
 pub mod providers;
 pub mod registry;
+pub mod subtree;
 
 pub use endpoint::{Endpoint, RecordKey, RecordType};
 pub use provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};

@@ -784,6 +784,17 @@ impl TxtRegistry {
         }
     }
 
+    /// The record name an ownership TXT at `txt_name` would back (with the wildcard
+    /// replacement applied), if the name reads as one.
+    pub fn backed_name(&self, txt_name: &str) -> Option<String> {
+        self.names.to_endpoint_name(txt_name).map(|(name, _)| name)
+    }
+
+    /// The names the new-format ownership TXTs of records at `name` take, one per type.
+    pub fn ownership_names(&self, name: &str) -> Vec<String> {
+        RecordType::ALL.iter().map(|t| self.names.to_txt_name(name, *t)).collect()
+    }
+
     /// Whether `value` would be read as an ownership record: plain, or sealed with this
     /// registry's key (a copy of an encrypted ownership value published as data elsewhere).
     /// Such a value is never published as a TXT data record.

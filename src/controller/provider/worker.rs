@@ -28,6 +28,7 @@ use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::{zone_for, WriteGate};
 use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
+use crate::dns::subtree;
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
@@ -160,6 +161,9 @@ pub(super) struct Worker {
     ep_groups: HashMap<EpKey, BTreeSet<String>>,
     /// Groups to plan on the next sync.
     dirty: BTreeSet<String>,
+    /// [`subtree::tree_key`] of every desired group, for a shared provider: the claims
+    /// below a name are a range of it.
+    tree: BTreeSet<String>,
     /// Plan every group on the next sync.
     full: bool,
     /// Deleted objects waiting for their groups to be planned without them.
@@ -216,6 +220,7 @@ impl Worker {
             desired: HashMap::new(),
             ep_groups: HashMap::new(),
             dirty: BTreeSet::new(),
+            tree: BTreeSet::new(),
             full: true,
             releases: HashMap::new(),
             unsettled: BTreeSet::new(),
@@ -444,9 +449,141 @@ impl Worker {
             self.dirty.insert(g.clone());
             groups.insert(g);
         }
+        if self.shared() {
+            // Claims above, below and beside these names may win or lose by this change.
+            for g in old.iter().chain(&groups) {
+                if self.desired.contains_key(g) {
+                    self.tree.insert(subtree::tree_key(g));
+                } else {
+                    self.tree.remove(&subtree::tree_key(g));
+                }
+                let related = self.related_groups(g, None);
+                self.dirty.extend(related);
+            }
+        }
         if !groups.is_empty() {
             self.ep_groups.insert(ep, groups);
         }
+    }
+
+    /// A ClusterDNSProvider serves several namespaces: their claims compete across the name
+    /// tree ([`subtree`]), not only name by name.
+    fn shared(&self) -> bool {
+        self.id.namespace.is_none()
+    }
+
+    /// Desired groups whose claims compete with claims at `group`: those above it (below
+    /// `apex` when known), below it, and those an ownership-TXT name links to it.
+    fn related_groups(&self, group: &str, apex: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut above = group;
+        while let Some((_, parent)) = above.split_once('.') {
+            if apex.is_some_and(|a| parent.len() <= a.len()) {
+                break;
+            }
+            if self.desired.contains_key(parent) {
+                out.push(parent.to_string());
+            }
+            above = parent;
+        }
+        let key = subtree::tree_key(group);
+        for below in self.tree.range(key.clone()..).take_while(|k| k.starts_with(&key)).filter(|k| **k != key) {
+            let name: Vec<&str> = below.trim_end_matches('.').rsplit('.').collect();
+            out.push(name.join("."));
+        }
+        if let Ok(Ownership::Txt(reg)) = &self.ownership {
+            let linked = reg.backed_name(group).filter(|b| b != group).into_iter();
+            let linked = linked.chain(reg.ownership_names(group));
+            out.extend(linked.filter(|n| n != group && self.desired.contains_key(n)));
+        }
+        out
+    }
+
+    /// Takes out of `mine` the claims a ClusterDNSProvider must refuse whatever the zone
+    /// holds, with their results: NS and MX at the zone apex, and claims that another
+    /// namespace's claim holds over across the name tree ([`subtree`]).
+    fn refuse_overreach(
+        &self,
+        zone: &Zone,
+        zone_cache: &HashMap<String, Vec<Endpoint>>,
+        claims: Vec<(Slot, DesiredRecord)>,
+        results: &mut BTreeMap<(EpKey, usize), RecordResult>,
+    ) -> Vec<(Slot, DesiredRecord)> {
+        let Ok(Ownership::Txt(reg)) = &self.ownership else { return claims };
+        // Namespaces whose records of ours the zone holds at a group, read when needed.
+        let published = |group: &str| -> BTreeSet<String> {
+            let raw = zone_cache.get(group).cloned().unwrap_or_default();
+            reg.view_in_zone(raw, &zone.name)
+                .endpoints
+                .iter()
+                .filter(|e| e.labels.get(label::OWNER).map(String::as_str) == Some(reg.owner_id()))
+                .filter_map(|e| plan::resource_namespace(e.labels.get(label::RESOURCE)?).map(str::to_string))
+                .collect()
+        };
+        // The oldest claimant of each namespace at a group.
+        let claims_at = |group: &str| -> BTreeMap<String, plan::Claimant> {
+            let mut per_ns: BTreeMap<String, plan::Claimant> = BTreeMap::new();
+            for (_, d) in self.desired.get(group).into_iter().flatten() {
+                let c = &d.claimant;
+                match per_ns.get(&c.namespace) {
+                    Some(old) if old <= c => {}
+                    _ => {
+                        per_ns.insert(c.namespace.clone(), c.clone());
+                    }
+                }
+            }
+            per_ns
+        };
+        let mut kept = Vec::with_capacity(claims.len());
+        for (slot, d) in claims {
+            let key = d.endpoint.key();
+            let refusal = if d.endpoint.dns_name == zone.name && subtree::apex_reserved(key.record_type) {
+                Some((
+                    tenancy::STATE_NAME_NOT_ALLOWED.to_string(),
+                    format!(
+                        "{key}: the apex of zone {} carries the platform's NS and MX records; ClusterDNSProvider {} publishes none for a namespace",
+                        zone.name, self.id
+                    ),
+                ))
+            } else {
+                let group = self.name_group(&d.endpoint.dns_name);
+                let ns = &d.claimant.namespace;
+                let related: Vec<subtree::NameClaim> = self
+                    .related_groups(&group, Some(&zone.name))
+                    .into_iter()
+                    .flat_map(|g| {
+                        let foreign: Vec<(String, plan::Claimant)> =
+                            claims_at(&g).into_iter().filter(|(other, _)| other != ns).collect();
+                        let live = if foreign.is_empty() { BTreeSet::new() } else { published(&g) };
+                        foreign.into_iter().map(move |(other, claimant)| subtree::NameClaim {
+                            name: g.clone(),
+                            published: live.contains(&other),
+                            claimant,
+                        })
+                    })
+                    .collect();
+                let own = subtree::NameClaim {
+                    name: group.clone(),
+                    claimant: claims_at(&group).remove(ns).unwrap_or_else(|| d.claimant.clone()),
+                    published: !related.is_empty() && published(&group).contains(ns),
+                };
+                subtree::held_over(&own, &related).map(|h| {
+                    let held = Outcome::NameHeld {
+                        namespace: h.claimant.namespace.clone(),
+                        by: format!("DNSEndpoint {} claims {}", h.claimant, h.name),
+                    };
+                    (held.reason().to_string(), held.message(&key))
+                })
+            };
+            match refusal {
+                Some((state, message)) => {
+                    let result = RecordResult { state, zone: Some(zone.name.clone()), message };
+                    results.insert(slot.0.clone(), result);
+                }
+                None => kept.push((slot, d)),
+            }
+        }
+        kept
     }
 }
 
@@ -794,8 +931,14 @@ impl Worker {
                 .into_iter()
                 .filter(|e| belongs(&e.dns_name, zone) && self.domains.matches(&e.dns_name))
                 .collect();
-            let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) =
-                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().unzip();
+            let in_this_zone: Vec<(Slot, DesiredRecord)> =
+                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().collect();
+            let in_this_zone = if self.shared() {
+                self.refuse_overreach(zone, zone_cache, in_this_zone, &mut partial)
+            } else {
+                in_this_zone
+            };
+            let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) = in_this_zone.into_iter().unzip();
 
             let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
             let mut orphan_claims: BTreeMap<RecordKey, String> = BTreeMap::new();
@@ -1619,6 +1762,59 @@ mod tests {
         a.sync().await;
         let left: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
         assert_eq!(left, vec!["a-web.b.example.com".to_string(), "web.b.example.com".to_string()]);
+    }
+
+    /// At a ClusterDNSProvider a namespace's name holds the names below it and the names of
+    /// its ownership TXTs; the zone apex keeps the platform's NS and MX.
+    #[tokio::test]
+    async fn a_shared_provider_keeps_a_namespace_out_of_another_namespace_name_tree() {
+        let backend = Arc::new(InMemoryProvider::new(["example.com"]));
+        let (mut w, mut rx) = worker("shared", backend.clone());
+        w.id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: "shared".into() };
+        w.managed = RecordType::ALL.to_vec();
+        let claim = |ns: &str, created: &str, name: &str, rt: RecordType, target: &str| {
+            let mut endpoint = Endpoint::new(name, rt, vec![target.into()]);
+            endpoint.labels.insert(label::RESOURCE.into(), format!("crd/{ns}/obj"));
+            DesiredRecord {
+                endpoint,
+                claimant: Claimant { created: created.into(), namespace: ns.into(), name: "obj".into() },
+            }
+        };
+        let key = |ns: &str, obj: &str| EpKey::from(format!("{ns}/{obj}@uid"));
+        let bob = |name: &str, rt, t: &str| claim("bob", "2026-01-02T00:00:00Z", name, rt, t);
+        let alice = |name: &str, rt, t: &str| claim("alice", "2026-01-01T00:00:00Z", name, rt, t);
+        w.set_desired(key("bob", "web"), vec![(0, bob("web.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        assert_eq!(results(&mut rx)[&("bob/web@uid".to_string(), 0)].state, "Ready");
+
+        // alice is older, but bob's records are live: the names below his and the name of
+        // his ownership TXT are his; so is the apex's mail, for nobody.
+        w.set_desired(
+            key("alice", "grab"),
+            vec![
+                (0, alice("_acme-challenge.web.example.com", RecordType::TXT, "token")),
+                (1, alice("a-web.example.com", RecordType::CNAME, "elsewhere.example.net")),
+                (2, alice("example.com", RecordType::MX, "10 mail.example.net")),
+                (3, alice("other.example.com", RecordType::A, "192.0.2.9")),
+            ],
+        );
+        w.sync().await;
+        let r = results(&mut rx);
+        let state = |i: usize| r[&("alice/grab@uid".to_string(), i)].state.clone();
+        assert_eq!(
+            (state(0), state(1), state(2), state(3)),
+            ("Conflict".into(), "Conflict".into(), "NameNotAllowed".into(), "Ready".into())
+        );
+        let msg = &r[&("alice/grab@uid".to_string(), 0)].message;
+        assert!(msg.contains("namespace bob") && msg.contains("web.example.com"), "{msg}");
+        let names: BTreeSet<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        assert!(!names.contains("_acme-challenge.web.example.com") && !names.contains("example.com"), "{names:?}");
+
+        // Once bob's name goes, alice's claim below it is served.
+        w.set_desired(key("bob", "web"), Vec::new());
+        w.sync().await;
+        let r = results(&mut rx);
+        assert_eq!(r[&("alice/grab@uid".to_string(), 0)].state, "Ready", "{r:?}");
     }
 
     #[test]
