@@ -12,6 +12,7 @@ mod kstatus;
 mod leader;
 mod migration;
 mod node_pod;
+mod ownership;
 mod rfc2136;
 mod route53;
 mod source;
