@@ -1242,3 +1242,37 @@ async fn cloudflare_throttling_and_outages() {
         fake.records(zone_name).await.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect();
     assert_eq!(held, vec![format!("slow.{zone_name}")], "nothing else was written");
 }
+
+/// Applied, answer lost: Cloudflare commits a batch and answers 502. The batch is not resent
+/// (it may have been applied), and the retry, finding the record it wanted, is done instead of
+/// refused as "already exists".
+#[tokio::test]
+async fn cloudflare_batch_applied_with_its_answer_lost_heals_on_the_retry() {
+    let zone_name = "lost-cf.test";
+    let Some(fake) = start_fake(&[zone_name]).await else { return };
+    let p = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let lost = Endpoint::new(format!("lost.{zone_name}"), RecordType::TXT, vec!["some \"text\"".into()]).with_ttl(300);
+    fake.fail_after_apply(502, 1, "dns_records/batch").await;
+    match p.apply(&zone, &[Change::Create(lost.clone())]).await.as_slice() {
+        [Err(e @ ProviderError::Unreachable(_))] if e.is_transient() => {}
+        other => panic!("502 after committing a batch: expected Unreachable, got {other:?}"),
+    }
+    let held: Vec<Value> = fake.records(zone_name).await;
+    assert_eq!(held.len(), 1, "the fake committed the batch: {held:?}");
+    assert_eq!(held[0]["content"], json!("\"some \\\"text\\\"\""), "TXT content quoted on the wire");
+    let expanded = vec![extdns::dns::registry::Expanded {
+        index: 0,
+        role: extdns::dns::registry::Role::Data,
+        change: Change::Create(lost.clone()),
+    }];
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert_eq!(r, vec![Ok(Applied::Live)], "the retry finds the record it wanted");
+    assert_eq!(fake.records(zone_name).await.len(), 1, "and writes no second one");
+    let listed = p.records(&zone).await.expect("records");
+    assert_eq!(
+        listed.iter().map(|e| e.targets.clone()).collect::<Vec<_>>(),
+        vec![lost.targets.clone()],
+        "read back unquoted"
+    );
+}

@@ -244,7 +244,8 @@ async fn apply_changes(provider: &dyn Provider, zone: &Zone, changes: &[Change])
 fn already_applied(held: &[Endpoint], change: &Change) -> bool {
     let key = |e: &Endpoint| e.clone().normalized().key();
     let find = |e: &Endpoint| held.iter().find(|h| key(h) == key(e));
-    let holds = |e: &Endpoint| find(e).is_some_and(|h| h.clone().normalized().targets == e.clone().normalized().targets);
+    let holds =
+        |e: &Endpoint| find(e).is_some_and(|h| h.clone().normalized().targets == e.clone().normalized().targets);
     match change {
         Change::Create(e) => holds(e),
         Change::Update { old, new } => holds(new) && (key(old) == key(new) || find(old).is_none()),

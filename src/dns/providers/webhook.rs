@@ -34,8 +34,8 @@ use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
 use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
 use crate::dns::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
-use crate::dns::registry::parse_labels;
 use crate::dns::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::dns::registry::parse_labels;
 
 /// The protocol's media type, sent as Accept and Content-Type and expected back.
 pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
@@ -84,9 +84,21 @@ pub struct WireEndpoint {
 pub struct WireChanges {
     #[serde(default, deserialize_with = "null_as_empty", alias = "Create", skip_serializing_if = "Vec::is_empty")]
     pub create: Vec<WireEndpoint>,
-    #[serde(default, deserialize_with = "null_as_empty", rename = "updateOld", alias = "UpdateOld", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "updateOld",
+        alias = "UpdateOld",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub update_old: Vec<WireEndpoint>,
-    #[serde(default, deserialize_with = "null_as_empty", rename = "updateNew", alias = "UpdateNew", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "updateNew",
+        alias = "UpdateNew",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub update_new: Vec<WireEndpoint>,
     #[serde(default, deserialize_with = "null_as_empty", alias = "Delete", skip_serializing_if = "Vec::is_empty")]
     pub delete: Vec<WireEndpoint>,
@@ -177,13 +189,7 @@ pub fn from_wire(w: WireEndpoint) -> Option<Endpoint> {
     let targets = if rt == RecordType::TXT {
         w.targets
             .into_iter()
-            .map(|t| {
-                if is_quoted(&t) && (owned || is_ownership_text(&t)) {
-                    t[1..t.len() - 1].to_string()
-                } else {
-                    t
-                }
-            })
+            .map(|t| if is_quoted(&t) && (owned || is_ownership_text(&t)) { t[1..t.len() - 1].to_string() } else { t })
             .collect()
     } else {
         w.targets
