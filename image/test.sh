@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks the OCI archive `make image` wrote: unpacks it with umoci, runs `extdns version` and
+# Checks the OCI archive `make image` wrote: reads every layer with GNU tar and Python's tarfile
+# (readers other than umoci, which wrote it), unpacks it with umoci, runs `extdns version` and
 # `extdns crdgen` inside its rootfs (chroot, as the image's user), and checks that the image
 # runs as the non-root uid config/manager/deployment.yaml sets in runAsUser.
 #
@@ -26,6 +27,33 @@ for d in $(jq -r '.manifests[].digest' "$WORK/layout/index.json") $(jq -r '.conf
     [ "sha256:$(sha256sum "$(blob "$d")" | cut -d' ' -f1)" = "$d" ] || fail "blob $d does not match its digest"
 done
 
+# Every layer is a complete tar archive for readers other than the one that wrote it (umoci's
+# Go reader tolerates a truncated one): GNU tar must list and extract it with exit status 0,
+# Python's tarfile must read every member, and the binary they extract must be the one umoci
+# unpacks below.
+layers=$(jq -r '.layers[].digest' "$manifest")
+[ -n "$layers" ] || fail "the manifest lists no layer"
+i=0
+for d in $layers; do
+    i=$((i + 1))
+    zcat "$(blob "$d")" >"$WORK/layer$i.tar" || fail "layer $d is not gzip data"
+    tar -tf "$WORK/layer$i.tar" >/dev/null || fail "GNU tar cannot list layer $d (exit status $?)"
+    mkdir "$WORK/gnutar$i"
+    tar -C "$WORK/gnutar$i" --no-same-owner -xf "$WORK/layer$i.tar" || fail "GNU tar cannot extract layer $d"
+    python3 - "$WORK/layer$i.tar" <<'PY' || fail "Python's tarfile cannot read layer $d"
+import sys, tarfile
+with tarfile.open(sys.argv[1], mode="r:") as t:
+    members = t.getmembers()
+    for m in members:
+        if m.isfile():
+            data = t.extractfile(m).read()
+            if len(data) != m.size:
+                sys.exit("%s: %d bytes stored, %d read" % (m.name, m.size, len(data)))
+    print("image/test.sh: Python's tarfile reads %d members of %s" % (len(members), sys.argv[1].rsplit("/", 1)[-1]))
+PY
+    rm -f "$WORK/layer$i.tar"
+done
+
 want_uid=$(sed -n 's/^ *runAsUser: *\([0-9]*\).*/\1/p' "$ROOT/config/manager/deployment.yaml" | head -1)
 [ -n "$want_uid" ] || fail "config/manager/deployment.yaml sets no runAsUser"
 user=$(jq -r '.config.User' "$config")
@@ -37,6 +65,7 @@ rootless=()
 [ "$(id -u)" -eq 0 ] || rootless=(--rootless)
 umoci unpack "${rootless[@]}" --image "$WORK/layout:$tag" "$WORK/bundle" >/dev/null
 rootfs=$WORK/bundle/rootfs
+cmp -s "$rootfs$entrypoint" "$WORK/gnutar1$entrypoint" || fail "GNU tar extracts another $entrypoint than umoci unpacks"
 grep -q "^[^:]*:x:$want_uid:" "$rootfs/etc/passwd" || fail "/etc/passwd in the image has no user with uid $want_uid"
 [ -s "$rootfs/etc/ssl/certs/ca-certificates.crt" ] || fail "no CA certificates in the image"
 # The runtime config umoci derives from the image config runs the process as that uid.

@@ -551,6 +551,7 @@ async fn moto_battery() {
         say(&format!("  rejected: {r}"));
     }
     case!("stale_update_and_delete", conformance::case_stale_update_and_delete(&p, &zone));
+    case!("applied_answer_lost", conformance::case_applied_answer_lost(&p, &zone));
     // moto accepts every create the DNS servers refuse (a CNAME beside an A or at the apex, an A
     // with 500 values, malformed values); the Route53 provider itself refuses an alias whose
     // target is in no known hosted zone, which is a record refused after its TXT went out.
@@ -761,6 +762,20 @@ impl Webhook {
         assert!(r.is_ok_and(|r| r.status().is_success()), "setting a failure on the reference webhook failed");
     }
 
+    /// Makes the next `count` requests to `route` be served, then answered with `status`.
+    async fn fail_after_apply(&self, route: &str, status: u16, count: i32) {
+        let body = serde_json::json!({"route": route, "status": status, "count": count,
+            "body": "injected by the test after applying", "after_apply": true});
+        let r = reqwest::Client::new().post(format!("{}/_test/fail", self.url())).json(&body).send().await;
+        assert!(r.is_ok_and(|r| r.status().is_success()), "setting a failure on the reference webhook failed");
+    }
+
+    /// Every request the webhook served so far, as it logged them.
+    async fn requests(&self) -> Vec<serde_json::Value> {
+        let r = reqwest::get(format!("{}/_test/requests", self.url())).await.expect("asking the reference webhook");
+        r.json().await.expect("the request log is JSON")
+    }
+
     async fn reset_failures(&self) {
         // Reset forgets records too; the battery leaves none behind.
         let r = reqwest::Client::new().post(format!("{}/_test/reset", self.url())).send().await;
@@ -844,6 +859,22 @@ async fn webhook_battery() {
     let cleanup: Vec<Change> = held.into_iter().map(Change::Delete).collect();
     assert!(p.apply(&zone, &cleanup).await.iter().all(|r| r.is_ok()));
 
+    // Applied, answer lost: the webhook writes, then answers 500; the retry finds its own
+    // records and reports success instead of "already exists".
+    let lost = Endpoint::new(format!("lost.{zone_name}"), RecordType::A, vec!["192.0.2.50".into()]).with_ttl(300);
+    hook.fail_after_apply("POST /records", 500, 1).await;
+    let r = p.apply(&zone, &[Change::Create(lost.clone())]).await;
+    assert!(matches!(&r[0], Err(e @ ProviderError::Unreachable(_)) if e.is_transient()), "500 after applying: {r:?}");
+    let expanded = vec![extdns::dns::registry::Expanded {
+        index: 0,
+        role: extdns::dns::registry::Role::Data,
+        change: Change::Create(lost.clone()),
+    }];
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert_eq!(r, vec![Ok(Applied::Live)], "the retry of a create applied with its answer lost");
+    let r = p.apply(&zone, &[Change::Delete(lost)]).await;
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+
     // Zones from the spec; a webhook answering a foreign media type is misconfigured.
     let named = webhook(&hook.url(), &["other.test"]);
     assert_eq!(named.zones().await, Ok(vec![Zone::named("other.test")]));
@@ -859,6 +890,151 @@ async fn webhook_passes_the_conformance_battery() {
     if tokio::time::timeout(TEST_DEADLINE, webhook_battery()).await.is_err() {
         panic!("webhook: the conformance battery did not finish within {TEST_DEADLINE:?}");
     }
+}
+
+/// What external-dns's OpenAPI file (`api/webhook.yaml` of kubernetes-sigs/external-dns)
+/// says about the requests a webhook client sends, copied from it: the operations, the media
+/// type of every request and answer body, the properties of the `changes` schema (POST
+/// /records) and of the `endpoint` schema with their types.
+mod webhook_openapi {
+    /// `paths`: operationId negotiate, getRecords, setRecords, adjustRecords.
+    pub const OPERATIONS: [(&str, &str); 4] =
+        [("GET", "/"), ("GET", "/records"), ("POST", "/records"), ("POST", "/adjustendpoints")];
+    /// The only `content` key of every requestBody and 200 answer.
+    pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
+    /// `components.schemas.changes.properties`, each `$ref: endpoints` (an array of endpoint).
+    pub const CHANGES: [&str; 4] = ["create", "updateOld", "updateNew", "delete"];
+    /// `components.schemas.endpoint.properties` and their types.
+    pub const ENDPOINT: [(&str, &str); 7] = [
+        ("dnsName", "string"),
+        ("targets", "array of string"),
+        ("recordType", "string"),
+        ("setIdentifier", "string"),
+        ("recordTTL", "integer"),
+        ("labels", "object of string"),
+        ("providerSpecific", "array of providerSpecificProperty"),
+    ];
+    /// `components.schemas.providerSpecificProperty.properties`, both strings.
+    pub const PROVIDER_SPECIFIC: [&str; 2] = ["name", "value"];
+}
+
+/// Whether `v` is an `endpoint` of the OpenAPI file; the reason when not.
+fn check_openapi_endpoint(v: &Value) -> Result<(), String> {
+    use webhook_openapi::{ENDPOINT, PROVIDER_SPECIFIC};
+    let obj = v.as_object().ok_or_else(|| format!("an endpoint must be an object: {v}"))?;
+    for (k, val) in obj {
+        let ty = ENDPOINT.iter().find(|(name, _)| name == k).map(|(_, t)| *t);
+        let ok = match ty {
+            None => return Err(format!("endpoint property {k:?} is not in the schema: {v}")),
+            Some("string") => val.is_string(),
+            Some("integer") => val.is_i64() || val.is_u64(),
+            Some("array of string") => val.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            Some("object of string") => val.as_object().is_some_and(|o| o.values().all(Value::is_string)),
+            Some(_) => val.as_array().is_some_and(|a| {
+                a.iter().all(|p| {
+                    p.as_object().is_some_and(|o| {
+                        o.iter().all(|(pk, pv)| PROVIDER_SPECIFIC.contains(&pk.as_str()) && pv.is_string())
+                    })
+                })
+            }),
+        };
+        if !ok {
+            return Err(format!("endpoint property {k:?} is not a {}: {v}", ty.unwrap_or_default()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether one logged request is as the OpenAPI file describes it; the reason when not.
+fn check_openapi_request(r: &Value) -> Result<(), String> {
+    use webhook_openapi::{CHANGES, MEDIA_TYPE, OPERATIONS};
+    let (method, path) = (r["method"].as_str().unwrap_or(""), r["path"].as_str().unwrap_or(""));
+    if !OPERATIONS.contains(&(method, path)) {
+        return Err(format!("{method} {path} is no operation of the OpenAPI file"));
+    }
+    if r["accept"].as_str() != Some(MEDIA_TYPE) {
+        return Err(format!("{method} {path}: Accept {} is not {MEDIA_TYPE}", r["accept"]));
+    }
+    if method != "POST" {
+        return Ok(());
+    }
+    if r["content_type"].as_str() != Some(MEDIA_TYPE) {
+        return Err(format!("{method} {path}: Content-Type {} is not {MEDIA_TYPE}", r["content_type"]));
+    }
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap_or(""))
+        .map_err(|e| format!("{method} {path}: the body is not JSON: {e}"))?;
+    let endpoints: Vec<&Value> = if path == "/records" {
+        let obj = body.as_object().ok_or_else(|| format!("POST /records: changes must be an object: {body}"))?;
+        let mut all = Vec::new();
+        for (k, v) in obj {
+            if !CHANGES.contains(&k.as_str()) {
+                return Err(format!("POST /records: {k:?} is not a property of the changes schema {CHANGES:?}"));
+            }
+            all.extend(v.as_array().ok_or_else(|| format!("POST /records: {k} must be an array"))?);
+        }
+        all
+    } else {
+        body.as_array().ok_or_else(|| format!("POST {path}: endpoints must be an array"))?.iter().collect()
+    };
+    endpoints.into_iter().try_for_each(|e| check_openapi_endpoint(e).map_err(|m| format!("{method} {path}: {m}")))
+}
+
+/// Every request the webhook client sends (negotiation, listings, creates, updates, deletes,
+/// adjustendpoints, ownership TXT records) holds to external-dns's OpenAPI file: its
+/// operations, its media type as Accept and Content-Type, the `changes` and `endpoint` property
+/// names and types. The reference webhook decodes exactly those names, so a change set under
+/// other names would be refused there too.
+#[tokio::test]
+async fn webhook_requests_hold_to_external_dns_openapi_file() {
+    let zone_name = "contract-webhook.test";
+    let hook = Webhook::start(&[zone_name], &[]);
+    let p = webhook(&hook.url(), &[]);
+    let zone = Zone::named(zone_name);
+    assert_eq!(p.zones().await, Ok(vec![zone.clone()]));
+    let mut web = Endpoint::new(format!("web.{zone_name}"), RecordType::A, vec!["192.0.2.1".into()]).with_ttl(60);
+    web.labels.insert(label::OWNER.into(), "contract".into());
+    web.labels.insert(label::RESOURCE.into(), "crd/ns/web".into());
+    web.provider_specific.push(ProviderSpecificProperty { name: "webhook/x".into(), value: "1".into() });
+    let registry = extdns::dns::registry::TxtRegistry::new(extdns::dns::registry::TxtRegistryConfig {
+        owner_id: "contract".into(),
+        ..Default::default()
+    })
+    .expect("registry");
+    let view = registry.view_in_zone(p.records(&zone).await.expect("records"), zone_name);
+    let expanded = registry.expand(&view, &[Change::Create(web.clone())]);
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert!(r.iter().all(|r| r.is_ok()), "create through the registry: {r:?}");
+    let moved = Endpoint { targets: vec!["192.0.2.2".into()], ..web.clone() };
+    let r = p.apply(&zone, &[Change::Update { old: web, new: moved.clone() }]).await;
+    assert_eq!(r, vec![Ok(Applied::Live)]);
+    assert_eq!(p.adjust_all(vec![moved.clone()]).await.len(), 1);
+    let view = registry.view_in_zone(p.records(&zone).await.expect("records"), zone_name);
+    let held = view.endpoints.iter().find(|e| e.record_type == RecordType::A).cloned().expect("web listed");
+    let expanded = registry.expand(&view, &[Change::Delete(held)]);
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert!(r.iter().all(|r| r.is_ok()), "delete through the registry: {r:?}");
+    assert_eq!(p.records(&zone).await, Ok(vec![]), "everything sent was read and applied");
+
+    let reqs = hook.requests().await;
+    let posts: Vec<&Value> = reqs.iter().filter(|r| r["method"] == "POST" && r["path"] == "/records").collect();
+    assert_eq!(posts.len(), 5, "TXT, record, update, record delete, TXT delete: {reqs:#?}");
+    for r in &reqs {
+        if let Err(m) = check_openapi_request(r) {
+            panic!("a request breaks external-dns's OpenAPI file: {m}\n{r:#}");
+        }
+    }
+    // The ownership TXT as external-dns's registry sends it: quoted text, no recordTTL, the
+    // ownedRecord label naming its record.
+    let txt: Value = serde_json::from_str(posts[0]["body"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(
+        txt,
+        json!({"create": [{"dnsName": format!("a-web.{zone_name}"), "recordType": "TXT",
+            "targets": ["\"heritage=external-dns,external-dns/owner=contract,external-dns/resource=crd/ns/web\""],
+            "labels": {"ownedRecord": format!("web.{zone_name}")},
+            "providerSpecific": [{"name": "webhook/x", "value": "1"}]}]})
+    );
+    let record: Value = serde_json::from_str(posts[1]["body"].as_str().unwrap_or("")).expect("JSON");
+    assert_eq!(record["create"][0]["recordTTL"], json!(60), "{record}");
 }
 
 // --- Cloudflare, against the local fake API (e2e/cloudflare/fake.py) -----------------------
@@ -1065,4 +1241,38 @@ async fn cloudflare_throttling_and_outages() {
     let held: Vec<String> =
         fake.records(zone_name).await.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect();
     assert_eq!(held, vec![format!("slow.{zone_name}")], "nothing else was written");
+}
+
+/// Applied, answer lost: Cloudflare commits a batch and answers 502. The batch is not resent
+/// (it may have been applied), and the retry, finding the record it wanted, is done instead of
+/// refused as "already exists".
+#[tokio::test]
+async fn cloudflare_batch_applied_with_its_answer_lost_heals_on_the_retry() {
+    let zone_name = "lost-cf.test";
+    let Some(fake) = start_fake(&[zone_name]).await else { return };
+    let p = cf_provider(fake.base_url(), CF_TOKEN, &[zone_name]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let lost = Endpoint::new(format!("lost.{zone_name}"), RecordType::TXT, vec!["some \"text\"".into()]).with_ttl(300);
+    fake.fail_after_apply(502, 1, "dns_records/batch").await;
+    match p.apply(&zone, &[Change::Create(lost.clone())]).await.as_slice() {
+        [Err(e @ ProviderError::Unreachable(_))] if e.is_transient() => {}
+        other => panic!("502 after committing a batch: expected Unreachable, got {other:?}"),
+    }
+    let held: Vec<Value> = fake.records(zone_name).await;
+    assert_eq!(held.len(), 1, "the fake committed the batch: {held:?}");
+    assert_eq!(held[0]["content"], json!("\"some \\\"text\\\"\""), "TXT content quoted on the wire");
+    let expanded = vec![extdns::dns::registry::Expanded {
+        index: 0,
+        role: extdns::dns::registry::Role::Data,
+        change: Change::Create(lost.clone()),
+    }];
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert_eq!(r, vec![Ok(Applied::Live)], "the retry finds the record it wanted");
+    assert_eq!(fake.records(zone_name).await.len(), 1, "and writes no second one");
+    let listed = p.records(&zone).await.expect("records");
+    assert_eq!(
+        listed.iter().map(|e| e.targets.clone()).collect::<Vec<_>>(),
+        vec![lost.targets.clone()],
+        "read back unquoted"
+    );
 }

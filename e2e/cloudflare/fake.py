@@ -17,9 +17,11 @@ API under /client/v4. Control endpoints (no token) under /__fake/:
   GET  /__fake/health                  200 when serving
   GET  /__fake/requests                every API request received, in order
   DELETE /__fake/requests              forget them
-  POST /__fake/fail {status, count, retry_after?, match?, code?, message?}
+  POST /__fake/fail {status, count, retry_after?, match?, code?, message?, after_apply?}
                                        answer the next `count` API requests whose path
-                                       contains `match` with `status` (429 gets Retry-After)
+                                       contains `match` with `status` (429 gets Retry-After);
+                                       with after_apply the request is served first and only
+                                       its answer replaced (applied, answer lost)
   POST /__fake/zones {name}            add a zone
   POST /__fake/records {zone, record}  add a record without going through the API (a
                                        foreign record)
@@ -285,6 +287,7 @@ class Handler(BaseHTTPRequestHandler):
                         "match": body.get("match", ""),
                         "code": body.get("code"),
                         "message": body.get("message"),
+                        "after_apply": bool(body.get("after_apply", False)),
                     }
                 )
                 return self.send_json(200, {"ok": True})
@@ -318,9 +321,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.envelope_error(404, 7000, f"No route for that URI")
         rest = path[len(API) :]
         with st.lock:
+            lost = None
             for f in st.failures:
                 if f["count"] > 0 and f["match"] in rest:
                     f["count"] -= 1
+                    if f.get("after_apply"):
+                        lost = f
+                        break
                     headers = {}
                     if f["status"] == 429:
                         headers["Retry-After"] = str(f["retry_after"] if f["retry_after"] is not None else 1)
@@ -359,6 +366,8 @@ class Handler(BaseHTTPRequestHandler):
                 status, result, info = self.route(method, rest, query, body)
             except ApiError as e:
                 return self.envelope_error(e.status, e.code, e.message)
+            if lost is not None:
+                return self.envelope_error(lost["status"], lost["code"] or 10002, lost["message"] or "Bad Gateway")
         payload = {"success": True, "errors": [], "messages": [], "result": result}
         if info is not None:
             payload["result_info"] = info

@@ -12,8 +12,12 @@ Routes (the protocol):
                           Content-Type and Vary as external-dns checks them. 406 when Accept
                           names another media type.
   GET  /records           every record, as external-dns endpoints.
-  POST /records           {"Create", "UpdateOld", "UpdateNew", "Delete"} (key case ignored,
-                          as Go's decoder does). Applied all or nothing; 204 when applied.
+  POST /records           {"create", "updateOld", "updateNew", "delete"}, exactly the names of
+                          the `changes` schema of external-dns's api/webhook.yaml (as a server
+                          generated from it or a serde one decodes them: another spelling,
+                          "Create" say, is refused with 400 rather than read as nothing).
+                          Applied all or nothing; 204 when applied. A Content-Type other than
+                          the media type is refused with 415.
                           Refusals: 400 for malformed input, 409 for a conflict (a create of an
                           RRset that exists, an update or delete of one that does not, a CNAME
                           beside other data), 422 for a name outside the domain filter.
@@ -21,11 +25,14 @@ Routes (the protocol):
                           TTLs raised to --min-ttl.
   GET  /healthz           200.
 Test knobs (not part of the protocol):
-  POST /_test/fail        {"route": "POST /records", "status": 503, "count": 1, "body": "..."}:
-                          the next `count` requests to `route` (any route when "*"; count -1:
-                          until reset) get `status`.
+  POST /_test/fail        {"route": "POST /records", "status": 503, "count": 1, "body": "...",
+                          "after_apply": false}: the next `count` requests to `route` (any
+                          route when "*"; count -1: until reset) get `status`; with
+                          "after_apply" the request is served first and only its answer is
+                          replaced (a change applied whose answer is lost).
   POST /_test/reset       forget failures and records.
-  GET  /_test/requests    the requests served so far: [{"method", "path", "body"}].
+  GET  /_test/requests    the requests served so far:
+                          [{"method", "path", "accept", "content_type", "body"}].
 
 Stop it with SIGTERM.
 """
@@ -38,6 +45,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+# The properties of the `changes` schema of external-dns's api/webhook.yaml, in its order.
+CHANGES_KEYS = ("create", "updateOld", "updateNew", "delete")
 
 LOCK = threading.Lock()
 RECORDS = {}  # (dnsName, recordType, setIdentifier) -> endpoint dict
@@ -96,11 +105,15 @@ def apply_changes(changes, state):
     """Applies to a copy of `state`; returns it or raises Refused."""
     if not isinstance(changes, dict):
         raise Refused(400, "changes must be an object")
-    lower = {k.lower(): v for k, v in changes.items()}
-    get = lambda k: lower.get(k.lower()) or []
-    create, old, new, delete = get("Create"), get("UpdateOld"), get("UpdateNew"), get("Delete")
+    unknown = sorted(set(changes) - set(CHANGES_KEYS))
+    if unknown:
+        raise Refused(400, "changes: unknown fields %s (the schema has %s)" % (unknown, list(CHANGES_KEYS)))
+    for k in CHANGES_KEYS:
+        if not isinstance(changes.get(k) or [], list):
+            raise Refused(400, "changes: %s must be a list of endpoints" % k)
+    create, old, new, delete = (changes.get(k) or [] for k in CHANGES_KEYS)
     if len(old) != len(new):
-        raise Refused(400, "UpdateOld and UpdateNew differ in length")
+        raise Refused(400, "updateOld and updateNew differ in length")
     state = dict(state)
     for ep in delete + old:
         check_endpoint(ep)
@@ -141,6 +154,11 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("webhook: " + (fmt % args) + "\n")
 
     def reply(self, status, body=None, content_type=MEDIA_TYPE):
+        lost = getattr(self, "lost", None)
+        if lost:
+            # Served, but the client hears the injected failure instead.
+            self.lost = None
+            status, body, content_type = lost["status"], lost.get("body", "injected failure").encode(), "text/plain"
         data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         self.send_response(status)
         if body is not None:
@@ -164,6 +182,10 @@ class Handler(BaseHTTPRequestHandler):
                     return f
         return None
 
+    def content_type_ok(self):
+        ct = (self.headers.get("Content-Type") or "").replace(" ", "").lower()
+        return ct in ("", MEDIA_TYPE)
+
     def accept_ok(self):
         accept = self.headers.get("Accept")
         return accept in (None, "", "*/*", MEDIA_TYPE) or MEDIA_TYPE in accept
@@ -174,9 +196,18 @@ class Handler(BaseHTTPRequestHandler):
         route = "%s %s" % (method, path)
         if not path.startswith("/_test/"):
             with LOCK:
-                REQUESTS.append({"method": method, "path": path, "body": raw.decode("utf-8", "replace")})
+                REQUESTS.append(
+                    {
+                        "method": method,
+                        "path": path,
+                        "accept": self.headers.get("Accept"),
+                        "content_type": self.headers.get("Content-Type"),
+                        "body": raw.decode("utf-8", "replace"),
+                    }
+                )
             f = self.injected(route)
-            if f:
+            self.lost = f if f and f.get("after_apply") else None
+            if f and not self.lost:
                 return self.reply(f["status"], f.get("body", "injected failure").encode(), "text/plain")
         try:
             payload = json.loads(raw) if raw else None
@@ -192,6 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                         "status": int(payload["status"]),
                         "count": int(payload.get("count", 1)),
                         "body": payload.get("body", "injected failure"),
+                        "after_apply": bool(payload.get("after_apply", False)),
                     }
                 )
             return self.reply(204)
@@ -216,6 +248,8 @@ class Handler(BaseHTTPRequestHandler):
         if route == "GET /records":
             with LOCK:
                 return self.reply(200, [RECORDS[k] for k in sorted(RECORDS)])
+        if method == "POST" and path in ("/records", "/adjustendpoints") and not self.content_type_ok():
+            return self.reply(415, ("Content-Type must be %s" % MEDIA_TYPE).encode(), "text/plain")
         if route == "POST /records":
             try:
                 with LOCK:

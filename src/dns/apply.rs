@@ -15,14 +15,16 @@
 //!    phase-1 TXT change whose records were all refused in phase 2 (a created TXT is deleted,
 //!    an updated one gets its old value back).
 //!
-//! A refused TXT is never retried in another form, and nothing here reads the zone: what is
-//! held is known from the results alone.
+//! A refused TXT is never retried in another form. The zone is read only when the backend
+//! refuses a change: one whose effect already shows was applied by an earlier call whose
+//! answer was lost, and is done (see [`apply_changes`]).
 
 use std::collections::BTreeMap;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
+use super::endpoint::Endpoint;
+use super::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use super::registry::{Expanded, Role};
 
 /// Applies `expanded` (from [`crate::dns::registry::TxtRegistry::expand`], or
@@ -200,6 +202,12 @@ async fn apply_batch(
 }
 
 /// One provider call (none for nothing), exactly one result per change.
+///
+/// A change the backend refuses although the zone already shows its effect was applied by an
+/// earlier call whose answer was lost (Cloudflare answering 502 after committing a batch, a
+/// webhook 500 after writing): the retry finds the ownership TXT it was about to write (same
+/// value, so same owner and resource) or the record it wanted, and the backend refuses it as
+/// "already exists". Such a change is done, not refused; one listing of the zone says so.
 async fn apply_changes(provider: &dyn Provider, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
     if changes.is_empty() {
         return Vec::new();
@@ -209,7 +217,40 @@ async fn apply_changes(provider: &dyn Provider, zone: &Zone, changes: &[Change])
     results.resize_with(changes.len(), || {
         Err(ProviderError::Rejected("the backend returned no result for this change".into()))
     });
+    let refused: Vec<usize> =
+        (0..changes.len()).filter(|&i| matches!(results[i], Err(ProviderError::Rejected(_)))).collect();
+    if refused.is_empty() {
+        return results;
+    }
+    match provider.records(zone).await {
+        Ok(held) => {
+            for i in refused {
+                if already_applied(&held, &changes[i]) {
+                    debug!(zone = %zone.name, change = changes[i].verb(), record = %changes[i].endpoint().key(),
+                        "the backend refused a change whose effect it already shows (an earlier answer was lost): done");
+                    results[i] = Ok(Applied::Live);
+                }
+            }
+        }
+        Err(e) => debug!(zone = %zone.name, error = %e, "listing the zone to look for changes already applied failed"),
+    }
     results
+}
+
+/// Whether `held` (the zone as listed) already shows `change`'s effect: the RRset it writes
+/// holds exactly its values (an update's old RRset gone unless it is the same one), or the
+/// RRset it deletes is gone. TTLs and provider-specific settings are not compared: where they
+/// differ, the next plan against a listing updates them like any drift.
+fn already_applied(held: &[Endpoint], change: &Change) -> bool {
+    let key = |e: &Endpoint| e.clone().normalized().key();
+    let find = |e: &Endpoint| held.iter().find(|h| key(h) == key(e));
+    let holds =
+        |e: &Endpoint| find(e).is_some_and(|h| h.clone().normalized().targets == e.clone().normalized().targets);
+    match change {
+        Change::Create(e) => holds(e),
+        Change::Update { old, new } => holds(new) && (key(old) == key(new) || find(old).is_none()),
+        Change::Delete(e) => find(e).is_none(),
+    }
 }
 
 #[cfg(test)]
@@ -658,5 +699,117 @@ mod tests {
         let (_, results) = run(&p, &p2.changes).await;
         assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
         assert_eq!(p.held(), vec![(ZONE.into(), RecordType::TXT, vec![SPF.to_string()])]);
+    }
+
+    /// Applies every call, but loses the answers of the calls whose number (from 0) `lose`
+    /// holds: the backend did the work, extdns hears `Unreachable`.
+    struct LosesAnswers {
+        inner: Refusing,
+        lose: Vec<usize>,
+        call: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Provider for LosesAnswers {
+        async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+            self.inner.zones().await
+        }
+        async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+            self.inner.records(zone).await
+        }
+        async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+            let results = self.inner.apply(zone, changes).await;
+            let n = {
+                let mut call = self.call.lock().unwrap_or_else(|e| e.into_inner());
+                *call += 1;
+                *call - 1
+            };
+            if !self.lose.contains(&n) {
+                return results;
+            }
+            results.iter().map(|_| Err(ProviderError::Unreachable("HTTP 502 Bad Gateway".into()))).collect()
+        }
+    }
+
+    fn losing(lose: &[usize]) -> LosesAnswers {
+        LosesAnswers { inner: Refusing::new(|_| false), lose: lose.to_vec(), call: Mutex::new(0) }
+    }
+
+    /// The retry of a change applied with its answer lost sends the same changes against the
+    /// same (stale) view, as the worker does, whose cache took nothing of the lost call.
+    async fn retry(p: &LosesAnswers, stale: &RegistryView, changes: &[Change]) -> Vec<ChangeResult> {
+        let expanded = registry().expand(stale, changes);
+        apply_with_ownership(&p.inner, &Zone::named(ZONE), &expanded).await
+    }
+
+    #[tokio::test]
+    async fn a_create_applied_with_its_answer_lost_is_done_on_the_retry() {
+        let web = ours("web.example.org", RecordType::A, &["192.0.2.1"], "crd/ns/web");
+        let create = [Change::Create(web)];
+        // Lost: the TXT create (phase 1; the record was then not sent), or the record create.
+        for lose in [0, 1] {
+            let p = losing(&[lose]);
+            let stale = view(&p.inner).await;
+            let expanded = registry().expand(&stale, &create);
+            let first = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+            assert!(first.iter().any(|r| matches!(r, Err(e) if e.is_transient())), "lost {lose}: {first:?}");
+            // The retry finds its own TXT (and record): done, not "already exists".
+            let stale = if lose == 0 { stale } else { view(&p.inner).await };
+            let mut stale = stale;
+            if lose == 1 {
+                // The worker's cache took the TXT (answered) but not the record (lost).
+                stale.endpoints.retain(|e| e.dns_name != "web.example.org");
+            }
+            let results = retry(&p, &stale, &create).await;
+            assert!(results.iter().all(|r| r == &Ok(Applied::Live)), "lost {lose}: {results:?}");
+            let held = p.inner.held();
+            assert_eq!(held.len(), 2, "lost {lose}: {held:?}");
+            assert_eq!(held[0].2, vec![ownership_text("crd/ns/web")], "lost {lose}: one TXT, ours");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_update_or_delete_applied_with_its_answer_lost_is_done_on_the_retry() {
+        let p = losing(&[2, 3]);
+        let web = ours("web.example.org", RecordType::A, &["192.0.2.1"], "crd/ns/web");
+        let (_, results) = run(&p.inner, &[Change::Create(web.clone())]).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        *p.call.lock().unwrap() = 2;
+        let stale = view(&p.inner).await;
+        let held_web = stale.endpoints.iter().find(|e| e.dns_name == "web.example.org").cloned().unwrap();
+        let moved = ours("web.example.org", RecordType::A, &["192.0.2.2"], "crd/ns/web");
+        let update = [Change::Update { old: held_web.clone(), new: moved }];
+        let expanded = registry().expand(&stale, &update);
+        let first = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+        assert!(first.iter().all(|r| matches!(r, Err(e) if e.is_transient())), "{first:?}");
+        assert!(retry(&p, &stale, &update).await.iter().all(|r| r == &Ok(Applied::Live)));
+        assert!(p.inner.held().iter().any(|(_, _, t)| t == &vec!["192.0.2.2".to_string()]), "{:?}", p.inner.held());
+
+        // The record delete is applied and its answer lost: the TXT removal waits for the retry.
+        let stale = view(&p.inner).await;
+        let held_web = stale.endpoints.iter().find(|e| e.dns_name == "web.example.org").cloned().unwrap();
+        let delete = [Change::Delete(held_web)];
+        let expanded = registry().expand(&stale, &delete);
+        let first = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+        assert!(first.iter().all(|r| matches!(r, Err(e) if e.is_transient())), "{first:?}");
+        assert_eq!(p.inner.held().len(), 1, "the TXT stays until its record is known gone");
+        assert!(retry(&p, &stale, &delete).await.iter().all(|r| r == &Ok(Applied::Live)));
+        assert_eq!(p.inner.held(), vec![], "record and TXT gone");
+    }
+
+    /// Only the very effect counts: a create refused because the RRset holds other values
+    /// (somebody else's TXT, another address) stays refused.
+    #[tokio::test]
+    async fn a_refused_create_of_an_rrset_holding_other_values_stays_refused() {
+        let p = Refusing::new(|_| false);
+        let theirs = Endpoint::new("a-web.example.org", RecordType::TXT, vec![ownership_text("crd/ns/other")]);
+        let direct = p.apply(&Zone::named(ZONE), &[Change::Create(theirs)]).await;
+        assert!(direct[0].is_ok());
+        let web = ours("web.example.org", RecordType::A, &["192.0.2.1"], "crd/ns/web");
+        let empty = registry().view_in_zone(Vec::new(), ZONE);
+        let expanded = registry().expand(&empty, &[Change::Create(web)]);
+        let results = apply_with_ownership(&p, &Zone::named(ZONE), &expanded).await;
+        assert!(results.iter().all(|r| matches!(r, Err(ProviderError::Rejected(_)))), "{results:?}");
+        assert_eq!(p.held().len(), 1, "only their TXT: {:?}", p.held());
     }
 }

@@ -82,6 +82,9 @@ pub mod label {
     pub const RESOURCE: &str = "resource";
     /// Nonce of an encrypted TXT record, kept so that re-emitting it yields identical bytes.
     pub const TXT_ENCRYPTION_NONCE: &str = "txt-encryption-nonce";
+    /// On an ownership TXT record (never inside its text): the name of the record it backs,
+    /// as external-dns's registry labels the TXT records it hands to its provider.
+    pub const OWNED_RECORD: &str = "ownedRecord";
 }
 
 /// One RRset: a name, a type, its values, and the metadata external-dns attaches.

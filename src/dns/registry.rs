@@ -693,7 +693,8 @@ impl TxtRegistry {
             targets: vec![content],
             ttl: ep.ttl,
             set_identifier: ep.set_identifier.clone(),
-            labels: Labels::new(),
+            // As external-dns's registry: a webhook learns which record a TXT backs.
+            labels: std::iter::once((label::OWNED_RECORD.to_string(), ep.dns_name.clone())).collect(),
             provider_specific: ep.provider_specific.clone(),
         }
     }

@@ -108,7 +108,8 @@ async fn cloudflare_records_in_the_fake_api() {
     let ownership =
         format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web", ns.name);
     let txt = held(&fake, zone, &format!("a-web.{zone}"), "TXT").await;
-    assert_eq!(txt.iter().map(|t| t.0.clone()).collect::<Vec<_>>(), vec![ownership.clone()]);
+    // Quoted, as external-dns writes it and Cloudflare's schema asks for TXT content.
+    assert_eq!(txt.iter().map(|t| t.0.clone()).collect::<Vec<_>>(), vec![format!("\"{ownership}\"")]);
 
     // Steady state: a fresh listing and full plan (an operator restart; resyncs are at least
     // a minute apart) finds the proxied record (TTL 1, as Cloudflare holds it) in sync, so

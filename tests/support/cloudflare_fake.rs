@@ -110,6 +110,13 @@ impl FakeCloudflare {
         self.json(self.http.post(self.control("fail")).json(&spec)).await;
     }
 
+    /// Serves the next `count` API requests whose path contains `matching`, then answers
+    /// them with `status` as if the answer were lost on the way back.
+    pub async fn fail_after_apply(&self, status: u16, count: u32, matching: &str) {
+        let spec = json!({"status": status, "count": count, "match": matching, "after_apply": true});
+        self.json(self.http.post(self.control("fail")).json(&spec)).await;
+    }
+
     /// Adds a record behind extdns' back (somebody else's record).
     pub async fn seed(&self, zone: &str, record: Value) -> Value {
         self.json(self.http.post(self.control("records")).json(&json!({"zone": zone, "record": record}))).await

@@ -676,9 +676,66 @@ fn record_body(name: &str, rt: RecordType, target: &str) -> Result<Value, Provid
             let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             body["data"] = json!({ "flags": flags, "tag": tag, "value": value });
         }
+        RecordType::TXT => body["content"] = json!(quote_txt(target)),
         _ => body["content"] = json!(target),
     }
     Ok(body)
+}
+
+/// Longest DNS character-string (RFC 1035 3.3).
+const MAX_CHARACTER_STRING: usize = 255;
+
+/// TXT content as Cloudflare's schema asks for it, and as external-dns writes its ownership
+/// values: quoted character-strings, `"` and `\` escaped, values longer than 255 bytes split
+/// into several strings.
+fn quote_txt(value: &str) -> String {
+    let mut strings: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut len = 0;
+    for c in value.chars() {
+        if len + c.len_utf8() > MAX_CHARACTER_STRING {
+            strings.push(std::mem::take(&mut current));
+            len = 0;
+        }
+        if c == '"' || c == '\\' {
+            current.push('\\');
+        }
+        current.push(c);
+        len += c.len_utf8();
+    }
+    strings.push(current);
+    strings.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(" ")
+}
+
+/// The value of listed TXT content: quoted character-strings joined (what [`quote_txt`] and
+/// external-dns write), or, when the content is not made of quoted strings (written unquoted
+/// by hand or by older extdns), the content as it is.
+fn unquote_txt(content: &str) -> String {
+    let mut out = String::new();
+    let mut chars = content.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if c != '"' {
+            return content.to_string();
+        }
+        loop {
+            match chars.next() {
+                None => return content.to_string(),
+                Some('"') => break,
+                Some('\\') => match chars.next() {
+                    Some(e) => out.push(e),
+                    None => return content.to_string(),
+                },
+                Some(ch) => out.push(ch),
+            }
+        }
+        if chars.peek().is_some_and(|n| !n.is_whitespace()) {
+            return content.to_string();
+        }
+    }
+    out
 }
 
 /// The target string of a listed record, in the form our endpoints use.
@@ -697,6 +754,7 @@ fn target_of(r: &CfRecord, rt: RecordType) -> Option<String> {
             (Some(f), Some(tag), Some(v)) => format!("{f} {tag} \"{v}\""),
             _ => r.content.clone(),
         },
+        RecordType::TXT => unquote_txt(&r.content),
         _ => r.content.clone(),
     };
     Some(t)
@@ -1073,11 +1131,29 @@ mod tests {
         );
         assert_eq!(
             record_body("t.example.test", RecordType::TXT, "say \"hi\"").unwrap(),
-            json!({"type": "TXT", "name": "t.example.test", "content": "say \"hi\""})
+            json!({"type": "TXT", "name": "t.example.test", "content": "\"say \\\"hi\\\"\""})
         );
         let e = record_body("m.example.test", RecordType::MX, "mx.example.org").unwrap_err();
         assert!(matches!(&e, ProviderError::Rejected(m) if m.contains("<priority> <host>")), "{e:?}");
         assert!(record_body("s.example.test", RecordType::SRV, "0 5 sip").is_err());
+    }
+
+    #[test]
+    fn txt_content_is_quoted_on_the_wire_and_unquoted_when_listed() {
+        let ownership = "heritage=external-dns,external-dns/owner=default,external-dns/resource=service/ns/my svc";
+        assert_eq!(quote_txt(ownership), format!("\"{ownership}\""), "as external-dns's registry writes it");
+        let long = "x".repeat(300);
+        assert_eq!(quote_txt(&long), format!("\"{}\" \"{}\"", "x".repeat(255), "x".repeat(45)));
+        for v in [ownership, "say \"hi\" \\o/", long.as_str(), "", "\"already quoted\""] {
+            assert_eq!(unquote_txt(&quote_txt(v)), v, "round trip of {v:?}");
+            let listed = rec("9", "t.example.test", "TXT", &quote_txt(v), 120, false);
+            assert_eq!(target_of(&listed, RecordType::TXT).as_deref(), Some(v));
+        }
+        // Unquoted content (written by hand or by older extdns) is taken as it is.
+        for raw in ["heritage=external-dns", "a \"b\"", "\"open", "\"a\"b"] {
+            assert_eq!(unquote_txt(raw), raw);
+        }
+        assert_eq!(unquote_txt("\"v=spf1 \" \"-all\""), "v=spf1 -all");
     }
 
     #[test]

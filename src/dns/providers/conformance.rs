@@ -92,6 +92,7 @@ pub async fn run_all_except<P: Provider>(p: &P, zone: &Zone, skip: &[&str]) -> R
     case!("refused_update_keeps_ownership", case_refused_update_keeps_ownership(p, zone));
     case!("ownership_beside_apex_txt", case_ownership_beside_apex_txt(p, zone));
     case!("wildcard_ownership", case_wildcard_ownership(p, zone));
+    case!("applied_answer_lost", case_applied_answer_lost(p, zone));
     let (create, delete) = case!("bulk", case_bulk(p, zone, BULK_RECORDS));
     report.bulk_create = create;
     report.bulk_delete = delete;
@@ -665,6 +666,128 @@ pub async fn case_wildcard_ownership<P: Provider>(p: &P, zone: &Zone) -> Result<
     let (expanded, results) = apply_owned(p, zone, &[Change::Delete(held.clone())]).await?;
     all_ok(&expanded, &results, "delete the wildcard and its TXT")?;
     expect_empty(p, zone, &base, "after delete").await
+}
+
+/// A provider whose calls go through to `inner` but whose answers are lost for the calls
+/// (numbered from 0) in `lose`: the backend applied the changes, extdns hears `Unreachable`,
+/// as when Cloudflare answers 502 after committing a batch or a webhook 500 after writing.
+pub struct LosesAnswers<'a, P> {
+    inner: &'a P,
+    lose: Vec<usize>,
+    calls: std::sync::Mutex<usize>,
+}
+
+impl<'a, P: Provider> LosesAnswers<'a, P> {
+    pub fn new(inner: &'a P, lose: &[usize]) -> Self {
+        LosesAnswers { inner, lose: lose.to_vec(), calls: std::sync::Mutex::new(0) }
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: Provider> Provider for LosesAnswers<'_, P> {
+    async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
+        self.inner.zones().await
+    }
+
+    async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
+        self.inner.records(zone).await
+    }
+
+    async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
+        let results = self.inner.apply(zone, changes).await;
+        let call = {
+            let mut n = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n - 1
+        };
+        if !self.lose.contains(&call) {
+            return results;
+        }
+        results
+            .into_iter()
+            .map(|_| Err(ProviderError::Unreachable("the answer was lost after the backend applied the change".into())))
+            .collect()
+    }
+
+    fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
+        self.inner.check(zone, change)
+    }
+}
+
+/// "Applied, answer lost": a change the backend applied but whose answer was lost is retried
+/// as the controller retries it (the same changes, expanded against the view from before,
+/// which took nothing of the lost call), and the retry, finding its own ownership TXT and
+/// record, reports success instead of "already exists". For a lost ownership TXT create (the
+/// record then not sent), a lost record create, update and delete.
+pub async fn case_applied_answer_lost<P: Provider>(p: &P, zone: &Zone) -> Result<(), String> {
+    let base = sub("lost", zone);
+    expect_empty(p, zone, &base, "before the case").await?;
+    let registry = ownership_registry();
+    let first_fails = |expanded: &[Expanded], results: &[ChangeResult], what: &str| -> Result<(), String> {
+        if results.len() != expanded.len() || !results.iter().any(|r| matches!(r, Err(e) if e.is_transient())) {
+            return Err(format!("{what}: the first attempt should report a lost answer, got {results:?}"));
+        }
+        Ok(())
+    };
+    let resource = "crd/conformance/lost";
+    let txt_lost = owned(&format!("txt.{base}"), RecordType::A, &["192.0.2.40"], resource);
+    let data_lost = owned(&format!("data.{base}"), RecordType::A, &["192.0.2.41"], resource);
+    // TTL not compared: a webhook gets ownership TXTs without one, as external-dns sends them.
+    let txt_of = |e: &Endpoint| Endpoint { ttl: None, ..ownership_registry().ownership_record(e) };
+
+    // Lost: the ownership TXT create (call 0); its record was then not sent.
+    let stale = ownership_view(p, zone).await?;
+    let create = [Change::Create(txt_lost.clone())];
+    let expanded = registry.expand(&stale, &create);
+    let results = apply_with_ownership(&LosesAnswers::new(p, &[0]), zone, &expanded).await;
+    first_fails(&expanded, &results, "lost TXT create")?;
+    let expanded = registry.expand(&stale, &create);
+    let results = apply_with_ownership(p, zone, &expanded).await;
+    all_ok(&expanded, &results, "retry of a create whose TXT answer was lost")?;
+
+    // Lost: the record create (call 1), its TXT answered.
+    let stale = ownership_view(p, zone).await?;
+    let create = [Change::Create(data_lost.clone())];
+    let expanded = registry.expand(&stale, &create);
+    let results = apply_with_ownership(&LosesAnswers::new(p, &[1]), zone, &expanded).await;
+    first_fails(&expanded, &results, "lost record create")?;
+    let mut cached = ownership_view(p, zone).await?;
+    cached.endpoints.retain(|e| e.dns_name != data_lost.dns_name);
+    let expanded = registry.expand(&cached, &create);
+    let results = apply_with_ownership(p, zone, &expanded).await;
+    all_ok(&expanded, &results, "retry of a create whose record answer was lost")?;
+    let both = [txt_lost.clone(), txt_of(&txt_lost), data_lost.clone(), txt_of(&data_lost)];
+    expect_exactly(p, zone, &base, &both, "after the lost creates").await?;
+
+    // Lost: the record update (call 0: its TXT needs no change).
+    let stale = ownership_view(p, zone).await?;
+    let held = stale
+        .endpoints
+        .iter()
+        .find(|e| e.dns_name == data_lost.dns_name)
+        .cloned()
+        .ok_or_else(|| format!("{} is not listed", data_lost.dns_name))?;
+    let moved = owned(&data_lost.dns_name, RecordType::A, &["192.0.2.42"], resource);
+    let update = [Change::Update { old: held.clone(), new: moved.clone() }];
+    let expanded = registry.expand(&stale, &update);
+    let results = apply_with_ownership(&LosesAnswers::new(p, &[0]), zone, &expanded).await;
+    first_fails(&expanded, &results, "lost update")?;
+    let results = apply_with_ownership(p, zone, &registry.expand(&stale, &update)).await;
+    all_ok(&expanded, &results, "retry of an update whose answer was lost")?;
+    let both = [txt_lost.clone(), txt_of(&txt_lost), moved.clone(), txt_of(&data_lost)];
+    expect_exactly(p, zone, &base, &both, "after the lost update").await?;
+
+    // Lost: the record deletes (call 0); their TXT removals wait for the retry.
+    let stale = ownership_view(p, zone).await?;
+    let deletes: Vec<Change> =
+        stale.endpoints.iter().filter(|e| under(&e.dns_name, &base)).cloned().map(Change::Delete).collect();
+    let expanded = registry.expand(&stale, &deletes);
+    let results = apply_with_ownership(&LosesAnswers::new(p, &[0]), zone, &expanded).await;
+    first_fails(&expanded, &results, "lost deletes")?;
+    let expanded = registry.expand(&stale, &deletes);
+    let results = apply_with_ownership(p, zone, &expanded).await;
+    all_ok(&expanded, &results, "retry of deletes whose answer was lost")?;
+    expect_empty(p, zone, &base, "after the lost deletes").await
 }
 
 /// A wildcard record whose ownership TXT goes to `a-*.<rest>` (external-dns's naming without a

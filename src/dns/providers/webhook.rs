@@ -10,8 +10,8 @@
 //!   still applies it): it needs `zones` in the spec.
 //! * **Records**: `GET /records` lists everything; each zone keeps the names for which it is
 //!   the longest zone.
-//! * **Changes**: one `POST /records` per zone with `Create`, `UpdateOld`/`UpdateNew` and
-//!   `Delete`. The protocol overwrites blindly and is all-or-nothing at best, so the records
+//! * **Changes**: one `POST /records` per zone with `create`, `updateOld`/`updateNew` and
+//!   `delete`, the names of external-dns's OpenAPI file. The protocol overwrites blindly and is all-or-nothing at best, so the records
 //!   are read first and every change is checked against them ([`super::precheck`]). Changes
 //!   touching a name an earlier change of the batch touched go in a later POST, since a webhook
 //!   may apply the groups in any order. A refused POST (4xx) of several changes is followed
@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
 use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
-use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
+use crate::dns::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
 use crate::dns::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::dns::registry::parse_labels;
 
 /// The protocol's media type, sent as Accept and Content-Type and expected back.
 pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
@@ -74,17 +75,38 @@ pub struct WireEndpoint {
     pub provider_specific: Vec<ProviderSpecificProperty>,
 }
 
-/// external-dns's `plan.Changes` as JSON (Go field names; Go decodes keys case-insensitively).
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+/// external-dns's `plan.Changes` as JSON: the names of the `changes` schema of external-dns's
+/// `api/webhook.yaml` (and of `plan.Changes`' JSON tags since v0.17), sent exactly, since a
+/// webhook decoding them exactly (serde, an OpenAPI-generated server) would read `Create` as
+/// nothing and answer 204. Read back in either spelling: external-dns before v0.17 had no
+/// tags, so Go wrote the field names capitalised.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct WireChanges {
-    #[serde(rename = "Create", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_empty", alias = "Create", skip_serializing_if = "Vec::is_empty")]
     pub create: Vec<WireEndpoint>,
-    #[serde(rename = "UpdateOld", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "updateOld",
+        alias = "UpdateOld",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub update_old: Vec<WireEndpoint>,
-    #[serde(rename = "UpdateNew", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        rename = "updateNew",
+        alias = "UpdateNew",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub update_new: Vec<WireEndpoint>,
-    #[serde(rename = "Delete", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_empty", alias = "Delete", skip_serializing_if = "Vec::is_empty")]
     pub delete: Vec<WireEndpoint>,
+}
+
+/// A list Go encodes as `null` when it is nil (external-dns before v0.17 had no `omitempty`).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WireEndpoint>, D::Error> {
+    Ok(Option::<Vec<WireEndpoint>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// external-dns's `endpoint.DomainFilter` as JSON.
@@ -112,22 +134,67 @@ impl DomainFilter {
     }
 }
 
+/// An endpoint as external-dns hands it to its webhook. An ownership TXT record (one labelled
+/// `ownedRecord` by the registry) goes as external-dns's TXT registry writes it: its text in
+/// double quotes (`Labels.Serialize(withQuotes=true)`), no `recordTTL` (the registry sets
+/// none, so the webhook's default applies) and the `ownedRecord` label naming the record it
+/// backs. An ownership value inside another TXT RRset (beside an SPF value) is quoted too.
 pub fn to_wire(e: &Endpoint, default_ttl: u32) -> WireEndpoint {
+    let ownership = is_ownership_record(e);
+    let targets = if e.record_type == RecordType::TXT {
+        e.targets.iter().map(|t| if ownership || is_ownership_text(t) { quoted(t) } else { t.clone() }).collect()
+    } else {
+        e.targets.clone()
+    };
     WireEndpoint {
         dns_name: e.dns_name.clone(),
-        targets: e.targets.clone(),
+        targets,
         record_type: e.record_type.as_str().to_string(),
         set_identifier: e.set_identifier.clone(),
-        record_ttl: Some(i64::from(e.ttl.unwrap_or(default_ttl))),
+        record_ttl: (!ownership).then(|| i64::from(e.ttl.unwrap_or(default_ttl))),
         labels: e.labels.to_map(),
         provider_specific: e.provider_specific.clone(),
     }
 }
 
-/// A listed endpoint in our model; `None` for types extdns does not manage.
+/// An ownership TXT record built by the registry.
+fn is_ownership_record(e: &Endpoint) -> bool {
+    e.record_type == RecordType::TXT && e.labels.contains_key(label::OWNED_RECORD)
+}
+
+/// A TXT value holding external-dns's label text, quoted or not.
+fn is_ownership_text(value: &str) -> bool {
+    parse_labels(value).is_some()
+}
+
+fn quoted(value: &str) -> String {
+    if is_quoted(value) {
+        value.to_string()
+    } else {
+        format!("\"{value}\"")
+    }
+}
+
+/// One pair of surrounding double quotes and none inside.
+fn is_quoted(value: &str) -> bool {
+    value.len() >= 2 && value.starts_with('"') && value.ends_with('"') && !value[1..value.len() - 1].contains('"')
+}
+
+/// A listed endpoint in our model; `None` for types extdns does not manage. The quotes around
+/// an ownership value come off (external-dns's registry and extdns's alike write them), so
+/// that it compares equal with the value the registry builds; other TXT values stay as held.
 pub fn from_wire(w: WireEndpoint) -> Option<Endpoint> {
     let rt: RecordType = w.record_type.parse().ok()?;
-    let mut e = Endpoint::new(w.dns_name, rt, w.targets);
+    let owned = w.labels.contains_key(label::OWNED_RECORD);
+    let targets = if rt == RecordType::TXT {
+        w.targets
+            .into_iter()
+            .map(|t| if is_quoted(&t) && (owned || is_ownership_text(&t)) { t[1..t.len() - 1].to_string() } else { t })
+            .collect()
+    } else {
+        w.targets
+    };
+    let mut e = Endpoint::new(w.dns_name, rt, targets);
     e.ttl = w.record_ttl.and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0);
     e.set_identifier = w.set_identifier;
     // Labels are not data: ownership lives in TXT records, which the registry reads itself.
@@ -534,11 +601,25 @@ mod tests {
     }
 
     #[test]
-    fn changes_use_external_dns_field_names() {
+    fn changes_use_external_dns_field_names_and_read_both_spellings() {
         let a = Endpoint::new("a.example.org", RecordType::A, vec!["192.0.2.1".into()]);
-        let wire = WireChanges { create: vec![to_wire(&a, 300)], delete: vec![to_wire(&a, 300)], ..Default::default() };
+        let w = to_wire(&a, 300);
+        let wire = WireChanges {
+            create: vec![w.clone()],
+            update_old: vec![w.clone()],
+            update_new: vec![w.clone()],
+            delete: vec![w.clone()],
+        };
         let v = serde_json::to_value(&wire).unwrap();
-        assert!(v.get("Create").is_some() && v.get("Delete").is_some() && v.get("UpdateOld").is_none(), "{v}");
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["create", "delete", "updateNew", "updateOld"]);
+        let only_create = serde_json::to_value(WireChanges { create: vec![w.clone()], ..Default::default() }).unwrap();
+        assert_eq!(only_create.as_object().unwrap().len(), 1, "empty lists are left out: {only_create}");
+        let go_untagged = serde_json::json!({"Create": [v["create"][0]], "UpdateOld": null, "Delete": []});
+        let read: WireChanges = serde_json::from_value(go_untagged).unwrap();
+        assert_eq!(read, WireChanges { create: vec![w], ..Default::default() });
+        assert_eq!(serde_json::from_value::<WireChanges>(v).unwrap(), wire);
     }
 
     #[test]
