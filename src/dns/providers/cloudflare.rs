@@ -308,6 +308,9 @@ impl CloudflareProvider {
             if let Some(bucket) = &self.limiter {
                 bucket.take().await;
             }
+            // After the token and any throttling pause: the lease may have gone meanwhile.
+            crate::dns::provider::write_allowed(what)
+                .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.config.token).query(query);
             if let Some(b) = body {
                 req = req.json(b);

@@ -175,6 +175,8 @@ impl PowerDnsProvider {
         if let Some(bucket) = &self.limiter {
             bucket.take().await;
         }
+        // After the token: the lease may have gone meanwhile.
+        crate::dns::provider::write_allowed(what).map_err(Failure::Other)?;
         let mut req = self
             .http
             .request(method, url)

@@ -249,6 +249,8 @@ impl WebhookProvider {
         if let Some(bucket) = &self.limiter {
             bucket.take().await;
         }
+        // After the token: the lease may have gone meanwhile.
+        crate::dns::provider::write_allowed(what).map_err(Failure::Other)?;
         let url = if route.is_empty() { self.base.clone() } else { join(&self.base, route) };
         let mut req = self.http.request(method, url).header(reqwest::header::ACCEPT, MEDIA_TYPE);
         if let Some(b) = body {
