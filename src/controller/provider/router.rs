@@ -73,6 +73,9 @@ pub(super) enum RouterMsg {
     RetryRelease(EpKey),
     /// Adding or removing a provider's finalizer failed; try again.
     RetryProviderFinalizer(ProviderId),
+    /// Makes a provider's worker panic, as a bug would (supervision tests).
+    #[cfg(test)]
+    PanicWorker(ProviderId),
 }
 
 /// The fields of a DNSEndpoint the controller reads, its spec already validated.
@@ -476,6 +479,8 @@ impl Router {
                     self.add_finalizer(&key);
                 }
             }
+            #[cfg(test)]
+            RouterMsg::PanicWorker(id) => send(&self.providers, &mut self.dead, &id, WorkerMsg::Panic),
             RouterMsg::RetryProviderFinalizer(id) => {
                 // Released again by the next settle, or its finalizer added again, as due.
                 if let Some(p) = self.providers.get_mut(&id) {
@@ -1360,6 +1365,96 @@ status: {status}
         let mut e = entry(&ready(2));
         e.snap.deleting = true;
         assert!(!e.status_can_wait());
+    }
+
+    /// Record states of the status waiting to be written for `key`.
+    fn states(writer: &StatusWriter, key: &EpKey) -> Vec<(String, Option<String>)> {
+        let status = writer.pending_status(key).unwrap_or_default();
+        status.records.into_iter().map(|r| (r.state, r.message)).collect()
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "timed out waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A worker that panics is seen, counted, shown on the statuses of the objects it
+    /// serves, and restarted with its whole state: its records are Ready again.
+    #[tokio::test]
+    async fn a_panicking_worker_is_restarted_and_its_records_converge() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        // An apiserver that knows nothing: the provider's own status writes fail, and are
+        // only logged.
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+                let resp = Response::builder().status(404).body(Body::from(serde_json::to_vec(&body).unwrap()));
+                send.send_response(resp.unwrap());
+            }
+        });
+        let client = Client::new(svc, "default");
+        let metrics = Arc::new(Metrics::default());
+        let settings = Settings {
+            operator_namespace: "extdns".into(),
+            coalesce: std::time::Duration::from_millis(10),
+            backend_timeout: std::time::Duration::from_secs(2),
+            status_concurrency: 1,
+            leader: crate::controller::leader::Leadership::always(),
+            tenancy: Default::default(),
+        };
+        let writer = Arc::new(StatusWriter::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let router = Router::new(Some(client), settings, metrics.clone(), writer.clone(), tx.clone());
+        let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: "mem".into() };
+        let provider = ProviderObject {
+            id: id.clone(),
+            spec: crate::crd::dnsprovider::ProviderSpec {
+                in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
+                ..Default::default()
+            },
+            created: "2020-01-01T00:00:00Z".into(),
+            verdict: Ok(()),
+            generation: Some(1),
+            finalizers: vec![FINALIZER.into()],
+            resource_version: Some("1".into()),
+            deleting: false,
+            status: None,
+        };
+        let e = entry("null");
+        let key = e.snap.key.clone();
+        let kinds = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces, Kind::Secrets];
+        for k in kinds {
+            tx.send(RouterMsg::Restart(k)).unwrap();
+        }
+        tx.send(RouterMsg::Upsert(Item::Provider(Box::new(provider)))).unwrap();
+        tx.send(RouterMsg::Upsert(Item::Endpoint(Box::new(e.snap)))).unwrap();
+        for k in kinds {
+            tx.send(RouterMsg::Listed(k)).unwrap();
+        }
+        let running = tokio::spawn(router.run(rx));
+        let ready = |w: &StatusWriter| {
+            let s = states(w, &key);
+            !s.is_empty() && s.iter().all(|(state, _)| state == state::READY)
+        };
+        until("the record to be Ready", || ready(&writer)).await;
+
+        tx.send(RouterMsg::PanicWorker(id.clone())).unwrap();
+        until("the status to show the stopped worker", || {
+            states(&writer, &key).iter().any(|(_, m)| m.as_deref().is_some_and(|m| m.contains("stopped unexpectedly")))
+        })
+        .await;
+        until("the restarted worker to make the record Ready again", || ready(&writer)).await;
+        assert!(
+            metrics.encode().contains("extdns_task_restarts_total{task=\"provider-worker\"} 1"),
+            "{}",
+            metrics.encode()
+        );
+        assert!(!running.is_finished(), "the router goes on");
     }
 
     #[test]

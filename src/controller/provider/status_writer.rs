@@ -282,7 +282,15 @@ mod tests {
             500,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcdserver: timeout", "reason": "InternalError", "code": 500}),
         ));
+        // Back in the queue, waiting out its backoff: not written.
+        for _ in 0..100 {
+            if !writer.already_written(&key, status_hash(&status)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert!(!writer.already_written(&key, status_hash(&status)));
+        assert_eq!(writer.pending_len(), 1);
 
         let (req, send) = handle.next_request().await.expect("a retry");
         assert_eq!(req.uri().path(), path);
@@ -301,5 +309,58 @@ mod tests {
         assert_eq!(writer.pending_len(), 0);
         writer.forget(&key);
         assert!(!writer.already_written(&key, status_hash(&status)), "pruned with the object");
+    }
+
+    /// With two writers, a write that hangs delays no other object; a newer status of the
+    /// hanging object waits for it rather than racing it on the other writer.
+    #[tokio::test]
+    async fn one_slow_write_delays_no_other_object() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let writer = Arc::new(StatusWriter::default());
+        let metrics = Arc::new(Metrics::default());
+        for index in 0..2 {
+            let leader = crate::controller::leader::Leadership::always();
+            tokio::spawn(writer.clone().run_writer(index, client.clone(), metrics.clone(), leader));
+        }
+        let status = |h: &str| {
+            serialize_status(&DnsEndpointStatus { hostnames: Some(h.into()), ..Default::default() }).expect("serialize")
+        };
+        let ok = |name: &str| {
+            respond(
+                200,
+                json!({"apiVersion": "extdns.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": name, "namespace": "ns"}, "spec": {"endpoints": []}}),
+            )
+        };
+        let (a, b): (EpKey, EpKey) = ("ns/a@1".into(), "ns/b@1".into());
+        writer.push(a.clone(), "ns".into(), "a".into(), status("a.example.com"));
+        let (req, slow) = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.unwrap().unwrap();
+        assert!(req.uri().path().ends_with("/dnsendpoints/a/status"));
+        // A newer status of a, then b: b goes out while a's first write hangs.
+        writer.push(a.clone(), "ns".into(), "a".into(), status("a2.example.com"));
+        writer.push(b.clone(), "ns".into(), "b".into(), status("b.example.com"));
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.unwrap().unwrap();
+        assert!(req.uri().path().ends_with("/dnsendpoints/b/status"), "{}", req.uri());
+        send.send_response(ok("b"));
+        for _ in 0..100 {
+            if writer.already_written(&b, status_hash(&status("b.example.com"))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(writer.already_written(&b, status_hash(&status("b.example.com"))));
+        // a's newer status waits for the write in flight.
+        assert!(tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await.is_err());
+        slow.send_response(ok("a"));
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.unwrap().unwrap();
+        assert!(req.uri().path().ends_with("/dnsendpoints/a/status"));
+        send.send_response(ok("a"));
+        for _ in 0..100 {
+            if writer.pending_len() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(writer.already_written(&a, status_hash(&status("a2.example.com"))), "the newer status last");
     }
 }
