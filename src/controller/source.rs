@@ -113,7 +113,7 @@ fn project_gateway(gw: &mut Gateway) {
 /// `plural`, or `None` (CRD not installed, or only in versions extdns does not read).
 async fn served_gateway_resource(client: &Client, plural: &str, versions: &[&str]) -> Option<ApiResource> {
     for v in versions {
-        let Ok(list) = client.list_api_group_resources(&format!("{GATEWAY_GROUP}/{v}")).await else {
+        let Some(list) = discover(client, &format!("{GATEWAY_GROUP}/{v}")).await else {
             continue;
         };
         if let Some(r) = list.resources.iter().find(|r| r.name == plural) {
@@ -269,12 +269,34 @@ where
     store
 }
 
+/// The resources the apiserver serves in `group_version`, or `None` when it serves no such
+/// group version. An apiserver that cannot be asked yet (starting, unreachable) is asked
+/// again with backoff: deciding on a failed request would turn a source off for the life of
+/// the process.
+async fn discover(
+    client: &Client,
+    group_version: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList> {
+    let mut attempt = 0;
+    loop {
+        match client.list_api_group_resources(group_version).await {
+            Ok(list) => return Some(list),
+            Err(kube::Error::Api(e)) if e.code == 404 => return None,
+            Err(e) => {
+                let delay = super::supervise::backoff(Duration::from_millis(500), Duration::from_secs(30), attempt);
+                warn!(group_version, error = %e, retry_in = ?delay, "cannot ask the apiserver which resources it serves; asking again");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// True when the apiserver serves discovery.k8s.io/v1 (Kubernetes 1.21+).
 async fn serves_endpointslices(client: &Client) -> bool {
-    match client.list_api_group_resources("discovery.k8s.io/v1").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "endpointslices"),
-        Err(_) => false,
-    }
+    discover(client, "discovery.k8s.io/v1")
+        .await
+        .is_some_and(|list| list.resources.iter().any(|r| r.name == "endpointslices"))
 }
 
 /// Yields once each time this replica starts leading: what it skipped as a follower is
