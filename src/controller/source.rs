@@ -513,7 +513,7 @@ pub async fn run(
         caches.push(("Services", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_service, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_service, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if ctx.cfg.enabled(SourceKind::Ingress) {
@@ -523,7 +523,7 @@ pub async fn run(
         caches.push(("Ingresses", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_ingress, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if let Some((_, gw_ar)) = ctx.gateways.clone() {
@@ -553,7 +553,7 @@ pub async fn run(
             let ctx = ctx.clone();
             tasks.spawn(async move {
                 c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
-                    .for_each(|_| async {})
+                    .for_each(log_queue_error)
                     .await;
             });
         }
@@ -578,7 +578,7 @@ pub async fn run(
         caches.push(("Nodes (node source)", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_node, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_node, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if ctx.cfg.enabled(SourceKind::Pod) {
@@ -601,7 +601,7 @@ pub async fn run(
             .reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_pod, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     info!("source controller started");
@@ -614,6 +614,7 @@ pub async fn run(
                     Err(_) => warn!(cache = what, "the source controller waits for its cache of {what} to be listed"),
                 }
             }
+            debug!(cache = what, "listed");
         }
         ready.open();
         std::future::pending::<()>().await
@@ -633,6 +634,16 @@ pub async fn run(
         _ = caches_listed => Ok(()),
         gave_up = ended => Err(gave_up),
         gave_up = watches.gave_up() => Err(gave_up),
+    }
+}
+
+/// A controller's watch errors would otherwise vanish in its output stream (reconcile
+/// errors go through `error_policy`).
+async fn log_queue_error<T, R: std::error::Error, Q: std::error::Error>(
+    r: Result<T, kube::runtime::controller::Error<R, Q>>,
+) {
+    if let Err(kube::runtime::controller::Error::QueueError(e)) = r {
+        warn!(error = %e, "a source controller's watch failed; retrying with backoff");
     }
 }
 
