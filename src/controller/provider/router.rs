@@ -361,7 +361,7 @@ impl Router {
         };
         let Some(id) = self.worker_ids.remove(&task) else { return };
         // Replaced, removed, or already found dead: it ended on purpose or is handled.
-        if !self.providers.get(&id).is_some_and(|p| p.task == Some(task)) {
+        if self.providers.get(&id).is_none_or(|p| p.task != Some(task)) {
             return;
         }
         let why = r.err().unwrap_or_else(|| Stopped::Ended("returned while its provider still exists".into()));
