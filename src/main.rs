@@ -40,12 +40,18 @@ async fn run(args: RunArgs) -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::default());
+    // Every condition of readiness exists before /readyz is served: it answers 503 until
+    // the caches are listed and the election knows who leads.
+    let provider_ready = args.controllers.contains(&Controller::Provider).then(|| metrics.gate("provider caches"));
+    let source_ready = args.controllers.contains(&Controller::Source).then(|| metrics.gate("source caches"));
+    let leader_ready = metrics.gate("leader election");
+    // The process's own tasks: when one of them ends, the process exits so that Kubernetes
+    // restarts it.
+    let mut tasks: tokio::task::JoinSet<Result<(), String>> = tokio::task::JoinSet::new();
     let addr = args.metrics_addr;
     let m = metrics.clone();
-    tokio::spawn(async move {
-        if let Err(e) = extdns::metrics::serve(addr, m).await {
-            error!(error = %e, %addr, "serving metrics failed");
-        }
+    tasks.spawn(async move {
+        extdns::metrics::serve(addr, m).await.map_err(|e| format!("serving metrics on {addr} failed: {e}"))
     });
     info!(version = env!("CARGO_PKG_VERSION"), controllers = ?args.controllers, "starting extdns");
     let leadership = if args.leader_elect {
@@ -65,22 +71,35 @@ async fn run(args: RunArgs) -> ExitCode {
             error!(error = %e, "invalid leader election flags");
             return ExitCode::from(2);
         }
-        controller::leader::start(client.clone(), settings)
+        controller::leader::start(client.clone(), settings, metrics.clone())
     } else {
         controller::leader::Leadership::always()
     };
     let mut leading = leadership.subscribe();
     let gauge = metrics.leader.clone();
-    tokio::spawn(async move {
+    let l = leadership.clone();
+    tasks.spawn(async move {
+        let known = l.known();
+        let mut known = std::pin::pin!(known);
+        let mut ready = Some(leader_ready);
         loop {
             gauge.set(i64::from(*leading.borrow_and_update()));
-            if leading.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = leading.changed() => {
+                    if changed.is_err() {
+                        return Err("the leadership state is gone".to_string());
+                    }
+                }
+                _ = &mut known, if ready.is_some() => {
+                    if let Some(gate) = ready.take() {
+                        gate.open();
+                    }
+                }
+                _ = l.gave_up() => return Err("leader election cannot be restarted".to_string()),
             }
         }
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    if args.controllers.contains(&Controller::Provider) {
+    if let Some(ready) = provider_ready {
         let settings = controller::provider::Settings {
             operator_namespace: args.operator_namespace.clone(),
             coalesce: args.coalesce_window,
@@ -89,18 +108,30 @@ async fn run(args: RunArgs) -> ExitCode {
             leader: leadership.clone(),
             tenancy: args.tenancy.clone(),
         };
-        tasks.spawn(controller::provider::run(client.clone(), settings, metrics.clone()));
+        let (client, metrics) = (client.clone(), metrics.clone());
+        tasks.spawn(async move {
+            let r = controller::provider::run(client, settings, metrics, ready).await;
+            Err(r.err().map_or_else(|| "the provider controller ended".to_string(), |e| e.to_string()))
+        });
     }
-    if args.controllers.contains(&Controller::Source) {
+    if let Some(ready) = source_ready {
         // Followers run it too, with warm caches, and write nothing until they lead.
-        tasks.spawn(controller::source::run(client.clone(), source_cfg, metrics.clone(), leadership.clone()));
+        let (client, metrics, leadership) = (client.clone(), metrics.clone(), leadership.clone());
+        tasks.spawn(async move {
+            let r = controller::source::run(client, source_cfg, metrics, leadership, ready).await;
+            Err(r.err().map_or_else(|| "the source controller ended".to_string(), |e| e.to_string()))
+        });
     }
     // Losing the Lease does not end the process: a follower keeps serving embedded DNS and
     // may lead again.
-    metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let code = tokio::select! {
-        _ = tasks.join_next() => {
-            error!("a controller stopped; exiting so the process is restarted");
+        Some(done) = tasks.join_next() => {
+            let why = match done {
+                Ok(Ok(())) => "a task ended".to_string(),
+                Ok(Err(why)) => why,
+                Err(e) => format!("a task {}", extdns::controller::supervise::stopped::<()>(Err(e)).err().map(|s| s.to_string()).unwrap_or_default()),
+            };
+            error!(reason = %why, "exiting so that the process is restarted");
             ExitCode::from(1)
         }
         signal = shutdown_signal() => {

@@ -1,8 +1,8 @@
 //! Prometheus metrics and the health/metrics HTTP endpoint.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +25,43 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: String,
+}
+
+/// What `/readyz` waits for: named gates, each opened once by its owner (a controller whose
+/// caches hold their first listing, the election once it knows who leads). Ready once every
+/// registered gate is open; gates are registered before the endpoint is served.
+#[derive(Default)]
+pub struct Readiness {
+    gates: Mutex<BTreeMap<String, bool>>,
+}
+
+/// One condition of readiness; see [`Readiness::gate`].
+pub struct Gate {
+    metrics: Arc<Metrics>,
+    name: String,
+}
+
+impl Gate {
+    /// The condition holds from now on.
+    pub fn open(&self) {
+        let mut gates = self.metrics.readiness.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if gates.insert(self.name.clone(), true) != Some(true) {
+            tracing::info!(gate = %self.name, "readiness condition met");
+        }
+    }
+}
+
+impl Readiness {
+    /// Names of the gates still closed.
+    pub fn waiting_for(&self) -> Vec<String> {
+        let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates.iter().filter(|(_, open)| !**open).map(|(n, _)| n.clone()).collect()
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub provider_calls: Family<CallLabels, Counter>,
@@ -39,8 +76,11 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Route53 API calls, throttles and batch sizes of all Route53 providers.
     pub route53: Route53Metrics,
-    /// Set once the controllers have their caches; `/readyz` answers 200 from then on.
-    pub ready: AtomicBool,
+    /// Restarts of supervised tasks (watches, workers, writers, the election) that panicked
+    /// or ended, by task.
+    pub task_restarts: Family<TaskLabels, Counter>,
+    /// What `/readyz` waits for.
+    pub readiness: Readiness,
 }
 
 impl Default for Metrics {
@@ -54,6 +94,12 @@ impl Default for Metrics {
         let watch_events = Family::<KindLabels, Counter>::default();
         let desired_records = Gauge::default();
         let leader = Gauge::default();
+        let task_restarts = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "task_restarts",
+            "Restarts of supervised tasks that panicked or ended, by task",
+            task_restarts.clone(),
+        );
         registry.register("provider_calls", "Calls to DNS backends by operation and outcome", provider_calls.clone());
         registry.register(
             "provider_changes",
@@ -83,12 +129,21 @@ impl Default for Metrics {
             desired_records,
             leader,
             route53,
-            ready: AtomicBool::new(false),
+            task_restarts,
+            readiness: Readiness::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Registers a closed readiness condition named `name`: `/readyz` answers 503 until it
+    /// is opened.
+    pub fn gate(self: &Arc<Self>, name: &str) -> Gate {
+        let mut gates = self.readiness.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates.entry(name.to_string()).or_insert(false);
+        Gate { metrics: self.clone(), name: name.to_string() }
+    }
+
     pub fn call(&self, provider: &str, operation: &str, outcome: &str) {
         self.provider_calls
             .get_or_create(&CallLabels {
@@ -132,11 +187,12 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> (StatusCode, [(axum::http::He
     )
 }
 
-async fn readyz(State(m): State<Arc<Metrics>>) -> StatusCode {
-    if m.ready.load(Ordering::Relaxed) {
-        StatusCode::OK
+async fn readyz(State(m): State<Arc<Metrics>>) -> (StatusCode, String) {
+    let waiting = m.readiness.waiting_for();
+    if waiting.is_empty() {
+        (StatusCode::OK, "ok\n".into())
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for: {}\n", waiting.join(", ")))
     }
 }
 
@@ -149,4 +205,21 @@ pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
         .with_state(m);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_once_every_gate_is_open() {
+        let m = Arc::new(Metrics::default());
+        let caches = m.gate("provider caches");
+        let leader = m.gate("leader election");
+        assert_eq!(m.readiness.waiting_for(), ["leader election", "provider caches"]);
+        caches.open();
+        assert_eq!(m.readiness.waiting_for(), ["leader election"]);
+        leader.open();
+        assert!(m.readiness.waiting_for().is_empty());
+    }
 }

@@ -30,7 +30,10 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+use crate::controller::supervise::{self, Stopped};
+use crate::metrics::Metrics;
 
 /// Timing and identity of this replica in the election.
 #[derive(Clone, Debug)]
@@ -226,6 +229,10 @@ struct Inner {
     /// `None`: no election, this process always leads.
     election: Option<Election>,
     tx: watch::Sender<bool>,
+    /// Set once the first Lease request answered: whether this replica leads is known.
+    known: watch::Sender<bool>,
+    /// Set when the election task failed too often to be restarted.
+    gave_up: watch::Sender<bool>,
 }
 
 struct Election {
@@ -254,14 +261,35 @@ impl Leadership {
     /// No election: this process is the only writer and always leads.
     pub fn always() -> Leadership {
         let (tx, _) = watch::channel(true);
-        Leadership { inner: Arc::new(Inner { election: None, tx }) }
+        let (known, _) = watch::channel(true);
+        let (gave_up, _) = watch::channel(false);
+        Leadership { inner: Arc::new(Inner { election: None, tx, known, gave_up }) }
     }
 
     fn elected(renew_deadline: Duration) -> Leadership {
         let (tx, _) = watch::channel(false);
         let (stopping, _) = watch::channel(false);
         let election = Election { renew_deadline, renewed: Mutex::new(None), stopping, task: Mutex::new(None) };
-        Leadership { inner: Arc::new(Inner { election: Some(election), tx }) }
+        let (known, _) = watch::channel(false);
+        let (gave_up, _) = watch::channel(false);
+        Leadership { inner: Arc::new(Inner { election: Some(election), tx, known, gave_up }) }
+    }
+
+    /// Resolves once this replica knows whether it leads: the first Lease request answered
+    /// (at once without election). Readiness waits for it.
+    pub async fn known(&self) {
+        let mut rx = self.inner.known.subscribe();
+        // The sender lives as long as `self`.
+        let _ = rx.wait_for(|k| *k).await;
+    }
+
+    /// Resolves if the election task failed too often to be restarted: the process should
+    /// exit so that Kubernetes restarts it. Pends for ever otherwise.
+    pub async fn gave_up(&self) {
+        let mut rx = self.inner.gave_up.subscribe();
+        if rx.wait_for(|g| *g).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// True only while the last successful renew is younger than the renew deadline, on the
@@ -336,15 +364,30 @@ impl Leadership {
 
 /// Starts the election in the background and returns the handle the controllers query.
 /// The settings must have passed [`ElectionSettings::validate`].
-pub fn start(client: Client, settings: ElectionSettings) -> Leadership {
+/// The election task is supervised: one that panics starts again with backoff (and carries
+/// on renewing a Lease this replica holds); one that cannot be restarted ends leadership and
+/// resolves [`Leadership::gave_up`].
+pub fn start(client: Client, settings: ElectionSettings, metrics: Arc<Metrics>) -> Leadership {
     let store = KubeLeaseStore { api: Api::namespaced(client, &settings.namespace), name: settings.lease_name.clone() };
-    start_with(store, settings)
+    start_with(store, settings, metrics)
 }
 
 /// [`start`] on any Lease store.
-pub fn start_with<S: LeaseStore>(store: S, settings: ElectionSettings) -> Leadership {
+pub fn start_with<S: LeaseStore>(store: S, settings: ElectionSettings, metrics: Arc<Metrics>) -> Leadership {
     let leadership = Leadership::elected(settings.renew_deadline);
-    let task = tokio::spawn(run(store, settings, leadership.clone()));
+    let (store, l) = (Arc::new(store), leadership.clone());
+    let task = tokio::spawn(async move {
+        let elect = {
+            let l = l.clone();
+            move || run(store.clone(), settings.clone(), l.clone())
+        };
+        if let Err(e) = supervise::supervise("leader-election".into(), metrics, elect).await {
+            error!(error = %e, "leader election cannot go on; this replica stops leading");
+            l.lost();
+            l.publish();
+            l.inner.gave_up.send_replace(true);
+        }
+    });
     if let Some(e) = &leadership.inner.election {
         *lock(&e.task) = Some(task);
     }
@@ -357,15 +400,17 @@ enum Outcome {
     Following { holder: String },
 }
 
-async fn run<S: LeaseStore>(store: S, s: ElectionSettings, leadership: Leadership) {
-    let Some(mut stopping) = leadership.stopping() else { return };
+/// The election loop; returns `Ok` once this replica steps down.
+async fn run<S: LeaseStore>(store: Arc<S>, s: ElectionSettings, leadership: Leadership) -> Result<(), Stopped> {
+    let store = store.as_ref();
+    let Some(mut stopping) = leadership.stopping() else { return Ok(()) };
     let mut observed: Option<Observed> = None;
     info!(identity = %s.identity, lease = %format!("{}/{}", s.namespace, s.lease_name), "leader election started");
     loop {
         let started = Instant::now();
         // An attempt never outlives the leadership it renews: when the deadline passes
         // mid-request, leadership ends on time and the next attempt starts afresh.
-        let attempt = attempt(&store, &s, &mut observed);
+        let attempt = attempt(store, &s, &mut observed);
         let result = tokio::select! {
             r = async {
                 match leadership.deadline() {
@@ -377,6 +422,9 @@ async fn run<S: LeaseStore>(store: S, s: ElectionSettings, leadership: Leadershi
             } => Some(r),
             _ = stopping.wait_for(|s| *s) => None,
         };
+        if matches!(result, Some(Ok(_))) {
+            leadership.inner.known.send_replace(true);
+        }
         match result {
             None => break,
             Some(Ok(Outcome::Leading)) => leadership.renewed(started),
@@ -408,11 +456,12 @@ async fn run<S: LeaseStore>(store: S, s: ElectionSettings, leadership: Leadershi
     leadership.lost();
     leadership.publish();
     if held {
-        match release(&store, &s).await {
+        match release(store, &s).await {
             Ok(()) => info!(identity = %s.identity, "released the Lease"),
             Err(e) => warn!(error = %e, "releasing the Lease failed; followers take over after the lease duration"),
         }
     }
+    Ok(())
 }
 
 async fn timed<T>(
@@ -699,10 +748,10 @@ mod tests {
     async fn one_leader_and_failover_after_the_lease_duration() {
         let server = Arc::new(Server::default());
         let (la, lb) = (Link::new(&server), Link::new(&server));
-        let a = start_with(la.clone(), settings("a"));
+        let a = start_with(la.clone(), settings("a"), Default::default());
         until("a to lead", Duration::from_secs(1), &[&a], || a.is_leader()).await;
         assert!(*a.subscribe().borrow());
-        let b = start_with(lb, settings("b"));
+        let b = start_with(lb, settings("b"), Default::default());
         // b never leads while a renews.
         hold(Duration::from_secs(60), &[&a, &b]).await;
         assert!(a.is_leader() && !b.is_leader());
@@ -735,7 +784,7 @@ mod tests {
     async fn an_unreachable_apiserver_ends_leadership_without_exit_and_it_comes_back() {
         let server = Arc::new(Server::default());
         let link = Link::new(&server);
-        let a = start_with(link.clone(), settings("a"));
+        let a = start_with(link.clone(), settings("a"), Default::default());
         until("a to lead", Duration::from_secs(1), &[&a], || a.is_leader()).await;
         link.cut.store(true, Ordering::SeqCst);
         let took = until("a to step down", Duration::from_secs(11), &[&a], || !a.is_leader()).await;
@@ -755,7 +804,7 @@ mod tests {
     async fn contenders_for_a_free_lease_elect_one() {
         let server = Arc::new(Server::default());
         let replicas: Vec<Leadership> =
-            ["a", "b", "c"].iter().map(|id| start_with(Link::new(&server), settings(id))).collect();
+            ["a", "b", "c"].iter().map(|id| start_with(Link::new(&server), settings(id), Default::default())).collect();
         let refs: Vec<&Leadership> = replicas.iter().collect();
         until("a leader", Duration::from_secs(5), &refs, || replicas.iter().any(|l| l.is_leader())).await;
         hold(Duration::from_secs(60), &refs).await;
@@ -765,9 +814,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn step_down_releases_the_lease_for_a_quick_handover() {
         let server = Arc::new(Server::default());
-        let a = start_with(Link::new(&server), settings("a"));
+        let a = start_with(Link::new(&server), settings("a"), Default::default());
         until("a to lead", Duration::from_secs(1), &[&a], || a.is_leader()).await;
-        let b = start_with(Link::new(&server), settings("b"));
+        let b = start_with(Link::new(&server), settings("b"), Default::default());
         a.step_down().await;
         assert!(!a.is_leader());
         assert_eq!(holder(&server), None);

@@ -6,6 +6,7 @@ pub mod provider;
 pub mod route_index;
 pub mod selector;
 pub mod source;
+pub mod supervise;
 pub mod tenancy;
 
 /// Field manager of the provider controller's status writes.

@@ -24,9 +24,10 @@ use tracing::{debug, info, warn};
 
 use super::leader::Leadership;
 use super::route_index::RouteIndex;
+use super::supervise::{GaveUp, Stopped, Supervisor};
 use super::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
-use crate::metrics::{KindLabels, Metrics};
+use crate::metrics::{Gate, KindLabels, Metrics};
 use crate::source::annotations::{ALPHA_PREFIX, STABLE_PREFIX};
 use crate::source::gateway::{self, Gateway, Route, RouteKind, GATEWAY_GROUP, GATEWAY_VERSIONS};
 use crate::source::{
@@ -112,7 +113,7 @@ fn project_gateway(gw: &mut Gateway) {
 /// `plural`, or `None` (CRD not installed, or only in versions extdns does not read).
 async fn served_gateway_resource(client: &Client, plural: &str, versions: &[&str]) -> Option<ApiResource> {
     for v in versions {
-        let Ok(list) = client.list_api_group_resources(&format!("{GATEWAY_GROUP}/{v}")).await else {
+        let Some(list) = discover(client, &format!("{GATEWAY_GROUP}/{v}")).await else {
             continue;
         };
         if let Some(r) = list.resources.iter().find(|r| r.name == plural) {
@@ -122,33 +123,49 @@ async fn served_gateway_resource(client: &Client, plural: &str, versions: &[&str
     None
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A reflector over `api` whose events (applied to `writer`'s store before they come out)
-/// are handed to `on_event`, in order, on a task of its own.
+/// are handed to `on_event`, in order, on a supervised task of its own: a watch that panics
+/// or ends starts again, lists again, and its store takes the new listing.
 fn reflect_with<K>(
+    tasks: &mut Supervisor,
+    what: &str,
     writer: reflector::store::Writer<K>,
     api: Api<K>,
     cfg: watcher::Config,
     project: fn(&mut K),
-    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    // managedFields are never read here and are a large share of each object.
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
-            o.managed_fields_mut().clear();
-            project(o);
-        }),
-    );
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(ev) => on_event(&ev),
-                Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+    let task = format!("watch/{what}");
+    // Outlive any one run of the watch.
+    let writer = Arc::new(Mutex::new(writer));
+    let on_event = Arc::new(Mutex::new(on_event));
+    tasks.spawn(task.clone(), move || {
+        let (writer, on_event, api, cfg, task) =
+            (writer.clone(), on_event.clone(), api.clone(), cfg.clone(), task.clone());
+        async move {
+            // managedFields are never read here and are a large share of each object.
+            let stream = watcher(api, cfg).default_backoff().modify(move |o: &mut K| {
+                o.managed_fields_mut().clear();
+                project(o);
+            });
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => {
+                        lock(&writer).apply_watcher_event(&ev);
+                        (lock(&on_event))(&ev);
+                    }
+                    Err(e) => warn!(error = %e, "watch error; retrying with backoff"),
+                }
             }
+            Err(Stopped::Ended(format!("{task} ended")))
         }
     });
 }
@@ -236,22 +253,50 @@ fn project_node(node: &mut Node) {
     node.status = node.status.take().map(|s| NodeStatus { addresses: s.addresses, ..Default::default() });
 }
 
-fn watch_store<K>(api: Api<K>, cfg: watcher::Config, project: fn(&mut K)) -> Store<K>
+fn watch_store<K>(
+    tasks: &mut Supervisor,
+    what: &str,
+    api: Api<K>,
+    cfg: watcher::Config,
+    project: fn(&mut K),
+) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    reflect_with(writer, api, cfg, project, |_| {});
+    reflect_with(tasks, what, writer, api, cfg, project, |_| {});
     store
+}
+
+/// The resources the apiserver serves in `group_version`, or `None` when it serves no such
+/// group version. An apiserver that cannot be asked yet (starting, unreachable) is asked
+/// again with backoff: deciding on a failed request would turn a source off for the life of
+/// the process.
+async fn discover(
+    client: &Client,
+    group_version: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList> {
+    let mut attempt = 0;
+    loop {
+        match client.list_api_group_resources(group_version).await {
+            Ok(list) => return Some(list),
+            Err(kube::Error::Api(e)) if e.code == 404 => return None,
+            Err(e) => {
+                let delay = super::supervise::backoff(Duration::from_millis(500), Duration::from_secs(30), attempt);
+                warn!(group_version, error = %e, retry_in = ?delay, "cannot ask the apiserver which resources it serves; asking again");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 /// True when the apiserver serves discovery.k8s.io/v1 (Kubernetes 1.21+).
 async fn serves_endpointslices(client: &Client) -> bool {
-    match client.list_api_group_resources("discovery.k8s.io/v1").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "endpointslices"),
-        Err(_) => false,
-    }
+    discover(client, "discovery.k8s.io/v1")
+        .await
+        .is_some_and(|list| list.resources.iter().any(|r| r.name == "endpointslices"))
 }
 
 /// Yields once each time this replica starts leading: what it skipped as a follower is
@@ -268,8 +313,20 @@ fn leadership_gained(leadership: &Leadership) -> impl futures::Stream<Item = ()>
 }
 
 /// Runs the source controller. Every replica runs it and keeps its caches; only while
-/// `leadership.is_leader()` does it write DNSEndpoints and Events.
-pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leadership: Leadership) {
+/// `leadership.is_leader()` does it write DNSEndpoints and Events. Its watches are
+/// supervised; it returns when one cannot be restarted or a controller stops (the process
+/// then exits so that Kubernetes restarts it). `ready` opens once every cache is listed.
+pub async fn run(
+    client: Client,
+    cfg: SourceConfig,
+    metrics: Arc<Metrics>,
+    leadership: Leadership,
+    ready: Gate,
+) -> Result<(), GaveUp> {
+    let mut watches = Supervisor::new(metrics.clone());
+    // Node changes re-render Services (NodePort records), from the one trimmed Node cache.
+    let (node_changed, node_changes) = futures::channel::mpsc::unbounded::<()>();
+    let node_changed = cfg.enabled(SourceKind::Service).then_some(node_changed);
     let args = cfg.args.clone();
     let ns = args.namespace.clone();
     let pods_by_node: Arc<Mutex<RouteIndex>> = Arc::default();
@@ -281,6 +338,8 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     {
         let (index, trigger) = (pods_by_node.clone(), pod_trigger.clone());
         reflect_with(
+            &mut watches,
+            "Node",
             node_writer,
             Api::<Node>::all(client.clone()),
             watcher::Config::default(),
@@ -288,8 +347,22 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
             move |ev| {
                 let node = match ev {
                     watcher::Event::Apply(n) | watcher::Event::Delete(n) | watcher::Event::InitApply(n) => n,
-                    watcher::Event::Init | watcher::Event::InitDone => return,
+                    watcher::Event::Init => return,
+                    watcher::Event::InitDone => {
+                        // A new listing may hold changes the watch missed.
+                        if let Some(tx) = &node_changed {
+                            if tx.unbounded_send(()).is_err() {
+                                debug!("the Service controller is gone; a Node listing re-renders nothing");
+                            }
+                        }
+                        return;
+                    }
                 };
+                if let (Some(tx), false) = (&node_changed, matches!(ev, watcher::Event::InitApply(_))) {
+                    if tx.unbounded_send(()).is_err() {
+                        debug!("the Service controller is gone; a Node change re-renders nothing");
+                    }
+                }
                 if let Some(t) = trigger.get() {
                     let keys = index
                         .lock()
@@ -301,14 +374,24 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         );
     }
     let (slices, slices_served) = if serves_endpointslices(&client).await {
-        (watch_store(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |_| {}), true)
+        (
+            watch_store(
+                &mut watches,
+                "EndpointSlice",
+                scoped::<EndpointSlice>(&client, &ns),
+                watcher::Config::default(),
+                |_| {},
+            ),
+            true,
+        )
     } else {
         warn!("the apiserver does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes < 1.21): headless Services yield no records");
         (reflector::store::<EndpointSlice>().0, false)
     };
-    let pods = watch_store(scoped::<Pod>(&client, &ns), watcher::Config::default(), project_pod);
+    let pods = watch_store(&mut watches, "Pod", scoped::<Pod>(&client, &ns), watcher::Config::default(), project_pod);
     let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let written = watch_store(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
+    let written =
+        watch_store(&mut watches, "DNSEndpoint", scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
     let route_kinds: Vec<RouteKind> =
         RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();
@@ -359,7 +442,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
     });
     if let Some((writer, _, api, gw_cfg, _)) = gateways {
         let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
-        reflect_with(writer, api, gw_cfg, project_gateway, move |ev| {
+        reflect_with(&mut watches, "Gateway", writer, api, gw_cfg, project_gateway, move |ev| {
             let gw = match ev {
                 watcher::Event::Apply(g) | watcher::Event::Delete(g) | watcher::Event::InitApply(g) => g,
                 watcher::Event::Init | watcher::Event::InitDone => return,
@@ -373,35 +456,49 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         });
         let (ns_ctx, ns_triggers) = (ctx.clone(), triggers.clone());
         let mut last_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        reflect_with(ns_writer, Api::all(client.clone()), watcher::Config::default(), project_namespace, move |ev| {
-            let ns = match ev {
-                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
-                watcher::Event::Delete(n) => {
-                    last_labels.remove(&n.name_any());
+        let ns_api = Api::all(client.clone());
+        reflect_with(
+            &mut watches,
+            "Namespace",
+            ns_writer,
+            ns_api,
+            watcher::Config::default(),
+            project_namespace,
+            move |ev| {
+                let ns = match ev {
+                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
+                    watcher::Event::Delete(n) => {
+                        last_labels.remove(&n.name_any());
+                        return;
+                    }
+                    watcher::Event::Init | watcher::Event::InitDone => return,
+                };
+                // Only label changes matter: they decide what a listener's namespace selector admits.
+                if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
                     return;
                 }
-                watcher::Event::Init | watcher::Event::InitDone => return,
-            };
-            // Only label changes matter: they decide what a listener's namespace selector admits.
-            if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
-                return;
-            }
-            last_labels.insert(ns.name_any(), ns.labels().clone());
-            for t in ns_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                let index = &ns_ctx.route_indexes[&t.kind];
-                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
-                t.send(index, keys);
-            }
-        });
+                last_labels.insert(ns.name_any(), ns.labels().clone());
+                for t in ns_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    let index = &ns_ctx.route_indexes[&t.kind];
+                    let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
+                    t.send(index, keys);
+                }
+            },
+        );
     }
 
-    wait_for_caches(&ctx).await;
+    tokio::select! {
+        _ = wait_for_caches(&ctx) => {}
+        gave_up = watches.gave_up() => return Err(gave_up),
+    }
 
     let mut source_cfg = watcher::Config::default();
     if !args.label_filter.trim().is_empty() {
         source_cfg = source_cfg.labels(args.label_filter.trim());
     }
     let mut tasks = tokio::task::JoinSet::new();
+    // The controllers' own caches, listed before readiness.
+    let mut caches: Vec<(&str, futures::future::BoxFuture<'static, ()>)> = Vec::new();
     if ctx.cfg.enabled(SourceKind::Service) {
         let mut c = Controller::new(scoped::<Service>(&client, &ns), source_cfg.clone())
             .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
@@ -411,23 +508,22 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 Some(ObjectRef::<Service>::new(&svc).within(&s.namespace()?))
             });
         }
-        // Node addresses feed NodePort records: any node change re-evaluates every Service.
-        let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .touched_objects()
-            .filter_map(|r| async move { r.ok().map(|_| ()) });
-        c = c.reconcile_all_on(node_events).reconcile_all_on(leadership_gained(&leadership));
+        // Node addresses feed NodePort records: a node change re-evaluates every Service.
+        c = c.reconcile_all_on(node_changes).reconcile_all_on(leadership_gained(&leadership));
+        caches.push(("Services", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_service, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_service, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if ctx.cfg.enabled(SourceKind::Ingress) {
         let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
             .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
             .reconcile_all_on(leadership_gained(&leadership));
+        caches.push(("Ingresses", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_ingress, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_ingress, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if let Some((_, gw_ar)) = ctx.gateways.clone() {
@@ -447,6 +543,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
                 .reconcile_on(rx)
                 .reconcile_all_on(leadership_gained(&leadership));
+            caches.push((kind.kind(), ready_future(&c.store())));
             triggers.lock().unwrap_or_else(|e| e.into_inner()).push(RouteTrigger {
                 kind,
                 ar: ar.clone(),
@@ -456,7 +553,7 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
             let ctx = ctx.clone();
             tasks.spawn(async move {
                 c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
-                    .for_each(|_| async {})
+                    .for_each(log_queue_error)
                     .await;
             });
         }
@@ -478,9 +575,10 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
                 },
             )
             .reconcile_all_on(leadership_gained(&leadership));
+        caches.push(("Nodes (node source)", ready_future(&c.store())));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_node, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_node, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     if ctx.cfg.enabled(SourceKind::Pod) {
@@ -496,17 +594,71 @@ pub async fn run(client: Client, cfg: SourceConfig, metrics: Arc<Metrics>, leade
         .applied_objects();
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let _ = pod_trigger.set(PodTrigger { tx, pods: store.clone() });
+        caches.push(("Pods (pod source)", ready_future(&store)));
         let c = Controller::for_stream(stream, store)
             .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
             .reconcile_on(rx)
             .reconcile_all_on(leadership_gained(&leadership));
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            c.run(reconcile_pod, error_policy, ctx).for_each(|_| async {}).await;
+            c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
     info!("source controller started");
-    while tasks.join_next().await.is_some() {}
+    let caches_listed = async {
+        for (what, wait) in caches {
+            let mut wait = std::pin::pin!(wait);
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), &mut wait).await {
+                    Ok(()) => break,
+                    Err(_) => warn!(cache = what, "the source controller waits for its cache of {what} to be listed"),
+                }
+            }
+            debug!(cache = what, "listed");
+        }
+        ready.open();
+        std::future::pending::<()>().await
+    };
+    // The controllers' streams never end on their own: one that does (or panics) leaves its
+    // objects unrendered, so the process exits and starts afresh.
+    let ended = async {
+        let done = tasks.join_next().await;
+        let last = match done {
+            Some(Err(e)) => super::supervise::stopped::<()>(Err(e)).err().unwrap_or(Stopped::Ended("unknown".into())),
+            _ => Stopped::Ended("its stream ended".into()),
+        };
+        super::supervise::count_restart(&ctx.metrics, "source-controller");
+        GaveUp { task: "a source controller".into(), failures: 1, last }
+    };
+    tokio::select! {
+        _ = caches_listed => Ok(()),
+        gave_up = ended => Err(gave_up),
+        gave_up = watches.gave_up() => Err(gave_up),
+    }
+}
+
+/// A controller's watch errors would otherwise vanish in its output stream (reconcile
+/// errors go through `error_policy`).
+async fn log_queue_error<T, R: std::error::Error, Q: std::error::Error>(
+    r: Result<T, kube::runtime::controller::Error<R, Q>>,
+) {
+    if let Err(kube::runtime::controller::Error::QueueError(e)) = r {
+        warn!(error = %e, "a source controller's watch failed; retrying with backoff");
+    }
+}
+
+/// Resolves once `store` holds its first listing (never, if its writer is gone).
+fn ready_future<K>(store: &Store<K>) -> futures::future::BoxFuture<'static, ()>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = store.clone();
+    Box::pin(async move {
+        if store.wait_until_ready().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
 }
 
 /// Waits until every cache the sources read holds its first listing. A source object

@@ -13,6 +13,7 @@ mod leader;
 mod migration;
 mod node_pod;
 mod ownership;
+mod readiness;
 mod rfc2136;
 mod route53;
 mod source;

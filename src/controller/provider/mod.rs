@@ -12,6 +12,7 @@
 //! - a DNSEndpoint's status is recomputed when one of its records changes state and written
 //!   by the [`status_writer`], which retries that object alone with backoff.
 
+mod inbox;
 mod router;
 mod status_writer;
 pub mod validate;
@@ -29,13 +30,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
-use rand::Rng;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::controller::supervise::{GaveUp, Stopped, Supervisor};
 use crate::crd::dnsprovider::ProviderSpec;
 use crate::crd::{ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsProviderStatus, ProviderRefKind};
-use crate::metrics::Metrics;
+use crate::metrics::{Gate, Metrics};
 
 pub use validate::{validate_endpoint_spec, Validated};
 pub use worker::DEFAULT_OWNER_ID;
@@ -165,10 +166,9 @@ impl ProviderObject {
     }
 }
 
+/// Delay before retry number `attempts` (from 0) of a backend call or a write.
 fn backoff(attempts: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempts.min(16)).min(BACKOFF_MAX);
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    exp.mul_f64(jitter)
+    crate::controller::supervise::backoff(BACKOFF_BASE, BACKOFF_MAX, attempts)
 }
 
 fn now_time() -> Time {
@@ -185,38 +185,33 @@ pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
 }
 
-/// Starts the watches, the router and the status writer; runs until the process ends.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+/// Starts the watches, the router and the status writers, each supervised; runs until one
+/// of them cannot be restarted (the process then exits so that Kubernetes restarts it).
+/// `ready` opens once every watch has listed its kind.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, ready: Gate) -> Result<(), GaveUp> {
     let (tx, rx) = mpsc::unbounded_channel::<router::RouterMsg>();
     let cfg = watcher::Config::default();
+    let mut tasks = Supervisor::new(metrics.clone());
     use router::{Item, Kind};
-    spawn_watch(watcher(Api::<DNSEndpoint>::all(client.clone()), cfg.clone()), Kind::Endpoints, &tx, |o| {
+    watch(&mut tasks, Api::<DNSEndpoint>::all(client.clone()), &cfg, Kind::Endpoints, &tx, |o| {
         Item::Endpoint(Box::new(router::EndpointSnapshot::of(&o)))
     });
-    spawn_watch(watcher(Api::<DNSProvider>::all(client.clone()), cfg.clone()), Kind::Providers, &tx, |o| {
+    watch(&mut tasks, Api::<DNSProvider>::all(client.clone()), &cfg, Kind::Providers, &tx, |o| {
         Item::Provider(Box::new(ProviderObject::from_namespaced(&o)))
     });
-    spawn_watch(
-        watcher(Api::<ClusterDNSProvider>::all(client.clone()), cfg.clone()),
-        Kind::ClusterProviders,
-        &tx,
-        |o| Item::Provider(Box::new(ProviderObject::from_cluster(&o))),
-    );
+    watch(&mut tasks, Api::<ClusterDNSProvider>::all(client.clone()), &cfg, Kind::ClusterProviders, &tx, |o| {
+        Item::Provider(Box::new(ProviderObject::from_cluster(&o)))
+    });
     // Only labels (and one annotation) of namespaces and versions of Secrets are read:
     // metadata is enough.
-    spawn_watch(
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), cfg.clone()),
-        Kind::Namespaces,
-        &tx,
-        |o| {
-            let allowed = o.annotations().get(crate::controller::tenancy::ALLOWED_DOMAINS_ANNOTATION).cloned();
-            Item::Namespace(
-                o.name_any(),
-                NamespaceMeta { labels: o.metadata.labels.clone().unwrap_or_default(), allowed_domains: allowed },
-            )
-        },
-    );
-    spawn_watch(watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), cfg), Kind::Secrets, &tx, |o| {
+    watch(&mut tasks, Api::<PartialObjectMeta<Namespace>>::all(client.clone()), &cfg, Kind::Namespaces, &tx, |o| {
+        let allowed = o.annotations().get(crate::controller::tenancy::ALLOWED_DOMAINS_ANNOTATION).cloned();
+        Item::Namespace(
+            o.name_any(),
+            NamespaceMeta { labels: o.metadata.labels.clone().unwrap_or_default(), allowed_domains: allowed },
+        )
+    });
+    watch(&mut tasks, Api::<PartialObjectMeta<Secret>>::all(client.clone()), &cfg, Kind::Secrets, &tx, |o| {
         Item::Secret(router::SecretMeta {
             namespace: o.namespace().unwrap_or_default(),
             name: o.name_any(),
@@ -224,42 +219,59 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
         })
     });
     let writer = Arc::new(status_writer::StatusWriter::default());
-    tokio::spawn(writer.clone().run(
-        client.clone(),
-        metrics.clone(),
-        settings.status_concurrency,
-        settings.leader.clone(),
-    ));
-    router::Router::new(Some(client), settings, metrics, writer, tx).run(rx).await;
+    for index in 0..settings.status_concurrency.max(1) {
+        let (writer, client, metrics, leader) =
+            (writer.clone(), client.clone(), metrics.clone(), settings.leader.clone());
+        tasks.spawn("status-writer", move || {
+            writer.clone().run_writer(index, client.clone(), metrics.clone(), leader.clone())
+        });
+    }
+    let router = router::Router::new(Some(client), settings, metrics, writer, tx).with_ready(ready);
+    tokio::select! {
+        r = router.run(rx) => r,
+        gave_up = tasks.gave_up() => Err(gave_up),
+    }
 }
 
-/// Forwards a watch as deltas to the router; the objects themselves are dropped here, so
-/// nothing but projections is kept.
-fn spawn_watch<S, K, F>(stream: S, kind: router::Kind, tx: &mpsc::UnboundedSender<router::RouterMsg>, convert: F)
-where
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    K: Send + 'static,
-    F: Fn(K) -> router::Item + Send + 'static,
+/// Forwards a watch of `api` as deltas to the router, under supervision: a watch that
+/// panics or ends starts again, and lists its kind again (the router drops what that
+/// listing no longer holds). The objects themselves are dropped here, so nothing but
+/// projections is kept.
+fn watch<K, F>(
+    tasks: &mut Supervisor,
+    api: Api<K>,
+    cfg: &watcher::Config,
+    kind: router::Kind,
+    tx: &mpsc::UnboundedSender<router::RouterMsg>,
+    convert: F,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> router::Item + Clone + Send + Sync + 'static,
 {
-    let tx = tx.clone();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream.default_backoff());
-        while let Some(ev) = stream.next().await {
-            let msg = match ev {
-                Ok(watcher::Event::Init) => router::RouterMsg::Restart(kind),
-                Ok(watcher::Event::InitApply(o)) | Ok(watcher::Event::Apply(o)) => {
-                    router::RouterMsg::Upsert(convert(o))
+    let (tx, cfg) = (tx.clone(), cfg.clone());
+    tasks.spawn(format!("watch/{kind:?}"), move || {
+        let (api, cfg, tx, convert) = (api.clone(), cfg.clone(), tx.clone(), convert.clone());
+        async move {
+            let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
+            while let Some(ev) = stream.next().await {
+                let msg = match ev {
+                    Ok(watcher::Event::Init) => router::RouterMsg::Restart(kind),
+                    Ok(watcher::Event::InitApply(o)) | Ok(watcher::Event::Apply(o)) => {
+                        router::RouterMsg::Upsert(convert(o))
+                    }
+                    Ok(watcher::Event::Delete(o)) => router::RouterMsg::Remove(convert(o)),
+                    Ok(watcher::Event::InitDone) => router::RouterMsg::Listed(kind),
+                    Err(e) => {
+                        warn!(?kind, error = %e, "watch error; retrying with backoff");
+                        continue;
+                    }
+                };
+                // The router is gone: the controller is stopping.
+                if tx.send(msg).is_err() {
+                    return Ok(());
                 }
-                Ok(watcher::Event::Delete(o)) => router::RouterMsg::Remove(convert(o)),
-                Ok(watcher::Event::InitDone) => router::RouterMsg::Listed(kind),
-                Err(e) => {
-                    warn!(?kind, error = %e, "watch error; retrying with backoff");
-                    continue;
-                }
-            };
-            if tx.send(msg).is_err() {
-                return;
             }
+            Err(Stopped::Ended(format!("the watch of {kind:?} ended")))
         }
     });
 }
@@ -292,6 +304,6 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         assert!(backoff(0) < Duration::from_secs(1));
         assert!(backoff(5) > Duration::from_secs(10));
-        assert!(backoff(30) <= BACKOFF_MAX.mul_f64(1.2));
+        assert!(backoff(30) <= BACKOFF_MAX * 2, "at most the cap and its jitter");
     }
 }

@@ -11,8 +11,11 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
-use tracing::{debug, info, warn};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
 
+use super::inbox::{self, InboxSender};
 use super::status_writer::{serialize_status, status_hash, StatusWriter};
 use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
@@ -20,6 +23,7 @@ use super::{
     backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderId,
     ProviderObject, RecordResult, Settings,
 };
+use crate::controller::supervise::{self, count_restart, GaveUp, Restarts, Stopped};
 use crate::controller::{selector, tenancy, FINALIZER};
 use crate::crd::{
     ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, ProviderRef, ProviderRefKind, RecordStatus,
@@ -27,7 +31,7 @@ use crate::crd::{
 use crate::dns::endpoint::{self, Endpoint};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{Claimant, DesiredRecord};
-use crate::metrics::Metrics;
+use crate::metrics::{Gate, Metrics};
 use crate::status::{self, state};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +71,11 @@ pub(super) enum RouterMsg {
     RetryFinalizer(EpKey),
     /// Removing a finalizer failed; try again.
     RetryRelease(EpKey),
+    /// Adding or removing a provider's finalizer failed; try again.
+    RetryProviderFinalizer(ProviderId),
+    /// Makes a provider's worker panic, as a bug would (supervision tests).
+    #[cfg(test)]
+    PanicWorker(ProviderId),
 }
 
 /// The fields of a DNSEndpoint the controller reads, its spec already validated.
@@ -177,10 +186,32 @@ impl EpEntry {
 struct ProviderEntry {
     obj: ProviderObject,
     domains: DomainFilter,
-    tx: mpsc::UnboundedSender<WorkerMsg>,
+    /// Its worker's inbox; `None` before the worker starts and while a worker that died
+    /// waits for its restart (which sends the whole state again).
+    tx: Option<InboxSender>,
+    /// The worker's task, to tell its end from that of a worker it replaced.
+    task: Option<tokio::task::Id>,
+    restarts: Restarts,
+    /// When a worker that died starts again.
+    restart_at: Option<Instant>,
     /// Secrets (namespace, name) its backend reads.
     secrets: BTreeSet<(String, String)>,
     finalizer_patched: bool,
+    finalizer_attempts: u32,
+}
+
+/// Hands `msg` to `id`'s worker. A closed inbox means the worker died: it is noted in `dead`
+/// and restarted, and the restart sends it its whole state again, so nothing is lost.
+fn send(
+    providers: &BTreeMap<ProviderId, ProviderEntry>,
+    dead: &mut BTreeSet<ProviderId>,
+    id: &ProviderId,
+    msg: WorkerMsg,
+) {
+    let Some(tx) = providers.get(id).and_then(|p| p.tx.as_ref()) else { return };
+    if tx.send(msg).is_err() {
+        dead.insert(id.clone());
+    }
 }
 
 pub(super) struct Router {
@@ -211,6 +242,17 @@ pub(super) struct Router {
     removing_finalizer: HashSet<EpKey>,
     /// Workers that get their Start after the records of the next re-route.
     starting: BTreeSet<ProviderId>,
+    /// The workers' tasks: a worker that panics is seen here and restarted.
+    workers: JoinSet<Result<(), Stopped>>,
+    worker_ids: HashMap<tokio::task::Id, ProviderId>,
+    /// Workers whose inbox was found closed.
+    dead: BTreeSet<ProviderId>,
+    /// Finalizer writes in flight (aborted with the router).
+    writes: JoinSet<()>,
+    /// A worker that cannot be restarted: the controller stops.
+    gave_up: Option<GaveUp>,
+    /// Opened once every watch has listed its kind.
+    ready_gate: Option<Gate>,
 }
 
 impl Router {
@@ -255,20 +297,43 @@ impl Router {
             adding_finalizer: HashSet::new(),
             removing_finalizer: HashSet::new(),
             starting: BTreeSet::new(),
+            workers: JoinSet::new(),
+            worker_ids: HashMap::new(),
+            dead: BTreeSet::new(),
+            writes: JoinSet::new(),
+            gave_up: None,
+            ready_gate: None,
         }
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RouterMsg>) {
-        let mut reports = self.reports_rx.take().expect("reports receiver");
+    /// `gate` opens once every watch has listed its kind.
+    pub(super) fn with_ready(mut self, gate: Gate) -> Router {
+        self.ready_gate = Some(gate);
+        self
+    }
+
+    /// Runs until the watches are gone, or a worker cannot be restarted.
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<RouterMsg>) -> Result<(), GaveUp> {
+        let Some(mut reports) = self.reports_rx.take() else { return Ok(()) };
         let mut leader = Some(self.settings.leader.subscribe());
         loop {
+            let restart_at = self.providers.values().filter_map(|p| p.restart_at).min();
             tokio::select! {
                 msg = rx.recv() => {
-                    let Some(msg) = msg else { return };
+                    let Some(msg) = msg else { return Ok(()) };
                     self.handle(msg);
                 }
                 Some((id, report)) = reports.recv() => self.handle_report(id, report),
                 Some(leading) = super::leader_changed(&mut leader) => self.leadership_changed(leading),
+                Some(done) = self.workers.join_next_with_id() => self.worker_ended(done),
+                Some(done) = self.writes.join_next() => {
+                    if let Err(e) = done {
+                        let why = supervise::stopped::<()>(Err(e)).err();
+                        count_restart(&self.metrics, "finalizer-write");
+                        error!(reason = ?why, "a finalizer write stopped; it is retried on the object's next event");
+                    }
+                }
+                _ = sleep_until(restart_at) => self.restart_due(),
             }
             // Everything already queued is handled before the work it causes.
             loop {
@@ -281,6 +346,101 @@ impl Router {
                 }
             }
             self.settle();
+            if let Some(gave_up) = self.gave_up.take() {
+                return Err(gave_up);
+            }
+        }
+    }
+
+    /// A worker's task ended. One that its provider still uses panicked (or returned
+    /// without being told to): it is restarted with backoff.
+    fn worker_ended(&mut self, done: Result<(tokio::task::Id, Result<(), Stopped>), tokio::task::JoinError>) {
+        let (task, r) = match done {
+            Ok((task, r)) => (task, r),
+            Err(e) => (e.id(), supervise::stopped::<()>(Err(e))),
+        };
+        let Some(id) = self.worker_ids.remove(&task) else { return };
+        // Replaced, removed, or already found dead: it ended on purpose or is handled.
+        if self.providers.get(&id).is_none_or(|p| p.task != Some(task)) {
+            return;
+        }
+        let why = r.err().unwrap_or_else(|| Stopped::Ended("returned while its provider still exists".into()));
+        self.worker_died(&id, why);
+    }
+
+    /// Schedules the restart of `id`'s worker, counts it, and shows it on the statuses of
+    /// the objects it serves; gives up after too many quick failures.
+    fn worker_died(&mut self, id: &ProviderId, why: Stopped) {
+        let Some(p) = self.providers.get_mut(id) else { return };
+        p.tx = None;
+        p.task = None;
+        count_restart(&self.metrics, "provider-worker");
+        let Some(delay) = p.restarts.failed() else {
+            let gave_up = GaveUp { task: format!("worker of {id}"), failures: p.restarts.failures(), last: why };
+            error!(error = %gave_up, "a provider's worker cannot be restarted; stopping the controller");
+            self.gave_up = Some(gave_up);
+            return;
+        };
+        error!(provider = %id, reason = %why, restart_in = ?delay, "a provider's worker stopped; restarting it");
+        p.restart_at = Some(Instant::now() + delay);
+        // The reason stays in the log: a namespaced provider's status is read by its tenant.
+        let message = format!(
+            "the worker of provider {id} stopped unexpectedly; restarting it in {}s (see the operator's log)",
+            delay.as_secs().max(1)
+        );
+        for (key, e) in self.endpoints.iter_mut() {
+            let mut touched = false;
+            for (i, route) in e.routes.iter() {
+                if !matches!(route, Ok(ids) if ids.contains(id)) {
+                    continue;
+                }
+                let record = e.snap.valid.iter().find(|(j, _)| j == i).map(|(_, ep)| ep.key());
+                let message = match record {
+                    Some(r) => format!("{r}: {message}"),
+                    None => message.clone(),
+                };
+                e.results.insert((*i, id.clone()), RecordResult { state: state::PENDING.into(), zone: None, message });
+                touched = true;
+            }
+            if touched {
+                self.status_dirty.insert(key.clone());
+            }
+        }
+    }
+
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<ProviderId> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| p.restart_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.restart_worker(&id);
+        }
+    }
+
+    /// Starts a new worker for `id` and sends it everything the old one had been sent: the
+    /// records routed to it and the releases waiting on it.
+    fn restart_worker(&mut self, id: &ProviderId) {
+        let Some(p) = self.providers.get_mut(id) else { return };
+        p.restart_at = None;
+        info!(provider = %id, "restarting the provider's worker");
+        let routed: Vec<EpKey> =
+            self.endpoints.iter().filter(|(_, e)| e.sent.contains_key(id)).map(|(k, _)| k.clone()).collect();
+        let waiting: Vec<(EpKey, Vec<String>)> = self
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.waiting.contains(id))
+            .map(|(k, e)| (k.clone(), e.snap.valid.iter().map(|(_, ep)| ep.dns_name.clone()).collect()))
+            .collect();
+        self.start_worker(id);
+        for k in &routed {
+            self.route(k);
+        }
+        for (ep, names) in waiting {
+            send(&self.providers, &mut self.dead, id, WorkerMsg::Release { ep, names });
         }
     }
 
@@ -317,6 +477,17 @@ impl Router {
                 self.adding_finalizer.remove(&key);
                 if self.endpoints.get(&key).is_some_and(|e| !e.snap.finalized() && !e.snap.deleting) {
                     self.add_finalizer(&key);
+                }
+            }
+            #[cfg(test)]
+            RouterMsg::PanicWorker(id) => send(&self.providers, &mut self.dead, &id, WorkerMsg::Panic),
+            RouterMsg::RetryProviderFinalizer(id) => {
+                // Released again by the next settle, or its finalizer added again, as due.
+                if let Some(p) = self.providers.get_mut(&id) {
+                    p.finalizer_patched = false;
+                }
+                if self.leading {
+                    self.ensure_provider_finalizer(&id);
                 }
             }
         }
@@ -397,6 +568,11 @@ impl Router {
             }
         }
         self.listed.insert(kind);
+        if self.listed.contains(&Kind::Secrets) && NEEDED.iter().all(|k| self.listed.contains(k)) {
+            if let Some(gate) = &self.ready_gate {
+                gate.open();
+            }
+        }
         if !self.ready && NEEDED.iter().all(|k| self.listed.contains(k)) {
             self.ready = true;
             info!(
@@ -404,7 +580,6 @@ impl Router {
                 providers = self.providers.len(),
                 "provider controller caches ready"
             );
-            self.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             self.leadership_changed(self.leading);
             self.admit();
             // Cluster providers and the oldest first: the provider granted an embedded
@@ -470,9 +645,7 @@ impl Router {
         let Some(e) = self.endpoints.remove(key) else { return };
         self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
         for id in e.sent.keys() {
-            if let Some(p) = self.providers.get(id) {
-                let _ = p.tx.send(WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
-            }
+            send(&self.providers, &mut self.dead, id, WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
         }
         self.writer.forget(key);
         self.status_dirty.remove(key);
@@ -492,25 +665,47 @@ impl Router {
             Some(p) => {
                 // A new version: an earlier finalizer patch either landed or lost a conflict.
                 p.finalizer_patched = false;
+                p.finalizer_attempts = 0;
                 if p.obj.spec != obj.spec {
-                    self.reroute_all = true;
+                    // A namespaced provider serves its own namespace alone.
+                    match &id.namespace {
+                        Some(ns) => {
+                            self.reroute_ns.insert(ns.clone());
+                        }
+                        None => self.reroute_all = true,
+                    }
                     self.readmit = true;
                 }
                 p.domains = domains;
                 p.secrets = secrets;
                 let verdict = p.obj.verdict.clone();
                 p.obj = ProviderObject { verdict, ..obj };
-                let _ = p.tx.send(WorkerMsg::Object(Box::new(p.obj.clone())));
+                let msg = WorkerMsg::Object(Box::new(p.obj.clone()));
+                send(&self.providers, &mut self.dead, &id, msg);
             }
             None => {
-                let (tx, _) = mpsc::unbounded_channel();
-                self.providers
-                    .insert(id.clone(), ProviderEntry { obj, domains, tx, secrets, finalizer_patched: false });
+                let entry = ProviderEntry {
+                    obj,
+                    domains,
+                    tx: None,
+                    task: None,
+                    restarts: Restarts::default(),
+                    restart_at: None,
+                    secrets,
+                    finalizer_patched: false,
+                    finalizer_attempts: 0,
+                };
+                self.providers.insert(id.clone(), entry);
                 self.readmit = true;
                 if self.ready {
                     self.admit();
                     self.start_worker(&id);
-                    self.reroute_all = true;
+                    match &id.namespace {
+                        Some(ns) => {
+                            self.reroute_ns.insert(ns.clone());
+                        }
+                        None => self.reroute_all = true,
+                    }
                     // Start goes out after the records the re-route sends (see settle).
                 }
             }
@@ -522,10 +717,18 @@ impl Router {
 
     fn start_worker(&mut self, id: &ProviderId) {
         let Some(p) = self.providers.get_mut(id) else { return };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox::channel();
         let worker = Worker::new(p.obj.clone(), self.ctx.clone(), self.reports_tx.clone());
-        tokio::spawn(worker.run(rx));
-        p.tx = tx;
+        // A worker returns once its inbox's sender is dropped (provider gone or replaced).
+        let task = self.workers.spawn(async move {
+            worker.run(rx).await;
+            Ok(())
+        });
+        self.worker_ids.insert(task.id(), id.clone());
+        p.task = Some(task.id());
+        p.tx = Some(tx);
+        p.restart_at = None;
+        p.restarts.started();
         for e in self.endpoints.values_mut() {
             e.sent.remove(id);
         }
@@ -537,7 +740,12 @@ impl Router {
         if self.providers.remove(id).is_none() {
             return;
         }
-        self.reroute_all = true;
+        match &id.namespace {
+            Some(ns) => {
+                self.reroute_ns.insert(ns.clone());
+            }
+            None => self.reroute_all = true,
+        }
         self.readmit = true;
         let keys: Vec<EpKey> =
             self.endpoints.iter().filter(|(_, e)| e.waiting.contains(id)).map(|(k, _)| k.clone()).collect();
@@ -555,9 +763,11 @@ impl Router {
     }
 
     fn secret_changed(&mut self, key: &(String, String)) {
-        for p in self.providers.values().filter(|p| p.secrets.contains(key)) {
-            info!(provider = %p.obj.id, secret = %format!("{}/{}", key.0, key.1), "a Secret the provider reads changed; rebuilding its backend");
-            let _ = p.tx.send(WorkerMsg::SecretChanged);
+        let ids: Vec<ProviderId> =
+            self.providers.iter().filter(|(_, p)| p.secrets.contains(key)).map(|(id, _)| id.clone()).collect();
+        for id in ids {
+            info!(provider = %id, secret = %format!("{}/{}", key.0, key.1), "a Secret the provider reads changed; rebuilding its backend");
+            send(&self.providers, &mut self.dead, &id, WorkerMsg::SecretChanged);
         }
     }
 
@@ -630,9 +840,10 @@ impl Router {
             self.route(k);
         }
         for id in std::mem::take(&mut self.starting) {
-            if let Some(p) = self.providers.get(&id) {
-                let _ = p.tx.send(WorkerMsg::Start);
-            }
+            send(&self.providers, &mut self.dead, &id, WorkerMsg::Start);
+        }
+        for id in std::mem::take(&mut self.dead) {
+            self.worker_died(&id, Stopped::Ended("its inbox is closed".into()));
         }
         self.release_deleted_providers();
         let dirty = std::mem::take(&mut self.status_dirty);
@@ -662,7 +873,8 @@ impl Router {
                     info!(provider = %id, reason = r.reason(), "provider refused: {r}");
                 }
                 p.obj.verdict = verdict;
-                let _ = p.tx.send(WorkerMsg::Object(Box::new(p.obj.clone())));
+                let msg = WorkerMsg::Object(Box::new(p.obj.clone()));
+                send(&self.providers, &mut self.dead, &id, msg);
             }
         }
     }
@@ -728,9 +940,12 @@ impl Router {
             if e.sent.get(&id) == Some(&hash) {
                 continue;
             }
-            if let Some(p) = self.providers.get(&id) {
-                let _ = p.tx.send(WorkerMsg::Desired { ep: key.clone(), records: records.clone() });
-            }
+            send(
+                &self.providers,
+                &mut self.dead,
+                &id,
+                WorkerMsg::Desired { ep: key.clone(), records: records.clone() },
+            );
             // What the provider said about the old records says nothing about the new ones:
             // until it reports again they are pending (and observedGeneration lags).
             e.results.retain(|(_, p), _| p != &id);
@@ -762,9 +977,7 @@ impl Router {
         }
         let names: Vec<String> = snap.valid.iter().map(|(_, ep)| ep.dns_name.clone()).collect();
         for id in &holders {
-            if let Some(p) = self.providers.get(id) {
-                let _ = p.tx.send(WorkerMsg::Release { ep: key.clone(), names: names.clone() });
-            }
+            send(&self.providers, &mut self.dead, id, WorkerMsg::Release { ep: key.clone(), names: names.clone() });
         }
         let Some(e) = self.endpoints.get_mut(key) else { return };
         e.sent.clear();
@@ -961,19 +1174,26 @@ impl Router {
         e.finalizer_attempts += 1;
         let delay = backoff(e.finalizer_attempts);
         let (tx, permits, leader) = (self.tx.clone(), self.finalizer_writes.clone(), self.settings.leader.clone());
-        tokio::spawn(async move {
-            let _permit = permits.acquire().await;
-            if !is_leader(&leader) {
-                return;
-            }
-            let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        self.writes.spawn(async move {
+            // The permit bounds concurrent writes, not backoffs: it is held for the write alone.
+            let result = {
+                let Ok(_permit) = permits.acquire().await else { return };
+                if !is_leader(&leader) {
+                    return;
+                }
+                let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+            };
+            match result {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {
                     warn!(object = %format!("{ns}/{name}"), error = %e, "cannot update finalizers; retrying (records of a new object are written once its finalizer is in place)");
                     tokio::time::sleep(delay).await;
-                    let _ = tx.send(retry);
+                    // The router is gone only when the controller stops.
+                    if tx.send(retry).is_err() {
+                        debug!(object = %format!("{ns}/{name}"), "not retrying the finalizer update: the controller is stopping");
+                    }
                 }
             }
         });
@@ -1016,10 +1236,16 @@ impl Router {
         }
     }
 
-    fn patch_provider_finalizers(&self, id: ProviderId, finalizers: Vec<String>, rv: Option<String>) {
+    /// Sets a provider's finalizers, guarded by its resourceVersion, in a task of its own; a
+    /// failure other than a conflict (a newer version is on its way, and with it another
+    /// try) is retried after a backoff, so a deleted provider never stays Terminating.
+    fn patch_provider_finalizers(&mut self, id: ProviderId, finalizers: Vec<String>, rv: Option<String>) {
         let Some(client) = self.client.clone() else { return };
-        let leader = self.settings.leader.clone();
-        tokio::spawn(async move {
+        let Some(p) = self.providers.get_mut(&id) else { return };
+        let delay = backoff(p.finalizer_attempts);
+        p.finalizer_attempts += 1;
+        let (leader, tx) = (self.settings.leader.clone(), self.tx.clone());
+        self.writes.spawn(async move {
             if !is_leader(&leader) {
                 return;
             }
@@ -1036,9 +1262,13 @@ impl Router {
             };
             match res {
                 Ok(()) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                 Err(e) => {
-                    warn!(provider = %id, error = %e, "updating the provider's finalizers failed; retried on its next event")
+                    warn!(provider = %id, error = %e, retry_in = ?delay, "updating the provider's finalizers failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    if tx.send(RouterMsg::RetryProviderFinalizer(id.clone())).is_err() {
+                        debug!(provider = %id, "not retrying the finalizer update: the controller is stopping");
+                    }
                 }
             }
         });
@@ -1060,6 +1290,13 @@ fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String
             .map(|e| e.secret_ref.name.clone()),
     ];
     names.into_iter().flatten().map(|n| (ns.clone(), n)).collect()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn records_hash(records: &[(usize, DesiredRecord)]) -> u64 {
@@ -1128,6 +1365,96 @@ status: {status}
         let mut e = entry(&ready(2));
         e.snap.deleting = true;
         assert!(!e.status_can_wait());
+    }
+
+    /// Record states of the status waiting to be written for `key`.
+    fn states(writer: &StatusWriter, key: &EpKey) -> Vec<(String, Option<String>)> {
+        let status = writer.pending_status(key).unwrap_or_default();
+        status.records.into_iter().map(|r| (r.state, r.message)).collect()
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(20), "timed out waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A worker that panics is seen, counted, shown on the statuses of the objects it
+    /// serves, and restarted with its whole state: its records are Ready again.
+    #[tokio::test]
+    async fn a_panicking_worker_is_restarted_and_its_records_converge() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        // An apiserver that knows nothing: the provider's own status writes fail, and are
+        // only logged.
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+                let resp = Response::builder().status(404).body(Body::from(serde_json::to_vec(&body).unwrap()));
+                send.send_response(resp.unwrap());
+            }
+        });
+        let client = Client::new(svc, "default");
+        let metrics = Arc::new(Metrics::default());
+        let settings = Settings {
+            operator_namespace: "extdns".into(),
+            coalesce: std::time::Duration::from_millis(10),
+            backend_timeout: std::time::Duration::from_secs(2),
+            status_concurrency: 1,
+            leader: crate::controller::leader::Leadership::always(),
+            tenancy: Default::default(),
+        };
+        let writer = Arc::new(StatusWriter::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let router = Router::new(Some(client), settings, metrics.clone(), writer.clone(), tx.clone());
+        let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: "mem".into() };
+        let provider = ProviderObject {
+            id: id.clone(),
+            spec: crate::crd::dnsprovider::ProviderSpec {
+                in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
+                ..Default::default()
+            },
+            created: "2020-01-01T00:00:00Z".into(),
+            verdict: Ok(()),
+            generation: Some(1),
+            finalizers: vec![FINALIZER.into()],
+            resource_version: Some("1".into()),
+            deleting: false,
+            status: None,
+        };
+        let e = entry("null");
+        let key = e.snap.key.clone();
+        let kinds = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces, Kind::Secrets];
+        for k in kinds {
+            tx.send(RouterMsg::Restart(k)).unwrap();
+        }
+        tx.send(RouterMsg::Upsert(Item::Provider(Box::new(provider)))).unwrap();
+        tx.send(RouterMsg::Upsert(Item::Endpoint(Box::new(e.snap)))).unwrap();
+        for k in kinds {
+            tx.send(RouterMsg::Listed(k)).unwrap();
+        }
+        let running = tokio::spawn(router.run(rx));
+        let ready = |w: &StatusWriter| {
+            let s = states(w, &key);
+            !s.is_empty() && s.iter().all(|(state, _)| state == state::READY)
+        };
+        until("the record to be Ready", || ready(&writer)).await;
+
+        tx.send(RouterMsg::PanicWorker(id.clone())).unwrap();
+        until("the status to show the stopped worker", || {
+            states(&writer, &key).iter().any(|(_, m)| m.as_deref().is_some_and(|m| m.contains("stopped unexpectedly")))
+        })
+        .await;
+        until("the restarted worker to make the record Ready again", || ready(&writer)).await;
+        assert!(
+            metrics.encode().contains("extdns_task_restarts_total{task=\"provider-worker\"} 1"),
+            "{}",
+            metrics.encode()
+        );
+        assert!(!running.is_finished(), "the router goes on");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub(super) enum WorkerMsg {
     /// The router has sent every record routed to this provider so far: planning may start
     /// (a full plan on a partial desired set would delete records of objects not yet seen).
     Start,
+    /// Makes the worker panic, as a bug would: for the router's supervision tests.
+    #[cfg(test)]
+    Panic,
 }
 
 /// What a worker tells the router.
@@ -343,7 +346,7 @@ impl Worker {
     }
 
     /// The worker's task: runs until the router drops its sender.
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
+    pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
         loop {
@@ -421,6 +424,8 @@ impl Worker {
                 self.started = true;
                 false
             }
+            #[cfg(test)]
+            WorkerMsg::Panic => panic!("worker of {} told to panic", self.id),
         }
     }
 
@@ -1944,7 +1949,7 @@ mod tests {
         let (mut w, mut reports) = worker("r53", backend.clone());
         w.started = false;
         let object = w.object.clone();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = super::super::inbox::channel();
         tokio::spawn(w.run(rx));
         let rec = |n: &str| vec![(0, desired(&format!("{n}.example.com"), RecordType::A, "192.0.2.1"))];
         tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec("a") }).unwrap();
@@ -2040,8 +2045,8 @@ mod tests {
     async fn a_hanging_backend_delays_no_other_provider() {
         let (hung, _hung_rx) = worker("hung", Arc::new(HangingBackend));
         let (healthy, mut rx) = worker("healthy", Arc::new(InMemoryProvider::new(["example.com"])));
-        let (hung_tx, hung_in) = mpsc::unbounded_channel();
-        let (healthy_tx, healthy_in) = mpsc::unbounded_channel();
+        let (hung_tx, hung_in) = super::super::inbox::channel();
+        let (healthy_tx, healthy_in) = super::super::inbox::channel();
         tokio::spawn(hung.run(hung_in));
         tokio::spawn(healthy.run(healthy_in));
         let rec = || vec![(0, desired("app.example.com", RecordType::A, "192.0.2.1"))];
