@@ -12,6 +12,7 @@
 //! - a DNSEndpoint's status is recomputed when one of its records changes state and written
 //!   by the [`status_writer`], which retries that object alone with backoff.
 
+pub mod budget;
 mod router;
 mod status_writer;
 pub mod validate;
@@ -82,6 +83,8 @@ pub struct Settings {
     pub leader: Leader,
     /// What namespaced DNSProviders may use (see [`crate::controller::tenancy`]).
     pub tenancy: crate::config::TenancyFlags,
+    /// Records the DNSEndpoints of one namespace may have served (see [`budget`]).
+    pub budget: budget::Limits,
 }
 
 /// Identity of a provider object.
