@@ -43,6 +43,11 @@ pub use worker::DEFAULT_OWNER_ID;
 
 pub const DEFAULT_TTL: u32 = 300;
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
+/// DNSEndpoints per page of the initial listing: the apiserver stores objects of up to 1.5 MiB,
+/// and a page is held whole, as text and then as objects, while it is projected. Pages of 500
+/// (the watcher's default) made a restart with one namespace's 40 MB of objects hold them all
+/// at once.
+const ENDPOINT_PAGE_SIZE: u32 = 16;
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -193,7 +198,10 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let (tx, rx) = mpsc::unbounded_channel::<router::RouterMsg>();
     let cfg = watcher::Config::default();
     use router::{Item, Kind};
-    spawn_watch(watcher(Api::<DNSEndpoint>::all(client.clone()), cfg.clone()), Kind::Endpoints, &tx, |o| {
+    // A DNSEndpoint may be over a megabyte: list them a page at a time, each object dropped
+    // once projected.
+    let endpoints_cfg = cfg.clone().page_size(ENDPOINT_PAGE_SIZE);
+    spawn_watch(watcher(Api::<DNSEndpoint>::all(client.clone()), endpoints_cfg), Kind::Endpoints, &tx, |o| {
         Item::Endpoint(Box::new(router::EndpointSnapshot::of(&o)))
     });
     spawn_watch(watcher(Api::<DNSProvider>::all(client.clone()), cfg.clone()), Kind::Providers, &tx, |o| {
