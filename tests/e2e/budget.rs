@@ -146,6 +146,7 @@ async fn a_tenant_at_the_schema_bounds_cannot_exhaust_the_operators_memory() {
     );
     assert!(served < DEPLOYMENT_LIMIT_KIB, "peak RSS {served} KiB while serving, over the Deployment's limit");
     assert!(after_delete < DEPLOYMENT_LIMIT_KIB, "peak RSS {after_delete} KiB after a restart, over the limit");
-    op.stop();
+    // The operator releases the finalizers of the namespace's objects.
     ns.cleanup().await;
+    op.stop();
 }
