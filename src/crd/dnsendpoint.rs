@@ -56,6 +56,28 @@ pub struct DnsEndpointSpec {
     pub provider_ref: Option<ProviderRef>,
 }
 
+impl DnsEndpointSpec {
+    /// A digest of the spec, for caches that must tell whether it changed without holding
+    /// it (a spec may be over a megabyte). Streamed into the hasher, never built as a string.
+    pub fn digest(&self) -> u64 {
+        use std::hash::Hasher;
+        struct HashWriter(std::collections::hash_map::DefaultHasher);
+        impl std::io::Write for HashWriter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.write(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = HashWriter(std::collections::hash_map::DefaultHasher::new());
+        // Serializing these types into a writer that never fails cannot fail.
+        let _ = serde_json::to_writer(&mut h, self);
+        h.0.finish()
+    }
+}
+
 /// One DNS record set: a name, a type and its values.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

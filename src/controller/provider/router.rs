@@ -127,11 +127,6 @@ impl EndpointSnapshot {
             })
             .collect();
         let names: BTreeSet<&str> = obj.spec.endpoints.iter().map(|e| e.dns_name.trim_end_matches('.')).collect();
-        // Streamed into the hasher: a spec may be over a megabyte.
-        let mut h = HashWriter(std::collections::hash_map::DefaultHasher::new());
-        if let Err(e) = serde_json::to_writer(&mut h, &obj.spec) {
-            warn!(object = %format!("{namespace}/{name}"), error = %e, "cannot hash the spec");
-        }
         let status = obj.status.clone();
         EndpointSnapshot {
             key: ep_key(&namespace, &name, &uid),
@@ -144,7 +139,7 @@ impl EndpointSnapshot {
             valid,
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
-            spec_hash: h.0.finish(),
+            spec_hash: obj.spec.digest(),
             cost: spec_cost(&obj.spec.endpoints),
             trimmed: false,
             status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
@@ -194,19 +189,6 @@ fn spec_cost(endpoints: &[crate::crd::EndpointSpec]) -> Cost {
     Cost { records: endpoints.len(), bytes }
 }
 
-/// Feeds serialized bytes to a hasher without building the string.
-struct HashWriter(std::collections::hash_map::DefaultHasher);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct EpEntry {
     snap: EndpointSnapshot,
