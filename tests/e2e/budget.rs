@@ -2,7 +2,8 @@
 //! 5): a namespace fills itself with objects as large as the schema and the apiserver allow,
 //! for an inMemory provider of its own; the operator serves the oldest up to the namespace's
 //! record limit, Stalls the rest with reason RecordLimit, and its peak RSS stays under the
-//! Deployment's memory limit, also across a restart that lists them all again.
+//! Deployment's memory limit, also across a restart that lists them all again. Half the
+//! objects carry the label of the source controller's objects, so its caches see them too.
 
 use std::time::Duration;
 
@@ -41,7 +42,13 @@ fn object(i: usize, zone: &str) -> DNSEndpoint {
             json!({"dnsName": format!("r{j}.o{i:02}.{zone}"), "recordType": "TXT", "targets": [value]})
         })
         .collect();
-    serde_json::from_value(dnsendpoint(&format!("o{i:02}"), json!(endpoints))).expect("DNSEndpoint")
+    let mut obj = dnsendpoint(&format!("o{i:02}"), json!(endpoints));
+    // Every other object carries the source controller's label, which a tenant may set too:
+    // the source controller's caches see those.
+    if i % 2 == 1 {
+        obj["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "extdns"});
+    }
+    serde_json::from_value(obj).expect("DNSEndpoint")
 }
 
 /// How many of the namespace's objects are Ready for their generation, and how many Stalled

@@ -189,7 +189,6 @@ fn spec_cost(endpoints: &[crate::crd::EndpointSpec]) -> Cost {
     Cost { records: endpoints.len(), bytes }
 }
 
-
 struct EpEntry {
     snap: EndpointSnapshot,
     /// Providers per valid record (by spec index), or why none serves it.
