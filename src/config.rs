@@ -94,6 +94,16 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "EXTDNS_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Records (entries of `spec.endpoints`) the DNSEndpoints of one namespace may have
+    /// served; past it, the youngest objects are Stalled with reason RecordLimit and none of
+    /// their records is held or published. 0: no limit.
+    #[arg(long, default_value_t = 10_000, env = "EXTDNS_MAX_RECORDS_PER_NAMESPACE")]
+    pub max_records_per_namespace: usize,
+    /// Bytes of record data (names, targets, set identifiers, labels, provider-specific
+    /// properties) the DNSEndpoints of one namespace may have served, e.g. "16Mi"; past it,
+    /// as --max-records-per-namespace. 0: no limit.
+    #[arg(long, default_value = "16Mi", value_parser = crate::controller::provider::budget::parse_bytes, env = "EXTDNS_MAX_RECORD_BYTES_PER_NAMESPACE")]
+    pub max_record_bytes_per_namespace: usize,
     #[command(flatten)]
     pub tenancy: TenancyFlags,
     #[command(flatten)]
@@ -153,6 +163,18 @@ mod tests {
         assert_eq!(run.backend_timeout, std::time::Duration::from_secs(120));
         assert_eq!(run.metrics_addr.port(), 8080);
         assert_eq!(run.tenancy, TenancyFlags::default(), "tenants get nothing ambient by default");
+        assert_eq!((run.max_records_per_namespace, run.max_record_bytes_per_namespace), (10_000, 16 << 20));
+        let cli = Cli::try_parse_from([
+            "extdns",
+            "run",
+            "--max-records-per-namespace",
+            "0",
+            "--max-record-bytes-per-namespace",
+            "1Gi",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        assert_eq!((run.max_records_per_namespace, run.max_record_bytes_per_namespace), (0, 1 << 30));
     }
 
     #[test]

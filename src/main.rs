@@ -107,6 +107,10 @@ async fn run(args: RunArgs) -> ExitCode {
             status_concurrency: args.status_concurrency,
             leader: leadership.clone(),
             tenancy: args.tenancy.clone(),
+            budget: controller::provider::budget::Limits {
+                records: args.max_records_per_namespace,
+                bytes: args.max_record_bytes_per_namespace,
+            },
         };
         let (client, metrics) = (client.clone(), metrics.clone());
         tasks.spawn(async move {

@@ -34,6 +34,9 @@ pub mod reason {
     pub const PROGRESSING: &str = "Progressing";
     pub const INVALID_RECORD: &str = "InvalidRecord";
     pub const AS_EXPECTED: &str = "AsExpected";
+    /// The object's namespace is at its record limit (`--max-records-per-namespace`,
+    /// `--max-record-bytes-per-namespace`): none of its records is served.
+    pub const RECORD_LIMIT: &str = "RecordLimit";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +134,23 @@ pub fn endpoint_conditions(
         condition(STALLED, is_stalled, &st_reason, st_msg, generation, previous, now),
     ];
     (conds, !deleting && progressing.is_empty())
+}
+
+/// The three conditions for a DNSEndpoint none of whose records is served for a reason that
+/// concerns the whole object (its namespace's record limit): Stalled with that reason, and
+/// nothing in progress, so its generation counts as applied.
+pub fn refused_conditions(
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    vec![
+        condition(READY, false, reason, message.clone(), generation, previous, now),
+        condition(RECONCILING, false, reason::AS_EXPECTED, "no change in progress".into(), generation, previous, now),
+        condition(STALLED, true, reason, message, generation, previous, now),
+    ]
 }
 
 /// Ready, Reconciling and Stalled for a DNSProvider or ClusterDNSProvider, from its Ready
@@ -356,5 +376,14 @@ mod tests {
             assert_eq!(status(&c, RECONCILING).0, "False", "{r}");
         }
         assert!(of(false, "NoZones").iter().all(|c| c.observed_generation == Some(3)));
+    }
+
+    #[test]
+    fn a_refused_object_is_stalled_and_not_in_progress() {
+        let c = refused_conditions(reason::RECORD_LIMIT, "over".into(), Some(4), &[], &t("2026-01-01T00:00:00Z"));
+        assert_eq!((get(&c, READY).status.as_str(), get(&c, READY).reason.as_str()), ("False", "RecordLimit"));
+        assert_eq!(get(&c, RECONCILING).status, "False");
+        assert_eq!((get(&c, STALLED).status.as_str(), get(&c, STALLED).message.as_str()), ("True", "over"));
+        assert!(c.iter().all(|c| c.observed_generation == Some(4)));
     }
 }

@@ -389,9 +389,13 @@ pub async fn run(
         (reflector::store::<EndpointSlice>().0, false)
     };
     let pods = watch_store(&mut watches, "Pod", scoped::<Pod>(&client, &ns), watcher::Config::default(), project_pod);
-    let managed_cfg = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    // Anyone who may create DNSEndpoints may set this label, and one may be over a megabyte:
+    // listed a page at a time (here and in each controller's `owns` watch), cached as digests.
+    let managed_cfg = watcher::Config::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+        .page_size(DNSENDPOINT_PAGE_SIZE);
     let written =
-        watch_store(&mut watches, "DNSEndpoint", scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), |_| {});
+        watch_store(&mut watches, "DNSEndpoint", scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), project_written);
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
     let route_kinds: Vec<RouteKind> =
         RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();
@@ -814,7 +818,7 @@ where
             };
             let want = source::dnsendpoint_object(&d, &owner);
             let unchanged = existing.as_ref().is_some_and(|e| {
-                e.spec == want.spec
+                e.annotations().get(CACHED_SPEC_DIGEST) == Some(&want.spec.digest().to_string())
                     && e.metadata.owner_references == want.metadata.owner_references
                     && e.labels() == want.labels()
             });
@@ -884,6 +888,22 @@ const NAME_TAKEN_RECHECK: Duration = Duration::from_secs(300);
 const TERMINATING_RECHECK: Duration = Duration::from_secs(2);
 
 /// True for DNSEndpoints the source controller wrote: they carry its managed-by label.
+/// DNSEndpoints per page of a listing (they may be over a megabyte each).
+const DNSENDPOINT_PAGE_SIZE: u32 = 16;
+
+/// Annotation set on the cached copies of DNSEndpoints only (never written): the digest of
+/// the spec the cache does not hold.
+const CACHED_SPEC_DIGEST: &str = "extdns.io/cached-spec-digest";
+
+/// What the cache of labelled DNSEndpoints keeps: metadata and a digest of the spec, which is
+/// all this controller compares; the records and status are dropped.
+fn project_written(ep: &mut DNSEndpoint) {
+    let digest = ep.spec.digest();
+    ep.spec.endpoints = Vec::new();
+    ep.status = None;
+    ep.annotations_mut().insert(CACHED_SPEC_DIGEST.into(), digest.to_string());
+}
+
 fn written_by_source_controller(ep: &DNSEndpoint) -> bool {
     ep.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
@@ -915,6 +935,30 @@ mod tests {
 
     fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
         serde_yaml::from_str(s).expect("test yaml")
+    }
+
+    #[test]
+    fn cached_dnsendpoints_keep_a_digest_of_their_spec_instead_of_the_records() {
+        let ep = |target: &str| -> DNSEndpoint {
+            yaml(&format!(
+                r#"
+apiVersion: extdns.io/v1alpha1
+kind: DNSEndpoint
+metadata: {{name: web-service, namespace: shop, labels: {{app.kubernetes.io/managed-by: extdns}}}}
+spec:
+  endpoints: [{{dnsName: web.example.com, recordType: A, targets: ["{target}"]}}]
+status: {{hostnames: web.example.com}}
+"#
+            ))
+        };
+        let want = ep("192.0.2.1");
+        let mut cached = want.clone();
+        project_written(&mut cached);
+        assert!(cached.spec.endpoints.is_empty() && cached.status.is_none());
+        assert_eq!(cached.labels(), want.labels());
+        let digest = cached.annotations().get(CACHED_SPEC_DIGEST).cloned();
+        assert_eq!(digest, Some(want.spec.digest().to_string()));
+        assert_ne!(digest, Some(ep("192.0.2.2").spec.digest().to_string()));
     }
 
     #[test]

@@ -72,7 +72,9 @@ impl FromStr for RecordType {
 /// A provider-specific property, e.g. `aws/weight`, passed through untouched.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProviderSpecificProperty {
+    #[schemars(length(max = 253))]
     pub name: String,
+    #[schemars(length(max = 1024))]
     pub value: String,
 }
 

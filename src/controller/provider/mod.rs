@@ -13,6 +13,7 @@
 //!   by the [`status_writer`], which retries that object alone with backoff.
 
 mod inbox;
+pub mod budget;
 mod router;
 mod status_writer;
 pub mod validate;
@@ -43,6 +44,11 @@ pub use worker::DEFAULT_OWNER_ID;
 
 pub const DEFAULT_TTL: u32 = 300;
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
+/// DNSEndpoints per page of the initial listing: the apiserver stores objects of up to 1.5 MiB,
+/// and a page is held whole, as text and then as objects, while it is projected. Pages of 500
+/// (the watcher's default) made a restart with one namespace's 40 MB of objects hold them all
+/// at once.
+const ENDPOINT_PAGE_SIZE: u32 = 16;
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -83,6 +89,8 @@ pub struct Settings {
     pub leader: Leader,
     /// What namespaced DNSProviders may use (see [`crate::controller::tenancy`]).
     pub tenancy: crate::config::TenancyFlags,
+    /// Records the DNSEndpoints of one namespace may have served (see [`budget`]).
+    pub budget: budget::Limits,
 }
 
 /// Identity of a provider object.
@@ -193,7 +201,10 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>, read
     let cfg = watcher::Config::default();
     let mut tasks = Supervisor::new(metrics.clone());
     use router::{Item, Kind};
-    watch(&mut tasks, Api::<DNSEndpoint>::all(client.clone()), &cfg, Kind::Endpoints, &tx, |o| {
+    // A DNSEndpoint may be over a megabyte: list them a page at a time, each object dropped
+    // once projected.
+    let endpoints_cfg = cfg.clone().page_size(ENDPOINT_PAGE_SIZE);
+    watch(&mut tasks, Api::<DNSEndpoint>::all(client.clone()), &endpoints_cfg, Kind::Endpoints, &tx, |o| {
         Item::Endpoint(Box::new(router::EndpointSnapshot::of(&o)))
     });
     watch(&mut tasks, Api::<DNSProvider>::all(client.clone()), &cfg, Kind::Providers, &tx, |o| {

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::inbox::{self, InboxSender};
+use super::budget::{self, Claim, Cost, OverBudget};
 use super::status_writer::{serialize_status, status_hash, StatusWriter};
 use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
@@ -42,6 +43,9 @@ pub(super) enum Kind {
     Namespaces,
     Secrets,
 }
+
+/// Trimmed objects read again at once.
+const REFETCH_CONCURRENCY: usize = 2;
 
 /// Kinds whose first complete listing the router waits for before any worker plans.
 const NEEDED: [Kind; 4] = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces];
@@ -76,6 +80,11 @@ pub(super) enum RouterMsg {
     /// Makes a provider's worker panic, as a bug would (supervision tests).
     #[cfg(test)]
     PanicWorker(ProviderId),
+    /// An object trimmed for its namespace's record limit fits again: what a fresh read of
+    /// it found (nothing when it is gone or was re-created).
+    Refetched(EpKey, Option<Box<EndpointSnapshot>>),
+    /// Reading a trimmed object failed; try again.
+    RetryRefetch(EpKey),
 }
 
 /// The fields of a DNSEndpoint the controller reads, its spec already validated.
@@ -98,6 +107,11 @@ pub(super) struct EndpointSnapshot {
     pub observed_generation: Option<i64>,
     /// Hash of the status as the server holds it.
     pub status_hash: Option<u64>,
+    /// What the object asks of its namespace's record budget.
+    pub cost: Cost,
+    /// Its records were dropped (`valid` and `invalid` are empty) because its namespace is
+    /// over its record limit; `cost` still says what they were.
+    pub trimmed: bool,
 }
 
 impl EndpointSnapshot {
@@ -122,8 +136,6 @@ impl EndpointSnapshot {
             })
             .collect();
         let names: BTreeSet<&str> = obj.spec.endpoints.iter().map(|e| e.dns_name.trim_end_matches('.')).collect();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&obj.spec).unwrap_or_default().hash(&mut h);
         let status = obj.status.clone();
         EndpointSnapshot {
             key: ep_key(&namespace, &name, &uid),
@@ -136,7 +148,9 @@ impl EndpointSnapshot {
             valid,
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
-            spec_hash: h.finish(),
+            spec_hash: obj.spec.digest(),
+            cost: spec_cost(&obj.spec.endpoints),
+            trimmed: false,
             status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
             conditions: status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
@@ -148,6 +162,40 @@ impl EndpointSnapshot {
     fn finalized(&self) -> bool {
         self.finalizers.iter().any(|f| f == FINALIZER)
     }
+
+    /// Drops the records (the object's namespace is over its record limit); what they cost
+    /// is kept, to know when they fit again.
+    fn trim(&mut self) {
+        self.valid = Vec::new();
+        self.invalid = Vec::new();
+        self.trimmed = true;
+    }
+
+    /// What it counts against its namespace's budget: an object being deleted whose records
+    /// were already dropped holds none.
+    fn budget_cost(&self) -> Cost {
+        if self.deleting && self.trimmed {
+            Cost::default()
+        } else {
+            self.cost
+        }
+    }
+}
+
+/// What the records of a spec cost: their number, and the characters of the fields the
+/// operator copies per record.
+fn spec_cost(endpoints: &[crate::crd::EndpointSpec]) -> Cost {
+    let bytes = endpoints
+        .iter()
+        .map(|e| {
+            e.dns_name.len()
+                + e.targets.iter().map(String::len).sum::<usize>()
+                + e.set_identifier.as_ref().map_or(0, String::len)
+                + e.labels.iter().flatten().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + e.provider_specific.iter().flatten().map(|p| p.name.len() + p.value.len()).sum::<usize>()
+        })
+        .sum();
+    Cost { records: endpoints.len(), bytes }
 }
 
 struct EpEntry {
@@ -163,6 +211,8 @@ struct EpEntry {
     finalizer_attempts: u32,
     /// Records a provider serves but the namespace may not claim there, with why.
     refused: Vec<(usize, ProviderId, String)>,
+    /// Why none of its records is served: its namespace's record limit.
+    over_budget: Option<OverBudget>,
 }
 
 impl EpEntry {
@@ -253,6 +303,25 @@ pub(super) struct Router {
     gave_up: Option<GaveUp>,
     /// Opened once every watch has listed its kind.
     ready_gate: Option<Gate>,
+    /// Record budgets per namespace.
+    budgets: HashMap<String, NamespaceBudget>,
+    /// Namespaces whose objects may not all fit their budget: decided before routing.
+    budget_dirty: BTreeSet<String>,
+    /// Objects to route once the budgets are decided.
+    deferred_routes: BTreeSet<EpKey>,
+    /// Trimmed objects that fit again and must be read again, and those being read.
+    refetch: BTreeSet<EpKey>,
+    refetching: HashSet<EpKey>,
+    refetch_permits: Arc<Semaphore>,
+}
+
+/// The objects of one namespace and what they cost together.
+#[derive(Default)]
+struct NamespaceBudget {
+    keys: HashSet<EpKey>,
+    total: Cost,
+    /// How many of them are refused.
+    over: usize,
 }
 
 impl Router {
@@ -303,6 +372,13 @@ impl Router {
             writes: JoinSet::new(),
             gave_up: None,
             ready_gate: None,
+            budgets: HashMap::new(),
+            budget_dirty: BTreeSet::new(),
+            deferred_routes: BTreeSet::new(),
+            refetch: BTreeSet::new(),
+            refetching: HashSet::new(),
+            // Each read holds one whole object (up to the apiserver's size limit) for a moment.
+            refetch_permits: Arc::new(Semaphore::new(REFETCH_CONCURRENCY)),
         }
     }
 
@@ -473,6 +549,11 @@ impl Router {
                 self.removing_finalizer.remove(&key);
                 self.finish_release(&key);
             }
+            RouterMsg::Refetched(key, snap) => self.refetched(key, snap),
+            RouterMsg::RetryRefetch(key) => {
+                self.refetching.remove(&key);
+                self.refetch.insert(key);
+            }
             RouterMsg::RetryFinalizer(key) => {
                 self.adding_finalizer.remove(&key);
                 if self.endpoints.get(&key).is_some_and(|e| !e.snap.finalized() && !e.snap.deleting) {
@@ -596,15 +677,19 @@ impl Router {
 
     fn upsert_endpoint(&mut self, snap: EndpointSnapshot) {
         let key = snap.key.clone();
+        let namespace = snap.namespace.clone();
+        let cost = snap.budget_cost();
         self.metrics.desired_records.inc_by(snap.valid.len() as i64);
-        let reroute = match self.endpoints.get_mut(&key) {
+        let (reroute, old_cost) = match self.endpoints.get_mut(&key) {
             Some(e) => {
                 self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
                 let reroute = e.snap.spec_hash != snap.spec_hash
                     || e.snap.finalized() != snap.finalized()
-                    || e.snap.deleting != snap.deleting;
+                    || e.snap.deleting != snap.deleting
+                    || e.snap.trimmed != snap.trimmed;
+                let old_cost = e.snap.budget_cost();
                 e.snap = snap;
-                reroute
+                (reroute, Some(old_cost))
             }
             None => {
                 self.endpoints.insert(
@@ -618,11 +703,13 @@ impl Router {
                         releasing: false,
                         finalizer_attempts: 0,
                         refused: Vec::new(),
+                        over_budget: None,
                     },
                 );
-                true
+                (true, None)
             }
         };
+        self.account(&namespace, &key, old_cost, Some(cost));
         // A new version: an earlier finalizer patch either landed or lost a conflict.
         self.adding_finalizer.remove(&key);
         self.removing_finalizer.remove(&key);
@@ -630,7 +717,13 @@ impl Router {
             return;
         }
         if reroute {
-            self.route(&key);
+            // Records of a namespace that may be over its limit are not routed (copied to
+            // the workers) before the budget is decided.
+            if self.budget_dirty.contains(&namespace) {
+                self.deferred_routes.insert(key.clone());
+            } else {
+                self.route(&key);
+            }
         }
         self.finish_release(&key);
         // Our own status writes come back as events: a status that differs from what we
@@ -644,6 +737,13 @@ impl Router {
     fn remove_endpoint(&mut self, key: &EpKey) {
         let Some(e) = self.endpoints.remove(key) else { return };
         self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
+        if e.over_budget.is_some() {
+            if let Some(b) = self.budgets.get_mut(&e.snap.namespace) {
+                b.over = b.over.saturating_sub(1);
+            }
+        }
+        self.account(&e.snap.namespace, key, Some(e.snap.budget_cost()), None);
+        self.refetch.remove(key);
         for id in e.sent.keys() {
             send(&self.providers, &mut self.dead, id, WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
         }
@@ -821,7 +921,11 @@ impl Router {
 
     /// Work caused by the messages just handled: re-routing, provider finalizers, statuses.
     fn settle(&mut self) {
+        self.apply_budgets();
+        self.start_refetches();
         if !self.ready {
+            // Everything is routed once the caches are listed.
+            self.deferred_routes.clear();
             return;
         }
         if self.readmit {
@@ -836,6 +940,12 @@ impl Router {
         } else {
             Vec::new()
         };
+        let mut keys = keys;
+        let deferred = std::mem::take(&mut self.deferred_routes);
+        if !deferred.is_empty() {
+            let known: HashSet<EpKey> = keys.iter().cloned().collect();
+            keys.extend(deferred.into_iter().filter(|k| !known.contains(k)));
+        }
         for k in &keys {
             self.route(k);
         }
@@ -851,6 +961,133 @@ impl Router {
             for k in dirty {
                 self.write_status(&k);
             }
+        }
+    }
+
+    /// Keeps a namespace's total cost as an object comes (`new`), changes or goes (`old`),
+    /// and marks the namespace for a budget decision when its objects may not all fit.
+    fn account(&mut self, namespace: &str, key: &EpKey, old: Option<Cost>, new: Option<Cost>) {
+        let b = self.budgets.entry(namespace.to_string()).or_default();
+        if let Some(old) = old {
+            b.total = b.total.minus(old);
+        }
+        match new {
+            Some(new) => {
+                b.total = b.total.plus(new);
+                b.keys.insert(key.clone());
+            }
+            None => {
+                b.keys.remove(key);
+            }
+        }
+        if b.keys.is_empty() {
+            self.budgets.remove(namespace);
+            self.budget_dirty.remove(namespace);
+        } else if b.over > 0 || !self.settings.budget.fits(b.total) {
+            self.budget_dirty.insert(namespace.to_string());
+        }
+    }
+
+    /// Decides which objects of the namespaces marked fit their budget: the records of those
+    /// that do not are dropped (and leave the workers at their next route); those that fit
+    /// again after being dropped are read again.
+    fn apply_budgets(&mut self) {
+        for namespace in std::mem::take(&mut self.budget_dirty) {
+            let Some(b) = self.budgets.get(&namespace) else { continue };
+            let verdicts = {
+                let claims: Vec<Claim<'_, EpKey>> = b
+                    .keys
+                    .iter()
+                    .filter_map(|k| self.endpoints.get(k))
+                    .map(|e| Claim {
+                        key: e.snap.key.clone(),
+                        created: &e.snap.created,
+                        name: &e.snap.name,
+                        cost: e.snap.budget_cost(),
+                        pinned: e.snap.deleting && !e.snap.trimmed,
+                    })
+                    .collect();
+                budget::admit(&namespace, &claims, self.settings.budget)
+            };
+            let mut over = 0;
+            for (key, verdict) in verdicts {
+                let Some(e) = self.endpoints.get_mut(&key) else { continue };
+                let refusal = verdict.err();
+                match &refusal {
+                    Some(r) => {
+                        over += 1;
+                        if !e.snap.trimmed {
+                            info!(object = %format!("{}/{}", e.snap.namespace, e.snap.name), "records not served: {r}");
+                            self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
+                            e.snap.trim();
+                            self.deferred_routes.insert(key.clone());
+                        }
+                    }
+                    None if e.snap.trimmed && !e.snap.deleting => {
+                        self.refetch.insert(key.clone());
+                    }
+                    None => {}
+                }
+                if e.over_budget != refusal {
+                    e.over_budget = refusal;
+                    self.status_dirty.insert(key);
+                }
+            }
+            if let Some(b) = self.budgets.get_mut(&namespace) {
+                b.over = over;
+            }
+        }
+    }
+
+    /// Reads again, a few at a time, the trimmed objects that fit their budget again.
+    fn start_refetches(&mut self) {
+        let Some(client) = self.client.clone() else { return };
+        for key in std::mem::take(&mut self.refetch) {
+            let Some(e) = self.endpoints.get(&key) else { continue };
+            let wanted = e.snap.trimmed && e.over_budget.is_none() && !e.snap.deleting;
+            if !wanted || !self.refetching.insert(key.clone()) {
+                continue;
+            }
+            let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
+            let (tx, permits, client) = (self.tx.clone(), self.refetch_permits.clone(), client.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire().await;
+                let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
+                let msg = match api.get_opt(&name).await {
+                    Ok(obj) => {
+                        let snap = obj.map(|o| EndpointSnapshot::of(&o)).filter(|s| s.key == key);
+                        RouterMsg::Refetched(key, snap.map(Box::new))
+                    }
+                    Err(e) => {
+                        warn!(object = %format!("{ns}/{name}"), error = %e, "cannot read a DNSEndpoint that fits its namespace's record limit again; retrying");
+                        tokio::time::sleep(backoff(3)).await;
+                        RouterMsg::RetryRefetch(key)
+                    }
+                };
+                if tx.send(msg).is_err() {
+                    debug!("the router has stopped; dropping a re-read DNSEndpoint");
+                }
+            });
+        }
+    }
+
+    /// A trimmed object was read again: its records replace the trimmed snapshot unless the
+    /// watch brought a newer version meanwhile.
+    fn refetched(&mut self, key: EpKey, snap: Option<Box<EndpointSnapshot>>) {
+        self.refetching.remove(&key);
+        let Some(e) = self.endpoints.get(&key) else { return };
+        if !e.snap.trimmed || e.over_budget.is_some() || e.snap.deleting {
+            return;
+        }
+        match snap {
+            Some(snap) if !older(snap.resource_version.as_deref(), e.snap.resource_version.as_deref()) => {
+                self.upsert_endpoint(*snap)
+            }
+            // Older than what the watch brought: read again. Gone: the watch says so.
+            Some(_) => {
+                self.refetch.insert(key);
+            }
+            None => {}
         }
     }
 
@@ -1064,6 +1301,24 @@ impl Router {
         if e.status_can_wait() {
             return;
         }
+        if let (Some(over), false) = (&e.over_budget, snap.deleting) {
+            // No entry per record: the object may have a thousand, and they all say this.
+            let conditions = status::refused_conditions(
+                status::reason::RECORD_LIMIT,
+                over.to_string(),
+                snap.generation,
+                &snap.conditions,
+                &now_time(),
+            );
+            let status = DnsEndpointStatus {
+                observed_generation: snap.generation,
+                conditions,
+                records: Vec::new(),
+                hostnames: snap.hostnames.clone(),
+            };
+            self.queue_status(key, status);
+            return;
+        }
         let mut records: Vec<RecordStatus> = snap.invalid.clone();
         if !snap.deleting {
             let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
@@ -1127,6 +1382,14 @@ impl Router {
             records,
             hostnames: snap.hostnames.clone(),
         };
+        self.queue_status(key, status);
+    }
+
+    /// Queues a status for writing when it differs from the server's and from the last one
+    /// written.
+    fn queue_status(&mut self, key: &EpKey, status: DnsEndpointStatus) {
+        let Some(e) = self.endpoints.get(key) else { return };
+        let snap = &e.snap;
         let Some(value) = serialize_status(&status) else { return };
         let hash = status_hash(&value);
         // Conditions keep their transition times, so an unchanged status hashes the same as
@@ -1299,6 +1562,15 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Whether resourceVersion `a` is older than `b`. They are opaque to clients; the apiserver
+/// hands out etcd revisions, so numbers are compared, and anything else counts as not older.
+fn older(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a.and_then(|a| a.parse::<u64>().ok()), b.and_then(|b| b.parse::<u64>().ok())) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
+    }
+}
+
 fn records_hash(records: &[(usize, DesiredRecord)]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{records:?}").hash(&mut h);
@@ -1340,6 +1612,7 @@ status: {status}
             releasing: false,
             finalizer_attempts: 0,
             refused: Vec::new(),
+            over_budget: None,
         }
     }
 
@@ -1461,5 +1734,116 @@ status: {status}
     fn names_summary() {
         let names: BTreeSet<&str> = ["b.example.com", "a.example.com"].into();
         assert_eq!(summarize_names(&names), "a.example.com (+1)");
+    }
+
+    fn router(limits: budget::Limits) -> Router {
+        let settings = Settings {
+            operator_namespace: "extdns".into(),
+            coalesce: std::time::Duration::from_millis(10),
+            backend_timeout: std::time::Duration::from_secs(1),
+            status_concurrency: 1,
+            leader: crate::controller::leader::Leadership::always(),
+            tenancy: Default::default(),
+            budget: limits,
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Router::new(None, settings, Arc::new(Metrics::default()), Arc::new(StatusWriter::default()), tx)
+    }
+
+    /// A finalized DNSEndpoint of namespace `t` with `n` TXT records of 100 characters.
+    fn snapshot(name: &str, day: u32, n: usize, rv: u32) -> EndpointSnapshot {
+        let endpoints: Vec<serde_json::Value> = (0..n)
+            .map(|i| json!({"dnsName": format!("r{i}.{name}.example.com"), "recordType": "TXT", "targets": ["x".repeat(100)]}))
+            .collect();
+        let obj: DNSEndpoint = serde_json::from_value(json!({
+            "apiVersion": "extdns.io/v1alpha1", "kind": "DNSEndpoint",
+            "metadata": {"name": name, "namespace": "t", "uid": format!("u-{name}"), "generation": 1,
+                "resourceVersion": rv.to_string(),
+                "creationTimestamp": format!("2026-01-{day:02}T00:00:00Z"), "finalizers": [FINALIZER]},
+            "spec": {"endpoints": endpoints},
+        }))
+        .expect("DNSEndpoint");
+        EndpointSnapshot::of(&obj)
+    }
+
+    fn step(r: &mut Router, msgs: Vec<RouterMsg>) {
+        for m in msgs {
+            r.handle(m);
+        }
+        r.settle();
+    }
+
+    fn upsert(s: EndpointSnapshot) -> RouterMsg {
+        RouterMsg::Upsert(Item::Endpoint(Box::new(s)))
+    }
+
+    fn held(r: &Router, name: &str) -> (usize, usize, bool) {
+        let e = r.endpoints.values().find(|e| e.snap.name == name).expect("object known");
+        (e.snap.valid.len(), e.routes.iter().count(), e.over_budget.is_some())
+    }
+
+    #[test]
+    fn objects_past_their_namespace_budget_hold_no_records_until_they_fit() {
+        let mut r = router(budget::Limits { records: 3, bytes: 0 });
+        // Listed in name order, not in creation order; the routes come once all is listed.
+        step(
+            &mut r,
+            vec![upsert(snapshot("a", 1, 2, 10)), upsert(snapshot("b", 2, 2, 11)), upsert(snapshot("c", 3, 1, 12))],
+        );
+        // Trimmed as soon as the batch is handled, before anything is routed.
+        assert_eq!(held(&r, "b"), (0, 0, true));
+        assert_eq!(held(&r, "a").0, 2);
+        step(&mut r, NEEDED.iter().map(|k| RouterMsg::Listed(*k)).collect());
+        // a (2) and c (1) make 3; b (2) would make 5.
+        assert_eq!(held(&r, "a"), (2, 2, false));
+        assert_eq!(held(&r, "b"), (0, 0, true));
+        assert_eq!(held(&r, "c"), (1, 1, false));
+        assert_eq!(r.metrics.desired_records.get(), 3);
+        let over = r.endpoints.values().find(|e| e.snap.name == "b").and_then(|e| e.over_budget.clone());
+        assert!(over.expect("b refused").to_string().contains("--max-records-per-namespace=3"));
+
+        // A new version of b from the watch is trimmed before it is routed.
+        step(&mut r, vec![upsert(snapshot("b", 2, 2, 20))]);
+        assert_eq!(held(&r, "b"), (0, 0, true));
+
+        // a goes: b fits again, and is read again (the trimmed snapshot has no records).
+        let a = r.endpoints.values().find(|e| e.snap.name == "a").expect("a").snap.key.clone();
+        step(&mut r, vec![RouterMsg::Remove(Item::Endpoint(Box::new(snapshot("a", 1, 2, 21))))]);
+        assert!(!r.endpoints.contains_key(&a));
+        let b = r.endpoints.values().find(|e| e.snap.name == "b").expect("b").snap.key.clone();
+        assert_eq!(held(&r, "b"), (0, 0, false));
+        assert!(r.refetch.contains(&b), "b is read again");
+        // A read older than what the watch brought is not taken.
+        step(&mut r, vec![RouterMsg::Refetched(b.clone(), Some(Box::new(snapshot("b", 2, 2, 19))))]);
+        assert_eq!(held(&r, "b"), (0, 0, false));
+        assert!(r.refetch.contains(&b));
+        step(&mut r, vec![RouterMsg::Refetched(b.clone(), Some(Box::new(snapshot("b", 2, 2, 20))))]);
+        assert_eq!(held(&r, "b"), (2, 2, false));
+        assert_eq!(r.metrics.desired_records.get(), 3);
+
+        // An older object growing pushes the youngest out.
+        step(&mut r, vec![upsert(snapshot("b", 2, 3, 22))]);
+        assert_eq!(held(&r, "b"), (3, 3, false));
+        assert_eq!(held(&r, "c"), (0, 0, true));
+    }
+
+    #[test]
+    fn a_namespace_within_its_budget_is_routed_at_once() {
+        let mut r = router(budget::Limits { records: 10, bytes: 1 << 20 });
+        step(&mut r, NEEDED.iter().map(|k| RouterMsg::Listed(*k)).collect());
+        r.handle(upsert(snapshot("a", 1, 2, 10)));
+        // Routed while the message is handled: no budget decision was needed.
+        assert_eq!(held(&r, "a"), (2, 2, false));
+        assert!(r.budget_dirty.is_empty());
+        let b = r.budgets.get("t").expect("namespace counted");
+        assert_eq!(b.total, Cost { records: 2, bytes: 2 * ("r0.a.example.com".len() + 100) });
+    }
+
+    #[test]
+    fn resource_versions_compare_as_numbers() {
+        assert!(older(Some("9"), Some("10")));
+        assert!(!older(Some("10"), Some("10")));
+        assert!(!older(Some("x"), Some("10")));
+        assert!(!older(None, Some("10")));
     }
 }

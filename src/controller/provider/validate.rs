@@ -7,11 +7,11 @@ use kube::ResourceExt;
 
 use crate::crd::DNSEndpoint;
 use crate::dns::endpoint::{self, label, Endpoint, ProviderSpecificProperty, RecordType};
+use crate::crd::dnsendpoint::MAX_LABEL_VALUE_LENGTH as MAX_LABEL_VALUE;
 use crate::dns::registry;
 
-/// Longest label key and value that go into an ownership TXT.
+/// Longest label key that goes into an ownership TXT.
 const MAX_LABEL_KEY: usize = 63;
-const MAX_LABEL_VALUE: usize = 253;
 
 /// Whether a label may go into an ownership TXT. external-dns's label text has no escaping:
 /// a `,`, `=` or quote inside a key or value would read back as other labels (a forged
