@@ -394,8 +394,13 @@ pub async fn run(
     let managed_cfg = watcher::Config::default()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
         .page_size(DNSENDPOINT_PAGE_SIZE);
-    let written =
-        watch_store(&mut watches, "DNSEndpoint", scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone(), project_written);
+    let written = watch_store(
+        &mut watches,
+        "DNSEndpoint",
+        scoped::<DNSEndpoint>(&client, &ns),
+        managed_cfg.clone(),
+        project_written,
+    );
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
     let route_kinds: Vec<RouteKind> =
         RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();

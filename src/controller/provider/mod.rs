@@ -12,8 +12,8 @@
 //! - a DNSEndpoint's status is recomputed when one of its records changes state and written
 //!   by the [`status_writer`], which retries that object alone with backoff.
 
-mod inbox;
 pub mod budget;
+mod inbox;
 mod router;
 mod status_writer;
 pub mod validate;

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::inbox::{self, InboxSender};
 use super::budget::{self, Claim, Cost, OverBudget};
+use super::inbox::{self, InboxSender};
 use super::status_writer::{serialize_status, status_hash, StatusWriter};
 use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
@@ -1679,6 +1679,7 @@ status: {status}
             status_concurrency: 1,
             leader: crate::controller::leader::Leadership::always(),
             tenancy: Default::default(),
+            budget: budget::Limits::UNLIMITED,
         };
         let writer = Arc::new(StatusWriter::default());
         let (tx, rx) = mpsc::unbounded_channel();

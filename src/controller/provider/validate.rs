@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 
+use crate::crd::dnsendpoint::MAX_LABEL_VALUE_LENGTH as MAX_LABEL_VALUE;
 use crate::crd::DNSEndpoint;
 use crate::dns::endpoint::{self, label, Endpoint, ProviderSpecificProperty, RecordType};
-use crate::crd::dnsendpoint::MAX_LABEL_VALUE_LENGTH as MAX_LABEL_VALUE;
 use crate::dns::registry;
 
 /// Longest label key that goes into an ownership TXT.
