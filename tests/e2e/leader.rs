@@ -444,6 +444,98 @@ async fn frozen_leader_resumed_sends_nothing() {
 
 /// An apiserver restart longer than the renew deadline: the operator loses the Lease, does
 /// not exit, its embedded DNS answers throughout, and it leads again afterwards.
+/// Issue 19 scenario 8: a leader waiting for a rate-limit token when it is frozen past its
+/// lease sends nothing once it resumes: the lease is checked after the wait, right before
+/// the message, and what it had queued is dropped.
+#[tokio::test]
+async fn a_leader_held_at_a_rate_limit_token_sends_nothing_after_losing_the_lease() {
+    let client = client().await;
+    ensure_operator_namespace(&client).await;
+    let ns = TestNs::new(&client, "token", json!({})).await;
+    let zone = "token.e2e.test";
+    let bind = Bind::start("leader_token", zone);
+    let proxy = DnsProxy::start(bind.port);
+    let lease_name = format!("e2e-token-{}", std::process::id());
+    let args = |id: &str| {
+        vec![
+            "--leader-elect".to_string(),
+            "--leader-election-lease".into(),
+            lease_name.clone(),
+            "--leader-election-lease-duration".into(),
+            "6s".into(),
+            "--leader-election-renew-deadline".into(),
+            "4s".into(),
+            "--leader-election-retry-period".into(),
+            "1s".into(),
+            "--identity".into(),
+            id.into(),
+        ]
+    };
+    let start = |test: &str, args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Operator::start_with(test, &args)
+    };
+    let mut a = start("leader_token_a", args("replica-a"));
+    let mut b = start("leader_token_b", args("replica-b"));
+    proxy.watch(&[a.pid(), b.pid()]);
+    rfc2136_provider(&client, &ns.name, zone, proxy.port, "e2e").await;
+    // One backend call every 5 s: each pass's ownership TXT, record and removal phases wait
+    // for tokens in turn.
+    let providers: Api<extdns::crd::DNSProvider> = Api::namespaced(client.clone(), &ns.name);
+    providers
+        .patch(
+            "bind",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"rateLimit": {"qps": 0.2, "burst": 1}}})),
+        )
+        .await
+        .expect("rate-limit the provider");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "extdns-e2e");
+    let first = wait_for("a lease holder", DEADLINE, || {
+        let (leases, n) = (leases.clone(), lease_name.clone());
+        async move { lease_holder(&leases, &n).await }
+    })
+    .await;
+    let (leader, follower) = if first == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let old_pid = leader.pid();
+
+    // The leader sends the new record's ownership TXT, then waits up to 5 s for the token of
+    // the record itself: freeze it there.
+    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns.name);
+    let before = proxy.sent_by(Some(old_pid));
+    apply(&eps, "x", a_record("x", &format!("x.{zone}"), "192.0.2.240")).await;
+    let txt = format!("a-x.{zone}");
+    wait_for("the leader to write the ownership TXT", DEADLINE, || {
+        let (port, txt) = (bind.port, txt.clone());
+        async move { (!dig(port, &txt, "TXT").is_empty()).then_some(()) }
+    })
+    .await;
+    leader.signal("-STOP");
+    let sent_when_frozen = proxy.sent_by(Some(old_pid));
+    assert!(sent_when_frozen > before, "the leader's TXT went through the proxy");
+    let log_before = std::fs::metadata(&leader.log).map(|m| m.len() as usize).unwrap_or(0);
+    wait_for("the follower to take the lease", DEADLINE, || {
+        let (leases, n, first) = (leases.clone(), lease_name.clone(), first.clone());
+        async move { lease_holder(&leases, &n).await.filter(|h| *h != first) }
+    })
+    .await;
+    leader.signal("-CONT");
+    wait_for("the resumed replica to drop what it queued", DEADLINE, || {
+        let log = leader.log.clone();
+        async move {
+            let text = std::fs::read_to_string(log).ok()?;
+            text.get(log_before..)?.contains("this replica no longer leads").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(proxy.sent_by(Some(old_pid)), sent_when_frozen, "the old leader sent a message after losing the lease");
+    // The new leader publishes the record.
+    wait_dig(bind.port, &format!("x.{zone}"), "A", &["192.0.2.240"]).await;
+    assert_eq!(proxy.sent_by(Some(old_pid)), sent_when_frozen);
+    assert!(follower.counter("extdns_leader", &[]).await == 1, "the follower leads now");
+    ns.cleanup().await;
+}
+
 #[tokio::test]
 async fn apiserver_restart_keeps_operator_and_embedded_dns() {
     let client = client().await;
