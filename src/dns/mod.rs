@@ -1,16 +1,8 @@
-//! The DNS core: record model, validation, planning, TXT ownership registry and the
-//! `Provider` seam. Nothing here knows about Kubernetes, so it is unit-tested in isolation
-//! and shared by the controllers, the `render` command and the benchmarks.
+//! The DNS layer as the operator sees it: the core (`extdns-core`: record model, planner,
+//! registry, the `Provider` seam) and the backends behind it, under the paths the operator,
+//! the tests and the benchmark have always used.
 
-pub mod apply;
-pub mod endpoint;
-pub mod filter;
-pub mod labels;
-pub mod plan;
-pub mod provider;
+pub use extdns_core::{apply, endpoint, filter, labels, plan, provider, registry, subtree};
 pub mod providers;
-pub mod registry;
-pub mod subtree;
 
-pub use endpoint::{Endpoint, RecordKey, RecordType};
-pub use provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+pub use extdns_core::{Applied, Change, ChangeResult, Endpoint, Provider, ProviderError, RecordKey, RecordType, Zone};

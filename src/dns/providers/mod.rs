@@ -3,7 +3,7 @@
 pub mod cloudflare;
 pub mod conformance;
 pub mod embedded;
-pub mod inmemory;
+pub use extdns_core::inmemory;
 pub mod powerdns;
 pub mod precheck;
 pub mod ratelimit;

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use crate::dns::endpoint::{normalize_name, Endpoint, RecordKey, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::endpoint::{normalize_name, Endpoint, RecordKey, RecordType};
+use crate::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 #[derive(Default, Debug)]
 struct State {

@@ -1,6 +1,6 @@
 //! external-dns's `--domain-filter` / `--exclude-domains` semantics.
 
-use super::endpoint::normalize_name;
+use crate::endpoint::normalize_name;
 
 /// Include/exclude suffix lists. An empty include list admits every name. A filter entry
 /// starting with a dot (".example.com") matches only names below it, not the apex.

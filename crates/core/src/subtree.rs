@@ -10,8 +10,8 @@
 //! it. Of two related claims of different namespaces, the one whose records the zone holds
 //! wins, else the older claim; the other is refused naming the holder.
 
-use super::endpoint::RecordType;
-use super::plan::Claimant;
+use crate::endpoint::RecordType;
+use crate::plan::Claimant;
 
 /// A namespace's claim at one name: its oldest claimant there, and whether the zone holds
 /// records of ours published for that namespace at the name.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::endpoint::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// A zone a provider can write to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,7 +16,7 @@ pub struct Zone {
 
 impl Zone {
     pub fn named(name: &str) -> Self {
-        let name = super::endpoint::normalize_name(name);
+        let name = crate::endpoint::normalize_name(name);
         Zone { id: name.clone(), name }
     }
 
@@ -159,7 +159,7 @@ pub trait Provider: Send + Sync {
 
     /// Refuses, without contacting the backend, a change `apply` would refuse client-side
     /// (a name or value the wire format cannot carry), with the reason naming the record.
-    /// [`crate::dns::apply::apply_with_ownership`] checks every change of a batch first, so
+    /// [`crate::apply::apply_with_ownership`] checks every change of a batch first, so
     /// that a record and its ownership TXT are refused together before either is sent.
     fn check(&self, _zone: &Zone, _change: &Change) -> Result<(), ProviderError> {
         Ok(())

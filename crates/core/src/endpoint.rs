@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::labels::Labels;
+pub use crate::labels::Labels;
 
 /// Record types extdns manages. external-dns spells them in upper case; so do we.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]

@@ -19,11 +19,11 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use rand::RngCore;
 
-use super::endpoint::{label, Endpoint, RecordKey, RecordType};
-use super::provider::{Change, Zone};
+use crate::endpoint::{label, Endpoint, RecordKey, RecordType};
+use crate::provider::{Change, Zone};
 
 /// Labels carried by an ownership TXT record, keys without the `external-dns/` prefix.
-pub use super::labels::Labels;
+pub use crate::labels::Labels;
 
 const HERITAGE_KEY: &str = "heritage";
 const HERITAGE: &str = "external-dns";
@@ -399,7 +399,7 @@ impl TxtRegistry {
     /// whole RRset, from exactly what is stored to the same values plus or minus ours.
     ///
     /// Each produced change says which planned change it belongs to and whether it is that
-    /// change or an ownership change for it; [`crate::dns::apply::apply_with_ownership`] uses
+    /// change or an ownership change for it; [`crate::apply::apply_with_ownership`] uses
     /// that to keep a record and its ownership TXT together.
     pub fn expand(&self, view: &RegistryView, changes: &[Change]) -> Vec<Expanded> {
         let deleted: BTreeSet<RecordKey> = changes
@@ -1484,7 +1484,7 @@ mod tests {
         let alias = |rt: RecordType| {
             let mut e = ep("lb.example.org", rt, "my-lb-1.eu-west-1.elb.amazonaws.com");
             e.provider_specific =
-                vec![crate::dns::endpoint::ProviderSpecificProperty { name: "alias".into(), value: "true".into() }];
+                vec![crate::endpoint::ProviderSpecificProperty { name: "alias".into(), value: "true".into() }];
             e
         };
         let view = r.view(vec![
@@ -1730,7 +1730,7 @@ mod tests {
             "ingress/default/foo",
         );
         e.provider_specific
-            .push(crate::dns::endpoint::ProviderSpecificProperty { name: "aws/weight".into(), value: "10".into() });
+            .push(crate::endpoint::ProviderSpecificProperty { name: "aws/weight".into(), value: "10".into() });
         e.set_identifier = "eu".into();
         let t = r.ownership_record(&e);
         assert_eq!(t.dns_name, "a-foo.example.org");

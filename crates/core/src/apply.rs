@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 
 use tracing::{debug, warn};
 
-use super::endpoint::Endpoint;
-use super::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
-use super::registry::{Expanded, Role};
+use crate::endpoint::Endpoint;
+use crate::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::registry::{Expanded, Role};
 
-/// Applies `expanded` (from [`crate::dns::registry::TxtRegistry::expand`], or
+/// Applies `expanded` (from [`crate::registry::TxtRegistry::expand`], or
 /// [`Expanded::data_only`] without a registry) to `zone`, keeping each record and its ownership
 /// TXT together; returns one result per expanded change, in order.
 ///
@@ -260,11 +260,11 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::dns::endpoint::{label, Endpoint, RecordType};
-    use crate::dns::plan::{self, Claimant, DesiredRecord, Outcome, Policy};
-    use crate::dns::providers::inmemory::InMemoryProvider;
-    use crate::dns::registry::{RegistryView, TxtRegistry, TxtRegistryConfig};
-    use crate::dns::Applied;
+    use crate::endpoint::{label, Endpoint, RecordType};
+    use crate::inmemory::InMemoryProvider;
+    use crate::plan::{self, Claimant, DesiredRecord, Outcome, Policy};
+    use crate::registry::{RegistryView, TxtRegistry, TxtRegistryConfig};
+    use crate::Applied;
 
     const ZONE: &str = "example.org";
     const OWNER: &str = "default";

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::endpoint::{label, Endpoint, RecordKey, RecordType};
-use super::provider::Change;
+use crate::endpoint::{label, Endpoint, RecordKey, RecordType};
+use crate::provider::Change;
 
 /// external-dns's `--policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
