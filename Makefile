@@ -17,14 +17,14 @@ build: ## Debug build of the extdns binary
 release: ## Release build (used by the demo and the benchmark)
 	$(CARGO) build --release --bin extdns
 
-unit: ## Unit tests only (no cluster, no DNS servers)
-	$(CARGO) test --lib --bins
+unit: ## Unit tests of every crate of the workspace (no cluster, no DNS servers)
+	$(CARGO) test --workspace --lib --bins
 
 test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real DNS servers, e2e on its own local control plane
 	bash e2e/dns/install.sh
 	bash e2e/install-tools.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance --test gitops
+	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --workspace --lib --bins --test crds --test samples --test conformance --test gitops
 	$(MAKE) image-test PROFILE=debug
 	$(MAKE) e2e
 
@@ -87,7 +87,7 @@ check-crds: ## Fail when crds/ is stale
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features e2e,bench -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features e2e,bench,extdns-providers/conformance -- -D warnings
 
 run: build ## Run the operator against $$KUBECONFIG (one local process: no leader election)
 	./target/debug/extdns run --leader-elect=false

@@ -10,8 +10,8 @@ use kube::{Api, Client};
 use std::net::SocketAddr;
 
 use crate::crd::dnsprovider::{
-    CloudflareSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef,
-    Transport, WebhookSpec,
+    parse_duration, CloudflareSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType,
+    SecretKeyRef, Transport, WebhookSpec, DEFAULT_EMBEDDED_LISTEN,
 };
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
@@ -56,7 +56,7 @@ pub enum BackendError {
     Start(String),
     /// The operator does not let this provider have a backend (tenancy rules).
     #[error(transparent)]
-    Refused(#[from] super::tenancy::Refused),
+    Refused(#[from] crate::controller::tenancy::Refused),
 }
 
 impl BackendError {
@@ -101,6 +101,8 @@ pub struct BuildContext<'a> {
 /// Bounds of `spec.resyncInterval`. Every resync lists every zone, against a quota that all
 /// tenants of a shared account spend: a provider may not list more often than this floor,
 /// nor go longer than the ceiling without repairing drift.
+/// `spec.resyncInterval` when unset.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
 pub const MIN_RESYNC: Duration = Duration::from_secs(60);
 pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
@@ -108,9 +110,8 @@ pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 /// when unset.
 pub fn resync_interval(spec: &ProviderSpec) -> Result<Duration, BackendError> {
     let field = "spec.resyncInterval";
-    let Some(text) = &spec.resync_interval else { return Ok(crate::controller::provider::DEFAULT_RESYNC) };
-    let d = crate::controller::provider::parse_duration(field, text)
-        .map_err(|message| BackendError::Field { field: field.into(), message })?;
+    let Some(text) = &spec.resync_interval else { return Ok(DEFAULT_RESYNC) };
+    let d = parse_duration(field, text).map_err(|message| BackendError::Field { field: field.into(), message })?;
     if !(MIN_RESYNC..=MAX_RESYNC).contains(&d) {
         return Err(BackendError::Field {
             field: field.into(),
@@ -258,7 +259,7 @@ async fn route53_provider(
         cfg.evaluate_target_health = e;
     }
     if let Some(t) = &r.zones_cache_ttl {
-        cfg.zones_cache_ttl = crate::controller::provider::parse_duration("spec.route53.zonesCacheTTL", t)
+        cfg.zones_cache_ttl = parse_duration("spec.route53.zonesCacheTTL", t)
             .map_err(|message| BackendError::Field { field: "spec.route53.zonesCacheTTL".into(), message })?;
     }
     cfg.default_ttl = default_ttl;
@@ -329,13 +330,10 @@ async fn cloudflare_provider(
         cfg.per_page = p;
     }
     if let Some(t) = &c.timeout {
-        cfg.timeout = crate::controller::provider::parse_duration("spec.cloudflare.timeout", t)
-            .map_err(|m| field("timeout", m))?;
+        cfg.timeout = parse_duration("spec.cloudflare.timeout", t).map_err(|m| field("timeout", m))?;
     }
     CloudflareProvider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
 }
-
-pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";
 
 async fn rfc2136_provider(
     client: &Client,
@@ -367,8 +365,7 @@ async fn rfc2136_provider(
         cfg.batch_size = b as usize;
     }
     if let Some(t) = &r.timeout {
-        cfg.timeout =
-            crate::controller::provider::parse_duration("spec.rfc2136.timeout", t).map_err(|m| field("timeout", m))?;
+        cfg.timeout = parse_duration("spec.rfc2136.timeout", t).map_err(|m| field("timeout", m))?;
     }
     cfg.default_ttl = default_ttl;
     Rfc2136Provider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
@@ -414,8 +411,7 @@ async fn powerdns_provider(
     cfg.zones = p.zones.clone();
     cfg.ca_bundle = read_ca_bundle(client, secret_ns, p.tls.as_ref()).await?;
     if let Some(t) = &p.timeout {
-        cfg.timeout =
-            crate::controller::provider::parse_duration("spec.powerdns.timeout", t).map_err(|m| field("timeout", m))?;
+        cfg.timeout = parse_duration("spec.powerdns.timeout", t).map_err(|m| field("timeout", m))?;
     }
     cfg.default_ttl = default_ttl;
     PowerDnsProvider::new(cfg).map_err(|e| {
@@ -435,8 +431,7 @@ fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider
         WebhookConfig::new(w.url.clone().unwrap_or_else(|| crate::dns::providers::webhook::DEFAULT_URL.into()));
     cfg.zones = w.zones.clone();
     if let Some(t) = &w.timeout {
-        cfg.timeout =
-            crate::controller::provider::parse_duration("spec.webhook.timeout", t).map_err(|m| field("timeout", m))?;
+        cfg.timeout = parse_duration("spec.webhook.timeout", t).map_err(|m| field("timeout", m))?;
     }
     cfg.default_ttl = default_ttl;
     WebhookProvider::new(cfg).map_err(|e| {
@@ -451,6 +446,27 @@ fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_errors_carry_the_refusal_reason() {
+        use crate::controller::tenancy::{check_provider, Refused, REASON_LISTENER_CONFLICT, REASON_NOT_PERMITTED};
+        let taken = BackendError::from(Refused::ListenerTaken("spec.embedded.listen: held".into()));
+        assert_eq!(taken.reason(), REASON_LISTENER_CONFLICT);
+        assert_eq!(taken.to_string(), "spec.embedded.listen: held");
+        let embedded = ProviderSpec {
+            embedded: Some(crate::crd::dnsprovider::EmbeddedSpec {
+                zones: vec!["example.com".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let refused = BackendError::from(Refused::from(
+            check_provider(&embedded, true, &crate::config::TenancyFlags::default()).unwrap_err(),
+        ));
+        assert_eq!(refused.reason(), REASON_NOT_PERMITTED);
+        assert!(refused.to_string().starts_with("spec.embedded:"), "{refused}");
+        assert_eq!(BackendError::BackendCount(0).reason(), "InvalidProvider");
+    }
 
     #[test]
     fn resync_interval_has_a_floor_and_a_ceiling() {

@@ -18,10 +18,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::provider::ProviderId;
 use crate::config::TenancyFlags;
 use crate::crd::dnsprovider::ProviderSpec;
-use crate::crd::ProviderRefKind;
+use crate::crd::{ProviderId, ProviderRefKind};
 use crate::dns::ProviderError;
 
 /// Provider condition reason: the spec uses something the operator does not let namespaced
@@ -42,7 +41,7 @@ pub const FLAG_ENDPOINT: &str = "--namespaced-custom-endpoint";
 pub const FLAG_EMBEDDED: &str = "--namespaced-embedded";
 
 /// Default of `spec.embedded.listen`, as the backend applies it.
-const DEFAULT_LISTEN: &str = super::backend::DEFAULT_EMBEDDED_LISTEN;
+const DEFAULT_LISTEN: &str = crate::crd::dnsprovider::DEFAULT_EMBEDDED_LISTEN;
 
 /// A namespaced provider uses something only the platform team may grant.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -647,18 +646,6 @@ mod tests {
         assert_eq!(out[&r53], Ok(()));
         // Cluster providers are built first.
         assert_eq!(start_order(&facts), vec![1, 0, 2]);
-    }
-
-    #[test]
-    fn backend_errors_carry_the_refusal_reason() {
-        use crate::controller::backend::BackendError;
-        let taken = BackendError::from(Refused::ListenerTaken("spec.embedded.listen: held".into()));
-        assert_eq!(taken.reason(), REASON_LISTENER_CONFLICT);
-        assert_eq!(taken.to_string(), "spec.embedded.listen: held");
-        let refused = BackendError::from(Refused::from(check_provider(&embedded(None), true, &NONE).unwrap_err()));
-        assert_eq!(refused.reason(), REASON_NOT_PERMITTED);
-        assert!(refused.to_string().starts_with("spec.embedded:"), "{refused}");
-        assert_eq!(BackendError::BackendCount(0).reason(), "InvalidProvider");
     }
 
     #[test]

@@ -1,9 +1,24 @@
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::dns::endpoint::RecordType;
+
+/// Default of `spec.embedded.listen`.
+pub const DEFAULT_EMBEDDED_LISTEN: &str = "0.0.0.0:5353";
+
+/// Parses "90s", "10m", "1h", or a plain number of seconds.
+pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
+}
 
 /// `spec.resyncInterval`: hours, minutes and seconds ("1h", "10m", "1h30m", "90s") or plain
 /// seconds ("3600"), never below one minute (the operator also refuses more than 24h).

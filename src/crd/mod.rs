@@ -9,9 +9,28 @@ pub use dnsendpoint::{
 };
 pub use dnsprovider::{ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderSpec};
 
+use std::fmt;
+
 use kube::CustomResourceExt;
 
 pub const GROUP: &str = "extdns.io";
+
+/// Identity of a provider object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId {
+    pub kind: ProviderRefKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "DNSProvider/{ns}/{}", self.name),
+            None => write!(f, "ClusterDNSProvider/{}", self.name),
+        }
+    }
+}
 
 /// All CRDs as one multi-document YAML stream, in a stable order.
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {

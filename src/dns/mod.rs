@@ -3,6 +3,6 @@
 //! the tests and the benchmark have always used.
 
 pub use extdns_core::{apply, endpoint, filter, labels, plan, provider, registry, subtree};
-pub mod providers;
+pub use extdns_providers as providers;
 
 pub use extdns_core::{Applied, Change, ChangeResult, Endpoint, Provider, ProviderError, RecordKey, RecordType, Zone};

@@ -21,7 +21,6 @@ mod vec_map;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,14 +35,13 @@ use tracing::warn;
 
 use crate::controller::supervise::{GaveUp, Stopped, Supervisor};
 use crate::crd::dnsprovider::ProviderSpec;
-use crate::crd::{ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsProviderStatus, ProviderRefKind};
+use crate::crd::{ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsProviderStatus, ProviderId, ProviderRefKind};
 use crate::metrics::{Gate, Metrics};
 
 pub use validate::{validate_endpoint_spec, Validated};
 pub use worker::DEFAULT_OWNER_ID;
 
 pub const DEFAULT_TTL: u32 = 300;
-pub const DEFAULT_RESYNC: Duration = Duration::from_secs(3600);
 /// DNSEndpoints per page of the initial listing: the apiserver stores objects of up to 1.5 MiB,
 /// and a page is held whole, as text and then as objects, while it is projected. Pages of 500
 /// (the watcher's default) made a restart with one namespace's 40 MB of objects hold them all
@@ -91,23 +89,6 @@ pub struct Settings {
     pub tenancy: crate::config::TenancyFlags,
     /// Records the DNSEndpoints of one namespace may have served (see [`budget`]).
     pub budget: budget::Limits,
-}
-
-/// Identity of a provider object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ProviderId {
-    pub kind: ProviderRefKind,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl fmt::Display for ProviderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "DNSProvider/{ns}/{}", self.name),
-            None => write!(f, "ClusterDNSProvider/{}", self.name),
-        }
-    }
 }
 
 /// A DNSEndpoint's identity: "namespace/name@uid", so a re-created object is another one.
@@ -181,16 +162,6 @@ fn backoff(attempts: u32) -> Duration {
 
 fn now_time() -> Time {
     Time(jiff::Timestamp::now())
-}
-
-/// Parses "90s", "10m", "1h", or a plain number of seconds.
-pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{field}: {s:?} is not a duration like \"90s\", \"10m\" or \"1h\": {e}"))
 }
 
 /// Starts the watches, the router and the status writers, each supervised; runs until one

@@ -21,13 +21,14 @@ use super::status_writer::{serialize_status, status_hash, StatusWriter};
 use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
 use super::{
-    backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderId,
-    ProviderObject, RecordResult, Settings,
+    backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderObject,
+    RecordResult, Settings,
 };
 use crate::controller::supervise::{self, count_restart, GaveUp, Restarts, Stopped};
 use crate::controller::{selector, tenancy, FINALIZER};
 use crate::crd::{
-    ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, ProviderRef, ProviderRefKind, RecordStatus,
+    ClusterDNSProvider, DNSEndpoint, DNSProvider, DnsEndpointStatus, ProviderId, ProviderRef, ProviderRefKind,
+    RecordStatus,
 };
 use crate::dns::endpoint::{self, Endpoint};
 use crate::dns::filter::DomainFilter;

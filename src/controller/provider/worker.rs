@@ -17,11 +17,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::vec_map::VecMap;
-use super::{backoff, now_time, EpKey, Leader, ProviderId, ProviderObject, RecordResult, DEFAULT_RESYNC, DEFAULT_TTL};
-use crate::controller::backend::{self, Backend, BackendError};
+use super::{backoff, now_time, EpKey, Leader, ProviderObject, RecordResult, DEFAULT_TTL};
+use crate::controller::backend::{self, Backend, BackendError, DEFAULT_RESYNC};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
 use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
-use crate::crd::{ClusterDNSProvider, DNSProvider, DnsProviderStatus};
+use crate::crd::{ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderId};
 use crate::dns::apply::apply_with_ownership;
 use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;

@@ -33,9 +33,9 @@ use serde::{Deserialize, Serialize};
 use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
 use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
-use crate::dns::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
-use crate::dns::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
-use crate::dns::registry::parse_labels;
+use extdns_core::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
+use extdns_core::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use extdns_core::registry::parse_labels;
 
 /// The protocol's media type, sent as Accept and Content-Type and expected back.
 pub const MEDIA_TYPE: &str = "application/external.dns.webhook+json;version=1";
@@ -250,7 +250,7 @@ impl WebhookProvider {
             bucket.take().await;
         }
         // After the token: the lease may have gone meanwhile.
-        crate::dns::provider::write_allowed(what).map_err(Failure::Other)?;
+        extdns_core::provider::write_allowed(what).map_err(Failure::Other)?;
         let url = if route.is_empty() { self.base.clone() } else { join(&self.base, route) };
         let mut req = self.http.request(method, url).header(reqwest::header::ACCEPT, MEDIA_TYPE);
         if let Some(b) = body {

@@ -18,7 +18,7 @@
 //!   operations (Cloudflare's plan limit: 200 on Free, 3,500 on paid plans). A batch refused
 //!   for its content is bisected until the refused change(s) are isolated, as Route53 does;
 //!   the others are applied and each refused one gets Cloudflare's message. The record and
-//!   its ownership TXT are applied in the phases of [`crate::dns::apply`], so a refused record
+//!   its ownership TXT are applied in the phases of [`extdns_core::apply`], so a refused record
 //!   leaves no ownership behind.
 //! * **Proxied records** (`external-dns.alpha.kubernetes.io/cloudflare-proxied`, default
 //!   `proxied` of the provider) exist only for A, AAAA and CNAME and always have TTL 1
@@ -42,9 +42,9 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
-use crate::dns::providers::ratelimit::TokenBucket;
+use crate::ratelimit::TokenBucket;
+use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
+use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 /// Cloudflare's batch limit on the Free plan; paid plans take 3,500.
@@ -309,7 +309,7 @@ impl CloudflareProvider {
                 bucket.take().await;
             }
             // After the token and any throttling pause: the lease may have gone meanwhile.
-            crate::dns::provider::write_allowed(what)
+            extdns_core::provider::write_allowed(what)
                 .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.config.token).query(query);
             if let Some(b) = body {

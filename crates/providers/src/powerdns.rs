@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::precheck::{self, check_changes};
 use super::ratelimit::TokenBucket;
-use crate::dns::endpoint::{normalize_name, Endpoint, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
+use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// Everything the provider needs, already read from Secrets.
 #[derive(Clone)]
@@ -176,7 +176,7 @@ impl PowerDnsProvider {
             bucket.take().await;
         }
         // After the token: the lease may have gone meanwhile.
-        crate::dns::provider::write_allowed(what).map_err(Failure::Other)?;
+        extdns_core::provider::write_allowed(what).map_err(Failure::Other)?;
         let mut req = self
             .http
             .request(method, url)

@@ -35,9 +35,9 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
-use crate::dns::endpoint::{normalize_name, validate_name, Endpoint, RecordType};
-use crate::dns::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
-use crate::dns::providers::inmemory::InMemoryProvider;
+use crate::inmemory::InMemoryProvider;
+use extdns_core::endpoint::{normalize_name, validate_name, Endpoint, RecordType};
+use extdns_core::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// TTL of records that do not set one.
 pub const DEFAULT_TTL: u32 = 300;

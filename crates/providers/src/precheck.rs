@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dns::endpoint::{Endpoint, RecordKey};
-use crate::dns::provider::Change;
+use extdns_core::endpoint::{Endpoint, RecordKey};
+use extdns_core::provider::Change;
 
 /// Checks `changes` in order against `held` (the zone as just listed, names normalised), each
 /// change seeing the effect of the earlier accepted ones. Returns one verdict per change: `Ok`
@@ -42,7 +42,7 @@ pub fn check_changes(held: &[Endpoint], changes: &[Change], default_ttl: u32) ->
 
 fn key_of(e: &Endpoint) -> RecordKey {
     let mut k = e.key();
-    k.dns_name = crate::dns::endpoint::normalize_name(&k.dns_name);
+    k.dns_name = extdns_core::endpoint::normalize_name(&k.dns_name);
     k
 }
 
@@ -117,7 +117,7 @@ pub fn batches_without_repeats<T, K: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::RecordType;
+    use extdns_core::RecordType;
 
     fn a(name: &str, ip: &str) -> Endpoint {
         Endpoint::new(name, RecordType::A, vec![ip.into()]).with_ttl(300)

@@ -50,8 +50,8 @@ use hmac::{Hmac, Mac};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::dns::endpoint::{normalize_name, Endpoint, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
+use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// external-dns' `--rfc2136-batch-change-size` default.
 pub const DEFAULT_BATCH_SIZE: usize = 50;
@@ -446,7 +446,7 @@ impl Rfc2136Provider {
         }
         let mut zones = Vec::new();
         for z in &config.zones {
-            crate::dns::endpoint::validate_name("zones", z)
+            extdns_core::endpoint::validate_name("zones", z)
                 .map_err(|e| ProviderError::Config(format!("RFC2136 zone {z:?} is invalid: {e}")))?;
             let zone = Zone::named(z);
             if !zones.contains(&zone) {
@@ -784,7 +784,7 @@ impl Rfc2136Provider {
                 Ok(b) if b.len() + TSIG_RECORD_MAX > MAX_MESSAGE => {
                     Err(ExchangeError::TooLarge(format!("{what}: too large for one DNS message ({} bytes)", b.len())))
                 }
-                _ => match crate::dns::provider::write_allowed(&what) {
+                _ => match extdns_core::provider::write_allowed(&what) {
                     Ok(()) => self.exchange(message, true, &what).await.map(|_| ()),
                     Err(e) => return Err(e),
                 },

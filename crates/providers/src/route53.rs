@@ -64,9 +64,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rand::Rng as _;
 
-use crate::dns::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
-use crate::dns::providers::ratelimit::TokenBucket;
+use crate::ratelimit::TokenBucket;
+use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
+use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// external-dns' `--aws-batch-change-size` default, and Route53's limit of ResourceRecord
 /// elements in one ChangeResourceRecordSets.
@@ -425,7 +425,7 @@ impl Route53Provider {
                 bucket.take().await;
             }
             // After the token and any throttling pause: the lease may have gone meanwhile.
-            crate::dns::provider::write_allowed(what)
+            extdns_core::provider::write_allowed(what)
                 .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let err = match op().await {
                 Ok(out) => {
@@ -525,7 +525,7 @@ impl Route53Provider {
         }
         let cache = self.zones_cache.lock().unwrap_or_else(|e| e.into_inner());
         let zones = &cache.as_ref()?.1;
-        crate::dns::provider::zone_for(zones, &normalize_name(target)).map(|z| z.id.clone())
+        extdns_core::provider::zone_for(zones, &normalize_name(target)).map(|z| z.id.clone())
     }
 
     /// The hosted zone id an alias to `target` must name.
@@ -539,7 +539,7 @@ impl Route53Provider {
         }
         // The zone list may be older than the target's zone.
         let zones = self.zones().await?;
-        crate::dns::provider::zone_for(&zones, &target).map(|z| z.id.clone()).ok_or_else(|| {
+        extdns_core::provider::zone_for(&zones, &target).map(|z| z.id.clone()).ok_or_else(|| {
             ProviderError::Rejected(format!(
                 "alias target {target} is neither a known AWS load balancer, CloudFront or Global Accelerator \
                  name nor inside one of our hosted zones; name its hosted zone with {}",

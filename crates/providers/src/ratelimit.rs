@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::dns::endpoint::Endpoint;
-use crate::dns::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
+use extdns_core::endpoint::Endpoint;
+use extdns_core::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
 #[derive(Debug)]
 struct Bucket {
@@ -80,7 +80,7 @@ impl Provider for RateLimited {
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         self.take().await;
         // The wait may have outlasted this replica's lease.
-        if let Err(e) = crate::dns::provider::write_allowed("applying changes") {
+        if let Err(e) = extdns_core::provider::write_allowed("applying changes") {
             return changes.iter().map(|_| Err(e.clone())).collect();
         }
         self.inner.apply(zone, changes).await
@@ -107,8 +107,8 @@ impl Provider for RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::provider::WriteGate;
-    use crate::dns::providers::inmemory::InMemoryProvider;
+    use crate::inmemory::InMemoryProvider;
+    use extdns_core::provider::WriteGate;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A replica that loses its lease while it waits for a token sends nothing once it has
@@ -124,7 +124,7 @@ mod tests {
         };
         let zone = Zone::named("example.com");
         let create =
-            |n: &str| vec![Change::Create(Endpoint::new(n, crate::dns::RecordType::A, vec!["192.0.2.1".into()]))];
+            |n: &str| vec![Change::Create(Endpoint::new(n, extdns_core::RecordType::A, vec!["192.0.2.1".into()]))];
         assert!(gate.clone().scope(p.apply(&zone, &create("first.example.com"))).await.iter().all(|r| r.is_ok()));
         let queued = tokio::spawn({
             let (p, gate, zone, changes) = (p.clone(), gate.clone(), zone.clone(), create("second.example.com"));

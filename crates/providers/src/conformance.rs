@@ -19,10 +19,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dns::apply::apply_with_ownership;
-use crate::dns::endpoint::{label, Endpoint, RecordType};
-use crate::dns::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
-use crate::dns::registry::{Expanded, RegistryView, TxtRegistry, TxtRegistryConfig};
+use extdns_core::apply::apply_with_ownership;
+use extdns_core::endpoint::{label, Endpoint, RecordType};
+use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use extdns_core::registry::{Expanded, RegistryView, TxtRegistry, TxtRegistryConfig};
 
 /// TTL of every record the battery creates; a value servers accept and keep as is.
 const TTL: u32 = 300;
@@ -999,7 +999,7 @@ pub async fn case_ownership_beside_seeded_apex_txt<P: Provider>(p: &P, zone: &Zo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::providers::inmemory::InMemoryProvider;
+    use crate::inmemory::InMemoryProvider;
 
     #[tokio::test]
     async fn in_memory_provider_passes_the_battery() {

@@ -1,8 +1,11 @@
-//! One module per DNS backend, all behind [`crate::dns::Provider`].
+//! The DNS backends of extdns: one module per backend, all behind [`extdns_core::Provider`].
+//! Nothing here knows Kubernetes; the operator builds these from a provider spec.
 
 pub mod cloudflare;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+// The reference implementation lives in the core (its own tests use it); it is a backend too.
 pub use extdns_core::inmemory;
 pub mod powerdns;
 pub mod precheck;
@@ -12,7 +15,7 @@ pub mod route53;
 pub mod webhook;
 pub(crate) mod wire_name;
 
-use crate::dns::RecordType;
+use extdns_core::RecordType;
 
 /// The wire-format record type of ours, for the providers that speak DNS.
 pub(crate) fn wire_type(rt: RecordType) -> hickory_proto::rr::RecordType {
