@@ -1,134 +1,14 @@
-//! The labels of a record (owner, resource, nonce): a handful of pairs, kept in a sorted
-//! `Vec`. A `BTreeMap` allocates a node of eleven slots (544 bytes) for the first pair; every
-//! record is held and cloned several times (router, worker, zone cache, plans), and at 10,000
-//! records those nodes were the largest part of the operator's heap.
-
-use std::collections::BTreeMap;
-use std::fmt;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+//! The labels of a record (owner, resource, nonce): a handful of pairs. Every record is held
+//! and cloned several times (router, worker, zone cache, plans), so they are a
+//! [`VecMap`](crate::vec_map::VecMap), not a `BTreeMap` (see there why).
 
 /// Sorted by key, keys unique; compares, hashes and serializes like the map it stands for.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
-
-impl Labels {
-    pub fn new() -> Self {
-        Labels(Vec::new())
-    }
-
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.find(key).ok().map(|i| &self.0[i].1)
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_ok()
-    }
-
-    /// Sets `key`, returning the value it replaced.
-    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
-        match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
-            Err(i) => {
-                self.0.insert(i, (key, value));
-                None
-            }
-        }
-    }
-
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.find(key).ok().map(|i| self.0.remove(i).1)
-    }
-
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Pairs in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
-    }
-
-    pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.0.iter().cloned().collect()
-    }
-}
-
-impl Extend<(String, String)> for Labels {
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
-    }
-}
-
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        let mut l = Labels::new();
-        l.extend(iter);
-        l.0.shrink_to_fit();
-        l
-    }
-}
-
-impl From<BTreeMap<String, String>> for Labels {
-    fn from(m: BTreeMap<String, String>) -> Self {
-        // Already sorted and unique.
-        Labels(m.into_iter().collect())
-    }
-}
-
-impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, String)>, fn(&'a (String, String)) -> Self::Item>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-}
-
-impl std::ops::Index<&str> for Labels {
-    type Output = String;
-    fn index(&self, key: &str) -> &String {
-        self.get(key).unwrap_or_else(|| panic!("no label {key:?}"))
-    }
-}
-
-impl fmt::Debug for Labels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl Serialize for Labels {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Labels {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, String>::deserialize(d).map(Labels::from)
-    }
-}
+pub type Labels = crate::vec_map::VecMap<String, String>;
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod provider;
 pub mod registry;
 pub mod subtree;
+pub mod vec_map;
 
 pub use endpoint::{Endpoint, RecordKey, RecordType};
 pub use provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};

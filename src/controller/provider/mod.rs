@@ -17,7 +17,6 @@ mod inbox;
 mod router;
 mod status_writer;
 pub mod validate;
-mod vec_map;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -18,7 +18,6 @@ use tracing::{debug, error, info, warn};
 use super::budget::{self, Claim, Cost, OverBudget};
 use super::inbox::{self, InboxSender};
 use super::status_writer::{serialize_status, status_hash, StatusWriter};
-use super::vec_map::VecMap;
 use super::worker::{Worker, WorkerCtx, WorkerMsg, WorkerReport};
 use super::{
     backoff, ep_key, is_leader, now_time, validate_endpoint_spec, EpKey, NamespaceMeta, Namespaces, ProviderObject,
@@ -35,6 +34,7 @@ use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{Claimant, DesiredRecord};
 use crate::metrics::{Gate, Metrics};
 use crate::status::{self, state};
+use extdns_core::vec_map::VecMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Kind {

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::vec_map::VecMap;
 use super::{backoff, now_time, EpKey, Leader, ProviderObject, RecordResult, DEFAULT_TTL};
 use crate::controller::backend::{self, Backend, BackendError, DEFAULT_RESYNC};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
@@ -32,6 +31,7 @@ use crate::dns::subtree;
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
+use extdns_core::vec_map::VecMap;
 
 /// How often changes a backend is still propagating are polled (Route53 GetChange).
 pub(super) const PROPAGATION_POLL: Duration = Duration::from_secs(5);
