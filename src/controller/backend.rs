@@ -17,7 +17,7 @@ use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
 use crate::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
-use crate::dns::providers::ratelimit::{RateLimited, TokenBucket};
+use crate::dns::providers::ratelimit::{limit, Limiter, RateLimited, TokenBucket};
 use crate::dns::providers::rfc2136::{self, Rfc2136Config, Rfc2136Provider, TsigAlgorithm, TsigConfig};
 use crate::dns::providers::route53::{Route53Config, Route53Provider, ZoneType};
 use crate::dns::providers::webhook::{WebhookConfig, WebhookProvider};
@@ -136,46 +136,30 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
                 message: format!("{} must be a positive number", rl.qps),
             })
         }
-        Some(rl) => Some(TokenBucket::new(rl.qps, rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32))),
-        None => None,
+        Some(rl) => Limiter::new(TokenBucket::new(rl.qps, rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32))),
+        None => Limiter::default(),
     };
+    // The backends that make several requests per call (listing pages, batches, retries)
+    // count requests: the limiter goes inside them.
+    let remote = |provider| Ok(Backend { provider, server: None });
     if let Some(r) = &spec.route53 {
-        // Route53 counts requests, and one sync makes many: the bucket goes inside.
-        let mut provider = route53_provider(ctx.client, r, ctx.secret_ns, ctx.default_ttl)
+        let provider = route53_provider(ctx.client, r, ctx.secret_ns, ctx.default_ttl)
             .await?
             .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
-        if let Some(bucket) = limiter {
-            provider = provider.with_rate_limit(Arc::new(bucket));
-        }
-        return Ok(Backend { provider: Arc::new(provider), server: None });
+        return remote(limit(provider, limiter));
     }
     if let Some(c) = &spec.cloudflare {
-        // One apply makes several requests (listing pages, batches, retries): the bucket goes
-        // inside, as for Route53.
-        let mut provider = cloudflare_provider(ctx.client, c, ctx.secret_ns, ctx.default_ttl).await?;
-        if let Some(bucket) = limiter {
-            provider = provider.with_rate_limit(Arc::new(bucket));
-        }
-        return Ok(Backend { provider: Arc::new(provider), server: None });
+        return remote(limit(cloudflare_provider(ctx.client, c, ctx.secret_ns, ctx.default_ttl).await?, limiter));
     }
     if let Some(p) = &spec.powerdns {
-        // One apply makes a read and one or more PATCHes: the bucket counts requests.
-        let mut provider = powerdns_provider(ctx.client, p, ctx.secret_ns, ctx.default_ttl).await?;
-        if let Some(bucket) = limiter {
-            provider = provider.with_rate_limit(Arc::new(bucket));
-        }
-        return Ok(Backend { provider: Arc::new(provider), server: None });
+        return remote(limit(powerdns_provider(ctx.client, p, ctx.secret_ns, ctx.default_ttl).await?, limiter));
     }
     if let Some(w) = &spec.webhook {
-        let mut provider = webhook_provider(w, ctx.default_ttl)?;
-        if let Some(bucket) = limiter {
-            provider = provider.with_rate_limit(Arc::new(bucket));
-        }
-        return Ok(Backend { provider: Arc::new(provider), server: None });
+        return remote(limit(webhook_provider(w, ctx.default_ttl)?, limiter));
     }
     let mut backend = build_backend(spec, ctx).await?;
-    if let Some(bucket) = limiter {
-        backend.provider = Arc::new(RateLimited::new(backend.provider, bucket));
+    if spec.rate_limit.is_some() {
+        backend.provider = Arc::new(RateLimited::new(backend.provider, limiter));
     }
     Ok(backend)
 }

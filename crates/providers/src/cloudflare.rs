@@ -33,7 +33,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,7 +41,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
@@ -137,7 +136,7 @@ impl fmt::Debug for CloudflareConfig {
 pub struct CloudflareProvider {
     http: reqwest::Client,
     config: CloudflareConfig,
-    limiter: Option<Arc<TokenBucket>>,
+    limiter: Limiter,
 }
 
 impl fmt::Debug for CloudflareProvider {
@@ -283,13 +282,7 @@ impl CloudflareProvider {
             .map_err(|e| ProviderError::Config(format!("building the Cloudflare HTTP client: {e}")))?;
         let mut config = config;
         config.base_url = base;
-        Ok(CloudflareProvider { http, config, limiter: None })
-    }
-
-    /// Makes every API request wait for a token of `bucket`.
-    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
-        self.limiter = Some(bucket);
-        self
+        Ok(CloudflareProvider { http, config, limiter: Limiter::default() })
     }
 
     /// One API request with Cloudflare's envelope, retried after 429 (and 5xx for reads).
@@ -305,11 +298,9 @@ impl CloudflareProvider {
         let idempotent = method == Method::GET;
         let mut attempt = 1;
         loop {
-            if let Some(bucket) = &self.limiter {
-                bucket.take().await;
-            }
-            // After the token and any throttling pause: the lease may have gone meanwhile.
-            extdns_core::provider::write_allowed(what)
+            self.limiter
+                .admit(what)
+                .await
                 .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.config.token).query(query);
             if let Some(b) = body {
@@ -1306,5 +1297,12 @@ mod tests {
         let cfg = CloudflareConfig::new("s3cr3t-token");
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
         assert!(CloudflareProvider::new(CloudflareConfig::new(" ")).is_err());
+    }
+}
+
+impl RequestLimited for CloudflareProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 }

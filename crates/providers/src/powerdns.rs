@@ -23,7 +23,6 @@
 //! PowerDNS has no routing policies: a record with a `setIdentifier` is refused.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +30,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use super::precheck::{self, check_changes};
-use super::ratelimit::TokenBucket;
+use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
@@ -96,7 +95,7 @@ pub struct PowerDnsProvider {
     /// `…/api/v1/servers/{server}/zones`.
     zones_url: Url,
     config: PowerDnsConfig,
-    limiter: Option<Arc<TokenBucket>>,
+    limiter: Limiter,
 }
 
 /// Builds an HTTP client for an API that authenticates by header: no redirects, a timeout,
@@ -157,13 +156,7 @@ impl PowerDnsProvider {
         }
         let http = http_client(config.timeout, config.ca_bundle.as_deref())?;
         let zones_url = join(&base, &["api", "v1", "servers", &config.server_id, "zones"]);
-        Ok(PowerDnsProvider { http, zones_url, config, limiter: None })
-    }
-
-    /// Makes every API request wait for a token of `bucket`.
-    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
-        self.limiter = Some(bucket);
-        self
+        Ok(PowerDnsProvider { http, zones_url, config, limiter: Limiter::default() })
     }
 
     fn zone_url(&self, zone: &Zone) -> Url {
@@ -172,11 +165,7 @@ impl PowerDnsProvider {
 
     /// Sends one request; returns the body of a 2xx answer, or the error the status means.
     async fn send(&self, method: Method, url: Url, body: Option<&PatchBody>, what: &str) -> Result<Vec<u8>, Failure> {
-        if let Some(bucket) = &self.limiter {
-            bucket.take().await;
-        }
-        // After the token: the lease may have gone meanwhile.
-        extdns_core::provider::write_allowed(what).map_err(Failure::Other)?;
+        self.limiter.admit(what).await.map_err(Failure::Other)?;
         let mut req = self
             .http
             .request(method, url)
@@ -796,5 +785,12 @@ mod tests {
             "https://pdns.example.org/prefix/api/v1/servers/localhost/zones/a%2Fb."
         );
         assert!(PowerDnsProvider::new(PowerDnsConfig::new("http://127.0.0.1:1", "")).is_err());
+    }
+}
+
+impl RequestLimited for PowerDnsProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 }

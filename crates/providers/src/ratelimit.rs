@@ -1,7 +1,9 @@
-//! `rateLimit {qps, burst}`: a token bucket in front of any provider. Every backend call
-//! takes one token; without one it waits, so a burst of changes is smoothed instead of
-//! tripping the backend's own throttling. Providers that make several API requests per call
-//! (Route53: pages, batches, retries) take tokens per request from a [`TokenBucket`] instead.
+//! `rateLimit {qps, burst}`: a token bucket in front of a backend, so a burst of changes is
+//! smoothed instead of tripping the backend's own throttling. One [`Limiter`] per provider is
+//! the one way calls are limited: providers that make several API requests per call (pages,
+//! batches, retries: Route53, Cloudflare, PowerDNS, webhook) implement [`RequestLimited`] and
+//! admit each request through it; any other provider is wrapped in [`RateLimited`], which
+//! admits each call. [`limit`] picks between the two.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,18 +52,54 @@ impl TokenBucket {
     }
 }
 
+/// A provider's rate limit; without a bucket it admits everything at once.
+#[derive(Clone, Debug, Default)]
+pub struct Limiter(Option<Arc<TokenBucket>>);
+
+impl Limiter {
+    pub fn new(bucket: TokenBucket) -> Self {
+        Limiter(Some(Arc::new(bucket)))
+    }
+
+    /// Waits for a token.
+    pub async fn take(&self) {
+        if let Some(bucket) = &self.0 {
+            bucket.take().await;
+        }
+    }
+
+    /// Waits for a token, then checks that this replica may still send `what`: the wait (and
+    /// any throttling pause before it) may have outlasted its lease.
+    pub async fn admit(&self, what: &str) -> Result<(), ProviderError> {
+        self.take().await;
+        extdns_core::provider::write_allowed(what)
+    }
+}
+
+/// A provider that takes a token of its [`Limiter`] per API request rather than per call.
+pub trait RequestLimited: Provider + Sized {
+    /// Makes every request of the provider wait for a token of `limiter`.
+    fn with_rate_limit(self, limiter: Limiter) -> Self;
+}
+
+/// `provider` behind `limiter`, per request where it makes several per call.
+pub fn limit<P: RequestLimited + 'static>(provider: P, limiter: Limiter) -> Arc<dyn Provider> {
+    Arc::new(provider.with_rate_limit(limiter))
+}
+
+/// A provider that makes one request per call, behind a limiter that admits each call.
 pub struct RateLimited {
     inner: Arc<dyn Provider>,
-    bucket: TokenBucket,
+    limiter: Limiter,
 }
 
 impl RateLimited {
-    pub fn new(inner: Arc<dyn Provider>, bucket: TokenBucket) -> Self {
-        RateLimited { inner, bucket }
+    pub fn new(inner: Arc<dyn Provider>, limiter: Limiter) -> Self {
+        RateLimited { inner, limiter }
     }
 
     async fn take(&self) {
-        self.bucket.take().await;
+        self.limiter.take().await;
     }
 }
 
@@ -78,9 +116,7 @@ impl Provider for RateLimited {
     }
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
-        self.take().await;
-        // The wait may have outlasted this replica's lease.
-        if let Err(e) = extdns_core::provider::write_allowed("applying changes") {
+        if let Err(e) = self.limiter.admit("applying changes").await {
             return changes.iter().map(|_| Err(e.clone())).collect();
         }
         self.inner.apply(zone, changes).await
@@ -116,7 +152,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_change_queued_behind_a_token_is_dropped_once_leadership_is_lost() {
         let backend = Arc::new(InMemoryProvider::new(["example.com"]));
-        let p = Arc::new(RateLimited::new(backend.clone(), TokenBucket::new(0.1, 1)));
+        let p = Arc::new(RateLimited::new(backend.clone(), Limiter::new(TokenBucket::new(0.1, 1))));
         let leading = Arc::new(AtomicBool::new(true));
         let gate = {
             let leading = leading.clone();
@@ -143,7 +179,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn calls_beyond_the_burst_wait_for_tokens() {
-        let p = RateLimited::new(Arc::new(InMemoryProvider::new(["example.com"])), TokenBucket::new(2.0, 3));
+        let p =
+            RateLimited::new(Arc::new(InMemoryProvider::new(["example.com"])), Limiter::new(TokenBucket::new(2.0, 3)));
         let start = Instant::now();
         for _ in 0..3 {
             p.zones().await.unwrap();

@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -64,7 +64,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rand::Rng as _;
 
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 
@@ -323,7 +323,7 @@ pub struct Route53Provider {
     /// The `provider` label of this provider's metrics.
     metrics_name: String,
     /// `rateLimit`: every request, retries and pages included, takes a token.
-    limiter: Option<Arc<TokenBucket>>,
+    limiter: Limiter,
 }
 
 impl fmt::Debug for Route53Provider {
@@ -382,14 +382,8 @@ impl Route53Provider {
             zones_cache: Mutex::new(None),
             metrics: Route53Metrics::default(),
             metrics_name: String::new(),
-            limiter: None,
+            limiter: Limiter::default(),
         }
-    }
-
-    /// Makes every API request wait for a token of `bucket`.
-    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
-        self.limiter = Some(bucket);
-        self
     }
 
     /// Counts this provider's API calls in `metrics` under the label `provider=name`.
@@ -421,11 +415,9 @@ impl Route53Provider {
     {
         let mut attempt = 1;
         loop {
-            if let Some(bucket) = &self.limiter {
-                bucket.take().await;
-            }
-            // After the token and any throttling pause: the lease may have gone meanwhile.
-            extdns_core::provider::write_allowed(what)
+            self.limiter
+                .admit(what)
+                .await
                 .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let err = match op().await {
                 Ok(out) => {
@@ -1711,7 +1703,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn every_request_takes_a_token() {
         let rule = mock!(Client::change_resource_record_sets).then_output(change_ok);
-        let mut p = provider(&[&rule]).with_rate_limit(Arc::new(TokenBucket::new(2.0, 1)));
+        let mut p = provider(&[&rule])
+            .with_rate_limit(crate::ratelimit::Limiter::new(crate::ratelimit::TokenBucket::new(2.0, 1)));
         p.config.batch_change_size = 1;
         let changes: Vec<Change> =
             (0..5).map(|i| Change::Create(a(&format!("r{i}.example.test"), "192.0.2.1"))).collect();
@@ -1770,5 +1763,12 @@ mod tests {
             pack(vec![unit(0, 600, 10), unit(1, 600, 10), unit(2, 300, 10), unit(3, 1, 31_990)], 1000, 32_000);
         let sizes: Vec<Vec<usize>> = batches.iter().map(|b| b.iter().map(|u| u.index).collect()).collect();
         assert_eq!(sizes, vec![vec![0], vec![1, 2], vec![3]]);
+    }
+}
+
+impl RequestLimited for Route53Provider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 }

@@ -23,7 +23,7 @@
 //!   a configuration error.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
 use super::precheck::{self, check_changes};
-use super::ratelimit::TokenBucket;
+use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
 use extdns_core::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use extdns_core::registry::parse_labels;
@@ -206,7 +206,7 @@ pub struct WebhookProvider {
     http: reqwest::Client,
     base: Url,
     config: WebhookConfig,
-    limiter: Option<Arc<TokenBucket>>,
+    limiter: Limiter,
     /// What the last negotiation said, and the zones it gave.
     negotiated: Mutex<Option<(DomainFilter, Vec<Zone>)>>,
 }
@@ -230,13 +230,7 @@ impl WebhookProvider {
     pub fn new(config: WebhookConfig) -> Result<Self, PowerDnsConfigError> {
         let base = base_url(&config.url)?;
         let http = http_client(config.timeout, None)?;
-        Ok(WebhookProvider { http, base, config, limiter: None, negotiated: Mutex::new(None) })
-    }
-
-    /// Makes every request wait for a token of `bucket`.
-    pub fn with_rate_limit(mut self, bucket: Arc<TokenBucket>) -> Self {
-        self.limiter = Some(bucket);
-        self
+        Ok(WebhookProvider { http, base, config, limiter: Limiter::default(), negotiated: Mutex::new(None) })
     }
 
     async fn send<B: Serialize>(
@@ -246,11 +240,7 @@ impl WebhookProvider {
         body: Option<&B>,
         what: &str,
     ) -> Result<Vec<u8>, Failure> {
-        if let Some(bucket) = &self.limiter {
-            bucket.take().await;
-        }
-        // After the token: the lease may have gone meanwhile.
-        extdns_core::provider::write_allowed(what).map_err(Failure::Other)?;
+        self.limiter.admit(what).await.map_err(Failure::Other)?;
         let url = if route.is_empty() { self.base.clone() } else { join(&self.base, route) };
         let mut req = self.http.request(method, url).header(reqwest::header::ACCEPT, MEDIA_TYPE);
         if let Some(b) = body {
@@ -678,5 +668,12 @@ mod tests {
         assert_eq!((out[0][0].record_type, out[0][0].ttl), (RecordType::A, Some(60)));
         assert_eq!(out[0][0].labels.get("owner").map(String::as_str), Some("me"));
         assert!(out[1].is_empty(), "dropped by the webhook");
+    }
+}
+
+impl RequestLimited for WebhookProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
     }
 }
