@@ -283,7 +283,7 @@ async fn discover(
             Ok(list) => return Some(list),
             Err(kube::Error::Api(e)) if e.code == 404 => return None,
             Err(e) => {
-                let delay = super::supervise::backoff(Duration::from_millis(500), Duration::from_secs(30), attempt);
+                let delay = extdns_core::backoff::delay(Duration::from_millis(500), Duration::from_secs(30), attempt);
                 warn!(group_version, error = %e, retry_in = ?delay, "cannot ask the apiserver which resources it serves; asking again");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

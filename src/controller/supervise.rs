@@ -43,22 +43,6 @@ pub struct GaveUp {
     pub last: Stopped,
 }
 
-/// The backoff of every retry in the controllers: exponential from `min`, capped at `max`,
-/// with up to 100 % jitter so that many retries started together spread out. `attempt`
-/// counts from 0.
-pub fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
-    use backon::BackoffBuilder;
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build();
-    // Past 32 doublings every delay is capped anyway.
-    delays.nth(attempt.min(32) as usize).unwrap_or(max)
-}
-
 /// Failures of one task and when it last started: decides the delay before the next start,
 /// or that there is none.
 #[derive(Debug, Clone)]
@@ -86,7 +70,8 @@ impl Restarts {
             self.failures = 0;
         }
         self.failures += 1;
-        (self.failures <= MAX_FAILURES).then(|| backoff(RESTART_MIN, RESTART_MAX, self.failures - 1))
+        (self.failures <= MAX_FAILURES)
+            .then(|| extdns_core::backoff::delay(RESTART_MIN, RESTART_MAX, self.failures - 1))
     }
 
     pub fn failures(&self) -> u32 {
@@ -199,15 +184,6 @@ impl Supervisor {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let min = Duration::from_millis(500);
-        let max = Duration::from_secs(300);
-        assert!(backoff(min, max, 0) >= min && backoff(min, max, 0) < 2 * min);
-        assert!(backoff(min, max, 5) >= Duration::from_secs(16));
-        assert!(backoff(min, max, 40) >= max && backoff(min, max, 40) <= 2 * max);
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_panics_is_restarted_and_counted() {

@@ -5,6 +5,7 @@
 //! benchmarks.
 
 pub mod apply;
+pub mod backoff;
 pub mod endpoint;
 pub mod filter;
 pub mod inmemory;

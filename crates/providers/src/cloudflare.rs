@@ -36,7 +36,6 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng as _;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -60,6 +59,8 @@ const ZONES_PER_PAGE: u32 = 50;
 /// takes over.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts without a `Retry-After` (before jitter).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Provider-specific property names, as external-dns passes them.
 pub mod property {
@@ -343,10 +344,7 @@ impl CloudflareProvider {
                         message: format!("{} (Cloudflare asked to retry after {w:?})", failure.message),
                     })
                 }
-                None => {
-                    let cap = RETRY_BASE_DELAY.saturating_mul(1 << (attempt - 1).min(10));
-                    rand::thread_rng().gen_range(Duration::ZERO..=cap)
-                }
+                None => extdns_core::backoff::delay(RETRY_BASE_DELAY, MAX_RETRY_DELAY, attempt - 1),
             };
             tracing::debug!(what, attempt, ?delay, error = %failure.message, "Cloudflare request failed, retrying");
             tokio::time::sleep(delay).await;

@@ -14,7 +14,7 @@
 //!   are applied and each refused one gets Route53's message.
 //! * **Retries are ours, not the SDK's**: the client is built with SDK retries disabled, and
 //!   throttling (`Throttling`, `PriorRequestNotComplete`, HTTP 429 and 5xx) is retried here with
-//!   exponential backoff and full jitter, so that the number of attempts is bounded in one
+//!   exponential backoff and jitter ([`extdns_core::backoff`]), so that the number of attempts is bounded in one
 //!   place. Credentials refused, unreachable endpoints and refused batches are not retried:
 //!   they affect every change alike, so the remaining batches are not sent either.
 //! * **Listing drops the SOA and the apex NS RRset** (they belong to the hosted zone), and
@@ -62,7 +62,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use rand::Rng as _;
 
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
@@ -170,7 +169,7 @@ pub struct Route53Config {
     pub prefer_cname: bool,
     /// Attempts of one call when Route53 throttles, the first included.
     pub max_attempts: u32,
-    /// First backoff after a throttled call; doubled on each retry, with full jitter.
+    /// First backoff after a throttled call; doubled on each retry, with jitter.
     pub retry_base_delay: Duration,
 }
 
@@ -406,7 +405,7 @@ impl Route53Provider {
         &self.client
     }
 
-    /// Runs `op`, retrying throttling with exponential backoff and full jitter.
+    /// Runs `op`, retrying throttling with exponential backoff and jitter.
     async fn call<T, E, F, Fut>(&self, what: &str, mut op: F) -> Result<T, Failure>
     where
         E: Route53Error,
@@ -436,8 +435,7 @@ impl Route53Provider {
                 };
                 return Err(Failure { kind: err.kind, message });
             }
-            let cap = self.config.retry_base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_DELAY);
-            let delay = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+            let delay = extdns_core::backoff::delay(self.config.retry_base_delay, MAX_RETRY_DELAY, attempt - 1);
             tracing::debug!(what, attempt, ?delay, error = %err.message, "Route53 throttled the call, retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;

@@ -156,7 +156,7 @@ impl ProviderObject {
 
 /// Delay before retry number `attempts` (from 0) of a backend call or a write.
 fn backoff(attempts: u32) -> Duration {
-    crate::controller::supervise::backoff(BACKOFF_BASE, BACKOFF_MAX, attempts)
+    extdns_core::backoff::delay(BACKOFF_BASE, BACKOFF_MAX, attempts)
 }
 
 fn now_time() -> Time {
