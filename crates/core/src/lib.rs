@@ -15,6 +15,7 @@ pub mod provider;
 pub mod registry;
 pub mod subtree;
 pub mod vec_map;
+pub mod zone;
 
 pub use endpoint::{Endpoint, RecordKey, RecordType};
 pub use provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};

@@ -26,8 +26,9 @@ use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
 use crate::dns::plan::{self, DesiredRecord, Outcome, Policy};
 use crate::dns::provider::{zone_for, WriteGate};
-use crate::dns::registry::{Expanded, RegistryView, Role, TxtRegistry, TxtRegistryConfig};
+use crate::dns::registry::{Expanded, Role, TxtRegistry, TxtRegistryConfig};
 use crate::dns::subtree;
+use crate::dns::zone::{plan_zone, ZoneInput, ZonePlan};
 use crate::dns::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::metrics::Metrics;
 use crate::status::{self, state};
@@ -922,20 +923,6 @@ impl Worker {
             }
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
             let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
-            let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
-                Ownership::Txt(reg) => {
-                    let view = reg.view_in_zone(raw, &zone.name);
-                    let current = view.endpoints.clone();
-                    (Some(view), current)
-                }
-                Ownership::Unregistered => (None, raw),
-            };
-            // Leftovers of a name delegated to a longer zone are not this zone's to manage, nor
-            // are names outside spec.domains (another provider's, even with our owner id).
-            let current: Vec<Endpoint> = current
-                .into_iter()
-                .filter(|e| belongs(&e.dns_name, zone) && self.domains.matches(&e.dns_name))
-                .collect();
             let in_this_zone: Vec<(Slot, DesiredRecord)> =
                 desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().collect();
             let in_this_zone = if self.shared() {
@@ -944,52 +931,26 @@ impl Worker {
                 in_this_zone
             };
             let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) = in_this_zone.into_iter().unzip();
-
-            let current_keys: BTreeSet<RecordKey> = current.iter().map(|e| e.key()).collect();
-            let mut orphan_claims: BTreeMap<RecordKey, String> = BTreeMap::new();
-            if let (Ownership::Txt(reg), Some(view)) = (ownership, &view) {
-                for d in mine.iter().filter(|d| !current_keys.contains(&d.endpoint.key())) {
-                    if let Some(o) = reg.claim(view, &d.endpoint).and_then(|l| l.get(label::OWNER)) {
-                        orphan_claims.insert(d.endpoint.key(), o.clone());
-                    }
-                }
-            }
-            let mut p = plan::plan(&plan::PlanInput {
-                desired: &mine,
-                current: &current,
-                policy: self.policy,
-                owner_id: owner.as_deref(),
-                managed_types: &self.managed,
-                default_ttl: self.default_ttl,
-                orphan_claims: &orphan_claims,
-            });
             let grace = deletion_grace_until(&self.object.created, jiff::Timestamp::now());
             // Records of a deleted DNSEndpoint go at once, grace or not: its finalizer waits.
             let released: BTreeSet<&String> = self.releases.values().flatten().collect();
-            let wanted: BTreeSet<&str> = mine.iter().map(|d| d.endpoint.dns_name.as_str()).collect();
-            let delete_now =
-                |name: &str| grace.is_none() || wanted.contains(name) || released.contains(&self.name_group(name));
-            let held = if grace.is_some() { hold_orphan_deletions(&mut p, delete_now) } else { 0 };
-
-            // Old-format-only records of ours get their new-format TXT now, as external-dns
-            // adds it on its first pass; their data is not touched.
-            let upgrades: Vec<Change> = match (ownership, &view) {
-                (Ownership::Txt(reg), Some(view)) => reg
-                    .missing_new_format(view)
-                    .into_iter()
-                    .filter(|c| self.domains.matches(&reg.group_name(c.endpoint())))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            // Ownership TXTs of ours left behind by a record that went without them.
-            let orphans: Vec<Change> = match (ownership, &view) {
-                (Ownership::Txt(reg), Some(view)) if self.policy == Policy::Sync => {
-                    let wanted: BTreeSet<RecordKey> = mine.iter().map(|d| d.endpoint.key()).collect();
-                    let managed = |name: &str| belongs(name, zone) && self.domains.matches(name) && delete_now(name);
-                    reg.orphaned_ownership(view, &wanted, managed)
-                }
-                _ => Vec::new(),
-            };
+            let released = |name: &str| released.contains(&self.name_group(name));
+            let ZonePlan { plan: p, expanded, held } = plan_zone(&ZoneInput {
+                zone,
+                zones: &zones,
+                raw,
+                registry: match ownership {
+                    Ownership::Txt(reg) => Some(reg),
+                    Ownership::Unregistered => None,
+                },
+                domains: &self.domains,
+                desired: &mine,
+                policy: self.policy,
+                managed_types: &self.managed,
+                default_ttl: self.default_ttl,
+                in_grace: grace.is_some(),
+                released: &released,
+            });
             if let Some(left) = grace {
                 // Held deletions and TXT leftovers are planned again once the grace is over.
                 let at = Instant::now() + left;
@@ -998,9 +959,8 @@ impl Worker {
                     info!(provider = %id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
                 }
             }
-            let upgrades: Vec<Change> = upgrades.into_iter().chain(orphans).collect();
             let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
-            if !p.changes.is_empty() || !upgrades.is_empty() {
+            if !expanded.is_empty() {
                 // The lease may have moved while we planned: a replica that no longer leads
                 // sends nothing.
                 if !self.local && !super::is_leader(&self.ctx.leader) {
@@ -1008,16 +968,6 @@ impl Worker {
                     out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
                     continue;
                 }
-                let mut expanded: Vec<Expanded> = match (ownership, &view) {
-                    (Ownership::Txt(reg), Some(view)) => reg.expand(view, &p.changes),
-                    _ => Expanded::data_only(&p.changes),
-                };
-                // A planned update writes the same TXT itself. The upgrades belong to no
-                // planned change: their index is past the plan's.
-                let written: BTreeSet<RecordKey> = expanded.iter().map(|e| e.change.endpoint().key()).collect();
-                expanded.extend(upgrades.into_iter().filter(|c| !written.contains(&c.endpoint().key())).map(
-                    |change| Expanded { index: p.changes.len(), role: Role::Ownership { backs: Vec::new() }, change },
-                ));
                 info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
                 // Records and their ownership TXTs succeed or fail together (see dns::apply).
                 let timeout = self.ctx.backend_timeout;
@@ -1304,30 +1254,6 @@ struct SyncOutcome {
     /// Groups where any change (a record's or a TXT's) failed, refused or not.
     unsettled: BTreeSet<String>,
     rejected: bool,
-}
-
-/// Whether `change` is an ownership TXT that the registry added for planned change `pi`
-/// rather than the planned data change itself.
-/// Drops from `p` the deletions of records at names `delete_now` does not name (keeping the
-/// indices its outcomes hold right); returns how many it dropped.
-fn hold_orphan_deletions(p: &mut plan::Plan, delete_now: impl Fn(&str) -> bool) -> usize {
-    let mut new_index = Vec::with_capacity(p.changes.len());
-    let mut kept = Vec::with_capacity(p.changes.len());
-    for c in std::mem::take(&mut p.changes) {
-        let orphan = matches!(&c, Change::Delete(e) if !delete_now(&e.dns_name));
-        new_index.push(kept.len());
-        if !orphan {
-            kept.push(c);
-        }
-    }
-    let dropped = new_index.len() - kept.len();
-    p.changes = kept;
-    for o in &mut p.outcomes {
-        if let Outcome::Change(i) = o {
-            *i = new_index[*i];
-        }
-    }
-    dropped
 }
 
 /// Why `ep` may not be published: a TXT data value the registry would read as an ownership
@@ -1892,24 +1818,6 @@ mod tests {
         assert_eq!(deleted, ["web.example.com", "a-web.example.com", "late.example.com", "a-late.example.com"]);
         // (The first two are the release above; the orphan's pair is the grace's end.)
         assert_eq!(w.grace_replan_at, None);
-    }
-
-    #[test]
-    fn held_deletions_keep_the_outcomes_pointing_at_their_changes() {
-        let a = |n: &str| Endpoint::new(n, RecordType::A, vec!["192.0.2.1".into()]);
-        let mut p = plan::Plan {
-            changes: vec![
-                Change::Create(a("web.example.com")),
-                Change::Delete(a("gone.example.com")),
-                Change::Delete(a("api.example.com")),
-            ],
-            outcomes: vec![Outcome::Change(0), Outcome::Change(2)],
-        };
-        let wanted: BTreeSet<&str> = ["web.example.com", "api.example.com"].into();
-        assert_eq!(hold_orphan_deletions(&mut p, |n| wanted.contains(n)), 1);
-        assert_eq!(p.changes.len(), 2);
-        assert!(matches!(&p.outcomes[..], [Outcome::Change(0), Outcome::Change(1)]));
-        assert!(matches!(&p.changes[1], Change::Delete(e) if e.dns_name == "api.example.com"));
     }
 
     /// A record owned through an old-format TXT alone gets its new-format TXT on the first
