@@ -908,6 +908,20 @@ impl Worker {
         // containing it: one, or several when hosted zones share a name (Route53's private
         // and public zones of one domain), and each of them gets the record.
         let belongs = |name: &str, zone: &Zone| zone_for(&zones, name).is_some_and(|z| z.name == zone.name);
+        // The zone name of every planned name and desired record, found once (not once per
+        // zone and name).
+        let mut groups_by_zone: HashMap<&str, Vec<&String>> = HashMap::new();
+        for g in groups {
+            if let Some(z) = zone_for(&zones, g) {
+                groups_by_zone.entry(z.name.as_str()).or_default().push(g);
+            }
+        }
+        let mut desired_by_zone: HashMap<&str, Vec<(Slot, DesiredRecord)>> = HashMap::new();
+        for (slot, d) in desired {
+            if let Some(z) = zone_for(&zones, &d.endpoint.dns_name) {
+                desired_by_zone.entry(z.name.as_str()).or_default().push((slot, d));
+            }
+        }
         if self.propagating.is_empty() {
             self.next_poll = Instant::now() + PROPAGATION_POLL;
         }
@@ -916,10 +930,7 @@ impl Worker {
             return out;
         };
         for zone in &zones {
-            let zone_groups: Vec<&String> = groups.iter().filter(|g| belongs(g, zone)).collect();
-            if zone_groups.is_empty() {
-                continue;
-            }
+            let Some(zone_groups) = groups_by_zone.get(zone.name.as_str()) else { continue };
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
             let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
             let (view, current): (Option<RegistryView>, Vec<Endpoint>) = match ownership {
@@ -936,8 +947,9 @@ impl Worker {
                 .into_iter()
                 .filter(|e| belongs(&e.dns_name, zone) && self.domains.matches(&e.dns_name))
                 .collect();
+            // Zones sharing a name (Route53's private and public) each get the records.
             let in_this_zone: Vec<(Slot, DesiredRecord)> =
-                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().collect();
+                desired_by_zone.get(zone.name.as_str()).cloned().unwrap_or_default();
             let in_this_zone = if self.shared() {
                 self.refuse_overreach(zone, zone_cache, in_this_zone, &mut partial)
             } else {
