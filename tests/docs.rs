@@ -125,9 +125,10 @@ fn every_flag_of_extdns_run_is_documented() {
         .lines()
         .filter_map(|l| {
             let l = l.trim_start();
-            let l = l.strip_prefix("-").filter(|r| r.chars().next().is_some_and(|c| c != '-')).map_or(l, |r| {
-                r.split_once(", ").map_or(l, |(_, long)| long)
-            });
+            let l = l
+                .strip_prefix("-")
+                .filter(|r| r.chars().next().is_some_and(|c| c != '-'))
+                .map_or(l, |r| r.split_once(", ").map_or(l, |(_, long)| long));
             let flag = l.strip_prefix("--")?;
             let name: String = flag.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
             (!name.is_empty() && name != "help").then(|| format!("--{name}"))

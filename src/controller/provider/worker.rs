@@ -349,16 +349,20 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
+        // When the last pass ended: a change that finds the worker idle for a window goes out
+        // at once (leading edge); changes arriving within a window of a pass are a burst and
+        // ride together, at most one pass per window.
+        let mut last_pass: Option<Instant> = None;
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     let mut rebuild = self.handle(msg);
-                    // Whatever else arrives within the window rides along.
-                    let until = Instant::now() + self.ctx.coalesce;
-                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
-                        rebuild |= self.handle(msg);
+                    if let Some(until) = last_pass.map(|t| t + self.ctx.coalesce).filter(|u| *u > Instant::now()) {
+                        while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                            rebuild |= self.handle(msg);
+                        }
                     }
                     while let Ok(msg) = rx.try_recv() {
                         rebuild |= self.handle(msg);
@@ -379,6 +383,7 @@ impl Worker {
                 }
             }
             self.sync().await;
+            last_pass = Some(Instant::now());
         }
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
@@ -2067,6 +2072,35 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         let Ok(Some((from, WorkerReport::Results(r)))) = got else { panic!("the healthy provider reported nothing") };
         assert_eq!((from, r[0].2.state.as_str()), (id("healthy"), "Ready"));
+    }
+
+    /// A change that finds its worker idle goes out at once, whatever the coalescing window;
+    /// changes right behind it wait for the window and go out together.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_sends_the_first_change_at_once_and_batches_a_burst() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        w.ctx.coalesce = Duration::from_secs(10);
+        let (tx, inbox) = super::super::inbox::channel();
+        tokio::spawn(w.run(inbox));
+        let rec = |n: &str| vec![(0, desired(&format!("{n}.example.com"), RecordType::A, "192.0.2.1"))];
+        // Past the start-up pass's window: the worker is idle.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let start = Instant::now();
+        tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec("a") }).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(got, Ok(Some((_, WorkerReport::Results(_))))), "no report within 5 s");
+        assert!(start.elapsed() < Duration::from_secs(1), "waited {:?} for the window", start.elapsed());
+
+        // A burst right behind it: one pass for all of them, a window after the last.
+        let applied_before = backend.applied.lock().unwrap().len();
+        for n in ["b", "c", "d"] {
+            tx.send(WorkerMsg::Desired { ep: ep(n), records: rec(n) }).unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+        let Ok(Some((_, WorkerReport::Results(r)))) = got else { panic!("no report for the burst") };
+        assert_eq!(r.len(), 3, "the burst went out in one pass: {r:?}");
+        assert_eq!(backend.applied.lock().unwrap().len() - applied_before, 2, "one TXT batch, one record batch");
     }
 
     /// A backend call that never returns is cut off at the deadline and reported as the
