@@ -198,8 +198,16 @@ cluster_start_component() {
     local log pid
     log=$(cluster_logfile "$name")
     echo "---- $(date -Is) starting $bin $*" >>"$log" || return 1
-    # The lock fds must not leak into the servers, or they would hold the locks forever.
-    setsid "$bin" "$@" </dev/null >>"$log" 2>&1 7>&- 8>&- 9>&- &
+    # No fd of the caller may leak into the servers, which outlive it: a lock (ours, or one
+    # a caller took with flock(1) around this script) would be held forever, a test
+    # runner's pipe never closed.
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec setsid "$bin" "$@" </dev/null >>"$log" 2>&1
+    ) &
     pid=$!
     echo "$pid" >"$(cluster_pidfile "$name")" || return 1
     sleep 0.1
