@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
-use super::annotations::ExternalDnsAnnotations;
+use super::annotations::{ExternalDnsAnnotations, ANNOTATION_ONLY, DEFINED_HOSTS_ONLY};
 use super::selector::Selector;
 use super::{Records, SourceConfig, SourceError, SourceInputs};
 
@@ -363,18 +363,20 @@ pub fn matching_host(a: &str, b: &str) -> Option<String> {
     (a.starts_with("*.") && b.ends_with(&a[1..])).then_some(b)
 }
 
-/// The route's host names before narrowing: `spec.hostnames`, the hostname annotation, the
-/// `--fqdn-template` names when those yield none (or with `--combine-fqdn-annotation`), and
-/// "" (any listener hostname) when the spec names none.
+/// The route's host names before narrowing, as external-dns's `gatewayRouteResolver.hosts`:
+/// `spec.hostnames` plus the `--fqdn-template` names (when the spec names none, or with
+/// `--combine-fqdn-annotation`), then by the `gateway-hostname-source` annotation:
+/// `annotation-only` keeps only the hostname annotation's names, `defined-hosts-only` only
+/// the spec and template names, and without it (or with an unknown value, which is warned
+/// about) the hostname annotation's names are added, and "" (any listener hostname) when the
+/// spec names none.
 fn route_hosts(
     route: &Route,
     cfg: &SourceConfig,
     ann: &ExternalDnsAnnotations<'_>,
+    recs: &mut Records,
 ) -> Result<Vec<String>, SourceError> {
     let mut hosts = route.spec.hostnames.clone();
-    if !cfg.args.ignore_hostname_annotation {
-        hosts.extend(ann.hostnames());
-    }
     if let Some(tmpl) = &cfg.fqdn_template {
         if hosts.is_empty() || cfg.args.combine_fqdn_annotation {
             let object = describe(route);
@@ -383,9 +385,19 @@ fn route_hosts(
             hosts.extend(tmpl.hostnames(&json).map_err(|source| SourceError::Template { object, source })?);
         }
     }
+    let from_annotation = || if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
+    match ann.gateway_hostname_source().map(|s| s.trim().to_ascii_lowercase()) {
+        Some(s) if s == ANNOTATION_ONLY => return Ok(from_annotation()),
+        Some(s) if s == DEFINED_HOSTS_ONLY => return Ok(hosts),
+        Some(other) => recs.warn(format!(
+            "annotation gateway-hostname-source: unknown value {other:?}, expected {DEFINED_HOSTS_ONLY} or {ANNOTATION_ONLY}; using the route's host names and the hostname annotation"
+        )),
+        None => {}
+    }
     if route.spec.hostnames.is_empty() {
         hosts.push(String::new());
     }
+    hosts.extend(from_annotation());
     Ok(hosts)
 }
 
@@ -419,7 +431,7 @@ pub(super) fn route_records(
     ann: &ExternalDnsAnnotations<'_>,
 ) -> Result<Records, SourceError> {
     let mut recs = Records::default();
-    let hosts = route_hosts(route, cfg, ann)?;
+    let hosts = route_hosts(route, cfg, ann, &mut recs)?;
     for h in &hosts {
         if canonical_host(h).is_none() {
             recs.warn(format!("skipping host name {h:?}: not a valid DNS name (RFC 1123, optionally \"*.\" first)"));

@@ -1,6 +1,8 @@
-//! Records for Nodes, after external-dns's `source/node.go`: one name per node (its name, the
-//! `--fqdn-template` names, or the hostname annotation) pointing at its ExternalIPs, else its
-//! InternalIPs; unschedulable nodes are left out with `--exclude-unschedulable`.
+//! Records for Nodes, after external-dns's `source/node.go`: a node's own name (the hostname
+//! annotation when set, an extdns addition, else the node's name) unless `--fqdn-template` is
+//! set, then the template's names instead (or beside it with `--combine-fqdn-annotation`), all
+//! pointing at its ExternalIPs, else its InternalIPs; unschedulable nodes are left out with
+//! `--exclude-unschedulable`.
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -24,7 +26,8 @@ pub(super) fn node_targets(node: &Node, expose_internal_ipv6: bool) -> Vec<Strin
     internal
 }
 
-/// The node's records; empty for an unschedulable node under `--exclude-unschedulable`.
+/// The node's records; empty for an unschedulable node under `--exclude-unschedulable`. A
+/// node with neither an address nor a target annotation is an error, as in external-dns.
 pub(super) fn node_records(
     node: &Node,
     cfg: &SourceConfig,
@@ -37,21 +40,26 @@ pub(super) fn node_records(
         return Ok(recs);
     }
     let name = node.metadata.name.as_deref().unwrap_or_default();
-    let mut names = if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
-    match &cfg.fqdn_template {
-        Some(tmpl) if names.is_empty() || cfg.args.combine_fqdn_annotation => {
-            let object = format!("Node {name}");
-            names.extend(tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?);
-        }
-        None if names.is_empty() => names.push(name.to_string()),
-        _ => {}
-    }
     let mut targets = ann.targets();
     if targets.is_empty() {
         targets = node_targets(node, cfg.args.expose_internal_ipv6);
     }
     if targets.is_empty() {
-        recs.warn(format!("node {name} has no ExternalIP or InternalIP address; publishing no records"));
+        return Err(SourceError::NodeWithoutAddress { node: name.to_string() });
+    }
+    // external-dns: the template's names replace the node's own name unless combined.
+    let mut names = Vec::new();
+    if cfg.fqdn_template.is_none() || cfg.args.combine_fqdn_annotation {
+        let annotated = if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
+        if annotated.is_empty() {
+            names.push(name.to_string());
+        } else {
+            names.extend(annotated);
+        }
+    }
+    if let Some(tmpl) = &cfg.fqdn_template {
+        let object = format!("Node {name}");
+        names.extend(tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?);
     }
     for n in names.iter().filter(|n| !n.is_empty()) {
         recs.add_for_hostname(n.trim_end_matches('.'), &targets);

@@ -1,8 +1,10 @@
 //! Records for Pods, after external-dns's `source/pod.go`: the `internal-hostname` annotation
 //! points at the pod IP, the `hostname` annotation at the addresses of the pod's node
-//! (ExternalIPs and IPv6 InternalIPs), the `target` annotation overrides both; only
-//! hostNetwork pods unless `--ignore-non-host-network-pods=false`; `--fqdn-template` names
-//! point at the pod IPs.
+//! (ExternalIPs and IPv6 InternalIPs), `--pod-source-domain` names `<pod>.<domain>` after the
+//! pod IP, and the `target` annotation overrides all three; these are read on hostNetwork pods
+//! only unless `--ignore-non-host-network-pods=false`. `--fqdn-template` names point at the
+//! pod IPs of every pod, hostNetwork or not, when the others yield nothing or with
+//! `--combine-fqdn-annotation`.
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -31,21 +33,47 @@ pub(super) fn pod_records(
     ann: &ExternalDnsAnnotations<'_>,
     json: impl FnOnce() -> Result<serde_json::Value, SourceError>,
 ) -> Result<Records, SourceError> {
-    let mut recs = Records::default();
     let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-    if cfg.args.ignore_non_host_network_pods && !host_network {
-        return Ok(recs);
+    let mut recs = if cfg.args.ignore_non_host_network_pods && !host_network {
+        Records::default()
+    } else {
+        annotation_records(pod, inputs, cfg, ann)
+    };
+    // external-dns applies the template to every pod: the hostNetwork gate is on the
+    // annotations and --pod-source-domain only.
+    if let Some(tmpl) = &cfg.fqdn_template {
+        if recs.is_empty() || cfg.args.combine_fqdn_annotation {
+            let object = format!(
+                "Pod {}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            let names = tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?;
+            let ips = pod_ips(pod);
+            for n in names.iter().filter(|n| !n.is_empty()) {
+                recs.add_for_hostname(n.trim_end_matches('.'), &ips);
+            }
+        }
     }
+    Ok(recs)
+}
+
+/// The records of the annotations and `--pod-source-domain`.
+fn annotation_records(
+    pod: &Pod,
+    inputs: &dyn SourceInputs,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+) -> Records {
+    let mut recs = Records::default();
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let targets = ann.targets();
-    let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty());
+    let pod_ip: Vec<String> =
+        pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()).into_iter().collect();
+    let own_or_pod_ip = if targets.is_empty() { &pod_ip } else { &targets };
     for host in ann.internal_hostnames() {
-        if !targets.is_empty() {
-            recs.add_for_hostname(&host, &targets);
-        } else if let Some(ip) = &pod_ip {
-            recs.add_for_hostname(&host, std::slice::from_ref(ip));
-        }
+        recs.add_for_hostname(&host, own_or_pod_ip);
     }
     let hostnames = if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
     if !hostnames.is_empty() {
@@ -79,17 +107,11 @@ pub(super) fn pod_records(
             recs.add_for_hostname(host, &node_targets);
         }
     }
-    if let Some(tmpl) = &cfg.fqdn_template {
-        if recs.is_empty() || cfg.args.combine_fqdn_annotation {
-            let object = format!("Pod {ns}/{name}");
-            let names = tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?;
-            let ips = pod_ips(pod);
-            for n in names.iter().filter(|n| !n.is_empty()) {
-                recs.add_for_hostname(n.trim_end_matches('.'), &ips);
-            }
-        }
+    let domain = cfg.args.pod_source_domain.trim().trim_matches('.');
+    if !domain.is_empty() {
+        recs.add_for_hostname(&format!("{name}.{domain}"), own_or_pod_ip);
     }
-    Ok(recs)
+    recs
 }
 
 #[cfg(test)]
