@@ -386,7 +386,9 @@ mod tests {
             e.to_string(),
             "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, rfc2136, powerdns, webhook, inMemory or embedded\n"
         );
-        assert!(refused(&["--txt-owner-id", "cluster-a"]).to_string().contains("instead: spec.registry.txt.ownerId of"));
+        assert!(refused(&["--txt-owner-id", "cluster-a"])
+            .to_string()
+            .contains("instead: spec.registry.txt.ownerId of"));
         assert!(refused(&["--domain-filter=example.org"]).to_string().contains("instead: spec.domains.include of"));
         assert!(refused(&["--policy=upsert-only"]).to_string().contains("instead: spec.policy of"));
         assert!(refused(&["--no-aws-evaluate-target-health"])
@@ -397,8 +399,9 @@ mod tests {
         let e = refused(&["--no-such-flag"]);
         assert!(e.to_string().contains("unexpected argument '--no-such-flag'"), "{e}");
         // After `--` nothing is a flag.
-        assert!(external_dns::refuse_external_dns_flags(&["extdns", "run", "--", "--provider"].map(OsString::from))
-            .is_ok());
+        assert!(
+            external_dns::refuse_external_dns_flags(&["extdns", "run", "--", "--provider"].map(OsString::from)).is_ok()
+        );
     }
 
     #[test]

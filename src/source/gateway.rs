@@ -861,6 +861,77 @@ status: {addresses: [{value: 192.0.2.2}, {value: 192.0.2.1}]}
         assert!(d.warnings.iter().any(|w| w.contains("\"soon\" is not a valid TTL")));
     }
 
+    /// The `gateway-hostname-source` annotation, as external-dns's `gatewayRouteResolver.hosts`
+    /// reads it (its HTTPRoute test rows for `annotation-only` and `defined-hosts-only`).
+    #[test]
+    fn gateway_hostname_source_annotation() {
+        let with = |spec_hosts: &str, annotations: &str| {
+            route(
+                "HTTPRoute",
+                "apps",
+                &format!("{{parentRefs: [{{name: gw, namespace: infra}}]{spec_hosts}}}"),
+                &accepted_by("gw", ""),
+                annotations,
+            )
+        };
+        let wildcard = r#"[{name: web, port: 80, protocol: HTTP, hostname: "*.example.internal", allowedRoutes: {namespaces: {from: All}}}]"#;
+        let names = |rt: &Route, f: fn(&mut SourceArgs)| -> Vec<String> {
+            run_with(rt, RouteKind::Http, &inputs(vec![gw(wildcard, "{}")]), f)
+                .map(|d| d.spec.endpoints.iter().map(|e| e.dns_name.clone()).collect())
+                .unwrap_or_default()
+        };
+        let ann = |source: &str| {
+            format!(
+                "{{external-dns.alpha.kubernetes.io/hostname: annotation.example.internal{}}}",
+                if source.is_empty() {
+                    String::new()
+                } else {
+                    format!(", external-dns.alpha.kubernetes.io/gateway-hostname-source: {source}")
+                }
+            )
+        };
+        let spec = ", hostnames: [test.example.internal]";
+        // Without the annotation: spec and hostname annotation.
+        assert_eq!(names(&with(spec, &ann("")), |_| {}), ["annotation.example.internal", "test.example.internal"]);
+        assert_eq!(names(&with(spec, &ann("annotation-only")), |_| {}), ["annotation.example.internal"]);
+        assert_eq!(names(&with(spec, &ann("Defined-Hosts-Only")), |_| {}), ["test.example.internal"]);
+        // annotation-only with --ignore-hostname-annotation leaves no names at all.
+        let ignoring: fn(&mut SourceArgs) = |a| {
+            a.ignore_hostname_annotation = true;
+            a.fqdn_template = "{{.Name}}.example.internal".into();
+        };
+        assert!(names(&with(spec, &ann("annotation-only")), ignoring).is_empty());
+        // Without spec host names the route takes its listeners' names, except with
+        // defined-hosts-only (nothing is defined) and annotation-only.
+        assert_eq!(names(&with("", "{}"), |_| {}), ["*.example.internal"]);
+        assert!(names(
+            &with("", "{external-dns.alpha.kubernetes.io/gateway-hostname-source: defined-hosts-only}"),
+            |_| {}
+        )
+        .is_empty());
+        assert_eq!(names(&with("", &ann("annotation-only")), |_| {}), ["annotation.example.internal"]);
+        // defined-hosts-only counts the --fqdn-template names as defined.
+        let templated: fn(&mut SourceArgs) = |a| a.fqdn_template = "{{.Name}}.example.internal".into();
+        assert_eq!(
+            names(
+                &with("", "{external-dns.alpha.kubernetes.io/gateway-hostname-source: defined-hosts-only}"),
+                templated
+            ),
+            ["rt.example.internal"]
+        );
+        // external-dns applies the template when the spec names no host, whatever the
+        // annotation adds.
+        assert_eq!(
+            names(&with("", &ann("")), templated),
+            ["*.example.internal", "annotation.example.internal", "rt.example.internal"]
+        );
+        // An unknown value is warned about and read as no annotation.
+        let d =
+            run_with(&with(spec, &ann("both")), RouteKind::Http, &inputs(vec![gw(wildcard, "{}")]), |_| {}).unwrap();
+        assert_eq!(d.spec.endpoints.len(), 2);
+        assert!(d.warnings.iter().any(|w| w.starts_with("annotation gateway-hostname-source: unknown value \"both\"")));
+    }
+
     #[test]
     fn fqdn_template_is_narrowed_by_listeners() {
         let l = r#"[{name: web, port: 80, protocol: HTTP, hostname: "*.example.com", allowedRoutes: {namespaces: {from: All}}}]"#;
