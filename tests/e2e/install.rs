@@ -22,7 +22,8 @@ async fn config_default_applies_on_the_oldest_supported_kubernetes() {
     // A server-side dry run does not create the Namespace it creates, so the namespaced
     // objects after it would find none: the namespace is made for real (it stays, empty).
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    apply(&namespaces, "extdns", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "extdns"}})).await;
+    apply(&namespaces, "extdns", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "extdns"}}))
+        .await;
 
     let out = tokio::task::spawn_blocking(|| kubectl_dry_run("config/default")).await.expect("join");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -31,7 +32,9 @@ async fn config_default_applies_on_the_oldest_supported_kubernetes() {
         "kubectl apply -k config/default --dry-run=server failed:\n{}{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for object in ["deployment.apps/extdns", "service/extdns-metrics", "serviceaccount/extdns", "customresourcedefinition"] {
+    for object in
+        ["deployment.apps/extdns", "service/extdns-metrics", "serviceaccount/extdns", "customresourcedefinition"]
+    {
         assert!(stdout.contains(object), "{object} missing from:\n{stdout}");
     }
     assert!(!stdout.contains("poddisruptionbudget"), "the PDB is config/pdb's:\n{stdout}");
