@@ -416,5 +416,6 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        Cli::command_external_dns_compatible().debug_assert();
     }
 }
