@@ -24,7 +24,7 @@ test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real
 	bash e2e/dns/install.sh
 	bash e2e/install-tools.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance --test gitops
+	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --lib --bins --test crds --test samples --test conformance --test gitops --test docs
 	$(MAKE) image-test PROFILE=debug
 	$(MAKE) e2e
 
