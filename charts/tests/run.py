@@ -56,6 +56,7 @@ MUST_FAIL = [
         "signs zone transfers",
     ),
     ({"provider": {"name": "webhook"}}, "provider.webhook.image.repository"),
+    ({"provider": {"name": "aws", "webhook": {"image": {"repository": "r"}}}}, "set provider.name webhook"),
     ({"logLevel": "verbose"}, "logLevel"),
     ({"notAValue": 1}, "notAValue"),
 ]

@@ -316,6 +316,9 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- if and $rfcHosts (ne $pname "rfc2136") }}{{ fail (printf "extraArgs: --rfc2136-host is for provider rfc2136, not %s" $pname) }}{{ end }}
 {{- if and $zoneNames (not (has $pname (list "rfc2136" "inmemory"))) }}{{ fail (printf "extraArgs: zone flags are for providers rfc2136 and inmemory, not %s" $pname) }}{{ end }}
 
+{{- if and (ne $pname "webhook") (kindIs "map" $v.provider) (dig "webhook" "image" "repository" "" $v.provider) }}
+{{- fail (printf "provider.webhook.image.repository is set but provider.name is %s: set provider.name webhook to run the sidecar" $pname) }}
+{{- end }}
 {{- if eq $pname "aws" }}
 {{- $r := merge (dict "region" (default "us-east-1" $region)) $p }}
 {{- with $zoneTags }}{{ $_ := set $r "zoneTags" . }}{{ end }}
