@@ -276,7 +276,9 @@ def cluster_values() -> dict:
 def cluster_checks(checks: Checks) -> None:
     served = kubectl("api-versions").stdout.split()
     with helm.Config(namespace=CLUSTER_NS) as cfg, helm.Chart.load(str(CHART)) as chart:
+        # A namespace left terminating by an earlier run would refuse the install.
         cfg.uninstall(CLUSTER_RELEASE, ignore_not_found=True, wait="legacy", timeout=120)
+        kubectl("delete", "namespace", CLUSTER_NS, "--ignore-not-found", "--timeout=120s")
         state: dict = {}
 
         def install() -> None:
@@ -310,7 +312,7 @@ def cluster_checks(checks: Checks) -> None:
                 "--rfc2136-tsig-secret=c2VjcmV0LXNlY3JldC1zZWNyZXQ="
             ]
             rel = cfg.upgrade(chart, CLUSTER_RELEASE, values, namespace=CLUSTER_NS, timeout=120)
-            assert rel["version"] == 2, rel.get("version")
+            assert rel["revision"] == 2, rel["revision"]
             state["objs"] = wait_objects(rel["manifest"])
             fullname = f"{CLUSTER_RELEASE}-extdns"
             wait_for("Deployment scaled to 1", lambda: get("deployment", fullname, CLUSTER_NS)["spec"]["replicas"] == 1)
