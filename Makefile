@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds lint run demo demo-down bench bench-large bench-run
+.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds chart-crds chart-test lint run demo demo-down bench bench-large bench-run
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -24,8 +24,9 @@ test: ## ALL tests: lint, unit, CRD freshness, provider conformance against real
 	bash e2e/dns/install.sh
 	bash e2e/install-tools.sh
 	$(MAKE) lint
-	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --workspace --lib --bins --test crds --test samples --test conformance --test gitops
+	EXTDNS_REQUIRE_DNS_SERVERS=1 EXTDNS_REQUIRE_TOOLS=1 $(CARGO) test --workspace --lib --bins --test crds --test samples --test conformance --test gitops --test docs
 	$(MAKE) image-test PROFILE=debug
+	$(MAKE) chart-test
 	$(MAKE) e2e
 
 # The image holds the binary of PROFILE (release or debug; debug info is stripped either
@@ -76,11 +77,24 @@ e2e: build ## End-to-end suite on its own local control plane (TEST_CLUSTER_DIR;
 	$(TEST_ENV) KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 \
 		$(CARGO) test --features e2e --test e2e -- --test-threads=1
 
+# Same cluster handling as e2e. The chart test makes its own namespace and release
+# (chart-e2e), whose ClusterDNSProvider admits no namespace, and removes them at its end.
+chart-test: build ## Helm chart charts/extdns with the Helm engine (helm-python-sdk): lint, goldens, failing values, then install/upgrade/uninstall on the e2e control plane
+	@set -euo pipefail; \
+	if $(TEST_ENV) bash e2e/cluster/up.sh --status; then started=; else started=1; fi; \
+	$(TEST_ENV) bash e2e/cluster/up.sh; \
+	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
+	KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns bash charts/test.sh --cluster
+
 e2e-cluster-down: ## Stop the e2e suite's control plane (TEST_CLUSTER_DIR)
 	$(TEST_ENV) bash e2e/cluster/down.sh
 
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ from the Rust types (and the chart's copy)
 	$(CARGO) run -q --bin extdns -- crdgen > crds/extdns.io.yaml
+	$(MAKE) --no-print-directory chart-crds
+
+chart-crds: ## Copy crds/ into the Helm chart (charts/extdns/crds; make chart-test fails when they differ)
+	cp crds/extdns.io.yaml charts/extdns/crds/extdns.io.yaml
 
 check-crds: ## Fail when crds/ is stale
 	$(CARGO) test -q --test crds

@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use extdns::config::{Cli, Command, Controller, LogFormat, RunArgs};
 use extdns::controller;
 use extdns::metrics::Metrics;
@@ -199,7 +198,7 @@ fn render(args: extdns::config::RenderArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_external_dns_compatible(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Crdgen => match extdns::crd::crds_yaml() {
             Ok(y) => {

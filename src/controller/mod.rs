@@ -29,6 +29,4 @@ pub enum Error {
     ReadEndpoint { name: String, source: kube::Error },
     #[error("deleting DNSEndpoint {name}: {source}")]
     DeleteEndpoint { name: String, source: kube::Error },
-    #[error("computing DNSEndpoint for {kind} {name}: {source}")]
-    Source { kind: &'static str, name: String, source: crate::source::SourceError },
 }

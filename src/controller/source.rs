@@ -800,11 +800,19 @@ where
     let desired = if k.meta().deletion_timestamp.is_some() {
         None
     } else {
-        source::desired_dnsendpoint(obj, ctx, &ctx.cfg).map_err(|source| Error::Source {
-            kind,
-            name: format!("{ns}/{name}"),
-            source,
-        })?
+        match source::desired_dnsendpoint(obj, ctx, &ctx.cfg) {
+            Ok(d) => d,
+            // Permanent until the object (or a Node it reads) changes: retrying changes
+            // nothing. Its DNSEndpoint is left as it is, as external-dns, whose whole pass
+            // fails here, leaves its records; the user learns why from the Event.
+            Err(e) => {
+                warn!(source = %obj.describe(), error = %e, "computing the DNSEndpoint failed: left as it is");
+                if ctx.leadership.is_leader() {
+                    publish(ctx, k, dt, EventType::Warning, e.reason(), e.to_string()).await;
+                }
+                return Ok(Action::await_change());
+            }
+        }
     };
     match desired {
         // Writing to a DNSEndpoint that is going away would be lost with it. Its deletion

@@ -31,6 +31,10 @@ pub const ALIAS: &str = "alias";
 pub const ACCESS: &str = "access";
 pub const ENDPOINTS_TYPE: &str = "endpoints-type";
 pub const INGRESS_HOSTNAME_SOURCE: &str = "ingress-hostname-source";
+pub const GATEWAY_HOSTNAME_SOURCE: &str = "gateway-hostname-source";
+/// Values of the `ingress-hostname-source` and `gateway-hostname-source` annotations.
+pub const DEFINED_HOSTS_ONLY: &str = "defined-hosts-only";
+pub const ANNOTATION_ONLY: &str = "annotation-only";
 
 /// `endpoints-type` values for headless Services.
 pub const ENDPOINTS_TYPE_NODE_EXTERNAL_IP: &str = "NodeExternalIP";
@@ -118,6 +122,10 @@ impl<'a> ExternalDnsAnnotations<'a> {
 
     pub fn ingress_hostname_source(&self) -> Option<&'a str> {
         self.get(INGRESS_HOSTNAME_SOURCE)
+    }
+
+    pub fn gateway_hostname_source(&self) -> Option<&'a str> {
+        self.get(GATEWAY_HOSTNAME_SOURCE)
     }
 
     /// The TTL annotation in seconds. `Ok(None)` when absent; `Err` carries a message for the

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
-use super::annotations::ExternalDnsAnnotations;
+use super::annotations::{ExternalDnsAnnotations, ANNOTATION_ONLY, DEFINED_HOSTS_ONLY};
 use super::selector::Selector;
 use super::{Records, SourceConfig, SourceError, SourceInputs};
 
@@ -363,18 +363,20 @@ pub fn matching_host(a: &str, b: &str) -> Option<String> {
     (a.starts_with("*.") && b.ends_with(&a[1..])).then_some(b)
 }
 
-/// The route's host names before narrowing: `spec.hostnames`, the hostname annotation, the
-/// `--fqdn-template` names when those yield none (or with `--combine-fqdn-annotation`), and
-/// "" (any listener hostname) when the spec names none.
+/// The route's host names before narrowing, as external-dns's `gatewayRouteResolver.hosts`:
+/// `spec.hostnames` plus the `--fqdn-template` names (when the spec names none, or with
+/// `--combine-fqdn-annotation`), then by the `gateway-hostname-source` annotation:
+/// `annotation-only` keeps only the hostname annotation's names, `defined-hosts-only` only
+/// the spec and template names, and without it (or with an unknown value, which is warned
+/// about) the hostname annotation's names are added, and "" (any listener hostname) when the
+/// spec names none.
 fn route_hosts(
     route: &Route,
     cfg: &SourceConfig,
     ann: &ExternalDnsAnnotations<'_>,
+    recs: &mut Records,
 ) -> Result<Vec<String>, SourceError> {
     let mut hosts = route.spec.hostnames.clone();
-    if !cfg.args.ignore_hostname_annotation {
-        hosts.extend(ann.hostnames());
-    }
     if let Some(tmpl) = &cfg.fqdn_template {
         if hosts.is_empty() || cfg.args.combine_fqdn_annotation {
             let object = describe(route);
@@ -383,9 +385,19 @@ fn route_hosts(
             hosts.extend(tmpl.hostnames(&json).map_err(|source| SourceError::Template { object, source })?);
         }
     }
+    let from_annotation = || if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
+    match ann.gateway_hostname_source().map(|s| s.trim().to_ascii_lowercase()) {
+        Some(s) if s == ANNOTATION_ONLY => return Ok(from_annotation()),
+        Some(s) if s == DEFINED_HOSTS_ONLY => return Ok(hosts),
+        Some(other) => recs.warn(format!(
+            "annotation gateway-hostname-source: unknown value {other:?}, expected {DEFINED_HOSTS_ONLY} or {ANNOTATION_ONLY}; using the route's host names and the hostname annotation"
+        )),
+        None => {}
+    }
     if route.spec.hostnames.is_empty() {
         hosts.push(String::new());
     }
+    hosts.extend(from_annotation());
     Ok(hosts)
 }
 
@@ -419,7 +431,7 @@ pub(super) fn route_records(
     ann: &ExternalDnsAnnotations<'_>,
 ) -> Result<Records, SourceError> {
     let mut recs = Records::default();
-    let hosts = route_hosts(route, cfg, ann)?;
+    let hosts = route_hosts(route, cfg, ann, &mut recs)?;
     for h in &hosts {
         if canonical_host(h).is_none() {
             recs.warn(format!("skipping host name {h:?}: not a valid DNS name (RFC 1123, optionally \"*.\" first)"));
@@ -847,6 +859,77 @@ status: {addresses: [{value: 192.0.2.2}, {value: 192.0.2.1}]}
         );
         let d = run_with(&bad_ttl, RouteKind::Http, &inputs(vec![gw(ALL_NS, "{}")]), |_| {}).unwrap();
         assert!(d.warnings.iter().any(|w| w.contains("\"soon\" is not a valid TTL")));
+    }
+
+    /// The `gateway-hostname-source` annotation, as external-dns's `gatewayRouteResolver.hosts`
+    /// reads it (its HTTPRoute test rows for `annotation-only` and `defined-hosts-only`).
+    #[test]
+    fn gateway_hostname_source_annotation() {
+        let with = |spec_hosts: &str, annotations: &str| {
+            route(
+                "HTTPRoute",
+                "apps",
+                &format!("{{parentRefs: [{{name: gw, namespace: infra}}]{spec_hosts}}}"),
+                &accepted_by("gw", ""),
+                annotations,
+            )
+        };
+        let wildcard = r#"[{name: web, port: 80, protocol: HTTP, hostname: "*.example.internal", allowedRoutes: {namespaces: {from: All}}}]"#;
+        let names = |rt: &Route, f: fn(&mut SourceArgs)| -> Vec<String> {
+            run_with(rt, RouteKind::Http, &inputs(vec![gw(wildcard, "{}")]), f)
+                .map(|d| d.spec.endpoints.iter().map(|e| e.dns_name.clone()).collect())
+                .unwrap_or_default()
+        };
+        let ann = |source: &str| {
+            format!(
+                "{{external-dns.alpha.kubernetes.io/hostname: annotation.example.internal{}}}",
+                if source.is_empty() {
+                    String::new()
+                } else {
+                    format!(", external-dns.alpha.kubernetes.io/gateway-hostname-source: {source}")
+                }
+            )
+        };
+        let spec = ", hostnames: [test.example.internal]";
+        // Without the annotation: spec and hostname annotation.
+        assert_eq!(names(&with(spec, &ann("")), |_| {}), ["annotation.example.internal", "test.example.internal"]);
+        assert_eq!(names(&with(spec, &ann("annotation-only")), |_| {}), ["annotation.example.internal"]);
+        assert_eq!(names(&with(spec, &ann("Defined-Hosts-Only")), |_| {}), ["test.example.internal"]);
+        // annotation-only with --ignore-hostname-annotation leaves no names at all.
+        let ignoring: fn(&mut SourceArgs) = |a| {
+            a.ignore_hostname_annotation = true;
+            a.fqdn_template = "{{.Name}}.example.internal".into();
+        };
+        assert!(names(&with(spec, &ann("annotation-only")), ignoring).is_empty());
+        // Without spec host names the route takes its listeners' names, except with
+        // defined-hosts-only (nothing is defined) and annotation-only.
+        assert_eq!(names(&with("", "{}"), |_| {}), ["*.example.internal"]);
+        assert!(names(
+            &with("", "{external-dns.alpha.kubernetes.io/gateway-hostname-source: defined-hosts-only}"),
+            |_| {}
+        )
+        .is_empty());
+        assert_eq!(names(&with("", &ann("annotation-only")), |_| {}), ["annotation.example.internal"]);
+        // defined-hosts-only counts the --fqdn-template names as defined.
+        let templated: fn(&mut SourceArgs) = |a| a.fqdn_template = "{{.Name}}.example.internal".into();
+        assert_eq!(
+            names(
+                &with("", "{external-dns.alpha.kubernetes.io/gateway-hostname-source: defined-hosts-only}"),
+                templated
+            ),
+            ["rt.example.internal"]
+        );
+        // external-dns applies the template when the spec names no host, whatever the
+        // annotation adds.
+        assert_eq!(
+            names(&with("", &ann("")), templated),
+            ["*.example.internal", "annotation.example.internal", "rt.example.internal"]
+        );
+        // An unknown value is warned about and read as no annotation.
+        let d =
+            run_with(&with(spec, &ann("both")), RouteKind::Http, &inputs(vec![gw(wildcard, "{}")]), |_| {}).unwrap();
+        assert_eq!(d.spec.endpoints.len(), 2);
+        assert!(d.warnings.iter().any(|w| w.starts_with("annotation gateway-hostname-source: unknown value \"both\"")));
     }
 
     #[test]

@@ -3,11 +3,8 @@
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{ExternalDnsAnnotations, INGRESS_CLASS_ANNOTATION};
+use super::annotations::{ExternalDnsAnnotations, ANNOTATION_ONLY, DEFINED_HOSTS_ONLY, INGRESS_CLASS_ANNOTATION};
 use super::{Records, SourceConfig};
-
-const DEFINED_HOSTS_ONLY: &str = "defined-hosts-only";
-const ANNOTATION_ONLY: &str = "annotation-only";
 
 /// `--ingress-class`: `spec.ingressClassName` when set, else the legacy
 /// `kubernetes.io/ingress.class` annotation, must be one of the classes.

@@ -181,6 +181,11 @@ pub struct SourceArgs {
     /// default; `--ignore-non-host-network-pods=false` publishes every pod.
     #[arg(long, env = "EXTDNS_IGNORE_NON_HOST_NETWORK_PODS", default_value_t = true, action = clap::ArgAction::Set)]
     pub ignore_non_host_network_pods: bool,
+    /// Pod source: also publish `<pod name>.<this domain>` for every pod read (hostNetwork
+    /// pods only, unless `--ignore-non-host-network-pods=false`), pointing at the pod IP or
+    /// the `target` annotation, e.g. "pods.example.com" (default: none).
+    #[arg(long, env = "EXTDNS_POD_SOURCE_DOMAIN", default_value = "")]
+    pub pod_source_domain: String,
     /// Kinds of objects to publish records for. Repeat or separate with commas. An empty
     /// list (as in `SourceArgs::default()`) means both.
     #[arg(long, env = "EXTDNS_SOURCE", value_enum, value_delimiter = ',', default_values_t = [SourceKind::Service, SourceKind::Ingress])]
@@ -213,6 +218,7 @@ impl Default for SourceArgs {
             gateway_namespace: String::new(),
             gateway_label_filter: String::new(),
             ignore_non_host_network_pods: true,
+            pod_source_domain: String::new(),
             source: Vec::new(),
         }
     }
@@ -504,6 +510,23 @@ pub enum SourceError {
     },
     #[error("{object}: {message}")]
     InvalidObject { object: String, message: String },
+    /// external-dns fails its whole pass here; extdns leaves this node's records as they are
+    /// and says so on the Node.
+    #[error("Node {node}: no ExternalIP or InternalIP address in status.addresses and no target annotation; its records are left as they are")]
+    NodeWithoutAddress { node: String },
+}
+
+impl SourceError {
+    /// The Event reason on the source object.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::InvalidFlag { .. } => "InvalidFlag",
+            SourceError::InvalidAnnotation { .. } => "InvalidAnnotation",
+            SourceError::Template { .. } => "InvalidTemplate",
+            SourceError::InvalidObject { .. } => "InvalidObject",
+            SourceError::NodeWithoutAddress { .. } => "NodeWithoutAddress",
+        }
+    }
 }
 
 /// Records of one object before metadata is attached: (name, type) → targets.

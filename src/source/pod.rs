@@ -1,8 +1,10 @@
 //! Records for Pods, after external-dns's `source/pod.go`: the `internal-hostname` annotation
 //! points at the pod IP, the `hostname` annotation at the addresses of the pod's node
-//! (ExternalIPs and IPv6 InternalIPs), the `target` annotation overrides both; only
-//! hostNetwork pods unless `--ignore-non-host-network-pods=false`; `--fqdn-template` names
-//! point at the pod IPs.
+//! (ExternalIPs and IPv6 InternalIPs), `--pod-source-domain` names `<pod>.<domain>` after the
+//! pod IP, and the `target` annotation overrides all three; these are read on hostNetwork pods
+//! only unless `--ignore-non-host-network-pods=false`. `--fqdn-template` names point at the
+//! pod IPs of every pod, hostNetwork or not, when the others yield nothing or with
+//! `--combine-fqdn-annotation`.
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -31,21 +33,47 @@ pub(super) fn pod_records(
     ann: &ExternalDnsAnnotations<'_>,
     json: impl FnOnce() -> Result<serde_json::Value, SourceError>,
 ) -> Result<Records, SourceError> {
-    let mut recs = Records::default();
     let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-    if cfg.args.ignore_non_host_network_pods && !host_network {
-        return Ok(recs);
+    let mut recs = if cfg.args.ignore_non_host_network_pods && !host_network {
+        Records::default()
+    } else {
+        annotation_records(pod, inputs, cfg, ann)
+    };
+    // external-dns applies the template to every pod: the hostNetwork gate is on the
+    // annotations and --pod-source-domain only.
+    if let Some(tmpl) = &cfg.fqdn_template {
+        if recs.is_empty() || cfg.args.combine_fqdn_annotation {
+            let object = format!(
+                "Pod {}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            let names = tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?;
+            let ips = pod_ips(pod);
+            for n in names.iter().filter(|n| !n.is_empty()) {
+                recs.add_for_hostname(n.trim_end_matches('.'), &ips);
+            }
+        }
     }
+    Ok(recs)
+}
+
+/// The records of the annotations and `--pod-source-domain`.
+fn annotation_records(
+    pod: &Pod,
+    inputs: &dyn SourceInputs,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+) -> Records {
+    let mut recs = Records::default();
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let targets = ann.targets();
-    let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty());
+    let pod_ip: Vec<String> =
+        pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|ip| !ip.is_empty()).into_iter().collect();
+    let own_or_pod_ip = if targets.is_empty() { &pod_ip } else { &targets };
     for host in ann.internal_hostnames() {
-        if !targets.is_empty() {
-            recs.add_for_hostname(&host, &targets);
-        } else if let Some(ip) = &pod_ip {
-            recs.add_for_hostname(&host, std::slice::from_ref(ip));
-        }
+        recs.add_for_hostname(&host, own_or_pod_ip);
     }
     let hostnames = if cfg.args.ignore_hostname_annotation { Vec::new() } else { ann.hostnames() };
     if !hostnames.is_empty() {
@@ -79,17 +107,11 @@ pub(super) fn pod_records(
             recs.add_for_hostname(host, &node_targets);
         }
     }
-    if let Some(tmpl) = &cfg.fqdn_template {
-        if recs.is_empty() || cfg.args.combine_fqdn_annotation {
-            let object = format!("Pod {ns}/{name}");
-            let names = tmpl.hostnames(&json()?).map_err(|source| SourceError::Template { object, source })?;
-            let ips = pod_ips(pod);
-            for n in names.iter().filter(|n| !n.is_empty()) {
-                recs.add_for_hostname(n.trim_end_matches('.'), &ips);
-            }
-        }
+    let domain = cfg.args.pod_source_domain.trim().trim_matches('.');
+    if !domain.is_empty() {
+        recs.add_for_hostname(&format!("{name}.{domain}"), own_or_pod_ip);
     }
-    Ok(recs)
+    recs
 }
 
 #[cfg(test)]
@@ -204,5 +226,207 @@ status: {{podIP: 10.0.1.9, podIPs: [{{ip: 10.0.1.9}}, {{ip: "2001:db8::9"}}]}}
             vec!["my-pod1.pods.example.org A 10.0.1.9", "my-pod1.pods.example.org AAAA 2001:db8::9"]
         );
         assert!(run(&plain, |_| {}).is_none());
+    }
+
+    fn pod_yaml(name: &str, ns: &str, extra_meta: &str, spec: &str, status: &str) -> Pod {
+        yaml(&format!("metadata: {{name: {name}, namespace: {ns}{extra_meta}}}\nspec: {spec}\nstatus: {status}"))
+    }
+
+    fn records_of(pods: &[Pod], f: impl Fn(&mut SourceArgs)) -> Vec<String> {
+        let c = cfg(|a| {
+            a.source = vec![SourceKind::Pod];
+            f(a)
+        });
+        let mut out: Vec<String> = pods
+            .iter()
+            .flat_map(|p| desired_dnsendpoint(SourceObject::Pod(p), &fixture(), &c).unwrap().map(|d| summary(&d)))
+            .flatten()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Rows of external-dns's `TestPodSource` (`pod_test.go`) with `--pod-source-domain`.
+    #[test]
+    fn external_dns_pod_source_domain_rows() {
+        // "create IPv4 records for non-host network pods".
+        let pods = [
+            pod_yaml(
+                "my-pod1",
+                "kube-system",
+                "",
+                "{hostNetwork: false, nodeName: my-node1, containers: []}",
+                "{podIP: 192.168.1.1}",
+            ),
+            pod_yaml(
+                "my-pod2",
+                "kube-system",
+                "",
+                "{hostNetwork: false, nodeName: my-node2, containers: []}",
+                "{podIP: 192.168.1.2}",
+            ),
+        ];
+        let domain = |ignore: bool| {
+            move |a: &mut SourceArgs| {
+                a.ignore_non_host_network_pods = ignore;
+                a.pod_source_domain = "example.org".into();
+            }
+        };
+        assert_eq!(
+            records_of(&pods, domain(false)),
+            ["my-pod1.example.org A 192.168.1.1", "my-pod2.example.org A 192.168.1.2"]
+        );
+        // Like the annotations, --pod-source-domain reads hostNetwork pods only by default.
+        assert!(records_of(&pods, domain(true)).is_empty());
+        // "create records based on pod's target annotation with pod source domain".
+        let ann = |t: &str| {
+            format!(", annotations: {{external-dns.alpha.kubernetes.io/internal-hostname: internal.a.foo.example.org, external-dns.alpha.kubernetes.io/hostname: a.foo.example.org, external-dns.alpha.kubernetes.io/target: {t}}}")
+        };
+        let targeted = [
+            pod_yaml(
+                "my-pod1",
+                "kube-system",
+                &ann("208.1.2.1"),
+                "{hostNetwork: true, nodeName: my-node1, containers: []}",
+                "{podIP: 10.0.1.1}",
+            ),
+            pod_yaml(
+                "my-pod2",
+                "kube-system",
+                &ann("208.1.2.2"),
+                "{hostNetwork: true, nodeName: my-node2, containers: []}",
+                "{podIP: 10.0.1.2}",
+            ),
+        ];
+        assert_eq!(
+            records_of(&targeted, domain(true)),
+            [
+                "a.foo.example.org A 208.1.2.1",
+                "a.foo.example.org A 208.1.2.2",
+                "internal.a.foo.example.org A 208.1.2.1",
+                "internal.a.foo.example.org A 208.1.2.2",
+                "my-pod1.example.org A 208.1.2.1",
+                "my-pod2.example.org A 208.1.2.2",
+            ]
+        );
+    }
+
+    /// Rows of external-dns's `TestPodSourceFqdnTemplatingExamples` (`pod_fqdn_test.go`). The
+    /// template applies to every pod with an IP, hostNetwork or not, so each row gives the
+    /// same records with `--ignore-non-host-network-pods` on (the default) and off.
+    #[test]
+    fn external_dns_fqdn_template_examples() {
+        let status = |ips: &[&str]| {
+            let list: Vec<String> = ips.iter().map(|ip| format!("{{ip: \"{ip}\"}}")).collect();
+            format!("{{podIP: \"{}\", podIPs: [{}]}}", ips[0], list.join(", "))
+        };
+        let plain =
+            |name: &str, ns: &str, meta: &str, ips: &[&str]| pod_yaml(name, ns, meta, "{containers: []}", &status(ips));
+        let both = |pods: &[Pod], template: &str, f: &dyn Fn(&mut SourceArgs)| -> Vec<String> {
+            let on = records_of(pods, |a| {
+                a.fqdn_template = template.into();
+                f(a)
+            });
+            let off = records_of(pods, |a| {
+                a.fqdn_template = template.into();
+                a.ignore_non_host_network_pods = false;
+                f(a)
+            });
+            assert_eq!(on, off, "{template}");
+            on
+        };
+        let none = |_: &mut SourceArgs| {};
+        let one = [plain("my-pod-1", "default", "", &["100.67.94.101"])];
+        assert_eq!(
+            both(&one, "{{ .Name }}.domainA.com,{{ .Name }}.domainB.com", &none),
+            ["my-pod-1.domaina.com A 100.67.94.101", "my-pod-1.domainb.com A 100.67.94.101"]
+        );
+        // "... with multiple domains and fqdn combine and pod source domain" (ignore off there).
+        let on_node = [pod_yaml(
+            "my-pod-1",
+            "default",
+            "",
+            "{nodeName: node-1.internal, containers: []}",
+            &status(&["100.67.94.101"]),
+        )];
+        assert_eq!(
+            records_of(&on_node, |a| {
+                a.fqdn_template = "{{ .Name }}.domainA.com,{{ .Name }}.domainB.com".into();
+                a.combine_fqdn_annotation = true;
+                a.pod_source_domain = "example.org".into();
+                a.ignore_non_host_network_pods = false;
+            }),
+            [
+                "my-pod-1.domaina.com A 100.67.94.101",
+                "my-pod-1.domainb.com A 100.67.94.101",
+                "my-pod-1.example.org A 100.67.94.101",
+            ]
+        );
+        let per_ns =
+            [plain("pod-1", "default", "", &["100.67.94.101"]), plain("pod-2", "kube-system", "", &["100.67.94.102"])];
+        assert_eq!(
+            both(&per_ns, "{{ .Name }}.{{ .Namespace }}.example.org", &none),
+            ["pod-1.default.example.org A 100.67.94.101", "pod-2.kube-system.example.org A 100.67.94.102"]
+        );
+        let dual = [plain("pod-1", "default", "", &["100.67.94.101", "2041:0000:140F::875B:131B"])];
+        assert_eq!(
+            both(&dual, "{{ .Name }}.example.org", &none),
+            ["pod-1.example.org A 100.67.94.101", "pod-1.example.org AAAA 2041:0:140f::875b:131b"]
+        );
+        // "... target annotation that is currently not overriding target IPs".
+        let target = [plain(
+            "pod-1",
+            "default",
+            ", annotations: {external-dns.alpha.kubernetes.io/target: 203.2.45.22}",
+            &["100.67.94.101"],
+        )];
+        assert_eq!(both(&target, "{{ .Name }}.example.org", &none), ["pod-1.example.org A 100.67.94.101"]);
+        // "... host annotation that is currently not overriding hostname" (no node: nothing).
+        let host = [plain(
+            "pod-1",
+            "default",
+            ", annotations: {external-dns.alpha.kubernetes.io/hostname: ip-10-1-176-1.internal.domain.com}",
+            &["100.67.94.101"],
+        )];
+        assert_eq!(both(&host, "{{ .Name }}.example.org", &none), ["pod-1.example.org A 100.67.94.101"]);
+        let annotated = [
+            plain("pod-1", "kube-system", ", annotations: {workload: cluster-resources}", &["100.67.94.101"]),
+            plain("pod-2", "workloads", ", annotations: {workload: workloads}", &["100.67.94.102"]),
+        ];
+        assert_eq!(
+            both(&annotated, "{{ .Name }}.{{ .Annotations.workload }}.domain.tld", &none),
+            ["pod-1.cluster-resources.domain.tld A 100.67.94.101", "pod-2.workloads.domain.tld A 100.67.94.102"]
+        );
+        let labelled = [
+            plain("pod-1", "kube-system", ", labels: {topology.kubernetes.io/region: eu-west-1a}", &["100.67.94.101"]),
+            plain("pod-2", "workloads", ", labels: {topology.kubernetes.io/region: eu-west-1b}", &["100.67.94.102"]),
+        ];
+        assert_eq!(
+            both(
+                &labelled,
+                "{{ .Name }}.{{ index .ObjectMeta.Labels \"topology.kubernetes.io/region\" }}.domain.tld",
+                &none
+            ),
+            ["pod-1.eu-west-1a.domain.tld A 100.67.94.101", "pod-2.eu-west-1b.domain.tld A 100.67.94.102"]
+        );
+        let many = [plain(
+            "pod-1",
+            "kube-system",
+            "",
+            &["100.67.94.101", "100.67.94.102", "100.67.94.103", "2041:0000:140F::875B:131B", "::11.22.33.44"],
+        )];
+        assert_eq!(
+            both(&many, "pods-all.domain.tld", &none),
+            [
+                "pods-all.domain.tld A 100.67.94.101,100.67.94.102,100.67.94.103",
+                "pods-all.domain.tld AAAA 2041:0:140f::875b:131b,::b16:212c",
+            ]
+        );
+        // "... IP not set as pod failed": a pod without an IP yields nothing.
+        let failed = [
+            plain("pod-1", "kube-system", "", &["100.67.94.101"]),
+            pod_yaml("pod-2", "kube-system", "", "{containers: []}", "{phase: Failed}"),
+        ];
+        assert_eq!(both(&failed, "{{ .Name }}.domain.tld", &none), ["pod-1.domain.tld A 100.67.94.101"]);
     }
 }

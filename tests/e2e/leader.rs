@@ -259,6 +259,26 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// Leader election on Lease `lease` as replica `id`, with a lease short enough for a test
+/// to see a takeover (6 s, renew deadline 4 s, retry 1 s).
+fn short_lease_args(lease: &str, id: &str) -> Vec<String> {
+    [
+        "--leader-elect",
+        "--leader-election-lease",
+        lease,
+        "--leader-election-lease-duration",
+        "6s",
+        "--leader-election-renew-deadline",
+        "4s",
+        "--leader-election-retry-period",
+        "1s",
+        "--identity",
+        id,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn a_record(name: &str, host: &str, ip: &str) -> serde_json::Value {
     dnsendpoint(name, json!([{"dnsName": host, "recordType": "A", "targets": [ip]}]))
 }
@@ -275,21 +295,7 @@ async fn frozen_leader_resumed_sends_nothing() {
     let bind = Bind::start("leader_frozen", zone);
     let proxy = DnsProxy::start(bind.port);
     let lease_name = format!("e2e-frozen-{}", std::process::id());
-    let args = |id: &'static str| {
-        vec![
-            "--leader-elect".to_string(),
-            "--leader-election-lease".into(),
-            lease_name.clone(),
-            "--leader-election-lease-duration".into(),
-            "6s".into(),
-            "--leader-election-renew-deadline".into(),
-            "4s".into(),
-            "--leader-election-retry-period".into(),
-            "1s".into(),
-            "--identity".into(),
-            id.into(),
-        ]
-    };
+    let args = |id: &str| short_lease_args(&lease_name, id);
     let a_args = args("replica-a");
     let b_args = args("replica-b");
     // Each replica reaches the apiserver through a relay the test can hold.
@@ -456,21 +462,7 @@ async fn a_leader_held_at_a_rate_limit_token_sends_nothing_after_losing_the_leas
     let bind = Bind::start("leader_token", zone);
     let proxy = DnsProxy::start(bind.port);
     let lease_name = format!("e2e-token-{}", std::process::id());
-    let args = |id: &str| {
-        vec![
-            "--leader-elect".to_string(),
-            "--leader-election-lease".into(),
-            lease_name.clone(),
-            "--leader-election-lease-duration".into(),
-            "6s".into(),
-            "--leader-election-renew-deadline".into(),
-            "4s".into(),
-            "--leader-election-retry-period".into(),
-            "1s".into(),
-            "--identity".into(),
-            id.into(),
-        ]
-    };
+    let args = |id: &str| short_lease_args(&lease_name, id);
     let start = |test: &str, args: Vec<String>| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Operator::start_with(test, &args)

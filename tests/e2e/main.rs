@@ -8,6 +8,7 @@ mod gateway;
 mod harness;
 mod http_backends;
 mod identity;
+mod install;
 #[path = "../kstatus/mod.rs"]
 mod kstatus;
 mod leader;

@@ -350,16 +350,20 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
+        // When the last pass ended: a change that finds the worker idle for a window goes out
+        // at once (leading edge); changes arriving within a window of a pass are a burst and
+        // ride together, at most one pass per window.
+        let mut last_pass: Option<Instant> = None;
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     let mut rebuild = self.handle(msg);
-                    // Whatever else arrives within the window rides along.
-                    let until = Instant::now() + self.ctx.coalesce;
-                    while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
-                        rebuild |= self.handle(msg);
+                    if let Some(until) = last_pass.map(|t| t + self.ctx.coalesce).filter(|u| *u > Instant::now()) {
+                        while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                            rebuild |= self.handle(msg);
+                        }
                     }
                     while let Ok(msg) = rx.try_recv() {
                         rebuild |= self.handle(msg);
@@ -380,6 +384,7 @@ impl Worker {
                 }
             }
             self.sync().await;
+            last_pass = Some(Instant::now());
         }
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
@@ -908,7 +913,20 @@ impl Worker {
         // Plan and apply zone by zone. A name belongs to the zones with the longest name
         // containing it: one, or several when hosted zones share a name (Route53's private
         // and public zones of one domain), and each of them gets the record.
-        let belongs = |name: &str, zone: &Zone| zone_for(&zones, name).is_some_and(|z| z.name == zone.name);
+        // The zone name of every planned name and desired record, found once (not once per
+        // zone and name).
+        let mut groups_by_zone: HashMap<&str, Vec<&String>> = HashMap::new();
+        for g in groups {
+            if let Some(z) = zone_for(&zones, g) {
+                groups_by_zone.entry(z.name.as_str()).or_default().push(g);
+            }
+        }
+        let mut desired_by_zone: HashMap<&str, Vec<(Slot, DesiredRecord)>> = HashMap::new();
+        for (slot, d) in desired {
+            if let Some(z) = zone_for(&zones, &d.endpoint.dns_name) {
+                desired_by_zone.entry(z.name.as_str()).or_default().push((slot, d));
+            }
+        }
         if self.propagating.is_empty() {
             self.next_poll = Instant::now() + PROPAGATION_POLL;
         }
@@ -917,14 +935,12 @@ impl Worker {
             return out;
         };
         for zone in &zones {
-            let zone_groups: Vec<&String> = groups.iter().filter(|g| belongs(g, zone)).collect();
-            if zone_groups.is_empty() {
-                continue;
-            }
+            let Some(zone_groups) = groups_by_zone.get(zone.name.as_str()) else { continue };
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
             let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+            // Zones sharing a name (Route53's private and public) each get the records.
             let in_this_zone: Vec<(Slot, DesiredRecord)> =
-                desired.iter().filter(|(_, d)| belongs(&d.endpoint.dns_name, zone)).cloned().collect();
+                desired_by_zone.get(zone.name.as_str()).cloned().unwrap_or_default();
             let in_this_zone = if self.shared() {
                 self.refuse_overreach(zone, zone_cache, in_this_zone, &mut partial)
             } else {
@@ -1963,6 +1979,35 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         let Ok(Some((from, WorkerReport::Results(r)))) = got else { panic!("the healthy provider reported nothing") };
         assert_eq!((from, r[0].2.state.as_str()), (id("healthy"), "Ready"));
+    }
+
+    /// A change that finds its worker idle goes out at once, whatever the coalescing window;
+    /// changes right behind it wait for the window and go out together.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_worker_sends_the_first_change_at_once_and_batches_a_burst() {
+        let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
+        let (mut w, mut rx) = worker("dns", backend.clone());
+        w.ctx.coalesce = Duration::from_secs(10);
+        let (tx, inbox) = super::super::inbox::channel();
+        tokio::spawn(w.run(inbox));
+        let rec = |n: &str| vec![(0, desired(&format!("{n}.example.com"), RecordType::A, "192.0.2.1"))];
+        // Past the start-up pass's window: the worker is idle.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let start = Instant::now();
+        tx.send(WorkerMsg::Desired { ep: ep("a"), records: rec("a") }).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(got, Ok(Some((_, WorkerReport::Results(_))))), "no report within 5 s");
+        assert!(start.elapsed() < Duration::from_secs(1), "waited {:?} for the window", start.elapsed());
+
+        // A burst right behind it: one pass for all of them, a window after the last.
+        let applied_before = backend.applied.lock().unwrap().len();
+        for n in ["b", "c", "d"] {
+            tx.send(WorkerMsg::Desired { ep: ep(n), records: rec(n) }).unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+        let Ok(Some((_, WorkerReport::Results(r)))) = got else { panic!("no report for the burst") };
+        assert_eq!(r.len(), 3, "the burst went out in one pass: {r:?}");
+        assert_eq!(backend.applied.lock().unwrap().len() - applied_before, 2, "one TXT batch, one record batch");
     }
 
     /// A backend call that never returns is cut off at the deadline and reported as the

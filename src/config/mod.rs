@@ -1,9 +1,12 @@
 //! All configuration, parsed once.
 
+pub mod external_dns;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::source::SourceArgs;
 
@@ -12,6 +15,30 @@ use crate::source::SourceArgs;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line as parsed at start-up: booleans in external-dns's (kingpin's) forms,
+    /// external-dns flags extdns does not take refused with what to use instead.
+    pub fn command_external_dns_compatible() -> clap::Command {
+        Cli::command()
+            .mut_subcommand("run", external_dns::kingpin_booleans)
+            .mut_subcommand("render", external_dns::kingpin_booleans)
+    }
+
+    /// Parses `args` (program name first) as [`Cli::command_external_dns_compatible`] does.
+    pub fn try_parse_external_dns_compatible<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        external_dns::refuse_external_dns_flags(&args)?;
+        let mut cmd = Cli::command_external_dns_compatible();
+        let args = external_dns::rewrite_negations(&cmd, args);
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +263,147 @@ mod tests {
         assert!(Cli::try_parse_from(["extdns", "run", "--leader-elect=maybe"]).is_err());
     }
 
+    fn parse_run(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_external_dns_compatible([&["extdns", "run"][..], args].concat())?;
+        let Command::Run(run) = cli.command else { panic!("expected run") };
+        Ok(run)
+    }
+
+    #[test]
+    fn parses_an_external_dns_command_line() {
+        // As in an external-dns Deployment's args: repeated --source, kingpin booleans in all
+        // three forms, and --pod-source-domain.
+        let run = parse_run(&[
+            "--source=service",
+            "--source=pod",
+            "--source=node",
+            "--no-exclude-unschedulable",
+            "--ignore-non-host-network-pods=false",
+            "--publish-internal-services",
+            "--combine-fqdn-annotation=true",
+            "--expose-internal-ipv6=false",
+            "--no-leader-elect",
+            "--fqdn-template={{.Name}}.pods.example.org",
+            "--pod-source-domain=example.org",
+            "--namespace=kube-system",
+        ])
+        .expect("parses");
+        let s = &run.source;
+        assert_eq!(
+            s.source,
+            vec![crate::source::SourceKind::Service, crate::source::SourceKind::Pod, crate::source::SourceKind::Node]
+        );
+        assert!(!s.exclude_unschedulable && !s.ignore_non_host_network_pods && !s.expose_internal_ipv6);
+        assert!(s.publish_internal_services && s.combine_fqdn_annotation);
+        assert!(!s.ignore_hostname_annotation && !s.publish_host_ip, "untouched booleans keep their defaults");
+        assert!(!run.leader_elect);
+        assert_eq!((s.pod_source_domain.as_str(), s.namespace.as_str()), ("example.org", "kube-system"));
+        // The form external-dns users write most: a bare default-true flag.
+        let run = parse_run(&["--ignore-non-host-network-pods", "--exclude-unschedulable"]).expect("parses");
+        assert!(run.source.ignore_non_host_network_pods && run.source.exclude_unschedulable);
+        let d = parse_run(&[]).expect("parses");
+        assert!(d.source.ignore_non_host_network_pods && d.source.exclude_unschedulable && d.leader_elect);
+        assert!(!d.source.publish_internal_services && d.source.pod_source_domain.is_empty());
+        assert!(parse_run(&["--publish-internal-services=maybe"]).is_err());
+        assert!(parse_run(&["--no-namespace"]).is_err(), "only booleans have a --no- form");
+        // render takes the source flags the same way.
+        let cli =
+            Cli::try_parse_external_dns_compatible(["extdns", "render", "-f", "x.yaml", "--no-exclude-unschedulable"])
+                .expect("parses");
+        let Command::Render(r) = cli.command else { panic!("expected render") };
+        assert!(!r.source.exclude_unschedulable);
+    }
+
+    #[test]
+    fn every_boolean_flag_takes_the_three_kingpin_forms() {
+        let cmd = Cli::command_external_dns_compatible();
+        let run = cmd.find_subcommand("run").expect("run");
+        let booleans: Vec<(String, bool)> = run
+            .get_arguments()
+            .filter(|a| external_dns::is_boolean(a))
+            .map(|a| {
+                let default = a.get_default_values().first().and_then(|v| v.to_str()) == Some("true");
+                (a.get_long().expect("long flag").to_string(), default)
+            })
+            .collect();
+        let names: Vec<&str> = booleans.iter().map(|(n, _)| n.as_str()).collect();
+        // Fails when a boolean flag is added without the kingpin forms (or this list is stale).
+        assert_eq!(
+            names,
+            [
+                "leader-elect",
+                "namespaced-ambient-credentials",
+                "namespaced-custom-endpoint",
+                "namespaced-embedded",
+                "combine-fqdn-annotation",
+                "ignore-hostname-annotation",
+                "ignore-ingress-tls-spec",
+                "ignore-ingress-rules-spec",
+                "publish-internal-services",
+                "publish-host-ip",
+                "always-publish-not-ready-addresses",
+                "expose-internal-ipv6",
+                "exclude-unschedulable",
+                "ignore-non-host-network-pods",
+            ]
+        );
+        for arg in run.get_arguments() {
+            assert!(
+                !matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse),
+                "--{:?} is a switch without the kingpin forms",
+                arg.get_long()
+            );
+        }
+        for (name, default) in &booleans {
+            let value = |flag: String| -> bool {
+                let m = Cli::command_external_dns_compatible()
+                    .try_get_matches_from(external_dns::rewrite_negations(
+                        &Cli::command_external_dns_compatible(),
+                        ["extdns", "run", flag.as_str()].map(OsString::from).to_vec(),
+                    ))
+                    .unwrap_or_else(|e| panic!("{flag}: {e}"));
+                let run = m.subcommand_matches("run").expect("run");
+                let id = run.ids().find(|id| id.as_str().replace('_', "-") == *name).expect("id").clone();
+                *run.get_one::<bool>(id.as_str()).expect("bool value")
+            };
+            assert!(value(format!("--{name}")), "--{name}");
+            assert!(value(format!("--{name}=true")), "--{name}=true");
+            assert!(!value(format!("--{name}=false")), "--{name}=false");
+            assert!(!value(format!("--no-{name}")), "--no-{name}");
+            let unset = Cli::command_external_dns_compatible().try_get_matches_from(["extdns", "run"]).expect("parses");
+            let run = unset.subcommand_matches("run").expect("run");
+            let id = name.replace('-', "_");
+            assert_eq!(*run.get_one::<bool>(&id).expect("default"), *default, "--{name} default");
+        }
+    }
+
+    #[test]
+    fn external_dns_flags_without_a_counterpart_are_refused_with_what_to_use() {
+        let refused = |args: &[&str]| parse_run(args).expect_err("refused");
+        let e = refused(&["--source=service", "--provider=aws"]);
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert_eq!(
+            e.to_string(),
+            "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, rfc2136, powerdns, webhook, inMemory or embedded\n"
+        );
+        assert!(refused(&["--txt-owner-id", "cluster-a"])
+            .to_string()
+            .contains("instead: spec.registry.txt.ownerId of"));
+        assert!(refused(&["--domain-filter=example.org"]).to_string().contains("instead: spec.domains.include of"));
+        assert!(refused(&["--policy=upsert-only"]).to_string().contains("instead: spec.policy of"));
+        assert!(refused(&["--no-aws-evaluate-target-health"])
+            .to_string()
+            .contains("--no-aws-evaluate-target-health is an external-dns flag that extdns does not take; instead: spec.route53.evaluateTargetHealth of"));
+        assert!(refused(&["--interval=1m"]).to_string().contains("spec.resyncInterval"));
+        // A flag neither program knows is clap's ordinary error.
+        let e = refused(&["--no-such-flag"]);
+        assert!(e.to_string().contains("unexpected argument '--no-such-flag'"), "{e}");
+        // After `--` nothing is a flag.
+        assert!(
+            external_dns::refuse_external_dns_flags(&["extdns", "run", "--", "--provider"].map(OsString::from)).is_ok()
+        );
+    }
+
     #[test]
     fn render_requires_files() {
         assert!(Cli::try_parse_from(["extdns", "render"]).is_err());
@@ -248,5 +416,6 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        Cli::command_external_dns_compatible().debug_assert();
     }
 }
