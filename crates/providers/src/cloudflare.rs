@@ -1013,6 +1013,13 @@ fn pack(units: Vec<Unit>, max_ops: usize) -> Vec<Vec<Unit>> {
     batches
 }
 
+impl RequestLimited for CloudflareProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1295,12 +1302,5 @@ mod tests {
         let cfg = CloudflareConfig::new("s3cr3t-token");
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
         assert!(CloudflareProvider::new(CloudflareConfig::new(" ")).is_err());
-    }
-}
-
-impl RequestLimited for CloudflareProvider {
-    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
-        self.limiter = limiter;
-        self
     }
 }

@@ -663,6 +663,13 @@ impl Provider for PowerDnsProvider {
     }
 }
 
+impl RequestLimited for PowerDnsProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,12 +792,5 @@ mod tests {
             "https://pdns.example.org/prefix/api/v1/servers/localhost/zones/a%2Fb."
         );
         assert!(PowerDnsProvider::new(PowerDnsConfig::new("http://127.0.0.1:1", "")).is_err());
-    }
-}
-
-impl RequestLimited for PowerDnsProvider {
-    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
-        self.limiter = limiter;
-        self
     }
 }

@@ -1229,6 +1229,13 @@ impl Provider for Route53Provider {
     }
 }
 
+impl RequestLimited for Route53Provider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1761,12 +1768,5 @@ mod tests {
             pack(vec![unit(0, 600, 10), unit(1, 600, 10), unit(2, 300, 10), unit(3, 1, 31_990)], 1000, 32_000);
         let sizes: Vec<Vec<usize>> = batches.iter().map(|b| b.iter().map(|u| u.index).collect()).collect();
         assert_eq!(sizes, vec![vec![0], vec![1, 2], vec![3]]);
-    }
-}
-
-impl RequestLimited for Route53Provider {
-    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
-        self.limiter = limiter;
-        self
     }
 }

@@ -572,6 +572,13 @@ fn match_adjusted(asked: &[Endpoint], adjusted: Vec<WireEndpoint>) -> Vec<Vec<En
     out
 }
 
+impl RequestLimited for WebhookProvider {
+    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,12 +675,5 @@ mod tests {
         assert_eq!((out[0][0].record_type, out[0][0].ttl), (RecordType::A, Some(60)));
         assert_eq!(out[0][0].labels.get("owner").map(String::as_str), Some("me"));
         assert!(out[1].is_empty(), "dropped by the webhook");
-    }
-}
-
-impl RequestLimited for WebhookProvider {
-    fn with_rate_limit(mut self, limiter: Limiter) -> Self {
-        self.limiter = limiter;
-        self
     }
 }
