@@ -117,6 +117,13 @@ async fn cloudflare_records_in_the_fake_api() {
     let providers: Api<DNSProvider> = Api::namespaced(client.clone(), &ns.name);
     let last_sync = || async { providers.get("cf").await.ok().and_then(|p| p.status?.last_sync) };
     let before = last_sync().await;
+    // lastSync has whole seconds: the restarted operator's listing must fall in a later
+    // second than the last one for the change to show.
+    let listed_at = before.as_ref().map(|t| t.0.as_second()).unwrap_or_default();
+    wait_for("the clock to pass the second of the last listing", Duration::from_secs(5), || async move {
+        (jiff::Timestamp::now().as_second() > listed_at).then_some(())
+    })
+    .await;
     fake.clear_requests().await;
     op.restart();
     wait_for("a listing after the restart", Duration::from_secs(30), || {

@@ -497,8 +497,13 @@ impl Worker {
             }
             above = parent;
         }
+        // A zone apex holds nothing below it (every tenant's name is below it): its claims
+        // compete with none there, and a change at it re-plans no other name.
+        let is_apex =
+            apex == Some(group) || self.cache.as_ref().is_some_and(|c| c.zones.iter().any(|z| z.name == group));
         let key = subtree::tree_key(group);
-        for below in self.tree.range(key.clone()..).take_while(|k| k.starts_with(&key)).filter(|k| **k != key) {
+        let below = self.tree.range(key.clone()..).take_while(|k| k.starts_with(&key)).filter(|k| **k != key);
+        for below in below.filter(|_| !is_apex) {
             let name: Vec<&str> = below.trim_end_matches('.').rsplit('.').collect();
             out.push(name.join("."));
         }
@@ -1756,6 +1761,15 @@ mod tests {
         assert!(msg.contains("namespace bob") && msg.contains("web.example.com"), "{msg}");
         let names: BTreeSet<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
         assert!(!names.contains("_acme-challenge.web.example.com") && !names.contains("example.com"), "{names:?}");
+
+        // A claim at the apex holds nothing below it, and nothing below holds it: it re-plans
+        // only itself.
+        let apex_claim = claim("carol", "2026-01-03T00:00:00Z", "example.com", RecordType::A, "192.0.2.7");
+        w.set_desired(key("carol", "apex"), vec![(0, apex_claim)]);
+        assert_eq!(w.dirty, BTreeSet::from(["example.com".to_string()]));
+        w.sync().await;
+        let r = results(&mut rx);
+        assert_eq!(r[&("carol/apex@uid".to_string(), 0)].state, "Ready", "{r:?}");
 
         // Once bob's name goes, alice's claim below it is served.
         w.set_desired(key("bob", "web"), Vec::new());
