@@ -602,6 +602,7 @@ impl TxtRegistry {
         &self,
         view: &RegistryView,
         wanted: &BTreeSet<RecordKey>,
+        managed_types: &[RecordType],
         keep: impl Fn(&str) -> bool,
     ) -> Vec<Change> {
         let held: BTreeSet<RecordKey> = view.endpoints.iter().map(|e| self.lookup_key(e)).collect();
@@ -621,7 +622,15 @@ impl TxtRegistry {
                     let k = RecordKey { record_type: t, ..key.clone() };
                     held.contains(&k) || wanted_keys.contains(&k)
                 });
-            if !self.owns(txt) || !keep(&key.dns_name) || held.contains(key) || wanted_keys.contains(key) || backs_alias
+            // A TXT of a type the provider does not manage backs a record it never judges
+            // (another instance with our owner id may manage that type): left alone.
+            let unmanaged = !managed_types.contains(&key.record_type);
+            if !self.owns(txt)
+                || unmanaged
+                || !keep(&key.dns_name)
+                || held.contains(key)
+                || wanted_keys.contains(key)
+                || backs_alias
             {
                 continue;
             }
@@ -1180,8 +1189,8 @@ mod tests {
     }
 
     /// A TXT of ours whose record is gone (its delete's answer was lost) goes; one whose
-    /// record is about to be created, another owner's, one outside the provider's domains and
-    /// the `cname-` TXT of an alias stay.
+    /// record is about to be created, another owner's, one outside the provider's domains,
+    /// one of a type the provider does not manage and the `cname-` TXT of an alias stay.
     #[test]
     fn orphaned_ownership_txts_of_ours_are_removed() {
         let reg = registry("", "", "");
@@ -1189,6 +1198,7 @@ mod tests {
             txt("a-gone.example.com", &ownership_text(OWNER, "crd/ns/gone")),
             txt("a-theirs.example.com", &ownership_text("other", "crd/ns/theirs")),
             txt("a-soon.example.com", &ownership_text(OWNER, "crd/ns/soon")),
+            txt("mx-mail.example.com", &ownership_text(OWNER, "crd/ns/mail")),
             txt("a-elsewhere.other.example.com", &ownership_text(OWNER, "crd/ns/x")),
             ep("live.example.com", RecordType::A, "192.0.2.1"),
             txt("a-live.example.com", &ownership_text(OWNER, "crd/ns/live")),
@@ -1198,7 +1208,7 @@ mod tests {
         let wanted = BTreeSet::from([ep("soon.example.com", RecordType::A, "192.0.2.2").key()]);
         let keep = |name: &str| !name.ends_with("other.example.com");
         let removed: Vec<String> = reg
-            .orphaned_ownership(&view, &wanted, keep)
+            .orphaned_ownership(&view, &wanted, &[RecordType::A, RecordType::AAAA, RecordType::CNAME], keep)
             .into_iter()
             .map(|c| match c {
                 Change::Delete(e) => e.dns_name,

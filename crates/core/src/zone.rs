@@ -112,7 +112,9 @@ pub fn plan_zone(input: &ZoneInput<'_>) -> ZonePlan {
                 .filter(|c| input.domains.matches(&reg.group_name(c.endpoint())));
             let orphans = if input.policy == Policy::Sync {
                 let wanted: BTreeSet<RecordKey> = input.desired.iter().map(|d| d.endpoint.key()).collect();
-                reg.orphaned_ownership(view, &wanted, |name| managed_name(name) && delete_now(name))
+                reg.orphaned_ownership(view, &wanted, input.managed_types, |name| {
+                    managed_name(name) && delete_now(name)
+                })
             } else {
                 Vec::new()
             };
