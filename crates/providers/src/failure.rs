@@ -1,13 +1,12 @@
 //! How a request to a backend failed, in the terms the worker acts on, and the batch loop
 //! the batching backends (Route53, Cloudflare, Google, Azure) share.
 //!
-//! "Was the change sent?" has one answer here: a change a backend never sent (an earlier
-//! batch of the same apply failed, so the rest was held back) is [`not_sent`], which is
-//! transient. It was not applied, so sending it again at the next pass is safe; calling it
-//! Rejected would park a valid change until someone edits its object.
+//! "Was the change sent?" has one answer: a change a backend never sent (an earlier batch of
+//! the same apply failed, so the rest was held back) is [`not_sent`], which is transient.
 
 use std::future::Future;
 
+use extdns_core::provider::not_sent;
 use extdns_core::{Applied, ChangeResult, ProviderError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +100,6 @@ impl From<ProviderError> for Failure {
         };
         Failure { kind, message }
     }
-}
-
-/// The error of a change that was never sent, with why.
-pub(crate) fn not_sent(why: &str) -> ProviderError {
-    ProviderError::Unreachable(format!("change was not sent: {why}"))
 }
 
 /// The results of an apply; a change left without one was never sent.
