@@ -85,13 +85,11 @@ impl Arm {
         let mut attempt = 1;
         let mut renewed = false;
         loop {
-            let token = self.tokens.token().await.map_err(|e| Failure {
-                kind: match e {
-                    ProviderError::Unreachable(_) => FailureKind::Unreachable,
-                    ProviderError::Throttled(_) => FailureKind::Throttled,
-                    _ => FailureKind::Auth,
-                },
-                message: e.to_string(),
+            let token = self.tokens.token().await.map_err(|e| match e {
+                ProviderError::Unreachable(message) => Failure { kind: FailureKind::Unreachable, message },
+                ProviderError::Throttled(message) => Failure { kind: FailureKind::Throttled, message },
+                ProviderError::AuthFailed(message) => Failure { kind: FailureKind::Auth, message },
+                other => Failure { kind: FailureKind::Auth, message: other.to_string() },
             })?;
             self.limiter.admit(what).await.map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(&token);

@@ -71,10 +71,25 @@ fn target_of(rt: RecordType, v: &Value) -> Option<String> {
         // The strings of one TXT record are one value, as a resolver reads it.
         RecordType::TXT => {
             let parts = v.get("value")?.as_array()?;
-            Some(parts.iter().filter_map(Value::as_str).collect())
+            let value: String = parts.iter().filter_map(Value::as_str).collect();
+            Some(unquote_ownership(value))
         }
     }
 }
+
+/// external-dns writes an ownership value to Azure with its quotes inside the TXT data
+/// (`"heritage=external-dns,…"`, the quotes its registry adds for DNS zone files); extdns
+/// writes it the same way, so that external-dns reads what extdns wrote and the other way
+/// round, and lists it without them, as every other backend hands it to the registry.
+fn unquote_ownership(value: String) -> String {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) if inner.starts_with(OWNERSHIP_PREFIX) => inner.to_string(),
+        _ => value,
+    }
+}
+
+/// How every ownership value starts (external-dns's `heritage` label comes first).
+const OWNERSHIP_PREFIX: &str = "heritage=external-dns";
 
 /// The `properties` of the record set that holds `ep`.
 pub fn properties_of(flavour: Flavour, ep: &Endpoint, ttl: u32) -> Result<Value, ProviderError> {
@@ -137,6 +152,7 @@ fn item_of(name: &str, rt: RecordType, target: &str) -> Result<Value, ProviderEr
             let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             json!({ "flags": flags, "tag": tag, "value": value })
         }
+        RecordType::TXT if target.starts_with(OWNERSHIP_PREFIX) => json!({ "value": split_txt(&format!("\"{target}\"")) }),
         RecordType::TXT => json!({ "value": split_txt(target) }),
     })
 }
@@ -232,6 +248,19 @@ mod tests {
         // external-dns writes a whole value as one string; it reads back the same.
         let ext = set("t", "TXT", json!({"TTL": 300, "TXTRecords": [{"value": [long.clone()]}]}));
         assert_eq!(endpoint_of(Flavour::Public, &zone(), &ext).unwrap().endpoint.targets, vec![long]);
+    }
+
+    #[test]
+    fn ownership_values_are_quoted_inside_the_data_as_external_dns_writes_them() {
+        let value = "heritage=external-dns,external-dns/owner=default,external-dns/resource=service/default/web";
+        let ep = Endpoint::new("a-web.example.com", RecordType::TXT, vec![value.into()]);
+        let props = properties_of(Flavour::Public, &ep, 300).unwrap();
+        assert_eq!(props["TXTRecords"], json!([{"value": [format!("\"{value}\"")]}]));
+        let listed = set("a-web", "TXT", props);
+        assert_eq!(endpoint_of(Flavour::Public, &zone(), &listed).unwrap().endpoint.targets, vec![value]);
+        // Other quoted data stays as it is.
+        let data = set("q", "TXT", json!({"TTL": 300, "TXTRecords": [{"value": ["\"v=spf1 -all\""]}]}));
+        assert_eq!(endpoint_of(Flavour::Public, &zone(), &data).unwrap().endpoint.targets, vec!["\"v=spf1 -all\""]);
     }
 
     #[test]
