@@ -3,6 +3,7 @@
 //! its own operator, which watches the whole cluster.
 
 mod budget;
+mod azure;
 mod cloudflare;
 mod gateway;
 mod harness;
