@@ -1324,7 +1324,8 @@ async fn az_zone(p: &AzureProvider, name: &str) -> Zone {
 
 async fn azure_public_battery() {
     let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
-    let fail = |what: &str, e: String| -> ! { panic!("azure: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail()) };
+    let fail =
+        |what: &str, e: String| -> ! { panic!("azure: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail()) };
     let p = az_provider(&fake, Flavour::Public);
     let zone = az_zone(&p, AZ_ZONE).await;
     assert!(zone.id.ends_with(&format!("/providers/Microsoft.Network/dnszones/{AZ_ZONE}")), "{}", zone.id);
@@ -1379,10 +1380,16 @@ async fn azure_passes_the_conformance_battery() {
 /// before anything is sent.
 async fn azure_private_battery() {
     let Some(fake) = start_azure(&[], &[AZ_PRIVATE_ZONE]).await else { return };
-    let fail = |what: &str, e: String| -> ! { panic!("azure private: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail()) };
+    let fail = |what: &str, e: String| -> ! {
+        panic!("azure private: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail())
+    };
     let p = az_provider(&fake, Flavour::Private);
     let zone = az_zone(&p, AZ_PRIVATE_ZONE).await;
-    assert!(zone.id.ends_with(&format!("/providers/Microsoft.Network/privateDnsZones/{AZ_PRIVATE_ZONE}")), "{}", zone.id);
+    assert!(
+        zone.id.ends_with(&format!("/providers/Microsoft.Network/privateDnsZones/{AZ_PRIVATE_ZONE}")),
+        "{}",
+        zone.id
+    );
     let report =
         conformance::run_all_except(&p, &zone, &["each_type_lifecycle"]).await.unwrap_or_else(|e| fail("battery", e));
     say(&format!("azure private (fake): battery passed\n{report}"));
@@ -1396,7 +1403,10 @@ async fn azure_private_battery() {
         (ep(n("cname"), RecordType::CNAME, &n("a")), ep(n("cname"), RecordType::CNAME, &n("aaaa"))),
         (ep(n("mx"), RecordType::MX, "10 mx1.example.org"), ep(n("mx"), RecordType::MX, "20 mx2.example.org")),
         (ep(n("ptr"), RecordType::PTR, "host.example.org"), ep(n("ptr"), RecordType::PTR, "other.example.org")),
-        (ep(n("_sip._tcp"), RecordType::SRV, "0 5 5060 sip.example.org"), ep(n("_sip._tcp"), RecordType::SRV, "1 5 5061 sip.example.org")),
+        (
+            ep(n("_sip._tcp"), RecordType::SRV, "0 5 5060 sip.example.org"),
+            ep(n("_sip._tcp"), RecordType::SRV, "1 5 5061 sip.example.org"),
+        ),
         (ep(n("txt"), RecordType::TXT, "v=1"), ep(n("txt"), RecordType::TXT, "v=2")),
     ];
     let results = p.apply(&zone, &pairs.iter().map(|(o, _)| Change::Create(o.clone())).collect::<Vec<_>>()).await;
@@ -1405,9 +1415,18 @@ async fn azure_private_battery() {
     assert!(p.apply(&zone, &updates).await.iter().all(|r| r.is_ok()), "private updates");
     let listed = p.records(&zone).await.expect("records");
     for (_, new) in &pairs {
-        assert!(listed.iter().any(|e| e.dns_name == new.dns_name && e.record_type == new.record_type && e.targets == new.targets), "{new:?} listed");
+        assert!(
+            listed
+                .iter()
+                .any(|e| e.dns_name == new.dns_name && e.record_type == new.record_type && e.targets == new.targets),
+            "{new:?} listed"
+        );
     }
-    assert!(p.apply(&zone, &pairs.iter().map(|(_, n)| Change::Delete(n.clone())).collect::<Vec<_>>()).await.iter().all(|r| r.is_ok()));
+    assert!(p
+        .apply(&zone, &pairs.iter().map(|(_, n)| Change::Delete(n.clone())).collect::<Vec<_>>())
+        .await
+        .iter()
+        .all(|r| r.is_ok()));
     fake.clear_requests().await;
     for (rt, t) in [(RecordType::NS, "ns1.example.org"), (RecordType::CAA, "0 issue \"letsencrypt.org\"")] {
         match p.apply(&zone, &[Change::Create(ep(n("no"), rt, t))]).await.as_slice() {
@@ -1433,7 +1452,14 @@ async fn azure_sends_conditional_writes_with_the_etag_read() {
     let p = az_provider(&fake, Flavour::Public);
     let zone = az_zone(&p, AZ_ZONE).await;
     for i in 0..60 {
-        fake.seed(false, AZ_ZONE, "A", &format!("f{i}"), json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.200"}]})).await;
+        fake.seed(
+            false,
+            AZ_ZONE,
+            "A",
+            &format!("f{i}"),
+            json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.200"}]}),
+        )
+        .await;
     }
     fake.clear_requests().await;
     let web = Endpoint::new(format!("web.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.1".into()]).with_ttl(300);
@@ -1443,13 +1469,19 @@ async fn azure_sends_conditional_writes_with_the_etag_read() {
         .iter()
         .map(|r| (r["method"].as_str().unwrap_or("").into(), r["query"]["$skipToken"].as_str().unwrap_or("").into()))
         .collect();
-    assert_eq!(shape, vec![("GET".into(), "".into()), ("GET".into(), "50".into()), ("PUT".into(), "".into())], "{reqs:?}");
+    assert_eq!(
+        shape,
+        vec![("GET".into(), "".into()), ("GET".into(), "50".into()), ("PUT".into(), "".into())],
+        "{reqs:?}"
+    );
     assert!(reqs[2]["path"].as_str().unwrap_or("").ends_with(&format!("/dnszones/{AZ_ZONE}/A/web")), "{:?}", reqs[2]);
     assert_eq!((reqs[2]["if_none_match"].clone(), reqs[2]["if_match"].clone()), (json!("*"), Value::Null));
     assert_eq!(reqs[2]["body"], json!({"properties": {"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.1"}]}}));
     assert_eq!(reqs[2]["query"]["api-version"], json!("2018-05-01"));
 
-    let etag = |sets: &[Value]| sets.iter().find(|s| s["name"] == json!("web")).map(|s| s["etag"].clone()).unwrap_or(Value::Null);
+    let etag = |sets: &[Value]| {
+        sets.iter().find(|s| s["name"] == json!("web")).map(|s| s["etag"].clone()).unwrap_or(Value::Null)
+    };
     let read = etag(&fake.record_sets(false, AZ_ZONE).await);
     fake.clear_requests().await;
     let moved = Endpoint::new(format!("web.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.2".into()]).with_ttl(60);
@@ -1467,7 +1499,12 @@ async fn azure_sends_conditional_writes_with_the_etag_read() {
     assert_eq!(tokens[0]["tenant"], json!(azure_fake::TENANT));
     assert_eq!(tokens[0]["client_id"], json!(azure_fake::CLIENT_ID));
     assert_eq!(tokens[0]["scope"], json!(format!("{}/.default", fake.base_url())));
-    let foreign = fake.record_sets(false, AZ_ZONE).await.iter().filter(|s| s["name"].as_str().unwrap_or("").starts_with('f')).count();
+    let foreign = fake
+        .record_sets(false, AZ_ZONE)
+        .await
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap_or("").starts_with('f'))
+        .count();
     assert_eq!(foreign, 60, "foreign record sets untouched");
 }
 
@@ -1561,22 +1598,35 @@ async fn azure_takes_over_an_external_dns_zone_without_writing() {
     fake.seed(false, AZ_ZONE, "A", "web", json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.10"}]})).await;
     fake.seed(false, AZ_ZONE, "TXT", "web", json!({"TTL": 300, "TXTRecords": [{"value": [owner]}]})).await;
     fake.seed(false, AZ_ZONE, "TXT", "a-web", json!({"TTL": 300, "TXTRecords": [{"value": [owner]}]})).await;
-    fake.seed(false, AZ_ZONE, "CNAME", "www", json!({"TTL": 300, "CNAMERecord": {"cname": "web.conformance-az.test"}})).await;
-    fake.seed(false, AZ_ZONE, "TXT", "cname-www", json!({"TTL": 300, "TXTRecords": [{"value": [owner.replace("service/default/web", "service/default/www")]}]})).await;
+    fake.seed(false, AZ_ZONE, "CNAME", "www", json!({"TTL": 300, "CNAMERecord": {"cname": "web.conformance-az.test"}}))
+        .await;
+    fake.seed(
+        false,
+        AZ_ZONE,
+        "TXT",
+        "cname-www",
+        json!({"TTL": 300, "TXTRecords": [{"value": [owner.replace("service/default/web", "service/default/www")]}]}),
+    )
+    .await;
     fake.seed(false, AZ_ZONE, "A", "foreign", json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.66"}]})).await;
     fake.clear_requests().await;
 
-    let registry = TxtRegistry::new(TxtRegistryConfig { owner_id: "default".into(), ..Default::default() }).expect("registry");
+    let registry =
+        TxtRegistry::new(TxtRegistryConfig { owner_id: "default".into(), ..Default::default() }).expect("registry");
     let view = registry.view_in_zone(p.records(&zone).await.expect("records"), &zone.name);
-    let desired: Vec<DesiredRecord> = [("web", RecordType::A, "192.0.2.10", "web"), ("www", RecordType::CNAME, "web.conformance-az.test", "www")]
-        .iter()
-        .map(|(n, rt, t, svc)| {
-            let mut e = Endpoint::new(format!("{n}.{AZ_ZONE}"), *rt, vec![t.to_string()]);
-            e.labels.insert(label::RESOURCE.into(), format!("service/default/{svc}"));
-            e.labels.insert(label::OWNER.into(), "default".into());
-            DesiredRecord { endpoint: e, claimant: Claimant { created: String::new(), namespace: "default".into(), name: svc.to_string() } }
-        })
-        .collect();
+    let desired: Vec<DesiredRecord> =
+        [("web", RecordType::A, "192.0.2.10", "web"), ("www", RecordType::CNAME, "web.conformance-az.test", "www")]
+            .iter()
+            .map(|(n, rt, t, svc)| {
+                let mut e = Endpoint::new(format!("{n}.{AZ_ZONE}"), *rt, vec![t.to_string()]);
+                e.labels.insert(label::RESOURCE.into(), format!("service/default/{svc}"));
+                e.labels.insert(label::OWNER.into(), "default".into());
+                DesiredRecord {
+                    endpoint: e,
+                    claimant: Claimant { created: String::new(), namespace: "default".into(), name: svc.to_string() },
+                }
+            })
+            .collect();
     let out = plan(&PlanInput {
         desired: &desired,
         current: &view.endpoints,

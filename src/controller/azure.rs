@@ -7,8 +7,7 @@ use serde::Deserialize;
 use super::backend::{read_ca_bundle, read_secret, read_secret_text, BackendError, BuildContext};
 use crate::crd::dnsprovider::{parse_duration, AzureSpec, SecretKeyRef};
 use crate::dns::providers::azure::{
-    AzureConfig, AzureProvider, Credential, Flavour, DEFAULT_AUTHORITY_HOST, DEFAULT_RESOURCE_MANAGER,
-    IMDS_TOKEN_URL,
+    AzureConfig, AzureProvider, Credential, Flavour, DEFAULT_AUTHORITY_HOST, DEFAULT_RESOURCE_MANAGER, IMDS_TOKEN_URL,
 };
 
 /// external-dns's azure.json (the fields extdns reads; others are ignored).
@@ -68,7 +67,12 @@ pub struct Chosen {
 
 /// The operator's own identity: workload identity when its webhook set the environment up,
 /// else the node's managed identity (`user_assigned` picks a user-assigned one).
-pub fn ambient_credential(env: &AmbientEnv, client_id: Option<&str>, tenant_id: Option<&str>, user_assigned: Option<&str>) -> Chosen {
+pub fn ambient_credential(
+    env: &AmbientEnv,
+    client_id: Option<&str>,
+    tenant_id: Option<&str>,
+    user_assigned: Option<&str>,
+) -> Chosen {
     let client = client_id.map(str::to_string).or_else(|| env.client_id.clone());
     let tenant = tenant_id.map(str::to_string).or_else(|| env.tenant_id.clone());
     if let (Some(file), Some(client_id), Some(tenant_id)) = (&env.federated_token_file, client, tenant) {
@@ -129,7 +133,11 @@ pub fn cloud_endpoints(cloud: &str) -> Result<(&'static str, &'static str), Stri
 }
 
 /// Builds the provider of `spec.azure` (`flavour` Public) or `spec.azurePrivateDns`.
-pub async fn azure_provider(flavour: Flavour, a: &AzureSpec, ctx: &BuildContext<'_>) -> Result<AzureProvider, BackendError> {
+pub async fn azure_provider(
+    flavour: Flavour,
+    a: &AzureSpec,
+    ctx: &BuildContext<'_>,
+) -> Result<AzureProvider, BackendError> {
     let prefix = match flavour {
         Flavour::Public => "spec.azure",
         Flavour::Private => "spec.azurePrivateDns",
@@ -137,7 +145,9 @@ pub async fn azure_provider(flavour: Flavour, a: &AzureSpec, ctx: &BuildContext<
     let field = |f: &str, message: String| BackendError::Field { field: format!("{prefix}.{f}"), message };
     let env = AmbientEnv::from_process();
     let (chosen, json) = match &a.credentials {
-        None => (ambient_credential(&env, None, None, a.user_assigned_identity_client_id.as_deref()), AzureJson::default()),
+        None => {
+            (ambient_credential(&env, None, None, a.user_assigned_identity_client_id.as_deref()), AzureJson::default())
+        }
         Some(c) => match (&c.secret_ref, &c.azure_config_secret_ref) {
             (Some(r), None) => {
                 let key = |k: &Option<String>, default: &str| SecretKeyRef {
@@ -145,18 +155,23 @@ pub async fn azure_provider(flavour: Flavour, a: &AzureSpec, ctx: &BuildContext<
                     key: k.clone().unwrap_or_else(|| default.to_string()),
                 };
                 let what = format!("{prefix}.credentials.secretRef");
-                let client_id = read_secret_text(ctx.client, ctx.secret_ns, &key(&r.client_id_key, "client-id"), &what).await?;
+                let client_id =
+                    read_secret_text(ctx.client, ctx.secret_ns, &key(&r.client_id_key, "client-id"), &what).await?;
                 let client_secret =
-                    read_secret_text(ctx.client, ctx.secret_ns, &key(&r.client_secret_key, "client-secret"), &what).await?;
-                let tenant_id = read_secret_text(ctx.client, ctx.secret_ns, &key(&r.tenant_id_key, "tenant-id"), &what).await?;
+                    read_secret_text(ctx.client, ctx.secret_ns, &key(&r.client_secret_key, "client-secret"), &what)
+                        .await?;
+                let tenant_id =
+                    read_secret_text(ctx.client, ctx.secret_ns, &key(&r.tenant_id_key, "tenant-id"), &what).await?;
                 let credential = Credential::ClientSecret { tenant_id, client_id, client_secret };
                 (Chosen { credential, authority_host: None, ambient: false }, AzureJson::default())
             }
             (None, Some(r)) => {
                 let raw = read_secret(ctx.client, ctx.secret_ns, r).await?;
-                let json: AzureJson = serde_json::from_slice(&raw)
-                    .map_err(|e| field("credentials.azureConfigSecretRef", format!("the key is not an azure.json file: {e}")))?;
-                let chosen = credential_of_azure_json(&json, &env).map_err(|m| field("credentials.azureConfigSecretRef", m))?;
+                let json: AzureJson = serde_json::from_slice(&raw).map_err(|e| {
+                    field("credentials.azureConfigSecretRef", format!("the key is not an azure.json file: {e}"))
+                })?;
+                let chosen =
+                    credential_of_azure_json(&json, &env).map_err(|m| field("credentials.azureConfigSecretRef", m))?;
                 (chosen, json)
             }
             _ => {
@@ -170,16 +185,22 @@ pub async fn azure_provider(flavour: Flavour, a: &AzureSpec, ctx: &BuildContext<
             "the azure.json asks for the operator's own identity (managed or workload identity), which a namespaced DNSProvider may use only with --namespaced-ambient-credentials".into(),
         ));
     }
-    let subscription = a
-        .subscription_id
-        .clone()
-        .or_else(|| Some(json.subscription_id.clone()).filter(|s| !s.is_empty()))
-        .ok_or_else(|| field("subscriptionId", "required (or subscriptionId in the azure.json of credentials.azureConfigSecretRef)".into()))?;
+    let subscription =
+        a.subscription_id.clone().or_else(|| Some(json.subscription_id.clone()).filter(|s| !s.is_empty())).ok_or_else(
+            || {
+                field(
+                    "subscriptionId",
+                    "required (or subscriptionId in the azure.json of credentials.azureConfigSecretRef)".into(),
+                )
+            },
+        )?;
     let mut cfg = AzureConfig::new(flavour, subscription, chosen.credential);
     let (arm, authority) = cloud_endpoints(&json.cloud).map_err(|m| field("credentials.azureConfigSecretRef", m))?;
     cfg.resource_manager = a.resource_manager_url.clone().unwrap_or_else(|| arm.to_string());
-    cfg.authority_host = a.authority_host_url.clone().or(chosen.authority_host).unwrap_or_else(|| authority.to_string());
-    cfg.resource_group = a.resource_group.clone().or_else(|| Some(json.resource_group.clone()).filter(|s| !s.is_empty()));
+    cfg.authority_host =
+        a.authority_host_url.clone().or(chosen.authority_host).unwrap_or_else(|| authority.to_string());
+    cfg.resource_group =
+        a.resource_group.clone().or_else(|| Some(json.resource_group.clone()).filter(|s| !s.is_empty()));
     cfg.zones = a.zones.clone();
     cfg.ca_bundle = read_ca_bundle(ctx.client, ctx.secret_ns, a.tls.as_ref()).await?;
     if let Some(n) = a.max_attempts {
@@ -212,7 +233,10 @@ mod tests {
         )
         .unwrap();
         let chosen = credential_of_azure_json(&secret, &env(true)).unwrap();
-        assert_eq!(chosen.credential, Credential::ClientSecret { tenant_id: "t".into(), client_id: "c".into(), client_secret: "x".into() });
+        assert_eq!(
+            chosen.credential,
+            Credential::ClientSecret { tenant_id: "t".into(), client_id: "c".into(), client_secret: "x".into() }
+        );
         assert!(!chosen.ambient);
 
         let mi: AzureJson = serde_json::from_str(
@@ -220,12 +244,19 @@ mod tests {
         )
         .unwrap();
         let chosen = credential_of_azure_json(&mi, &env(true)).unwrap();
-        assert_eq!(chosen.credential, Credential::ManagedIdentity { client_id: Some("uai".into()), endpoint: IMDS_TOKEN_URL.into() });
+        assert_eq!(
+            chosen.credential,
+            Credential::ManagedIdentity { client_id: Some("uai".into()), endpoint: IMDS_TOKEN_URL.into() }
+        );
         assert!(chosen.ambient);
 
-        let wi: AzureJson = serde_json::from_str(r#"{"tenantId": "t", "aadClientId": "c", "useWorkloadIdentityExtension": true}"#).unwrap();
+        let wi: AzureJson =
+            serde_json::from_str(r#"{"tenantId": "t", "aadClientId": "c", "useWorkloadIdentityExtension": true}"#)
+                .unwrap();
         let chosen = credential_of_azure_json(&wi, &env(true)).unwrap();
-        assert!(matches!(&chosen.credential, Credential::WorkloadIdentity { tenant_id, client_id, .. } if tenant_id == "t" && client_id == "c"));
+        assert!(
+            matches!(&chosen.credential, Credential::WorkloadIdentity { tenant_id, client_id, .. } if tenant_id == "t" && client_id == "c")
+        );
         assert!(credential_of_azure_json(&wi, &env(false)).unwrap_err().contains("AZURE_FEDERATED_TOKEN_FILE"));
 
         let incomplete: AzureJson = serde_json::from_str(r#"{"tenantId": "t", "aadClientId": "c"}"#).unwrap();
@@ -235,10 +266,15 @@ mod tests {
     #[test]
     fn ambient_identity_is_workload_identity_when_set_up_else_imds() {
         let wi = ambient_credential(&env(true), None, None, None);
-        assert!(matches!(&wi.credential, Credential::WorkloadIdentity { client_id, tenant_id, .. } if client_id == "env-client" && tenant_id == "env-tenant"));
+        assert!(
+            matches!(&wi.credential, Credential::WorkloadIdentity { client_id, tenant_id, .. } if client_id == "env-client" && tenant_id == "env-tenant")
+        );
         assert_eq!(wi.authority_host.as_deref(), Some("https://login.microsoftonline.com/"));
         let mi = ambient_credential(&env(false), None, None, Some("uai"));
-        assert_eq!(mi.credential, Credential::ManagedIdentity { client_id: Some("uai".into()), endpoint: IMDS_TOKEN_URL.into() });
+        assert_eq!(
+            mi.credential,
+            Credential::ManagedIdentity { client_id: Some("uai".into()), endpoint: IMDS_TOKEN_URL.into() }
+        );
         assert!(wi.ambient && mi.ambient);
     }
 

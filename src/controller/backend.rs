@@ -9,12 +9,12 @@ use kube::{Api, Client};
 
 use std::net::SocketAddr;
 
+use crate::controller::azure;
 use crate::crd::dnsprovider::{
     parse_duration, CloudflareSpec, EmbeddedSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
     Route53ZoneType, SecretKeyRef, Transport, WebhookSpec, DEFAULT_EMBEDDED_LISTEN,
 };
 use crate::crd::{BackendCount, BackendRef};
-use crate::controller::azure;
 use crate::dns::providers::azure::Flavour;
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};

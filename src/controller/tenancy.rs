@@ -19,8 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::config::TenancyFlags;
-use crate::crd::dnsprovider::ProviderSpec;
 use crate::crd::dnsprovider::AzureSpec;
+use crate::crd::dnsprovider::ProviderSpec;
 use crate::crd::{BackendRef, ProviderId, ProviderRefKind};
 use crate::dns::ProviderError;
 
@@ -169,7 +169,8 @@ fn check_azure(a: &AzureSpec, fields: AzureFields, flags: &TenancyFlags) -> Resu
     if a.credentials.is_none() && !flags.namespaced_ambient_credentials {
         return Err(Refusal {
             field: credentials,
-            what: "leaving it unset, which uses the operator's own Azure identity (workload identity, managed identity)",
+            what:
+                "leaving it unset, which uses the operator's own Azure identity (workload identity, managed identity)",
             flag: FLAG_AMBIENT,
         });
     }

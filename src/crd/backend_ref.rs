@@ -7,7 +7,8 @@
 //! backend is one field, one variant and the arms the compiler then asks for.
 
 use super::dnsprovider::{
-    AzureSpec, CloudflareSpec, EmbeddedSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, WebhookSpec,
+    AzureSpec, CloudflareSpec, EmbeddedSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
+    WebhookSpec,
 };
 
 /// The backend block of a provider spec, borrowed.

@@ -28,7 +28,8 @@ struct Flavour {
     ttl_key: &'static str,
 }
 
-const PUBLIC: Flavour = Flavour { field: "azure", private: false, a_key: "ARecords", txt_key: "TXTRecords", ttl_key: "TTL" };
+const PUBLIC: Flavour =
+    Flavour { field: "azure", private: false, a_key: "ARecords", txt_key: "TXTRecords", ttl_key: "TTL" };
 const PRIVATE: Flavour =
     Flavour { field: "azurePrivateDns", private: true, a_key: "aRecords", txt_key: "txtRecords", ttl_key: "ttl" };
 
@@ -76,20 +77,33 @@ async fn scenario(f: Flavour, label: &str) {
     let fake = FakeAzure::start(port(), &public, &private, 100).await.unwrap_or_else(|e| panic!("fake Azure: {e}"));
     // Somebody else's record, and the Service's record as external-dns wrote it (owner e2e,
     // the value's quotes inside the TXT data, TTL 300).
-    let foreign =
-        fake.seed(f.private, &zone, "A", "foreign", json!({f.ttl_key: 120, f.a_key: [{"ipv4Address": "192.0.2.99"}]})).await;
-    let ownership = format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web", ns.name);
-    let seeded_a =
-        fake.seed(f.private, &zone, "A", "web", json!({f.ttl_key: 300, f.a_key: [{"ipv4Address": "192.0.2.240"}]})).await;
-    fake.seed(f.private, &zone, "TXT", "a-web", json!({f.ttl_key: 300, f.txt_key: [{"value": [format!("\"{ownership}\"")]}]}))
+    let foreign = fake
+        .seed(f.private, &zone, "A", "foreign", json!({f.ttl_key: 120, f.a_key: [{"ipv4Address": "192.0.2.99"}]}))
         .await;
+    let ownership =
+        format!("heritage=external-dns,external-dns/owner=e2e,external-dns/resource=service/{}/web", ns.name);
+    let seeded_a = fake
+        .seed(f.private, &zone, "A", "web", json!({f.ttl_key: 300, f.a_key: [{"ipv4Address": "192.0.2.240"}]}))
+        .await;
+    fake.seed(
+        f.private,
+        &zone,
+        "TXT",
+        "a-web",
+        json!({f.ttl_key: 300, f.txt_key: [{"value": [format!("\"{ownership}\"")]}]}),
+    )
+    .await;
 
     // Tenancy as shipped, but custom endpoints allowed (the fake is one).
     let _op = Operator::start_strict(label, &["--namespaced-custom-endpoint"], &[]);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let ca = String::from_utf8_lossy(&fake.ca_pem).to_string();
-    apply(&secrets, "azure-ca", json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure-ca"}, "stringData": {"ca.crt": ca}}))
-        .await;
+    apply(
+        &secrets,
+        "azure-ca",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure-ca"}, "stringData": {"ca.crt": ca}}),
+    )
+    .await;
     apply(
         &secrets,
         "azure-sp",
@@ -121,7 +135,9 @@ async fn scenario(f: Flavour, label: &str) {
     svcs.patch(
         "web",
         &PatchParams::default(),
-        &Patch::Merge(&json!({"metadata": {"annotations": {"external-dns.alpha.kubernetes.io/target": "192.0.2.241"}}})),
+        &Patch::Merge(
+            &json!({"metadata": {"annotations": {"external-dns.alpha.kubernetes.io/target": "192.0.2.241"}}}),
+        ),
     )
     .await
     .expect("patch Service");
@@ -138,7 +154,10 @@ async fn scenario(f: Flavour, label: &str) {
     let tokens = fake.token_requests().await;
     assert!(!tokens.is_empty());
     for t in &tokens {
-        assert_eq!((t["tenant"].as_str(), t["client_id"].as_str()), (Some(azure_fake::TENANT), Some(azure_fake::CLIENT_ID)));
+        assert_eq!(
+            (t["tenant"].as_str(), t["client_id"].as_str()),
+            (Some(azure_fake::TENANT), Some(azure_fake::CLIENT_ID))
+        );
         assert_eq!((t["grant_type"].as_str(), t["status"].as_u64()), (Some("client_credentials"), Some(200)));
         assert_eq!(t["scope"], json!(format!("{}/.default", fake.base_url())));
     }
@@ -155,7 +174,8 @@ async fn scenario(f: Flavour, label: &str) {
     })
     .await;
     assert!(
-        refused.contains(&format!("spec.{}.credentials", f.field)) && refused.contains("--namespaced-ambient-credentials"),
+        refused.contains(&format!("spec.{}.credentials", f.field))
+            && refused.contains("--namespaced-ambient-credentials"),
         "{refused}"
     );
     assert_eq!(fake.token_requests().await.len(), tokens.len(), "the refused provider asked for no token");
@@ -166,13 +186,17 @@ async fn scenario(f: Flavour, label: &str) {
     wait_for("the record set and its TXT to be removed", Duration::from_secs(60), || {
         let (fake, f, zone) = (&fake, &f, &zone);
         async move {
-            let gone = held(fake, f, zone, "A", "web").await.is_none() && held(fake, f, zone, "TXT", "a-web").await.is_none();
+            let gone =
+                held(fake, f, zone, "A", "web").await.is_none() && held(fake, f, zone, "TXT", "a-web").await.is_none();
             gone.then_some(())
         }
     })
     .await;
     let left = held(&fake, &f, &zone, "A", "foreign").await.expect("the foreign record set is still there");
-    assert_eq!((left["etag"].clone(), left["properties"].clone()), (foreign["etag"].clone(), foreign["properties"].clone()));
+    assert_eq!(
+        (left["etag"].clone(), left["properties"].clone()),
+        (foreign["etag"].clone(), foreign["properties"].clone())
+    );
     let touched = fake.writes().await.iter().any(|r| r["path"].as_str().unwrap_or_default().ends_with("/foreign"));
     assert!(!touched, "a request wrote the foreign record set");
     ns.cleanup().await;

@@ -65,7 +65,14 @@ impl FakeAzure {
         let mut cmd = Command::new("python3");
         cmd.arg(e2e_dir().join("fake.py"))
             .args(["--port", &port.to_string(), "--tenant", TENANT, "--client-id", CLIENT_ID])
-            .args(["--client-secret", CLIENT_SECRET, "--subscription", SUBSCRIPTION, "--resource-group", RESOURCE_GROUP])
+            .args([
+                "--client-secret",
+                CLIENT_SECRET,
+                "--subscription",
+                SUBSCRIPTION,
+                "--resource-group",
+                RESOURCE_GROUP,
+            ])
             .args(["--page-size", &page_size.to_string()])
             .arg("--cert")
             .arg(dir.join("server.pem"))

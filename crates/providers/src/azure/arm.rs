@@ -79,7 +79,10 @@ impl Arm {
     ) -> Result<Value, Failure> {
         if !url.starts_with(&format!("{}/", self.base)) {
             // A nextLink elsewhere would get our token.
-            return Err(Failure { kind: FailureKind::Rejected, message: format!("{what}: {url} is not below {}", self.base) });
+            return Err(Failure {
+                kind: FailureKind::Rejected,
+                message: format!("{what}: {url} is not below {}", self.base),
+            });
         }
         let read = method == Method::GET;
         let mut attempt = 1;
@@ -91,7 +94,10 @@ impl Arm {
                 ProviderError::AuthFailed(message) => Failure { kind: FailureKind::Auth, message },
                 other => Failure { kind: FailureKind::Auth, message: other.to_string() },
             })?;
-            self.limiter.admit(what).await.map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
+            self.limiter
+                .admit(what)
+                .await
+                .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(&token);
             match condition {
                 Some(Condition::Absent) => req = req.header(reqwest::header::IF_NONE_MATCH, "*"),
@@ -102,7 +108,9 @@ impl Arm {
                 req = req.json(b);
             }
             let (failure, wait) = match req.send().await {
-                Err(e) => (Failure { kind: FailureKind::Unreachable, message: format!("{what}: {}", error_chain(&e)) }, None),
+                Err(e) => {
+                    (Failure { kind: FailureKind::Unreachable, message: format!("{what}: {}", error_chain(&e)) }, None)
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let wait = retry_after(resp.headers());
@@ -124,8 +132,11 @@ impl Arm {
                 _ => false,
             };
             if !retryable || attempt >= self.max_attempts {
-                let message =
-                    if retryable { format!("{} (gave up after {attempt} attempts)", failure.message) } else { failure.message };
+                let message = if retryable {
+                    format!("{} (gave up after {attempt} attempts)", failure.message)
+                } else {
+                    failure.message
+                };
                 return Err(Failure { kind: failure.kind, message });
             }
             let delay = match wait {
@@ -154,7 +165,10 @@ impl Arm {
                 Some(Value::Array(items)) => out.extend(items.iter().cloned()),
                 None | Some(Value::Null) => {}
                 Some(other) => {
-                    return Err(Failure { kind: FailureKind::Rejected, message: format!("{what}: `value` is not a list: {other}") })
+                    return Err(Failure {
+                        kind: FailureKind::Rejected,
+                        message: format!("{what}: `value` is not a list: {other}"),
+                    })
                 }
             }
             next = page.get("nextLink").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
@@ -216,8 +230,16 @@ mod tests {
         assert_eq!(kind(412, &cloud("PreconditionFailed", "etag")), FailureKind::Precondition);
         assert_eq!(kind(404, &cloud("ParentResourceNotFound", "zone")), FailureKind::NotFound);
         assert_eq!(kind(503, ""), FailureKind::Unreachable);
-        let f = classify("Azure DNS", "writing a.example.com A", StatusCode::CONFLICT, &cloud("Conflict", "CNAME beside A"));
-        assert_eq!((f.kind, f.message.as_str()), (FailureKind::Rejected, "writing a.example.com A: Azure DNS said Conflict: CNAME beside A"));
+        let f = classify(
+            "Azure DNS",
+            "writing a.example.com A",
+            StatusCode::CONFLICT,
+            &cloud("Conflict", "CNAME beside A"),
+        );
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (FailureKind::Rejected, "writing a.example.com A: Azure DNS said Conflict: CNAME beside A")
+        );
     }
 
     #[test]

@@ -160,7 +160,10 @@ impl TokenSource {
             Credential::WorkloadIdentity { tenant_id, client_id, token_file } => {
                 // Read on every fetch: the kubelet rotates the projected token.
                 let assertion = std::fs::read_to_string(token_file).map_err(|e| {
-                    ProviderError::AuthFailed(format!("{what}: reading the federated token {}: {e}", token_file.display()))
+                    ProviderError::AuthFailed(format!(
+                        "{what}: reading the federated token {}: {e}",
+                        token_file.display()
+                    ))
                 })?;
                 let form = form_encode(&[
                     ("grant_type", "client_credentials"),
@@ -234,7 +237,9 @@ pub(crate) fn path_escape(s: &str) -> String {
 fn escape(s: &str, path: bool) -> String {
     s.bytes()
         .map(|b| {
-            let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (path && matches!(b, b'*' | b'@'));
+            let keep = b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b'~')
+                || (path && matches!(b, b'*' | b'@'));
             if keep {
                 char::from(b).to_string()
             } else {
@@ -250,8 +255,10 @@ mod tests {
 
     #[test]
     fn forms_and_paths_are_escaped() {
-        assert_eq!(form_encode(&[("scope", "https://management.azure.com/.default"), ("a b", "x&y=z")]),
-            "scope=https%3A%2F%2Fmanagement.azure.com%2F.default&a%20b=x%26y%3Dz");
+        assert_eq!(
+            form_encode(&[("scope", "https://management.azure.com/.default"), ("a b", "x&y=z")]),
+            "scope=https%3A%2F%2Fmanagement.azure.com%2F.default&a%20b=x%26y%3Dz"
+        );
         assert_eq!(path_escape("*.wild"), "*.wild");
         assert_eq!(path_escape("@"), "@");
         assert_eq!(path_escape("../x?y"), "..%2Fx%3Fy");
@@ -266,7 +273,8 @@ mod tests {
 
     #[test]
     fn debug_hides_the_client_secret() {
-        let c = Credential::ClientSecret { tenant_id: "t".into(), client_id: "c".into(), client_secret: "s3cr3t".into() };
+        let c =
+            Credential::ClientSecret { tenant_id: "t".into(), client_id: "c".into(), client_secret: "s3cr3t".into() };
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert_eq!(c.identity(), "client c of tenant t");
     }

@@ -35,10 +35,10 @@ use serde_json::{json, Value};
 use crate::ratelimit::{Limiter, RequestLimited};
 use arm::{Arm, Condition, Failure, FailureKind};
 pub use auth::{Credential, DEFAULT_AUTHORITY_HOST, IMDS_TOKEN_URL};
-pub use flavour::Flavour;
-use records::{endpoint_of, properties_of, relative_name, HeldSet};
 use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+pub use flavour::Flavour;
+use records::{endpoint_of, properties_of, relative_name, HeldSet};
 
 /// Azure's public cloud Resource Manager.
 pub const DEFAULT_RESOURCE_MANAGER: &str = "https://management.azure.com";
@@ -116,7 +116,9 @@ impl AzureProvider {
         if config.max_attempts == 0 {
             return bad(format!("{}: max attempts must be at least 1", config.flavour.label()));
         }
-        for (field, url) in [("resource manager endpoint", &config.resource_manager), ("authority host", &config.authority_host)] {
+        for (field, url) in
+            [("resource manager endpoint", &config.resource_manager), ("authority host", &config.authority_host)]
+        {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return bad(format!("{}: {field} {url:?} is not an http(s) URL", config.flavour.label()));
             }
@@ -143,10 +145,19 @@ impl AzureProvider {
     async fn list_zones(&self) -> Result<Vec<Zone>, ProviderError> {
         let c = &self.config;
         let scope = match &c.resource_group {
-            Some(rg) => format!("/subscriptions/{}/resourceGroups/{}", auth::path_escape(&c.subscription_id), auth::path_escape(rg)),
+            Some(rg) => format!(
+                "/subscriptions/{}/resourceGroups/{}",
+                auth::path_escape(&c.subscription_id),
+                auth::path_escape(rg)
+            ),
             None => format!("/subscriptions/{}", auth::path_escape(&c.subscription_id)),
         };
-        let url = format!("{}{scope}/providers/Microsoft.Network/{}?{}", self.arm.base, c.flavour.zones_segment(), self.api());
+        let url = format!(
+            "{}{scope}/providers/Microsoft.Network/{}?{}",
+            self.arm.base,
+            c.flavour.zones_segment(),
+            self.api()
+        );
         let what = format!("listing the zones of {scope}");
         let items = self.arm.list_all(&what, url).await.map_err(|f| match f.kind {
             FailureKind::NotFound => ProviderError::ZoneNotFound(f.message),
@@ -154,7 +165,8 @@ impl AzureProvider {
         })?;
         let mut zones = Vec::new();
         for v in items {
-            let (Some(id), Some(name)) = (v.get("id").and_then(Value::as_str), v.get("name").and_then(Value::as_str)) else {
+            let (Some(id), Some(name)) = (v.get("id").and_then(Value::as_str), v.get("name").and_then(Value::as_str))
+            else {
                 tracing::warn!(zone = %v, "skipping a zone without id or name");
                 continue;
             };
@@ -184,10 +196,13 @@ impl AzureProvider {
             return Err(ProviderError::ZoneNotFound(format!("{}: {:?} is not an ARM zone id", zone.name, zone.id)));
         }
         let url = format!("{}{}/{}?{}", self.arm.base, zone.id, self.config.flavour.list_segment(), self.api());
-        let items = self.arm.list_all(&format!("listing record sets of zone {}", zone.name), url).await.map_err(|f| match f.kind {
-            FailureKind::NotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
-            _ => f.into_provider_error(),
-        })?;
+        let items =
+            self.arm.list_all(&format!("listing record sets of zone {}", zone.name), url).await.map_err(|f| match f
+                .kind
+            {
+                FailureKind::NotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
+                _ => f.into_provider_error(),
+            })?;
         Ok(items
             .iter()
             .filter_map(|v| endpoint_of(self.config.flavour, zone, v))
@@ -197,13 +212,24 @@ impl AzureProvider {
 
     fn record_set_url(&self, zone: &Zone, ep: &Endpoint) -> Result<String, ProviderError> {
         let relative = relative_name(zone, &ep.dns_name).ok_or_else(|| {
-            ProviderError::Rejected(format!("{} is not in {} zone {}", ep.dns_name, self.config.flavour.label(), zone.name))
+            ProviderError::Rejected(format!(
+                "{} is not in {} zone {}",
+                ep.dns_name,
+                self.config.flavour.label(),
+                zone.name
+            ))
         })?;
         Ok(format!("{}{}/{}/{}?{}", self.arm.base, zone.id, ep.record_type, auth::path_escape(&relative), self.api()))
     }
 
     /// The write of one change against `view` (updated as if it were applied).
-    fn plan(&self, zone: &Zone, view: &mut BTreeMap<Key, Option<HeldSet>>, index: usize, change: &Change) -> Result<Option<Write>, ProviderError> {
+    fn plan(
+        &self,
+        zone: &Zone,
+        view: &mut BTreeMap<Key, Option<HeldSet>>,
+        index: usize,
+        change: &Change,
+    ) -> Result<Option<Write>, ProviderError> {
         self.check(zone, change)?;
         let ep = change.endpoint();
         let key: Key = (normalize_name(&ep.dns_name), ep.record_type);
@@ -212,21 +238,29 @@ impl AzureProvider {
         let what = format!("{} {} {}", change.verb(), key.0, key.1);
         let expect = |old: &Endpoint| -> Result<String, ProviderError> {
             match held {
-                None => Err(ProviderError::Rejected(format!("{what}: {} holds no such record set", self.config.flavour.label()))),
-                Some(None) => Err(ProviderError::Rejected(format!("{what}: changed twice in one apply"))),
-                Some(Some(h)) if h.endpoint.targets != old.normalized_targets() => Err(ProviderError::Rejected(format!(
-                    "{what}: {} holds {:?}, not {:?} (changed meanwhile)",
-                    self.config.flavour.label(),
-                    h.endpoint.targets,
-                    old.targets
+                None => Err(ProviderError::Rejected(format!(
+                    "{what}: {} holds no such record set",
+                    self.config.flavour.label()
                 ))),
+                Some(None) => Err(ProviderError::Rejected(format!("{what}: changed twice in one apply"))),
+                Some(Some(h)) if h.endpoint.targets != old.normalized_targets() => {
+                    Err(ProviderError::Rejected(format!(
+                        "{what}: {} holds {:?}, not {:?} (changed meanwhile)",
+                        self.config.flavour.label(),
+                        h.endpoint.targets,
+                        old.targets
+                    )))
+                }
                 Some(Some(h)) => Ok(h.etag.clone()),
             }
         };
         let (method, condition, body) = match change {
             Change::Create(new) => {
                 if let Some(h) = held {
-                    let holds = h.as_ref().map(|h| format!("{:?}", h.endpoint.targets)).unwrap_or_else(|| "a change of this apply".into());
+                    let holds = h
+                        .as_ref()
+                        .map(|h| format!("{:?}", h.endpoint.targets))
+                        .unwrap_or_else(|| "a change of this apply".into());
                     return Err(ProviderError::Rejected(format!("{what}: the record set already exists with {holds}")));
                 }
                 (Method::PUT, Condition::Absent, Some(self.body(new)?))
@@ -317,7 +351,10 @@ impl Provider for AzureProvider {
                 }
             });
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into())))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into()))))
+            .collect()
     }
 
     /// Refuses what Azure cannot hold before anything is sent: a name outside the zone, a type
@@ -366,7 +403,10 @@ mod tests {
     }
 
     fn zone() -> Zone {
-        Zone { id: "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/dnszones/example.com".into(), name: "example.com".into() }
+        Zone {
+            id: "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/dnszones/example.com".into(),
+            name: "example.com".into(),
+        }
     }
 
     fn a(name: &str, targets: &[&str]) -> Endpoint {
@@ -375,7 +415,9 @@ mod tests {
 
     fn view(held: &[(Endpoint, &str)]) -> BTreeMap<Key, Option<HeldSet>> {
         held.iter()
-            .map(|(e, etag)| ((e.dns_name.clone(), e.record_type), Some(HeldSet { endpoint: e.clone(), etag: etag.to_string() })))
+            .map(|(e, etag)| {
+                ((e.dns_name.clone(), e.record_type), Some(HeldSet { endpoint: e.clone(), etag: etag.to_string() }))
+            })
             .collect()
     }
 
@@ -383,7 +425,8 @@ mod tests {
     fn writes_carry_the_etag_read_and_creates_if_none_match() {
         let p = provider(Flavour::Public);
         let mut v = view(&[(a("web.example.com", &["192.0.2.1"]), "etag-1")]);
-        let upd = Change::Update { old: a("web.example.com", &["192.0.2.1"]), new: a("web.example.com", &["192.0.2.2"]) };
+        let upd =
+            Change::Update { old: a("web.example.com", &["192.0.2.1"]), new: a("web.example.com", &["192.0.2.2"]) };
         let w = p.plan(&zone(), &mut v, 0, &upd).unwrap().unwrap();
         assert_eq!((w.method.clone(), w.condition.clone()), (Method::PUT, Condition::Etag("etag-1".into())));
         assert_eq!(w.url, "https://127.0.0.1:1/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/dnszones/example.com/A/web?api-version=2018-05-01");
@@ -400,21 +443,34 @@ mod tests {
         let p = provider(Flavour::Public);
         let mut v = view(&[(a("web.example.com", &["192.0.2.1"]), "e")]);
         let create = Change::Create(a("web.example.com", &["192.0.2.9"]));
-        assert!(matches!(p.plan(&zone(), &mut v, 0, &create), Err(ProviderError::Rejected(m)) if m.contains("already exists")));
+        assert!(
+            matches!(p.plan(&zone(), &mut v, 0, &create), Err(ProviderError::Rejected(m)) if m.contains("already exists"))
+        );
         let stale = Change::Delete(a("web.example.com", &["192.0.2.7"]));
-        assert!(matches!(p.plan(&zone(), &mut v, 0, &stale), Err(ProviderError::Rejected(m)) if m.contains("changed meanwhile")));
+        assert!(
+            matches!(p.plan(&zone(), &mut v, 0, &stale), Err(ProviderError::Rejected(m)) if m.contains("changed meanwhile"))
+        );
         let gone = Change::Delete(a("gone.example.com", &["192.0.2.7"]));
         assert!(matches!(p.plan(&zone(), &mut v, 0, &gone), Err(ProviderError::Rejected(m)) if m.contains("no such")));
         let outside = Change::Create(a("web.other.test", &["192.0.2.7"]));
-        assert!(matches!(p.plan(&zone(), &mut v, 0, &outside), Err(ProviderError::Rejected(m)) if m.contains("not in Azure DNS zone")));
+        assert!(
+            matches!(p.plan(&zone(), &mut v, 0, &outside), Err(ProviderError::Rejected(m)) if m.contains("not in Azure DNS zone"))
+        );
     }
 
     #[test]
     fn private_dns_refuses_ns_and_caa_client_side() {
         let p = provider(Flavour::Private);
         let ns = Endpoint::new("sub.example.com", RecordType::NS, vec!["ns1.example.org".into()]);
-        assert!(matches!(p.check(&zone(), &Change::Create(ns)), Err(ProviderError::Rejected(m)) if m.contains("Azure Private DNS has no NS")));
-        assert!(provider(Flavour::Public).check(&zone(), &Change::Create(Endpoint::new("sub.example.com", RecordType::NS, vec!["ns1.example.org".into()]))).is_ok());
+        assert!(
+            matches!(p.check(&zone(), &Change::Create(ns)), Err(ProviderError::Rejected(m)) if m.contains("Azure Private DNS has no NS"))
+        );
+        assert!(provider(Flavour::Public)
+            .check(
+                &zone(),
+                &Change::Create(Endpoint::new("sub.example.com", RecordType::NS, vec!["ns1.example.org".into()]))
+            )
+            .is_ok());
     }
 
     #[test]

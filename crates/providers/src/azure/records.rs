@@ -37,7 +37,8 @@ fn type_of(resource_type: &str) -> Option<RecordType> {
 pub fn endpoint_of(flavour: Flavour, zone: &Zone, set: &Value) -> Option<HeldSet> {
     let rt = type_of(set.get("type")?.as_str()?)?;
     let relative = set.get("name")?.as_str()?;
-    let dns_name = if relative == "@" { zone.name.clone() } else { normalize_name(&format!("{relative}.{}", zone.name)) };
+    let dns_name =
+        if relative == "@" { zone.name.clone() } else { normalize_name(&format!("{relative}.{}", zone.name)) };
     if rt == RecordType::NS && dns_name == zone.name {
         return None;
     }
@@ -152,7 +153,9 @@ fn item_of(name: &str, rt: RecordType, target: &str) -> Result<Value, ProviderEr
             let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             json!({ "flags": flags, "tag": tag, "value": value })
         }
-        RecordType::TXT if target.starts_with(OWNERSHIP_PREFIX) => json!({ "value": split_txt(&format!("\"{target}\"")) }),
+        RecordType::TXT if target.starts_with(OWNERSHIP_PREFIX) => {
+            json!({ "value": split_txt(&format!("\"{target}\"")) })
+        }
         RecordType::TXT => json!({ "value": split_txt(target) }),
     })
 }
@@ -175,7 +178,10 @@ mod tests {
     use super::*;
 
     fn zone() -> Zone {
-        Zone { id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/dnszones/example.com".into(), name: "example.com".into() }
+        Zone {
+            id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/dnszones/example.com".into(),
+            name: "example.com".into(),
+        }
     }
 
     fn set(name: &str, rt: &str, props: Value) -> Value {
@@ -193,9 +199,16 @@ mod tests {
     #[test]
     fn listed_sets_become_endpoints_and_soa_apex_ns_aliases_are_skipped() {
         let z = zone();
-        let web = set("Web", "A", json!({"TTL": 60, "ARecords": [{"ipv4Address": "192.0.2.2"}, {"ipv4Address": "192.0.2.1"}]}));
+        let web = set(
+            "Web",
+            "A",
+            json!({"TTL": 60, "ARecords": [{"ipv4Address": "192.0.2.2"}, {"ipv4Address": "192.0.2.1"}]}),
+        );
         let held = endpoint_of(Flavour::Public, &z, &web).unwrap();
-        assert_eq!(held.endpoint, Endpoint::new("web.example.com", RecordType::A, vec!["192.0.2.1".into(), "192.0.2.2".into()]).with_ttl(60));
+        assert_eq!(
+            held.endpoint,
+            Endpoint::new("web.example.com", RecordType::A, vec!["192.0.2.1".into(), "192.0.2.2".into()]).with_ttl(60)
+        );
         assert_eq!(held.etag, "e1");
         let soa = set("@", "SOA", json!({"TTL": 3600, "SOARecord": {"host": "ns1"}}));
         assert!(endpoint_of(Flavour::Public, &z, &soa).is_none());
@@ -266,8 +279,13 @@ mod tests {
     #[test]
     fn malformed_targets_and_cname_sets_are_refused() {
         let mx = Endpoint::new("m.example.com", RecordType::MX, vec!["mx.example.org".into()]);
-        assert!(matches!(properties_of(Flavour::Public, &mx, 300), Err(ProviderError::Rejected(m)) if m.contains("<preference>")));
-        let two = Endpoint::new("c.example.com", RecordType::CNAME, vec!["a.example.org".into(), "b.example.org".into()]);
-        assert!(matches!(properties_of(Flavour::Public, &two, 300), Err(ProviderError::Rejected(m)) if m.contains("one target")));
+        assert!(
+            matches!(properties_of(Flavour::Public, &mx, 300), Err(ProviderError::Rejected(m)) if m.contains("<preference>"))
+        );
+        let two =
+            Endpoint::new("c.example.com", RecordType::CNAME, vec!["a.example.org".into(), "b.example.org".into()]);
+        assert!(
+            matches!(properties_of(Flavour::Public, &two, 300), Err(ProviderError::Rejected(m)) if m.contains("one target"))
+        );
     }
 }
