@@ -1660,6 +1660,52 @@ async fn azure_takes_over_an_external_dns_zone_without_writing() {
     );
 }
 
+/// The operator's own identities: a workload identity's federated token (read from its file,
+/// sent as the client assertion) and a managed identity through IMDS (`Metadata: true`,
+/// `resource`, `expires_in` as a string); a wrong assertion is `AuthFailed`.
+#[tokio::test]
+async fn azure_workload_and_managed_identities_get_tokens() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, format!("{}\n", azure_fake::FEDERATED_TOKEN)).expect("token file");
+    let with = |credential: Credential| {
+        let mut cfg = az_config(&fake, Flavour::Public, azure_fake::CLIENT_SECRET);
+        cfg.credential = credential;
+        AzureProvider::new(cfg).expect("config")
+    };
+    let workload = with(Credential::WorkloadIdentity {
+        tenant_id: azure_fake::TENANT.into(),
+        client_id: azure_fake::CLIENT_ID.into(),
+        token_file: token_file.clone(),
+    });
+    let zone = az_zone(&workload, AZ_ZONE).await;
+    let managed = with(Credential::ManagedIdentity {
+        client_id: Some(azure_fake::CLIENT_ID.into()),
+        endpoint: format!("{}/metadata/identity/oauth2/token", fake.base_url()),
+    });
+    assert!(managed.records(&zone).await.is_ok(), "a managed identity's token is accepted");
+    let tokens = fake.token_requests().await;
+    let shape: Vec<(Value, Value, Value)> =
+        tokens.iter().map(|t| (t["grant_type"].clone(), t["assertion"].clone(), t["status"].clone())).collect();
+    assert_eq!(
+        shape,
+        vec![(json!("client_credentials"), json!(true), json!(200)), (json!("imds"), json!(false), json!(200))]
+    );
+    assert_eq!(tokens[1]["scope"], json!(format!("{}/", fake.base_url())), "IMDS takes a resource, not a scope");
+
+    std::fs::write(&token_file, "expired").expect("token file");
+    let rotated = with(Credential::WorkloadIdentity {
+        tenant_id: azure_fake::TENANT.into(),
+        client_id: azure_fake::CLIENT_ID.into(),
+        token_file,
+    });
+    match rotated.records(&zone).await {
+        Err(ProviderError::AuthFailed(m)) if m.contains("AADSTS700024") => {}
+        other => panic!("a refused client assertion: expected AuthFailed, got {other:?}"),
+    }
+}
+
 /// The fake answers Microsoft's official Python SDKs (azure-identity, azure-mgmt-dns,
 /// azure-mgmt-privatedns, pinned in e2e/azure/venv.sh) as Azure does: see
 /// e2e/azure/sdk_check.py. The venv is built on first use.

@@ -22,6 +22,7 @@ CNAME conflicts, TTL range, SOA and apex NS), not everything Azure checks.
 Usage: fake.py --port P --cert C --key K --tenant T --client-id I --client-secret S
                [--subscription SUB] [--resource-group RG] [--zone NAME ...]
                [--private-zone NAME ...] [--federated-token JWT] [--page-size N]
+The managed identity endpoint of IMDS is served at GET /metadata/identity/oauth2/token.
 Control endpoints (no token) under /__fake/:
   GET  /__fake/health                     200 when serving
   GET  /__fake/requests                   every ARM request, in order: method, path, query,
@@ -235,6 +236,8 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.read_body()
         if url.path.startswith("/__fake/"):
             return self.control(method, url.path[len("/__fake/"):], query, raw)
+        if url.path == "/metadata/identity/oauth2/token":
+            return self.imds(method, query)
         if "/oauth2/v2.0/token" in url.path or "/.well-known/openid-configuration" in url.path:
             return self.token_endpoint(method, url.path, raw)
         self.arm(method, url.path, query, raw)
@@ -273,6 +276,31 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.tokens_issued.add(token)
             body = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        entry["status"] = status
+        with st.lock:
+            st.token_requests.append(entry)
+        self.send_json(status, body)
+
+    def imds(self, method, query):
+        """The Instance Metadata Service's managed identity token (api-version 2018-02-01):
+        a GET with `Metadata: true`, `resource` (not a scope), optional `client_id` of a
+        user-assigned identity; `expires_in` is a string there."""
+        st = self.state
+        entry = {"tenant": None, "client_id": query.get("client_id"), "grant_type": "imds", "scope": query.get("resource"),
+                 "assertion": False, "time": time.time()}
+        if method != "GET" or self.headers.get("Metadata") != "true":
+            status, body = 400, {"error": "invalid_request", "error_description": "Required metadata header not specified"}
+        elif not query.get("resource"):
+            status, body = 400, {"error": "invalid_request", "error_description": "Required query variable 'resource' is missing"}
+        elif query.get("client_id") not in (None, st.args.client_id):
+            status, body = 400, {"error": "invalid_request", "error_description": "Identity not found"}
+        else:
+            token = "fake-imds-" + uuid.uuid4().hex
+            with st.lock:
+                st.tokens_issued.add(token)
+            status = 200
+            body = {"access_token": token, "expires_in": "86399", "expires_on": str(int(time.time()) + 86399),
+                    "resource": query["resource"], "token_type": "Bearer", "client_id": st.args.client_id}
         entry["status"] = status
         with st.lock:
             st.token_requests.append(entry)

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::backend::{read_ca_bundle, read_secret, read_secret_text, BackendError, BuildContext};
+use super::tenancy::{Refusal, Refused, FLAG_AMBIENT};
 use crate::crd::dnsprovider::{parse_duration, AzureSpec, SecretKeyRef};
 use crate::dns::providers::azure::{
     AzureConfig, AzureProvider, Credential, Flavour, DEFAULT_AUTHORITY_HOST, DEFAULT_RESOURCE_MANAGER, IMDS_TOKEN_URL,
@@ -180,10 +181,15 @@ pub async fn azure_provider(
         },
     };
     if chosen.ambient && !ctx.ambient_allowed {
-        return Err(field(
-            "credentials.azureConfigSecretRef",
-            "the azure.json asks for the operator's own identity (managed or workload identity), which a namespaced DNSProvider may use only with --namespaced-ambient-credentials".into(),
-        ));
+        // The spec alone passed the tenancy rules; the Secret's azure.json asks for more.
+        return Err(BackendError::Refused(Refused::NotPermitted(Refusal {
+            field: match flavour {
+                Flavour::Public => "spec.azure.credentials.azureConfigSecretRef",
+                Flavour::Private => "spec.azurePrivateDns.credentials.azureConfigSecretRef",
+            },
+            what: "an azure.json asking for the operator's own Azure identity (useManagedIdentityExtension, useWorkloadIdentityExtension)",
+            flag: FLAG_AMBIENT,
+        })));
     }
     let subscription =
         a.subscription_id.clone().or_else(|| Some(json.subscription_id.clone()).filter(|s| !s.is_empty())).ok_or_else(

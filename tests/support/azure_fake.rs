@@ -17,6 +17,8 @@ pub const CLIENT_ID: &str = "extdns-test-client";
 pub const CLIENT_SECRET: &str = "extdns-test-secret";
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000001";
 pub const RESOURCE_GROUP: &str = "extdns";
+/// The client assertion the fake accepts (a workload identity's projected token).
+pub const FEDERATED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.extdns-test-federated-token.sig";
 
 pub struct FakeAzure {
     child: Child,
@@ -73,7 +75,7 @@ impl FakeAzure {
                 "--resource-group",
                 RESOURCE_GROUP,
             ])
-            .args(["--page-size", &page_size.to_string()])
+            .args(["--page-size", &page_size.to_string(), "--federated-token", FEDERATED_TOKEN])
             .arg("--cert")
             .arg(dir.join("server.pem"))
             .arg("--key")
