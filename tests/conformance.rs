@@ -1506,6 +1506,20 @@ async fn azure_sends_conditional_writes_with_the_etag_read() {
         .filter(|s| s["name"].as_str().unwrap_or("").starts_with('f'))
         .count();
     assert_eq!(foreign, 60, "foreign record sets untouched");
+
+    // An alias record set (to an Azure resource) is not listed as extdns's; a create of its
+    // name and type is refused by Azure (If-None-Match: *), not overwritten.
+    let alias = json!({"TTL": 60, "ARecords": [], "targetResource": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/publicIPAddresses/ip"}});
+    fake.seed(false, AZ_ZONE, "A", "lb", alias.clone()).await;
+    assert!(!p.records(&zone).await.expect("records").iter().any(|e| e.dns_name == format!("lb.{AZ_ZONE}")));
+    let lb = Endpoint::new(format!("lb.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.3".into()]);
+    match p.apply(&zone, &[Change::Create(lb)]).await.as_slice() {
+        [Err(ProviderError::Rejected(m))] if m.contains("alias record set") => {}
+        other => panic!("a create over an alias record set: expected Rejected, got {other:?}"),
+    }
+    let held = fake.record_sets(false, AZ_ZONE).await;
+    let lb = held.iter().find(|s| s["name"] == json!("lb")).expect("lb");
+    assert_eq!(lb["properties"]["targetResource"], alias["targetResource"], "the alias is untouched");
 }
 
 /// A record set changed behind extdns's back between its listing and the write is refused by

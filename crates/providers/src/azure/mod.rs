@@ -335,11 +335,18 @@ impl Provider for AzureProvider {
             }
             results[w.index] = Some(match self.send(w).await {
                 Ok(()) => Ok(Applied::Live),
-                Err(f) if f.kind == FailureKind::Precondition => Err(ProviderError::Rejected(format!(
-                    "{}; the record set changed on {} since extdns read it: not overwritten, read again on the next pass",
-                    f.message,
-                    self.config.flavour.label()
-                ))),
+                Err(f) if f.kind == FailureKind::Precondition => {
+                    let why = match w.condition {
+                        // An alias record set (targetResource) is not listed as extdns's.
+                        Condition::Absent => "was created meanwhile, or is an alias record set extdns does not manage",
+                        Condition::Etag(_) => "changed since extdns read it",
+                    };
+                    Err(ProviderError::Rejected(format!(
+                        "{}; the record set on {} {why}: not overwritten, read again on the next pass",
+                        f.message,
+                        self.config.flavour.label()
+                    )))
+                }
                 Err(f) if f.kind == FailureKind::Rejected => Err(f.into_provider_error()),
                 Err(f) => {
                     let e = match f.kind {
