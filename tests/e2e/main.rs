@@ -2,6 +2,7 @@
 //! and real DNS servers. Run with `make e2e`; tests run one at a time because each starts
 //! its own operator, which watches the whole cluster.
 
+mod azure;
 mod budget;
 mod cloudflare;
 mod gateway;
