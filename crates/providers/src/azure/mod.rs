@@ -123,7 +123,7 @@ impl AzureProvider {
                 return bad(format!("{}: {field} {url:?} is not an http(s) URL", config.flavour.label()));
             }
         }
-        let http = crate::powerdns::http_client(config.timeout, config.ca_bundle.as_deref())
+        let http = crate::http::client(config.timeout, config.ca_bundle.as_deref())
             .map_err(|e| ProviderError::Config(format!("{}: {e}", config.flavour.label())))?;
         let base = config.resource_manager.trim_end_matches('/').to_string();
         let tokens = auth::TokenSource::new(config.credential.clone(), &config.authority_host, &base, http.clone());
