@@ -4,6 +4,7 @@
 
 mod budget;
 mod cloudflare;
+mod crd_source;
 mod gateway;
 mod harness;
 mod http_backends;
