@@ -200,3 +200,79 @@ async fn takeover_of_records_external_dns_published_from_dnsendpoints_sends_noth
     ns.cleanup().await;
     op.stop();
 }
+
+/// external-dns's CRD installed after the operator started: the operator starts and becomes
+/// ready anyway, says the kind is not served (log, `extdns_crd_source_served` 0), and reads
+/// the objects once the CRD is there, without a restart. The CRD is put back as
+/// e2e/crds has it whatever happens before.
+#[tokio::test]
+async fn crd_installed_after_start_is_read_without_a_restart() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    const CRD: &str = "dnsendpoints.externaldns.k8s.io";
+    let client = client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let manifest: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("e2e/crds/externaldns.k8s.io.yaml")).expect("e2e/crds"),
+    )
+    .expect("CRD yaml");
+    /// Installs the CRD again when the test ends, passed or failed.
+    struct Restore(Api<CustomResourceDefinition>, serde_json::Value);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let (api, manifest) = (self.0.clone(), self.1.clone());
+            // Drop runs inside the test's runtime: apply from a thread of its own.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
+                    let params = kube::api::PatchParams::apply("e2e-test").force();
+                    let _ = api.patch(CRD, &params, &kube::api::Patch::Apply(&manifest)).await;
+                })
+            })
+            .join();
+        }
+    }
+    let _restore = Restore(crds.clone(), manifest.clone());
+    let _ = crds.delete(CRD, &DeleteParams::default()).await;
+    wait_gone(&crds, CRD).await;
+
+    let ns = TestNs::new(&client, "crdsrc-late", json!({})).await;
+    let port = port();
+    let mut op = Operator::start_with("crd-source-late", &["--source=crd"]);
+    let providers: Api<extdns::crd::DNSProvider> = Api::namespaced(client.clone(), &ns.name);
+    apply(&providers, "dns", embedded_provider("dns", "late.crd.e2e.test", port)).await;
+    let metrics_port = op.metrics_port;
+    wait_for("/readyz to answer 200 without the CRD", DEADLINE, || async move {
+        crate::readiness::get(metrics_port, "/readyz").filter(|(code, _)| *code == 200)
+    })
+    .await;
+    assert_eq!(op.counter("extdns_crd_source_served", &[]).await, 0);
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(log.contains("the crd source's kind is not served"), "{}", op.log_tail());
+
+    apply(&crds, CRD, manifest).await;
+    wait_for("the CRD to be established", DEADLINE, || {
+        let crds = crds.clone();
+        async move {
+            let crd = crds.get_opt(CRD).await.ok()??;
+            let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+    let theirs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &external_dns_resource());
+    let name = "app.late.crd.e2e.test";
+    apply(
+        &theirs,
+        "app",
+        external_dns_object("app", json!({}), json!([{"dnsName": name, "recordType": "A", "targets": ["192.0.2.95"]}])),
+    )
+    .await;
+    // The operator asks again every 30 s.
+    wait_for(&format!("{name} to be published"), DEADLINE + DEADLINE, || async move {
+        (dig(port, name, "A") == ["192.0.2.95"]).then_some(())
+    })
+    .await;
+    wait_observed(&theirs, "app").await;
+    assert_eq!(op.counter("extdns_crd_source_served", &[]).await, 1);
+    ns.cleanup().await;
+    op.stop();
+}
