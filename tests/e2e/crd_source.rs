@@ -216,13 +216,15 @@ async fn crd_installed_after_start_is_read_without_a_restart() {
     )
     .expect("CRD yaml");
     /// Installs the CRD again when the test ends, passed or failed.
-    struct Restore(Api<CustomResourceDefinition>, serde_json::Value);
+    struct Restore(serde_json::Value);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let (api, manifest) = (self.0.clone(), self.1.clone());
-            // Drop runs inside the test's runtime: apply from a thread of its own.
+            let manifest = self.0.clone();
+            // Drop blocks the test's runtime, which drives the test's client: apply from a
+            // thread with a runtime and a client of its own.
             let _ = std::thread::spawn(move || {
                 tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
+                    let api: Api<CustomResourceDefinition> = Api::all(client().await);
                     let params = kube::api::PatchParams::apply("e2e-test").force();
                     let _ = api.patch(CRD, &params, &kube::api::Patch::Apply(&manifest)).await;
                 })
@@ -230,7 +232,7 @@ async fn crd_installed_after_start_is_read_without_a_restart() {
             .join();
         }
     }
-    let _restore = Restore(crds.clone(), manifest.clone());
+    let _restore = Restore(manifest.clone());
     let _ = crds.delete(CRD, &DeleteParams::default()).await;
     wait_gone(&crds, CRD).await;
 
