@@ -224,7 +224,7 @@ async fn crd_installed_after_start_is_read_without_a_restart() {
             // thread with a runtime and a client of its own.
             let _ = std::thread::spawn(move || {
                 tokio::runtime::Runtime::new().expect("runtime").block_on(async move {
-                    let api: Api<CustomResourceDefinition> = Api::all(client().await);
+                    let api: Api<CustomResourceDefinition> = Api::all(crate::harness::client().await);
                     let params = kube::api::PatchParams::apply("e2e-test").force();
                     let _ = api.patch(CRD, &params, &kube::api::Patch::Apply(&manifest)).await;
                 })
