@@ -22,6 +22,8 @@ use crate::dns::endpoint::label;
 pub const DEFAULT_API_VERSION: &str = "externaldns.k8s.io/v1alpha1";
 /// external-dns's `--crd-source-kind` default.
 pub const DEFAULT_KIND: &str = "DNSEndpoint";
+/// Start of the warning for an endpoint left out (Event reason `InvalidEndpoint`).
+pub const SKIPPED_PREFIX: &str = "skipping spec.endpoints[";
 /// extdns's own group: its DNSEndpoints are what this source writes, never what it reads.
 const OWN_GROUP: &str = "extdns.io";
 
@@ -116,7 +118,7 @@ pub fn desired(
                 ep.labels.get_or_insert_with(Default::default).insert(label::RESOURCE.into(), resource.clone());
                 parsed.push((i, ep));
             }
-            Err(e) => warnings.push(format!("skipping spec.endpoints[{i}]: {e}")),
+            Err(e) => warnings.push(format!("{SKIPPED_PREFIX}{i}]: {e}")),
         }
     }
     if parsed.len() > MAX_ENDPOINTS {
@@ -141,8 +143,7 @@ pub fn desired(
         let (i, ep) = &parsed[k];
         // Validation names the field by its place in the list it was given.
         let field = e.field.replacen(&format!("spec.endpoints[{k}]"), &format!("spec.endpoints[{i}]"), 1);
-        warnings
-            .push(format!("skipping spec.endpoints[{i}] ({} {}): {field}: {}", ep.dns_name, ep.record_type, e.message));
+        warnings.push(format!("{SKIPPED_PREFIX}{i}] ({} {}): {field}: {}", ep.dns_name, ep.record_type, e.message));
     }
     let endpoints: Vec<EndpointSpec> =
         parsed.into_iter().enumerate().filter(|(k, _)| !rejected.contains(k)).map(|(_, (_, ep))| ep).collect();
@@ -255,6 +256,7 @@ status: {{observedGeneration: 2}}
         let d = render(&o, &crd_cfg(|_| {})).unwrap().unwrap();
         assert_eq!(summary(&d), vec!["ok.bar.com A 1.2.3.4"]);
         assert_eq!(d.warnings.len(), 4, "{:?}", d.warnings);
+        assert!(d.warnings.iter().all(|w| crate::source::warning_reason(w) == "InvalidEndpoint"));
         assert!(d.warnings.iter().any(|w| w.starts_with("skipping spec.endpoints[3]: unknown variant `BOGUS`")));
         assert!(d
             .warnings

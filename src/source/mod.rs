@@ -800,6 +800,8 @@ pub fn warning_reason(warning: &str) -> &'static str {
         "TooManyRecords"
     } else if warning.starts_with(CNAME_SKIPPED_PREFIX) {
         "CNAMESkipped"
+    } else if warning.starts_with(crd::SKIPPED_PREFIX) {
+        "InvalidEndpoint"
     } else {
         "InvalidAnnotation"
     }

@@ -6,6 +6,7 @@
 //! external-dns wrote from them is taken over without one change.
 
 use extdns::crd::{ClusterDNSProvider, DNSEndpoint};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, ResourceExt};
@@ -92,6 +93,42 @@ async fn external_dns_dnsendpoints_are_published_as_they_are() {
     apply(&theirs, "web", external_dns_object("web", public.clone(), record("192.0.2.82"))).await;
     wait_dig(port, &name, "A", &["192.0.2.82"]).await;
     assert_eq!(wait_observed(&theirs, "web").await, 2);
+
+    // An invalid endpoint is left out, named in a Warning Event on the object; the rest is
+    // published and the object reported processed, as external-dns skips such endpoints.
+    let mixed = format!("mixed.{}.crd.e2e.test", ns.name);
+    apply(
+        &theirs,
+        "mixed",
+        external_dns_object(
+            "mixed",
+            public.clone(),
+            json!([
+                {"dnsName": mixed, "recordType": "A", "targets": ["192.0.2.86"]},
+                {"dnsName": format!("bad.{}.crd.e2e.test", ns.name), "recordType": "A", "targets": ["not-an-ip"]}
+            ]),
+        ),
+    )
+    .await;
+    wait_dig(port, &mixed, "A", &["192.0.2.86"]).await;
+    wait_observed(&theirs, "mixed").await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let event = wait_for("an InvalidEndpoint Event on external-dns's object", DEADLINE, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("InvalidEndpoint")
+                    && e.regarding.as_ref().is_some_and(|r| {
+                        r.name.as_deref() == Some("mixed")
+                            && r.api_version.as_deref() == Some("externaldns.k8s.io/v1alpha1")
+                    })
+            })
+        }
+    })
+    .await;
+    let note = event.note.unwrap_or_default();
+    assert!(note.contains("spec.endpoints[1].targets[0]") && note.contains("not-an-ip"), "{note}");
 
     // A name in another namespace's domain is refused as for an extdns DNSEndpoint there.
     let foreign = "web.someone-else.crd.e2e.test";
