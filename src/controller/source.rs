@@ -615,33 +615,8 @@ pub async fn run(
             c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
-    if let (true, Some(resource)) = (ctx.cfg.enabled(SourceKind::Crd), ctx.cfg.crd_resource.clone()) {
-        let served = crd::served(&client, &resource).await;
-        if served.is_none() {
-            warn!(kind = %resource.kind, api_version = %resource.api_version(), "the crd source's kind is not served (is its CRD installed?): it publishes nothing until it is; asking again every 30s");
-        }
-        let (client, ns, source_cfg, managed_cfg) =
-            (client.clone(), ns.clone(), source_cfg.clone(), managed_cfg.clone());
-        let (leadership, ctx) = (leadership.clone(), ctx.clone());
-        // Readiness waits for the objects' first listing only when the kind is served at
-        // start-up: an operator that also serves other sources must not wait for a CRD.
-        let c = served
-            .as_ref()
-            .map(|ar| crd::controller(&client, &ns, ar, source_cfg.clone(), managed_cfg.clone(), &leadership));
-        if let Some(c) = &c {
-            caches.push(("crd source objects", ready_future(&c.store())));
-        }
-        tasks.spawn(async move {
-            let (c, ar) = match (c, served) {
-                (Some(c), Some(ar)) => (c, ar),
-                _ => {
-                    let ar = crd::wait_until_served(&client, &resource).await;
-                    (crd::controller(&client, &ns, &ar, source_cfg, managed_cfg, &leadership), ar)
-                }
-            };
-            ctx.metrics.crd_source_served.set(1);
-            crd::run(c, ar, ctx).await;
-        });
+    if let Some(listed) = crd::start(&mut tasks, &client, &ns, &source_cfg, &managed_cfg, &leadership, &ctx).await {
+        caches.push(("crd source objects", listed));
     }
     info!("source controller started");
     let caches_listed = async {

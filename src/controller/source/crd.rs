@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -14,7 +15,7 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::{discover, error_policy, leadership_gained, log_queue_error, reconcile_outcome, scoped, Ctx};
+use super::{discover, error_policy, leadership_gained, log_queue_error, ready_future, reconcile_outcome, scoped, Ctx};
 use crate::controller::leader::Leadership;
 use crate::controller::{Error, SOURCE_MANAGER};
 use crate::crd::DNSEndpoint;
@@ -26,7 +27,7 @@ const DISCOVERY_RECHECK: Duration = Duration::from_secs(30);
 
 /// The resource of `r`'s kind, or `None` when the apiserver does not serve it (CRD not
 /// installed, or not in that version).
-pub(super) async fn served(client: &Client, r: &CrdResource) -> Option<ApiResource> {
+async fn served(client: &Client, r: &CrdResource) -> Option<ApiResource> {
     let list = discover(client, &r.api_version()).await?;
     // Subresources ("dnsendpoints/status") name the same kind.
     let found = list.resources.iter().find(|a| a.kind == r.kind && !a.name.contains('/'))?;
@@ -39,7 +40,7 @@ pub(super) async fn served(client: &Client, r: &CrdResource) -> Option<ApiResour
 
 /// Asks every [`DISCOVERY_RECHECK`] until the apiserver serves `r`'s kind (its CRD was
 /// installed after the operator started), then returns its resource.
-pub(super) async fn wait_until_served(client: &Client, r: &CrdResource) -> ApiResource {
+async fn wait_until_served(client: &Client, r: &CrdResource) -> ApiResource {
     loop {
         tokio::time::sleep(DISCOVERY_RECHECK).await;
         if let Some(ar) = served(client, r).await {
@@ -50,9 +51,45 @@ pub(super) async fn wait_until_served(client: &Client, r: &CrdResource) -> ApiRe
     }
 }
 
+/// Starts the crd source on `tasks` when it is on: at once if its kind is served, else once
+/// it is. Returns what readiness waits for: the first listing, only when the kind is served
+/// at start-up (an operator that also serves other sources must not wait for a CRD).
+pub(super) async fn start(
+    tasks: &mut tokio::task::JoinSet<()>,
+    client: &Client,
+    ns: &str,
+    source_cfg: &watcher::Config,
+    managed_cfg: &watcher::Config,
+    leadership: &Leadership,
+    ctx: &Arc<Ctx>,
+) -> Option<BoxFuture<'static, ()>> {
+    let resource = ctx.cfg.crd_resource.clone().filter(|_| ctx.cfg.enabled(SourceKind::Crd))?;
+    let served = served(client, &resource).await;
+    if served.is_none() {
+        warn!(kind = %resource.kind, api_version = %resource.api_version(), "the crd source's kind is not served (is its CRD installed?): it publishes nothing until it is; asking again every 30s");
+    }
+    let c = served.as_ref().map(|ar| controller(client, ns, ar, source_cfg.clone(), managed_cfg.clone(), leadership));
+    let listed = c.as_ref().map(|c| ready_future(&c.store()));
+    let (client, ns, source_cfg, managed_cfg) =
+        (client.clone(), ns.to_string(), source_cfg.clone(), managed_cfg.clone());
+    let (leadership, ctx) = (leadership.clone(), ctx.clone());
+    tasks.spawn(async move {
+        let (c, ar) = match (c, served) {
+            (Some(c), Some(ar)) => (c, ar),
+            _ => {
+                let ar = wait_until_served(&client, &resource).await;
+                (controller(&client, &ns, &ar, source_cfg, managed_cfg, &leadership), ar)
+            }
+        };
+        ctx.metrics.crd_source_served.set(1);
+        run(c, ar, ctx).await;
+    });
+    listed
+}
+
 /// The controller of the crd source's objects, each owning the extdns.io DNSEndpoint it
 /// renders to.
-pub(super) fn controller(
+fn controller(
     client: &Client,
     ns: &str,
     ar: &ApiResource,
@@ -70,7 +107,7 @@ pub(super) fn controller(
         .reconcile_all_on(leadership_gained(leadership))
 }
 
-pub(super) async fn run(c: Controller<DynamicObject>, ar: ApiResource, ctx: Arc<Ctx>) {
+async fn run(c: Controller<DynamicObject>, ar: ApiResource, ctx: Arc<Ctx>) {
     c.run(move |o, ctx| reconcile(o, ctx, ar.clone()), error_policy, ctx).for_each(log_queue_error).await;
 }
 
