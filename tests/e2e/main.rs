@@ -5,6 +5,7 @@
 mod azure;
 mod budget;
 mod cloudflare;
+mod crd_source;
 mod gateway;
 mod harness;
 mod http_backends;

@@ -35,7 +35,7 @@ async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason:
 }
 
 /// Waits until the DNSEndpoint's first record has `state`, and returns the object.
-async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> DNSEndpoint {
+pub(crate) async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> DNSEndpoint {
     wait_for(&format!("DNSEndpoint {name} record state {state}"), DEADLINE, || {
         let api = api.clone();
         async move {
@@ -47,11 +47,16 @@ async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> D
     .await
 }
 
-fn record_messages(ep: &DNSEndpoint) -> String {
+pub(crate) fn record_messages(ep: &DNSEndpoint) -> String {
     ep.status.iter().flat_map(|s| &s.records).filter_map(|r| r.message.clone()).collect::<Vec<_>>().join("\n")
 }
 
-fn embedded_cluster_provider(name: &str, zone: &str, port: u16, selector: serde_json::Value) -> serde_json::Value {
+pub(crate) fn embedded_cluster_provider(
+    name: &str,
+    zone: &str,
+    port: u16,
+    selector: serde_json::Value,
+) -> serde_json::Value {
     let mut p = embedded_provider(name, zone, port);
     p["kind"] = json!("ClusterDNSProvider");
     p["spec"]["namespaceSelector"] = json!({"matchLabels": selector});
