@@ -335,61 +335,8 @@ pub async fn run(
     // Filled once the pod source's controller exists: a Node whose addresses change re-renders
     // the pods whose hostname annotation publishes them.
     let pod_trigger: Arc<std::sync::OnceLock<PodTrigger>> = Arc::default();
-    let node_writer = reflector::store::Writer::<Node>::default();
-    let nodes = node_writer.as_reader();
-    {
-        let (index, trigger) = (pods_by_node.clone(), pod_trigger.clone());
-        reflect_with(
-            &mut watches,
-            "Node",
-            node_writer,
-            Api::<Node>::all(client.clone()),
-            watcher::Config::default(),
-            project_node,
-            move |ev| {
-                let node = match ev {
-                    watcher::Event::Apply(n) | watcher::Event::Delete(n) | watcher::Event::InitApply(n) => n,
-                    watcher::Event::Init => return,
-                    watcher::Event::InitDone => {
-                        // A new listing may hold changes the watch missed.
-                        if let Some(tx) = &node_changed {
-                            if tx.unbounded_send(()).is_err() {
-                                debug!("the Service controller is gone; a Node listing re-renders nothing");
-                            }
-                        }
-                        return;
-                    }
-                };
-                if let (Some(tx), false) = (&node_changed, matches!(ev, watcher::Event::InitApply(_))) {
-                    if tx.unbounded_send(()).is_err() {
-                        debug!("the Service controller is gone; a Node change re-renders nothing");
-                    }
-                }
-                if let Some(t) = trigger.get() {
-                    let keys = index
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .routes_of_gateway(&(String::new(), node.name_any()));
-                    t.send(&index, keys);
-                }
-            },
-        );
-    }
-    let (slices, slices_served) = if serves_endpointslices(&client).await {
-        (
-            watch_store(
-                &mut watches,
-                "EndpointSlice",
-                scoped::<EndpointSlice>(&client, &ns),
-                watcher::Config::default(),
-                |_| {},
-            ),
-            true,
-        )
-    } else {
-        warn!("the apiserver does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes < 1.21): headless Services yield no records");
-        (reflector::store::<EndpointSlice>().0, false)
-    };
+    let nodes = watch_nodes(&mut watches, &client, node_changed, pods_by_node.clone(), pod_trigger.clone());
+    let (slices, slices_served) = watch_slices(&mut watches, &client, &ns).await;
     let pods = watch_store(&mut watches, "Pod", scoped::<Pod>(&client, &ns), watcher::Config::default(), project_pod);
     // Anyone who may create DNSEndpoints may set this label, and one may be over a megabyte:
     // listed a page at a time (here and in each controller's `owns` watch), cached as digests.
@@ -406,32 +353,13 @@ pub async fn run(
     let recorder = Recorder::new(client.clone(), Reporter { controller: SOURCE_MANAGER.into(), instance: None });
     let route_kinds: Vec<RouteKind> =
         RouteKind::ALL.into_iter().filter(|k| cfg.enabled(SourceKind::for_route(*k))).collect();
-    let gateway_ar = if route_kinds.is_empty() {
-        None
-    } else {
-        let ar = served_gateway_resource(&client, "gateways", &GATEWAY_VERSIONS).await;
-        if ar.is_none() {
-            warn!("the apiserver serves no Gateway API Gateways (gateway.networking.k8s.io v1 or v1beta1): the gateway-* sources publish nothing");
-        }
-        ar
+    let gateways = match route_kinds.is_empty() {
+        true => None,
+        false => gateway_watch(&client, &args).await,
     };
     // Filled below, each before its route controller starts: a Gateway or Namespace event
     // that comes after a route was rendered then always finds the route's trigger.
     let triggers: Arc<Mutex<Vec<RouteTrigger>>> = Arc::default();
-    let gateways = gateway_ar.clone().map(|ar| {
-        let writer = reflector::store::Writer::<Gateway>::new(ar.clone());
-        let store = writer.as_reader();
-        let mut gw_cfg = watcher::Config::default();
-        if !args.gateway_label_filter.trim().is_empty() {
-            gw_cfg = gw_cfg.labels(args.gateway_label_filter.trim());
-        }
-        let api = if args.gateway_namespace.is_empty() {
-            Api::all_with(client.clone(), &ar)
-        } else {
-            Api::namespaced_with(client.clone(), &args.gateway_namespace, &ar)
-        };
-        (writer, store, api, gw_cfg, ar)
-    });
     let ns_writer = reflector::store::Writer::<Namespace>::default();
     let namespaces = ns_writer.as_reader();
     let route_indexes: HashMap<RouteKind, Mutex<RouteIndex>> =
@@ -446,56 +374,13 @@ pub async fn run(
         pods,
         written,
         leadership: leadership.clone(),
-        gateways: gateways.as_ref().map(|(_, store, _, _, ar)| (store.clone(), ar.clone())),
+        gateways: gateways.as_ref().map(|g| (g.store.clone(), g.ar.clone())),
         namespaces,
         route_indexes,
         pods_by_node,
     });
-    if let Some((writer, _, api, gw_cfg, _)) = gateways {
-        let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
-        reflect_with(&mut watches, "Gateway", writer, api, gw_cfg, project_gateway, move |ev| {
-            let gw = match ev {
-                watcher::Event::Apply(g) | watcher::Event::Delete(g) | watcher::Event::InitApply(g) => g,
-                watcher::Event::Init | watcher::Event::InitDone => return,
-            };
-            let key = (gw.namespace().unwrap_or_default(), gw.name_any());
-            for t in gw_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                let index = &gw_ctx.route_indexes[&t.kind];
-                let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_of_gateway(&key);
-                t.send(index, keys);
-            }
-        });
-        let (ns_ctx, ns_triggers) = (ctx.clone(), triggers.clone());
-        let mut last_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-        let ns_api = Api::all(client.clone());
-        reflect_with(
-            &mut watches,
-            "Namespace",
-            ns_writer,
-            ns_api,
-            watcher::Config::default(),
-            project_namespace,
-            move |ev| {
-                let ns = match ev {
-                    watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
-                    watcher::Event::Delete(n) => {
-                        last_labels.remove(&n.name_any());
-                        return;
-                    }
-                    watcher::Event::Init | watcher::Event::InitDone => return,
-                };
-                // Only label changes matter: they decide what a listener's namespace selector admits.
-                if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
-                    return;
-                }
-                last_labels.insert(ns.name_any(), ns.labels().clone());
-                for t in ns_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                    let index = &ns_ctx.route_indexes[&t.kind];
-                    let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
-                    t.send(index, keys);
-                }
-            },
-        );
+    if let Some(g) = gateways {
+        watch_route_context(&mut watches, &client, &ctx, &triggers, g, ns_writer);
     }
 
     tokio::select! {
@@ -507,118 +392,324 @@ pub async fn run(
     if !args.label_filter.trim().is_empty() {
         source_cfg = source_cfg.labels(args.label_filter.trim());
     }
-    let mut tasks = tokio::task::JoinSet::new();
-    // The controllers' own caches, listed before readiness.
-    let mut caches: Vec<(&str, futures::future::BoxFuture<'static, ()>)> = Vec::new();
-    if ctx.cfg.enabled(SourceKind::Service) {
-        let mut c = Controller::new(scoped::<Service>(&client, &ns), source_cfg.clone())
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone());
-        if slices_served {
-            c = c.watches(scoped::<EndpointSlice>(&client, &ns), watcher::Config::default(), |s: EndpointSlice| {
-                let svc = s.labels().get("kubernetes.io/service-name").cloned()?;
-                Some(ObjectRef::<Service>::new(&svc).within(&s.namespace()?))
-            });
-        }
-        // Node addresses feed NodePort records: a node change re-evaluates every Service.
-        c = c.reconcile_all_on(node_changes).reconcile_all_on(leadership_gained(&leadership));
-        caches.push(("Services", ready_future(&c.store())));
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            c.run(reconcile_service, error_policy, ctx).for_each(log_queue_error).await;
-        });
+    let e = ControllerEnv { client, ns, source_cfg, managed_cfg, leadership, ctx };
+    let mut out = Started { tasks: tokio::task::JoinSet::new(), caches: Vec::new() };
+    if e.ctx.cfg.enabled(SourceKind::Service) {
+        start_services(&e, &mut out, slices_served, node_changes);
     }
-    if ctx.cfg.enabled(SourceKind::Ingress) {
-        let c = Controller::new(scoped::<Ingress>(&client, &ns), source_cfg.clone())
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
-            .reconcile_all_on(leadership_gained(&leadership));
-        caches.push(("Ingresses", ready_future(&c.store())));
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            c.run(reconcile_ingress, error_policy, ctx).for_each(log_queue_error).await;
-        });
+    if e.ctx.cfg.enabled(SourceKind::Ingress) {
+        start_ingresses(&e, &mut out);
     }
-    if let Some((_, gw_ar)) = ctx.gateways.clone() {
-        for kind in route_kinds {
-            let Some(ar) = served_gateway_resource(&client, kind.plural(), kind.versions()).await else {
-                warn!(kind = kind.kind(), "the apiserver does not serve this route kind in any version extdns reads ({}): its source publishes nothing", kind.versions().join(", "));
-                continue;
-            };
-            info!(kind = kind.kind(), api_version = %ar.api_version, gateway_api_version = %gw_ar.api_version, "reading Gateway API routes");
-            let api = if ns.is_empty() {
-                Api::<Route>::all_with(client.clone(), &ar)
-            } else {
-                Api::<Route>::namespaced_with(client.clone(), &ns, &ar)
-            };
-            let (tx, rx) = futures::channel::mpsc::unbounded();
-            let c = Controller::new_with(api, source_cfg.clone(), ar.clone())
-                .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
-                .reconcile_on(rx)
-                .reconcile_all_on(leadership_gained(&leadership));
-            caches.push((kind.kind(), ready_future(&c.store())));
-            triggers.lock().unwrap_or_else(|e| e.into_inner()).push(RouteTrigger {
-                kind,
-                ar: ar.clone(),
-                tx,
-                routes: c.store(),
-            });
-            let ctx = ctx.clone();
-            tasks.spawn(async move {
-                c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
-                    .for_each(log_queue_error)
-                    .await;
-            });
-        }
+    start_routes(&e, &mut out, route_kinds, &triggers).await;
+    if e.ctx.cfg.enabled(SourceKind::Node) {
+        start_nodes(&e, &mut out);
     }
-    if ctx.cfg.enabled(SourceKind::Node) {
-        // Nodes are few, and the node source reads their annotations, spec and addresses: the
-        // controller keeps whole Nodes (less managedFields). Their DNSEndpoints live in the
-        // operator's namespace, owned by the Node (a namespaced dependent may have a
-        // cluster-scoped owner): owner GC removes them with the Node.
-        let node_ns = ctx.cfg.node_namespace.clone();
-        let c = Controller::new(Api::<Node>::all(client.clone()), source_cfg.clone())
-            .watches(
-                Api::<DNSEndpoint>::namespaced(client.clone(), &node_ns),
-                managed_cfg.clone(),
-                |ep: DNSEndpoint| {
-                    let owner =
-                        ep.owner_references().iter().find(|o| o.kind == "Node" && o.api_version == "v1")?.clone();
-                    Some(ObjectRef::<Node>::new(&owner.name))
-                },
-            )
-            .reconcile_all_on(leadership_gained(&leadership));
-        caches.push(("Nodes (node source)", ready_future(&c.store())));
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            c.run(reconcile_node, error_policy, ctx).for_each(log_queue_error).await;
-        });
+    if e.ctx.cfg.enabled(SourceKind::Pod) {
+        start_pods(&e, &mut out, &pod_trigger);
     }
-    if ctx.cfg.enabled(SourceKind::Pod) {
-        // On the projected Pod stream (filtered by --label-filter), not whole Pods.
-        let (store, writer) = reflector::store::<Pod>();
-        let stream = reflector::reflector(
-            writer,
-            watcher(scoped::<Pod>(&client, &ns), source_cfg.clone()).default_backoff().modify(|p: &mut Pod| {
-                p.managed_fields_mut().clear();
-                project_pod(p);
-            }),
-        )
-        .applied_objects();
-        let (tx, rx) = futures::channel::mpsc::unbounded();
-        let _ = pod_trigger.set(PodTrigger { tx, pods: store.clone() });
-        caches.push(("Pods (pod source)", ready_future(&store)));
-        let c = Controller::for_stream(stream, store)
-            .owns(scoped::<DNSEndpoint>(&client, &ns), managed_cfg.clone())
-            .reconcile_on(rx)
-            .reconcile_all_on(leadership_gained(&leadership));
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
-        });
-    }
-    if let Some(listed) = crd::start(&mut tasks, &client, &ns, &source_cfg, &managed_cfg, &leadership, &ctx).await {
-        caches.push(("crd source objects", listed));
+    if let Some(listed) =
+        crd::start(&mut out.tasks, &e.client, &e.ns, &e.source_cfg, &e.managed_cfg, &e.leadership, &e.ctx).await
+    {
+        out.caches.push(("crd source objects", listed));
     }
     info!("source controller started");
+    supervise_controllers(out, ready, &e.ctx, watches).await
+}
+
+/// What every source controller is built from.
+struct ControllerEnv {
+    client: Client,
+    /// The namespace watched (`--namespace`), empty for all.
+    ns: String,
+    /// The source objects' watch (`--label-filter`).
+    source_cfg: watcher::Config,
+    /// The watch of the DNSEndpoints extdns wrote.
+    managed_cfg: watcher::Config,
+    leadership: Leadership,
+    ctx: Arc<Ctx>,
+}
+
+/// The started controllers, and the caches readiness waits for.
+struct Started {
+    tasks: tokio::task::JoinSet<()>,
+    caches: Vec<(&'static str, futures::future::BoxFuture<'static, ()>)>,
+}
+
+/// The Gateway watch the route sources read, before it starts.
+struct GatewayWatch {
+    writer: reflector::store::Writer<Gateway>,
+    store: Store<Gateway>,
+    api: Api<Gateway>,
+    cfg: watcher::Config,
+    ar: ApiResource,
+}
+
+/// The one trimmed Node cache. A Node change re-renders Services (NodePort records, through
+/// `node_changed`) and the pods whose hostname annotation publishes them.
+fn watch_nodes(
+    watches: &mut Supervisor,
+    client: &Client,
+    node_changed: Option<futures::channel::mpsc::UnboundedSender<()>>,
+    index: Arc<Mutex<RouteIndex>>,
+    trigger: Arc<std::sync::OnceLock<PodTrigger>>,
+) -> Store<Node> {
+    let node_writer = reflector::store::Writer::<Node>::default();
+    let nodes = node_writer.as_reader();
+    reflect_with(
+        watches,
+        "Node",
+        node_writer,
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        project_node,
+        move |ev| {
+            let node = match ev {
+                watcher::Event::Apply(n) | watcher::Event::Delete(n) | watcher::Event::InitApply(n) => n,
+                watcher::Event::Init => return,
+                watcher::Event::InitDone => {
+                    // A new listing may hold changes the watch missed.
+                    if let Some(tx) = &node_changed {
+                        if tx.unbounded_send(()).is_err() {
+                            debug!("the Service controller is gone; a Node listing re-renders nothing");
+                        }
+                    }
+                    return;
+                }
+            };
+            if let (Some(tx), false) = (&node_changed, matches!(ev, watcher::Event::InitApply(_))) {
+                if tx.unbounded_send(()).is_err() {
+                    debug!("the Service controller is gone; a Node change re-renders nothing");
+                }
+            }
+            if let Some(t) = trigger.get() {
+                let keys = index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .routes_of_gateway(&(String::new(), node.name_any()));
+                t.send(&index, keys);
+            }
+        },
+    );
+    nodes
+}
+
+/// The EndpointSlice cache (headless Services), where the apiserver serves v1.
+async fn watch_slices(watches: &mut Supervisor, client: &Client, ns: &str) -> (Store<EndpointSlice>, bool) {
+    if serves_endpointslices(client).await {
+        (
+            watch_store(
+                watches,
+                "EndpointSlice",
+                scoped::<EndpointSlice>(client, ns),
+                watcher::Config::default(),
+                |_| {},
+            ),
+            true,
+        )
+    } else {
+        warn!("the apiserver does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes < 1.21): headless Services yield no records");
+        (reflector::store::<EndpointSlice>().0, false)
+    }
+}
+
+/// The Gateway watch of the route sources, when the apiserver serves Gateways.
+async fn gateway_watch(client: &Client, args: &crate::source::SourceArgs) -> Option<GatewayWatch> {
+    let Some(ar) = served_gateway_resource(client, "gateways", &GATEWAY_VERSIONS).await else {
+        warn!("the apiserver serves no Gateway API Gateways (gateway.networking.k8s.io v1 or v1beta1): the gateway-* sources publish nothing");
+        return None;
+    };
+    let writer = reflector::store::Writer::<Gateway>::new(ar.clone());
+    let store = writer.as_reader();
+    let mut cfg = watcher::Config::default();
+    if !args.gateway_label_filter.trim().is_empty() {
+        cfg = cfg.labels(args.gateway_label_filter.trim());
+    }
+    let api = if args.gateway_namespace.is_empty() {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), &args.gateway_namespace, &ar)
+    };
+    Some(GatewayWatch { writer, store, api, cfg, ar })
+}
+
+/// Gateways and Namespaces: a change re-renders the routes attached to the Gateway, or in
+/// the Namespace whose labels changed (listener namespace selectors).
+fn watch_route_context(
+    watches: &mut Supervisor,
+    client: &Client,
+    ctx: &Arc<Ctx>,
+    triggers: &Arc<Mutex<Vec<RouteTrigger>>>,
+    g: GatewayWatch,
+    ns_writer: reflector::store::Writer<Namespace>,
+) {
+    let (gw_ctx, gw_triggers) = (ctx.clone(), triggers.clone());
+    reflect_with(watches, "Gateway", g.writer, g.api, g.cfg, project_gateway, move |ev| {
+        let gw = match ev {
+            watcher::Event::Apply(g) | watcher::Event::Delete(g) | watcher::Event::InitApply(g) => g,
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let key = (gw.namespace().unwrap_or_default(), gw.name_any());
+        for t in gw_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let index = &gw_ctx.route_indexes[&t.kind];
+            let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_of_gateway(&key);
+            t.send(index, keys);
+        }
+    });
+    let (ns_ctx, ns_triggers) = (ctx.clone(), triggers.clone());
+    let mut last_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let ns_api = Api::all(client.clone());
+    reflect_with(watches, "Namespace", ns_writer, ns_api, watcher::Config::default(), project_namespace, move |ev| {
+        let ns = match ev {
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) => n,
+            watcher::Event::Delete(n) => {
+                last_labels.remove(&n.name_any());
+                return;
+            }
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        // Only label changes matter: they decide what a listener's namespace selector admits.
+        if last_labels.get(&ns.name_any()) == Some(ns.labels()) {
+            return;
+        }
+        last_labels.insert(ns.name_any(), ns.labels().clone());
+        for t in ns_triggers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let index = &ns_ctx.route_indexes[&t.kind];
+            let keys = index.lock().unwrap_or_else(|e| e.into_inner()).routes_in_namespace(&ns.name_any());
+            t.send(index, keys);
+        }
+    });
+}
+
+fn start_services(
+    e: &ControllerEnv,
+    out: &mut Started,
+    slices_served: bool,
+    node_changes: futures::channel::mpsc::UnboundedReceiver<()>,
+) {
+    let mut c = Controller::new(scoped::<Service>(&e.client, &e.ns), e.source_cfg.clone())
+        .owns(scoped::<DNSEndpoint>(&e.client, &e.ns), e.managed_cfg.clone());
+    if slices_served {
+        c = c.watches(scoped::<EndpointSlice>(&e.client, &e.ns), watcher::Config::default(), |s: EndpointSlice| {
+            let svc = s.labels().get("kubernetes.io/service-name").cloned()?;
+            Some(ObjectRef::<Service>::new(&svc).within(&s.namespace()?))
+        });
+    }
+    // Node addresses feed NodePort records: a node change re-evaluates every Service.
+    c = c.reconcile_all_on(node_changes).reconcile_all_on(leadership_gained(&e.leadership));
+    out.caches.push(("Services", ready_future(&c.store())));
+    let ctx = e.ctx.clone();
+    out.tasks.spawn(async move {
+        c.run(reconcile_service, error_policy, ctx).for_each(log_queue_error).await;
+    });
+}
+
+fn start_ingresses(e: &ControllerEnv, out: &mut Started) {
+    let c = Controller::new(scoped::<Ingress>(&e.client, &e.ns), e.source_cfg.clone())
+        .owns(scoped::<DNSEndpoint>(&e.client, &e.ns), e.managed_cfg.clone())
+        .reconcile_all_on(leadership_gained(&e.leadership));
+    out.caches.push(("Ingresses", ready_future(&c.store())));
+    let ctx = e.ctx.clone();
+    out.tasks.spawn(async move {
+        c.run(reconcile_ingress, error_policy, ctx).for_each(log_queue_error).await;
+    });
+}
+
+/// One controller per route kind the apiserver serves.
+async fn start_routes(
+    e: &ControllerEnv,
+    out: &mut Started,
+    route_kinds: Vec<RouteKind>,
+    triggers: &Arc<Mutex<Vec<RouteTrigger>>>,
+) {
+    let Some((_, gw_ar)) = e.ctx.gateways.clone() else { return };
+    for kind in route_kinds {
+        let Some(ar) = served_gateway_resource(&e.client, kind.plural(), kind.versions()).await else {
+            warn!(kind = kind.kind(), "the apiserver does not serve this route kind in any version extdns reads ({}): its source publishes nothing", kind.versions().join(", "));
+            continue;
+        };
+        info!(kind = kind.kind(), api_version = %ar.api_version, gateway_api_version = %gw_ar.api_version, "reading Gateway API routes");
+        let api = if e.ns.is_empty() {
+            Api::<Route>::all_with(e.client.clone(), &ar)
+        } else {
+            Api::<Route>::namespaced_with(e.client.clone(), &e.ns, &ar)
+        };
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let c = Controller::new_with(api, e.source_cfg.clone(), ar.clone())
+            .owns(scoped::<DNSEndpoint>(&e.client, &e.ns), e.managed_cfg.clone())
+            .reconcile_on(rx)
+            .reconcile_all_on(leadership_gained(&e.leadership));
+        out.caches.push((kind.kind(), ready_future(&c.store())));
+        triggers.lock().unwrap_or_else(|e| e.into_inner()).push(RouteTrigger {
+            kind,
+            ar: ar.clone(),
+            tx,
+            routes: c.store(),
+        });
+        let ctx = e.ctx.clone();
+        out.tasks.spawn(async move {
+            c.run(move |r, ctx| reconcile_route(r, ctx, kind, ar.clone()), error_policy, ctx)
+                .for_each(log_queue_error)
+                .await;
+        });
+    }
+}
+
+fn start_nodes(e: &ControllerEnv, out: &mut Started) {
+    // Nodes are few, and the node source reads their annotations, spec and addresses: the
+    // controller keeps whole Nodes (less managedFields). Their DNSEndpoints live in the
+    // operator's namespace, owned by the Node (a namespaced dependent may have a
+    // cluster-scoped owner): owner GC removes them with the Node.
+    let node_ns = e.ctx.cfg.node_namespace.clone();
+    let c = Controller::new(Api::<Node>::all(e.client.clone()), e.source_cfg.clone())
+        .watches(
+            Api::<DNSEndpoint>::namespaced(e.client.clone(), &node_ns),
+            e.managed_cfg.clone(),
+            |ep: DNSEndpoint| {
+                let owner = ep.owner_references().iter().find(|o| o.kind == "Node" && o.api_version == "v1")?.clone();
+                Some(ObjectRef::<Node>::new(&owner.name))
+            },
+        )
+        .reconcile_all_on(leadership_gained(&e.leadership));
+    out.caches.push(("Nodes (node source)", ready_future(&c.store())));
+    let ctx = e.ctx.clone();
+    out.tasks.spawn(async move {
+        c.run(reconcile_node, error_policy, ctx).for_each(log_queue_error).await;
+    });
+}
+
+fn start_pods(e: &ControllerEnv, out: &mut Started, pod_trigger: &std::sync::OnceLock<PodTrigger>) {
+    // On the projected Pod stream (filtered by --label-filter), not whole Pods.
+    let (store, writer) = reflector::store::<Pod>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(scoped::<Pod>(&e.client, &e.ns), e.source_cfg.clone()).default_backoff().modify(|p: &mut Pod| {
+            p.managed_fields_mut().clear();
+            project_pod(p);
+        }),
+    )
+    .applied_objects();
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let _ = pod_trigger.set(PodTrigger { tx, pods: store.clone() });
+    out.caches.push(("Pods (pod source)", ready_future(&store)));
+    let c = Controller::for_stream(stream, store)
+        .owns(scoped::<DNSEndpoint>(&e.client, &e.ns), e.managed_cfg.clone())
+        .reconcile_on(rx)
+        .reconcile_all_on(leadership_gained(&e.leadership));
+    let ctx = e.ctx.clone();
+    out.tasks.spawn(async move {
+        c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
+    });
+}
+
+/// Opens `ready` once every controller's cache is listed; returns (the process then exits)
+/// when a controller or a watch stops.
+async fn supervise_controllers(
+    out: Started,
+    ready: Gate,
+    ctx: &Arc<Ctx>,
+    mut watches: Supervisor,
+) -> Result<(), GaveUp> {
+    let Started { mut tasks, caches } = out;
     let caches_listed = async {
         for (what, wait) in caches {
             let mut wait = std::pin::pin!(wait);
