@@ -928,79 +928,115 @@ where
             }
         }
     };
+    let t = Target { api, ns, name: ep_name, existing, kind, source_name: name };
     match desired {
         // Writing to a DNSEndpoint that is going away would be lost with it. Its deletion
         // event may reach this controller before the cache of written objects drops it, so
         // look again rather than wait for an event.
-        Some(_) if existing.as_ref().is_some_and(|e| e.meta().deletion_timestamp.is_some()) => {
-            debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "DNSEndpoint is being deleted: written again once it is gone");
-            return Ok((Action::requeue(TERMINATING_RECHECK), false));
+        Some(_) if t.existing.as_ref().is_some_and(|e| e.meta().deletion_timestamp.is_some()) => {
+            debug!(dnsendpoint = %t, "DNSEndpoint is being deleted: written again once it is gone");
+            Ok((Action::requeue(TERMINATING_RECHECK), false))
         }
         Some(d) => {
             let owner = OwnerInfo {
                 api_version: K::api_version(dt).into_owned(),
-                kind: kind.to_string(),
-                name: name.clone(),
+                kind: t.kind.to_string(),
+                name: t.source_name.clone(),
                 uid,
             };
-            let want = source::dnsendpoint_object(&d, &owner);
-            let unchanged = existing.as_ref().is_some_and(|e| {
-                e.annotations().get(CACHED_SPEC_DIGEST) == Some(&want.spec.digest().to_string())
-                    && e.metadata.owner_references == want.metadata.owner_references
-                    && e.labels() == want.labels()
-            });
-            if !unchanged {
-                if !ctx.leadership.is_leader() {
-                    debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not written");
-                    return Ok((Action::await_change(), false));
-                }
-                // Not in the cache of our objects: a DNSEndpoint of that name may still exist,
-                // written by someone else. Never take it over (the forced apply would, and it
-                // would then be garbage-collected with this object).
-                if existing.is_none() {
-                    let found = api
-                        .get_opt(&ep_name)
-                        .await
-                        .map_err(|source| Error::ReadEndpoint { name: format!("{ns}/{ep_name}"), source })?;
-                    if let Some(other) = found.filter(|f| !written_by_source_controller(f)) {
-                        warn!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint exists and is not ours: left alone");
-                        publish(ctx, k, dt, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind))
-                            .await;
-                        // Deleting or renaming it sends no event we watch: look again later.
-                        return Ok((Action::requeue(NAME_TAKEN_RECHECK), false));
-                    }
-                }
-                // Warnings go out with the write that they concern, not on every resync.
-                publish_warnings(ctx, k, dt, &d).await;
-                // Publishing may have taken a while: ask again right before the write.
-                if !ctx.leadership.is_leader() {
-                    return Ok((Action::await_change(), false));
-                }
-                api.patch(&ep_name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(&want))
-                    .await
-                    .map_err(|source| Error::ApplyEndpoint { name: format!("{ns}/{ep_name}"), source })?;
-                ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "apply".into() }).inc();
-                info!(dnsendpoint = %format!("{ns}/{ep_name}"), source = %format!("{kind}/{name}"), "DNSEndpoint written");
-            }
+            write_dnsendpoint(ctx, k, dt, &t, &d, &owner).await
         }
-        None => {
-            // Only delete what this object owns; a hand-written DNSEndpoint of that name stays.
-            let owned = existing.as_ref().is_some_and(|e| e.owner_references().iter().any(|o| o.uid == uid));
-            if owned {
-                if !ctx.leadership.is_leader() {
-                    debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not deleted");
-                    return Ok((Action::await_change(), false));
-                }
-                match api.delete(&ep_name, &DeleteParams::default()).await {
-                    Ok(_) => {
-                        ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "delete".into() }).inc();
-                        info!(dnsendpoint = %format!("{ns}/{ep_name}"), "DNSEndpoint deleted: its source yields no records");
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(source) => return Err(Error::DeleteEndpoint { name: format!("{ns}/{ep_name}"), source }),
-                }
-            }
+        None => delete_dnsendpoint(ctx, &t, &uid).await,
+    }
+}
+
+/// The DNSEndpoint of one source object: where it goes and what the cache of written ones
+/// holds there.
+struct Target<'a> {
+    api: Api<DNSEndpoint>,
+    ns: String,
+    name: String,
+    existing: Option<Arc<DNSEndpoint>>,
+    /// The source object's kind and name, for messages.
+    kind: &'a str,
+    source_name: String,
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ns, self.name)
+    }
+}
+
+/// Writes the DNSEndpoint `d` renders to, unless the cache says it is there already; never
+/// over a DNSEndpoint somebody else wrote.
+async fn write_dnsendpoint<K: Resource>(
+    ctx: &Ctx,
+    k: &K,
+    dt: &K::DynamicType,
+    t: &Target<'_>,
+    d: &DesiredObject,
+    owner: &OwnerInfo,
+) -> Result<(Action, bool), Error> {
+    let want = source::dnsendpoint_object(d, owner);
+    let unchanged = t.existing.as_ref().is_some_and(|e| {
+        e.annotations().get(CACHED_SPEC_DIGEST) == Some(&want.spec.digest().to_string())
+            && e.metadata.owner_references == want.metadata.owner_references
+            && e.labels() == want.labels()
+    });
+    if unchanged {
+        return Ok((Action::await_change(), true));
+    }
+    if !ctx.leadership.is_leader() {
+        debug!(dnsendpoint = %t, "not the leader: DNSEndpoint not written");
+        return Ok((Action::await_change(), false));
+    }
+    // Not in the cache of our objects: a DNSEndpoint of that name may still exist, written by
+    // someone else. Never take it over (the forced apply would, and it would then be
+    // garbage-collected with this object).
+    if t.existing.is_none() {
+        let found =
+            t.api.get_opt(&t.name).await.map_err(|source| Error::ReadEndpoint { name: t.to_string(), source })?;
+        if let Some(other) = found.filter(|f| !written_by_source_controller(f)) {
+            warn!(dnsendpoint = %t, source = %format!("{}/{}", t.kind, t.source_name), "DNSEndpoint exists and is not ours: left alone");
+            publish(ctx, k, dt, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, t.kind)).await;
+            // Deleting or renaming it sends no event we watch: look again later.
+            return Ok((Action::requeue(NAME_TAKEN_RECHECK), false));
         }
+    }
+    // Warnings go out with the write that they concern, not on every resync.
+    publish_warnings(ctx, k, dt, d).await;
+    // Publishing may have taken a while: ask again right before the write.
+    if !ctx.leadership.is_leader() {
+        return Ok((Action::await_change(), false));
+    }
+    t.api
+        .patch(&t.name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(&want))
+        .await
+        .map_err(|source| Error::ApplyEndpoint { name: t.to_string(), source })?;
+    ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "apply".into() }).inc();
+    info!(dnsendpoint = %t, source = %format!("{}/{}", t.kind, t.source_name), "DNSEndpoint written");
+    Ok((Action::await_change(), true))
+}
+
+/// Deletes the DNSEndpoint of a source object that yields no records, if the object (`uid`)
+/// owns it; a hand-written DNSEndpoint of that name stays.
+async fn delete_dnsendpoint(ctx: &Ctx, t: &Target<'_>, uid: &str) -> Result<(Action, bool), Error> {
+    let owned = t.existing.as_ref().is_some_and(|e| e.owner_references().iter().any(|o| o.uid == uid));
+    if !owned {
+        return Ok((Action::await_change(), true));
+    }
+    if !ctx.leadership.is_leader() {
+        debug!(dnsendpoint = %t, "not the leader: DNSEndpoint not deleted");
+        return Ok((Action::await_change(), false));
+    }
+    match t.api.delete(&t.name, &DeleteParams::default()).await {
+        Ok(_) => {
+            ctx.metrics.source_writes.get_or_create(&KindLabels { kind: "delete".into() }).inc();
+            info!(dnsendpoint = %t, "DNSEndpoint deleted: its source yields no records");
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(source) => return Err(Error::DeleteEndpoint { name: t.to_string(), source }),
     }
     Ok((Action::await_change(), true))
 }
