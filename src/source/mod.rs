@@ -669,48 +669,111 @@ pub fn desired_dnsendpoint(
         return crd::desired(o, &obj.describe(), provider_ref);
     }
     let ann = ExternalDnsAnnotations::new(all_annotations);
+    let Some(mut records) = source_records(obj, inputs, cfg, &ann)? else { return Ok(None) };
+    add_templated(obj, inputs, cfg, &ann, &mut records)?;
+    let mut warnings = std::mem::take(&mut records.warnings);
+    let mut endpoints = endpoints_of(obj, cfg, &ann, records, &mut warnings);
+    drop_cnames_beside_addresses(&mut endpoints, &mut warnings);
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    endpoints.sort_by(|a, b| {
+        (&a.dns_name, a.record_type.as_str(), &a.set_identifier).cmp(&(
+            &b.dns_name,
+            b.record_type.as_str(),
+            &b.set_identifier,
+        ))
+    });
+    // Publish what fits rather than nothing; the cut follows the sort, so the same records
+    // are kept on every pass.
+    if endpoints.len() > MAX_ENDPOINTS {
+        let dropped: Vec<String> =
+            endpoints.drain(MAX_ENDPOINTS..).map(|e| format!("{} {}", e.dns_name, e.record_type)).collect();
+        warnings.push(format!(
+            "{TOO_MANY_PREFIX}{} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}: publishing the first {MAX_ENDPOINTS} in name order and skipping {} (from {} to {})",
+            MAX_ENDPOINTS + dropped.len(),
+            dropped.len(),
+            dropped[0],
+            dropped[dropped.len() - 1],
+        ));
+    }
     let cluster_scoped = matches!(obj, SourceObject::Node(_));
-    let mut records = match obj {
+    Ok(Some(DesiredObject {
+        name: dnsendpoint_name(obj.name(), obj.kind()),
+        namespace: if cluster_scoped { cfg.node_namespace.clone() } else { obj.namespace().to_string() },
+        spec: DnsEndpointSpec { endpoints, provider_ref },
+        warnings,
+    }))
+}
+
+/// The records a (non-crd) source object's own fields and annotations yield, or `None` when
+/// its type or class is not served.
+fn source_records(
+    obj: SourceObject<'_>,
+    inputs: &dyn SourceInputs,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+) -> Result<Option<Records>, SourceError> {
+    Ok(Some(match obj {
         SourceObject::Service(svc) => {
             if !cfg.service_types.is_empty() && !cfg.service_types.contains(service::service_type(svc)) {
                 return Ok(None);
             }
-            service::annotation_records(svc, inputs, cfg, &ann)
+            service::annotation_records(svc, inputs, cfg, ann)
         }
         SourceObject::Ingress(ing) => {
             if !ingress::class_matches(ing, &cfg.args.ingress_class) {
                 return Ok(None);
             }
-            ingress::defined_records(ing, cfg, &ann)
+            ingress::defined_records(ing, cfg, ann)
         }
         // Routes apply --fqdn-template themselves: its names are narrowed by the listeners.
-        SourceObject::Route(kind, route) => gateway::route_records(route, kind, inputs, cfg, &ann)?,
+        SourceObject::Route(kind, route) => gateway::route_records(route, kind, inputs, cfg, ann)?,
         // Nodes and pods apply --fqdn-template themselves: it replaces the node name, and
         // points at pod IPs.
-        SourceObject::Node(n) => node::node_records(n, cfg, &ann, || json_of(obj))?,
-        SourceObject::Pod(p) => pod::pod_records(p, inputs, cfg, &ann, || json_of(obj))?,
+        SourceObject::Node(n) => node::node_records(n, cfg, ann, || json_of(obj))?,
+        SourceObject::Pod(p) => pod::pod_records(p, inputs, cfg, ann, || json_of(obj))?,
         SourceObject::Crd(_) => Records::default(),
-    };
-    let own_template = matches!(obj, SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_));
-    if let (Some(tmpl), false) = (&cfg.fqdn_template, own_template) {
-        if cfg.args.combine_fqdn_annotation || records.is_empty() {
-            let json = obj
-                .to_json()
-                .map_err(|e| SourceError::InvalidObject { object: obj.describe(), message: e.to_string() })?;
-            let hostnames =
-                tmpl.hostnames(&json).map_err(|source| SourceError::Template { object: obj.describe(), source })?;
-            let templated = match obj {
-                SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, &ann, &hostnames),
-                SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, &ann, &hostnames),
-                SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) | SourceObject::Crd(_) => {
-                    Records::default()
-                }
-            };
-            records.merge(templated);
-        }
-    }
+    }))
+}
 
-    let mut warnings = std::mem::take(&mut records.warnings);
+/// The names of `--fqdn-template` for a Service or Ingress: added to its own with
+/// `--combine-fqdn-annotation`, else only when it has none.
+fn add_templated(
+    obj: SourceObject<'_>,
+    inputs: &dyn SourceInputs,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+    records: &mut Records,
+) -> Result<(), SourceError> {
+    let Some(tmpl) = &cfg.fqdn_template else { return Ok(()) };
+    let own_template = matches!(obj, SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_));
+    if own_template || !(cfg.args.combine_fqdn_annotation || records.is_empty()) {
+        return Ok(());
+    }
+    let json =
+        obj.to_json().map_err(|e| SourceError::InvalidObject { object: obj.describe(), message: e.to_string() })?;
+    let hostnames = tmpl.hostnames(&json).map_err(|source| SourceError::Template { object: obj.describe(), source })?;
+    let templated = match obj {
+        SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, ann, &hostnames),
+        SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, ann, &hostnames),
+        SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) | SourceObject::Crd(_) => {
+            Records::default()
+        }
+    };
+    records.merge(templated);
+    Ok(())
+}
+
+/// The endpoints of `records` with the object's TTL, set identifier, provider-specific
+/// properties and `resource` label; invalid names and targets are skipped with a warning.
+fn endpoints_of(
+    obj: SourceObject<'_>,
+    cfg: &SourceConfig,
+    ann: &ExternalDnsAnnotations<'_>,
+    records: Records,
+    warnings: &mut Vec<String>,
+) -> Vec<EndpointSpec> {
     let ttl = match ann.ttl() {
         Ok(Some(t)) => Some(t),
         Ok(None) => cfg.args.default_ttl,
@@ -724,12 +787,11 @@ pub fn desired_dnsendpoint(
     };
     let set_identifier = ann.set_identifier();
     let provider_specific = Some(ann.provider_specific()).filter(|p| !p.is_empty());
-    let resource = if cluster_scoped {
+    let resource = if matches!(obj, SourceObject::Node(_)) {
         format!("{}/{}", obj.kind().as_str(), obj.name())
     } else {
         format!("{}/{}/{}", obj.kind().as_str(), obj.namespace(), obj.name())
     };
-
     let mut endpoints = Vec::new();
     for ((name, rtype), targets) in records.by_key {
         if let Err(e) = model::validate_name("dnsName", &name) {
@@ -757,36 +819,7 @@ pub fn desired_dnsendpoint(
             provider_specific: provider_specific.clone(),
         });
     }
-    drop_cnames_beside_addresses(&mut endpoints, &mut warnings);
-    if endpoints.is_empty() {
-        return Ok(None);
-    }
-    endpoints.sort_by(|a, b| {
-        (&a.dns_name, a.record_type.as_str(), &a.set_identifier).cmp(&(
-            &b.dns_name,
-            b.record_type.as_str(),
-            &b.set_identifier,
-        ))
-    });
-    // Publish what fits rather than nothing; the cut follows the sort, so the same records
-    // are kept on every pass.
-    if endpoints.len() > MAX_ENDPOINTS {
-        let dropped: Vec<String> =
-            endpoints.drain(MAX_ENDPOINTS..).map(|e| format!("{} {}", e.dns_name, e.record_type)).collect();
-        warnings.push(format!(
-            "{TOO_MANY_PREFIX}{} records; a DNSEndpoint holds at most {MAX_ENDPOINTS}: publishing the first {MAX_ENDPOINTS} in name order and skipping {} (from {} to {})",
-            MAX_ENDPOINTS + dropped.len(),
-            dropped.len(),
-            dropped[0],
-            dropped[dropped.len() - 1],
-        ));
-    }
-    Ok(Some(DesiredObject {
-        name: dnsendpoint_name(obj.name(), obj.kind()),
-        namespace: if cluster_scoped { cfg.node_namespace.clone() } else { obj.namespace().to_string() },
-        spec: DnsEndpointSpec { endpoints, provider_ref },
-        warnings,
-    }))
+    endpoints
 }
 
 /// Start of the warning for an object that yields more records than a DNSEndpoint holds.
