@@ -260,45 +260,58 @@ impl Objects {
         }
         self.seen.insert(key, location(object.clone()));
 
+        let namespace = namespaced.then_some(namespace);
+        self.file_typed(kind, name, namespace, location(object.clone()), src).map_err(|m| fail(object, m))
+    }
+
+    /// Files an object of a kind extdns reads, parsed into its type; `namespace` is set on a
+    /// namespaced one (the default namespace when its file names none).
+    fn file_typed(
+        &mut self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+        loc: DocLocation,
+        src: Source<'_>,
+    ) -> Result<(), String> {
         let fix_ns = |meta: &mut ObjectMeta| {
-            if namespaced {
-                meta.namespace = Some(namespace.to_string());
+            if let Some(ns) = namespace {
+                meta.namespace = Some(ns.to_string());
             }
         };
-        let loc = location(object.clone());
         match kind {
             "Service" => {
-                let mut o: Service = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: Service = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.services.push((loc, o));
             }
             "Ingress" => {
-                let mut o: Ingress = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: Ingress = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.ingresses.push((loc, o));
             }
             "EndpointSlice" => {
-                let mut o: EndpointSlice = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: EndpointSlice = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.cluster.slices.push(Arc::new(o));
             }
             "Pod" => {
-                let mut o: Pod = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: Pod = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.cluster.pods.push(Arc::new(o));
                 self.pod_locations.push(loc);
             }
             "Node" => {
-                let o: Node = typed(src).map_err(|m| fail(object, m))?;
+                let o: Node = typed(src)?;
                 self.cluster.nodes.push(Arc::new(o));
                 self.node_locations.push(loc);
             }
             "Namespace" => {
-                let o: Namespace = typed(src).map_err(|m| fail(object, m))?;
+                let o: Namespace = typed(src)?;
                 self.cluster.namespaces.insert(name.to_string(), o.metadata.labels.unwrap_or_default());
             }
             "Gateway" => {
-                let mut o: Gateway = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: Gateway = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.cluster.gateways.push(Arc::new(o));
             }
@@ -306,7 +319,7 @@ impl Objects {
                 let Some(route_kind) = RouteKind::from_kind(kind) else {
                     return Ok(());
                 };
-                let mut o: Route = typed(src).map_err(|m| fail(object, m))?;
+                let mut o: Route = typed(src)?;
                 fix_ns(&mut o.metadata);
                 self.routes.push((loc, route_kind, o));
             }
