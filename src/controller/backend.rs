@@ -10,9 +10,10 @@ use kube::{Api, Client};
 use std::net::SocketAddr;
 
 use crate::crd::dnsprovider::{
-    parse_duration, CloudflareSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType,
-    SecretKeyRef, Transport, WebhookSpec, DEFAULT_EMBEDDED_LISTEN,
+    parse_duration, CloudflareSpec, EmbeddedSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
+    Route53ZoneType, SecretKeyRef, Transport, WebhookSpec, DEFAULT_EMBEDDED_LISTEN,
 };
+use crate::crd::{BackendCount, BackendRef};
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::inmemory::InMemoryProvider;
@@ -44,10 +45,8 @@ impl Backend {
 /// Why a provider spec cannot be turned into a backend. Needs a change by a human.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error(
-        "spec: set exactly one backend block (inMemory, embedded, rfc2136, route53, cloudflare, powerdns, webhook), found {0}"
-    )]
-    BackendCount(usize),
+    #[error(transparent)]
+    BackendCount(#[from] BackendCount),
     #[error("reading Secret {namespace}/{name} key {key:?}: {message}")]
     Secret { namespace: String, name: String, key: String, message: String },
     #[error("{field}: {message}")]
@@ -127,98 +126,74 @@ pub fn resync_interval(spec: &ProviderSpec) -> Result<Duration, BackendError> {
 
 /// Builds the backend for `spec`, behind its rate limit.
 pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
-    check_backend_count(spec)?;
+    let block = spec.backend()?;
     resync_interval(spec)?;
-    let limiter = match &spec.rate_limit {
-        Some(rl) if !(rl.qps.is_finite() && rl.qps > 0.0) => {
-            return Err(BackendError::Field {
-                field: "spec.rateLimit.qps".into(),
-                message: format!("{} must be a positive number", rl.qps),
-            })
-        }
-        Some(rl) => Limiter::new(TokenBucket::new(rl.qps, rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32))),
-        None => Limiter::default(),
-    };
+    let limiter = limiter(spec)?;
+    let (client, secret_ns, default_ttl) = (ctx.client, ctx.secret_ns, ctx.default_ttl);
     // The backends that make several requests per call (listing pages, batches, retries)
-    // count requests: the limiter goes inside them.
+    // count requests: the limiter goes inside them. The others count calls.
     let remote = |provider| Ok(Backend { provider, server: None });
-    if let Some(r) = &spec.route53 {
-        let provider = route53_provider(ctx.client, r, ctx.secret_ns, ctx.default_ttl)
-            .await?
-            .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
-        return remote(limit(provider, limiter));
-    }
-    if let Some(c) = &spec.cloudflare {
-        return remote(limit(cloudflare_provider(ctx.client, c, ctx.secret_ns, ctx.default_ttl).await?, limiter));
-    }
-    if let Some(p) = &spec.powerdns {
-        return remote(limit(powerdns_provider(ctx.client, p, ctx.secret_ns, ctx.default_ttl).await?, limiter));
-    }
-    if let Some(w) = &spec.webhook {
-        return remote(limit(webhook_provider(w, ctx.default_ttl)?, limiter));
-    }
-    let mut backend = build_backend(spec, ctx).await?;
+    let mut backend = match block {
+        BackendRef::Route53(r) => {
+            let provider = route53_provider(client, r, secret_ns, default_ttl)
+                .await?
+                .with_metrics(ctx.metrics.route53.clone(), ctx.name.clone());
+            return remote(limit(provider, limiter));
+        }
+        BackendRef::Cloudflare(c) => {
+            return remote(limit(cloudflare_provider(client, c, secret_ns, default_ttl).await?, limiter))
+        }
+        BackendRef::PowerDns(p) => {
+            return remote(limit(powerdns_provider(client, p, secret_ns, default_ttl).await?, limiter))
+        }
+        BackendRef::Webhook(w) => return remote(limit(webhook_provider(w, default_ttl)?, limiter)),
+        BackendRef::InMemory(m) => Backend { provider: Arc::new(InMemoryProvider::new(&m.zones)), server: None },
+        BackendRef::Embedded(e) => embedded_backend(e, ctx).await?,
+        BackendRef::Rfc2136(r) => {
+            Backend { provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?), server: None }
+        }
+    };
     if spec.rate_limit.is_some() {
         backend.provider = Arc::new(RateLimited::new(backend.provider, limiter));
     }
     Ok(backend)
 }
 
-fn check_backend_count(spec: &ProviderSpec) -> Result<(), BackendError> {
-    let count = [
-        spec.in_memory.is_some(),
-        spec.embedded.is_some(),
-        spec.rfc2136.is_some(),
-        spec.route53.is_some(),
-        spec.cloudflare.is_some(),
-        spec.powerdns.is_some(),
-        spec.webhook.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if count != 1 {
-        return Err(BackendError::BackendCount(count));
+/// The token bucket of `spec.rateLimit`; unlimited when unset.
+fn limiter(spec: &ProviderSpec) -> Result<Limiter, BackendError> {
+    match &spec.rate_limit {
+        Some(rl) if !(rl.qps.is_finite() && rl.qps > 0.0) => Err(BackendError::Field {
+            field: "spec.rateLimit.qps".into(),
+            message: format!("{} must be a positive number", rl.qps),
+        }),
+        Some(rl) => Ok(Limiter::new(TokenBucket::new(rl.qps, rl.burst.unwrap_or_else(|| rl.qps.ceil() as u32)))),
+        None => Ok(Limiter::default()),
     }
-    Ok(())
 }
 
-async fn build_backend(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
-    let (client, secret_ns, default_ttl) = (ctx.client, ctx.secret_ns, ctx.default_ttl);
-    if let Some(m) = &spec.in_memory {
-        return Ok(Backend { provider: Arc::new(InMemoryProvider::new(&m.zones)), server: None });
-    }
-    if let Some(e) = &spec.embedded {
-        let listen_s = e.listen.as_deref().unwrap_or(DEFAULT_EMBEDDED_LISTEN);
-        let listen: SocketAddr = listen_s.parse().map_err(|err| BackendError::Field {
-            field: "spec.embedded.listen".into(),
-            message: format!("{listen_s:?} is not an address like \"0.0.0.0:5353\": {err}"),
-        })?;
-        let (provider, handle) = embedded::start(EmbeddedConfig {
-            zones: e.zones.clone(),
-            listen,
-            nameservers: e.nameservers.clone(),
-            default_ttl,
-        })
-        .await
-        .map_err(|err| match err {
-            // The OS error would tell whoever wrote the spec what holds a port; the log
-            // keeps it.
-            embedded::EmbeddedError::BindUdp { .. } | embedded::EmbeddedError::BindTcp { .. } => {
-                tracing::warn!(provider = %ctx.name, %listen, error = %err, "embedded DNS server cannot listen");
-                BackendError::Start(format!("listening on {listen}: address in use or not permitted"))
-            }
-            other => BackendError::Start(other.to_string()),
-        })?;
-        return Ok(Backend { provider: Arc::new(provider), server: Some(handle) });
-    }
-    if let Some(r) = &spec.rfc2136 {
-        return Ok(Backend {
-            provider: Arc::new(rfc2136_provider(client, r, secret_ns, default_ttl).await?),
-            server: None,
-        });
-    }
-    Err(BackendError::BackendCount(0))
+async fn embedded_backend(e: &EmbeddedSpec, ctx: &BuildContext<'_>) -> Result<Backend, BackendError> {
+    let listen_s = e.listen.as_deref().unwrap_or(DEFAULT_EMBEDDED_LISTEN);
+    let listen: SocketAddr = listen_s.parse().map_err(|err| BackendError::Field {
+        field: "spec.embedded.listen".into(),
+        message: format!("{listen_s:?} is not an address like \"0.0.0.0:5353\": {err}"),
+    })?;
+    let (provider, handle) = embedded::start(EmbeddedConfig {
+        zones: e.zones.clone(),
+        listen,
+        nameservers: e.nameservers.clone(),
+        default_ttl: ctx.default_ttl,
+    })
+    .await
+    .map_err(|err| match err {
+        // The OS error would tell whoever wrote the spec what holds a port; the log
+        // keeps it.
+        embedded::EmbeddedError::BindUdp { .. } | embedded::EmbeddedError::BindTcp { .. } => {
+            tracing::warn!(provider = %ctx.name, %listen, error = %err, "embedded DNS server cannot listen");
+            BackendError::Start(format!("listening on {listen}: address in use or not permitted"))
+        }
+        other => BackendError::Start(other.to_string()),
+    })?;
+    Ok(Backend { provider: Arc::new(provider), server: Some(handle) })
 }
 
 async fn route53_provider(
@@ -449,7 +424,7 @@ mod tests {
         ));
         assert_eq!(refused.reason(), REASON_NOT_PERMITTED);
         assert!(refused.to_string().starts_with("spec.embedded:"), "{refused}");
-        assert_eq!(BackendError::BackendCount(0).reason(), "InvalidProvider");
+        assert_eq!(BackendError::BackendCount(BackendCount(vec![])).reason(), "InvalidProvider");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use crate::config::TenancyFlags;
 use crate::crd::dnsprovider::ProviderSpec;
-use crate::crd::{ProviderId, ProviderRefKind};
+use crate::crd::{BackendRef, ProviderId, ProviderRefKind};
 use crate::dns::ProviderError;
 
 /// Provider condition reason: the spec uses something the operator does not let namespaced
@@ -69,77 +69,82 @@ pub fn check_provider(spec: &ProviderSpec, namespaced: bool, flags: &TenancyFlag
     if !namespaced {
         return Ok(());
     }
-    if spec.embedded.is_some() && !flags.namespaced_embedded {
-        return Err(Refusal {
-            field: "spec.embedded",
-            what: "the embedded DNS server (a listening socket in the operator's pod)",
-            flag: FLAG_EMBEDDED,
-        });
-    }
-    if let Some(r) = &spec.route53 {
-        if r.credentials.is_none() && !flags.namespaced_ambient_credentials {
-            return Err(if r.assume_role_arn.is_some() {
-                Refusal {
-                    field: "spec.route53.assumeRoleArn",
-                    what: "assuming a role with the operator's own AWS identity (spec.route53.credentials is not set)",
-                    flag: FLAG_AMBIENT,
-                }
-            } else {
-                Refusal {
-                    field: "spec.route53.credentials",
-                    what: "leaving it unset, which signs requests with the operator's own AWS identity (environment, IRSA web identity, profile, instance metadata)",
-                    flag: FLAG_AMBIENT,
-                }
-            });
+    // Every block is checked, not only "the" backend: a spec with two blocks is invalid, but
+    // a refusal tells its author more than the count does.
+    spec.backends().into_iter().try_for_each(|b| check_backend(b, flags))
+}
+
+fn check_backend(block: BackendRef<'_>, flags: &TenancyFlags) -> Result<(), Refusal> {
+    let refuse = |field, what, flag| Err(Refusal { field, what, flag });
+    match block {
+        BackendRef::InMemory(_) | BackendRef::Rfc2136(_) => Ok(()),
+        BackendRef::Embedded(_) if !flags.namespaced_embedded => {
+            refuse("spec.embedded", "the embedded DNS server (a listening socket in the operator's pod)", FLAG_EMBEDDED)
         }
-        if r.endpoint.is_some() && !flags.namespaced_custom_endpoint {
-            return Err(Refusal {
-                field: "spec.route53.endpoint",
-                what: "a custom API endpoint (the operator would send requests to any URL a tenant names)",
-                flag: FLAG_ENDPOINT,
-            });
-        }
-    }
-    // The token always comes from the provider's own namespace; only the URL is a grant.
-    if spec.cloudflare.as_ref().is_some_and(|c| c.base_url.is_some()) && !flags.namespaced_custom_endpoint {
-        return Err(Refusal {
-            field: "spec.cloudflare.baseURL",
-            what: "a custom API base URL (the operator would send requests, with the token, to any URL a tenant names)",
-            flag: FLAG_ENDPOINT,
-        });
-    }
-    // PowerDNS has no default endpoint: its URL is always one the tenant names, and an HTTP
-    // request to any URL inside the cluster network (with the answer's error text shown in
-    // status) is the same grant as a custom Route53 endpoint.
-    if spec.powerdns.is_some() && !flags.namespaced_custom_endpoint {
-        return Err(Refusal {
-            field: "spec.powerdns.url",
-            what: "an HTTP API URL (the operator would send requests to any URL a tenant names)",
-            flag: FLAG_ENDPOINT,
-        });
-    }
-    if let Some(w) = &spec.webhook {
-        let url = w.url.as_deref().unwrap_or(crate::dns::providers::webhook::DEFAULT_URL);
-        // A webhook on loopback is a sidecar of the operator, holding the platform's DNS
-        // credentials: using it is using the operator's identity.
-        if is_loopback_url(url) {
-            if !flags.namespaced_ambient_credentials {
-                return Err(Refusal {
-                    field: "spec.webhook.url",
-                    what:
-                        "a webhook on localhost (a sidecar of the operator, acting with the platform's DNS credentials)",
-                    flag: FLAG_AMBIENT,
-                });
+        BackendRef::Embedded(_) => Ok(()),
+        BackendRef::Route53(r) => {
+            if r.credentials.is_none() && !flags.namespaced_ambient_credentials {
+                return if r.assume_role_arn.is_some() {
+                    refuse(
+                        "spec.route53.assumeRoleArn",
+                        "assuming a role with the operator's own AWS identity (spec.route53.credentials is not set)",
+                        FLAG_AMBIENT,
+                    )
+                } else {
+                    refuse(
+                        "spec.route53.credentials",
+                        "leaving it unset, which signs requests with the operator's own AWS identity (environment, IRSA web identity, profile, instance metadata)",
+                        FLAG_AMBIENT,
+                    )
+                };
             }
-        } else if !flags.namespaced_custom_endpoint {
-            return Err(Refusal {
-                field: "spec.webhook.url",
-                what: "a webhook URL outside the operator's pod (the operator would send requests to any URL a tenant names)",
-                flag: FLAG_ENDPOINT,
-            });
+            if r.endpoint.is_some() && !flags.namespaced_custom_endpoint {
+                return refuse(
+                    "spec.route53.endpoint",
+                    "a custom API endpoint (the operator would send requests to any URL a tenant names)",
+                    FLAG_ENDPOINT,
+                );
+            }
+            Ok(())
+        }
+        // The token always comes from the provider's own namespace; only the URL is a grant.
+        BackendRef::Cloudflare(c) if c.base_url.is_some() && !flags.namespaced_custom_endpoint => refuse(
+            "spec.cloudflare.baseURL",
+            "a custom API base URL (the operator would send requests, with the token, to any URL a tenant names)",
+            FLAG_ENDPOINT,
+        ),
+        BackendRef::Cloudflare(_) => Ok(()),
+        // PowerDNS has no default endpoint: its URL is always one the tenant names, and an
+        // HTTP request to any URL inside the cluster network (with the answer's error text
+        // shown in status) is the same grant as a custom Route53 endpoint.
+        BackendRef::PowerDns(_) if !flags.namespaced_custom_endpoint => refuse(
+            "spec.powerdns.url",
+            "an HTTP API URL (the operator would send requests to any URL a tenant names)",
+            FLAG_ENDPOINT,
+        ),
+        BackendRef::PowerDns(_) => Ok(()),
+        BackendRef::Webhook(w) => {
+            let url = w.url.as_deref().unwrap_or(crate::dns::providers::webhook::DEFAULT_URL);
+            // A webhook on loopback is a sidecar of the operator, holding the platform's DNS
+            // credentials: using it is using the operator's identity.
+            if is_loopback_url(url) {
+                if !flags.namespaced_ambient_credentials {
+                    return refuse(
+                        "spec.webhook.url",
+                        "a webhook on localhost (a sidecar of the operator, acting with the platform's DNS credentials)",
+                        FLAG_AMBIENT,
+                    );
+                }
+            } else if !flags.namespaced_custom_endpoint {
+                return refuse(
+                    "spec.webhook.url",
+                    "a webhook URL outside the operator's pod (the operator would send requests to any URL a tenant names)",
+                    FLAG_ENDPOINT,
+                );
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// True when `url` names this host: `localhost` (and names below it), 127.0.0.0/8 or ::1, or

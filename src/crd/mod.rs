@@ -1,9 +1,11 @@
 //! Custom resources of the `extdns.io/v1alpha1` API. Doc comments here are what
 //! `kubectl explain` shows, so they are written for users.
 
+pub mod backend_ref;
 pub mod dnsendpoint;
 pub mod dnsprovider;
 
+pub use backend_ref::{BackendCount, BackendRef, BACKEND_FIELDS};
 pub use dnsendpoint::{
     DNSEndpoint, DnsEndpointSpec, DnsEndpointStatus, EndpointSpec, ProviderRef, ProviderRefKind, RecordStatus,
 };

@@ -1543,17 +1543,14 @@ impl Router {
 fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String, String)> {
     let ns = p.id.namespace.clone().unwrap_or_else(|| operator_namespace.to_string());
     let spec = &p.spec;
-    let names = [
-        spec.rfc2136.as_ref().and_then(|r| r.tsig.as_ref()).map(|t| t.secret_ref.name.clone()),
-        spec.route53.as_ref().and_then(|r| r.credentials.as_ref()).map(|c| c.secret_ref.name.clone()),
-        spec.cloudflare.as_ref().map(|c| c.api_token.secret_ref.name.clone()),
-        spec.registry
-            .as_ref()
-            .and_then(|r| r.txt.as_ref())
-            .and_then(|t| t.encryption.as_ref())
-            .map(|e| e.secret_ref.name.clone()),
-    ];
-    names.into_iter().flatten().map(|n| (ns.clone(), n)).collect()
+    let registry = spec
+        .registry
+        .as_ref()
+        .and_then(|r| r.txt.as_ref())
+        .and_then(|t| t.encryption.as_ref())
+        .map(|e| e.secret_ref.name.as_str());
+    let backends = spec.backends().into_iter().flat_map(|b| b.secret_names());
+    backends.chain(registry).map(|n| (ns.clone(), n.to_string())).collect()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -20,7 +20,7 @@ use super::{backoff, now_time, EpKey, Leader, ProviderObject, RecordResult, DEFA
 use crate::controller::backend::{self, Backend, BackendError, DEFAULT_RESYNC};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
 use crate::crd::dnsprovider::{Policy as SpecPolicy, ProviderSpec};
-use crate::crd::{ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderId};
+use crate::crd::{BackendRef, ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderId};
 use crate::dns::apply::apply_with_ownership;
 use crate::dns::endpoint::{label, Endpoint, RecordKey, RecordType};
 use crate::dns::filter::DomainFilter;
@@ -243,7 +243,7 @@ impl Worker {
     fn configure(&mut self) {
         let spec = &self.object.spec;
         self.fingerprint = serde_json::to_string(spec).unwrap_or_default();
-        self.local = spec.embedded.is_some() || spec.in_memory.is_some();
+        self.local = spec.backend().is_ok_and(|b| b.is_local());
         self.zone_filter = spec.zones.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
         self.domains = spec.domains.as_ref().map(|d| DomainFilter::new(&d.include, &d.exclude)).unwrap_or_default();
         self.policy = to_policy(spec.policy);
@@ -297,7 +297,7 @@ impl Worker {
         self.backend = backend::build(&self.object.spec, &ctx).await;
         // The provider that held this embedded address before (now refused) may still be
         // closing its server in its own task: give it a moment rather than a backoff.
-        if self.object.spec.embedded.is_some() {
+        if matches!(self.object.spec.backend(), Ok(BackendRef::Embedded(_))) {
             for _ in 0..20 {
                 if !matches!(&self.backend, Err(BackendError::Start(m)) if m.contains("address in use")) {
                     break;
