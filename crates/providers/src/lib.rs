@@ -5,6 +5,7 @@ pub mod cloudflare;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+pub mod google;
 // The reference implementation lives in the core (its own tests use it); it is a backend too.
 pub use extdns_core::inmemory;
 pub mod powerdns;
