@@ -29,10 +29,11 @@ a scope, iat/exp within an hour, and aud = this endpoint's URL or https://oauth2
 (google-auth always signs for the latter, whatever the key's token_uri says). Answers an opaque
 access token for that identity. GET /computeMetadata/v1/instance/service-accounts/default/token
 with `Metadata-Flavor: Google` answers a token for the --metadata-email identity, as GKE's
-metadata server does for Workload Identity.
+metadata server does for Workload Identity; /computeMetadata/v1/project/project-id answers
+--metadata-project.
 
 Usage: fake.py --port P [--project ID ...] [--zone PROJECT/NAME=DNSNAME[/private] ...]
-               [--metadata-email E] [--page-size N] [--pending-gets N]
+               [--metadata-email E] [--metadata-project ID] [--page-size N] [--pending-gets N]
 Control endpoints (no auth) under /__fake/:
   GET  /__fake/health                    200 when serving
   GET  /__fake/requests                  every API, token and metadata request, in order
@@ -50,7 +51,8 @@ Control endpoints (no auth) under /__fake/:
   POST /__fake/zones {project, name, dnsName, visibility?}
   POST /__fake/rrsets {project, zone, rrset}   add a record set behind the API's back
   GET  /__fake/rrsets?project=P&zone=Z   the zone's record sets
-  POST /__fake/settings {pending_gets?, page_size?, quota?: {...}, token_ttl?}
+  POST /__fake/settings {pending_gets?, page_size?, token_ttl?, metadata_email?,
+                         metadata_project?, quota?: {PROJECT: {rrsetAdditionsPerChange: N, ...}}}
 """
 
 import argparse
@@ -77,6 +79,7 @@ DNS_SCOPES = {
     "https://www.googleapis.com/auth/cloud-platform.read-only",
 }
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+METADATA_PROJECT_PATH = "/computeMetadata/v1/project/project-id"
 SERVED = {
     "managedZones.list",
     "managedZones.get",
@@ -289,6 +292,7 @@ class State:
         self.pending_gets = args.pending_gets
         self.token_ttl = 3599
         self.metadata_email = args.metadata_email
+        self.metadata_project = args.metadata_project
         self.projects = {}  # id -> {"number", "quota", "zones": {name: zone}}
         self.keys = {}  # kid -> {"email", "public_key"}
         self.grants = set()  # (email, project)
@@ -505,9 +509,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.state
 
     def send_json(self, status, payload, headers=None):
-        body = json.dumps(payload).encode()
+        text = isinstance(payload, str)
+        body = payload.encode() if text else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", "text/plain" if text else "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -583,6 +588,8 @@ class Handler(BaseHTTPRequestHandler):
                     status, payload = self.token(method, raw)
                 elif path == METADATA_TOKEN_PATH:
                     status, payload = self.metadata_token(method)
+                elif path == METADATA_PROJECT_PATH:
+                    status, payload = self.metadata_project()
                 else:
                     status, payload = self.api(method, path, query, raw)
             except ApiError as e:
@@ -653,6 +660,14 @@ class Handler(BaseHTTPRequestHandler):
         if not st.metadata_email:
             raise ApiError(404, "notFound", "no service account is attached to this instance")
         return 200, self.issue(st.metadata_email, "metadata", "https://www.googleapis.com/auth/cloud-platform", None)
+
+    def metadata_project(self):
+        st = self.state
+        if self.headers.get("Metadata-Flavor") != "Google":
+            raise ApiError(403, "forbidden", "Missing Metadata-Flavor:Google header.")
+        if not st.metadata_project:
+            raise ApiError(404, "notFound", "no project")
+        return 200, st.metadata_project
 
     # Cloud DNS -------------------------------------------------------------------------------
 
@@ -808,6 +823,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.token_ttl = int(body["token_ttl"])
                 if "metadata_email" in body:
                     st.metadata_email = body["metadata_email"]
+                if "metadata_project" in body:
+                    st.metadata_project = body["metadata_project"]
                 for pid, q in (body.get("quota") or {}).items():
                     st.add_project(pid)["quota"].update(q)
                 return self.send_json(200, {"ok": True})
@@ -832,6 +849,7 @@ def main():
     ap.add_argument("--project", action="append", default=[])
     ap.add_argument("--zone", action="append", default=[], help="PROJECT/NAME=DNSNAME[/private]")
     ap.add_argument("--metadata-email", default="")
+    ap.add_argument("--metadata-project", default="")
     ap.add_argument("--page-size", type=int, default=100, help="record sets per page without maxResults")
     ap.add_argument("--pending-gets", type=int, default=0, help="changes.get calls that still say pending")
     args = ap.parse_args()

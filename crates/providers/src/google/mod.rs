@@ -354,12 +354,15 @@ impl GoogleProvider {
                 .await
                 .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
             let token = self.tokens.token().await.map_err(|e| {
-                let kind = match &e {
-                    ProviderError::Unreachable(_) => FailureKind::Unreachable,
-                    ProviderError::Throttled(_) => FailureKind::Throttled,
-                    _ => FailureKind::Auth,
+                let (kind, m) = match &e {
+                    ProviderError::Unreachable(m) => (FailureKind::Unreachable, m),
+                    ProviderError::Throttled(m) => (FailureKind::Throttled, m),
+                    ProviderError::AuthFailed(m)
+                    | ProviderError::Config(m)
+                    | ProviderError::Rejected(m)
+                    | ProviderError::ZoneNotFound(m) => (FailureKind::Auth, m),
                 };
-                Failure { kind, message: format!("{what}: {e}") }
+                Failure { kind, message: format!("{what}: {m}") }
             })?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(&token).query(query);
             if let Some(b) = body {
@@ -519,11 +522,12 @@ impl GoogleProvider {
     /// The project's per-change limits (`projects.get`), read once; Google's documented
     /// defaults when they cannot be read (a custom role without `dns.projects.get`).
     async fn limits(&self) -> Limits {
-        *self
+        let read = self
             .limits
-            .get_or_init(|| async {
-                let Ok(project) = self.project().await.map(str::to_string) else { return DEFAULT_LIMITS };
-                match self.call(&format!("reading the quota of project {project}"), Method::GET, &self.url(&project, ""), &[], None).await {
+            .get_or_try_init(|| async {
+                let project = self.project().await.map_err(|e| e.to_string())?.to_string();
+                let what = format!("reading the quota of project {project}");
+                match self.call(&what, Method::GET, &self.url(&project, ""), &[], None).await {
                     Ok(v) => {
                         let q = |k: &str, d: usize| {
                             v.pointer(&format!("/quota/{k}"))
@@ -532,20 +536,30 @@ impl GoogleProvider {
                                 .filter(|n| *n > 0)
                                 .unwrap_or(d)
                         };
-                        Limits {
+                        Ok(Limits {
                             additions: q("rrsetAdditionsPerChange", DEFAULT_LIMITS.additions),
                             deletions: q("rrsetDeletionsPerChange", DEFAULT_LIMITS.deletions),
                             rrdata_bytes: q("totalRrdataSizePerChange", DEFAULT_LIMITS.rrdata_bytes),
                             records_per_rrset: q("resourceRecordsPerRrset", DEFAULT_LIMITS.records_per_rrset),
-                        }
+                        })
                     }
-                    Err(f) => {
-                        tracing::debug!(project, error = %f.message, "reading the Cloud DNS quota failed; using the documented limits");
-                        DEFAULT_LIMITS
+                    // Not allowed to read it (a custom role without dns.projects.get): the
+                    // documented limits, for good.
+                    Err(f) if f.kind == FailureKind::Auth => {
+                        tracing::debug!(project, error = %f.message, "reading the Cloud DNS quota was refused; using the documented limits");
+                        Ok(DEFAULT_LIMITS)
                     }
+                    Err(f) => Err(f.message),
                 }
             })
-            .await
+            .await;
+        match read {
+            Ok(l) => *l,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the Cloud DNS quota failed; using the documented limits this time");
+                DEFAULT_LIMITS
+            }
+        }
     }
 
     /// The rrset to delete for `old`: as listed when the listing showed exactly `old`,
