@@ -5,6 +5,7 @@
 mod budget;
 mod cloudflare;
 mod gateway;
+mod google;
 mod harness;
 mod http_backends;
 mod identity;

@@ -13,7 +13,7 @@ use crate::route53::{create_zone, records, sdk, Moto};
 
 /// Waits until the DNSProvider's Ready condition has `status` and `reason`, and its Stalled
 /// condition says whether that needs a human (GitOps tools read it: Degraded / Failed).
-async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
+pub(crate) async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
     let needs_human = status == "False" && !["Pending", "Unreachable", "Throttled"].contains(&reason);
     let stalled = if needs_human { ("True", reason) } else { ("False", "AsExpected") };
     wait_for(
@@ -35,7 +35,7 @@ async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason:
 }
 
 /// Waits until the DNSEndpoint's first record has `state`, and returns the object.
-async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> DNSEndpoint {
+pub(crate) async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> DNSEndpoint {
     wait_for(&format!("DNSEndpoint {name} record state {state}"), DEADLINE, || {
         let api = api.clone();
         async move {
@@ -47,7 +47,7 @@ async fn wait_record_state(api: &Api<DNSEndpoint>, name: &str, state: &str) -> D
     .await
 }
 
-fn record_messages(ep: &DNSEndpoint) -> String {
+pub(crate) fn record_messages(ep: &DNSEndpoint) -> String {
     ep.status.iter().flat_map(|s| &s.records).filter_map(|r| r.message.clone()).collect::<Vec<_>>().join("\n")
 }
 

@@ -128,6 +128,11 @@ impl FakeGoogle {
         self.post("keys", json!({"email": email, "project": project, "grant": false})).await.to_string()
     }
 
+    /// Lets `email` use `project` (an IAM binding of roles/dns.admin, say).
+    pub async fn grant(&self, email: &str, project: &str) {
+        self.post("grant", json!({"email": email, "project": project})).await;
+    }
+
     pub async fn add_zone(&self, project: &str, name: &str, dns_name: &str, visibility: &str) -> Value {
         self.post("zones", json!({"project": project, "name": name, "dnsName": dns_name, "visibility": visibility}))
             .await
