@@ -53,51 +53,11 @@ async fn run(args: RunArgs) -> ExitCode {
         extdns::metrics::serve(addr, m).await.map_err(|e| format!("serving metrics on {addr} failed: {e}"))
     });
     info!(version = env!("CARGO_PKG_VERSION"), controllers = ?args.controllers, "starting extdns");
-    let leadership = if args.leader_elect {
-        let identity = args.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        });
-        let settings = controller::leader::ElectionSettings {
-            namespace: args.operator_namespace.clone(),
-            lease_name: args.leader_election_lease.clone(),
-            identity,
-            lease_duration: args.leader_election_lease_duration,
-            renew_deadline: args.leader_election_renew_deadline,
-            retry_period: args.leader_election_retry_period,
-        };
-        if let Err(e) = settings.validate() {
-            error!(error = %e, "invalid leader election flags");
-            return ExitCode::from(2);
-        }
-        controller::leader::start(client.clone(), settings, metrics.clone())
-    } else {
-        controller::leader::Leadership::always()
+    let leadership = match start_leadership(&args, &client, &metrics) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let mut leading = leadership.subscribe();
-    let gauge = metrics.leader.clone();
-    let l = leadership.clone();
-    tasks.spawn(async move {
-        let known = l.known();
-        let mut known = std::pin::pin!(known);
-        let mut ready = Some(leader_ready);
-        loop {
-            gauge.set(i64::from(*leading.borrow_and_update()));
-            tokio::select! {
-                changed = leading.changed() => {
-                    if changed.is_err() {
-                        return Err("the leadership state is gone".to_string());
-                    }
-                }
-                _ = &mut known, if ready.is_some() => {
-                    if let Some(gate) = ready.take() {
-                        gate.open();
-                    }
-                }
-                _ = l.gave_up() => return Err("leader election cannot be restarted".to_string()),
-            }
-        }
-    });
+    tasks.spawn(follow_leadership(leadership.clone(), metrics.leader.clone(), leader_ready));
     if let Some(ready) = provider_ready {
         let settings = controller::provider::Settings {
             operator_namespace: args.operator_namespace.clone(),
@@ -125,9 +85,74 @@ async fn run(args: RunArgs) -> ExitCode {
             Err(r.err().map_or_else(|| "the source controller ended".to_string(), |e| e.to_string()))
         });
     }
-    // Losing the Lease does not end the process: a follower keeps serving embedded DNS and
-    // may lead again.
-    let code = tokio::select! {
+    let code = supervise(tasks).await;
+    // Hands the Lease over now rather than after a lease duration.
+    leadership.step_down().await;
+    code
+}
+
+/// Leader election as the flags say, or a leadership that always leads.
+fn start_leadership(
+    args: &RunArgs,
+    client: &kube::Client,
+    metrics: &Arc<Metrics>,
+) -> Result<controller::leader::Leadership, ExitCode> {
+    if !args.leader_elect {
+        return Ok(controller::leader::Leadership::always());
+    }
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let settings = controller::leader::ElectionSettings {
+        namespace: args.operator_namespace.clone(),
+        lease_name: args.leader_election_lease.clone(),
+        identity,
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    };
+    if let Err(e) = settings.validate() {
+        error!(error = %e, "invalid leader election flags");
+        return Err(ExitCode::from(2));
+    }
+    Ok(controller::leader::start(client.clone(), settings, metrics.clone()))
+}
+
+/// Mirrors leadership into the `leader` gauge and opens the readiness gate once the election
+/// knows who leads; ends (an error) when the election cannot go on.
+async fn follow_leadership(
+    leadership: controller::leader::Leadership,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    ready: extdns::metrics::Gate,
+) -> Result<(), String> {
+    let mut leading = leadership.subscribe();
+    let known = leadership.known();
+    let mut known = std::pin::pin!(known);
+    let mut ready = Some(ready);
+    loop {
+        gauge.set(i64::from(*leading.borrow_and_update()));
+        tokio::select! {
+            changed = leading.changed() => {
+                if changed.is_err() {
+                    return Err("the leadership state is gone".to_string());
+                }
+            }
+            _ = &mut known, if ready.is_some() => {
+                if let Some(gate) = ready.take() {
+                    gate.open();
+                }
+            }
+            _ = leadership.gave_up() => return Err("leader election cannot be restarted".to_string()),
+        }
+    }
+}
+
+/// Waits for the first of the process's tasks to end (the process exits with 1, so that
+/// Kubernetes restarts it) or for a stop signal. Losing the Lease ends no task: a follower
+/// keeps serving embedded DNS and may lead again.
+async fn supervise(mut tasks: tokio::task::JoinSet<Result<(), String>>) -> ExitCode {
+    tokio::select! {
         Some(done) = tasks.join_next() => {
             let why = match done {
                 Ok(Ok(())) => "a task ended".to_string(),
@@ -141,10 +166,7 @@ async fn run(args: RunArgs) -> ExitCode {
             info!(signal, "stopping");
             ExitCode::SUCCESS
         }
-    };
-    // Hands the Lease over now rather than after a lease duration.
-    leadership.step_down().await;
-    code
+    }
 }
 
 /// SIGINT or SIGTERM (what Kubernetes sends to a Pod it stops).

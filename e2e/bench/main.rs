@@ -673,6 +673,57 @@ fn fmt_s(v: Option<f64>) -> String {
 
 // ---------------------------------------------------------------------------------------
 
+/// What the phases of the main benchmark share.
+struct Bench<'a> {
+    args: &'a Args,
+    client: Client,
+    out: PathBuf,
+    op: Operator,
+    /// This run's id: namespaces and counters are scoped to it.
+    run: u32,
+    timeout: Duration,
+    /// results.json as it fills.
+    res: Value,
+    /// The table: rows of the first phases, then those measured later.
+    rows: Vec<Row>,
+    rows_later: Vec<Row>,
+}
+
+/// Phase 1's setup, which later phases measure again.
+struct LatencySetup {
+    eps: Api<DNSEndpoint>,
+    backends: [(&'static str, &'static str, u16); 2],
+    _bind: Bind,
+    empty: Vec<ChangeRun>,
+}
+
+/// Phase 2's figures and the objects phase 4 restarts with.
+struct Scale {
+    _bind: Bind,
+    seps: Api<DNSEndpoint>,
+    pid: String,
+    served_s: Option<f64>,
+    ready_s: Option<f64>,
+    rate: Option<f64>,
+    apply_calls: u64,
+    changes: u64,
+    cpu: f64,
+    hwm_mib: f64,
+}
+
+struct Steady {
+    calls: u64,
+    cpu: f64,
+    rss_mib: f64,
+}
+
+struct Restart {
+    total_s: Option<f64>,
+    changes: u64,
+    embedded_changes: u64,
+    hwm_mib: f64,
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -681,14 +732,6 @@ async fn main() {
     let out = out.canonicalize().expect("results dir");
     let bin = args.extdns_bin.clone().unwrap_or_else(|| repo().join("target/release/extdns"));
     assert!(bin.exists(), "{} missing: cargo build --release --bin extdns", bin.display());
-    let timeout = Duration::from_secs(args.timeout);
-    let p = args.port_base;
-    let (lat_bind_port, scale_bind_port, base_bind_port, emb_port, metrics_port) = (p, p + 1, p + 2, p + 3, p + 4);
-    let run = std::process::id();
-    // Counters are scoped to this run's providers: leftovers of an earlier run on the same
-    // cluster must not count.
-    let run_f = format!("-{run}/");
-
     println!("extdns bench: {}", chrono_free_now());
     println!(
         "  K={} N={} idle={}s concurrency={} nsupdate-batch={} rfc2136-batch={} coalesce={} bin={}",
@@ -702,415 +745,407 @@ async fn main() {
         bin.display()
     );
     println!("  KUBECONFIG={}", std::env::var("KUBECONFIG").unwrap_or_default());
-
     let client = Client::try_default().await.expect("KUBECONFIG must point at the bench cluster");
     if args.only == "large" {
         large(&args, &client, &out, &bin).await;
         return;
     }
     assert_eq!(args.only, "main", "BENCH_ONLY is main or large");
-    let mut op = Operator::start(bin.clone(), metrics_port, &args.coalesce, out.join("operator.log"));
+    let p = args.port_base;
+    let (lat_bind_port, scale_bind_port, base_bind_port, emb_port, metrics_port) = (p, p + 1, p + 2, p + 3, p + 4);
+    let op = Operator::start(bin.clone(), metrics_port, &args.coalesce, out.join("operator.log"));
     op.counter_wait("extdns_sync_passes_total", &[]).await;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut res = json!({"params": {
+    let res = json!({"params": {
         "k": args.k, "n": args.n, "idle_s": args.idle, "concurrency": args.concurrency,
         "nsupdate_batch": args.nsupdate_batch, "rfc2136_batch": args.rfc2136_batch, "coalesce": args.coalesce,
     }});
+    let mut b = Bench {
+        args: &args,
+        client,
+        out,
+        op,
+        run: std::process::id(),
+        timeout: Duration::from_secs(args.timeout),
+        res,
+        rows: Vec::new(),
+        rows_later: Vec::new(),
+    };
+    let lat = b.latency_empty(lat_bind_port, emb_port).await;
+    let scale = b.scale(scale_bind_port).await;
+    let steady = b.steady().await;
+    let restart = b.restart(&scale).await;
+    let lat_scale = b.latency_at_scale(&lat).await;
+    b.noisy_neighbour(&lat, &lat_scale).await;
+    b.op.stop();
+    let base_s = b.baseline(base_bind_port).await;
+    b.table(&scale, &steady, &restart, base_s);
+}
 
-    // ---- 1. Latency ---------------------------------------------------------------------
-    println!(
-        "\n[1/7] latency, empty cluster: {} sequential changes per backend (create, then change the target), dig every 10 ms",
-        args.k
-    );
-    let lat_ns = format!("bench-lat-{run}");
-    create_ns(&client, &lat_ns).await;
-    let lat_bind_zone = "latbind.bench.test";
-    let lat_emb_zone = "latemb.bench.test";
-    let lat_bind = Bind::start(&out, "latency", lat_bind_port, lat_bind_zone);
-    rfc2136_provider(&client, &lat_ns, "bind", lat_bind_zone, lat_bind.port, args.rfc2136_batch).await;
-    embedded_provider(&client, &lat_ns, "emb", lat_emb_zone, emb_port, None).await;
-    let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &lat_ns);
-    let backends = [("embedded", lat_emb_zone, emb_port), ("rfc2136", lat_bind_zone, lat_bind.port)];
-    // Warm-up: both providers have listed their zone and answer.
-    for (b, zone, port) in backends {
-        let name = format!("warm.{zone}");
-        eps.create(&PostParams::default(), &endpoint(&format!("warm-{b}"), &name, "10.0.0.1")).await.expect("create");
-        wait_dig(port, &name, "10.0.0.1", Duration::from_secs(120)).await;
+impl Bench<'_> {
+    /// Counters are scoped to this run's providers: leftovers of an earlier run on the same
+    /// cluster must not count.
+    fn run_filter(&self) -> String {
+        format!("-{}/", self.run)
     }
-    let mut lat_empty = Vec::new();
-    for (b, zone, port) in backends {
-        let r = change_latency(&op, &eps, &format!("e-{b}-"), zone, port, args.k, 1, timeout).await;
-        println!("  {b}: {}", r.line());
-        res["latency"][b] = r.json();
-        row(&mut rows, format!("latency {b} p50"), format!("{:.0} ms", r.p(0.5)), "< 250 ms", Some(r.p(0.5) < 250.0));
-        row(&mut rows, format!("latency {b} p90"), format!("{:.0} ms", r.p(0.9)), "", None);
-        row(
-            &mut rows,
-            format!("latency {b} p99"),
-            format!("{:.0} ms", r.p(0.99)),
-            "< 1000 ms",
-            Some(r.p(0.99) < 1000.0),
+
+    /// Phase 1: sequential changes per backend on an empty cluster.
+    async fn latency_empty(&mut self, bind_port: u16, emb_port: u16) -> LatencySetup {
+        let (args, client) = (self.args, &self.client);
+        println!(
+            "\n[1/7] latency, empty cluster: {} sequential changes per backend (create, then change the target), dig every 10 ms",
+            args.k
         );
-        row(&mut rows, format!("latency {b} max"), format!("{:.0} ms", r.p(1.0)), "", None);
-        row(&mut rows, format!("latency {b} operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "", None);
-        lat_empty.push(r);
+        let ns = format!("bench-lat-{}", self.run);
+        create_ns(client, &ns).await;
+        let (bind_zone, emb_zone) = ("latbind.bench.test", "latemb.bench.test");
+        let bind = Bind::start(&self.out, "latency", bind_port, bind_zone);
+        rfc2136_provider(client, &ns, "bind", bind_zone, bind.port, args.rfc2136_batch).await;
+        embedded_provider(client, &ns, "emb", emb_zone, emb_port, None).await;
+        let eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns);
+        let backends = [("embedded", emb_zone, emb_port), ("rfc2136", bind_zone, bind.port)];
+        // Warm-up: both providers have listed their zone and answer.
+        for (b, zone, port) in backends {
+            let name = format!("warm.{zone}");
+            eps.create(&PostParams::default(), &endpoint(&format!("warm-{b}"), &name, "10.0.0.1"))
+                .await
+                .expect("create");
+            wait_dig(port, &name, "10.0.0.1", Duration::from_secs(120)).await;
+        }
+        let mut empty = Vec::new();
+        for (b, zone, port) in backends {
+            let r = change_latency(&self.op, &eps, &format!("e-{b}-"), zone, port, args.k, 1, self.timeout).await;
+            println!("  {b}: {}", r.line());
+            self.res["latency"][b] = r.json();
+            let (p50, p99) = (r.p(0.5), r.p(0.99));
+            let rows = &mut self.rows;
+            row(rows, format!("latency {b} p50"), format!("{p50:.0} ms"), "< 250 ms", Some(p50 < 250.0));
+            row(rows, format!("latency {b} p90"), format!("{:.0} ms", r.p(0.9)), "", None);
+            row(rows, format!("latency {b} p99"), format!("{p99:.0} ms"), "< 1000 ms", Some(p99 < 1000.0));
+            row(rows, format!("latency {b} max"), format!("{:.0} ms", r.p(1.0)), "", None);
+            row(rows, format!("latency {b} operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "", None);
+            empty.push(r);
+        }
+        LatencySetup { eps, backends, _bind: bind, empty }
     }
 
-    // ---- 2. Scale ---------------------------------------------------------------------
-    let n = args.n;
-    println!("\n[2/7] scale: {n} DNSEndpoints (one A each), concurrency {}, RFC2136 to BIND", args.concurrency);
-    let scale_ns = format!("bench-scale-{run}");
-    let scale_pid = format!("provider=\"DNSProvider/{scale_ns}/bind\"");
-    create_ns(&client, &scale_ns).await;
-    let scale_zone = "scale.bench.test";
-    let scale_bind = Bind::start(&out, "scale", scale_bind_port, scale_zone);
-    rfc2136_provider(&client, &scale_ns, "bind", scale_zone, scale_bind.port, args.rfc2136_batch).await;
-    // The provider has listed its (empty) zone before the clock starts.
-    let start = Instant::now();
-    while op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"records\"", "outcome=\"ok\""]).await
-        == 0
-    {
-        assert!(start.elapsed() < Duration::from_secs(120), "scale provider never listed its zone");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let apply_before = op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"apply\""]).await;
-    let changes_before = op.counter_wait("extdns_provider_changes_total", &[&scale_pid]).await;
-    let cpu_before = op.cpu_seconds();
-    let seps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &scale_ns);
-    let t0 = Instant::now();
-    let served = {
-        let seps = seps.clone();
-        let writes = async move {
-            stream::iter(0..n)
-                .map(|i| {
-                    let seps = seps.clone();
-                    async move {
-                        let ep = endpoint(&format!("r{i}"), &format!("r{i}.{scale_zone}"), &ip_of(i, 2));
-                        let mut tries = 0;
-                        while let Err(e) = seps.create(&PostParams::default(), &ep).await {
-                            tries += 1;
-                            assert!(tries < 20, "create r{i}: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                })
-                .buffer_unordered(args.concurrency)
-                .collect::<Vec<()>>()
-                .await;
+    /// Phase 2: N DNSEndpoints written at once, served by RFC2136 to BIND.
+    async fn scale(&mut self, bind_port: u16) -> Scale {
+        let (args, client, op, n) = (self.args, &self.client, &self.op, self.args.n);
+        println!("\n[2/7] scale: {n} DNSEndpoints (one A each), concurrency {}, RFC2136 to BIND", args.concurrency);
+        let ns = format!("bench-scale-{}", self.run);
+        let pid = format!("provider=\"DNSProvider/{ns}/bind\"");
+        create_ns(client, &ns).await;
+        let zone = "scale.bench.test";
+        let bind = Bind::start(&self.out, "scale", bind_port, zone);
+        rfc2136_provider(client, &ns, "bind", zone, bind.port, args.rfc2136_batch).await;
+        // The provider has listed its (empty) zone before the clock starts.
+        let start = Instant::now();
+        while op.counter_wait("extdns_provider_calls_total", &[&pid, "operation=\"records\"", "outcome=\"ok\""]).await
+            == 0
+        {
+            assert!(start.elapsed() < Duration::from_secs(120), "scale provider never listed its zone");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let apply_before = op.counter_wait("extdns_provider_calls_total", &[&pid, "operation=\"apply\""]).await;
+        let changes_before = op.counter_wait("extdns_provider_changes_total", &[&pid]).await;
+        let cpu_before = op.cpu_seconds();
+        let seps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns);
+        let t0 = Instant::now();
+        let writes = async {
+            create_many(&seps, "r", zone, 0..n, |i| ip_of(i, 2), args.concurrency).await;
             t0.elapsed()
         };
-        let (written, served) = tokio::join!(writes, wait_axfr(scale_bind.port, scale_zone, n, timeout));
+        let (written, served) = tokio::join!(writes, wait_axfr(bind.port, zone, n, self.timeout));
         println!(
             "  all {n} written in {:.2} s ({:.0} writes/s)",
             written.as_secs_f64(),
             n as f64 / written.as_secs_f64()
         );
-        res["scale"]["written_s"] = json!(written.as_secs_f64());
-        served
-    };
-    let served_s = secs(served);
-    let ready = wait_all_ready(&seps, n, timeout).await.map(|_| t0.elapsed());
-    let ready_s = secs(ready);
-    let apply_calls =
-        op.counter_wait("extdns_provider_calls_total", &[&scale_pid, "operation=\"apply\""]).await - apply_before;
-    let changes = op.counter_wait("extdns_provider_changes_total", &[&scale_pid]).await - changes_before;
-    let cpu = op.cpu_seconds() - cpu_before;
-    let hwm_mib = op.status_kib("VmHWM") as f64 / 1024.0;
-    let rate = served_s.map(|s| n as f64 / s);
-    println!(
-        "  served in {} ({} records/s), all Ready at {}, apply calls {apply_calls}, changes {changes}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
-        fmt_s(served_s),
-        rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()),
-        fmt_s(ready_s)
-    );
-    res["scale"] = json!({
-        "n": n, "written_s": res["scale"]["written_s"], "served_s": served_s, "all_ready_s": ready_s,
-        "records_per_s": rate, "apply_calls": apply_calls, "changes": changes, "cpu_s": cpu, "peak_rss_mib": hwm_mib,
-    });
-
-    // ---- 3. Steady state ----------------------------------------------------------------
-    println!("\n[3/7] steady state: idle {} s after convergence", args.idle);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let calls_before = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await;
-    let passes_before = op.counter_wait("extdns_sync_passes_total", &[]).await;
-    let cpu_before = op.cpu_seconds();
-    tokio::time::sleep(Duration::from_secs(args.idle)).await;
-    let idle_calls = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await - calls_before;
-    let idle_passes = op.counter_wait("extdns_sync_passes_total", &[]).await - passes_before;
-    let idle_cpu = op.cpu_seconds() - cpu_before;
-    let rss_mib = op.status_kib("VmRSS") as f64 / 1024.0;
-    println!("  provider calls {idle_calls}, sync passes {idle_passes}, CPU {idle_cpu:.3} s, RSS {rss_mib:.1} MiB");
-    res["steady"] = json!({"idle_s": args.idle, "provider_calls": idle_calls, "sync_passes": idle_passes, "cpu_s": idle_cpu, "rss_mib": rss_mib});
-
-    // ---- 4. Restart ---------------------------------------------------------------------
-    println!("\n[4/7] restart: operator killed and started again with {n} records in place");
-    op.restart();
-    let t0 = Instant::now();
-    let mut listed = None;
-    while listed.is_none() {
-        let v =
-            op.counter("extdns_provider_calls_total", &[&scale_pid, "operation=\"records\"", "outcome=\"ok\""]).await;
-        if v.unwrap_or(0) > 0 {
-            listed = Some(t0.elapsed());
-        } else if t0.elapsed() > timeout {
-            break;
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let ready_after = wait_all_ready(&seps, n, timeout).await.map(|_| t0.elapsed());
-    let restart_s = match (listed, ready_after) {
-        (Some(a), Some(b)) => Some(a.max(b).as_secs_f64()),
-        _ => None,
-    };
-    // Let any late pass show up before counting.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let metrics = op.metrics().await.unwrap_or_default();
-    // The embedded provider keeps its zone in the operator's memory: a restart rebuilds it,
-    // so only changes to the RFC2136 (BIND) providers count against "0 changes on restart".
-    let r_changes_all = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f]);
-    let r_changes_emb = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f, "/emb\""]);
-    let r_changes = r_changes_all.saturating_sub(r_changes_emb);
-    let r_apply = sum_counter(&metrics, "extdns_provider_calls_total", &[&run_f, "operation=\"apply\""]);
-    let r_status = sum_counter(&metrics, "extdns_status_writes_total", &[]);
-    let r_passes = sum_counter(&metrics, "extdns_sync_passes_total", &[]);
-    let r_cpu = op.cpu_seconds();
-    let r_hwm = op.status_kib("VmHWM") as f64 / 1024.0;
-    println!(
-        "  zone listed at {}, all Ready at {}, changes sent to BIND {r_changes} (+{r_changes_emb} rebuilding the embedded in-memory zone), apply calls {r_apply}, status writes {r_status}, CPU {r_cpu:.2} s, peak RSS {r_hwm:.1} MiB",
-        fmt_s(secs(listed)),
-        fmt_s(secs(ready_after))
-    );
-    res["restart"] = json!({
-        "zone_listed_s": secs(listed), "all_ready_s": secs(ready_after), "restart_s": restart_s,
-        "changes": r_changes, "embedded_rebuild_changes": r_changes_emb, "apply_calls": r_apply, "status_writes": r_status, "sync_passes": r_passes,
-        "cpu_s": r_cpu, "peak_rss_mib": r_hwm,
-    });
-
-    // ---- 5. Latency at scale ------------------------------------------------------------
-    println!("\n[5/7] latency with {n} DNSEndpoints Ready: the same {} changes per backend", args.k);
-    let mut rows_later: Vec<Row> = Vec::new();
-    let mut lat_scale = Vec::new();
-    for (bi, (b, zone, port)) in backends.iter().enumerate() {
-        // The embedded zone was rebuilt by the restart: its warm-up record answers again first.
-        wait_dig(*port, &format!("warm.{zone}"), "10.0.0.1", Duration::from_secs(120)).await;
-        let perf = args.profile.then(|| Profile::start(op.pid(), b));
-        let r = change_latency(&op, &eps, &format!("s-{b}-"), zone, *port, args.k, 3, timeout).await;
-        if let Some(perf) = perf {
-            perf.finish();
-        }
-        let x = r.p(0.5) / lat_empty[bi].p(0.5);
-        println!("  {b}: {} ({x:.2}x the empty-cluster p50)", r.line());
-        res["latency_at_scale"][*b] = r.json();
-        res["latency_at_scale"][*b]["n"] = json!(n);
-        res["latency_at_scale"][*b]["p50_x_empty"] = json!(x);
-        let m = |s: &str| format!("latency at {n} {b} {s}");
-        row(&mut rows_later, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
-        row(&mut rows_later, m("p50 x empty p50"), format!("{x:.2}x"), "<= 1.5x", Some(x <= 1.5));
-        row(&mut rows_later, m("p99"), format!("{:.0} ms", r.p(0.99)), "< 500 ms", Some(r.p(0.99) < 500.0));
-        let cpu = r.cpu_ms_per_change;
-        row(&mut rows_later, m("operator CPU/change"), format!("{cpu:.1} ms"), "< 5 ms", Some(cpu < 5.0));
-        lat_scale.push(r);
+        let served_s = secs(served);
+        let ready_s = secs(wait_all_ready(&seps, n, self.timeout).await.map(|_| t0.elapsed()));
+        let apply_calls =
+            op.counter_wait("extdns_provider_calls_total", &[&pid, "operation=\"apply\""]).await - apply_before;
+        let changes = op.counter_wait("extdns_provider_changes_total", &[&pid]).await - changes_before;
+        let cpu = op.cpu_seconds() - cpu_before;
+        let hwm_mib = op.status_kib("VmHWM") as f64 / 1024.0;
+        let rate = served_s.map(|s| n as f64 / s);
+        println!(
+            "  served in {} ({} records/s), all Ready at {}, apply calls {apply_calls}, changes {changes}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
+            fmt_s(served_s),
+            rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()),
+            fmt_s(ready_s)
+        );
+        self.res["scale"] = json!({
+            "n": n, "written_s": written.as_secs_f64(), "served_s": served_s, "all_ready_s": ready_s,
+            "records_per_s": rate, "apply_calls": apply_calls, "changes": changes, "cpu_s": cpu, "peak_rss_mib": hwm_mib,
+        });
+        Scale { _bind: bind, seps, pid, served_s, ready_s, rate, apply_calls, changes, cpu, hwm_mib }
     }
 
-    // ---- 6. Noisy neighbour ---------------------------------------------------------------
-    let (bh_port, thr_port) = (args.extra_port_base, args.extra_port_base + 1);
-    println!(
-        "\n[6/7] noisy neighbour: + a DNSProvider whose RFC2136 server never answers (port {bh_port}) and an embedded one limited to 0.2 calls/s (port {thr_port}), {} DNSEndpoints each plus 5 new ones/s each",
-        args.noise_n
-    );
-    blackhole(bh_port).await;
-    let bh_ns = format!("bench-bh-{run}");
-    let thr_ns = format!("bench-thr-{run}");
-    create_ns(&client, &bh_ns).await;
-    create_ns(&client, &thr_ns).await;
-    let (bh_zone, thr_zone) = ("bh.bench.test", "thr.bench.test");
-    rfc2136_provider(&client, &bh_ns, "bh", bh_zone, bh_port, args.rfc2136_batch).await;
-    embedded_provider(&client, &thr_ns, "thr", thr_zone, thr_port, Some(json!({"qps": 0.2, "burst": 1}))).await;
-    let bh_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &bh_ns);
-    let thr_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &thr_ns);
-    create_many(&bh_eps, "q", bh_zone, 0..args.noise_n, |i| ip_of(i, 5), args.concurrency).await;
-    create_many(&thr_eps, "q", thr_zone, 0..args.noise_n, |i| ip_of(i, 6), args.concurrency).await;
-    // New work keeps arriving for both while the healthy providers are measured.
-    let churn = {
-        let (bh_eps, thr_eps) = (bh_eps.clone(), thr_eps.clone());
-        tokio::spawn(async move {
-            for i in 0.. {
-                let _ = bh_eps
-                    .create(
-                        &PostParams::default(),
-                        &endpoint(&format!("c{i}"), &format!("c{i}.{bh_zone}"), &ip_of(i % 60_000, 7)),
-                    )
-                    .await;
-                let _ = thr_eps
-                    .create(
-                        &PostParams::default(),
-                        &endpoint(&format!("c{i}"), &format!("c{i}.{thr_zone}"), &ip_of(i % 60_000, 8)),
-                    )
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    /// Phase 3: what an idle operator costs once everything converged.
+    async fn steady(&mut self) -> Steady {
+        let (op, idle, run_f) = (&self.op, self.args.idle, self.run_filter());
+        println!("\n[3/7] steady state: idle {idle} s after convergence");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let calls_before = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await;
+        let passes_before = op.counter_wait("extdns_sync_passes_total", &[]).await;
+        let cpu_before = op.cpu_seconds();
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let calls = op.counter_wait("extdns_provider_calls_total", &[&run_f]).await - calls_before;
+        let passes = op.counter_wait("extdns_sync_passes_total", &[]).await - passes_before;
+        let cpu = op.cpu_seconds() - cpu_before;
+        let rss_mib = op.status_kib("VmRSS") as f64 / 1024.0;
+        println!("  provider calls {calls}, sync passes {passes}, CPU {cpu:.3} s, RSS {rss_mib:.1} MiB");
+        self.res["steady"] =
+            json!({"idle_s": idle, "provider_calls": calls, "sync_passes": passes, "cpu_s": cpu, "rss_mib": rss_mib});
+        Steady { calls, cpu, rss_mib }
+    }
+
+    /// Phase 4: the operator killed and started again with the records in place.
+    async fn restart(&mut self, scale: &Scale) -> Restart {
+        let (n, timeout, run_f) = (self.args.n, self.timeout, self.run_filter());
+        println!("\n[4/7] restart: operator killed and started again with {n} records in place");
+        self.op.restart();
+        let op = &self.op;
+        let t0 = Instant::now();
+        let mut listed = None;
+        while listed.is_none() && t0.elapsed() <= timeout {
+            let v = op
+                .counter("extdns_provider_calls_total", &[&scale.pid, "operation=\"records\"", "outcome=\"ok\""])
+                .await;
+            if v.unwrap_or(0) > 0 {
+                listed = Some(t0.elapsed());
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        })
-    };
-    // Both neighbours are busy: the blackhole's first listing is waiting out its timeout and
-    // the throttled provider has spent its burst.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let bh_pid = format!("provider=\"DNSProvider/{bh_ns}/bh\"");
-    let thr_pid = format!("provider=\"DNSProvider/{thr_ns}/thr\"");
-    for (bi, (b, zone, port)) in backends.iter().enumerate() {
-        let r = change_latency(&op, &eps, &format!("n-{b}-"), zone, *port, args.k, 4, timeout).await;
-        let x50 = r.p(0.5) / lat_scale[bi].p(0.5);
-        let x99 = r.p(0.99) / lat_scale[bi].p(0.99);
-        println!("  {b}: {} ({x50:.2}x p50, {x99:.2}x p99 without the neighbours)", r.line());
-        res["noisy_neighbour"][*b] = r.json();
-        res["noisy_neighbour"][*b]["p50_x_without"] = json!(x50);
-        res["noisy_neighbour"][*b]["p99_x_without"] = json!(x99);
-        let m = |s: &str| format!("noisy neighbour {b} {s}");
-        row(&mut rows_later, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
-        row(&mut rows_later, m("p50 x without"), format!("{x50:.2}x"), "<= 1.2x", Some(x50 <= 1.2));
-        row(&mut rows_later, m("p99"), format!("{:.0} ms", r.p(0.99)), "", None);
-        row(&mut rows_later, m("p99 x without"), format!("{x99:.2}x"), "<= 1.2x", Some(x99 <= 1.2));
-    }
-    churn.abort();
-    // The neighbours really were stuck: calls the blackhole failed, records the throttled
-    // provider still had to serve.
-    let metrics = op.metrics().await.unwrap_or_default();
-    let bh_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid]);
-    let bh_ok = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid, "outcome=\"ok\""]);
-    let thr_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&thr_pid]);
-    let (thr_total, thr_ready) = count_ready(&thr_eps).await;
-    let (bh_total, bh_ready) = count_ready(&bh_eps).await;
-    println!(
-        "  blackhole provider: {bh_calls} calls, {bh_ok} ok, {bh_ready}/{bh_total} Ready; throttled provider: {thr_calls} calls, {thr_ready}/{thr_total} Ready"
-    );
-    res["noisy_neighbour"]["blackhole"] =
-        json!({"calls": bh_calls, "ok": bh_ok, "objects": bh_total, "ready": bh_ready});
-    res["noisy_neighbour"]["throttled"] = json!({"calls": thr_calls, "objects": thr_total, "ready": thr_ready});
-    row(&mut rows_later, "noisy neighbour: blackhole objects Ready", format!("{bh_ready}/{bh_total}"), "(stuck)", None);
-    row(
-        &mut rows_later,
-        "noisy neighbour: throttled objects Ready",
-        format!("{thr_ready}/{thr_total}"),
-        "(behind)",
-        None,
-    );
-    let hwm_all = op.status_kib("VmHWM") as f64 / 1024.0;
-    res["operator_peak_rss_mib"] = json!(hwm_all);
-    row(
-        &mut rows_later,
-        format!("memory: peak RSS, whole run after restart ({n} + latency + noise objects)"),
-        format!("{hwm_all:.1} MiB"),
-        "< 64 MiB",
-        Some(hwm_all < 64.0),
-    );
-    op.stop();
-
-    // ---- 5. Baseline --------------------------------------------------------------------
-    println!("\n[7/7] baseline: {n} A records to a fresh BIND by nsupdate, {} per message (TCP)", args.nsupdate_batch);
-    let base_zone = "base.bench.test";
-    let base_bind = Bind::start(&out, "baseline", base_bind_port, base_zone);
-    let mut script = String::new();
-    for (c, chunk) in (0..n).collect::<Vec<_>>().chunks(args.nsupdate_batch.max(1)).enumerate() {
-        if c == 0 {
-            script.push_str(&format!("server 127.0.0.1 {}\nzone {base_zone}\n", base_bind.port));
         }
-        for i in chunk {
-            script.push_str(&format!("update add r{i}.{base_zone} 60 A {}\n", ip_of(*i, 2)));
-        }
-        script.push_str("send\n");
+        let ready_after = wait_all_ready(&scale.seps, n, timeout).await.map(|_| t0.elapsed());
+        let total_s = match (listed, ready_after) {
+            (Some(a), Some(b)) => Some(a.max(b).as_secs_f64()),
+            _ => None,
+        };
+        // Let any late pass show up before counting.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let metrics = op.metrics().await.unwrap_or_default();
+        // The embedded provider keeps its zone in the operator's memory: a restart rebuilds
+        // it, so only changes to the RFC2136 (BIND) providers count against "0 changes on
+        // restart".
+        let all = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f]);
+        let embedded_changes = sum_counter(&metrics, "extdns_provider_changes_total", &[&run_f, "/emb\""]);
+        let changes = all.saturating_sub(embedded_changes);
+        let apply = sum_counter(&metrics, "extdns_provider_calls_total", &[&run_f, "operation=\"apply\""]);
+        let status = sum_counter(&metrics, "extdns_status_writes_total", &[]);
+        let passes = sum_counter(&metrics, "extdns_sync_passes_total", &[]);
+        let (cpu, hwm_mib) = (op.cpu_seconds(), op.status_kib("VmHWM") as f64 / 1024.0);
+        println!(
+            "  zone listed at {}, all Ready at {}, changes sent to BIND {changes} (+{embedded_changes} rebuilding the embedded in-memory zone), apply calls {apply}, status writes {status}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
+            fmt_s(secs(listed)),
+            fmt_s(secs(ready_after))
+        );
+        self.res["restart"] = json!({
+            "zone_listed_s": secs(listed), "all_ready_s": secs(ready_after), "restart_s": total_s,
+            "changes": changes, "embedded_rebuild_changes": embedded_changes, "apply_calls": apply, "status_writes": status, "sync_passes": passes,
+            "cpu_s": cpu, "peak_rss_mib": hwm_mib,
+        });
+        Restart { total_s, changes, embedded_changes, hwm_mib }
     }
-    let t0 = Instant::now();
-    let mut child = tokio::process::Command::new("nsupdate")
-        .args(["-v", "-y", &format!("hmac-sha256:{TSIG_NAME}:{TSIG_SECRET}")])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nsupdate");
-    child.stdin.take().expect("stdin").write_all(script.as_bytes()).await.expect("write nsupdate script");
-    let ok = child.wait().await.expect("nsupdate").success();
-    let sent = t0.elapsed();
-    let base_served = wait_axfr(base_bind.port, base_zone, n, timeout).await.map(|_| t0.elapsed());
-    let base_s = secs(base_served);
-    println!(
-        "  nsupdate {} in {:.2} s, all served at {}",
-        if ok { "ok" } else { "FAILED" },
-        sent.as_secs_f64(),
-        fmt_s(base_s)
-    );
-    res["baseline"] =
-        json!({"nsupdate_ok": ok, "sent_s": sent.as_secs_f64(), "served_s": base_s, "batch": args.nsupdate_batch});
-    drop(base_bind);
-    drop(scale_bind);
-    drop(lat_bind);
 
-    // ---- Table --------------------------------------------------------------------------
-    let ratio = match (served_s, base_s) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    };
-    res["scale"]["x_baseline"] = json!(ratio);
-    let scale_target = if n >= 10_000 { "< 60 s at 10k" } else { "(< 60 s target is at 10k)" };
-    row(
-        &mut rows,
-        format!("scale: {n} records served"),
-        fmt_s(served_s),
-        scale_target,
-        served_s.filter(|_| n >= 10_000).map(|s| s < 60.0),
-    );
-    row(&mut rows, "scale: records/s", rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()), "", None);
-    row(&mut rows, "scale: all DNSEndpoints Ready", fmt_s(ready_s), "", None);
-    row(
-        &mut rows,
-        "scale: x nsupdate baseline",
-        ratio.map(|r| format!("{r:.1}x")).unwrap_or("-".into()),
-        "<= 2x",
-        ratio.map(|r| r <= 2.0),
-    );
-    row(&mut rows, "scale: apply calls (DNS UPDATE passes)", apply_calls.to_string(), "", None);
-    row(&mut rows, "scale: record changes sent", changes.to_string(), "", None);
-    row(&mut rows, "scale: operator CPU", format!("{cpu:.2} s"), "", None);
-    row(&mut rows, "scale: operator peak RSS (VmHWM)", format!("{hwm_mib:.1} MiB"), "< 64 MiB", Some(hwm_mib < 64.0));
-    row(
-        &mut rows,
-        format!("steady {} s: provider calls", args.idle),
-        idle_calls.to_string(),
-        "0",
-        Some(idle_calls == 0),
-    );
-    row(&mut rows, format!("steady {} s: CPU", args.idle), format!("{idle_cpu:.3} s"), "", None);
-    row(&mut rows, "steady: RSS", format!("{rss_mib:.1} MiB"), "< 64 MiB", Some(rss_mib < 64.0));
-    row(&mut rows, "restart: zone listed + all Ready", fmt_s(restart_s), "", None);
-    row(&mut rows, "restart: changes sent to BIND (rfc2136)", r_changes.to_string(), "0", Some(r_changes == 0));
-    row(&mut rows, "restart: embedded in-memory zone rebuild", r_changes_emb.to_string(), "(expected)", None);
-    row(&mut rows, "restart: peak RSS", format!("{r_hwm:.1} MiB"), "< 64 MiB", Some(r_hwm < 64.0));
-    row(&mut rows, format!("baseline: nsupdate {n} A, {}/msg", args.nsupdate_batch), fmt_s(base_s), "", None);
-    // The pipeline floor: what the apiserver needs to accept the objects plus what BIND needs
-    // to ingest the records by itself; extdns cannot be faster than their sum.
-    let written_s = res["scale"]["written_s"].as_f64();
-    let floor = match (written_s, base_s) {
-        (Some(w), Some(b)) => Some(w + b),
-        _ => None,
-    };
-    let x_floor = match (served_s, floor) {
-        (Some(a), Some(f)) if f > 0.0 => Some(a / f),
-        _ => None,
-    };
-    res["scale"]["pipeline_floor_s"] = json!(floor);
-    res["scale"]["x_pipeline_floor"] = json!(x_floor);
-    row(&mut rows, format!("scale: pipeline floor (apiserver accepts {n} + nsupdate)"), fmt_s(floor), "", None);
-    row(
-        &mut rows,
-        "scale: served x pipeline floor",
-        x_floor.map(|r| format!("{r:.2}x")).unwrap_or("-".into()),
-        "<= 1.5x",
-        x_floor.map(|r| r <= 1.5),
-    );
-    rows.extend(rows_later);
+    /// Phase 5: phase 1 again with N DNSEndpoints Ready.
+    async fn latency_at_scale(&mut self, lat: &LatencySetup) -> Vec<ChangeRun> {
+        let (args, n) = (self.args, self.args.n);
+        println!("\n[5/7] latency with {n} DNSEndpoints Ready: the same {} changes per backend", args.k);
+        let mut at_scale = Vec::new();
+        for (bi, (b, zone, port)) in lat.backends.iter().enumerate() {
+            // The embedded zone was rebuilt by the restart: its warm-up record answers again first.
+            wait_dig(*port, &format!("warm.{zone}"), "10.0.0.1", Duration::from_secs(120)).await;
+            let perf = args.profile.then(|| Profile::start(self.op.pid(), b));
+            let r = change_latency(&self.op, &lat.eps, &format!("s-{b}-"), zone, *port, args.k, 3, self.timeout).await;
+            if let Some(perf) = perf {
+                perf.finish();
+            }
+            let x = r.p(0.5) / lat.empty[bi].p(0.5);
+            println!("  {b}: {} ({x:.2}x the empty-cluster p50)", r.line());
+            self.res["latency_at_scale"][*b] = r.json();
+            self.res["latency_at_scale"][*b]["n"] = json!(n);
+            self.res["latency_at_scale"][*b]["p50_x_empty"] = json!(x);
+            let m = |s: &str| format!("latency at {n} {b} {s}");
+            let (rows, cpu) = (&mut self.rows_later, r.cpu_ms_per_change);
+            row(rows, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
+            row(rows, m("p50 x empty p50"), format!("{x:.2}x"), "<= 1.5x", Some(x <= 1.5));
+            row(rows, m("p99"), format!("{:.0} ms", r.p(0.99)), "< 500 ms", Some(r.p(0.99) < 500.0));
+            row(rows, m("operator CPU/change"), format!("{cpu:.1} ms"), "< 5 ms", Some(cpu < 5.0));
+            at_scale.push(r);
+        }
+        at_scale
+    }
 
-    print_table(&rows);
-    res["table"] = table_json(&rows);
-    let path = out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&res).expect("json")).expect("write results.json");
-    println!("\nwritten: {}", path.display());
+    /// Phase 6: phase 5 again beside a provider whose server never answers and one that is
+    /// throttled, both with work arriving.
+    async fn noisy_neighbour(&mut self, lat: &LatencySetup, lat_scale: &[ChangeRun]) {
+        let (args, client, run) = (self.args, &self.client, self.run);
+        let (bh_port, thr_port) = (args.extra_port_base, args.extra_port_base + 1);
+        println!(
+            "\n[6/7] noisy neighbour: + a DNSProvider whose RFC2136 server never answers (port {bh_port}) and an embedded one limited to 0.2 calls/s (port {thr_port}), {} DNSEndpoints each plus 5 new ones/s each",
+            args.noise_n
+        );
+        blackhole(bh_port).await;
+        let (bh_ns, thr_ns) = (format!("bench-bh-{run}"), format!("bench-thr-{run}"));
+        create_ns(client, &bh_ns).await;
+        create_ns(client, &thr_ns).await;
+        let (bh_zone, thr_zone) = ("bh.bench.test", "thr.bench.test");
+        rfc2136_provider(client, &bh_ns, "bh", bh_zone, bh_port, args.rfc2136_batch).await;
+        embedded_provider(client, &thr_ns, "thr", thr_zone, thr_port, Some(json!({"qps": 0.2, "burst": 1}))).await;
+        let bh_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &bh_ns);
+        let thr_eps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &thr_ns);
+        create_many(&bh_eps, "q", bh_zone, 0..args.noise_n, |i| ip_of(i, 5), args.concurrency).await;
+        create_many(&thr_eps, "q", thr_zone, 0..args.noise_n, |i| ip_of(i, 6), args.concurrency).await;
+        // New work keeps arriving for both while the healthy providers are measured.
+        let churn = tokio::spawn(churn(bh_eps.clone(), bh_zone, thr_eps.clone(), thr_zone));
+        // Both neighbours are busy: the blackhole's first listing is waiting out its timeout
+        // and the throttled provider has spent its burst.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for (bi, (b, zone, port)) in lat.backends.iter().enumerate() {
+            let r = change_latency(&self.op, &lat.eps, &format!("n-{b}-"), zone, *port, args.k, 4, self.timeout).await;
+            let x50 = r.p(0.5) / lat_scale[bi].p(0.5);
+            let x99 = r.p(0.99) / lat_scale[bi].p(0.99);
+            println!("  {b}: {} ({x50:.2}x p50, {x99:.2}x p99 without the neighbours)", r.line());
+            self.res["noisy_neighbour"][*b] = r.json();
+            self.res["noisy_neighbour"][*b]["p50_x_without"] = json!(x50);
+            self.res["noisy_neighbour"][*b]["p99_x_without"] = json!(x99);
+            let m = |s: &str| format!("noisy neighbour {b} {s}");
+            let rows = &mut self.rows_later;
+            row(rows, m("p50"), format!("{:.0} ms", r.p(0.5)), "", None);
+            row(rows, m("p50 x without"), format!("{x50:.2}x"), "<= 1.2x", Some(x50 <= 1.2));
+            row(rows, m("p99"), format!("{:.0} ms", r.p(0.99)), "", None);
+            row(rows, m("p99 x without"), format!("{x99:.2}x"), "<= 1.2x", Some(x99 <= 1.2));
+        }
+        churn.abort();
+        // The neighbours really were stuck: calls the blackhole failed, records the throttled
+        // provider still had to serve.
+        let metrics = self.op.metrics().await.unwrap_or_default();
+        let (bh_pid, thr_pid) =
+            (format!("provider=\"DNSProvider/{bh_ns}/bh\""), format!("provider=\"DNSProvider/{thr_ns}/thr\""));
+        let bh_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid]);
+        let bh_ok = sum_counter(&metrics, "extdns_provider_calls_total", &[&bh_pid, "outcome=\"ok\""]);
+        let thr_calls = sum_counter(&metrics, "extdns_provider_calls_total", &[&thr_pid]);
+        let (thr_total, thr_ready) = count_ready(&thr_eps).await;
+        let (bh_total, bh_ready) = count_ready(&bh_eps).await;
+        println!(
+            "  blackhole provider: {bh_calls} calls, {bh_ok} ok, {bh_ready}/{bh_total} Ready; throttled provider: {thr_calls} calls, {thr_ready}/{thr_total} Ready"
+        );
+        self.res["noisy_neighbour"]["blackhole"] =
+            json!({"calls": bh_calls, "ok": bh_ok, "objects": bh_total, "ready": bh_ready});
+        self.res["noisy_neighbour"]["throttled"] =
+            json!({"calls": thr_calls, "objects": thr_total, "ready": thr_ready});
+        let rows = &mut self.rows_later;
+        row(rows, "noisy neighbour: blackhole objects Ready", format!("{bh_ready}/{bh_total}"), "(stuck)", None);
+        row(rows, "noisy neighbour: throttled objects Ready", format!("{thr_ready}/{thr_total}"), "(behind)", None);
+        let hwm_all = self.op.status_kib("VmHWM") as f64 / 1024.0;
+        self.res["operator_peak_rss_mib"] = json!(hwm_all);
+        let n = self.args.n;
+        let what = format!("memory: peak RSS, whole run after restart ({n} + latency + noise objects)");
+        row(rows, what, format!("{hwm_all:.1} MiB"), "< 64 MiB", Some(hwm_all < 64.0));
+    }
+
+    /// Phase 7: the same N records sent to a fresh BIND by nsupdate alone, the floor of the
+    /// DNS side. Returns when all were served.
+    async fn baseline(&mut self, bind_port: u16) -> Option<f64> {
+        let (n, batch) = (self.args.n, self.args.nsupdate_batch);
+        println!("\n[7/7] baseline: {n} A records to a fresh BIND by nsupdate, {batch} per message (TCP)");
+        let zone = "base.bench.test";
+        let bind = Bind::start(&self.out, "baseline", bind_port, zone);
+        let mut script = format!("server 127.0.0.1 {}\nzone {zone}\n", bind.port);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(batch.max(1)) {
+            for i in chunk {
+                script.push_str(&format!("update add r{i}.{zone} 60 A {}\n", ip_of(*i, 2)));
+            }
+            script.push_str("send\n");
+        }
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new("nsupdate")
+            .args(["-v", "-y", &format!("hmac-sha256:{TSIG_NAME}:{TSIG_SECRET}")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nsupdate");
+        child.stdin.take().expect("stdin").write_all(script.as_bytes()).await.expect("write nsupdate script");
+        let ok = child.wait().await.expect("nsupdate").success();
+        let sent = t0.elapsed();
+        let served_s = secs(wait_axfr(bind.port, zone, n, self.timeout).await.map(|_| t0.elapsed()));
+        let verdict = if ok { "ok" } else { "FAILED" };
+        println!("  nsupdate {verdict} in {:.2} s, all served at {}", sent.as_secs_f64(), fmt_s(served_s));
+        self.res["baseline"] =
+            json!({"nsupdate_ok": ok, "sent_s": sent.as_secs_f64(), "served_s": served_s, "batch": batch});
+        served_s
+    }
+
+    /// The table of every phase, printed and written to results.json.
+    fn table(mut self, scale: &Scale, steady: &Steady, restart: &Restart, base_s: Option<f64>) {
+        let (n, idle) = (self.args.n, self.args.idle);
+        let ratio = match (scale.served_s, base_s) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
+        self.res["scale"]["x_baseline"] = json!(ratio);
+        // The pipeline floor: what the apiserver needs to accept the objects plus what BIND
+        // needs to ingest the records by itself; extdns cannot be faster than their sum.
+        let floor = match (self.res["scale"]["written_s"].as_f64(), base_s) {
+            (Some(w), Some(b)) => Some(w + b),
+            _ => None,
+        };
+        let x_floor = match (scale.served_s, floor) {
+            (Some(a), Some(f)) if f > 0.0 => Some(a / f),
+            _ => None,
+        };
+        self.res["scale"]["pipeline_floor_s"] = json!(floor);
+        self.res["scale"]["x_pipeline_floor"] = json!(x_floor);
+        let rows = &mut self.rows;
+        let scale_target = if n >= 10_000 { "< 60 s at 10k" } else { "(< 60 s target is at 10k)" };
+        let served_ok = scale.served_s.filter(|_| n >= 10_000).map(|s| s < 60.0);
+        row(rows, format!("scale: {n} records served"), fmt_s(scale.served_s), scale_target, served_ok);
+        row(rows, "scale: records/s", scale.rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()), "", None);
+        row(rows, "scale: all DNSEndpoints Ready", fmt_s(scale.ready_s), "", None);
+        let x = ratio.map(|r| format!("{r:.1}x")).unwrap_or("-".into());
+        row(rows, "scale: x nsupdate baseline", x, "<= 2x", ratio.map(|r| r <= 2.0));
+        row(rows, "scale: apply calls (DNS UPDATE passes)", scale.apply_calls.to_string(), "", None);
+        row(rows, "scale: record changes sent", scale.changes.to_string(), "", None);
+        row(rows, "scale: operator CPU", format!("{:.2} s", scale.cpu), "", None);
+        let hwm = scale.hwm_mib;
+        row(rows, "scale: operator peak RSS (VmHWM)", format!("{hwm:.1} MiB"), "< 64 MiB", Some(hwm < 64.0));
+        let calls = steady.calls;
+        row(rows, format!("steady {idle} s: provider calls"), calls.to_string(), "0", Some(calls == 0));
+        row(rows, format!("steady {idle} s: CPU"), format!("{:.3} s", steady.cpu), "", None);
+        let rss = steady.rss_mib;
+        row(rows, "steady: RSS", format!("{rss:.1} MiB"), "< 64 MiB", Some(rss < 64.0));
+        row(rows, "restart: zone listed + all Ready", fmt_s(restart.total_s), "", None);
+        let changes = restart.changes;
+        row(rows, "restart: changes sent to BIND (rfc2136)", changes.to_string(), "0", Some(changes == 0));
+        let rebuilt = restart.embedded_changes.to_string();
+        row(rows, "restart: embedded in-memory zone rebuild", rebuilt, "(expected)", None);
+        let hwm = restart.hwm_mib;
+        row(rows, "restart: peak RSS", format!("{hwm:.1} MiB"), "< 64 MiB", Some(hwm < 64.0));
+        let batch = self.args.nsupdate_batch;
+        row(rows, format!("baseline: nsupdate {n} A, {batch}/msg"), fmt_s(base_s), "", None);
+        row(rows, format!("scale: pipeline floor (apiserver accepts {n} + nsupdate)"), fmt_s(floor), "", None);
+        let x = x_floor.map(|r| format!("{r:.2}x")).unwrap_or("-".into());
+        row(rows, "scale: served x pipeline floor", x, "<= 1.5x", x_floor.map(|r| r <= 1.5));
+        rows.append(&mut self.rows_later);
+        print_table(rows);
+        self.res["table"] = table_json(rows);
+        let path = self.out.join("results.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&self.res).expect("json")).expect("write results.json");
+        println!("\nwritten: {}", path.display());
+    }
+}
+
+/// New DNSEndpoints for the noisy neighbours, 5 per second each, until aborted.
+async fn churn(bh_eps: Api<DNSEndpoint>, bh_zone: &str, thr_eps: Api<DNSEndpoint>, thr_zone: &str) {
+    for i in 0.. {
+        for (eps, zone, third) in [(&bh_eps, bh_zone, 7), (&thr_eps, thr_zone, 8)] {
+            let ep = endpoint(&format!("c{i}"), &format!("c{i}.{zone}"), &ip_of(i % 60_000, third));
+            let _ = eps.create(&PostParams::default(), &ep).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn print_table(rows: &[Row]) {
@@ -1170,48 +1205,10 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
         );
         w
     };
-    let served = async {
-        let mut last = Instant::now();
-        loop {
-            let got = dig_batch_answered(out, port, &sample).await;
-            if got >= sample.len() {
-                return Some(t0.elapsed());
-            }
-            if last.elapsed() > Duration::from_secs(30) {
-                println!("  served: {got}/{} of the sample at {:.0} s", sample.len(), t0.elapsed().as_secs_f64());
-                last = Instant::now();
-            }
-            if t0.elapsed() > timeout {
-                println!("  served: {got}/{} of the sample at the timeout", sample.len());
-                return None;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
+    let served = wait_sample_served(out, port, &sample, t0, timeout);
     let (written, served) = tokio::join!(writes, served);
     println!("  sample of {} names served at {}", sample.len(), fmt_s(secs(served)));
-    let ready = {
-        let mut last = Instant::now();
-        loop {
-            let (total, ready) = count_ready_paged(&eps).await;
-            if total > n && ready > n {
-                break Some(t0.elapsed());
-            }
-            if t0.elapsed() > timeout {
-                println!("  Ready: {ready}/{total} at the timeout");
-                break None;
-            }
-            if last.elapsed() > Duration::from_secs(30) {
-                let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
-                println!(
-                    "  Ready: {ready}/{total} at {:.0} s, peak RSS so far {hwm:.1} MiB",
-                    t0.elapsed().as_secs_f64()
-                );
-                last = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    };
+    let ready = wait_ready_paged(&op, &eps, n, t0, timeout).await;
     let cpu = op.cpu_seconds() - cpu0;
     println!("  all Ready at {}, operator CPU {cpu:.1} s", fmt_s(secs(ready)));
     let k = args.k.min(20);
@@ -1242,6 +1239,59 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
     });
     std::fs::write(&path, serde_json::to_string_pretty(&res).expect("json")).expect("write results.json");
     println!("\nwritten: {}", path.display());
+}
+
+/// Polls `dig` for every name of `sample` until all answer; the time since `t0`.
+async fn wait_sample_served(
+    out: &Path,
+    port: u16,
+    sample: &[String],
+    t0: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    let mut last = Instant::now();
+    loop {
+        let got = dig_batch_answered(out, port, sample).await;
+        if got >= sample.len() {
+            return Some(t0.elapsed());
+        }
+        if last.elapsed() > Duration::from_secs(30) {
+            println!("  served: {got}/{} of the sample at {:.0} s", sample.len(), t0.elapsed().as_secs_f64());
+            last = Instant::now();
+        }
+        if t0.elapsed() > timeout {
+            println!("  served: {got}/{} of the sample at the timeout", sample.len());
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits until more than `n` DNSEndpoints (the warm-up one too) are Ready; the time since `t0`.
+async fn wait_ready_paged(
+    op: &Operator,
+    eps: &Api<DNSEndpoint>,
+    n: usize,
+    t0: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    let mut last = Instant::now();
+    loop {
+        let (total, ready) = count_ready_paged(eps).await;
+        if total > n && ready > n {
+            return Some(t0.elapsed());
+        }
+        if t0.elapsed() > timeout {
+            println!("  Ready: {ready}/{total} at the timeout");
+            return None;
+        }
+        if last.elapsed() > Duration::from_secs(30) {
+            let hwm = op.status_kib("VmHWM") as f64 / 1024.0;
+            println!("  Ready: {ready}/{total} at {:.0} s, peak RSS so far {hwm:.1} MiB", t0.elapsed().as_secs_f64());
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 fn chrono_free_now() -> String {

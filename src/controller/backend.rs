@@ -461,7 +461,7 @@ async fn powerdns_provider(
     }
     cfg.default_ttl = default_ttl;
     PowerDnsProvider::new(cfg).map_err(|e| {
-        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        use crate::dns::providers::http::HttpConfigError as E;
         match e {
             E::Url { .. } => field("url", e.to_string()),
             E::CaBundle(_) => field("tls.caSecretRef", e.to_string()),
@@ -481,7 +481,7 @@ fn webhook_provider(w: &WebhookSpec, default_ttl: u32) -> Result<WebhookProvider
     }
     cfg.default_ttl = default_ttl;
     WebhookProvider::new(cfg).map_err(|e| {
-        use crate::dns::providers::powerdns::PowerDnsConfigError as E;
+        use crate::dns::providers::http::HttpConfigError as E;
         match e {
             E::Url { .. } => field("url", e.to_string()),
             other => BackendError::Start(other.to_string()),

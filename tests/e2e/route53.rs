@@ -21,6 +21,8 @@ pub(crate) struct Moto {
 impl Moto {
     pub(crate) async fn start() -> Moto {
         let port = port();
+        // The first test of a run may be this one: the log directory may not exist yet.
+        std::fs::create_dir_all(repo().join("target/e2e")).expect("create target/e2e");
         let log = std::fs::File::create(repo().join("target/e2e/moto.log")).expect("moto log");
         let child = Command::new("bash")
             .arg(repo().join("e2e/dns/moto.sh"))

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use tracing::{debug, warn};
 
 use crate::endpoint::Endpoint;
-use crate::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
+use crate::provider::{not_sent, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
 use crate::registry::{Expanded, Role};
 
 /// Applies `expanded` (from [`crate::registry::TxtRegistry::expand`], or
@@ -46,140 +46,166 @@ use crate::registry::{Expanded, Role};
 /// - A rollback the backend refuses leaves the TXT in place (logged); its result stays `Ok`,
 ///   because the TXT is on the backend, and the record reports its own error.
 pub async fn apply_with_ownership(provider: &dyn Provider, zone: &Zone, expanded: &[Expanded]) -> Vec<ChangeResult> {
-    let mut results: Vec<Option<ChangeResult>> = vec![None; expanded.len()];
-    let data_at: BTreeMap<usize, usize> =
-        expanded.iter().enumerate().filter(|(_, e)| e.role == Role::Data).map(|(pos, e)| (e.index, pos)).collect();
-    let is_delete =
-        |index: usize| data_at.get(&index).is_some_and(|&pos| matches!(expanded[pos].change, Change::Delete(_)));
-    let backs = |e: &Expanded| -> Vec<usize> {
-        match &e.role {
-            Role::Ownership { backs } => backs.clone(),
-            Role::Data => Vec::new(),
-        }
+    let mut batch = OwnedBatch {
+        provider,
+        zone,
+        expanded,
+        data_at: expanded
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.role == Role::Data)
+            .map(|(pos, e)| (e.index, pos))
+            .collect(),
+        results: vec![None; expanded.len()],
     };
-    // Phase 0: what the backend would refuse client-side is refused here, for the record and
-    // its ownership TXT together, before anything of the batch is sent: a TXT written for a
-    // record the backend then refuses (or the other way round) would be churn at best.
-    let mut refused: BTreeMap<usize, ProviderError> = BTreeMap::new();
-    for e in expanded {
-        if let Err(err) = provider.check(zone, &e.change) {
-            for index in std::iter::once(e.index).chain(backs(e)) {
-                refused.entry(index).or_insert_with(|| err.clone());
-            }
-        }
+    batch.refuse_unsendable();
+    let ahead = batch.ownership_ahead();
+    batch.send(&ahead).await;
+    batch.send_data(&ahead).await;
+    batch.finish_ownership().await;
+    batch.results.into_iter().map(|r| r.unwrap_or_else(|| Err(not_sent("no phase of the batch took it")))).collect()
+}
+
+/// One [`apply_with_ownership`]: the expanded changes and their results so far.
+struct OwnedBatch<'a> {
+    provider: &'a dyn Provider,
+    zone: &'a Zone,
+    expanded: &'a [Expanded],
+    /// Position in `expanded` of the data change of each planned change (by its index).
+    data_at: BTreeMap<usize, usize>,
+    results: Vec<Option<ChangeResult>>,
+}
+
+/// The planned changes an ownership change stands for.
+fn backs(e: &Expanded) -> &[usize] {
+    match &e.role {
+        Role::Ownership { backs } => backs,
+        Role::Data => &[],
     }
-    let skipped = |e: &Expanded| -> Option<ProviderError> {
-        match &e.role {
-            Role::Data => refused.get(&e.index).cloned(),
-            // A TXT shared by several records (the apex A and AAAA) still goes out for the
-            // ones that can be written.
-            Role::Ownership { backs } => {
-                let mut errs = backs.iter().map(|i| refused.get(i));
-                let first = errs.next().flatten().cloned();
-                if errs.all(|x| x.is_some()) {
-                    first
-                } else {
-                    None
+}
+
+impl OwnedBatch<'_> {
+    fn is_delete(&self, index: usize) -> bool {
+        self.data_at.get(&index).is_some_and(|&pos| matches!(self.expanded[pos].change, Change::Delete(_)))
+    }
+
+    /// Phase 0: what the backend would refuse client-side is refused here, for the record and
+    /// its ownership TXT together, before anything of the batch is sent: a TXT written for a
+    /// record the backend then refuses (or the other way round) would be churn at best.
+    fn refuse_unsendable(&mut self) {
+        let mut refused: BTreeMap<usize, ProviderError> = BTreeMap::new();
+        for e in self.expanded {
+            if let Err(err) = self.provider.check(self.zone, &e.change) {
+                for &index in std::iter::once(&e.index).chain(backs(e)) {
+                    refused.entry(index).or_insert_with(|| err.clone());
                 }
             }
         }
-    };
-    for (pos, e) in expanded.iter().enumerate() {
-        if let Some(err) = skipped(e) {
-            results[pos] = Some(Err(err));
-        }
-    }
-
-    // Ownership changes that go ahead of their records (the records are created or updated).
-    let ahead: Vec<usize> = expanded
-        .iter()
-        .enumerate()
-        .filter(|(pos, e)| matches!(e.role, Role::Ownership { .. }) && !is_delete(e.index) && results[*pos].is_none())
-        .map(|(pos, _)| pos)
-        .collect();
-
-    // Phase 1: ownership TXTs first.
-    let sent = apply_batch(provider, zone, &ahead, expanded).await;
-    for (&pos, r) in ahead.iter().zip(sent) {
-        results[pos] = Some(r);
-    }
-
-    // Phase 2: data changes whose TXT is in place.
-    let mut blocked: BTreeMap<usize, ProviderError> = BTreeMap::new();
-    for &pos in &ahead {
-        if let Some(Err(e)) = &results[pos] {
-            for index in backs(&expanded[pos]) {
-                blocked.entry(index).or_insert_with(|| e.clone());
+        for (pos, e) in self.expanded.iter().enumerate() {
+            let err = match &e.role {
+                Role::Data => refused.get(&e.index).cloned(),
+                // A TXT shared by several records (the apex A and AAAA) still goes out for the
+                // ones that can be written.
+                Role::Ownership { backs } => match backs.iter().all(|i| refused.contains_key(i)) {
+                    true => backs.first().and_then(|i| refused.get(i)).cloned(),
+                    false => None,
+                },
+            };
+            if let Some(err) = err {
+                self.results[pos] = Some(Err(err));
             }
         }
     }
-    let mut data: Vec<usize> = Vec::new();
-    for (&index, &pos) in &data_at {
-        if results[pos].is_some() {
-            continue;
-        }
-        match blocked.get(&index) {
-            Some(e) => results[pos] = Some(Err(e.clone())),
-            None => data.push(pos),
-        }
-    }
-    data.sort_unstable();
-    let sent = apply_batch(provider, zone, &data, expanded).await;
-    for (&pos, r) in data.iter().zip(sent) {
-        results[pos] = Some(r);
-    }
-    let data_errors: BTreeMap<usize, ProviderError> = data_at
-        .iter()
-        .filter_map(|(&index, &pos)| Some((index, results[pos].as_ref()?.as_ref().err()?.clone())))
-        .collect();
 
-    // Phase 3: removals after their deletes, rollbacks after refused records.
-    let mut last: Vec<(usize, Change)> = Vec::new();
-    let mut rolled_back: BTreeMap<usize, ProviderError> = BTreeMap::new();
-    for (pos, e) in expanded.iter().enumerate() {
-        if e.role == Role::Data || (is_delete(e.index) && results[pos].is_some()) {
-            continue;
+    /// Ownership changes that go ahead of their records (the records are created or
+    /// updated), by position.
+    fn ownership_ahead(&self) -> Vec<usize> {
+        let pending = |(pos, e): &(usize, &Expanded)| {
+            matches!(e.role, Role::Ownership { .. }) && !self.is_delete(e.index) && self.results[*pos].is_none()
+        };
+        self.expanded.iter().enumerate().filter(pending).map(|(pos, _)| pos).collect()
+    }
+
+    /// Sends the changes at `positions` in one provider call and files their results.
+    async fn send(&mut self, positions: &[usize]) {
+        let changes: Vec<Change> = positions.iter().map(|&pos| self.expanded[pos].change.clone()).collect();
+        let sent = apply_changes(self.provider, self.zone, &changes).await;
+        for (&pos, r) in positions.iter().zip(sent) {
+            self.results[pos] = Some(r);
         }
-        let errors: Vec<ProviderError> = backs(e).iter().filter_map(|i| data_errors.get(i).cloned()).collect();
-        if is_delete(e.index) {
-            match errors.into_iter().next() {
-                Some(err) => results[pos] = Some(Err(err)),
-                None => last.push((pos, e.change.clone())),
+    }
+
+    /// Phase 2: the data changes whose TXT is in place (`ahead` went out in phase 1), and
+    /// every delete.
+    async fn send_data(&mut self, ahead: &[usize]) {
+        let mut blocked: BTreeMap<usize, ProviderError> = BTreeMap::new();
+        for &pos in ahead {
+            if let Some(Err(e)) = &self.results[pos] {
+                for &index in backs(&self.expanded[pos]) {
+                    blocked.entry(index).or_insert_with(|| e.clone());
+                }
             }
-            continue;
         }
-        let accepted = matches!(results[pos], Some(Ok(_)));
-        // A timeout may hide a record the backend did write: keeping its TXT errs on the side
-        // of a claim without a record, which the retry fills, never on a record nobody owns.
-        let all_refused = errors.len() == backs(e).len() && errors.iter().all(|e| !e.is_transient());
-        if accepted && all_refused {
-            if let Some(err) = errors.into_iter().next() {
+        let mut data: Vec<usize> = Vec::new();
+        for (&index, &pos) in &self.data_at {
+            if self.results[pos].is_some() {
+                continue;
+            }
+            match blocked.get(&index) {
+                Some(e) => self.results[pos] = Some(Err(e.clone())),
+                None => data.push(pos),
+            }
+        }
+        data.sort_unstable();
+        self.send(&data).await;
+    }
+
+    /// Phase 3: ownership removals after their deletes, rollbacks after refused records.
+    async fn finish_ownership(&mut self) {
+        let data_errors: BTreeMap<usize, ProviderError> = self
+            .data_at
+            .iter()
+            .filter_map(|(&index, &pos)| Some((index, self.results[pos].as_ref()?.as_ref().err()?.clone())))
+            .collect();
+        let mut last: Vec<(usize, Change)> = Vec::new();
+        let mut rolled_back: BTreeMap<usize, ProviderError> = BTreeMap::new();
+        for (pos, e) in self.expanded.iter().enumerate() {
+            if e.role == Role::Data || (self.is_delete(e.index) && self.results[pos].is_some()) {
+                continue;
+            }
+            let errors: Vec<ProviderError> = backs(e).iter().filter_map(|i| data_errors.get(i).cloned()).collect();
+            if self.is_delete(e.index) {
+                match errors.into_iter().next() {
+                    Some(err) => self.results[pos] = Some(Err(err)),
+                    None => last.push((pos, e.change.clone())),
+                }
+                continue;
+            }
+            let accepted = matches!(self.results[pos], Some(Ok(_)));
+            // A timeout may hide a record the backend did write: keeping its TXT errs on the
+            // side of a claim without a record, which the retry fills, never on a record
+            // nobody owns.
+            let all_refused = errors.len() == backs(e).len() && errors.iter().all(|e| !e.is_transient());
+            if let (true, true, Some(err)) = (accepted, all_refused, errors.into_iter().next()) {
                 rolled_back.insert(pos, err);
                 last.push((pos, undo(&e.change)));
             }
         }
-    }
-    let changes: Vec<Change> = last.iter().map(|(_, c)| c.clone()).collect();
-    let sent = apply_changes(provider, zone, &changes).await;
-    for ((pos, change), r) in last.iter().zip(sent) {
-        match rolled_back.remove(pos) {
-            None => results[*pos] = Some(r),
-            Some(data_err) => match r {
-                Ok(_) => results[*pos] = Some(Err(data_err)),
-                Err(e) => warn!(
-                    zone = %zone.name,
+        let changes: Vec<Change> = last.iter().map(|(_, c)| c.clone()).collect();
+        let sent = apply_changes(self.provider, self.zone, &changes).await;
+        for ((pos, change), r) in last.iter().zip(sent) {
+            match (rolled_back.remove(pos), r) {
+                (None, r) => self.results[*pos] = Some(r),
+                (Some(data_err), Ok(_)) => self.results[*pos] = Some(Err(data_err)),
+                (Some(_), Err(e)) => warn!(
+                    zone = %self.zone.name,
                     record = %change.endpoint().key(),
                     error = %e,
                     "taking back an ownership TXT after its record was refused failed; the TXT stays"
                 ),
-            },
+            }
         }
     }
-
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("the change was never sent".into()))))
-        .collect()
 }
 
 /// The change that undoes an accepted `change`.
@@ -189,16 +215,6 @@ fn undo(change: &Change) -> Change {
         Change::Update { old, new } => Change::Update { old: new.clone(), new: old.clone() },
         Change::Delete(e) => Change::Create(e.clone()),
     }
-}
-
-async fn apply_batch(
-    provider: &dyn Provider,
-    zone: &Zone,
-    positions: &[usize],
-    expanded: &[Expanded],
-) -> Vec<ChangeResult> {
-    let changes: Vec<Change> = positions.iter().map(|&pos| expanded[pos].change.clone()).collect();
-    apply_changes(provider, zone, &changes).await
 }
 
 /// One provider call (none for nothing), exactly one result per change.

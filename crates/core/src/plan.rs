@@ -142,21 +142,51 @@ pub struct PlanInput<'a> {
     pub orphan_claims: &'a BTreeMap<RecordKey, String>,
 }
 
+/// Per record key: the desired record that wins it, and every desired record that shares it
+/// (same data), winner included.
+type Winners = BTreeMap<RecordKey, (usize, Vec<usize>)>;
+
+/// Per record key of ours in the zone, the `resource` label it carries: which object holds it.
+type HeldResources<'a> = BTreeMap<RecordKey, &'a str>;
+
 /// Computes the changes. Deletes come first in `changes`, so a batch that replaces an A by a
 /// CNAME at one name never has both at once.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let managed = |t: RecordType| input.managed_types.contains(&t);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; input.desired.len()];
-
     for (i, d) in input.desired.iter().enumerate() {
-        if !managed(d.endpoint.record_type) {
+        if !input.managed_types.contains(&d.endpoint.record_type) {
             outcomes[i] = Some(Outcome::UnmanagedType);
         }
     }
+    refuse_held_names(input, &mut outcomes);
+    // The zone says who owns a record of ours now: its `resource` label. That object keeps it
+    // (as external-dns keeps the current owner's record), so that a migration, a restore or a
+    // GitOps re-creation, which change creation times, never flips a record; for new records
+    // the oldest object wins.
+    let held: HeldResources = input
+        .current
+        .iter()
+        .filter(|e| owned_by_us(input, e))
+        .filter_map(|e| Some((e.key(), e.labels.get(label::RESOURCE)?.as_str())))
+        .collect();
+    let mut winners = pick_winners(input, &held, &mut outcomes);
+    exclude_cname_neighbours(input, &held, &mut winners, &mut outcomes);
+    let (deletes, others) = compare_with_zone(input, &winners, &mut outcomes);
+    let mut changes = deletes;
+    for (change, followers) in others {
+        let idx = changes.len();
+        changes.push(change);
+        for i in followers {
+            outcomes[i] = Some(Outcome::Change(idx));
+        }
+    }
+    Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
 
-    // 0. A name belongs to one namespace, whatever the record types: claims from any other
-    //    namespace at it are refused before they can win anything.
-    let holders = name_holders(input, &outcomes);
+/// Step 0. A name belongs to one namespace, whatever the record types: claims from any other
+/// namespace at it are refused before they can win anything.
+fn refuse_held_names(input: &PlanInput<'_>, outcomes: &mut [Option<Outcome>]) {
+    let holders = name_holders(input, outcomes);
     for (i, d) in input.desired.iter().enumerate() {
         if outcomes[i].is_some() {
             continue;
@@ -165,33 +195,28 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             outcomes[i] = Some(Outcome::NameHeld { namespace: h.namespace.clone(), by: h.by.clone() });
         }
     }
+}
 
-    // 1. Per record key, the oldest claimant wins; younger ones wanting other data conflict.
+/// Whether desired record `i` comes from the object named by the `resource` label `held`. A
+/// label counts only for an object of the namespace it names, so that no label written into
+/// a spec buys a record.
+fn holds(input: &PlanInput<'_>, i: usize, held: &str) -> bool {
+    let d = &input.desired[i];
+    d.endpoint.labels.get(label::RESOURCE).map(String::as_str) == Some(held)
+        && resource_namespace(held) == Some(d.claimant.namespace.as_str())
+}
+
+/// Step 1. Per record key, the object holding it (else the oldest claimant) wins; younger
+/// ones wanting other data conflict.
+fn pick_winners(input: &PlanInput<'_>, held: &HeldResources<'_>, outcomes: &mut [Option<Outcome>]) -> Winners {
     let mut by_key: BTreeMap<RecordKey, Vec<usize>> = BTreeMap::new();
     for (i, d) in input.desired.iter().enumerate() {
         if outcomes[i].is_none() {
             by_key.entry(d.endpoint.key()).or_default().push(i);
         }
     }
-    // The zone says who owns a record of ours now: its `resource` label. That object keeps it
-    // (as external-dns keeps the current owner's record), so that a migration, a restore or a
-    // GitOps re-creation, which change creation times, never flips a record; for new records
-    // the oldest object wins. A resource label counts only for an object of the namespace it
-    // names, so that no label written into a spec buys a record.
-    let held_resource: BTreeMap<RecordKey, &str> = input
-        .current
-        .iter()
-        .filter(|e| owned_by_us(input, e))
-        .filter_map(|e| Some((e.key(), e.labels.get(label::RESOURCE)?.as_str())))
-        .collect();
-    let holds = |i: usize, held: &str| {
-        let d = &input.desired[i];
-        d.endpoint.labels.get(label::RESOURCE).map(String::as_str) == Some(held)
-            && resource_namespace(held) == Some(d.claimant.namespace.as_str())
-    };
-    let incumbent = |i: usize, key: &RecordKey| held_resource.get(key).is_some_and(|h| holds(i, h));
-    // Winner per key, and every desired index that shares it (same data).
-    let mut winners: BTreeMap<RecordKey, (usize, Vec<usize>)> = BTreeMap::new();
+    let incumbent = |i: usize, key: &RecordKey| held.get(key).is_some_and(|h| holds(input, i, h));
+    let mut winners = Winners::new();
     for (key, mut idx) in by_key {
         idx.sort_by(|a, b| {
             (!incumbent(*a, &key), &input.desired[*a].claimant)
@@ -210,9 +235,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
         winners.insert(key, (w, followers));
     }
+    winners
+}
 
-    // 2. A CNAME excludes other types at its name across objects: the oldest claimant at the
-    //    name keeps it.
+/// Step 2. A CNAME excludes other types at its name across objects: the object holding a
+/// record at the name keeps it, else the oldest claimant.
+fn exclude_cname_neighbours(
+    input: &PlanInput<'_>,
+    held: &HeldResources<'_>,
+    winners: &mut Winners,
+    outcomes: &mut [Option<Outcome>],
+) {
     let mut at_name: BTreeMap<(String, String), Vec<RecordKey>> = BTreeMap::new();
     for key in winners.keys() {
         at_name.entry((key.dns_name.clone(), key.set_identifier.clone())).or_default().push(key.clone());
@@ -221,12 +254,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         if keys.len() < 2 || !keys.iter().any(|k| k.record_type == RecordType::CNAME) {
             continue;
         }
-        // The object holding a record at the name (see above) keeps it, else the oldest.
         let holds_name = |k: &RecordKey| {
-            held_resource
-                .iter()
+            held.iter()
                 .filter(|(hk, _)| hk.dns_name == k.dns_name && hk.set_identifier == k.set_identifier)
-                .any(|(_, h)| holds(winners[k].0, h))
+                .any(|(_, h)| holds(input, winners[k].0, h))
         };
         let oldest = keys
             .iter()
@@ -239,8 +270,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let oldest_claimant = input.desired[winners[&oldest].0].claimant.clone();
         let keep_cname = oldest.record_type == RecordType::CNAME;
         for k in keys {
-            let (w, _) = &winners[k];
-            let same_object = input.desired[*w].claimant == oldest_claimant;
+            let same_object = input.desired[winners[k].0].claimant == oldest_claimant;
             let loses = if keep_cname { k != &oldest } else { k.record_type == RecordType::CNAME };
             if loses && !same_object {
                 if let Some((_, followers)) = winners.remove(k) {
@@ -251,49 +281,32 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         }
     }
+}
 
-    // 3. Compare with current records.
+/// Step 3. The winners against the zone's records: deletes of ours no one wants (policy
+/// sync), and the creates and updates of the winners with the desired records they serve.
+fn compare_with_zone(
+    input: &PlanInput<'_>,
+    winners: &Winners,
+    outcomes: &mut [Option<Outcome>],
+) -> (Vec<Change>, Vec<(Change, Vec<usize>)>) {
     let current: BTreeMap<RecordKey, &Endpoint> =
-        input.current.iter().filter(|e| managed(e.record_type)).map(|e| (e.key(), e)).collect();
-    let ours = |e: &Endpoint| match input.owner_id {
-        Some(id) => e.labels.get(label::OWNER).map(String::as_str) == Some(id),
-        None => true,
-    };
-    let desired_keys: BTreeSet<&RecordKey> = winners.keys().collect();
+        input.current.iter().filter(|e| input.managed_types.contains(&e.record_type)).map(|e| (e.key(), e)).collect();
     let mut deletes: Vec<Change> = Vec::new();
     let mut deleted_keys: BTreeSet<RecordKey> = BTreeSet::new();
     if input.policy == Policy::Sync && input.owner_id.is_some() {
         for (key, cur) in &current {
-            if !desired_keys.contains(key) && ours(cur) {
+            if !winners.contains_key(key) && owned_by_us(input, cur) {
                 deletes.push(Change::Delete((*cur).clone()));
                 deleted_keys.insert(key.clone());
             }
         }
     }
-
-    // external-dns's planner adds a record type to a name only when every record held there
-    // (of the managed types, same set identifier) is its own.
-    let taken_by_other = |key: &RecordKey| -> Option<&RecordKey> {
-        current
-            .range(
-                RecordKey {
-                    dns_name: key.dns_name.clone(),
-                    set_identifier: String::new(),
-                    record_type: RecordType::A,
-                }..,
-            )
-            .take_while(|(k, _)| k.dns_name == key.dns_name)
-            .find(|(k, e)| k.set_identifier == key.set_identifier && !ours(e))
-            .map(|(k, _)| k)
-    };
     let mut others: Vec<(Change, Vec<usize>)> = Vec::new();
-    for (key, (w, followers)) in &winners {
+    for (key, (w, followers)) in winners {
         let want = &input.desired[*w].endpoint;
         let outcome = match current.get(key) {
-            Some(cur) if !ours(cur) => match cur.labels.get(label::OWNER) {
-                Some(o) => Outcome::OwnedByOther { owner: o.clone() },
-                None => Outcome::RecordExists,
-            },
+            Some(cur) if !owned_by_us(input, cur) => foreign(cur),
             Some(cur) if want.satisfied_by(cur, input.default_ttl) => Outcome::InSync,
             Some(_) if input.policy == Policy::CreateOnly => {
                 Outcome::PolicyForbids { policy: input.policy, change: "update" }
@@ -306,51 +319,64 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 others.push((Change::Update { old: (*cur).clone(), new }, followers.clone()));
                 Outcome::Change(usize::MAX)
             }
-            None => {
-                // A CNAME and other data cannot share a name: the blocking records must be
-                // ours and on their way out.
-                let blocking = current.iter().find(|(k, _)| {
-                    k.dns_name == key.dns_name
-                        && k.set_identifier == key.set_identifier
-                        && (k.record_type == RecordType::CNAME) != (key.record_type == RecordType::CNAME)
-                        && !deleted_keys.contains(*k)
-                });
-                let orphan = input.orphan_claims.get(key).filter(|o| input.owner_id.is_some_and(|id| id != o.as_str()));
-                match blocking {
-                    _ if orphan.is_some() => Outcome::OwnedByOther { owner: orphan.cloned().unwrap_or_default() },
-                    Some((_, b)) if !ours(b) => match b.labels.get(label::OWNER) {
-                        Some(o) => Outcome::OwnedByOther { owner: o.clone() },
-                        None => Outcome::RecordExists,
-                    },
-                    Some(_) => {
-                        Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" }
-                    }
-                    None if taken_by_other(key).is_some() => {
-                        let holder = taken_by_other(key).cloned().unwrap_or_else(|| key.clone());
-                        let owner = current.get(&holder).and_then(|e| e.labels.get(label::OWNER)).cloned();
-                        Outcome::NameTaken { holder, owner }
-                    }
-                    None => {
-                        others.push((Change::Create(want.clone()), followers.clone()));
-                        Outcome::Change(usize::MAX)
-                    }
+            None => match create_blocker(input, &current, &deleted_keys, key) {
+                Some(outcome) => outcome,
+                None => {
+                    others.push((Change::Create(want.clone()), followers.clone()));
+                    Outcome::Change(usize::MAX)
                 }
-            }
+            },
         };
         for &i in followers {
             outcomes[i] = Some(outcome.clone());
         }
     }
+    (deletes, others)
+}
 
-    let mut changes = deletes;
-    for (change, followers) in others {
-        let idx = changes.len();
-        changes.push(change);
-        for i in followers {
-            outcomes[i] = Some(Outcome::Change(idx));
-        }
+/// The outcome for a record another owner (or nobody) holds.
+fn foreign(cur: &Endpoint) -> Outcome {
+    match cur.labels.get(label::OWNER) {
+        Some(o) => Outcome::OwnedByOther { owner: o.clone() },
+        None => Outcome::RecordExists,
     }
-    Plan { changes, outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::InSync)).collect() }
+}
+
+/// Why a record the zone does not hold cannot be created, if it cannot.
+fn create_blocker(
+    input: &PlanInput<'_>,
+    current: &BTreeMap<RecordKey, &Endpoint>,
+    deleted_keys: &BTreeSet<RecordKey>,
+    key: &RecordKey,
+) -> Option<Outcome> {
+    // Leftover ownership of another owner: a create there would steal the name.
+    if let Some(owner) = input.orphan_claims.get(key).filter(|o| input.owner_id.is_some_and(|id| id != o.as_str())) {
+        return Some(Outcome::OwnedByOther { owner: owner.clone() });
+    }
+    // A CNAME and other data cannot share a name: the blocking records must be ours and on
+    // their way out.
+    let blocking = current.iter().find(|(k, _)| {
+        k.dns_name == key.dns_name
+            && k.set_identifier == key.set_identifier
+            && (k.record_type == RecordType::CNAME) != (key.record_type == RecordType::CNAME)
+            && !deleted_keys.contains(*k)
+    });
+    match blocking {
+        Some((_, b)) if !owned_by_us(input, b) => return Some(foreign(b)),
+        Some(_) => {
+            return Some(Outcome::PolicyForbids { policy: input.policy, change: "delete of the conflicting record" })
+        }
+        None => {}
+    }
+    // external-dns's planner adds a record type to a name only when every record held there
+    // (of the managed types, same set identifier) is its own.
+    let start = RecordKey { dns_name: key.dns_name.clone(), set_identifier: String::new(), record_type: RecordType::A };
+    let (holder, _) = current
+        .range(start..)
+        .take_while(|(k, _)| k.dns_name == key.dns_name)
+        .find(|(k, e)| k.set_identifier == key.set_identifier && !owned_by_us(input, e))?;
+    let owner = current.get(holder).and_then(|e| e.labels.get(label::OWNER)).cloned();
+    Some(Outcome::NameTaken { holder: holder.clone(), owner })
 }
 
 /// Whether `e` is a record of ours (every record is, without a registry).

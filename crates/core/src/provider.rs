@@ -115,6 +115,14 @@ impl ProviderError {
     }
 }
 
+/// The error of a change that was never sent, with why. It was not applied, so sending it
+/// again at the next pass is safe: transient, never Rejected, which would park a valid
+/// change until someone edits its object. Every backend and the ownership phases answer
+/// "was the change sent?" with this.
+pub fn not_sent(why: &str) -> ProviderError {
+    ProviderError::Unreachable(format!("change was not sent: {why}"))
+}
+
 tokio::task_local! {
     static WRITE_GATE: WriteGate;
 }

@@ -402,160 +402,148 @@ impl TxtRegistry {
     /// change or an ownership change for it; [`crate::apply::apply_with_ownership`] uses
     /// that to keep a record and its ownership TXT together.
     pub fn expand(&self, view: &RegistryView, changes: &[Change]) -> Vec<Expanded> {
-        let deleted: BTreeSet<RecordKey> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Delete(ep) => Some(ep.key()),
-                _ => None,
-            })
-            .collect();
-        let mut old_format_deleted: BTreeSet<(String, String)> = BTreeSet::new();
-        // An old-format TXT backs several records (the apex A and AAAA): written once, by the
-        // first of them, and the others are listed as depending on that change (the position
-        // in `out`, `None` when the stored TXT needed no change).
-        let mut old_format_written: BTreeMap<(String, String), Option<usize>> = BTreeMap::new();
-        let mut out: Vec<Expanded> = Vec::with_capacity(changes.len() * 2);
+        let mut x = Expansion {
+            view,
+            changes,
+            deleted: changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Delete(ep) => Some(ep.key()),
+                    _ => None,
+                })
+                .collect(),
+            old_format_deleted: BTreeSet::new(),
+            old_format_written: BTreeMap::new(),
+            out: Vec::with_capacity(changes.len() * 2),
+        };
         for (i, change) in changes.iter().enumerate() {
-            out.push(Expanded { index: i, role: Role::Data, change: change.clone() });
-            let ownership = |change: Change| Expanded { index: i, role: Role::Ownership { backs: vec![i] }, change };
-            if let Change::Create(ep) | Change::Update { new: ep, .. } = change {
-                let key = self.lookup_key(ep);
-                match self.placement(view, &key) {
-                    Placement::New => {}
-                    Placement::Nowhere => continue,
+            x.out.push(Expanded { index: i, role: Role::Data, change: change.clone() });
+            let txt = match change {
+                Change::Create(ep) | Change::Update { new: ep, .. } => match self.placement(view, &self.lookup_key(ep))
+                {
+                    Placement::Nowhere => None,
                     Placement::Old => {
-                        let old_key = (key.dns_name, key.set_identifier);
-                        if let Some(written) = old_format_written.get(&old_key) {
-                            if let Some(pos) = *written {
-                                if let Role::Ownership { backs } = &mut out[pos].role {
-                                    backs.push(i);
-                                }
-                            }
-                            continue;
-                        }
-                        let txt_change = match view.old_format.get(&old_key) {
-                            None => {
-                                let mut txt = self.ownership_record(ep);
-                                txt.dns_name = self.names.to_old_txt_name(&ep.dns_name);
-                                Some(self.create_or_join(view, txt))
-                            }
-                            Some(stored) => self.refresh_stored(stored, ep),
-                        };
-                        let pos = txt_change.map(|c| {
-                            out.push(ownership(c));
-                            out.len() - 1
-                        });
-                        old_format_written.insert(old_key, pos);
-                        continue;
+                        self.expand_old_format(&mut x, i, ep);
+                        None
                     }
-                }
-            }
-            match change {
-                Change::Create(ep) => {
-                    let key = self.lookup_key(ep);
-                    match view.new_format.get(&key) {
-                        None => out.push(ownership(self.create_or_join(view, self.ownership_record(ep)))),
-                        Some(stored) => {
-                            if let Some(update) = self.refresh_stored(stored, ep) {
-                                out.push(ownership(update));
-                            }
-                        }
-                    }
-                }
-                Change::Update { new, .. } => {
-                    let key = self.lookup_key(new);
-                    match view.new_format.get(&key) {
-                        None => {
-                            let old_format = if new.record_type == RecordType::AAAA {
-                                None
-                            } else {
-                                view.old_format.get(&(key.dns_name, key.set_identifier))
-                            };
-                            // Migrating away from somebody else's old-format claim would be
-                            // taking the record over; that is not the registry's call.
-                            if old_format.is_some_and(|t| !self.owns(t)) {
-                                continue;
-                            }
-                            let desired = self.desired_labels(new);
-                            let nonce = old_format
-                                .filter(|t| same_labels(&t.labels, &desired))
-                                .and_then(|t| t.labels.get(label::TXT_ENCRYPTION_NONCE))
-                                .map(String::as_str);
-                            let txt = self.build_ownership_record(new, &desired, NonceChoice::Reuse(nonce));
-                            out.push(ownership(self.create_or_join(view, txt)));
-                        }
-                        Some(stored) => {
-                            if let Some(update) = self.refresh_stored(stored, new) {
-                                out.push(ownership(update));
-                            }
-                        }
-                    }
-                }
+                    Placement::New if matches!(change, Change::Create(_)) => self.create_txt(view, ep),
+                    Placement::New => self.update_txt(view, ep),
+                },
                 Change::Delete(ep) => {
-                    let key = self.lookup_key(ep);
-                    if let Some(txt) = view.new_format.get(&key) {
-                        if self.owns(txt) {
-                            out.push(ownership(removal(txt)));
-                        }
-                    }
-                    // An external-dns `cname-` TXT backing an A and an AAAA alias goes with
-                    // the last of them.
-                    if let Some(txt) = self.alias_cname_txt(view, ep).filter(|t| self.owns(t)) {
-                        let other = if ep.record_type == RecordType::A { RecordType::AAAA } else { RecordType::A };
-                        let other_key = RecordKey { record_type: other, ..ep.key() };
-                        let still_needed = !deleted.contains(&other_key)
-                            && view.endpoints.iter().any(|e| {
-                                e.key() == other_key
-                                    && is_alias(e)
-                                    && !view.new_format.contains_key(&self.lookup_key(e))
-                            });
-                        let first = changes.iter().position(|c| {
-                            matches!(c, Change::Delete(e) if e.dns_name == ep.dns_name && e.set_identifier == ep.set_identifier && is_alias(e))
-                        });
-                        if !still_needed && first == Some(i) {
-                            let backs = changes
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(j, c)| match c {
-                                    Change::Delete(e)
-                                        if e.dns_name == ep.dns_name
-                                            && e.set_identifier == ep.set_identifier
-                                            && is_alias(e) =>
-                                    {
-                                        Some(j)
-                                    }
-                                    _ => None,
-                                })
-                                .collect();
-                            out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
-                        }
-                    }
-                    if ep.record_type == RecordType::AAAA && self.placement(view, &key) == Placement::New {
-                        continue;
-                    }
-                    let old_key = (key.dns_name, key.set_identifier);
-                    if old_format_deleted.contains(&old_key) {
-                        continue;
-                    }
-                    if let Some(txt) = view.old_format.get(&old_key) {
-                        if self.owns(txt) && !self.old_format_still_needed(view, &old_key, &deleted) {
-                            // Gone only once every record of this batch that leaned on it is.
-                            let backs = changes
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(j, c)| match c {
-                                    Change::Delete(e) if self.leans_on_old_format(view, e, &old_key) => Some(j),
-                                    _ => None,
-                                })
-                                .collect();
-                            out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
-                            old_format_deleted.insert(old_key);
-                        }
-                    }
+                    self.expand_delete(&mut x, i, ep);
+                    None
                 }
+            };
+            if let Some(change) = txt {
+                x.out.push(Expanded { index: i, role: Role::Ownership { backs: vec![i] }, change });
             }
         }
-        out
+        x.out
+    }
+
+    /// The new-format TXT change for a created record: a new TXT, or the stored one of ours
+    /// refreshed (its record was removed out of band).
+    fn create_txt(&self, view: &RegistryView, ep: &Endpoint) -> Option<Change> {
+        match view.new_format.get(&self.lookup_key(ep)) {
+            None => Some(self.create_or_join(view, self.ownership_record(ep))),
+            Some(stored) => self.refresh_stored(stored, ep),
+        }
+    }
+
+    /// The new-format TXT change for an updated record (`new` its new state).
+    fn update_txt(&self, view: &RegistryView, new: &Endpoint) -> Option<Change> {
+        let key = self.lookup_key(new);
+        if let Some(stored) = view.new_format.get(&key) {
+            return self.refresh_stored(stored, new);
+        }
+        let old_format = if new.record_type == RecordType::AAAA {
+            None
+        } else {
+            view.old_format.get(&(key.dns_name, key.set_identifier))
+        };
+        // Migrating away from somebody else's old-format claim would be taking the record
+        // over; that is not the registry's call.
+        if old_format.is_some_and(|t| !self.owns(t)) {
+            return None;
+        }
+        let desired = self.desired_labels(new);
+        let nonce = old_format
+            .filter(|t| same_labels(&t.labels, &desired))
+            .and_then(|t| t.labels.get(label::TXT_ENCRYPTION_NONCE))
+            .map(String::as_str);
+        let txt = self.build_ownership_record(new, &desired, NonceChoice::Reuse(nonce));
+        Some(self.create_or_join(view, txt))
+    }
+
+    /// The old-format TXT of a record created or updated where that format is kept. It backs
+    /// several records (the apex A and AAAA): written once, by the first of them, and the
+    /// others are listed as depending on that change.
+    fn expand_old_format(&self, x: &mut Expansion<'_>, i: usize, ep: &Endpoint) {
+        let key = self.lookup_key(ep);
+        let old_key = (key.dns_name, key.set_identifier);
+        if let Some(written) = x.old_format_written.get(&old_key) {
+            if let Some(Role::Ownership { backs }) = written.map(|pos| &mut x.out[pos].role) {
+                backs.push(i);
+            }
+            return;
+        }
+        let txt_change = match x.view.old_format.get(&old_key) {
+            None => {
+                let mut txt = self.ownership_record(ep);
+                txt.dns_name = self.names.to_old_txt_name(&ep.dns_name);
+                Some(self.create_or_join(x.view, txt))
+            }
+            Some(stored) => self.refresh_stored(stored, ep),
+        };
+        let pos = txt_change.map(|change| {
+            x.out.push(Expanded { index: i, role: Role::Ownership { backs: vec![i] }, change });
+            x.out.len() - 1
+        });
+        x.old_format_written.insert(old_key, pos);
+    }
+
+    /// The ownership TXTs of ours that go with a deleted record: its new-format TXT, an
+    /// external-dns `cname-` TXT with the last alias it backs, an old-format TXT once no
+    /// record left at that name depends on it.
+    fn expand_delete(&self, x: &mut Expansion<'_>, i: usize, ep: &Endpoint) {
+        let key = self.lookup_key(ep);
+        if let Some(txt) = x.view.new_format.get(&key).filter(|t| self.owns(t)) {
+            x.out.push(Expanded { index: i, role: Role::Ownership { backs: vec![i] }, change: removal(txt) });
+        }
+        self.expand_alias_txt_delete(x, i, ep);
+        if ep.record_type == RecordType::AAAA && self.placement(x.view, &key) == Placement::New {
+            return;
+        }
+        let old_key = (key.dns_name, key.set_identifier);
+        if x.old_format_deleted.contains(&old_key) {
+            return;
+        }
+        let Some(txt) = x.view.old_format.get(&old_key) else { return };
+        if self.owns(txt) && !self.old_format_still_needed(x.view, &old_key, &x.deleted) {
+            // Gone only once every record of this batch that leaned on it is.
+            let backs = positions(x.changes, |e| self.leans_on_old_format(x.view, e, &old_key));
+            x.out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
+            x.old_format_deleted.insert(old_key);
+        }
+    }
+
+    /// An external-dns `cname-` TXT backing an A and an AAAA alias goes with the last of them,
+    /// sent with the first of their deletes in the batch.
+    fn expand_alias_txt_delete(&self, x: &mut Expansion<'_>, i: usize, ep: &Endpoint) {
+        let Some(txt) = self.alias_cname_txt(x.view, ep).filter(|t| self.owns(t)) else { return };
+        let other = if ep.record_type == RecordType::A { RecordType::AAAA } else { RecordType::A };
+        let other_key = RecordKey { record_type: other, ..ep.key() };
+        let still_needed = !x.deleted.contains(&other_key)
+            && x.view
+                .endpoints
+                .iter()
+                .any(|e| e.key() == other_key && is_alias(e) && !x.view.new_format.contains_key(&self.lookup_key(e)));
+        let same_alias =
+            |e: &Endpoint| e.dns_name == ep.dns_name && e.set_identifier == ep.set_identifier && is_alias(e);
+        let backs = positions(x.changes, same_alias);
+        if !still_needed && backs.first() == Some(&i) {
+            x.out.push(Expanded { index: i, role: Role::Ownership { backs }, change: removal(txt) });
+        }
     }
 
     /// The new-format ownership TXTs to add for records of ours that only an old-format TXT
@@ -831,6 +819,32 @@ impl TxtRegistry {
 /// A Route53 alias record (provider-specific `alias=true`, as external-dns names it).
 fn is_alias(ep: &Endpoint) -> bool {
     ep.provider_specific.iter().any(|p| p.name == "alias" && p.value.eq_ignore_ascii_case("true"))
+}
+
+/// The state of one [`TxtRegistry::expand`].
+struct Expansion<'a> {
+    view: &'a RegistryView,
+    changes: &'a [Change],
+    /// Keys of the records the batch deletes.
+    deleted: BTreeSet<RecordKey>,
+    /// Old-format TXTs (name, set identifier) whose removal is already in `out`.
+    old_format_deleted: BTreeSet<(String, String)>,
+    /// Old-format TXTs written for a record of the batch: the position of the change in
+    /// `out`, `None` when the stored TXT needed no change.
+    old_format_written: BTreeMap<(String, String), Option<usize>>,
+    out: Vec<Expanded>,
+}
+
+/// Positions in `changes` of the deletes of records that `pick` selects.
+fn positions(changes: &[Change], pick: impl Fn(&Endpoint) -> bool) -> Vec<usize> {
+    changes
+        .iter()
+        .enumerate()
+        .filter_map(|(j, c)| match c {
+            Change::Delete(e) if pick(e) => Some(j),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The change that takes our ownership value out of its RRset: a delete of the RRset, or an

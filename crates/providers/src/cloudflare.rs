@@ -40,6 +40,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::failure::{collect_results, send_bisecting, BatchUnit, Failure, FailureKind};
+use crate::http;
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -146,34 +148,6 @@ impl fmt::Debug for CloudflareProvider {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FailureKind {
-    Throttled,
-    Unreachable,
-    Auth,
-    /// Refused for its content; a batch is bisected.
-    Invalid,
-    ZoneNotFound,
-}
-
-#[derive(Clone, Debug)]
-struct Failure {
-    kind: FailureKind,
-    message: String,
-}
-
-impl Failure {
-    fn into_provider_error(self) -> ProviderError {
-        match self.kind {
-            FailureKind::Throttled => ProviderError::Throttled(self.message),
-            FailureKind::Unreachable => ProviderError::Unreachable(self.message),
-            FailureKind::Auth => ProviderError::AuthFailed(self.message),
-            FailureKind::Invalid => ProviderError::Rejected(self.message),
-            FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(self.message),
-        }
-    }
-}
-
 /// Cloudflare's response envelope.
 #[derive(Debug, Default, Deserialize)]
 struct Envelope {
@@ -254,6 +228,12 @@ struct Unit {
     posts: Vec<Value>,
 }
 
+impl BatchUnit for Unit {
+    fn index(&self) -> usize {
+        self.index
+    }
+}
+
 impl Unit {
     fn ops(&self) -> usize {
         self.deletes.len() + self.patches.len() + self.posts.len()
@@ -275,12 +255,7 @@ impl CloudflareProvider {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ProviderError::Config(format!("Cloudflare base URL {base:?} is not an http(s) URL")));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(config.timeout)
-            .user_agent(concat!("extdns/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Config(format!("building the Cloudflare HTTP client: {e}")))?;
+        let http = http::client(config.timeout, None).map_err(|e| ProviderError::Config(format!("Cloudflare: {e}")))?;
         let mut config = config;
         config.base_url = base;
         Ok(CloudflareProvider { http, config, limiter: Limiter::default() })
@@ -299,22 +274,16 @@ impl CloudflareProvider {
         let idempotent = method == Method::GET;
         let mut attempt = 1;
         loop {
-            self.limiter
-                .admit(what)
-                .await
-                .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
+            self.limiter.admit(what).await?;
             let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.config.token).query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
             let (failure, wait) = match req.send().await {
-                Err(e) => {
-                    let f = Failure { kind: FailureKind::Unreachable, message: format!("{what}: {}", error_chain(&e)) };
-                    (f, None)
-                }
+                Err(e) => (http::transport_failure(what, &e), None),
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = retry_after(resp.headers());
+                    let retry_after = http::retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     let envelope: Option<Envelope> = serde_json::from_str(&text).ok();
                     match envelope {
@@ -615,24 +584,29 @@ impl CloudflareProvider {
         Ok((posts, held))
     }
 
-    async fn send_batch(&self, zone: &Zone, units: &[Unit]) -> Result<(), Failure> {
-        let mut body = json!({});
-        let collect =
-            |f: fn(&Unit) -> &Vec<Value>| -> Vec<Value> { units.iter().flat_map(|u| f(u).iter().cloned()).collect() };
-        for (field, ops) in [
-            ("deletes", collect(|u| &u.deletes)),
-            ("patches", collect(|u| &u.patches)),
-            ("posts", collect(|u| &u.posts)),
-        ] {
-            if !ops.is_empty() {
-                body[field] = Value::Array(ops);
-            }
-        }
+    /// Sends one batch request (built by [`batch_body`]); all of it applies or none.
+    async fn send_batch(&self, zone: &Zone, body: Value) -> Result<Applied, Failure> {
         let path = format!("/zones/{}/dns_records/batch", path_segment(&zone.id));
         self.call(&format!("changing records of zone {}", zone.name), Method::POST, &path, &[], Some(&body))
             .await
-            .map(|_| ())
+            .map(|_| Applied::Live)
     }
+}
+
+/// The body of one batch request: every unit's deletes, patches and posts (Cloudflare runs
+/// them in that order).
+fn batch_body(units: &[Unit]) -> Value {
+    let mut body = json!({});
+    let collect =
+        |f: fn(&Unit) -> &Vec<Value>| -> Vec<Value> { units.iter().flat_map(|u| f(u).iter().cloned()).collect() };
+    for (field, ops) in
+        [("deletes", collect(|u| &u.deletes)), ("patches", collect(|u| &u.patches)), ("posts", collect(|u| &u.posts))]
+    {
+        if !ops.is_empty() {
+            body[field] = Value::Array(ops);
+        }
+    }
+    body
 }
 
 /// The JSON body of a new record, type-specific fields set from the endpoint's target.
@@ -826,27 +800,6 @@ fn path_segment(id: &str) -> String {
         .collect()
 }
 
-/// `Retry-After` in seconds (Cloudflare sends seconds, not dates).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-        .or_else(|| v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
-}
-
-/// What the error of a request says, with its causes (reqwest's own message omits them).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
-
 /// Sorts a failed answer into our reasons, keeping Cloudflare's codes and messages.
 fn classify(what: &str, status: StatusCode, env: Option<&Envelope>, text: &str) -> Failure {
     let errors: Vec<&ApiMessage> = env.map(|e| e.errors.iter().collect()).unwrap_or_default();
@@ -925,53 +878,12 @@ impl Provider for CloudflareProvider {
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
-        let mut fatal: Option<ProviderError> = None;
-        for batch in pack(units, self.config.batch_size) {
-            // Bisection without recursion: halves are pushed second-first so they run in order.
-            let mut stack: Vec<Vec<Unit>> = vec![batch];
-            while let Some(part) = stack.pop() {
-                if let Some(e) = &fatal {
-                    for u in &part {
-                        results[u.index] = Some(Err(e.clone()));
-                    }
-                    continue;
-                }
-                match self.send_batch(zone, &part).await {
-                    Ok(()) => {
-                        for u in &part {
-                            results[u.index] = Some(Ok(Applied::Live));
-                        }
-                    }
-                    Err(f) if f.kind == FailureKind::Invalid && part.len() > 1 => {
-                        tracing::debug!(zone = %zone.name, size = part.len(), error = %f.message, "Cloudflare refused a batch, bisecting");
-                        let mut first = part;
-                        let second = first.split_off(first.len() / 2);
-                        stack.push(second);
-                        stack.push(first);
-                    }
-                    Err(f) => {
-                        let e = match f.kind {
-                            FailureKind::ZoneNotFound => {
-                                ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message))
-                            }
-                            FailureKind::Invalid => {
-                                results[part[0].index] = Some(Err(ProviderError::Rejected(f.message)));
-                                continue;
-                            }
-                            _ => f.into_provider_error(),
-                        };
-                        for u in &part {
-                            results[u.index] = Some(Err(e.clone()));
-                        }
-                        fatal = Some(e);
-                    }
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into()))))
-            .collect()
+        let batches = pack(units, self.config.batch_size);
+        send_bisecting("Cloudflare", &zone.name, batches, &mut results, |part: &[Unit]| {
+            self.send_batch(zone, batch_body(part))
+        })
+        .await;
+        collect_results(results)
     }
 
     /// external-dns' rules: the proxied property says what Cloudflare will hold (`true` or
@@ -1282,9 +1194,9 @@ mod tests {
     fn retry_after_and_path_segments() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        assert_eq!(http::retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(http::retry_after(&h), None);
         assert_eq!(path_segment("023e105f4ecef8ad9ca31a8372d0c353"), "023e105f4ecef8ad9ca31a8372d0c353");
         assert_eq!(path_segment("../x?y"), "%2E%2E%2Fx%3Fy");
     }

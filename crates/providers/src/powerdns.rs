@@ -30,6 +30,8 @@ use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use super::precheck::{self, check_changes};
+use crate::failure::{collect_results, send_bisecting, BatchUnit, Failure, FailureKind};
+use crate::http::{self, base_url, join, HttpConfigError};
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -77,19 +79,6 @@ impl PowerDnsConfig {
     }
 }
 
-/// Why a PowerDNS provider cannot be built from its configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PowerDnsConfigError {
-    #[error("url {url:?}: {message}")]
-    Url { url: String, message: String },
-    #[error("CA bundle: {0}")]
-    CaBundle(String),
-    #[error("API key: {0}")]
-    ApiKey(String),
-    #[error("building the HTTP client: {0}")]
-    Client(String),
-}
-
 pub struct PowerDnsProvider {
     http: reqwest::Client,
     /// `…/api/v1/servers/{server}/zones`.
@@ -98,63 +87,13 @@ pub struct PowerDnsProvider {
     limiter: Limiter,
 }
 
-/// Builds an HTTP client for an API that authenticates by header: no redirects, a timeout,
-/// optional extra CA certificates.
-pub(crate) fn http_client(timeout: Duration, ca_bundle: Option<&[u8]>) -> Result<reqwest::Client, PowerDnsConfigError> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout);
-    if let Some(pem) = ca_bundle {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| PowerDnsConfigError::CaBundle(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(PowerDnsConfigError::CaBundle("no PEM certificate found".into()));
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    b.build().map_err(|e| PowerDnsConfigError::Client(e.to_string()))
-}
-
-/// Parses a base URL: http or https, no query, no credentials in it.
-pub(crate) fn base_url(url: &str) -> Result<Url, PowerDnsConfigError> {
-    let err = |message: &str| PowerDnsConfigError::Url { url: url.to_string(), message: message.into() };
-    let u = Url::parse(url).map_err(|e| err(&e.to_string()))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(err("the scheme must be http or https"));
-    }
-    if u.host_str().is_none() {
-        return Err(err("no host"));
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(err("credentials do not belong in the URL"));
-    }
-    if u.query().is_some() || u.fragment().is_some() {
-        return Err(err("no query or fragment, please"));
-    }
-    Ok(u)
-}
-
-/// `base` with `segments` appended as path segments (each percent-encoded).
-pub(crate) fn join(base: &Url, segments: &[&str]) -> Url {
-    let mut u = base.clone();
-    if let Ok(mut p) = u.path_segments_mut() {
-        p.pop_if_empty();
-        p.extend(segments);
-    }
-    u
-}
-
 impl PowerDnsProvider {
-    pub fn new(config: PowerDnsConfig) -> Result<Self, PowerDnsConfigError> {
+    pub fn new(config: PowerDnsConfig) -> Result<Self, HttpConfigError> {
         let base = base_url(&config.url)?;
         if config.api_key.is_empty() || reqwest::header::HeaderValue::from_str(&config.api_key).is_err() {
-            return Err(PowerDnsConfigError::ApiKey("empty or not a valid header value".into()));
+            return Err(HttpConfigError::ApiKey("empty or not a valid header value".into()));
         }
-        let http = http_client(config.timeout, config.ca_bundle.as_deref())?;
+        let http = http::client(config.timeout, config.ca_bundle.as_deref())?;
         let zones_url = join(&base, &["api", "v1", "servers", &config.server_id, "zones"]);
         Ok(PowerDnsProvider { http, zones_url, config, limiter: Limiter::default() })
     }
@@ -165,7 +104,7 @@ impl PowerDnsProvider {
 
     /// Sends one request; returns the body of a 2xx answer, or the error the status means.
     async fn send(&self, method: Method, url: Url, body: Option<&PatchBody>, what: &str) -> Result<Vec<u8>, Failure> {
-        self.limiter.admit(what).await.map_err(Failure::Other)?;
+        self.limiter.admit(what).await?;
         let mut req = self
             .http
             .request(method, url)
@@ -174,9 +113,9 @@ impl PowerDnsProvider {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        let resp = req.send().await.map_err(|e| http::transport_failure(what, &e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        let bytes = resp.bytes().await.map_err(|e| http::transport_failure(what, &e))?;
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
@@ -185,45 +124,10 @@ impl PowerDnsProvider {
 
     async fn zone_rrsets(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
         let what = format!("reading zone {}", zone.name);
-        let body = self.send(Method::GET, self.zone_url(zone), None, &what).await.map_err(|f| f.into_error(zone))?;
+        let body = self.send(Method::GET, self.zone_url(zone), None, &what).await.map_err(|f| f.in_zone(&zone.name))?;
         let detail: ZoneDetail = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Unreachable(format!("{what}: unexpected answer: {e}")))?;
         Ok(rrsets_to_endpoints(zone, &detail.rrsets))
-    }
-
-    /// Sends one PATCH; on a refusal, bisects to find the refused changes. Fills `results` for
-    /// the changes of `batch`; returns an error that holds for every request (credentials,
-    /// reachability, zone gone), after which nothing more is sent.
-    async fn patch(
-        &self,
-        zone: &Zone,
-        batch: &[Prepared],
-        results: &mut [Option<ChangeResult>],
-    ) -> Result<(), ProviderError> {
-        let mut pending: Vec<&[Prepared]> = vec![batch];
-        while let Some(part) = pending.pop() {
-            let body = PatchBody { rrsets: part.iter().flat_map(|p| p.rrsets.iter().cloned()).collect() };
-            let what = format!("patching zone {} ({} changes)", zone.name, part.len());
-            match self.send(Method::PATCH, self.zone_url(zone), Some(&body), &what).await {
-                Ok(_) => {
-                    for p in part {
-                        results[p.index] = Some(Ok(Applied::Live));
-                    }
-                }
-                Err(Failure::Refused(msg)) if part.len() == 1 => {
-                    results[part[0].index] = Some(Err(ProviderError::Rejected(msg)));
-                }
-                Err(Failure::Refused(msg)) => {
-                    tracing::debug!(zone = %zone.name, changes = part.len(), error = %msg, "PATCH refused, bisecting");
-                    let (a, b) = part.split_at(part.len() / 2);
-                    // Popped last-in first-out: `a` goes first, keeping the order of changes.
-                    pending.push(b);
-                    pending.push(a);
-                }
-                Err(f) => return Err(f.into_error(zone)),
-            }
-        }
-        Ok(())
     }
 
     fn ttl_of(&self, e: &Endpoint) -> u32 {
@@ -269,38 +173,6 @@ impl PowerDnsProvider {
     }
 }
 
-/// A request failure: a refusal of the data (bisectable) or anything else.
-enum Failure {
-    Refused(String),
-    NotFound(String),
-    Other(ProviderError),
-}
-
-impl Failure {
-    fn into_error(self, zone: &Zone) -> ProviderError {
-        match self {
-            Failure::Refused(m) => ProviderError::Rejected(m),
-            Failure::NotFound(m) => ProviderError::ZoneNotFound(format!("{}: {m}", zone.name)),
-            Failure::Other(e) => e,
-        }
-    }
-}
-
-fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
-    // reqwest's Display names the URL; the source chain says what happened.
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    if e.is_timeout() {
-        return ProviderError::Unreachable(format!("{what}: timed out: {msg}"));
-    }
-    ProviderError::Unreachable(format!("{what}: {msg}"))
-}
-
 /// PowerDNS answers errors as `{"error": "..."}`; some (401) as plain text.
 fn error_text(body: &[u8]) -> String {
     #[derive(Deserialize)]
@@ -320,15 +192,11 @@ fn error_text(body: &[u8]) -> String {
 fn classify(status: StatusCode, body: &[u8], what: &str) -> Failure {
     let text = error_text(body);
     let msg = if text.is_empty() { format!("{what}: HTTP {status}") } else { format!("{what}: HTTP {status}: {text}") };
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Failure::Other(ProviderError::AuthFailed(format!("{msg} (check the API key)")))
-        }
-        StatusCode::NOT_FOUND => Failure::NotFound(msg),
-        StatusCode::TOO_MANY_REQUESTS => Failure::Other(ProviderError::Throttled(msg)),
-        s if s.is_server_error() => Failure::Other(ProviderError::Unreachable(msg)),
-        // 422 is PowerDNS's word for bad data; other 4xx are refusals of this request too.
-        _ => Failure::Refused(text_or(msg, &text)),
+    // 422 is PowerDNS's word for bad data; other 4xx are refusals of this request too.
+    match FailureKind::of_http_status(status.as_u16()) {
+        FailureKind::Auth => Failure::new(FailureKind::Auth, format!("{msg} (check the API key)")),
+        FailureKind::Invalid => Failure::new(FailureKind::Invalid, text_or(msg, &text)),
+        kind => Failure::new(kind, msg),
     }
 }
 
@@ -539,6 +407,12 @@ struct Prepared {
     rrsets: Vec<RrSet>,
 }
 
+impl BatchUnit for Prepared {
+    fn index(&self) -> usize {
+        self.index
+    }
+}
+
 /// Cuts prepared changes into PATCHes in order, starting a new one when a change touches an
 /// RRset the current one already holds.
 fn into_patches(prepared: Vec<Prepared>) -> Vec<Vec<Prepared>> {
@@ -549,10 +423,9 @@ fn into_patches(prepared: Vec<Prepared>) -> Vec<Vec<Prepared>> {
 impl Provider for PowerDnsProvider {
     async fn zones(&self) -> Result<Vec<Zone>, ProviderError> {
         let what = format!("listing zones of server {}", self.config.server_id);
-        let body = self.send(Method::GET, self.zones_url.clone(), None, &what).await.map_err(|f| match f {
-            Failure::NotFound(m) => ProviderError::Config(format!("{m} (is serverId right?)")),
-            Failure::Refused(m) => ProviderError::Rejected(m),
-            Failure::Other(e) => e,
+        let body = self.send(Method::GET, self.zones_url.clone(), None, &what).await.map_err(|f| match f.kind {
+            FailureKind::ZoneNotFound => ProviderError::Config(format!("{} (is serverId right?)", f.message)),
+            _ => f.into_provider_error(),
         })?;
         let listed: Vec<ZoneSummary> = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Unreachable(format!("{what}: unexpected answer: {e}")))?;
@@ -638,28 +511,14 @@ impl Provider for PowerDnsProvider {
                 }
             }
         }
-        let mut abort: Option<ProviderError> = None;
-        for batch in into_patches(prepared) {
-            if let Some(e) = &abort {
-                for p in &batch {
-                    results[p.index] = Some(Err(e.clone()));
-                }
-                continue;
-            }
-            if let Err(e) = self.patch(zone, &batch, &mut results).await {
-                tracing::warn!(zone = %zone.name, error = %e, "PowerDNS PATCH failed; not sending the remaining changes");
-                for p in &batch {
-                    if results[p.index].is_none() {
-                        results[p.index] = Some(Err(e.clone()));
-                    }
-                }
-                abort = Some(e);
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
-            .collect()
+        // One PATCH is one transaction: a refused one is bisected to isolate the refused changes.
+        send_bisecting("PowerDNS", &zone.name, into_patches(prepared), &mut results, |part: &[Prepared]| {
+            let body = PatchBody { rrsets: part.iter().flat_map(|p| p.rrsets.iter().cloned()).collect() };
+            let what = format!("patching zone {} ({} changes)", zone.name, part.len());
+            async move { self.send(Method::PATCH, self.zone_url(zone), Some(&body), &what).await.map(|_| Applied::Live) }
+        })
+        .await;
+        collect_results(results)
     }
 }
 
@@ -733,10 +592,9 @@ mod tests {
 
     #[test]
     fn status_codes_map_to_reasons() {
-        let reason = |s: u16, body: &str| match classify(StatusCode::from_u16(s).unwrap(), body.as_bytes(), "x") {
-            Failure::Refused(m) => ("ProviderRejected", m),
-            Failure::NotFound(m) => ("ZoneNotFound", m),
-            Failure::Other(e) => (e.reason(), e.to_string()),
+        let reason = |s: u16, body: &str| {
+            let f = classify(StatusCode::from_u16(s).unwrap(), body.as_bytes(), "x");
+            (f.clone().into_provider_error().reason(), f.message)
         };
         assert_eq!(reason(401, "Unauthorized").0, "AuthFailed");
         assert_eq!(reason(403, "").0, "AuthFailed");

@@ -875,7 +875,7 @@ impl Provider for Rfc2136Provider {
         for batch in &batches {
             if let Some(err) = &abort {
                 for c in batch {
-                    results[c.index] = Some(Err(not_sent(err)));
+                    results[c.index] = Some(Err(held_back(err)));
                 }
                 continue;
             }
@@ -889,10 +889,7 @@ impl Provider for Rfc2136Provider {
                 abort = Some(e);
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
-            .collect()
+        crate::failure::collect_results(results)
     }
 
     fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
@@ -914,7 +911,7 @@ impl Rfc2136Provider {
 
 /// The error of a change that was not sent because an earlier message failed for a reason that
 /// holds for every message (credentials, reachability): same kind, so it is retried alike.
-fn not_sent(cause: &ProviderError) -> ProviderError {
+fn held_back(cause: &ProviderError) -> ProviderError {
     let wrap = |m: &str| format!("not sent after an earlier UPDATE failed: {m}");
     match cause {
         ProviderError::Unreachable(m) => ProviderError::Unreachable(wrap(m)),

@@ -63,6 +63,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::failure::{collect_results, send_bisecting, BatchUnit, Failure, FailureKind};
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -611,19 +612,25 @@ impl Route53Provider {
         Ok(unit)
     }
 
-    async fn send_batch(&self, zone: &Zone, units: &[Unit]) -> Result<Applied, Failure> {
+    /// Sends one ChangeResourceRecordSets with the changes of `units`: all apply or none.
+    fn send_batch(&self, zone: &Zone, units: &[Unit]) -> impl Future<Output = Result<Applied, Failure>> + Send + '_ {
         let changes: Vec<R53Change> = units.iter().flat_map(|u| u.changes.iter().cloned()).collect();
         self.metrics.record_batch(&self.metrics_name, changes.len());
-        let batch = ChangeBatch::builder()
-            .set_changes(Some(changes))
-            .build()
-            .map_err(|e| Failure { kind: FailureKind::Invalid, message: e.to_string() })?;
-        let out = self
-            .call("ChangeResourceRecordSets", || {
-                self.client.change_resource_record_sets().hosted_zone_id(&zone.id).change_batch(batch.clone()).send()
-            })
-            .await?;
-        Ok(applied(out.change_info()))
+        let batch = ChangeBatch::builder().set_changes(Some(changes)).build();
+        let zone_id = zone.id.clone();
+        async move {
+            let batch = batch.map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;
+            let out = self
+                .call("ChangeResourceRecordSets", || {
+                    self.client
+                        .change_resource_record_sets()
+                        .hosted_zone_id(&zone_id)
+                        .change_batch(batch.clone())
+                        .send()
+                })
+                .await?;
+            Ok(applied(out.change_info()))
+        }
     }
 
     /// The alias external-dns would make of `ep`, if any: `alias=true` said explicitly, or a
@@ -664,6 +671,12 @@ struct Unit {
     chars: usize,
 }
 
+impl BatchUnit for Unit {
+    fn index(&self) -> usize {
+        self.index
+    }
+}
+
 /// Cuts `units` into batches within Route53's limits. A unit larger than a limit goes alone
 /// (and Route53 will say why it is refused).
 fn pack(units: Vec<Unit>, max_count: usize, max_chars: usize) -> Vec<Vec<Unit>> {
@@ -683,49 +696,6 @@ fn pack(units: Vec<Unit>, max_count: usize, max_chars: usize) -> Vec<Vec<Unit>> 
         batches.last_mut().expect("a batch was just pushed").push(u);
     }
     batches
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FailureKind {
-    Throttled,
-    Unreachable,
-    Auth,
-    /// The batch was refused for its content; bisected.
-    Invalid,
-    ZoneNotFound,
-    Config,
-}
-
-impl FailureKind {
-    fn label(self) -> &'static str {
-        match self {
-            FailureKind::Throttled => "throttled",
-            FailureKind::Unreachable => "unreachable",
-            FailureKind::Auth => "auth",
-            FailureKind::Invalid => "invalid",
-            FailureKind::ZoneNotFound => "not_found",
-            FailureKind::Config => "config",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Failure {
-    kind: FailureKind,
-    message: String,
-}
-
-impl Failure {
-    fn into_provider_error(self) -> ProviderError {
-        match self.kind {
-            FailureKind::Throttled => ProviderError::Throttled(self.message),
-            FailureKind::Unreachable => ProviderError::Unreachable(self.message),
-            FailureKind::Auth => ProviderError::AuthFailed(self.message),
-            FailureKind::Invalid => ProviderError::Rejected(self.message),
-            FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(self.message),
-            FailureKind::Config => ProviderError::Config(self.message),
-        }
-    }
 }
 
 /// Error code and message of an operation error. Route53 puts the reasons of a refused batch
@@ -1102,10 +1072,7 @@ impl Provider for Route53Provider {
                     req.send()
                 })
                 .await
-                .map_err(|f| match f.kind {
-                    FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
-                    _ => f.into_provider_error(),
-                })?;
+                .map_err(|f| f.in_zone(&zone.name))?;
             out.extend(page.resource_record_sets().iter().filter_map(|s| endpoint_of(zone, s)));
             match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
                 (true, Some(name), Some(rtype)) => {
@@ -1129,52 +1096,9 @@ impl Provider for Route53Provider {
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
-        let mut fatal: Option<ProviderError> = None;
-        for batch in pack(units, self.config.batch_change_size, MAX_BATCH_CHARS) {
-            // Bisection without recursion: halves are pushed second-first so they run in order.
-            let mut stack: Vec<Vec<Unit>> = vec![batch];
-            while let Some(part) = stack.pop() {
-                if let Some(e) = &fatal {
-                    for u in &part {
-                        results[u.index] = Some(Err(e.clone()));
-                    }
-                    continue;
-                }
-                match self.send_batch(zone, &part).await {
-                    Ok(applied) => {
-                        for u in &part {
-                            results[u.index] = Some(Ok(applied.clone()));
-                        }
-                    }
-                    Err(f) if f.kind == FailureKind::Invalid && part.len() > 1 => {
-                        tracing::debug!(zone = %zone.name, size = part.len(), error = %f.message, "Route53 refused a batch, bisecting");
-                        let mut first = part;
-                        let second = first.split_off(first.len() / 2);
-                        stack.push(second);
-                        stack.push(first);
-                    }
-                    Err(f) if f.kind == FailureKind::Invalid => {
-                        results[part[0].index] = Some(Err(ProviderError::Rejected(f.message)));
-                    }
-                    Err(f) => {
-                        let e = match f.kind {
-                            FailureKind::ZoneNotFound => {
-                                ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message))
-                            }
-                            _ => f.into_provider_error(),
-                        };
-                        for u in &part {
-                            results[u.index] = Some(Err(e.clone()));
-                        }
-                        fatal = Some(e);
-                    }
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into()))))
-            .collect()
+        let batches = pack(units, self.config.batch_change_size, MAX_BATCH_CHARS);
+        send_bisecting("Route53", &zone.name, batches, &mut results, |part: &[Unit]| self.send_batch(zone, part)).await;
+        collect_results(results)
     }
 
     async fn in_sync(&self, change_id: &str) -> Result<bool, ProviderError> {

@@ -30,8 +30,9 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::powerdns::{base_url, http_client, join, PowerDnsConfigError};
 use super::precheck::{self, check_changes};
+use crate::failure::{collect_results, Failure, FailureKind};
+use crate::http::{self, base_url, join, HttpConfigError};
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{label, normalize_name, Endpoint, ProviderSpecificProperty, RecordKey, RecordType};
 use extdns_core::provider::{zone_for, Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -211,25 +212,10 @@ pub struct WebhookProvider {
     negotiated: Mutex<Option<(DomainFilter, Vec<Zone>)>>,
 }
 
-/// A request failure: a refusal of the data (isolated change by change) or anything else.
-enum Failure {
-    Refused(String),
-    Other(ProviderError),
-}
-
-impl Failure {
-    fn into_error(self) -> ProviderError {
-        match self {
-            Failure::Refused(m) => ProviderError::Rejected(m),
-            Failure::Other(e) => e,
-        }
-    }
-}
-
 impl WebhookProvider {
-    pub fn new(config: WebhookConfig) -> Result<Self, PowerDnsConfigError> {
+    pub fn new(config: WebhookConfig) -> Result<Self, HttpConfigError> {
         let base = base_url(&config.url)?;
-        let http = http_client(config.timeout, None)?;
+        let http = http::client(config.timeout, None)?;
         Ok(WebhookProvider { http, base, config, limiter: Limiter::default(), negotiated: Mutex::new(None) })
     }
 
@@ -240,24 +226,25 @@ impl WebhookProvider {
         body: Option<&B>,
         what: &str,
     ) -> Result<Vec<u8>, Failure> {
-        self.limiter.admit(what).await.map_err(Failure::Other)?;
+        self.limiter.admit(what).await?;
         let url = if route.is_empty() { self.base.clone() } else { join(&self.base, route) };
         let mut req = self.http.request(method, url).header(reqwest::header::ACCEPT, MEDIA_TYPE);
         if let Some(b) = body {
             let bytes = serde_json::to_vec(b)
-                .map_err(|e| Failure::Other(ProviderError::Config(format!("{what}: encoding: {e}"))))?;
+                .map_err(|e| Failure::new(FailureKind::Config, format!("{what}: encoding: {e}")))?;
             req = req.header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE).body(bytes);
         }
-        let resp = req.send().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        let resp = req.send().await.map_err(|e| http::transport_failure(what, &e))?;
         let status = resp.status();
         let content_type =
             resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let bytes = resp.bytes().await.map_err(|e| Failure::Other(transport_error(what, &e)))?;
+        let bytes = resp.bytes().await.map_err(|e| http::transport_failure(what, &e))?;
         if status.is_success() {
             if !bytes.is_empty() && !media_type_matches(&content_type) {
-                return Err(Failure::Other(ProviderError::Config(format!(
-                    "{what}: the webhook answered Content-Type {content_type:?}, not {MEDIA_TYPE}: not an external-dns webhook of protocol version 1"
-                ))));
+                return Err(Failure::new(
+                    FailureKind::Config,
+                    format!("{what}: the webhook answered Content-Type {content_type:?}, not {MEDIA_TYPE}: not an external-dns webhook of protocol version 1"),
+                ));
             }
             return Ok(bytes.to_vec());
         }
@@ -267,7 +254,7 @@ impl WebhookProvider {
     /// `GET /`: the domain filter, and the zones it (or the spec) gives.
     async fn negotiate(&self) -> Result<(DomainFilter, Vec<Zone>), ProviderError> {
         let what = format!("negotiating with the webhook at {}", self.config.url);
-        let body = self.send::<()>(Method::GET, &[], None, &what).await.map_err(Failure::into_error)?;
+        let body = self.send::<()>(Method::GET, &[], None, &what).await.map_err(Failure::into_provider_error)?;
         let filter: DomainFilter = if body.iter().all(u8::is_ascii_whitespace) {
             DomainFilter::default()
         } else {
@@ -311,7 +298,8 @@ impl WebhookProvider {
     async fn list(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
         let (filter, zones) = self.state().await?;
         let what = format!("listing records of the webhook at {}", self.config.url);
-        let body = self.send::<()>(Method::GET, &["records"], None, &what).await.map_err(Failure::into_error)?;
+        let body =
+            self.send::<()>(Method::GET, &["records"], None, &what).await.map_err(Failure::into_provider_error)?;
         let wire: Vec<WireEndpoint> = serde_json::from_slice(&body)
             .map_err(|e| ProviderError::Unreachable(format!("{what}: unexpected answer: {e}")))?;
         Ok(wire
@@ -356,12 +344,14 @@ impl WebhookProvider {
                 }
                 Ok(())
             }
-            Err(Failure::Refused(m)) if batch.len() == 1 => {
-                results[batch[0]] = Some(Err(ProviderError::Rejected(m)));
+            Err(f) if f.kind == FailureKind::Invalid && batch.len() == 1 => {
+                results[batch[0]] = Some(Err(f.into_provider_error()));
                 Ok(())
             }
-            Err(Failure::Refused(m)) => {
-                tracing::debug!(zone = %zone.name, changes = batch.len(), error = %m, "webhook refused a batch; sending its changes one by one");
+            // A webhook applies a POST change by change (no transaction): after a refusal, the
+            // changes the zone does not show yet go out one at a time.
+            Err(f) if f.kind == FailureKind::Invalid => {
+                tracing::debug!(zone = %zone.name, changes = batch.len(), error = %f.message, "webhook refused a batch; sending its changes one by one");
                 let held = self.list(zone).await?;
                 for &i in batch {
                     if shows(&held, &changes[i]) {
@@ -370,13 +360,13 @@ impl WebhookProvider {
                     }
                     match self.post(&[&changes[i]]).await {
                         Ok(()) => results[i] = Some(Ok(Applied::Live)),
-                        Err(Failure::Refused(m)) => results[i] = Some(Err(ProviderError::Rejected(m))),
-                        Err(Failure::Other(e)) => return Err(e),
+                        Err(f) if f.kind == FailureKind::Invalid => results[i] = Some(Err(f.into_provider_error())),
+                        Err(f) => return Err(f.into_provider_error()),
                     }
                 }
                 Ok(())
             }
-            Err(Failure::Other(e)) => Err(e),
+            Err(f) => Err(f.into_provider_error()),
         }
     }
 }
@@ -401,28 +391,18 @@ fn shows(held: &[Endpoint], change: &Change) -> bool {
     }
 }
 
-fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    ProviderError::Unreachable(format!("{what}: {msg}"))
-}
-
 fn classify(status: StatusCode, body: &[u8], what: &str) -> Failure {
-    let text: String = String::from_utf8_lossy(body).trim().chars().take(300).collect();
+    let text = http::body_snippet(body);
     let msg = if text.is_empty() { format!("{what}: HTTP {status}") } else { format!("{what}: HTTP {status}: {text}") };
     match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Other(ProviderError::AuthFailed(msg)),
-        StatusCode::TOO_MANY_REQUESTS => Failure::Other(ProviderError::Throttled(msg)),
-        StatusCode::NOT_ACCEPTABLE | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::NOT_FOUND => Failure::Other(
-            ProviderError::Config(format!("{msg} (is this an external-dns webhook, protocol version 1?)")),
-        ),
-        s if s.is_server_error() => Failure::Other(ProviderError::Unreachable(msg)),
-        _ => Failure::Refused(if text.is_empty() { msg } else { format!("webhook: {text}") }),
+        // Not the protocol this speaks: whatever answers is no webhook of version 1.
+        StatusCode::NOT_ACCEPTABLE | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::NOT_FOUND => {
+            Failure::new(FailureKind::Config, format!("{msg} (is this an external-dns webhook, protocol version 1?)"))
+        }
+        _ => match FailureKind::of_http_status(status.as_u16()) {
+            FailureKind::Invalid if !text.is_empty() => Failure::new(FailureKind::Invalid, format!("webhook: {text}")),
+            kind => Failure::new(kind, msg),
+        },
     }
 }
 
@@ -521,10 +501,7 @@ impl Provider for WebhookProvider {
                 abort = Some(e);
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Unreachable("change was not sent".into()))))
-            .collect()
+        collect_results(results)
     }
 
     /// `POST /adjustendpoints` with all records at once. The answer is matched back to the
@@ -539,7 +516,7 @@ impl Provider for WebhookProvider {
         let what = format!("adjusting {} records through the webhook at {}", endpoints.len(), self.config.url);
         let answer = match self.send(Method::POST, &["adjustendpoints"], Some(&wire), &what).await {
             Ok(body) => serde_json::from_slice::<Vec<WireEndpoint>>(&body).map_err(|e| format!("{what}: {e}")),
-            Err(f) => Err(f.into_error().to_string()),
+            Err(f) => Err(f.into_provider_error().to_string()),
         };
         match answer {
             Ok(adjusted) => match_adjusted(&endpoints, adjusted),
@@ -633,10 +610,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_reasons() {
-        let reason = |s: u16| match classify(StatusCode::from_u16(s).unwrap(), b"nope", "x") {
-            Failure::Refused(_) => "ProviderRejected",
-            Failure::Other(e) => e.reason(),
-        };
+        let reason = |s: u16| classify(StatusCode::from_u16(s).unwrap(), b"nope", "x").into_provider_error().reason();
         assert_eq!(reason(401), "AuthFailed");
         assert_eq!(reason(429), "Throttled");
         assert_eq!(reason(500), "Unreachable");

@@ -110,9 +110,63 @@ struct Retry {
     next: Instant,
 }
 
+#[derive(Clone)]
 enum Ownership {
-    Txt(Box<TxtRegistry>),
+    Txt(Arc<TxtRegistry>),
     Unregistered,
+}
+
+impl Ownership {
+    fn registry(&self) -> Option<&TxtRegistry> {
+        match self {
+            Ownership::Txt(reg) => Some(reg),
+            Ownership::Unregistered => None,
+        }
+    }
+
+    /// The cache group of a record: with a registry, its name and its ownership TXT's name
+    /// share one.
+    fn group_name(&self, e: &Endpoint) -> String {
+        self.registry().map_or_else(|| e.dns_name.clone(), |reg| reg.group_name(e))
+    }
+
+    /// The cache group of a DNS name.
+    fn name_group(&self, dns_name: &str) -> String {
+        self.registry().map_or_else(|| dns_name.to_string(), |reg| reg.name_group(dns_name))
+    }
+}
+
+/// What the zones of one pass of [`Worker::plan_and_apply`] share.
+struct ZoneSync<'a> {
+    backend: &'a dyn Provider,
+    ownership: &'a Ownership,
+    zones: &'a [Zone],
+    zone: &'a Zone,
+    /// The planned groups whose names are in `zone`.
+    zone_groups: &'a [&'a String],
+}
+
+/// The planned groups and the desired records of a pass, by the name of their zone (found
+/// once, not once per zone and name).
+#[allow(clippy::type_complexity)]
+fn by_zone<'g>(
+    zones: &'g [Zone],
+    groups: &'g BTreeSet<String>,
+    desired: Vec<(Slot, DesiredRecord)>,
+) -> (HashMap<&'g str, Vec<&'g String>>, HashMap<&'g str, Vec<(Slot, DesiredRecord)>>) {
+    let mut groups_by_zone: HashMap<&str, Vec<&String>> = HashMap::new();
+    for g in groups {
+        if let Some(z) = zone_for(zones, g) {
+            groups_by_zone.entry(z.name.as_str()).or_default().push(g);
+        }
+    }
+    let mut desired_by_zone: HashMap<&str, Vec<(Slot, DesiredRecord)>> = HashMap::new();
+    for (slot, d) in desired {
+        if let Some(z) = zone_for(zones, &d.endpoint.dns_name) {
+            desired_by_zone.entry(z.name.as_str()).or_default().push((slot, d));
+        }
+    }
+    (groups_by_zone, desired_by_zone)
 }
 
 /// The provider's view of the backend: raw records per zone, filed by
@@ -333,17 +387,11 @@ impl Worker {
     }
 
     fn group_of(&self, e: &Endpoint) -> String {
-        match &self.ownership {
-            Ok(Ownership::Txt(reg)) => reg.group_name(e),
-            _ => e.dns_name.clone(),
-        }
+        self.ownership.as_ref().map_or_else(|_| e.dns_name.clone(), |o| o.group_name(e))
     }
 
     fn name_group(&self, dns_name: &str) -> String {
-        match &self.ownership {
-            Ok(Ownership::Txt(reg)) => reg.name_group(dns_name),
-            _ => dns_name.to_string(),
-        }
+        self.ownership.as_ref().map_or_else(|_| dns_name.to_string(), |o| o.name_group(dns_name))
     }
 
     /// The worker's task: runs until the router drops its sender.
@@ -523,7 +571,7 @@ impl Worker {
         zone: &Zone,
         zone_cache: &HashMap<String, Vec<Endpoint>>,
         claims: Vec<(Slot, DesiredRecord)>,
-        results: &mut BTreeMap<(EpKey, usize), RecordResult>,
+        results: &mut RecordResults,
     ) -> Vec<(Slot, DesiredRecord)> {
         let Ok(Ownership::Txt(reg)) = &self.ownership else { return claims };
         // Namespaces whose records of ours the zone holds at a group, read when needed.
@@ -866,256 +914,39 @@ impl Worker {
     /// deletes.
     async fn plan_and_apply(&mut self, groups: &BTreeSet<String>, full: bool) -> SyncOutcome {
         let mut out = SyncOutcome::default();
-        let Ok(b) = &self.backend else { return out };
-        let backend = b.provider.clone();
+        let (Ok(b), Ok(ownership)) = (&self.backend, &self.ownership) else { return out };
+        let (backend, ownership) = (b.provider.clone(), ownership.clone());
         let Some(mut cache) = self.cache.take() else { return out };
         let zones = cache.zones.clone();
-        let id = self.id.clone();
-        let pid = id.to_string();
-        let owner = match &self.ownership {
-            Ok(Ownership::Txt(r)) => Some(r.owner_id().to_string()),
-            _ => None,
-        };
-
-        // Records without a zone never reach the planner. The others become what the backend
-        // will hold for them (a Route53 CNAME to a load balancer: an A and an AAAA alias).
-        let mut partial: BTreeMap<(EpKey, usize), RecordResult> = BTreeMap::new();
-        // Each with the slot it fills and the record asked for (before `adjust`).
-        let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
-        let mut in_zone: Vec<(&(EpKey, usize), &DesiredRecord)> = Vec::new();
-        for (slot, d) in self.desired_in(groups) {
-            if let Some(message) = forged_ownership(&self.ownership, &d.endpoint) {
-                partial.insert(slot.clone(), RecordResult { state: state::INVALID.into(), zone: None, message });
-                continue;
-            }
-            if zone_for(&zones, &d.endpoint.dns_name).is_some() {
-                in_zone.push((slot, d));
-                continue;
-            }
-            partial.insert(
-                slot.clone(),
-                RecordResult {
-                    state: state::NO_ZONE.into(),
-                    zone: None,
-                    message: format!(
-                        "{}: provider {id} has no zone for this name (zones: {})",
-                        d.endpoint.key(),
-                        zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                },
-            );
-        }
-
-        // One adjust call for all of them: a webhook answers it over HTTP.
+        // 1. Records without a zone (or forging ownership) never reach the planner.
+        let (mut partial, in_zone) = self.sort_desired(groups, &zones);
+        // 2. The others become what the backend will hold for them (a Route53 CNAME to a load
+        //    balancer: an A and an AAAA alias), in one call: a webhook answers it over HTTP.
         let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| d.endpoint.clone()).collect()).await;
+        let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
         for ((slot, d), endpoints) in in_zone.into_iter().zip(adjusted) {
             let asked = d.endpoint.key();
             for endpoint in endpoints {
                 desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
             }
         }
-
-        // Plan and apply zone by zone. A name belongs to the zones with the longest name
-        // containing it: one, or several when hosted zones share a name (Route53's private
-        // and public zones of one domain), and each of them gets the record.
-        // The zone name of every planned name and desired record, found once (not once per
-        // zone and name).
-        let mut groups_by_zone: HashMap<&str, Vec<&String>> = HashMap::new();
-        for g in groups {
-            if let Some(z) = zone_for(&zones, g) {
-                groups_by_zone.entry(z.name.as_str()).or_default().push(g);
-            }
-        }
-        let mut desired_by_zone: HashMap<&str, Vec<(Slot, DesiredRecord)>> = HashMap::new();
-        for (slot, d) in desired {
-            if let Some(z) = zone_for(&zones, &d.endpoint.dns_name) {
-                desired_by_zone.entry(z.name.as_str()).or_default().push((slot, d));
-            }
-        }
+        // 3. Zone by zone. A name belongs to the zones with the longest name containing it:
+        //    one, or several when hosted zones share a name (Route53's private and public
+        //    zones of one domain), and each of them gets the record.
+        let (groups_by_zone, desired_by_zone) = by_zone(&zones, groups, desired);
         if self.propagating.is_empty() {
             self.next_poll = Instant::now() + PROPAGATION_POLL;
         }
-        let Ok(ownership) = &self.ownership else {
-            self.cache = Some(cache);
-            return out;
-        };
         for zone in &zones {
             let Some(zone_groups) = groups_by_zone.get(zone.name.as_str()) else { continue };
+            let desired = desired_by_zone.get(zone.name.as_str()).cloned().unwrap_or_default();
             let zone_cache = cache.raw.entry(zone.id.clone()).or_default();
-            let raw: Vec<Endpoint> = zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
-            // Zones sharing a name (Route53's private and public) each get the records.
-            let in_this_zone: Vec<(Slot, DesiredRecord)> =
-                desired_by_zone.get(zone.name.as_str()).cloned().unwrap_or_default();
-            let in_this_zone = if self.shared() {
-                self.refuse_overreach(zone, zone_cache, in_this_zone, &mut partial)
-            } else {
-                in_this_zone
-            };
-            let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) = in_this_zone.into_iter().unzip();
-            let grace = deletion_grace_until(&self.object.created, jiff::Timestamp::now());
-            // Records of a deleted DNSEndpoint go at once, grace or not: its finalizer waits.
-            let released: BTreeSet<&String> = self.releases.values().flatten().collect();
-            let released = |name: &str| released.contains(&self.name_group(name));
-            let ZonePlan { plan: p, expanded, held } = plan_zone(&ZoneInput {
-                zone,
-                zones: &zones,
-                raw,
-                registry: match ownership {
-                    Ownership::Txt(reg) => Some(reg),
-                    Ownership::Unregistered => None,
-                },
-                domains: &self.domains,
-                desired: &mine,
-                policy: self.policy,
-                managed_types: &self.managed,
-                default_ttl: self.default_ttl,
-                in_grace: grace.is_some(),
-                released: &released,
-            });
-            if let Some(left) = grace {
-                // Held deletions and TXT leftovers are planned again once the grace is over.
-                let at = Instant::now() + left;
-                self.grace_replan_at = Some(self.grace_replan_at.map_or(at, |t| t.max(at)));
-                if held > 0 {
-                    info!(provider = %id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
-                }
-            }
-            let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); p.changes.len()];
-            if !expanded.is_empty() {
-                // The lease may have moved while we planned: a replica that no longer leads
-                // sends nothing.
-                if !self.local && !super::is_leader(&self.ctx.leader) {
-                    out.failed_groups.extend(zone_groups.iter().map(|g| (*g).clone()));
-                    out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
-                    continue;
-                }
-                info!(provider = %id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
-                // Records and their ownership TXTs succeed or fail together (see dns::apply).
-                let timeout = self.ctx.backend_timeout;
-                let gate = {
-                    let (local, leader) = (self.local, self.ctx.leader.clone());
-                    WriteGate::new(move || local || super::is_leader(&leader))
-                };
-                let apply = gate.scope(apply_with_ownership(backend.as_ref(), zone, &expanded));
-                let res = match tokio::time::timeout(timeout, apply).await {
-                    Ok(res) => res,
-                    Err(_) => {
-                        // Some of the batch may have been applied: trust no cache for it.
-                        self.relist_at = Some(Instant::now());
-                        let e = ProviderError::Unreachable(format!("applying changes took longer than {timeout:?}"));
-                        expanded.iter().map(|_| Err(e.clone())).collect()
-                    }
-                };
-                self.ctx.metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
-                let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
-                for (Expanded { index: pi, role, change }, r) in
-                    expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing)))
-                {
-                    self.ctx.metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
-                    match r {
-                        Ok(applied) => {
-                            let group = match ownership {
-                                Ownership::Txt(reg) => reg.group_name(change.endpoint()),
-                                Ownership::Unregistered => change.endpoint().dns_name.clone(),
-                            };
-                            apply_to_cache(zone_cache.entry(group).or_default(), change);
-                            if *role == Role::Data {
-                                match change {
-                                    Change::Create(_) => self.managed_records += 1,
-                                    Change::Delete(_) => self.managed_records -= 1,
-                                    Change::Update { .. } => {}
-                                }
-                            }
-                            // The record is live once all its changes (ownership TXT too) are.
-                            if let Some(r) = change_result.get_mut(*pi).filter(|r| **r == Ok(Applied::Live)) {
-                                *r = Ok(applied);
-                            }
-                        }
-                        Err(e) => {
-                            warn!(provider = %id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
-                            let group = match ownership {
-                                Ownership::Txt(reg) => reg.group_name(change.endpoint()),
-                                Ownership::Unregistered => change.endpoint().dns_name.clone(),
-                            };
-                            // A TXT change of no planned change (an upgrade, an orphan's
-                            // removal) fails for no record: it is retried or re-listed here.
-                            if *pi >= p.changes.len() {
-                                if e.is_transient() {
-                                    out.transient = out.transient.take().or_else(|| Some(e.clone()));
-                                    out.failed_groups.insert(group.clone());
-                                } else {
-                                    out.rejected = true;
-                                }
-                            }
-                            out.unsettled.insert(group);
-                            if let Some(r) = change_result.get_mut(*pi).filter(|r| r.is_ok()) {
-                                *r = Err(e);
-                            }
-                        }
-                    }
-                }
-            }
-            for (ci, r) in change_result.iter().enumerate() {
-                match r {
-                    Err(e) if e.is_transient() => {
-                        out.transient = out.transient.take().or_else(|| Some(e.clone()));
-                        let name = &p.changes[ci].endpoint().dns_name;
-                        out.failed_groups.insert(match ownership {
-                            Ownership::Txt(reg) => reg.name_group(name),
-                            Ownership::Unregistered => name.clone(),
-                        });
-                    }
-                    Err(_) => out.rejected = true,
-                    Ok(_) => {}
-                }
-            }
-
-            for (di, outcome) in p.outcomes.iter().enumerate() {
-                let (slot, asked) = &slots[di];
-                let key = mine[di].endpoint.key();
-                // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
-                let held = if &key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
-                let just_applied = match outcome {
-                    Outcome::Change(ci) => match &change_result[*ci] {
-                        Ok(Applied::Propagating(change)) => {
-                            self.propagating.entry(change.clone()).or_default().insert(key.clone());
-                            Some(change.clone())
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let failed = match outcome {
-                    Outcome::Change(ci) => change_result[*ci].as_ref().err(),
-                    _ => None,
-                };
-                let propagating = just_applied.or_else(|| self.is_propagating(&key).map(str::to_string));
-                let (st, msg) = match (outcome, failed, propagating) {
-                    (_, Some(e), _) => {
-                        let shown = tenancy::public_error(e, self.id.namespace.is_some());
-                        (e.reason().to_string(), format!("{held}: {shown}"))
-                    }
-                    (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
-                        state::PROPAGATING.to_string(),
-                        format!("{held} was accepted by {id}, waiting for change {change} to be live"),
-                    ),
-                    (Outcome::InSync | Outcome::Change(_), None, None) => {
-                        (state::READY.to_string(), format!("{held} is live at {id}"))
-                    }
-                    // Skipped, not stalled: external-dns ignores types its provider does not
-                    // manage, and NodePort SRV records are outside the default set.
-                    (Outcome::UnmanagedType, None, _) => (state::SKIPPED.to_string(), unmanaged_message(&key, &id)),
-                    (other, None, _) => (other.reason().to_string(), other.message(&key)),
-                };
-                // A record held in several records or zones is as far as its worst part.
-                if partial.get(slot).is_none_or(|r| r.state == state::READY) {
-                    partial
-                        .insert(slot.clone(), RecordResult { state: st, zone: Some(zone.name.clone()), message: msg });
-                }
-            }
+            let sync = ZoneSync { backend: backend.as_ref(), ownership: &ownership, zones: &zones, zone, zone_groups };
+            self.sync_zone(&sync, zone_cache, desired, &mut partial, &mut out).await;
         }
         if full {
-            self.managed_records = count_owned(&cache, ownership, owner.as_deref(), &self.domains);
+            let owner = ownership.registry().map(|r| r.owner_id().to_string());
+            self.managed_records = count_owned(&cache, &ownership, owner.as_deref(), &self.domains);
         }
         self.cache = Some(cache);
         // Desired records the planner did not see (no zone matched) stay pending.
@@ -1123,11 +954,223 @@ impl Worker {
             partial.entry(slot.clone()).or_insert_with(|| RecordResult {
                 state: state::PENDING.into(),
                 zone: None,
-                message: format!("waiting for provider {id}"),
+                message: format!("waiting for provider {}", self.id),
             });
         }
         out.results = partial.into_iter().collect();
         out
+    }
+
+    /// Step 1 of [`Self::plan_and_apply`]: the results of the desired records of `groups`
+    /// that cannot be planned (a forged ownership value, no zone for the name), and the
+    /// others.
+    fn sort_desired<'a>(&'a self, groups: &'a BTreeSet<String>, zones: &[Zone]) -> (RecordResults, Plannable<'a>) {
+        let mut partial = BTreeMap::new();
+        let mut in_zone = Vec::new();
+        for (slot, d) in self.desired_in(groups) {
+            if let Some(message) = forged_ownership(&self.ownership, &d.endpoint) {
+                partial.insert(slot.clone(), RecordResult { state: state::INVALID.into(), zone: None, message });
+            } else if zone_for(zones, &d.endpoint.dns_name).is_some() {
+                in_zone.push((slot, d));
+            } else {
+                let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+                let message = format!(
+                    "{}: provider {} has no zone for this name (zones: {})",
+                    d.endpoint.key(),
+                    self.id,
+                    names.join(", ")
+                );
+                partial.insert(slot.clone(), RecordResult { state: state::NO_ZONE.into(), zone: None, message });
+            }
+        }
+        (partial, in_zone)
+    }
+
+    /// Plans one zone, applies its changes and files the results of its records.
+    async fn sync_zone(
+        &mut self,
+        z: &ZoneSync<'_>,
+        zone_cache: &mut HashMap<String, Vec<Endpoint>>,
+        desired: Vec<(Slot, DesiredRecord)>,
+        partial: &mut RecordResults,
+        out: &mut SyncOutcome,
+    ) {
+        let zone = z.zone;
+        let raw: Vec<Endpoint> = z.zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+        let desired = if self.shared() { self.refuse_overreach(zone, zone_cache, desired, partial) } else { desired };
+        let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) = desired.into_iter().unzip();
+        let grace = deletion_grace_until(&self.object.created, jiff::Timestamp::now());
+        // Records of a deleted DNSEndpoint go at once, grace or not: its finalizer waits.
+        let released: BTreeSet<&String> = self.releases.values().flatten().collect();
+        let released = |name: &str| released.contains(&self.name_group(name));
+        let ZonePlan { plan: p, expanded, held } = plan_zone(&ZoneInput {
+            zone,
+            zones: z.zones,
+            raw,
+            registry: z.ownership.registry(),
+            domains: &self.domains,
+            desired: &mine,
+            policy: self.policy,
+            managed_types: &self.managed,
+            default_ttl: self.default_ttl,
+            in_grace: grace.is_some(),
+            released: &released,
+        });
+        if let Some(left) = grace {
+            // Held deletions and TXT leftovers are planned again once the grace is over.
+            let at = Instant::now() + left;
+            self.grace_replan_at = Some(self.grace_replan_at.map_or(at, |t| t.max(at)));
+            if held > 0 {
+                info!(provider = %self.id, zone = %zone.name, "new provider: owned records no DNSEndpoint wants yet are left alone for {left:?}");
+            }
+        }
+        let change_result = if expanded.is_empty() {
+            vec![Ok(Applied::Live); p.changes.len()]
+        } else if !self.local && !super::is_leader(&self.ctx.leader) {
+            // The lease may have moved while we planned: a replica that no longer leads
+            // sends nothing.
+            out.failed_groups.extend(z.zone_groups.iter().map(|g| (*g).clone()));
+            out.transient = Some(ProviderError::Unreachable("this replica no longer leads".into()));
+            return;
+        } else {
+            self.apply_zone(z, zone_cache, &expanded, p.changes.len(), out).await
+        };
+        for (change, r) in p.changes.iter().zip(&change_result) {
+            match r {
+                Err(e) if e.is_transient() => {
+                    out.transient = out.transient.take().or_else(|| Some(e.clone()));
+                    out.failed_groups.insert(z.ownership.name_group(&change.endpoint().dns_name));
+                }
+                Err(_) => out.rejected = true,
+                Ok(_) => {}
+            }
+        }
+        for (di, outcome) in p.outcomes.iter().enumerate() {
+            let (slot, asked) = &slots[di];
+            let result = self.record_result(zone, outcome, asked, &mine[di].endpoint.key(), &change_result);
+            // A record held in several records or zones is as far as its worst part.
+            if partial.get(slot).is_none_or(|r| r.state == state::READY) {
+                partial.insert(slot.clone(), result);
+            }
+        }
+    }
+
+    /// Sends the expanded changes of one zone; updates the cache and the owned-record count
+    /// by what was applied. Returns the result of each planned change (the first
+    /// `planned` of `expanded`'s indexes): live once all its parts (ownership TXT too) are.
+    async fn apply_zone(
+        &mut self,
+        z: &ZoneSync<'_>,
+        zone_cache: &mut HashMap<String, Vec<Endpoint>>,
+        expanded: &[Expanded],
+        planned: usize,
+        out: &mut SyncOutcome,
+    ) -> Vec<ChangeResult> {
+        let (zone, pid) = (z.zone, self.id.to_string());
+        info!(provider = %self.id, zone = %zone.name, zone_id = %zone.id, changes = expanded.len(), "applying changes");
+        // Records and their ownership TXTs succeed or fail together (see dns::apply).
+        let timeout = self.ctx.backend_timeout;
+        let gate = {
+            let (local, leader) = (self.local, self.ctx.leader.clone());
+            WriteGate::new(move || local || super::is_leader(&leader))
+        };
+        let apply = gate.scope(apply_with_ownership(z.backend, zone, expanded));
+        let res = match tokio::time::timeout(timeout, apply).await {
+            Ok(res) => res,
+            Err(_) => {
+                // Some of the batch may have been applied: trust no cache for it.
+                self.relist_at = Some(Instant::now());
+                let e = ProviderError::Unreachable(format!("applying changes took longer than {timeout:?}"));
+                expanded.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
+        self.ctx.metrics.call(&pid, "apply", if res.iter().all(|r| r.is_ok()) { "ok" } else { "error" });
+        let mut change_result: Vec<ChangeResult> = vec![Ok(Applied::Live); planned];
+        let missing = Err(ProviderError::Rejected("the backend returned no result for this change".into()));
+        for (Expanded { index: pi, role, change }, r) in
+            expanded.iter().zip(res.into_iter().chain(std::iter::repeat(missing)))
+        {
+            self.ctx.metrics.change(&pid, change.verb(), if r.is_ok() { "ok" } else { "error" });
+            let group = z.ownership.group_name(change.endpoint());
+            match r {
+                Ok(applied) => {
+                    apply_to_cache(zone_cache.entry(group).or_default(), change);
+                    if *role == Role::Data {
+                        match change {
+                            Change::Create(_) => self.managed_records += 1,
+                            Change::Delete(_) => self.managed_records -= 1,
+                            Change::Update { .. } => {}
+                        }
+                    }
+                    if let Some(r) = change_result.get_mut(*pi).filter(|r| **r == Ok(Applied::Live)) {
+                        *r = Ok(applied);
+                    }
+                }
+                Err(e) => {
+                    warn!(provider = %self.id, change = change.verb(), record = %change.endpoint().key(), error = %e, "change failed");
+                    // A TXT change of no planned change (an upgrade, an orphan's removal)
+                    // fails for no record: it is retried or re-listed here.
+                    if *pi >= planned {
+                        if e.is_transient() {
+                            out.transient = out.transient.take().or_else(|| Some(e.clone()));
+                            out.failed_groups.insert(group.clone());
+                        } else {
+                            out.rejected = true;
+                        }
+                    }
+                    out.unsettled.insert(group);
+                    if let Some(r) = change_result.get_mut(*pi).filter(|r| r.is_ok()) {
+                        *r = Err(e);
+                    }
+                }
+            }
+        }
+        change_result
+    }
+
+    /// The state of one desired record after its zone's pass: `asked` is the record the
+    /// DNSEndpoint asked for, `key` what the backend holds for it.
+    fn record_result(
+        &mut self,
+        zone: &Zone,
+        outcome: &Outcome,
+        asked: &RecordKey,
+        key: &RecordKey,
+        change_result: &[ChangeResult],
+    ) -> RecordResult {
+        let id = &self.id;
+        // "web CNAME is live" alone would hide that Route53 holds an alias of another type.
+        let held = if key == asked { key.to_string() } else { format!("{asked} (held as {key} alias)") };
+        let (just_applied, failed) = match outcome {
+            Outcome::Change(ci) => match &change_result[*ci] {
+                Ok(Applied::Propagating(change)) => (Some(change.clone()), None),
+                Ok(Applied::Live) => (None, None),
+                Err(e) => (None, Some(e)),
+            },
+            _ => (None, None),
+        };
+        if let Some(change) = &just_applied {
+            self.propagating.entry(change.clone()).or_default().insert(key.clone());
+        }
+        let propagating = just_applied.or_else(|| self.is_propagating(key).map(str::to_string));
+        let (state, message) = match (outcome, failed, propagating) {
+            (_, Some(e), _) => {
+                let shown = tenancy::public_error(e, id.namespace.is_some());
+                (e.reason().to_string(), format!("{held}: {shown}"))
+            }
+            (Outcome::InSync | Outcome::Change(_), None, Some(change)) => (
+                state::PROPAGATING.to_string(),
+                format!("{held} was accepted by {id}, waiting for change {change} to be live"),
+            ),
+            (Outcome::InSync | Outcome::Change(_), None, None) => {
+                (state::READY.to_string(), format!("{held} is live at {id}"))
+            }
+            // Skipped, not stalled: external-dns ignores types its provider does not manage,
+            // and NodePort SRV records are outside the default set.
+            (Outcome::UnmanagedType, None, _) => (state::SKIPPED.to_string(), unmanaged_message(key, id)),
+            (other, None, _) => (other.reason().to_string(), other.message(key)),
+        };
+        RecordResult { state, zone: Some(zone.name.clone()), message }
     }
 
     /// Results for every desired record of `groups` in one state (the provider is unusable).
@@ -1267,6 +1310,12 @@ impl Worker {
 /// the backend adjusted it.
 type Slot = ((EpKey, usize), RecordKey);
 
+/// The results of a pass, by the desired record they are for.
+type RecordResults = BTreeMap<(EpKey, usize), RecordResult>;
+
+/// Desired records that have a zone, by their slot.
+type Plannable<'a> = Vec<(&'a (EpKey, usize), &'a DesiredRecord)>;
+
 #[derive(Default)]
 struct SyncOutcome {
     results: Vec<((EpKey, usize), RecordResult)>,
@@ -1360,7 +1409,7 @@ async fn build_ownership(client: &Client, spec: &ProviderSpec, secret_ns: &str) 
         wildcard_replacement: txt.wildcard_replacement.unwrap_or_default(),
         aes_key,
     })
-    .map(|r| Ownership::Txt(Box::new(r)))
+    .map(|r| Ownership::Txt(Arc::new(r)))
     .map_err(|e| format!("spec.registry.txt: {e}"))
 }
 
@@ -1410,7 +1459,7 @@ mod tests {
             wildcard_replacement: String::new(),
             aes_key: None,
         });
-        w.ownership = Ok(Ownership::Txt(Box::new(registry.unwrap())));
+        w.ownership = Ok(Ownership::Txt(Arc::new(registry.unwrap())));
         w.started = true;
         (w, rx)
     }

@@ -269,7 +269,10 @@ impl TokenSource {
                 self.http.get(format!("{url}{METADATA_TOKEN_PATH}")).header("Metadata-Flavor", "Google"),
             ),
         };
-        let resp = req.send().await.map_err(|e| ProviderError::Unreachable(format!("{what}: {}", chain(&e))))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable(format!("{what}: {}", crate::http::error_chain(&e))))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
@@ -308,18 +311,6 @@ fn oauth_error(text: &str) -> String {
     } else {
         format!(": {}", snippet.trim())
     }
-}
-
-/// A reqwest error with its causes.
-pub(crate) fn chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

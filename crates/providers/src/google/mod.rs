@@ -19,8 +19,9 @@
 //!   deletion of an rrset that is gone). Since the change is atomic, nothing of it was applied:
 //!   the change the error names (`entity.change.additions[i]`) is refused as `ProviderRejected`
 //!   (the worker re-lists the zone and plans again; it is not retried as it was) and the others
-//!   are sent again without it. Where the error names no change (400 `invalid`, a CNAME beside
-//!   other data), the change is bisected until the refused one is isolated, as for Route53.
+//!   are sent again without it; so is a 400 that names its entry (a CNAME beside other data).
+//!   A refusal that names no entry is bisected until the refused change is isolated, as for
+//!   Route53 ([`crate::failure::send_isolating`]).
 //! * **A change answers `pending`** until Cloud DNS has pushed it to its name servers: it is
 //!   reported as [`Applied::Propagating`] with the id `<managed zone>/<change id>`, and
 //!   [`Provider::in_sync`] asks `changes.get` until it says `done`.
@@ -46,6 +47,8 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::failure::{collect_results, send_isolating, BatchUnit, Failure, FailureKind};
+use crate::http;
 use crate::ratelimit::{Limiter, RequestLimited};
 pub use auth::Credentials;
 use auth::TokenSource;
@@ -151,40 +154,10 @@ impl fmt::Debug for GoogleConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FailureKind {
-    Throttled,
-    Unreachable,
-    Auth,
-    /// Refused for its content (400, 413): a change is bisected.
-    Invalid,
-    /// 409 alreadyExists, 412 conditionNotMet: the zone is not what was listed.
-    Conflict,
-    /// 404: the change names an rrset that is gone, or the zone (or project) is gone.
-    NotFound,
-}
-
-#[derive(Clone, Debug)]
-struct Failure {
-    kind: FailureKind,
-    message: String,
-}
-
-impl Failure {
-    fn into_provider_error(self) -> ProviderError {
-        match self.kind {
-            FailureKind::Throttled => ProviderError::Throttled(self.message),
-            FailureKind::Unreachable => ProviderError::Unreachable(self.message),
-            FailureKind::Auth => ProviderError::AuthFailed(self.message),
-            FailureKind::Invalid | FailureKind::Conflict => ProviderError::Rejected(self.message),
-            FailureKind::NotFound => ProviderError::ZoneNotFound(self.message),
-        }
-    }
-
-    /// A 404 that names an rrset of the change (not the zone): somebody removed it.
-    fn names_a_change_entry(&self) -> bool {
-        self.message.contains("entity.change.")
-    }
+/// Whether a 404 names an entry of the change sent (a deletion of a record set that is gone),
+/// not the zone or the project.
+fn names_a_change_entry(message: &str) -> bool {
+    message.contains("entity.change.")
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +199,12 @@ struct Unit {
     index: usize,
     additions: Vec<RrSet>,
     deletions: Vec<RrSet>,
+}
+
+impl BatchUnit for Unit {
+    fn index(&self) -> usize {
+        self.index
+    }
 }
 
 impl Unit {
@@ -272,12 +251,7 @@ impl GoogleProvider {
         if config.project.as_deref().is_some_and(|p| p.trim().is_empty() || p.contains('/')) {
             return Err(ProviderError::Config(format!("Google project {:?} is not a project id", config.project)));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(config.timeout)
-            .user_agent(concat!("extdns/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Config(format!("building the Google HTTP client: {e}")))?;
+        let http = http::client(config.timeout, None).map_err(|e| ProviderError::Config(format!("Google: {e}")))?;
         let tokens = TokenSource::new(&config.credentials, http.clone())?;
         let mut config = config;
         config.endpoint = endpoint;
@@ -316,7 +290,7 @@ impl GoogleProvider {
                     .header("Metadata-Flavor", "Google")
                     .send()
                     .await
-                    .map_err(|e| ProviderError::Unreachable(format!("{what}: {}", auth::chain(&e))))?;
+                    .map_err(|e| ProviderError::Unreachable(format!("{what}: {}", http::error_chain(&e))))?;
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
                 if !status.is_success() || text.trim().is_empty() {
@@ -349,37 +323,32 @@ impl GoogleProvider {
         let mut attempt = 1;
         let mut reauthenticated = false;
         loop {
-            self.limiter
-                .admit(what)
-                .await
-                .map_err(|e| Failure { kind: FailureKind::Unreachable, message: e.to_string() })?;
+            self.limiter.admit(what).await.map_err(Failure::from)?;
             let token = self.tokens.token().await.map_err(|e| {
-                let (kind, m) = match &e {
-                    ProviderError::Unreachable(m) => (FailureKind::Unreachable, m),
-                    ProviderError::Throttled(m) => (FailureKind::Throttled, m),
-                    ProviderError::AuthFailed(m)
-                    | ProviderError::Config(m)
-                    | ProviderError::Rejected(m)
-                    | ProviderError::ZoneNotFound(m) => (FailureKind::Auth, m),
+                let f = Failure::from(e);
+                // A token endpoint refusing the key is a credentials problem, whatever it said.
+                let kind = match f.kind {
+                    FailureKind::Unreachable | FailureKind::Throttled => f.kind,
+                    _ => FailureKind::Auth,
                 };
-                Failure { kind, message: format!("{what}: {m}") }
+                Failure::new(kind, format!("{what}: {}", f.message))
             })?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(&token).query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
             let (failure, wait) = match req.send().await {
-                Err(e) => {
-                    (Failure { kind: FailureKind::Unreachable, message: format!("{what}: {}", auth::chain(&e)) }, None)
-                }
+                Err(e) => (http::transport_failure(what, &e), None),
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = retry_after(resp.headers());
+                    let retry_after = http::retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     if status.is_success() {
-                        return serde_json::from_str(&text).map_err(|e| Failure {
-                            kind: FailureKind::Unreachable,
-                            message: format!("{what}: HTTP {} but the answer is not JSON ({e})", status.as_u16()),
+                        return serde_json::from_str(&text).map_err(|e| {
+                            Failure::new(
+                                FailureKind::Unreachable,
+                                format!("{what}: HTTP {} but the answer is not JSON ({e})", status.as_u16()),
+                            )
                         });
                     }
                     if status == StatusCode::UNAUTHORIZED && !reauthenticated {
@@ -402,15 +371,15 @@ impl GoogleProvider {
                 } else {
                     failure.message
                 };
-                return Err(Failure { kind: failure.kind, message });
+                return Err(Failure::new(failure.kind, message));
             }
             let delay = match wait {
                 Some(w) if w <= MAX_RETRY_AFTER => w,
                 Some(w) => {
-                    return Err(Failure {
-                        kind: failure.kind,
-                        message: format!("{} (Cloud DNS asked to retry after {w:?})", failure.message),
-                    })
+                    return Err(Failure::new(
+                        failure.kind,
+                        format!("{} (Cloud DNS asked to retry after {w:?})", failure.message),
+                    ))
                 }
                 None => extdns_core::backoff::delay(RETRY_BASE_DELAY, MAX_RETRY_DELAY, attempt - 1),
             };
@@ -452,12 +421,10 @@ impl GoogleProvider {
     async fn list_zones(&self) -> Result<Vec<Zone>, ProviderError> {
         let project = self.project().await?.to_string();
         let what = format!("listing the managed zones of project {project}");
-        let items = self.list_all(&what, &self.url(&project, "/managedZones"), "managedZones", None).await.map_err(
-            |f| match f.kind {
-                FailureKind::NotFound => ProviderError::ZoneNotFound(format!("project {project}: {}", f.message)),
-                _ => f.into_provider_error(),
-            },
-        )?;
+        let items = self
+            .list_all(&what, &self.url(&project, "/managedZones"), "managedZones", None)
+            .await
+            .map_err(|f| f.in_zone(&format!("project {project}")))?;
         let mut zones = Vec::new();
         let mut matched: HashSet<&str> = HashSet::new();
         for v in items {
@@ -503,10 +470,7 @@ impl GoogleProvider {
         let items = self
             .list_all(&format!("listing record sets of zone {}", zone.name), &url, "rrsets", self.config.page_size)
             .await
-            .map_err(|f| match f.kind {
-                FailureKind::NotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
-                _ => f.into_provider_error(),
-            })?;
+            .map_err(|f| f.in_zone(&zone.name))?;
         let mut out = Vec::with_capacity(items.len());
         for v in items {
             match serde_json::from_value::<RrSet>(v) {
@@ -618,8 +582,7 @@ impl GoogleProvider {
 
     /// Sends one change; `Applied` of its answer.
     async fn send_change(&self, zone: &Zone, units: &[Unit]) -> Result<Applied, Failure> {
-        let project =
-            self.project().await.map_err(|e| Failure { kind: FailureKind::Auth, message: e.to_string() })?.to_string();
+        let project = self.project().await?.to_string();
         let additions: Vec<&RrSet> = units.iter().flat_map(|u| u.additions.iter()).collect();
         let deletions: Vec<&RrSet> = units.iter().flat_map(|u| u.deletions.iter()).collect();
         let mut body = json!({"kind": "dns#change"});
@@ -667,12 +630,6 @@ fn segment(s: &str) -> String {
         .collect()
 }
 
-/// `Retry-After` in seconds.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// Sorts a failed answer into our reasons, keeping Google's status, reason and message.
 fn classify(what: &str, status: StatusCode, text: &str) -> Failure {
     let parsed: Option<GoogleError> = serde_json::from_str(text).ok();
@@ -691,16 +648,18 @@ fn classify(what: &str, status: StatusCode, text: &str) -> Failure {
         format!("{what}: Cloud DNS said HTTP {} {label}: {detail}", status.as_u16())
     };
     let rate = reasons.iter().any(|r| matches!(*r, "rateLimitExceeded" | "userRateLimitExceeded"));
-    let kind = match status.as_u16() {
-        429 => FailureKind::Throttled,
-        403 if rate => FailureKind::Throttled,
-        s if s >= 500 => FailureKind::Unreachable,
-        401 | 403 => FailureKind::Auth,
-        404 => FailureKind::NotFound,
-        409 | 412 => FailureKind::Conflict,
-        _ => FailureKind::Invalid,
-    };
-    Failure { kind, message }
+    // The zone is not what was listed: nothing of the change was applied, and the worker
+    // lists the zone again before it plans that record anew.
+    let changed =
+        matches!(status.as_u16(), 409 | 412) || (status == StatusCode::NOT_FOUND && names_a_change_entry(&message));
+    match status.as_u16() {
+        403 if rate => Failure::new(FailureKind::Throttled, message),
+        _ if changed => Failure::new(
+            FailureKind::Invalid,
+            format!("{message} (the zone changed since it was listed; it is listed again before the next plan)"),
+        ),
+        s => Failure::new(FailureKind::of_http_status(s), message),
+    }
 }
 
 /// The position of the change entry an error names: `entity.change.additions[3]` is
@@ -788,84 +747,26 @@ impl Provider for GoogleProvider {
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
-        let mut fatal: Option<ProviderError> = None;
+        let batches = pack(units, self.config.batch_change_size, &limits);
+        let interval = self.config.batch_change_interval;
         let mut sent_one = false;
-        for batch in pack(units, self.config.batch_change_size, &limits) {
-            let mut stack: Vec<Vec<Unit>> = vec![batch];
-            while let Some(part) = stack.pop() {
-                if part.is_empty() {
-                    continue;
+        // Cloud DNS names the entry it refuses (`entity.change.additions[2]`): that change is
+        // refused, the rest goes out again without it.
+        let locate = |f: &Failure, part: &[Unit]| {
+            named_entry(&f.message).and_then(|(addition, pos)| unit_of_entry(part, addition, pos))
+        };
+        send_isolating("Google", &zone.name, batches, &mut results, locate, |part: &[Unit]| {
+            let units = part.to_vec();
+            let pause = std::mem::replace(&mut sent_one, true) && !interval.is_zero();
+            async move {
+                if pause {
+                    tokio::time::sleep(interval).await;
                 }
-                if let Some(e) = &fatal {
-                    for u in &part {
-                        results[u.index] = Some(Err(e.clone()));
-                    }
-                    continue;
-                }
-                if sent_one && !self.config.batch_change_interval.is_zero() {
-                    tokio::time::sleep(self.config.batch_change_interval).await;
-                }
-                sent_one = true;
-                match self.send_change(zone, &part).await {
-                    Ok(applied) => {
-                        for u in &part {
-                            results[u.index] = Some(Ok(applied.clone()));
-                        }
-                    }
-                    Err(f) if f.kind == FailureKind::NotFound && !f.names_a_change_entry() => {
-                        let e = ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message));
-                        for u in &part {
-                            results[u.index] = Some(Err(e.clone()));
-                        }
-                        fatal = Some(e);
-                    }
-                    Err(f)
-                        if matches!(f.kind, FailureKind::Conflict | FailureKind::NotFound | FailureKind::Invalid) =>
-                    {
-                        let conflict = f.kind != FailureKind::Invalid;
-                        let refused = |f: &Failure| {
-                            ProviderError::Rejected(if conflict {
-                                format!("{} (the zone changed since it was listed; it is listed again before the next plan)", f.message)
-                            } else {
-                                f.message.clone()
-                            })
-                        };
-                        // Nothing of the change was applied. The entry the error names is
-                        // refused; the rest goes again without it.
-                        let culprit =
-                            named_entry(&f.message).and_then(|(addition, pos)| unit_of_entry(&part, addition, pos));
-                        match culprit {
-                            _ if part.len() == 1 => results[part[0].index] = Some(Err(refused(&f))),
-                            Some(i) => {
-                                let mut rest = part;
-                                let bad = rest.remove(i);
-                                results[bad.index] = Some(Err(refused(&f)));
-                                tracing::debug!(zone = %zone.name, error = %f.message, "Cloud DNS refused one entry of a change, sending the rest again");
-                                stack.push(rest);
-                            }
-                            None => {
-                                tracing::debug!(zone = %zone.name, size = part.len(), error = %f.message, "Cloud DNS refused a change, bisecting");
-                                let mut first = part;
-                                let second = first.split_off(first.len() / 2);
-                                stack.push(second);
-                                stack.push(first);
-                            }
-                        }
-                    }
-                    Err(f) => {
-                        let e = f.into_provider_error();
-                        for u in &part {
-                            results[u.index] = Some(Err(e.clone()));
-                        }
-                        fatal = Some(e);
-                    }
-                }
+                self.send_change(zone, &units).await
             }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ProviderError::Rejected("change was not sent".into()))))
-            .collect()
+        })
+        .await;
+        collect_results(results)
     }
 
     fn check(&self, zone: &Zone, change: &Change) -> Result<(), ProviderError> {
@@ -883,7 +784,7 @@ impl Provider for GoogleProvider {
         {
             Ok(v) => Ok(v.get("status").and_then(Value::as_str) != Some("pending")),
             // A change Cloud DNS no longer knows (its zone was deleted) is not waited for.
-            Err(f) if f.kind == FailureKind::NotFound => Ok(true),
+            Err(f) if f.kind == FailureKind::ZoneNotFound => Ok(true),
             Err(f) => Err(f.into_provider_error()),
         }
     }
@@ -990,9 +891,17 @@ mod tests {
         assert_eq!(kind(503, "<html>"), FailureKind::Unreachable);
         assert_eq!(
             kind(412, &body(412, "conditionNotMet", "Precondition not met for 'entity.change.deletions[3]'")),
-            FailureKind::Conflict
+            FailureKind::Invalid
         );
-        assert_eq!(kind(409, &body(409, "alreadyExists", "x")), FailureKind::Conflict);
+        assert_eq!(kind(409, &body(409, "alreadyExists", "x")), FailureKind::Invalid);
+        assert_eq!(
+            kind(
+                404,
+                &body(404, "notFound", "The 'entity.change.deletions[0]' resource named 'x. (A)' does not exist.")
+            ),
+            FailureKind::Invalid,
+            "a deletion of a record set that is gone is a refusal of that change, not of the zone"
+        );
         assert_eq!(kind(400, &body(400, "invalid", "x")), FailureKind::Invalid);
         let f = classify(
             "changing record sets of zone example.test",
@@ -1005,7 +914,7 @@ mod tests {
         );
         assert_eq!(
             f.message,
-            "changing record sets of zone example.test: Cloud DNS said HTTP 409 alreadyExists: The resource 'entity.change.additions[2]' named 'w.example.test. (A)' already exists"
+            "changing record sets of zone example.test: Cloud DNS said HTTP 409 alreadyExists: The resource 'entity.change.additions[2]' named 'w.example.test. (A)' already exists (the zone changed since it was listed; it is listed again before the next plan)"
         );
         assert_eq!(named_entry(&f.message), Some((true, 2)));
         assert_eq!(named_entry("Precondition not met for 'entity.change.deletions[76]'"), Some((false, 76)));
@@ -1015,7 +924,7 @@ mod tests {
             StatusCode::NOT_FOUND,
             &body(404, "notFound", "The 'parameters.managedZone' resource named 'x' does not exist."),
         );
-        assert!(!not_found.names_a_change_entry());
+        assert_eq!(not_found.kind, FailureKind::ZoneNotFound);
         // Entries are counted per list, in the order the units were sent.
         let unit = |adds: usize, dels: usize| Unit {
             index: 0,
