@@ -35,6 +35,14 @@ pub fn python_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether a google venv was built already (any version: `venv.sh` rebuilds a stale one).
+pub fn venv_built() -> bool {
+    let cache = std::env::var_os("EXTDNS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/extdns"));
+    cache.join("google-venv/bin/python").exists()
+}
+
 /// The venv's python, built on first use by `e2e/google/venv.sh`.
 pub fn venv_python() -> Result<PathBuf, String> {
     let out = Command::new("bash")
