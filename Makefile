@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds crds check-crds chart-crds chart-test lint run demo demo-down bench bench-large bench-run
+.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds install-e2e-crds crds check-crds chart-crds chart-test lint run demo demo-down bench bench-large bench-run
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -52,6 +52,10 @@ install-gateway-api-crds: ## Install the e2e suite's Gateway API CRDs (e2e/gatew
 	kubectl apply --server-side --force-conflicts -f e2e/gateway-api/crds.yaml
 	kubectl wait --for condition=established --timeout=60s crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io crd/tlsroutes.gateway.networking.k8s.io crd/tcproutes.gateway.networking.k8s.io crd/udproutes.gateway.networking.k8s.io
 
+install-e2e-crds: ## Install the other projects' CRDs the e2e suite reads (e2e/crds/*.yaml: external-dns's DNSEndpoint) into $$KUBECONFIG's cluster
+	kubectl apply --server-side --force-conflicts $(foreach f,$(wildcard e2e/crds/*.yaml),-f $(f))
+	kubectl wait --for condition=established --timeout=60s crd/dnsendpoints.externaldns.k8s.io
+
 # The e2e suite runs on a control plane of its own (other dir and ports), never the one of
 # `make demo`/`make run`: an operator left running there would act on the test objects.
 # Override TEST_* to run it elsewhere (e.g. TEST_CLUSTER_DIR=... TEST_APISERVER_PORT=...).
@@ -74,6 +78,7 @@ e2e: build ## End-to-end suite on its own local control plane (TEST_CLUSTER_DIR;
 	if [ -n "$$started" ] && [ -z "$(E2E_KEEP_CLUSTER)" ]; then trap '$(TEST_ENV) bash e2e/cluster/down.sh' EXIT; fi; \
 	$(MAKE) --no-print-directory install-crds KUBECONFIG=$(TEST_KUBECONFIG); \
 	$(MAKE) --no-print-directory install-gateway-api-crds KUBECONFIG=$(TEST_KUBECONFIG); \
+	$(MAKE) --no-print-directory install-e2e-crds KUBECONFIG=$(TEST_KUBECONFIG); \
 	$(TEST_ENV) KUBECONFIG=$(TEST_KUBECONFIG) EXTDNS_BIN=$(E2E_TARGET_DIR)/debug/extdns EXTDNS_REQUIRE_DNS_SERVERS=1 \
 		$(CARGO) test --features e2e --test e2e -- --test-threads=1
 

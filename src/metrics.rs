@@ -79,6 +79,9 @@ pub struct Metrics {
     /// Restarts of supervised tasks (watches, workers, writers, the election) that panicked
     /// or ended, by task.
     pub task_restarts: Family<TaskLabels, Counter>,
+    /// 1 once the crd source reads its kind; 0 while the kind is not served (its CRD not
+    /// installed) or the crd source is off.
+    pub crd_source_served: Gauge,
     /// What `/readyz` waits for.
     pub readiness: Readiness,
 }
@@ -94,6 +97,7 @@ impl Default for Metrics {
         let watch_events = Family::<KindLabels, Counter>::default();
         let desired_records = Gauge::default();
         let leader = Gauge::default();
+        let crd_source_served = Gauge::default();
         let task_restarts = Family::<TaskLabels, Counter>::default();
         registry.register(
             "task_restarts",
@@ -116,6 +120,11 @@ impl Default for Metrics {
         );
         registry.register("desired_records", "Records requested by all DNSEndpoints", desired_records.clone());
         registry.register("leader", "1 while this replica is the elected writer", leader.clone());
+        registry.register(
+            "crd_source_served",
+            "1 once the crd source reads its kind; 0 while its CRD is not installed or the source is off",
+            crd_source_served.clone(),
+        );
         let route53 = Route53Metrics::default();
         route53.register(&mut registry);
         Metrics {
@@ -130,6 +139,7 @@ impl Default for Metrics {
             leader,
             route53,
             task_restarts,
+            crd_source_served,
             readiness: Readiness::default(),
         }
     }

@@ -1277,6 +1277,469 @@ async fn cloudflare_batch_applied_with_its_answer_lost_heals_on_the_retry() {
     );
 }
 
+// --- Azure DNS and Azure Private DNS, against the local fake ARM API (e2e/azure/fake.py) --------
+
+#[path = "support/azure_fake.rs"]
+mod azure_fake;
+
+use azure_fake::FakeAzure;
+use extdns::dns::providers::azure::{AzureConfig, AzureProvider, Credential, Flavour};
+
+const AZ_ZONE: &str = "conformance-az.test";
+const AZ_PRIVATE_ZONE: &str = "conformance-azpriv.test";
+
+/// The fake, or `None` (test skipped) when python3 or openssl is missing and CI does not
+/// require them. A small page size, so that every listing follows nextLink.
+async fn start_azure(zones: &[&str], private_zones: &[&str]) -> Option<FakeAzure> {
+    if !azure_fake::tools_available() {
+        assert!(std::env::var_os(REQUIRE_ENV).is_none(), "python3 or openssl is missing and {REQUIRE_ENV} is set");
+        say("\n!!! SKIPPED Azure conformance: no python3 or openssl to run e2e/azure/fake.py\n");
+        return None;
+    }
+    Some(FakeAzure::start(free_port(), zones, private_zones, 50).await.unwrap_or_else(|e| panic!("fake Azure: {e}")))
+}
+
+fn az_config(fake: &FakeAzure, flavour: Flavour, secret: &str) -> AzureConfig {
+    let credential = Credential::ClientSecret {
+        tenant_id: azure_fake::TENANT.into(),
+        client_id: azure_fake::CLIENT_ID.into(),
+        client_secret: secret.into(),
+    };
+    let mut cfg = AzureConfig::new(flavour, azure_fake::SUBSCRIPTION, credential);
+    cfg.resource_group = Some(azure_fake::RESOURCE_GROUP.into());
+    cfg.resource_manager = fake.base_url();
+    cfg.authority_host = fake.base_url();
+    cfg.ca_bundle = Some(fake.ca_pem.clone());
+    cfg
+}
+
+fn az_provider(fake: &FakeAzure, flavour: Flavour) -> AzureProvider {
+    AzureProvider::new(az_config(fake, flavour, azure_fake::CLIENT_SECRET)).expect("the test provider config is valid")
+}
+
+async fn az_zone(p: &AzureProvider, name: &str) -> Zone {
+    let zones = p.zones().await.unwrap_or_else(|e| panic!("zones(): {e}"));
+    zones.into_iter().find(|z| z.name == name).unwrap_or_else(|| panic!("zone {name} is not listed"))
+}
+
+async fn azure_public_battery() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let fail =
+        |what: &str, e: String| -> ! { panic!("azure: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail()) };
+    let p = az_provider(&fake, Flavour::Public);
+    let zone = az_zone(&p, AZ_ZONE).await;
+    assert!(zone.id.ends_with(&format!("/providers/Microsoft.Network/dnszones/{AZ_ZONE}")), "{}", zone.id);
+
+    let started = Instant::now();
+    let report = conformance::run_all(&p, &zone).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("azure (fake): battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&p, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+    // Azure refuses a CNAME at the apex (it holds the SOA and NS), and one beside an A.
+    let refused = [conformance::cname_beside_data(&zone), conformance::cname_at_apex(&zone)];
+    conformance::case_refused_record_leaves_no_ownership(&p, &zone, &refused)
+        .await
+        .unwrap_or_else(|e| fail("refused_record_no_ownership (apex CNAME)", e));
+
+    let wrong = AzureProvider::new(az_config(&fake, Flavour::Public, "not-the-secret")).expect("config");
+    let (change, listing) =
+        conformance::case_auth_failure(&wrong, &zone).await.unwrap_or_else(|e| fail("auth_failure", e));
+    say(&format!("azure (fake): wrong client secret:\n  {change}\n  {listing}"));
+    assert!(listing.contains("AADSTS7000215"), "Entra ID's code is kept: {listing}");
+
+    let mut missing = az_config(&fake, Flavour::Public, azure_fake::CLIENT_SECRET);
+    missing.zones = vec![AZ_ZONE.into(), "missing-az.test".into()];
+    match AzureProvider::new(missing).expect("config").zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains("missing-az.test") => {}
+        other => fail("zones() naming a zone Azure does not have", format!("expected ZoneNotFound, got {other:?}")),
+    }
+    let gone = Zone { id: zone.id.replace(AZ_ZONE, "gone-az.test"), name: "gone-az.test".into() };
+    match p.records(&gone).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail("records() of a zone that is gone", format!("expected ZoneNotFound, got {other:?}")),
+    }
+
+    let mut down_cfg = az_config(&fake, Flavour::Public, azure_fake::CLIENT_SECRET);
+    down_cfg.resource_manager = format!("https://127.0.0.1:{}", free_port());
+    down_cfg.max_attempts = 2;
+    let down = AzureProvider::new(down_cfg).expect("config");
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("azure: an ARM endpoint where nothing listens was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, azure_public_battery()).await.is_err() {
+        panic!("azure: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// Azure Private DNS: the battery without `each_type_lifecycle` (Private DNS has no NS and no
+/// CAA record sets), whose other types are checked here instead, and NS and CAA refused
+/// before anything is sent.
+async fn azure_private_battery() {
+    let Some(fake) = start_azure(&[], &[AZ_PRIVATE_ZONE]).await else { return };
+    let fail = |what: &str, e: String| -> ! {
+        panic!("azure private: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail())
+    };
+    let p = az_provider(&fake, Flavour::Private);
+    let zone = az_zone(&p, AZ_PRIVATE_ZONE).await;
+    assert!(
+        zone.id.ends_with(&format!("/providers/Microsoft.Network/privateDnsZones/{AZ_PRIVATE_ZONE}")),
+        "{}",
+        zone.id
+    );
+    let report =
+        conformance::run_all_except(&p, &zone, &["each_type_lifecycle"]).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("azure private (fake): battery passed\n{report}"));
+    conformance::case_names_in_any_case(&p, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+
+    let n = |l: &str| format!("{l}.types.{AZ_PRIVATE_ZONE}");
+    let ep = |name: String, rt: RecordType, t: &str| Endpoint::new(name, rt, vec![t.to_string()]).with_ttl(300);
+    let pairs = vec![
+        (ep(n("a"), RecordType::A, "10.0.0.1"), ep(n("a"), RecordType::A, "10.0.0.2")),
+        (ep(n("aaaa"), RecordType::AAAA, "fd00::1"), ep(n("aaaa"), RecordType::AAAA, "fd00::2")),
+        (ep(n("cname"), RecordType::CNAME, &n("a")), ep(n("cname"), RecordType::CNAME, &n("aaaa"))),
+        (ep(n("mx"), RecordType::MX, "10 mx1.example.org"), ep(n("mx"), RecordType::MX, "20 mx2.example.org")),
+        (ep(n("ptr"), RecordType::PTR, "host.example.org"), ep(n("ptr"), RecordType::PTR, "other.example.org")),
+        (
+            ep(n("_sip._tcp"), RecordType::SRV, "0 5 5060 sip.example.org"),
+            ep(n("_sip._tcp"), RecordType::SRV, "1 5 5061 sip.example.org"),
+        ),
+        (ep(n("txt"), RecordType::TXT, "v=1"), ep(n("txt"), RecordType::TXT, "v=2")),
+    ];
+    let results = p.apply(&zone, &pairs.iter().map(|(o, _)| Change::Create(o.clone())).collect::<Vec<_>>()).await;
+    assert!(results.iter().all(|r| r.is_ok()), "private creates: {results:?}");
+    let updates: Vec<Change> = pairs.iter().map(|(o, n)| Change::Update { old: o.clone(), new: n.clone() }).collect();
+    assert!(p.apply(&zone, &updates).await.iter().all(|r| r.is_ok()), "private updates");
+    let listed = p.records(&zone).await.expect("records");
+    for (_, new) in &pairs {
+        assert!(
+            listed
+                .iter()
+                .any(|e| e.dns_name == new.dns_name && e.record_type == new.record_type && e.targets == new.targets),
+            "{new:?} listed"
+        );
+    }
+    assert!(p
+        .apply(&zone, &pairs.iter().map(|(_, n)| Change::Delete(n.clone())).collect::<Vec<_>>())
+        .await
+        .iter()
+        .all(|r| r.is_ok()));
+    fake.clear_requests().await;
+    for (rt, t) in [(RecordType::NS, "ns1.example.org"), (RecordType::CAA, "0 issue \"letsencrypt.org\"")] {
+        match p.apply(&zone, &[Change::Create(ep(n("no"), rt, t))]).await.as_slice() {
+            [Err(ProviderError::Rejected(m))] if m.contains("Azure Private DNS has no") => {}
+            other => fail("an NS or CAA record in Private DNS", format!("expected Rejected, got {other:?}")),
+        }
+    }
+    assert!(fake.writes().await.is_empty(), "NS and CAA are refused before sending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_private_dns_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, azure_private_battery()).await.is_err() {
+        panic!("azure private: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+/// The exact requests: one token for many calls, nextLink followed, a create with
+/// `If-None-Match: *`, an update and a delete with `If-Match` on the etag just read.
+#[tokio::test]
+async fn azure_sends_conditional_writes_with_the_etag_read() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let p = az_provider(&fake, Flavour::Public);
+    let zone = az_zone(&p, AZ_ZONE).await;
+    for i in 0..60 {
+        fake.seed(
+            false,
+            AZ_ZONE,
+            "A",
+            &format!("f{i}"),
+            json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.200"}]}),
+        )
+        .await;
+    }
+    fake.clear_requests().await;
+    let web = Endpoint::new(format!("web.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.1".into()]).with_ttl(300);
+    assert_eq!(p.apply(&zone, &[Change::Create(web.clone())]).await, vec![Ok(Applied::Live)]);
+    let reqs = fake.requests().await;
+    let shape: Vec<(String, String)> = reqs
+        .iter()
+        .map(|r| (r["method"].as_str().unwrap_or("").into(), r["query"]["$skipToken"].as_str().unwrap_or("").into()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![("GET".into(), "".into()), ("GET".into(), "50".into()), ("PUT".into(), "".into())],
+        "{reqs:?}"
+    );
+    assert!(reqs[2]["path"].as_str().unwrap_or("").ends_with(&format!("/dnszones/{AZ_ZONE}/A/web")), "{:?}", reqs[2]);
+    assert_eq!((reqs[2]["if_none_match"].clone(), reqs[2]["if_match"].clone()), (json!("*"), Value::Null));
+    assert_eq!(reqs[2]["body"], json!({"properties": {"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.1"}]}}));
+    assert_eq!(reqs[2]["query"]["api-version"], json!("2018-05-01"));
+
+    let etag = |sets: &[Value]| {
+        sets.iter().find(|s| s["name"] == json!("web")).map(|s| s["etag"].clone()).unwrap_or(Value::Null)
+    };
+    let read = etag(&fake.record_sets(false, AZ_ZONE).await);
+    fake.clear_requests().await;
+    let moved = Endpoint::new(format!("web.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.2".into()]).with_ttl(60);
+    assert_eq!(p.apply(&zone, &[Change::Update { old: web, new: moved.clone() }]).await, vec![Ok(Applied::Live)]);
+    let put = fake.writes().await;
+    assert_eq!((put.len(), put[0]["if_match"].clone()), (1, read), "the update carries the etag read: {put:?}");
+    let read = etag(&fake.record_sets(false, AZ_ZONE).await);
+    fake.clear_requests().await;
+    assert_eq!(p.apply(&zone, &[Change::Delete(moved)]).await, vec![Ok(Applied::Live)]);
+    let del = fake.writes().await;
+    assert_eq!((del.len(), del[0]["method"].clone(), del[0]["if_match"].clone()), (1, json!("DELETE"), read));
+
+    let tokens = fake.token_requests().await;
+    assert_eq!(tokens.len(), 1, "one token for every call: {tokens:?}");
+    assert_eq!(tokens[0]["tenant"], json!(azure_fake::TENANT));
+    assert_eq!(tokens[0]["client_id"], json!(azure_fake::CLIENT_ID));
+    assert_eq!(tokens[0]["scope"], json!(format!("{}/.default", fake.base_url())));
+    let foreign = fake
+        .record_sets(false, AZ_ZONE)
+        .await
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap_or("").starts_with('f'))
+        .count();
+    assert_eq!(foreign, 60, "foreign record sets untouched");
+
+    // An alias record set (to an Azure resource) is not listed as extdns's; a create of its
+    // name and type is refused by Azure (If-None-Match: *), not overwritten.
+    let alias = json!({"TTL": 60, "ARecords": [], "targetResource": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/publicIPAddresses/ip"}});
+    fake.seed(false, AZ_ZONE, "A", "lb", alias.clone()).await;
+    assert!(!p.records(&zone).await.expect("records").iter().any(|e| e.dns_name == format!("lb.{AZ_ZONE}")));
+    let lb = Endpoint::new(format!("lb.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.3".into()]);
+    match p.apply(&zone, &[Change::Create(lb)]).await.as_slice() {
+        [Err(ProviderError::Rejected(m))] if m.contains("alias record set") => {}
+        other => panic!("a create over an alias record set: expected Rejected, got {other:?}"),
+    }
+    let held = fake.record_sets(false, AZ_ZONE).await;
+    let lb = held.iter().find(|s| s["name"] == json!("lb")).expect("lb");
+    assert_eq!(lb["properties"]["targetResource"], alias["targetResource"], "the alias is untouched");
+}
+
+/// A record set changed behind extdns's back between its listing and the write is refused by
+/// Azure (412) and not overwritten: the write is held up by a 429, and meanwhile somebody
+/// changes the record set.
+#[tokio::test]
+async fn azure_refuses_to_overwrite_a_record_set_changed_behind_its_back() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let p = az_provider(&fake, Flavour::Public);
+    let zone = az_zone(&p, AZ_ZONE).await;
+    let old = Endpoint::new(format!("race.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.1".into()]).with_ttl(300);
+    assert_eq!(p.apply(&zone, &[Change::Create(old.clone())]).await, vec![Ok(Applied::Live)]);
+    fake.fail(429, 1, "/A/race", Some(2)).await;
+    let new = Endpoint::new(format!("race.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.2".into()]).with_ttl(300);
+    let update = [Change::Update { old, new }];
+    let apply = p.apply(&zone, &update);
+    let meddle = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        fake.seed(false, AZ_ZONE, "A", "race", json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.99"}]})).await;
+    };
+    let (results, ()) = tokio::join!(apply, meddle);
+    match results.as_slice() {
+        [Err(ProviderError::Rejected(m))] if m.contains("PreconditionFailed") && m.contains("not overwritten") => {}
+        other => panic!("a write on a stale etag: expected Rejected naming PreconditionFailed, got {other:?}"),
+    }
+    let held = fake.record_sets(false, AZ_ZONE).await;
+    let race = held.iter().find(|s| s["name"] == json!("race")).expect("race listed");
+    assert_eq!(race["properties"]["ARecords"], json!([{"ipv4Address": "192.0.2.99"}]), "the other writer's data stays");
+}
+
+/// 429 with Retry-After is waited out and retried; 5xx is retried for reads, never for a
+/// write (it may have been applied), and reported Unreachable.
+#[tokio::test]
+async fn azure_throttling_and_outages() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let p = az_provider(&fake, Flavour::Public);
+    let zone = az_zone(&p, AZ_ZONE).await;
+    let a = |name: &str| Endpoint::new(format!("{name}.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.9".into()]);
+
+    fake.clear_requests().await;
+    fake.fail(429, 1, "/A/slow", Some(1)).await;
+    assert_eq!(p.apply(&zone, &[Change::Create(a("slow"))]).await, vec![Ok(Applied::Live)]);
+    let puts = fake.writes().await;
+    assert_eq!(puts.iter().map(|r| r["status"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![429, 201]);
+    let waited = puts[1]["time"].as_f64().unwrap_or(0.0) - puts[0]["time"].as_f64().unwrap_or(0.0);
+    assert!(waited >= 0.99, "the retry came {waited:.3} s after a Retry-After of 1 s");
+
+    let mut cfg = az_config(&fake, Flavour::Public, azure_fake::CLIENT_SECRET);
+    cfg.max_attempts = 2;
+    let impatient = AzureProvider::new(cfg).expect("config");
+    fake.fail(429, 2, "/A/throttled", Some(0)).await;
+    match impatient.apply(&zone, &[Change::Create(a("throttled"))]).await.as_slice() {
+        [Err(e @ ProviderError::Throttled(m))] if e.is_transient() && m.contains("TooManyRequests") => {}
+        other => panic!("429 twice with 2 attempts: expected Throttled, got {other:?}"),
+    }
+
+    fake.clear_requests().await;
+    fake.fail(502, 1, "/recordsets", None).await;
+    assert!(p.records(&zone).await.is_ok(), "a listing is retried after a 502");
+    assert_eq!(fake.requests().await.len(), 2);
+
+    fake.clear_requests().await;
+    fake.fail(500, 1, "/A/outage", None).await;
+    match p.apply(&zone, &[Change::Create(a("outage")), Change::Create(a("after"))]).await.as_slice() {
+        [Err(e1 @ ProviderError::Unreachable(_)), Err(ProviderError::Unreachable(_))] if e1.is_transient() => {}
+        other => panic!("500 on a write: expected Unreachable for it and the write after it, got {other:?}"),
+    }
+    assert_eq!(fake.writes().await.len(), 1, "a write is not resent after a 5xx, and the next is not sent");
+    let names: Vec<String> = fake
+        .record_sets(false, AZ_ZONE)
+        .await
+        .iter()
+        .filter(|s| s["type"].as_str().unwrap_or("").ends_with("/A"))
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names, vec!["slow".to_string()], "nothing else was written");
+}
+
+/// A zone as external-dns writes it to Azure (ownership TXT record sets of both formats,
+/// values with their quotes inside the data, TTL 300 by default): extdns reads it as owned by
+/// the same owner id and plans nothing, and the listing writes nothing.
+#[tokio::test]
+async fn azure_takes_over_an_external_dns_zone_without_writing() {
+    use extdns::dns::plan::{plan, Claimant, DesiredRecord, PlanInput, Policy};
+    use extdns::dns::registry::{TxtRegistry, TxtRegistryConfig};
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let p = az_provider(&fake, Flavour::Public);
+    let zone = az_zone(&p, AZ_ZONE).await;
+    let owner = "\"heritage=external-dns,external-dns/owner=default,external-dns/resource=service/default/web\"";
+    fake.seed(false, AZ_ZONE, "A", "web", json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.10"}]})).await;
+    fake.seed(false, AZ_ZONE, "TXT", "web", json!({"TTL": 300, "TXTRecords": [{"value": [owner]}]})).await;
+    fake.seed(false, AZ_ZONE, "TXT", "a-web", json!({"TTL": 300, "TXTRecords": [{"value": [owner]}]})).await;
+    fake.seed(false, AZ_ZONE, "CNAME", "www", json!({"TTL": 300, "CNAMERecord": {"cname": "web.conformance-az.test"}}))
+        .await;
+    fake.seed(
+        false,
+        AZ_ZONE,
+        "TXT",
+        "cname-www",
+        json!({"TTL": 300, "TXTRecords": [{"value": [owner.replace("service/default/web", "service/default/www")]}]}),
+    )
+    .await;
+    fake.seed(false, AZ_ZONE, "A", "foreign", json!({"TTL": 300, "ARecords": [{"ipv4Address": "192.0.2.66"}]})).await;
+    fake.clear_requests().await;
+
+    let registry =
+        TxtRegistry::new(TxtRegistryConfig { owner_id: "default".into(), ..Default::default() }).expect("registry");
+    let view = registry.view_in_zone(p.records(&zone).await.expect("records"), &zone.name);
+    let desired: Vec<DesiredRecord> =
+        [("web", RecordType::A, "192.0.2.10", "web"), ("www", RecordType::CNAME, "web.conformance-az.test", "www")]
+            .iter()
+            .map(|(n, rt, t, svc)| {
+                let mut e = Endpoint::new(format!("{n}.{AZ_ZONE}"), *rt, vec![t.to_string()]);
+                e.labels.insert(label::RESOURCE.into(), format!("service/default/{svc}"));
+                e.labels.insert(label::OWNER.into(), "default".into());
+                DesiredRecord {
+                    endpoint: e,
+                    claimant: Claimant { created: String::new(), namespace: "default".into(), name: svc.to_string() },
+                }
+            })
+            .collect();
+    let out = plan(&PlanInput {
+        desired: &desired,
+        current: &view.endpoints,
+        policy: Policy::Sync,
+        owner_id: Some("default"),
+        managed_types: &[RecordType::A, RecordType::AAAA, RecordType::CNAME],
+        default_ttl: 300,
+        orphan_claims: &Default::default(),
+    });
+    assert!(out.changes.is_empty(), "the takeover plans nothing: {:?}", out.changes);
+    assert!(registry.missing_new_format(&view).is_empty(), "both formats are there already");
+    let foreign = view.endpoints.iter().find(|e| e.dns_name == format!("foreign.{AZ_ZONE}")).expect("foreign listed");
+    assert!(!foreign.labels.contains_key(label::OWNER), "the foreign record has no owner");
+    assert!(fake.writes().await.is_empty(), "reading the zone wrote nothing");
+
+    // What extdns writes, external-dns reads: the ownership value with its quotes inside.
+    let later = {
+        let mut e = Endpoint::new(format!("later.{AZ_ZONE}"), RecordType::A, vec!["192.0.2.11".into()]);
+        e.labels.insert(label::OWNER.into(), "default".into());
+        e.labels.insert(label::RESOURCE.into(), "service/default/later".into());
+        e
+    };
+    let expanded = registry.expand(&view, &[Change::Create(later)]);
+    let results = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let sets = fake.record_sets(false, AZ_ZONE).await;
+    let txt = sets.iter().find(|s| s["name"] == json!("a-later")).expect("a-later written");
+    assert_eq!(
+        txt["properties"]["TXTRecords"],
+        json!([{"value": ["\"heritage=external-dns,external-dns/owner=default,external-dns/resource=service/default/later\""]}])
+    );
+}
+
+/// The operator's own identities: a workload identity's federated token (read from its file,
+/// sent as the client assertion) and a managed identity through IMDS (`Metadata: true`,
+/// `resource`, `expires_in` as a string); a wrong assertion is `AuthFailed`.
+#[tokio::test]
+async fn azure_workload_and_managed_identities_get_tokens() {
+    let Some(fake) = start_azure(&[AZ_ZONE], &[]).await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, format!("{}\n", azure_fake::FEDERATED_TOKEN)).expect("token file");
+    let with = |credential: Credential| {
+        let mut cfg = az_config(&fake, Flavour::Public, azure_fake::CLIENT_SECRET);
+        cfg.credential = credential;
+        AzureProvider::new(cfg).expect("config")
+    };
+    let workload = with(Credential::WorkloadIdentity {
+        tenant_id: azure_fake::TENANT.into(),
+        client_id: azure_fake::CLIENT_ID.into(),
+        token_file: token_file.clone(),
+    });
+    let zone = az_zone(&workload, AZ_ZONE).await;
+    let managed = with(Credential::ManagedIdentity {
+        client_id: Some(azure_fake::CLIENT_ID.into()),
+        endpoint: format!("{}/metadata/identity/oauth2/token", fake.base_url()),
+    });
+    assert!(managed.records(&zone).await.is_ok(), "a managed identity's token is accepted");
+    let tokens = fake.token_requests().await;
+    let shape: Vec<(Value, Value, Value)> =
+        tokens.iter().map(|t| (t["grant_type"].clone(), t["assertion"].clone(), t["status"].clone())).collect();
+    assert_eq!(
+        shape,
+        vec![(json!("client_credentials"), json!(true), json!(200)), (json!("imds"), json!(false), json!(200))]
+    );
+    assert_eq!(tokens[1]["scope"], json!(format!("{}/", fake.base_url())), "IMDS takes a resource, not a scope");
+
+    std::fs::write(&token_file, "expired").expect("token file");
+    let rotated = with(Credential::WorkloadIdentity {
+        tenant_id: azure_fake::TENANT.into(),
+        client_id: azure_fake::CLIENT_ID.into(),
+        token_file,
+    });
+    match rotated.records(&zone).await {
+        Err(ProviderError::AuthFailed(m)) if m.contains("AADSTS700024") => {}
+        other => panic!("a refused client assertion: expected AuthFailed, got {other:?}"),
+    }
+}
+
+/// The fake answers Microsoft's official Python SDKs (azure-identity, azure-mgmt-dns,
+/// azure-mgmt-privatedns, pinned in e2e/azure/venv.sh) as Azure does: see
+/// e2e/azure/sdk_check.py. The venv is built on first use.
+#[test]
+fn azure_fake_answers_the_official_sdks_as_azure_does() {
+    if !azure_fake::tools_available() {
+        assert!(std::env::var_os(REQUIRE_ENV).is_none(), "python3 or openssl is missing and {REQUIRE_ENV} is set");
+        say("\n!!! SKIPPED the Azure SDK check: no python3 or openssl\n");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/azure");
+    let venv = Command::new("bash").arg(dir.join("venv.sh")).output().expect("running e2e/azure/venv.sh");
+    assert!(venv.status.success(), "e2e/azure/venv.sh failed:\n{}", String::from_utf8_lossy(&venv.stderr));
+    let python = String::from_utf8_lossy(&venv.stdout).trim().to_string();
+    let out = Command::new(&python).arg(dir.join("sdk_check.py")).output().expect("running sdk_check.py");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("all checks passed"), "sdk_check.py failed:\n{text}");
+    say(&format!("azure SDK check:\n{}", text.lines().filter(|l| l.starts_with("ok:")).count()));
+}
+
 // --- Google Cloud DNS, against the local fake API (e2e/google/fake.py) ----------------------
 
 #[path = "support/google_fake.rs"]

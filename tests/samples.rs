@@ -65,6 +65,7 @@ fn sample_dnsendpoints_parse_as_the_crd_types() {
         "route53/route53-provider.yaml",
         "powerdns/powerdns-provider.yaml",
         "webhook/webhook-provider.yaml",
+        "azure/azure-provider.yaml",
     ] {
         for doc in std::fs::read_to_string(dir.join(f)).expect("sample").split("---\n") {
             let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");

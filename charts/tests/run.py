@@ -35,7 +35,6 @@ NAMESPACE = "extdns"
 # A values file extdns has no meaning for must fail, saying what to use instead.
 MUST_FAIL = [
     ({"provider": {"name": "google"}}, "set provider.name webhook"),
-    ({"sources": ["crd"]}, "change their apiVersion"),
     ({"sources": ["istio-gateway"]}, "is not an extdns source"),
     ({"registry": "dynamodb"}, "registry: noop"),
     ({"interval": "30s"}, "at least 1m"),

@@ -15,7 +15,7 @@ use clap::{Arg, ArgAction, Command};
 const REFUSED: &[(&str, &str)] = &[
     (
         "provider",
-        "a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, google, rfc2136, powerdns, webhook, inMemory or embedded",
+        "a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, azure, azurePrivateDns, google, rfc2136, powerdns, webhook, inMemory or embedded",
     ),
     ("domain-filter", "spec.domains.include of the DNSProvider or ClusterDNSProvider"),
     ("exclude-domains", "spec.domains.exclude of the DNSProvider or ClusterDNSProvider"),
@@ -74,6 +74,21 @@ const REFUSED: &[(&str, &str)] = &[
     ("pdns-server-id", "spec.powerdns.serverId of the DNSProvider or ClusterDNSProvider"),
     ("pdns-api-key", "spec.powerdns.apiKeySecretRef (the key kept in a Secret)"),
     ("webhook-provider-url", "spec.webhook.url of the DNSProvider or ClusterDNSProvider"),
+    (
+        "azure-config-file",
+        "spec.azure.credentials.azureConfigSecretRef (or spec.azurePrivateDns): the azure.json kept in a Secret",
+    ),
+    ("azure-resource-group", "spec.azure.resourceGroup (or spec.azurePrivateDns.resourceGroup)"),
+    ("azure-subscription-id", "spec.azure.subscriptionId (or spec.azurePrivateDns.subscriptionId)"),
+    (
+        "azure-user-assigned-identity-client-id",
+        "spec.azure.userAssignedIdentityClientId (or spec.azurePrivateDns.userAssignedIdentityClientId)",
+    ),
+    (
+        "azure-zones-cache-duration",
+        "spec.resyncInterval of the DNSProvider or ClusterDNSProvider (Azure zones are listed with its records)",
+    ),
+    ("azure-maxretries-count", "spec.azure.maxAttempts (or spec.azurePrivateDns.maxAttempts)"),
 ];
 
 /// What to use instead of an external-dns flag extdns does not take, for a long flag name

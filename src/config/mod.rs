@@ -386,7 +386,7 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         assert_eq!(
             e.to_string(),
-            "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, google, rfc2136, powerdns, webhook, inMemory or embedded\n"
+            "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, azure, azurePrivateDns, google, rfc2136, powerdns, webhook, inMemory or embedded\n"
         );
         assert!(refused(&["--google-project=my-project"]).to_string().contains("instead: spec.google.project of"));
         assert!(refused(&["--google-batch-change-interval=2s"])
@@ -401,6 +401,16 @@ mod tests {
             .to_string()
             .contains("--no-aws-evaluate-target-health is an external-dns flag that extdns does not take; instead: spec.route53.evaluateTargetHealth of"));
         assert!(refused(&["--interval=1m"]).to_string().contains("spec.resyncInterval"));
+        for (flag, field) in [
+            ("--azure-config-file=/etc/kubernetes/azure.json", "spec.azure.credentials.azureConfigSecretRef"),
+            ("--azure-resource-group=rg", "spec.azure.resourceGroup"),
+            ("--azure-subscription-id=s", "spec.azure.subscriptionId"),
+            ("--azure-user-assigned-identity-client-id=c", "spec.azure.userAssignedIdentityClientId"),
+            ("--azure-zones-cache-duration=1h", "spec.resyncInterval"),
+            ("--azure-maxretries-count=3", "spec.azure.maxAttempts"),
+        ] {
+            assert!(refused(&[flag]).to_string().contains(&format!("instead: {field}")), "{flag}");
+        }
         // A flag neither program knows is clap's ordinary error.
         let e = refused(&["--no-such-flag"]);
         assert!(e.to_string().contains("unexpected argument '--no-such-flag'"), "{e}");

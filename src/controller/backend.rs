@@ -9,12 +9,14 @@ use kube::{Api, Client};
 
 use std::net::SocketAddr;
 
+use crate::controller::azure;
 use crate::crd::dnsprovider::{
     parse_duration, CloudflareSpec, EmbeddedSpec, GoogleSpec, GoogleZoneVisibility, HttpTlsSpec, PowerDnsSpec,
     ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport, WebhookSpec,
     DEFAULT_EMBEDDED_LISTEN,
 };
 use crate::crd::{BackendCount, BackendRef};
+use crate::dns::providers::azure::Flavour;
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
 use crate::dns::providers::google::{self, GoogleConfig, GoogleProvider};
@@ -97,6 +99,10 @@ pub struct BuildContext<'a> {
     /// The provider's name in metrics labels.
     pub name: String,
     pub metrics: &'a Metrics,
+    /// Whether the backend may use the operator's own identity: a ClusterDNSProvider, or the
+    /// operator runs with --namespaced-ambient-credentials. Checked where the Secret decides
+    /// it (an azure.json asking for a managed identity); the spec is checked by tenancy.
+    pub ambient_allowed: bool,
 }
 
 /// Bounds of `spec.resyncInterval`. Every resync lists every zone, against a quota that all
@@ -152,6 +158,10 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
             return remote(limit(powerdns_provider(client, p, secret_ns, default_ttl).await?, limiter))
         }
         BackendRef::Webhook(w) => return remote(limit(webhook_provider(w, default_ttl)?, limiter)),
+        BackendRef::Azure(a) => return remote(limit(azure::azure_provider(Flavour::Public, a, ctx).await?, limiter)),
+        BackendRef::AzurePrivateDns(a) => {
+            return remote(limit(azure::azure_provider(Flavour::Private, a, ctx).await?, limiter))
+        }
         BackendRef::InMemory(m) => Backend { provider: Arc::new(InMemoryProvider::new(&m.zones)), server: None },
         BackendRef::Embedded(e) => embedded_backend(e, ctx).await?,
         BackendRef::Rfc2136(r) => {
@@ -418,7 +428,7 @@ async fn rfc2136_provider(
 }
 
 /// A Secret key read as trimmed UTF-8 text (API keys, tokens).
-async fn read_secret_text(
+pub(crate) async fn read_secret_text(
     client: &Client,
     secret_ns: &str,
     r: &SecretKeyRef,
@@ -431,7 +441,7 @@ async fn read_secret_text(
 }
 
 /// The PEM bundle of `tls.caSecretRef`, when set.
-async fn read_ca_bundle(
+pub(crate) async fn read_ca_bundle(
     client: &Client,
     secret_ns: &str,
     tls: Option<&HttpTlsSpec>,

@@ -1,5 +1,6 @@
 //! The two controllers: thin adapters between Kubernetes objects and the DNS core.
 
+pub mod azure;
 pub mod backend;
 pub mod leader;
 pub mod provider;

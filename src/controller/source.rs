@@ -22,6 +22,8 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+mod crd;
+
 use super::leader::Leadership;
 use super::route_index::RouteIndex;
 use super::supervise::{GaveUp, Stopped, Supervisor};
@@ -613,6 +615,9 @@ pub async fn run(
             c.run(reconcile_pod, error_policy, ctx).for_each(log_queue_error).await;
         });
     }
+    if let Some(listed) = crd::start(&mut tasks, &client, &ns, &source_cfg, &managed_cfg, &leadership, &ctx).await {
+        caches.push(("crd source objects", listed));
+    }
     info!("source controller started");
     let caches_listed = async {
         for (what, wait) in caches {
@@ -779,6 +784,22 @@ async fn reconcile<K>(
 where
     K: Resource,
 {
+    reconcile_outcome(obj, k, dt, source_kind, ctx).await.map(|(action, _)| action)
+}
+
+/// [`reconcile`], and whether the object's DNSEndpoint now is what the object renders to
+/// (written, unchanged, or deleted because it yields no records): false when rendering failed,
+/// the name is taken, the old one is still going, or a follower skipped the write.
+async fn reconcile_outcome<K>(
+    obj: SourceObject<'_>,
+    k: &K,
+    dt: &K::DynamicType,
+    source_kind: SourceKind,
+    ctx: &Ctx,
+) -> Result<(Action, bool), Error>
+where
+    K: Resource,
+{
     // Nodes are cluster-scoped: their DNSEndpoints live in the operator's namespace.
     let ns = if source_kind == SourceKind::Node {
         ctx.cfg.node_namespace.clone()
@@ -786,11 +807,13 @@ where
         k.namespace().unwrap_or_default()
     };
     let name = k.name_any();
+    let dyn_kind = K::kind(dt);
     let kind = match source_kind {
         SourceKind::Service => "Service",
         SourceKind::Ingress => "Ingress",
         SourceKind::Node => "Node",
         SourceKind::Pod => "Pod",
+        SourceKind::Crd => &dyn_kind,
         other => other.route_kind().map(RouteKind::kind).unwrap_or("Route"),
     };
     let ep_name = source::dnsendpoint_name(&name, source_kind);
@@ -810,7 +833,7 @@ where
                 if ctx.leadership.is_leader() {
                     publish(ctx, k, dt, EventType::Warning, e.reason(), e.to_string()).await;
                 }
-                return Ok(Action::await_change());
+                return Ok((Action::await_change(), false));
             }
         }
     };
@@ -820,7 +843,7 @@ where
         // look again rather than wait for an event.
         Some(_) if existing.as_ref().is_some_and(|e| e.meta().deletion_timestamp.is_some()) => {
             debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "DNSEndpoint is being deleted: written again once it is gone");
-            return Ok(Action::requeue(TERMINATING_RECHECK));
+            return Ok((Action::requeue(TERMINATING_RECHECK), false));
         }
         Some(d) => {
             let owner = OwnerInfo {
@@ -838,7 +861,7 @@ where
             if !unchanged {
                 if !ctx.leadership.is_leader() {
                     debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not written");
-                    return Ok(Action::await_change());
+                    return Ok((Action::await_change(), false));
                 }
                 // Not in the cache of our objects: a DNSEndpoint of that name may still exist,
                 // written by someone else. Never take it over (the forced apply would, and it
@@ -853,14 +876,14 @@ where
                         publish(ctx, k, dt, EventType::Warning, REASON_NAME_TAKEN, name_taken_message(&other, kind))
                             .await;
                         // Deleting or renaming it sends no event we watch: look again later.
-                        return Ok(Action::requeue(NAME_TAKEN_RECHECK));
+                        return Ok((Action::requeue(NAME_TAKEN_RECHECK), false));
                     }
                 }
                 // Warnings go out with the write that they concern, not on every resync.
                 publish_warnings(ctx, k, dt, &d).await;
                 // Publishing may have taken a while: ask again right before the write.
                 if !ctx.leadership.is_leader() {
-                    return Ok(Action::await_change());
+                    return Ok((Action::await_change(), false));
                 }
                 api.patch(&ep_name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(&want))
                     .await
@@ -875,7 +898,7 @@ where
             if owned {
                 if !ctx.leadership.is_leader() {
                     debug!(dnsendpoint = %format!("{ns}/{ep_name}"), "not the leader: DNSEndpoint not deleted");
-                    return Ok(Action::await_change());
+                    return Ok((Action::await_change(), false));
                 }
                 match api.delete(&ep_name, &DeleteParams::default()).await {
                     Ok(_) => {
@@ -888,7 +911,7 @@ where
             }
         }
     }
-    Ok(Action::await_change())
+    Ok((Action::await_change(), true))
 }
 
 /// Event reason on a Service or Ingress whose DNSEndpoint name is taken by an object the

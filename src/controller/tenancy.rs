@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::config::TenancyFlags;
+use crate::crd::dnsprovider::AzureSpec;
 use crate::crd::dnsprovider::ProviderSpec;
 use crate::crd::{BackendRef, ProviderId, ProviderRefKind};
 use crate::dns::ProviderError;
@@ -149,6 +150,8 @@ fn check_backend(block: BackendRef<'_>, flags: &TenancyFlags) -> Result<(), Refu
             FLAG_ENDPOINT,
         ),
         BackendRef::PowerDns(_) => Ok(()),
+        BackendRef::Azure(a) => check_azure(a, AZURE_FIELDS, flags),
+        BackendRef::AzurePrivateDns(a) => check_azure(a, AZURE_PRIVATE_FIELDS, flags),
         BackendRef::Webhook(w) => {
             let url = w.url.as_deref().unwrap_or(crate::dns::providers::webhook::DEFAULT_URL);
             // A webhook on loopback is a sidecar of the operator, holding the platform's DNS
@@ -171,6 +174,43 @@ fn check_backend(block: BackendRef<'_>, flags: &TenancyFlags) -> Result<(), Refu
             Ok(())
         }
     }
+}
+
+/// The spec fields of one Azure flavour: credentials, resourceManagerURL, authorityHostURL.
+type AzureFields = [&'static str; 3];
+const AZURE_FIELDS: AzureFields =
+    ["spec.azure.credentials", "spec.azure.resourceManagerURL", "spec.azure.authorityHostURL"];
+const AZURE_PRIVATE_FIELDS: AzureFields = [
+    "spec.azurePrivateDns.credentials",
+    "spec.azurePrivateDns.resourceManagerURL",
+    "spec.azurePrivateDns.authorityHostURL",
+];
+
+/// Azure: no `credentials` is the operator's identity (workload identity or managed
+/// identity); a custom ARM endpoint or authority host is a custom endpoint (the token request
+/// and the bearer token would go to any URL a tenant names). An azure.json asking for a
+/// managed identity is checked when the Secret is read (the spec does not show it).
+fn check_azure(a: &AzureSpec, fields: AzureFields, flags: &TenancyFlags) -> Result<(), Refusal> {
+    let [credentials, arm, authority] = fields;
+    if a.credentials.is_none() && !flags.namespaced_ambient_credentials {
+        return Err(Refusal {
+            field: credentials,
+            what:
+                "leaving it unset, which uses the operator's own Azure identity (workload identity, managed identity)",
+            flag: FLAG_AMBIENT,
+        });
+    }
+    if !flags.namespaced_custom_endpoint {
+        let custom = |url: &Option<String>, field| url.is_some().then_some(field);
+        if let Some(field) = custom(&a.resource_manager_url, arm).or(custom(&a.authority_host_url, authority)) {
+            return Err(Refusal {
+                field,
+                what: "a custom Azure endpoint (the operator would send tokens and requests to any URL a tenant names)",
+                flag: FLAG_ENDPOINT,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// True when `url` names this host: `localhost` (and names below it), 127.0.0.0/8 or ::1, or
@@ -600,6 +640,39 @@ mod tests {
         let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
         assert!(check_provider(&far, true, &endpoint).is_ok());
         assert!(check_provider(&webhook(None), false, &NONE).is_ok(), "cluster providers may");
+    }
+
+    fn azure(private: bool, credentials: bool, arm: bool, authority: bool) -> ProviderSpec {
+        let a = crate::crd::dnsprovider::AzureSpec {
+            subscription_id: Some("sub".into()),
+            credentials: credentials.then(Default::default),
+            resource_manager_url: arm.then(|| "https://arm.example".into()),
+            authority_host_url: authority.then(|| "https://login.example".into()),
+            ..Default::default()
+        };
+        if private {
+            ProviderSpec { azure_private_dns: Some(a), ..Default::default() }
+        } else {
+            ProviderSpec { azure: Some(a), ..Default::default() }
+        }
+    }
+
+    #[test]
+    fn namespaced_azure_needs_credentials_and_the_default_endpoints() {
+        for (private, prefix) in [(false, "spec.azure."), (true, "spec.azurePrivateDns.")] {
+            let r = check_provider(&azure(private, false, false, false), true, &NONE).unwrap_err();
+            assert_eq!((r.field.to_string(), r.flag), (format!("{prefix}credentials"), FLAG_AMBIENT));
+            let ambient = TenancyFlags { namespaced_ambient_credentials: true, ..NONE };
+            assert!(check_provider(&azure(private, false, false, false), true, &ambient).is_ok());
+            assert!(check_provider(&azure(private, true, false, false), true, &NONE).is_ok());
+            let r = check_provider(&azure(private, true, true, false), true, &NONE).unwrap_err();
+            assert_eq!((r.field.to_string(), r.flag), (format!("{prefix}resourceManagerURL"), FLAG_ENDPOINT));
+            let r = check_provider(&azure(private, true, false, true), true, &NONE).unwrap_err();
+            assert_eq!((r.field.to_string(), r.flag), (format!("{prefix}authorityHostURL"), FLAG_ENDPOINT));
+            let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+            assert!(check_provider(&azure(private, true, true, true), true, &endpoint).is_ok());
+            assert!(check_provider(&azure(private, false, true, true), false, &NONE).is_ok(), "cluster providers");
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! backend is one field, one variant and the arms the compiler then asks for.
 
 use super::dnsprovider::{
-    CloudflareSpec, EmbeddedSpec, GoogleSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
-    WebhookSpec,
+    AzureSpec, CloudflareSpec, EmbeddedSpec, GoogleSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec,
+    Route53Spec, WebhookSpec,
 };
 
 /// The backend block of a provider spec, borrowed.
@@ -22,11 +22,23 @@ pub enum BackendRef<'a> {
     Google(&'a GoogleSpec),
     PowerDns(&'a PowerDnsSpec),
     Webhook(&'a WebhookSpec),
+    Azure(&'a AzureSpec),
+    AzurePrivateDns(&'a AzureSpec),
 }
 
 /// The spec fields that name a backend, as users write them.
-pub const BACKEND_FIELDS: &[&str] =
-    &["inMemory", "embedded", "rfc2136", "route53", "cloudflare", "google", "powerdns", "webhook"];
+pub const BACKEND_FIELDS: &[&str] = &[
+    "inMemory",
+    "embedded",
+    "rfc2136",
+    "route53",
+    "cloudflare",
+    "google",
+    "powerdns",
+    "webhook",
+    "azure",
+    "azurePrivateDns",
+];
 
 /// A spec sets no backend block, or more than one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +58,8 @@ impl ProviderSpec {
             self.google.as_ref().map(BackendRef::Google),
             self.powerdns.as_ref().map(BackendRef::PowerDns),
             self.webhook.as_ref().map(BackendRef::Webhook),
+            self.azure.as_ref().map(BackendRef::Azure),
+            self.azure_private_dns.as_ref().map(BackendRef::AzurePrivateDns),
         ];
         blocks.into_iter().flatten().collect()
     }
@@ -71,6 +85,8 @@ impl<'a> BackendRef<'a> {
             BackendRef::Google(_) => "google",
             BackendRef::PowerDns(_) => "powerdns",
             BackendRef::Webhook(_) => "webhook",
+            BackendRef::Azure(_) => "azure",
+            BackendRef::AzurePrivateDns(_) => "azurePrivateDns",
         }
     }
 
@@ -92,6 +108,15 @@ impl<'a> BackendRef<'a> {
             BackendRef::PowerDns(p) => std::iter::once(p.api_key_secret_ref.name.as_str())
                 .chain(p.tls.iter().flat_map(|t| t.ca_secret_ref.iter()).map(|r| r.name.as_str()))
                 .collect(),
+            BackendRef::Azure(a) | BackendRef::AzurePrivateDns(a) => {
+                let creds = a.credentials.iter();
+                creds
+                    .clone()
+                    .flat_map(|c| c.secret_ref.iter().map(|r| r.name.as_str()))
+                    .chain(creds.flat_map(|c| c.azure_config_secret_ref.iter().map(|r| r.name.as_str())))
+                    .chain(a.tls.iter().flat_map(|t| t.ca_secret_ref.iter()).map(|r| r.name.as_str()))
+                    .collect()
+            }
         }
     }
 }
@@ -127,6 +152,21 @@ mod tests {
     }
 
     #[test]
+    fn azure_reads_its_credential_and_ca_secrets() {
+        use crate::crd::dnsprovider::{AzureCredentials, AzureSecretRef, AzureSpec};
+        let a = AzureSpec {
+            credentials: Some(AzureCredentials {
+                secret_ref: Some(AzureSecretRef { name: "sp".into(), ..Default::default() }),
+                azure_config_secret_ref: Some(key("azure-json")),
+            }),
+            tls: Some(HttpTlsSpec { ca_secret_ref: Some(key("ca")) }),
+            ..Default::default()
+        };
+        assert_eq!(BackendRef::Azure(&a).secret_names(), vec!["sp", "azure-json", "ca"]);
+        assert!(BackendRef::AzurePrivateDns(&AzureSpec::default()).secret_names().is_empty());
+    }
+
+    #[test]
     fn the_field_list_names_every_variant() {
         let all = ProviderSpec {
             in_memory: Some(Default::default()),
@@ -137,6 +177,8 @@ mod tests {
             google: Some(Default::default()),
             powerdns: Some(Default::default()),
             webhook: Some(Default::default()),
+            azure: Some(Default::default()),
+            azure_private_dns: Some(Default::default()),
             ..Default::default()
         };
         let fields: Vec<_> = all.backends().iter().map(|b| b.field()).collect();

@@ -56,6 +56,13 @@ pub struct ProviderSpec {
     /// sidecar of the operator on localhost (Hetzner, IONOS, UniFi, Pi-hole, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
+    /// Backend: Azure DNS (public zones) through Azure Resource Manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureSpec>,
+    /// Backend: Azure Private DNS zones through Azure Resource Manager; the same fields as
+    /// `azure`.
+    #[serde(default, rename = "azurePrivateDns", skip_serializing_if = "Option::is_none")]
+    pub azure_private_dns: Option<AzureSpec>,
     /// Names this provider manages (external-dns --domain-filter / --exclude-domains).
     /// An entry "example.com" matches the name and everything below; ".example.com" only
     /// names below it. No include list admits every name.
@@ -383,6 +390,86 @@ pub struct WebhookSpec {
     /// Timeout of one request to the webhook, e.g. "10s". Default "10s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+}
+
+/// Azure DNS or Azure Private DNS (`spec.azure`, `spec.azurePrivateDns`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureSpec {
+    /// Subscription holding the zones (external-dns' --azure-subscription-id). Required unless
+    /// the azure.json of `credentials.azureConfigSecretRef` names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// Resource group holding the zones (external-dns' --azure-resource-group). Default: the
+    /// one azure.json names, else every zone of the subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Zones to manage, by name, e.g. ["example.com"]. Default: every zone found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// Who extdns is towards Microsoft Entra ID. Without it, the operator's own identity is
+    /// used (Azure Workload Identity's federated token from AZURE_FEDERATED_TOKEN_FILE,
+    /// AZURE_CLIENT_ID and AZURE_TENANT_ID, else the node's managed identity through IMDS):
+    /// on a namespaced DNSProvider only with --namespaced-ambient-credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<AzureCredentials>,
+    /// Client id of the user-assigned managed identity to use when `credentials` is not set
+    /// (external-dns' --azure-user-assigned-identity-client-id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_assigned_identity_client_id: Option<String>,
+    /// Azure Resource Manager endpoint. Default "https://management.azure.com" (another cloud,
+    /// e.g. "https://management.usgovcloudapi.net", or a test server). On a namespaced
+    /// DNSProvider a custom endpoint: refused unless the operator runs with
+    /// --namespaced-custom-endpoint.
+    #[serde(default, rename = "resourceManagerURL", skip_serializing_if = "Option::is_none")]
+    pub resource_manager_url: Option<String>,
+    /// Microsoft Entra ID authority host. Default "https://login.microsoftonline.com". On a
+    /// namespaced DNSProvider a custom endpoint, as `resourceManagerURL`.
+    #[serde(default, rename = "authorityHostURL", skip_serializing_if = "Option::is_none")]
+    pub authority_host_url: Option<String>,
+    /// TLS settings: private CA certificates to trust besides the public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSpec>,
+    /// Attempts of one request when Azure throttles (429) or a read fails with 5xx
+    /// (external-dns' --azure-maxretries-count). Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub max_attempts: Option<u32>,
+    /// Timeout of one API request, e.g. "30s". Default "30s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Credentials of an app registration (service principal), from the provider's Secret
+/// namespace. Set exactly one of `secretRef` and `azureConfigSecretRef`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureCredentials {
+    /// Secret holding the client id, client secret and tenant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<AzureSecretRef>,
+    /// Secret key holding external-dns's azure.json (tenantId, subscriptionId, resourceGroup,
+    /// aadClientId, aadClientSecret, useManagedIdentityExtension, useWorkloadIdentityExtension,
+    /// userAssignedIdentityID), as external-dns users keep it. A file that asks for a managed
+    /// or workload identity uses the operator's identity: on a namespaced DNSProvider only
+    /// with --namespaced-ambient-credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_config_secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureSecretRef {
+    pub name: String,
+    /// Key holding the client (application) id. Default "client-id".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_key: Option<String>,
+    /// Key holding the client secret. Default "client-secret".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_key: Option<String>,
+    /// Key holding the tenant (directory) id. Default "tenant-id".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id_key: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

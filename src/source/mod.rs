@@ -8,6 +8,7 @@
 //! written into TXT ownership records, are the ones external-dns would produce.
 
 pub mod annotations;
+pub mod crd;
 pub mod gateway;
 mod ingress;
 mod node;
@@ -26,6 +27,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::core::DynamicObject;
 
 use crate::crd::{DNSEndpoint, DnsEndpointSpec, EndpointSpec};
 use crate::dns::endpoint::{self as model, label, RecordType, MAX_TTL};
@@ -60,6 +62,8 @@ pub enum SourceKind {
     GatewayUdpRoute,
     Node,
     Pod,
+    /// external-dns's own DNSEndpoints (`--crd-source-apiversion`, `--crd-source-kind`).
+    Crd,
 }
 
 impl SourceKind {
@@ -75,6 +79,7 @@ impl SourceKind {
             SourceKind::GatewayUdpRoute => "udproute",
             SourceKind::Node => "node",
             SourceKind::Pod => "pod",
+            SourceKind::Crd => "crd",
         }
     }
 
@@ -86,7 +91,7 @@ impl SourceKind {
             SourceKind::GatewayTlsRoute => Some(RouteKind::Tls),
             SourceKind::GatewayTcpRoute => Some(RouteKind::Tcp),
             SourceKind::GatewayUdpRoute => Some(RouteKind::Udp),
-            SourceKind::Service | SourceKind::Ingress | SourceKind::Node | SourceKind::Pod => None,
+            SourceKind::Service | SourceKind::Ingress | SourceKind::Node | SourceKind::Pod | SourceKind::Crd => None,
         }
     }
 
@@ -190,6 +195,12 @@ pub struct SourceArgs {
     /// list (as in `SourceArgs::default()`) means both.
     #[arg(long, env = "EXTDNS_SOURCE", value_enum, value_delimiter = ',', default_values_t = [SourceKind::Service, SourceKind::Ingress])]
     pub source: Vec<SourceKind>,
+    /// crd source: the API version of the DNSEndpoint-shaped objects to read.
+    #[arg(long, env = "EXTDNS_CRD_SOURCE_APIVERSION", default_value = crd::DEFAULT_API_VERSION)]
+    pub crd_source_apiversion: String,
+    /// crd source: the kind of the DNSEndpoint-shaped objects to read.
+    #[arg(long, env = "EXTDNS_CRD_SOURCE_KIND", default_value = crd::DEFAULT_KIND)]
+    pub crd_source_kind: String,
 }
 
 /// The CLI defaults, so that code and tests building `SourceArgs` by hand get what an
@@ -220,6 +231,8 @@ impl Default for SourceArgs {
             ignore_non_host_network_pods: true,
             pod_source_domain: String::new(),
             source: Vec::new(),
+            crd_source_apiversion: crd::DEFAULT_API_VERSION.into(),
+            crd_source_kind: crd::DEFAULT_KIND.into(),
         }
     }
 }
@@ -241,6 +254,9 @@ const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "Exte
 #[derive(Clone, Debug)]
 pub struct SourceConfig {
     pub args: SourceArgs,
+    /// What the crd source reads (`--crd-source-apiversion`, `--crd-source-kind`); `None`
+    /// only when those flags are invalid and the crd source is off.
+    pub crd_resource: Option<crd::CrdResource>,
     label_filter: Selector,
     annotation_filter: Selector,
     gateway_label_filter: Selector,
@@ -294,14 +310,22 @@ impl SourceConfig {
                 "requires --fqdn-template: without it no object yields a name".into(),
             ));
         }
-        if let Some(t) = &fqdn_template {
-            let kinds: Vec<SourceKind> = sources.iter().copied().collect();
-            if let Some(e) = template_check::unknown_field(t, &kinds) {
+        // The crd source takes its names from the objects, never from the template.
+        let templated: Vec<SourceKind> = sources.iter().copied().filter(|k| *k != SourceKind::Crd).collect();
+        if let (Some(t), false) = (&fqdn_template, templated.is_empty()) {
+            if let Some(e) = template_check::unknown_field(t, &templated) {
                 return Err(flag("fqdn-template")(e));
             }
         }
+        let crd_resource = crd::CrdResource::parse(&args.crd_source_apiversion, &args.crd_source_kind);
+        let crd_resource = match (crd_resource, sources.contains(&SourceKind::Crd)) {
+            (Ok(r), _) => Some(r),
+            (Err(e), true) => return Err(flag(e.flag)(e.message)),
+            (Err(_), false) => None,
+        };
         Ok(SourceConfig {
             args: args.clone(),
+            crd_resource,
             label_filter,
             annotation_filter,
             gateway_label_filter,
@@ -331,6 +355,8 @@ pub enum SourceObject<'a> {
     Route(RouteKind, &'a Route),
     Node(&'a Node),
     Pod(&'a Pod),
+    /// An object of `--crd-source-kind` (external-dns's DNSEndpoint).
+    Crd(&'a DynamicObject),
 }
 
 impl SourceObject<'_> {
@@ -341,6 +367,7 @@ impl SourceObject<'_> {
             SourceObject::Route(k, _) => SourceKind::for_route(*k),
             SourceObject::Node(_) => SourceKind::Node,
             SourceObject::Pod(_) => SourceKind::Pod,
+            SourceObject::Crd(_) => SourceKind::Crd,
         }
     }
 
@@ -351,6 +378,7 @@ impl SourceObject<'_> {
             SourceObject::Route(_, r) => &r.metadata,
             SourceObject::Node(n) => &n.metadata,
             SourceObject::Pod(p) => &p.metadata,
+            SourceObject::Crd(o) => &o.metadata,
         }
     }
 
@@ -370,6 +398,7 @@ impl SourceObject<'_> {
             SourceObject::Route(k, _) => k.kind(),
             SourceObject::Node(_) => return format!("Node {}", self.name()),
             SourceObject::Pod(_) => "Pod",
+            SourceObject::Crd(o) => return format!("{} {}/{}", crd::kind_of(o), self.namespace(), self.name()),
         };
         format!("{kind} {}/{}", self.namespace(), self.name())
     }
@@ -390,6 +419,15 @@ impl SourceObject<'_> {
             ),
             SourceObject::Node(_) => ("v1".to_string(), "Node"),
             SourceObject::Pod(_) => ("v1".to_string(), "Pod"),
+            SourceObject::Crd(o) => {
+                let t = o.types.as_ref()?;
+                return Some(OwnerInfo {
+                    api_version: t.api_version.clone(),
+                    kind: t.kind.clone(),
+                    name: self.name().into(),
+                    uid,
+                });
+            }
         };
         Some(OwnerInfo { api_version, kind: kind.into(), name: self.name().into(), uid })
     }
@@ -401,6 +439,7 @@ impl SourceObject<'_> {
             SourceObject::Route(_, r) => serde_json::to_value(r),
             SourceObject::Node(n) => serde_json::to_value(n),
             SourceObject::Pod(p) => serde_json::to_value(p),
+            SourceObject::Crd(o) => serde_json::to_value(o),
         }
     }
 }
@@ -586,6 +625,22 @@ pub fn suitable_type(target: &str) -> RecordType {
     }
 }
 
+/// True when `obj` is one this instance publishes: its kind is enabled and it passes
+/// `--namespace`, `--label-filter`, `--annotation-filter` and (except for the crd source,
+/// which external-dns does not check it on) the controller annotation.
+pub fn selected(obj: SourceObject<'_>, cfg: &SourceConfig) -> bool {
+    let meta = obj.metadata();
+    let empty = BTreeMap::new();
+    let labels = meta.labels.as_ref().unwrap_or(&empty);
+    let all_annotations = meta.annotations.as_ref().unwrap_or(&empty);
+    let cluster_scoped = matches!(obj, SourceObject::Node(_));
+    cfg.enabled(obj.kind())
+        && (cluster_scoped || cfg.namespace().is_none_or(|ns| ns == obj.namespace()))
+        && cfg.label_filter.matches(labels)
+        && cfg.annotation_filter.matches(all_annotations)
+        && (matches!(obj, SourceObject::Crd(_)) || !ExternalDnsAnnotations::new(all_annotations).controlled_elsewhere())
+}
+
 /// The DNSEndpoint the source controller wants for `obj`, or `None` when the object is
 /// filtered out, handed to another controller, or yields no records.
 pub fn desired_dnsendpoint(
@@ -597,19 +652,24 @@ pub fn desired_dnsendpoint(
     if meta.name.as_deref().unwrap_or_default().is_empty() {
         return Err(SourceError::InvalidObject { object: obj.describe(), message: "metadata.name is empty".into() });
     }
-    let empty = BTreeMap::new();
-    let labels = meta.labels.as_ref().unwrap_or(&empty);
-    let all_annotations = meta.annotations.as_ref().unwrap_or(&empty);
-    let ann = ExternalDnsAnnotations::new(all_annotations);
-    let cluster_scoped = matches!(obj, SourceObject::Node(_));
-    if !cfg.enabled(obj.kind())
-        || (!cluster_scoped && cfg.namespace().is_some_and(|ns| ns != obj.namespace()))
-        || !cfg.label_filter.matches(labels)
-        || !cfg.annotation_filter.matches(all_annotations)
-        || ann.controlled_elsewhere()
-    {
+    if !selected(obj, cfg) {
         return Ok(None);
     }
+    let empty = BTreeMap::new();
+    let all_annotations = meta.annotations.as_ref().unwrap_or(&empty);
+    let provider_ref = match all_annotations.get(PROVIDER_ANNOTATION) {
+        None => None,
+        Some(raw) => Some(annotations::parse_provider_ref(raw).map_err(|message| SourceError::InvalidAnnotation {
+            object: obj.describe(),
+            annotation: PROVIDER_ANNOTATION.into(),
+            message,
+        })?),
+    };
+    if let SourceObject::Crd(o) = obj {
+        return crd::desired(o, &obj.describe(), provider_ref);
+    }
+    let ann = ExternalDnsAnnotations::new(all_annotations);
+    let cluster_scoped = matches!(obj, SourceObject::Node(_));
     let mut records = match obj {
         SourceObject::Service(svc) => {
             if !cfg.service_types.is_empty() && !cfg.service_types.contains(service::service_type(svc)) {
@@ -629,6 +689,7 @@ pub fn desired_dnsendpoint(
         // points at pod IPs.
         SourceObject::Node(n) => node::node_records(n, cfg, &ann, || json_of(obj))?,
         SourceObject::Pod(p) => pod::pod_records(p, inputs, cfg, &ann, || json_of(obj))?,
+        SourceObject::Crd(_) => Records::default(),
     };
     let own_template = matches!(obj, SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_));
     if let (Some(tmpl), false) = (&cfg.fqdn_template, own_template) {
@@ -641,20 +702,13 @@ pub fn desired_dnsendpoint(
             let templated = match obj {
                 SourceObject::Service(svc) => service::records_for_hostnames(svc, inputs, cfg, &ann, &hostnames),
                 SourceObject::Ingress(ing) => ingress::records_for_hostnames(ing, &ann, &hostnames),
-                SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) => Records::default(),
+                SourceObject::Route(..) | SourceObject::Node(_) | SourceObject::Pod(_) | SourceObject::Crd(_) => {
+                    Records::default()
+                }
             };
             records.merge(templated);
         }
     }
-
-    let provider_ref = match all_annotations.get(PROVIDER_ANNOTATION) {
-        None => None,
-        Some(raw) => Some(annotations::parse_provider_ref(raw).map_err(|message| SourceError::InvalidAnnotation {
-            object: obj.describe(),
-            annotation: PROVIDER_ANNOTATION.into(),
-            message,
-        })?),
-    };
 
     let mut warnings = std::mem::take(&mut records.warnings);
     let ttl = match ann.ttl() {
@@ -746,6 +800,8 @@ pub fn warning_reason(warning: &str) -> &'static str {
         "TooManyRecords"
     } else if warning.starts_with(CNAME_SKIPPED_PREFIX) {
         "CNAMESkipped"
+    } else if warning.starts_with(crd::SKIPPED_PREFIX) {
+        "InvalidEndpoint"
     } else {
         "InvalidAnnotation"
     }

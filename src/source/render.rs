@@ -11,14 +11,16 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::DynamicObject;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use super::crd::CrdResource;
 use super::gateway::{Gateway, Route, RouteKind, GATEWAY_GROUP, GATEWAY_VERSIONS};
 use super::{
     build_dnsendpoint, desired_dnsendpoint, DesiredObject, OwnerInfo, SourceArgs, SourceConfig, SourceError,
-    SourceObject, StaticInputs,
+    SourceKind, SourceObject, StaticInputs,
 };
 
 /// Where in the input a problem is: file, 1-based document index, and the object when known.
@@ -115,6 +117,10 @@ struct Objects {
     node_locations: Vec<DocLocation>,
     pod_locations: Vec<DocLocation>,
     cluster: StaticInputs,
+    /// Objects of the crd source's kind (`--source=crd`): external-dns's DNSEndpoints.
+    crds: Vec<(DocLocation, DynamicObject)>,
+    /// The kind the crd source reads, when it is on.
+    crd_resource: Option<CrdResource>,
     /// (kind, namespace, name) → where it was first seen.
     seen: BTreeMap<(String, String, String), DocLocation>,
 }
@@ -204,6 +210,18 @@ impl Objects {
             for (i, it) in items.iter().enumerate() {
                 self.add_object(file, document, Some(i), it, Source::Value(it))?;
             }
+            return Ok(());
+        }
+        if self.crd_resource.as_ref().is_some_and(|r| r.kind == kind && r.api_version() == api_version) {
+            let (namespace, name) = (
+                str_at(value, &["metadata", "namespace"]).filter(|n| !n.is_empty()).unwrap_or("default"),
+                str_at(value, &["metadata", "name"]).unwrap_or_default(),
+            );
+            let described = format!("{kind} {namespace}/{name}");
+            let object = Some(if item_prefix.is_empty() { described } else { format!("{item_prefix}: {described}") });
+            let mut o: DynamicObject = typed(src).map_err(|m| fail(object.clone(), m))?;
+            o.metadata.namespace = Some(namespace.to_string());
+            self.crds.push((location(object), o));
             return Ok(());
         }
         let gateway_versions = gateway_kind_versions(kind);
@@ -297,8 +315,8 @@ impl Objects {
     }
 }
 
-fn parse_inputs(inputs: &[(String, String)]) -> Result<Objects, RenderError> {
-    let mut objects = Objects::default();
+fn parse_inputs(inputs: &[(String, String)], crd_resource: Option<CrdResource>) -> Result<Objects, RenderError> {
+    let mut objects = Objects { crd_resource, ..Objects::default() };
     for (file, contents) in inputs {
         // Two passes over the same text in step: the first finds the kind, the second
         // deserializes the typed object so that errors name the field and line.
@@ -319,14 +337,15 @@ fn parse_inputs(inputs: &[(String, String)]) -> Result<Objects, RenderError> {
     Ok(objects)
 }
 
-/// The DNSEndpoints the source controller would write for the Services and Ingresses in
-/// `inputs`, as a YAML stream ordered by namespace and name. Nodes, Pods and EndpointSlices
+/// The DNSEndpoints the source controller would write for the Services, Ingresses, routes,
+/// Nodes, Pods and (with `--source=crd`) external-dns DNSEndpoints in `inputs`, as a YAML stream ordered by namespace and name. Nodes, Pods and EndpointSlices
 /// in the input stand in for the cluster; other kinds are skipped. Owner references are set
 /// only for objects that carry a uid. Warnings are written as comments above their
 /// DNSEndpoint.
 pub fn render(inputs: &[(String, String)], args: &SourceArgs) -> Result<String, RenderError> {
     let cfg = SourceConfig::new(args).map_err(RenderError::Config)?;
-    let objects = parse_inputs(inputs)?;
+    let crd_resource = cfg.crd_resource.clone().filter(|_| cfg.enabled(SourceKind::Crd));
+    let objects = parse_inputs(inputs, crd_resource)?;
 
     let mut desired: Vec<(DesiredObject, Option<OwnerInfo>)> = Vec::new();
     let mut compute = |location: &DocLocation, obj: SourceObject<'_>| -> Result<(), RenderError> {
@@ -352,6 +371,9 @@ pub fn render(inputs: &[(String, String)], args: &SourceArgs) -> Result<String, 
     }
     for (loc, pod) in objects.pod_locations.iter().zip(&objects.cluster.pods) {
         compute(loc, SourceObject::Pod(pod))?;
+    }
+    for (loc, o) in &objects.crds {
+        compute(loc, SourceObject::Crd(o))?;
     }
     desired.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 
@@ -525,6 +547,42 @@ spec:
         let bad = SourceArgs { label_filter: "a in (".into(), ..Default::default() };
         assert!(render(&inputs(&[("a.yaml", SAMPLE)]), &bad).unwrap_err().to_string().starts_with("--label-filter: "));
         assert_eq!(render(&[], &SourceArgs::default()).unwrap(), "");
+    }
+
+    #[test]
+    fn crd_source_renders_external_dns_dnsendpoints() {
+        let doc = r#"
+apiVersion: externaldns.k8s.io/v1alpha1
+kind: DNSEndpoint
+metadata: {name: examplednsrecord, namespace: shop, uid: u-9}
+spec:
+  endpoints:
+  - {dnsName: foo.bar.com, recordTTL: 180, recordType: A, targets: [192.168.99.216]}
+---
+apiVersion: extdns.io/v1alpha1
+kind: DNSEndpoint
+metadata: {name: ours}
+spec: {endpoints: []}
+"#;
+        let args = SourceArgs { source: vec![SourceKind::Crd], ..Default::default() };
+        let out = render(&inputs(&[("a.yaml", doc)]), &args).unwrap();
+        assert!(out.contains("name: examplednsrecord-crd") && out.contains("namespace: shop"), "{out}");
+        assert!(
+            out.contains("resource: crd/shop/examplednsrecord")
+                && out.contains("apiVersion: externaldns.k8s.io/v1alpha1"),
+            "{out}"
+        );
+        assert_eq!(out.matches("kind: DNSEndpoint").count(), 2, "the DNSEndpoint and its owner reference: {out}");
+        // Without --source=crd they are not read.
+        assert_eq!(render(&inputs(&[("a.yaml", doc)]), &SourceArgs::default()).unwrap(), "");
+        let bad = doc.replace("recordTTL: 180", "recordTTL: soon");
+        let e = render(&inputs(&[("a.yaml", &bad)]), &args).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "a.yaml: document 1: DNSEndpoint.externaldns.k8s.io shop/examplednsrecord: no valid endpoint"
+            ) && e.contains("spec.endpoints[0]"),
+            "{e}"
+        );
     }
 
     fn render_err(doc: &str) -> String {

@@ -2,8 +2,10 @@
 //! and real DNS servers. Run with `make e2e`; tests run one at a time because each starts
 //! its own operator, which watches the whole cluster.
 
+mod azure;
 mod budget;
 mod cloudflare;
+mod crd_source;
 mod gateway;
 mod google;
 mod harness;

@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream as AsyncTcpStream};
 use crate::harness::*;
 
 /// Status code and body of `GET path` on the operator's metrics port, once it answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
     let mut out = String::new();

@@ -51,7 +51,12 @@ pub(crate) fn record_messages(ep: &DNSEndpoint) -> String {
     ep.status.iter().flat_map(|s| &s.records).filter_map(|r| r.message.clone()).collect::<Vec<_>>().join("\n")
 }
 
-fn embedded_cluster_provider(name: &str, zone: &str, port: u16, selector: serde_json::Value) -> serde_json::Value {
+pub(crate) fn embedded_cluster_provider(
+    name: &str,
+    zone: &str,
+    port: u16,
+    selector: serde_json::Value,
+) -> serde_json::Value {
     let mut p = embedded_provider(name, zone, port);
     p["kind"] = json!("ClusterDNSProvider");
     p["spec"]["namespaceSelector"] = json!({"matchLabels": selector});

@@ -150,7 +150,7 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- /* extdns run flags external-dns users may pass through extraArgs as they are. */}}
 {{- $switches := list "combine-fqdn-annotation" "ignore-hostname-annotation" "ignore-ingress-tls-spec" "ignore-ingress-rules-spec" "publish-internal-services" "publish-host-ip" "always-publish-not-ready-addresses" "expose-internal-ipv6" "namespaced-ambient-credentials" "namespaced-custom-endpoint" "namespaced-embedded" }}
 {{- $valuedBools := list "exclude-unschedulable" "ignore-non-host-network-pods" }}
-{{- $valued := list "fqdn-template" "default-ttl" "ingress-class" "service-type-filter" "gateway-name" "gateway-namespace" "gateway-label-filter" "coalesce-window" "backend-timeout" "status-concurrency" "leader-election-lease" "leader-election-lease-duration" "leader-election-renew-deadline" "leader-election-retry-period" "max-records-per-namespace" "max-record-bytes-per-namespace" "namespace" }}
+{{- $valued := list "fqdn-template" "default-ttl" "ingress-class" "service-type-filter" "gateway-name" "gateway-namespace" "gateway-label-filter" "coalesce-window" "backend-timeout" "status-concurrency" "leader-election-lease" "leader-election-lease-duration" "leader-election-renew-deadline" "leader-election-retry-period" "max-records-per-namespace" "max-record-bytes-per-namespace" "namespace" "crd-source-apiversion" "crd-source-kind" }}
 {{- $providerBools := list "aws-evaluate-target-health" "aws-prefer-cname" "cloudflare-proxied" "rfc2136-tsig-axfr" "rfc2136-insecure" "events" "txt-encrypt-enabled" }}
 {{- $owned := dict "metrics-addr" "service.port" "operator-namespace" "the release namespace" "leader-elect" "replicaCount (extdns always elects a leader)" "identity" "the pod name" "controllers" "extdns.extraArgs" "log-level" "logLevel" "provider" "provider.name" }}
 
@@ -244,12 +244,10 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- end }}
 
 {{- /* Sources. */}}
-{{- $known := list "service" "ingress" "node" "pod" "gateway-httproute" "gateway-grpcroute" "gateway-tlsroute" "gateway-tcproute" "gateway-udproute" }}
+{{- $known := list "service" "ingress" "node" "pod" "gateway-httproute" "gateway-grpcroute" "gateway-tlsroute" "gateway-tcproute" "gateway-udproute" "crd" }}
 {{- if not $sources }}{{ fail "sources: name at least one source" }}{{ end }}
 {{- range $sources }}
-{{- if eq . "crd" }}
-{{- fail "sources: crd: extdns always serves its own DNSEndpoints (extdns.io/v1alpha1); external-dns's (externaldns.k8s.io) are not read: change their apiVersion (README \"Migrating from external-dns\") and remove crd from sources" }}
-{{- else if not (has . $known) }}
+{{- if not (has . $known) }}
 {{- fail (printf "sources: %s is not an extdns source; extdns has %s" . (join ", " $known)) }}
 {{- end }}
 {{- end }}

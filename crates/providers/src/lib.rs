@@ -1,6 +1,7 @@
 //! The DNS backends of extdns: one module per backend, all behind [`extdns_core::Provider`].
 //! Nothing here knows Kubernetes; the operator builds these from a provider spec.
 
+pub mod azure;
 pub mod cloudflare;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -341,6 +341,7 @@ impl Router {
             coalesce: settings.coalesce,
             backend_timeout: settings.backend_timeout,
             operator_namespace: settings.operator_namespace.clone(),
+            namespaced_ambient: settings.tenancy.namespaced_ambient_credentials,
         };
         Router {
             client,

@@ -103,6 +103,9 @@ pub(super) struct WorkerCtx {
     pub coalesce: Duration,
     pub backend_timeout: Duration,
     pub operator_namespace: String,
+    /// Whether namespaced providers may use the operator's identity
+    /// (--namespaced-ambient-credentials).
+    pub namespaced_ambient: bool,
 }
 
 struct Retry {
@@ -347,6 +350,7 @@ impl Worker {
             default_ttl: self.default_ttl,
             name: self.id.to_string(),
             metrics: &self.ctx.metrics,
+            ambient_allowed: self.id.namespace.is_none() || self.ctx.namespaced_ambient,
         };
         self.backend = backend::build(&self.object.spec, &ctx).await;
         // The provider that held this embedded address before (now refused) may still be
@@ -1449,6 +1453,7 @@ mod tests {
             coalesce: Duration::from_millis(10),
             backend_timeout: Duration::from_secs(2),
             operator_namespace: "extdns".into(),
+            namespaced_ambient: false,
         };
         let mut w = Worker::new(object, ctx, tx);
         w.backend = Ok(Backend { provider: backend, server: None });
