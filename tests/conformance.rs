@@ -1739,3 +1739,405 @@ fn azure_fake_answers_the_official_sdks_as_azure_does() {
     assert!(out.status.success() && text.contains("all checks passed"), "sdk_check.py failed:\n{text}");
     say(&format!("azure SDK check:\n{}", text.lines().filter(|l| l.starts_with("ok:")).count()));
 }
+
+// --- Google Cloud DNS, against the local fake API (e2e/google/fake.py) ----------------------
+
+#[path = "support/google_fake.rs"]
+mod google_fake;
+
+use extdns::dns::providers::google::{Credentials, GoogleConfig, GoogleProvider};
+use google_fake::FakeGoogle;
+
+const GCP_PROJECT: &str = "conformance-project";
+const GCP_EMAIL: &str = "extdns@conformance-project.iam.gserviceaccount.com";
+
+/// Whether the fake can run here: its venv is built, or can be (CI: `venv.sh` installs
+/// python3-venv). False (test skipped) when not and CI does not require it.
+fn google_runnable(what: &str) -> bool {
+    if google_fake::python_available() || google_fake::venv_built() {
+        return true;
+    }
+    if std::env::var_os(REQUIRE_ENV).is_some() {
+        say(&format!("{what}: python3-venv missing and {REQUIRE_ENV} is set: letting e2e/google/venv.sh install it"));
+        return true;
+    }
+    say(&format!(
+        "\n!!! SKIPPED {what}: no google venv and no python3 with venv/ensurepip (install python3-venv) \
+         or set {REQUIRE_ENV}=1 to make this a failure. !!!\n"
+    ));
+    false
+}
+
+/// The fake with one project holding `zones` (`name=dns.name.`), or `None` when skipped.
+async fn start_google(zones: &[&str], extra: &[&str]) -> Option<FakeGoogle> {
+    if !google_runnable("Google Cloud DNS conformance") {
+        return None;
+    }
+    let zone_args: Vec<String> = zones.iter().map(|z| format!("{GCP_PROJECT}/{z}")).collect();
+    let mut args: Vec<&str> = vec!["--project", GCP_PROJECT];
+    for z in &zone_args {
+        args.extend(["--zone", z.as_str()]);
+    }
+    args.extend(extra);
+    Some(FakeGoogle::start(free_port(), &args).await.unwrap_or_else(|e| panic!("fake Cloud DNS: {e}")))
+}
+
+fn gcp_config(fake: &FakeGoogle, key: String, zones: &[&str]) -> GoogleConfig {
+    let mut cfg =
+        GoogleConfig::new(Some(GCP_PROJECT.into()), Credentials::ServiceAccountKey { json: key, token_uri: None });
+    cfg.endpoint = fake.endpoint();
+    cfg.zones = zones.iter().map(|z| z.to_string()).collect();
+    cfg.batch_change_interval = Duration::ZERO;
+    cfg
+}
+
+fn gcp_provider(fake: &FakeGoogle, key: String, zones: &[&str]) -> GoogleProvider {
+    GoogleProvider::new(gcp_config(fake, key, zones)).expect("the test provider config is valid")
+}
+
+/// `key` with the private key of `other`: a JWT the token endpoint must refuse.
+fn forged(key: &str, other: &str) -> String {
+    let mut k: Value = serde_json::from_str(key).expect("key JSON");
+    let o: Value = serde_json::from_str(other).expect("key JSON");
+    k["private_key"] = o["private_key"].clone();
+    k["private_key_id"] = o["private_key_id"].clone();
+    k.to_string()
+}
+
+/// The fake answers what Cloud DNS answers to Google's own Python SDK (e2e/google/sdk_check.py):
+/// the fake's behaviour is checked against the real client before extdns is checked against it.
+#[test]
+fn google_fake_answers_googles_python_sdk_as_cloud_dns_does() {
+    if !google_runnable("the Google SDK check of the fake") {
+        return;
+    }
+    let python = google_fake::venv_python().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&python)
+        .arg(google_fake::dir().join("sdk_check.py"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running sdk_check.py: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    say(&format!("google SDK check of the fake:\n{}", text.trim_end()));
+    assert!(out.status.success(), "sdk_check.py failed ({}):\n{text}", out.status);
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+async fn google_battery() {
+    let zone_name = "conformance-gcp.test";
+    let Some(fake) = start_google(&[&format!("conformance-gcp={zone_name}.")], &[]).await else { return };
+    let fail =
+        |what: &str, e: String| -> ! { panic!("google: {what}: {e}\n--- fake log (tail) ---\n{}", fake.log_tail()) };
+    let key = fake.key(GCP_EMAIL, GCP_PROJECT).await;
+    let p = gcp_provider(&fake, key.clone(), &[]);
+    let zones = p.zones().await.unwrap_or_else(|e| fail("zones()", e.to_string()));
+    let zone =
+        zones.into_iter().find(|z| z.name == zone_name).unwrap_or_else(|| fail("zones()", "zone missing".into()));
+    assert_eq!(zone.id, "conformance-gcp", "zones are addressed by their managed zone name");
+
+    let started = Instant::now();
+    let report = conformance::run_all(&p, &zone).await.unwrap_or_else(|e| fail("battery", e));
+    say(&format!("google (fake): battery passed in {:?}\n{report}", started.elapsed()));
+    conformance::case_names_in_any_case(&p, &zone).await.unwrap_or_else(|e| fail("names_in_any_case", e));
+    // A CNAME at the apex sits beside the zone's SOA and NS: refused as a CNAME beside data.
+    conformance::case_refused_record_leaves_no_ownership(&p, &zone, &[conformance::cname_at_apex(&zone)])
+        .await
+        .unwrap_or_else(|e| fail("refused_record_no_ownership (apex CNAME)", e));
+
+    let other = fake.key("someone@conformance-project.iam.gserviceaccount.com", GCP_PROJECT).await;
+    let wrong = gcp_provider(&fake, forged(&key, &other), &[]);
+    let (change, listing) =
+        conformance::case_auth_failure(&wrong, &zone).await.unwrap_or_else(|e| fail("auth_failure", e));
+    say(&format!("google (fake): a key the token endpoint refuses:\n  {change}\n  {listing}"));
+    assert!(listing.contains("invalid_grant"), "{listing}");
+
+    let stranger = gcp_provider(
+        &fake,
+        fake.key_without_grant("stranger@elsewhere.iam.gserviceaccount.com", GCP_PROJECT).await,
+        &[],
+    );
+    match stranger.zones().await {
+        Err(ProviderError::AuthFailed(m)) if m.contains("403") => {}
+        other => fail("zones() of an identity without access", format!("expected AuthFailed (403), got {other:?}")),
+    }
+
+    let with_missing = gcp_provider(&fake, key.clone(), &["conformance-gcp", "missing-zone"]);
+    match with_missing.zones().await {
+        Err(ProviderError::ZoneNotFound(m)) if m.contains("missing-zone") => {}
+        other => fail("zones() naming a zone Cloud DNS does not have", format!("expected ZoneNotFound, got {other:?}")),
+    }
+    match p.records(&Zone { id: "gone-zone".into(), name: "gone-gcp.test".into() }).await {
+        Err(ProviderError::ZoneNotFound(_)) => {}
+        other => fail("records() of an unknown managed zone", format!("expected ZoneNotFound, got {other:?}")),
+    }
+
+    let mut down_cfg = gcp_config(&fake, key.clone(), &[]);
+    down_cfg.endpoint = format!("http://127.0.0.1:{}", free_port());
+    down_cfg.max_attempts = 2;
+    let down = GoogleProvider::new(down_cfg).expect("config");
+    let took = conformance::case_unreachable(&down, &zone, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| fail("unreachable", e));
+    say(&format!("google: an API where nothing listens was reported Unreachable after {took:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_passes_the_conformance_battery() {
+    if tokio::time::timeout(TEST_DEADLINE, google_battery()).await.is_err() {
+        panic!("google: the conformance battery did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+fn a_record(name: &str, ips: &[&str]) -> Endpoint {
+    Endpoint::new(name, RecordType::A, ips.iter().map(|s| s.to_string()).collect()).with_ttl(300)
+}
+
+/// One apply is one `changes.create` with additions and deletions together; the token is
+/// fetched once (JWT-bearer, as the key's identity) and reused; a pending change propagates
+/// until `changes.get` says done.
+#[tokio::test]
+async fn google_sends_one_change_per_apply_and_reuses_its_token() {
+    let zone_name = "requests-gcp.test";
+    let Some(fake) = start_google(&[&format!("requests-gcp={zone_name}.")], &["--pending-gets", "1"]).await else {
+        return;
+    };
+    let p = gcp_provider(&fake, fake.key(GCP_EMAIL, GCP_PROJECT).await, &[]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let old = a_record(&format!("old.{zone_name}"), &["192.0.2.1"]);
+    let gone = a_record(&format!("gone.{zone_name}"), &["192.0.2.2"]);
+    let seeded = p.apply(&zone, &[Change::Create(old.clone()), Change::Create(gone.clone())]).await;
+    assert!(seeded.iter().all(|r| r.is_ok()), "{seeded:?}");
+    p.records(&zone).await.expect("records");
+
+    fake.clear_requests().await;
+    let new = a_record(&format!("new.{zone_name}"), &["192.0.2.3"]);
+    let moved = a_record(&format!("old.{zone_name}"), &["192.0.2.4", "192.0.2.5"]).with_ttl(60);
+    let results =
+        p.apply(&zone, &[Change::Create(new), Change::Update { old, new: moved }, Change::Delete(gone)]).await;
+    let id = match &results[..] {
+        [Ok(Applied::Propagating(a)), Ok(Applied::Propagating(b)), Ok(Applied::Propagating(c))] if a == b && b == c => {
+            a.clone()
+        }
+        other => panic!("expected three Propagating results of one change, got {other:?}"),
+    };
+    assert!(id.starts_with("requests-gcp/"), "{id}");
+    let reqs = fake.requests().await;
+    let posts: Vec<&Value> = reqs.iter().filter(|r| r["method"] == json!("POST")).collect();
+    assert_eq!(posts.len(), 1, "one changes.create: {reqs:?}");
+    assert_eq!(posts[0]["path"], json!(format!("/dns/v1/projects/{GCP_PROJECT}/managedZones/requests-gcp/changes")));
+    let rrset = |name: &str, ttl: u32, ips: &[&str]| json!({"name": format!("{name}.{zone_name}."), "type": "A", "ttl": ttl, "rrdatas": ips});
+    assert_eq!(
+        posts[0]["body"],
+        json!({
+            "kind": "dns#change",
+            "additions": [rrset("new", 300, &["192.0.2.3"]), rrset("old", 60, &["192.0.2.4", "192.0.2.5"])],
+            "deletions": [rrset("old", 300, &["192.0.2.1"]), rrset("gone", 300, &["192.0.2.2"])],
+        })
+    );
+    assert!(
+        reqs.iter().all(|r| r["authorization"].as_str().is_some_and(|a| a.starts_with("Bearer ya29.fake-"))),
+        "every API request carries the access token: {reqs:?}"
+    );
+    let tokens = fake.tokens().await;
+    assert_eq!(tokens.len(), 1, "one token for every call: {tokens:?}");
+    assert_eq!(tokens[0]["email"], json!(GCP_EMAIL));
+    assert_eq!(tokens[0]["via"], json!("jwt-bearer"));
+    assert_eq!(tokens[0]["aud"], json!(fake.token_uri()), "the assertion is for the key's token_uri");
+    assert_eq!(tokens[0]["scope"], json!("https://www.googleapis.com/auth/ndev.clouddns.readwrite"));
+
+    assert!(!p.in_sync(&id).await.expect("in_sync"), "pending on the first changes.get");
+    assert!(p.in_sync(&id).await.expect("in_sync"), "done on the second");
+    let listed = p.records(&zone).await.expect("records");
+    let names: Vec<(String, Vec<String>, Option<u32>)> =
+        listed.iter().map(|e| (e.dns_name.clone(), e.targets.clone(), e.ttl)).collect();
+    assert_eq!(
+        names,
+        vec![
+            (format!("new.{zone_name}"), vec!["192.0.2.3".to_string()], Some(300)),
+            (format!("old.{zone_name}"), vec!["192.0.2.4".to_string(), "192.0.2.5".to_string()], Some(60)),
+        ]
+    );
+}
+
+/// Someone changed the zone between our listing and our change: Cloud DNS refuses the whole
+/// change (412 for a deletion that no longer matches, 409 for an addition that exists). The
+/// change it names is refused (ProviderRejected: the worker lists and plans again), the others
+/// go out again without it; nothing is resent as it was.
+#[tokio::test]
+async fn google_conflicts_refuse_the_changed_record_and_apply_the_rest() {
+    let zone_name = "conflict-gcp.test";
+    let Some(fake) = start_google(&[&format!("conflict-gcp={zone_name}.")], &[]).await else { return };
+    let p = gcp_provider(&fake, fake.key(GCP_EMAIL, GCP_PROJECT).await, &[]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let one = a_record(&format!("one.{zone_name}"), &["192.0.2.1"]);
+    let two = a_record(&format!("two.{zone_name}"), &["192.0.2.2"]);
+    assert!(p
+        .apply(&zone, &[Change::Create(one.clone()), Change::Create(two.clone())])
+        .await
+        .iter()
+        .all(|r| r.is_ok()));
+    p.records(&zone).await.expect("records");
+    // Behind our back: one gets another value, three appears.
+    fake.seed(
+        GCP_PROJECT,
+        "conflict-gcp",
+        json!({"name": format!("one.{zone_name}."), "type": "A", "ttl": 300, "rrdatas": ["192.0.2.9"]}),
+    )
+    .await;
+    fake.seed(
+        GCP_PROJECT,
+        "conflict-gcp",
+        json!({"name": format!("three.{zone_name}."), "type": "A", "ttl": 300, "rrdatas": ["192.0.2.8"]}),
+    )
+    .await;
+
+    fake.clear_requests().await;
+    let changes = [
+        Change::Update { old: one.clone(), new: a_record(&format!("one.{zone_name}"), &["192.0.2.11"]) },
+        Change::Update { old: two.clone(), new: a_record(&format!("two.{zone_name}"), &["192.0.2.12"]) },
+        Change::Create(a_record(&format!("three.{zone_name}"), &["192.0.2.13"])),
+    ];
+    let results = p.apply(&zone, &changes).await;
+    match &results[..] {
+        [Err(ProviderError::Rejected(a)), Ok(_), Err(ProviderError::Rejected(c))] => {
+            assert!(a.contains("412 conditionNotMet") && a.contains("listed again"), "{a}");
+            assert!(c.contains("409 alreadyExists"), "{c}");
+        }
+        other => panic!("expected one and three refused, two applied: {other:?}"),
+    }
+    let posts: Vec<Value> = fake.requests_to("/changes").await;
+    let statuses: Vec<u64> = posts.iter().map(|r| r["status"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(statuses, vec![412, 409, 200], "each refusal names one entry, which is left out of the next try");
+    assert_eq!(posts[2]["body"]["additions"].as_array().map(Vec::len), Some(1), "{:?}", posts[2]);
+
+    // The re-plan, from a new listing, goes through.
+    let held = p.records(&zone).await.expect("records");
+    let listed_one = held.iter().find(|e| e.dns_name == format!("one.{zone_name}")).cloned().expect("one listed");
+    assert_eq!(listed_one.targets, vec!["192.0.2.9"]);
+    let again = p
+        .apply(
+            &zone,
+            &[Change::Update { old: listed_one, new: a_record(&format!("one.{zone_name}"), &["192.0.2.11"]) }],
+        )
+        .await;
+    assert!(again[0].is_ok(), "{again:?}");
+
+    // A record written in another spelling (split TXT strings) is deleted as listed.
+    fake.seed(
+        GCP_PROJECT,
+        "conflict-gcp",
+        json!({"name": format!("t.{zone_name}."), "type": "TXT", "ttl": 120, "rrdatas": ["\"v=spf1 \" \"-all\""]}),
+    )
+    .await;
+    let held = p.records(&zone).await.expect("records");
+    let txt = held.iter().find(|e| e.record_type == RecordType::TXT).cloned().expect("TXT listed");
+    assert_eq!(txt.targets, vec!["v=spf1 -all"]);
+    assert!(p.apply(&zone, &[Change::Delete(txt)]).await[0].is_ok());
+    assert!(!fake.rrsets(GCP_PROJECT, "conflict-gcp").await.iter().any(|r| r["type"] == json!("TXT")));
+}
+
+/// Changes are split at the project's per-change limits (projects.get quota), and at
+/// batchChangeSize, `batchChangeInterval` apart; each part is one atomic change.
+#[tokio::test]
+async fn google_splits_changes_at_the_project_limits() {
+    let zone_name = "split-gcp.test";
+    let Some(fake) = start_google(&[&format!("split-gcp={zone_name}.")], &[]).await else { return };
+    fake.settings(json!({"quota": {GCP_PROJECT: {"rrsetAdditionsPerChange": 3, "rrsetDeletionsPerChange": 2, "totalRrdataSizePerChange": 10000}}})).await;
+    let mut cfg = gcp_config(&fake, fake.key(GCP_EMAIL, GCP_PROJECT).await, &[]);
+    cfg.batch_change_interval = Duration::from_millis(300);
+    let p = GoogleProvider::new(cfg).expect("config");
+    let zone = p.zones().await.expect("zones").remove(0);
+    let eps: Vec<Endpoint> =
+        (0..7).map(|i| a_record(&format!("h{i}.{zone_name}"), &[&format!("192.0.2.{i}")])).collect();
+    let results = p.apply(&zone, &eps.iter().cloned().map(Change::Create).collect::<Vec<_>>()).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let posts = fake.requests_to("/changes").await;
+    let sizes: Vec<usize> = posts.iter().map(|r| r["body"]["additions"].as_array().map_or(0, Vec::len)).collect();
+    assert_eq!(sizes, vec![3, 3, 1]);
+    let gap = posts[1]["time"].as_f64().unwrap_or(0.0) - posts[0]["time"].as_f64().unwrap_or(0.0);
+    assert!(gap >= 0.29, "batchChangeInterval between changes: {gap:.3} s");
+    fake.clear_requests().await;
+    let results = p.apply(&zone, &eps.iter().cloned().map(Change::Delete).collect::<Vec<_>>()).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let sizes: Vec<usize> = fake
+        .requests_to("/changes")
+        .await
+        .iter()
+        .map(|r| r["body"]["deletions"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 2, 1]);
+}
+
+/// 429 is waited out and retried (Retry-After when sent); 5xx is retried for reads, never for
+/// a change (it may have been applied); a 401 gets one new token; an applied change whose
+/// answer was lost is found done on the retry.
+#[tokio::test]
+async fn google_throttling_outages_and_lost_answers() {
+    let zone_name = "throttle-gcp.test";
+    let Some(fake) = start_google(&[&format!("throttle-gcp={zone_name}.")], &[]).await else { return };
+    let key = fake.key(GCP_EMAIL, GCP_PROJECT).await;
+    let p = gcp_provider(&fake, key.clone(), &[]);
+    let zone = p.zones().await.expect("zones").remove(0);
+    let a = |name: &str| a_record(&format!("{name}.{zone_name}"), &["192.0.2.9"]);
+
+    fake.clear_requests().await;
+    fake.fail(429, 1, "/changes", Some(1)).await;
+    assert!(p.apply(&zone, &[Change::Create(a("slow"))]).await[0].is_ok());
+    let posts = fake.requests_to("/changes").await;
+    assert_eq!(posts.iter().map(|r| r["status"].as_u64().unwrap_or(0)).collect::<Vec<_>>(), vec![429, 200]);
+    let waited = posts[1]["time"].as_f64().unwrap_or(0.0) - posts[0]["time"].as_f64().unwrap_or(0.0);
+    assert!(waited >= 0.99, "the retry came {waited:.3} s after a Retry-After of 1 s");
+
+    let mut cfg = gcp_config(&fake, key.clone(), &[]);
+    cfg.max_attempts = 2;
+    let impatient = GoogleProvider::new(cfg).expect("config");
+    fake.fail(429, 2, "/changes", Some(0)).await;
+    match impatient.apply(&zone, &[Change::Create(a("throttled"))]).await.as_slice() {
+        [Err(e @ ProviderError::Throttled(m))] if e.is_transient() && m.contains("rateLimitExceeded") => {}
+        other => panic!("429 twice with 2 attempts: expected Throttled, got {other:?}"),
+    }
+
+    fake.clear_requests().await;
+    fake.fail(502, 1, "/rrsets", None).await;
+    assert!(p.records(&zone).await.is_ok(), "a listing is retried after a 502");
+    assert_eq!(fake.requests_to("/rrsets").await.len(), 2);
+
+    fake.clear_requests().await;
+    fake.fail(500, 1, "/changes", None).await;
+    match p.apply(&zone, &[Change::Create(a("outage"))]).await.as_slice() {
+        [Err(e @ ProviderError::Unreachable(_))] if e.is_transient() => {}
+        other => panic!("500 on a change: expected Unreachable, got {other:?}"),
+    }
+    assert_eq!(fake.requests_to("/changes").await.len(), 1, "a change is not resent after a 5xx");
+
+    // A revoked token: one new token, then the request goes through.
+    let before = fake.tokens().await.len();
+    fake.fail(401, 1, "/managedZones", None).await;
+    assert!(p.zones().await.is_ok());
+    assert_eq!(fake.tokens().await.len(), before + 1, "one new token after a 401");
+    fake.fail(503, 1, "/token", None).await;
+    let fresh = gcp_provider(&fake, key.clone(), &[]);
+    match fresh.zones().await {
+        Err(ProviderError::Unreachable(m)) if m.contains("503") => {}
+        other => panic!("the token endpoint answering 503: expected Unreachable, got {other:?}"),
+    }
+
+    // Applied, answer lost: the retry finds the record it wanted.
+    let lost = Endpoint::new(format!("lost.{zone_name}"), RecordType::TXT, vec!["some \"text\"".into()]).with_ttl(300);
+    fake.fail_after_apply(502, 1, "/changes").await;
+    match p.apply(&zone, &[Change::Create(lost.clone())]).await.as_slice() {
+        [Err(e @ ProviderError::Unreachable(_))] if e.is_transient() => {}
+        other => panic!("502 after applying a change: expected Unreachable, got {other:?}"),
+    }
+    let expanded = vec![extdns::dns::registry::Expanded {
+        index: 0,
+        role: extdns::dns::registry::Role::Data,
+        change: Change::Create(lost.clone()),
+    }];
+    let r = extdns::dns::apply::apply_with_ownership(&p, &zone, &expanded).await;
+    assert_eq!(r, vec![Ok(Applied::Live)], "the retry finds the record it wanted");
+    let held: Vec<Value> =
+        fake.rrsets(GCP_PROJECT, "throttle-gcp").await.into_iter().filter(|r| r["type"] == json!("TXT")).collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["rrdatas"], json!(["\"some \\\"text\\\"\""]), "TXT quoted on the wire");
+}

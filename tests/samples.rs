@@ -101,3 +101,28 @@ fn cloudflare_sample_parses_as_the_crd_types() {
     }
     assert_eq!(kinds, vec!["Secret", "DNSProvider", "DNSEndpoint"]);
 }
+
+#[test]
+fn google_sample_parses_as_the_crd_types() {
+    let f = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/google/google-provider.yaml");
+    let mut kinds = Vec::new();
+    for doc in std::fs::read_to_string(&f).expect("sample").split("---\n") {
+        let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");
+        kinds.push(v["kind"].as_str().unwrap_or_default().to_string());
+        if v["kind"] == "DNSProvider" {
+            let p: extdns::crd::DNSProvider = serde_yaml::from_value(v).expect("DNSProvider");
+            let g = p.spec.spec.google.expect("a google block");
+            assert_eq!(g.credentials.expect("credentials").secret_ref.name, "gcp-dns");
+            assert_eq!(g.zones, vec!["example-org"]);
+            assert_eq!(g.zone_visibility, extdns::crd::dnsprovider::GoogleZoneVisibility::Public);
+        } else if v["kind"] == "Secret" {
+            let key = v["stringData"]["credentials.json"].as_str().expect("credentials.json");
+            let json: serde_json::Value = serde_json::from_str(key).expect("the key is JSON");
+            assert_eq!(json["type"], "service_account");
+        } else if v["kind"] == "DNSEndpoint" {
+            let ep: extdns::crd::DNSEndpoint = serde_yaml::from_value(v).expect("DNSEndpoint");
+            assert!(extdns::controller::provider::validate_endpoint_spec(&ep).1.is_empty(), "invalid record");
+        }
+    }
+    assert_eq!(kinds, vec!["Secret", "DNSProvider", "DNSEndpoint"]);
+}

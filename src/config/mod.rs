@@ -145,11 +145,13 @@ pub struct RunArgs {
 pub struct TenancyFlags {
     /// Let namespaced DNSProviders use the operator's own AWS identity: a `route53` block
     /// without `credentials` (environment, IRSA web identity, profile, instance metadata), and
-    /// `assumeRoleArn` without `credentials`; and a `webhook` on localhost (the operator's
-    /// sidecar, acting with the platform's DNS credentials).
+    /// `assumeRoleArn` without `credentials`; its own Google identity (a `google` block without
+    /// `credentials`: GKE Workload Identity, the metadata server); and a `webhook` on localhost
+    /// (the operator's sidecar, acting with the platform's DNS credentials).
     #[arg(long, env = "EXTDNS_NAMESPACED_AMBIENT_CREDENTIALS")]
     pub namespaced_ambient_credentials: bool,
-    /// Let namespaced DNSProviders set `route53.endpoint` or `cloudflare.baseURL`, use
+    /// Let namespaced DNSProviders set `route53.endpoint`, `cloudflare.baseURL`,
+    /// `google.endpoint` or `google.tokenURI`, use
     /// `powerdns` (whose `url` is always the tenant's) or a `webhook` off localhost, which makes
     /// the operator send requests to any URL a tenant names.
     #[arg(long, env = "EXTDNS_NAMESPACED_CUSTOM_ENDPOINT")]
@@ -384,8 +386,12 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         assert_eq!(
             e.to_string(),
-            "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, azure, azurePrivateDns, rfc2136, powerdns, webhook, inMemory or embedded\n"
+            "error: --provider is an external-dns flag that extdns does not take; instead: a DNSProvider or ClusterDNSProvider with one backend block in its spec: route53, cloudflare, azure, azurePrivateDns, google, rfc2136, powerdns, webhook, inMemory or embedded\n"
         );
+        assert!(refused(&["--google-project=my-project"]).to_string().contains("instead: spec.google.project of"));
+        assert!(refused(&["--google-batch-change-interval=2s"])
+            .to_string()
+            .contains("instead: spec.google.batchChangeInterval of"));
         assert!(refused(&["--txt-owner-id", "cluster-a"])
             .to_string()
             .contains("instead: spec.registry.txt.ownerId of"));

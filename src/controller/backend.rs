@@ -11,13 +11,15 @@ use std::net::SocketAddr;
 
 use crate::controller::azure;
 use crate::crd::dnsprovider::{
-    parse_duration, CloudflareSpec, EmbeddedSpec, HttpTlsSpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
-    Route53ZoneType, SecretKeyRef, Transport, WebhookSpec, DEFAULT_EMBEDDED_LISTEN,
+    parse_duration, CloudflareSpec, EmbeddedSpec, GoogleSpec, GoogleZoneVisibility, HttpTlsSpec, PowerDnsSpec,
+    ProviderSpec, Rfc2136Spec, Route53Spec, Route53ZoneType, SecretKeyRef, Transport, WebhookSpec,
+    DEFAULT_EMBEDDED_LISTEN,
 };
 use crate::crd::{BackendCount, BackendRef};
 use crate::dns::providers::azure::Flavour;
 use crate::dns::providers::cloudflare::{CloudflareConfig, CloudflareProvider};
 use crate::dns::providers::embedded::{self, EmbeddedConfig, ServerHandle};
+use crate::dns::providers::google::{self, GoogleConfig, GoogleProvider};
 use crate::dns::providers::inmemory::InMemoryProvider;
 use crate::dns::providers::powerdns::{PowerDnsConfig, PowerDnsProvider};
 use crate::dns::providers::ratelimit::{limit, Limiter, RateLimited, TokenBucket};
@@ -148,6 +150,9 @@ pub async fn build(spec: &ProviderSpec, ctx: &BuildContext<'_>) -> Result<Backen
         }
         BackendRef::Cloudflare(c) => {
             return remote(limit(cloudflare_provider(client, c, secret_ns, default_ttl).await?, limiter))
+        }
+        BackendRef::Google(g) => {
+            return remote(limit(google_provider(client, g, secret_ns, default_ttl).await?, limiter))
         }
         BackendRef::PowerDns(p) => {
             return remote(limit(powerdns_provider(client, p, secret_ns, default_ttl).await?, limiter))
@@ -302,6 +307,88 @@ async fn cloudflare_provider(
         cfg.timeout = parse_duration("spec.cloudflare.timeout", t).map_err(|m| field("timeout", m))?;
     }
     CloudflareProvider::new(cfg).map_err(|e| BackendError::Start(e.to_string()))
+}
+
+/// The default key of the Google service-account JSON key in its Secret.
+pub const DEFAULT_GOOGLE_CREDENTIALS_KEY: &str = "credentials.json";
+
+/// Google's own OAuth2 token endpoints: a key's `token_uri` is used as it is only when it is
+/// one of them. Any other token endpoint must be named in `spec.google.tokenURI`, where the
+/// tenancy rules see it (a tenant's key could otherwise send the operator anywhere).
+pub const GOOGLE_TOKEN_URIS: &[&str] = &[
+    "https://oauth2.googleapis.com/token",
+    "https://accounts.google.com/o/oauth2/token",
+    "https://www.googleapis.com/oauth2/v4/token",
+];
+
+async fn google_provider(
+    client: &Client,
+    g: &GoogleSpec,
+    secret_ns: &str,
+    default_ttl: u32,
+) -> Result<GoogleProvider, BackendError> {
+    let field = |field: &str, message: String| BackendError::Field { field: format!("spec.google.{field}"), message };
+    let http_url = |name: &str, u: &str| -> Result<String, BackendError> {
+        let u = u.trim();
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            return Err(field(name, format!("{u:?} is not an http(s) URL")));
+        }
+        Ok(u.to_string())
+    };
+    let token_uri = g.token_uri.as_deref().map(|u| http_url("tokenURI", u)).transpose()?;
+    let credentials = match &g.credentials {
+        Some(c) => {
+            let key_ref = SecretKeyRef {
+                name: c.secret_ref.name.clone(),
+                key: c.secret_ref.key.clone().unwrap_or_else(|| DEFAULT_GOOGLE_CREDENTIALS_KEY.to_string()),
+            };
+            let json = read_secret_text(client, secret_ns, &key_ref, "spec.google.credentials.secretRef").await?;
+            let key = google::auth::ServiceAccountKey::parse(&json).map_err(|e| {
+                field("credentials.secretRef", format!("Secret {} key {:?}: {e}", key_ref.name, key_ref.key))
+            })?;
+            let own = key.token_uri.trim();
+            if token_uri.is_none() && !own.is_empty() && !GOOGLE_TOKEN_URIS.contains(&own) {
+                return Err(field(
+                    "credentials.secretRef",
+                    format!(
+                        "the key's token_uri {own:?} is not Google's token endpoint; name it in spec.google.tokenURI to use it"
+                    ),
+                ));
+            }
+            google::Credentials::ServiceAccountKey { json, token_uri }
+        }
+        None => {
+            if token_uri.is_some() {
+                return Err(field("tokenURI", "only used with credentials (a service-account key)".into()));
+            }
+            google::Credentials::Metadata { url: google::auth::metadata_url_from_env() }
+        }
+    };
+    let mut cfg = GoogleConfig::new(g.project.clone().filter(|p| !p.trim().is_empty()), credentials);
+    if let Some(url) = &g.endpoint {
+        cfg.endpoint = http_url("endpoint", url)?;
+    }
+    cfg.zones = g.zones.clone();
+    cfg.visibility = match g.zone_visibility {
+        GoogleZoneVisibility::Public => google::Visibility::Public,
+        GoogleZoneVisibility::Private => google::Visibility::Private,
+        GoogleZoneVisibility::Any => google::Visibility::Any,
+    };
+    if let Some(b) = g.batch_change_size {
+        cfg.batch_change_size = b as usize;
+    }
+    if let Some(t) = &g.batch_change_interval {
+        cfg.batch_change_interval =
+            parse_duration("spec.google.batchChangeInterval", t).map_err(|m| field("batchChangeInterval", m))?;
+    }
+    if let Some(t) = &g.timeout {
+        cfg.timeout = parse_duration("spec.google.timeout", t).map_err(|m| field("timeout", m))?;
+    }
+    cfg.default_ttl = default_ttl;
+    GoogleProvider::new(cfg).map_err(|e| match e {
+        crate::dns::ProviderError::Config(m) => field("project", m),
+        other => BackendError::Start(other.to_string()),
+    })
 }
 
 async fn rfc2136_provider(

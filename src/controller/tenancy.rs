@@ -115,6 +115,32 @@ fn check_backend(block: BackendRef<'_>, flags: &TenancyFlags) -> Result<(), Refu
             FLAG_ENDPOINT,
         ),
         BackendRef::Cloudflare(_) => Ok(()),
+        BackendRef::Google(g) => {
+            if g.credentials.is_none() && !flags.namespaced_ambient_credentials {
+                return refuse(
+                    "spec.google.credentials",
+                    "leaving it unset, which acts as the operator's own Google identity (GKE Workload Identity, the metadata server)",
+                    FLAG_AMBIENT,
+                );
+            }
+            if !flags.namespaced_custom_endpoint {
+                if g.endpoint.is_some() {
+                    return refuse(
+                        "spec.google.endpoint",
+                        "a custom API endpoint (the operator would send requests, with its access token, to any URL a tenant names)",
+                        FLAG_ENDPOINT,
+                    );
+                }
+                if g.token_uri.is_some() {
+                    return refuse(
+                        "spec.google.tokenURI",
+                        "a custom token endpoint (the operator would send signed assertions to any URL a tenant names)",
+                        FLAG_ENDPOINT,
+                    );
+                }
+            }
+            Ok(())
+        }
         // PowerDNS has no default endpoint: its URL is always one the tenant names, and an
         // HTTP request to any URL inside the cluster network (with the answer's error text
         // shown in status) is the same grant as a custom Route53 endpoint.
@@ -532,6 +558,34 @@ mod tests {
         let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
         assert!(check_provider(&spec(Some("http://127.0.0.1:9")), true, &endpoint).is_ok());
         assert!(check_provider(&spec(Some("http://127.0.0.1:9")), false, &NONE).is_ok());
+    }
+
+    #[test]
+    fn namespaced_google_needs_its_own_key_and_google_endpoints() {
+        use crate::crd::dnsprovider::{GoogleCredentials, GoogleSecretRef, GoogleSpec};
+        let spec = |key: bool, endpoint: bool, token_uri: bool| ProviderSpec {
+            google: Some(GoogleSpec {
+                credentials: key
+                    .then(|| GoogleCredentials { secret_ref: GoogleSecretRef { name: "gcp".into(), key: None } }),
+                endpoint: endpoint.then(|| "http://127.0.0.1:9".into()),
+                token_uri: token_uri.then(|| "http://127.0.0.1:9/token".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(check_provider(&spec(true, false, false), true, &NONE).is_ok(), "a key of the tenant's own");
+        let e = check_provider(&spec(false, false, false), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.google.credentials", FLAG_AMBIENT));
+        assert!(e.to_string().contains("Workload Identity"), "{e}");
+        assert!(check_provider(&spec(false, false, false), false, &NONE).is_ok(), "a ClusterDNSProvider may");
+        let ambient = TenancyFlags { namespaced_ambient_credentials: true, ..NONE };
+        assert!(check_provider(&spec(false, false, false), true, &ambient).is_ok());
+        let e = check_provider(&spec(true, true, false), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.google.endpoint", FLAG_ENDPOINT));
+        let e = check_provider(&spec(true, false, true), true, &NONE).unwrap_err();
+        assert_eq!((e.field, e.flag), ("spec.google.tokenURI", FLAG_ENDPOINT));
+        let endpoint = TenancyFlags { namespaced_custom_endpoint: true, ..NONE };
+        assert!(check_provider(&spec(true, true, true), true, &endpoint).is_ok());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! backend is one field, one variant and the arms the compiler then asks for.
 
 use super::dnsprovider::{
-    AzureSpec, CloudflareSpec, EmbeddedSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec, Route53Spec,
-    WebhookSpec,
+    AzureSpec, CloudflareSpec, EmbeddedSpec, GoogleSpec, InMemorySpec, PowerDnsSpec, ProviderSpec, Rfc2136Spec,
+    Route53Spec, WebhookSpec,
 };
 
 /// The backend block of a provider spec, borrowed.
@@ -19,6 +19,7 @@ pub enum BackendRef<'a> {
     Rfc2136(&'a Rfc2136Spec),
     Route53(&'a Route53Spec),
     Cloudflare(&'a CloudflareSpec),
+    Google(&'a GoogleSpec),
     PowerDns(&'a PowerDnsSpec),
     Webhook(&'a WebhookSpec),
     Azure(&'a AzureSpec),
@@ -26,8 +27,18 @@ pub enum BackendRef<'a> {
 }
 
 /// The spec fields that name a backend, as users write them.
-pub const BACKEND_FIELDS: &[&str] =
-    &["inMemory", "embedded", "rfc2136", "route53", "cloudflare", "powerdns", "webhook", "azure", "azurePrivateDns"];
+pub const BACKEND_FIELDS: &[&str] = &[
+    "inMemory",
+    "embedded",
+    "rfc2136",
+    "route53",
+    "cloudflare",
+    "google",
+    "powerdns",
+    "webhook",
+    "azure",
+    "azurePrivateDns",
+];
 
 /// A spec sets no backend block, or more than one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +55,7 @@ impl ProviderSpec {
             self.rfc2136.as_ref().map(BackendRef::Rfc2136),
             self.route53.as_ref().map(BackendRef::Route53),
             self.cloudflare.as_ref().map(BackendRef::Cloudflare),
+            self.google.as_ref().map(BackendRef::Google),
             self.powerdns.as_ref().map(BackendRef::PowerDns),
             self.webhook.as_ref().map(BackendRef::Webhook),
             self.azure.as_ref().map(BackendRef::Azure),
@@ -70,6 +82,7 @@ impl<'a> BackendRef<'a> {
             BackendRef::Rfc2136(_) => "rfc2136",
             BackendRef::Route53(_) => "route53",
             BackendRef::Cloudflare(_) => "cloudflare",
+            BackendRef::Google(_) => "google",
             BackendRef::PowerDns(_) => "powerdns",
             BackendRef::Webhook(_) => "webhook",
             BackendRef::Azure(_) => "azure",
@@ -91,6 +104,7 @@ impl<'a> BackendRef<'a> {
             BackendRef::Rfc2136(r) => r.tsig.iter().map(|t| t.secret_ref.name.as_str()).collect(),
             BackendRef::Route53(r) => r.credentials.iter().map(|c| c.secret_ref.name.as_str()).collect(),
             BackendRef::Cloudflare(c) => vec![c.api_token.secret_ref.name.as_str()],
+            BackendRef::Google(g) => g.credentials.iter().map(|c| c.secret_ref.name.as_str()).collect(),
             BackendRef::PowerDns(p) => std::iter::once(p.api_key_secret_ref.name.as_str())
                 .chain(p.tls.iter().flat_map(|t| t.ca_secret_ref.iter()).map(|r| r.name.as_str()))
                 .collect(),
@@ -160,6 +174,7 @@ mod tests {
             rfc2136: Some(Default::default()),
             route53: Some(Default::default()),
             cloudflare: Some(Default::default()),
+            google: Some(Default::default()),
             powerdns: Some(Default::default()),
             webhook: Some(Default::default()),
             azure: Some(Default::default()),

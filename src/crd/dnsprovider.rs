@@ -46,6 +46,9 @@ pub struct ProviderSpec {
     /// Backend: Cloudflare DNS through its v4 API, with an API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<CloudflareSpec>,
+    /// Backend: Google Cloud DNS (API v1), the managed zones of one project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<GoogleSpec>,
     /// Backend: PowerDNS Authoritative through its HTTP API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub powerdns: Option<PowerDnsSpec>,
@@ -275,6 +278,75 @@ pub struct CloudflareSecretRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleSpec {
+    /// Project whose managed zones are used (external-dns' --google-project). Default: the
+    /// `project_id` of the service-account key, else the project of the metadata server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// A Secret holding a service-account JSON key. Without it, the operator's own Google
+    /// identity (GKE Workload Identity, the metadata server): on a namespaced DNSProvider that
+    /// is refused unless the operator runs with --namespaced-ambient-credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<GoogleCredentials>,
+    /// Managed zones to use, by name or numeric id (external-dns' --zone-id-filter). Default:
+    /// every managed zone of the project that `zoneVisibility` admits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// public, private or any (default): the visibility of the managed zones used
+    /// (external-dns' --google-zone-visibility).
+    #[serde(default)]
+    pub zone_visibility: GoogleZoneVisibility,
+    /// Record sets (additions plus deletions) in one change (external-dns'
+    /// --google-batch-change-size). Default 1000. Cloud DNS's per-change limits (1000
+    /// additions, 1000 deletions, 100,000 bytes of data, or the project's quota) apply too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2000))]
+    pub batch_change_size: Option<u32>,
+    /// Pause between two changes of one pass, e.g. "1s" (external-dns'
+    /// --google-batch-change-interval). Default "1s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_change_interval: Option<String>,
+    /// API root URL. Default "https://dns.googleapis.com". On a namespaced DNSProvider this is
+    /// a custom endpoint: refused unless the operator runs with --namespaced-custom-endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// OAuth2 token endpoint the key's signed assertion is sent to, instead of the key's own
+    /// `token_uri` (which is only used when it is Google's). A custom endpoint, as `endpoint`.
+    #[serde(default, rename = "tokenURI", skip_serializing_if = "Option::is_none")]
+    pub token_uri: Option<String>,
+    /// Timeout of one API request, e.g. "30s". Default "30s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleCredentials {
+    /// Secret and key with the service-account JSON key (as `gcloud iam service-accounts keys
+    /// create` writes it). The key defaults to "credentials.json".
+    pub secret_ref: GoogleSecretRef,
+}
+
+/// The Secret with the Google service-account key, and the key in it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoogleSecretRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GoogleZoneVisibility {
+    Public,
+    Private,
+    #[default]
+    Any,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -7,6 +7,7 @@ mod budget;
 mod cloudflare;
 mod crd_source;
 mod gateway;
+mod google;
 mod harness;
 mod http_backends;
 mod identity;

@@ -13,7 +13,7 @@ use crate::route53::{create_zone, records, sdk, Moto};
 
 /// Waits until the DNSProvider's Ready condition has `status` and `reason`, and its Stalled
 /// condition says whether that needs a human (GitOps tools read it: Degraded / Failed).
-async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
+pub(crate) async fn wait_provider(api: &Api<DNSProvider>, name: &str, status: &str, reason: &str) -> Condition {
     let needs_human = status == "False" && !["Pending", "Unreachable", "Throttled"].contains(&reason);
     let stalled = if needs_human { ("True", reason) } else { ("False", "AsExpected") };
     wait_for(

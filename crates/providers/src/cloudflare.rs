@@ -654,7 +654,7 @@ const MAX_CHARACTER_STRING: usize = 255;
 /// TXT content as Cloudflare's schema asks for it, and as external-dns writes its ownership
 /// values: quoted character-strings, `"` and `\` escaped, values longer than 255 bytes split
 /// into several strings.
-fn quote_txt(value: &str) -> String {
+pub(crate) fn quote_txt(value: &str) -> String {
     let mut strings: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut len = 0;
@@ -676,7 +676,7 @@ fn quote_txt(value: &str) -> String {
 /// The value of listed TXT content: quoted character-strings joined (what [`quote_txt`] and
 /// external-dns write), or, when the content is not made of quoted strings (written unquoted
 /// by hand or by older extdns), the content as it is.
-fn unquote_txt(content: &str) -> String {
+pub(crate) fn unquote_txt(content: &str) -> String {
     let mut out = String::new();
     let mut chars = content.trim().chars().peekable();
     while let Some(c) = chars.next() {

@@ -126,6 +126,21 @@ pub(crate) async fn send_bisecting<U: BatchUnit, F: Future<Output = Result<Appli
     zone: &str,
     batches: Vec<Vec<U>>,
     results: &mut [Option<ChangeResult>],
+    send: impl FnMut(&[U]) -> F,
+) {
+    send_isolating(backend, zone, batches, results, |_, _| None, send).await
+}
+
+/// [`send_bisecting`] for a backend whose refusals may name the change at fault (Cloud DNS
+/// says `entity.change.deletions[3]`): `locate` gives the position in the part of the unit a
+/// refusal names, which is refused at once while the rest of the part goes out again without
+/// it; a refusal `locate` cannot place is bisected.
+pub(crate) async fn send_isolating<U: BatchUnit, F: Future<Output = Result<Applied, Failure>>>(
+    backend: &str,
+    zone: &str,
+    batches: Vec<Vec<U>>,
+    results: &mut [Option<ChangeResult>],
+    locate: impl Fn(&Failure, &[U]) -> Option<usize>,
     mut send: impl FnMut(&[U]) -> F,
 ) {
     let mut fatal: Option<ProviderError> = None;
@@ -133,6 +148,9 @@ pub(crate) async fn send_bisecting<U: BatchUnit, F: Future<Output = Result<Appli
         // Bisection without recursion: halves are pushed second-first so they run in order.
         let mut stack: Vec<Vec<U>> = vec![batch];
         while let Some(part) = stack.pop() {
+            if part.is_empty() {
+                continue;
+            }
             if let Some(e) = &fatal {
                 for u in &part {
                     results[u.index()] = Some(Err(e.clone()));
@@ -146,11 +164,21 @@ pub(crate) async fn send_bisecting<U: BatchUnit, F: Future<Output = Result<Appli
                     }
                 }
                 Err(f) if f.kind == FailureKind::Invalid && part.len() > 1 => {
-                    tracing::debug!(backend, zone, size = part.len(), error = %f.message, "batch refused, bisecting");
-                    let mut first = part;
-                    let second = first.split_off(first.len() / 2);
-                    stack.push(second);
-                    stack.push(first);
+                    let mut rest = part;
+                    match locate(&f, &rest) {
+                        Some(at) if at < rest.len() => {
+                            tracing::debug!(backend, zone, size = rest.len(), error = %f.message, "batch refused for one change, sending the rest again");
+                            let bad = rest.remove(at);
+                            results[bad.index()] = Some(Err(ProviderError::Rejected(f.message)));
+                            stack.push(rest);
+                        }
+                        _ => {
+                            tracing::debug!(backend, zone, size = rest.len(), error = %f.message, "batch refused, bisecting");
+                            let second = rest.split_off(rest.len() / 2);
+                            stack.push(second);
+                            stack.push(rest);
+                        }
+                    }
                 }
                 Err(f) if f.kind == FailureKind::Invalid => {
                     results[part[0].index()] = Some(Err(ProviderError::Rejected(f.message)));
@@ -198,6 +226,29 @@ mod tests {
         let results = collect_results(results);
         assert!(matches!(&results[2], Err(ProviderError::Rejected(m)) if m == "bad 2"));
         assert!([0, 1, 3, 4].iter().all(|i| results[*i] == Ok(Applied::Live)));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_naming_its_change_refuses_that_one_and_resends_the_rest() {
+        let mut results = vec![None; 4];
+        let mut sent = Vec::new();
+        let locate = |f: &Failure, part: &[U]| part.iter().position(|u| f.message == format!("bad {}", u.0));
+        send_isolating("test", "z.test", vec![(0..4).map(U).collect()], &mut results, locate, |part: &[U]| {
+            sent.push(part.iter().map(|u| u.0).collect::<Vec<_>>());
+            let bad = part.iter().find(|u| u.0 == 2 || u.0 == 3).map(|u| u.0);
+            async move {
+                match bad {
+                    Some(b) => Err(Failure::new(FailureKind::Invalid, format!("bad {b}"))),
+                    None => Ok(Applied::Live),
+                }
+            }
+        })
+        .await;
+        assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![0, 1, 3], vec![0, 1]], "no bisection, no change sent twice alone");
+        let results = collect_results(results);
+        assert!(matches!(&results[2], Err(ProviderError::Rejected(m)) if m == "bad 2"));
+        assert!(matches!(&results[3], Err(ProviderError::Rejected(m)) if m == "bad 3"));
+        assert!(results[0] == Ok(Applied::Live) && results[1] == Ok(Applied::Live));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod cloudflare;
 pub mod conformance;
 pub mod embedded;
 pub(crate) mod failure;
+pub mod google;
 pub mod http;
 // The reference implementation lives in the core (its own tests use it); it is a backend too.
 pub use extdns_core::inmemory;
