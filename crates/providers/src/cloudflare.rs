@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::failure::{collect_results, send_bisecting, BatchUnit, Failure, FailureKind};
-use crate::http;
+use crate::http::{self, Attempt};
 use crate::ratelimit::{Limiter, RequestLimited};
 use extdns_core::endpoint::{normalize_name, Endpoint, ProviderSpecificProperty, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -57,12 +57,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const AUTO_TTL: u32 = 1;
 /// Cloudflare's `per_page` limit for zone listings.
 const ZONES_PER_PAGE: u32 = 50;
-/// A `Retry-After` longer than this is not waited for inside one call: the worker's backoff
-/// takes over.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
-/// Longest wait between two attempts without a `Retry-After` (before jitter).
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Provider-specific property names, as external-dns passes them.
 pub mod property {
@@ -261,7 +255,7 @@ impl CloudflareProvider {
         Ok(CloudflareProvider { http, config, limiter: Limiter::default() })
     }
 
-    /// One API request with Cloudflare's envelope, retried after 429 (and 5xx for reads).
+    /// One API request with Cloudflare's envelope, retried as [`http::retrying`] says.
     async fn call(
         &self,
         what: &str,
@@ -272,53 +266,24 @@ impl CloudflareProvider {
     ) -> Result<Envelope, Failure> {
         let url = format!("{}{path}", self.config.base_url);
         let idempotent = method == Method::GET;
-        let mut attempt = 1;
-        loop {
-            self.limiter.admit(what).await?;
+        http::retrying("Cloudflare", what, idempotent, self.config.max_attempts, || async {
+            if let Err(e) = self.limiter.admit(what).await {
+                return Attempt::Failed(e.into(), None);
+            }
             let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.config.token).query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let (failure, wait) = match req.send().await {
-                Err(e) => (http::transport_failure(what, &e), None),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = http::retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    let envelope: Option<Envelope> = serde_json::from_str(&text).ok();
-                    match envelope {
-                        Some(env) if status.is_success() && env.success => return Ok(env),
-                        env => (classify(what, status, env.as_ref(), &text), retry_after),
-                    }
-                }
+            let a = match http::exchange(req, what).await {
+                Ok(a) => a,
+                Err(f) => return Attempt::Failed(f, None),
             };
-            let retryable = match failure.kind {
-                FailureKind::Throttled => true,
-                FailureKind::Unreachable => idempotent,
-                _ => false,
-            };
-            if !retryable || attempt >= self.config.max_attempts {
-                let message = if retryable {
-                    format!("{} (gave up after {attempt} attempts)", failure.message)
-                } else {
-                    failure.message
-                };
-                return Err(Failure { kind: failure.kind, message });
+            match serde_json::from_str::<Envelope>(&a.text).ok() {
+                Some(env) if a.status.is_success() && env.success => Attempt::Done(env),
+                env => Attempt::Failed(classify(what, a.status, env.as_ref(), &a.text), a.retry_after),
             }
-            let delay = match wait {
-                Some(w) if w <= MAX_RETRY_AFTER => w,
-                Some(w) => {
-                    return Err(Failure {
-                        kind: failure.kind,
-                        message: format!("{} (Cloudflare asked to retry after {w:?})", failure.message),
-                    })
-                }
-                None => extdns_core::backoff::delay(RETRY_BASE_DELAY, MAX_RETRY_DELAY, attempt - 1),
-            };
-            tracing::debug!(what, attempt, ?delay, error = %failure.message, "Cloudflare request failed, retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+        })
+        .await
     }
 
     /// Every page of a listing, `result` arrays concatenated.

@@ -16,6 +16,9 @@ pub(crate) enum FailureKind {
     Auth,
     /// Refused for its content: a batch is bisected to find the change at fault.
     Invalid,
+    /// A conditional write whose condition no longer holds (HTTP 412: the record set changed
+    /// since it was read). Refused, and the zone listed again.
+    Precondition,
     ZoneNotFound,
     Config,
 }
@@ -28,6 +31,7 @@ impl FailureKind {
             FailureKind::Unreachable => "unreachable",
             FailureKind::Auth => "auth",
             FailureKind::Invalid => "invalid",
+            FailureKind::Precondition => "precondition",
             FailureKind::ZoneNotFound => "not_found",
             FailureKind::Config => "config",
         }
@@ -63,7 +67,7 @@ impl Failure {
             FailureKind::Throttled => ProviderError::Throttled(self.message),
             FailureKind::Unreachable => ProviderError::Unreachable(self.message),
             FailureKind::Auth => ProviderError::AuthFailed(self.message),
-            FailureKind::Invalid => ProviderError::Rejected(self.message),
+            FailureKind::Invalid | FailureKind::Precondition => ProviderError::Rejected(self.message),
             FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(self.message),
             FailureKind::Config => ProviderError::Config(self.message),
         }

@@ -32,8 +32,9 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::failure::{Failure, FailureKind};
 use crate::ratelimit::{Limiter, RequestLimited};
-use arm::{Arm, Condition, Failure, FailureKind};
+use arm::{Arm, Condition};
 pub use auth::{Credential, DEFAULT_AUTHORITY_HOST, IMDS_TOKEN_URL};
 use extdns_core::endpoint::{normalize_name, Endpoint, RecordType};
 use extdns_core::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zone};
@@ -160,7 +161,7 @@ impl AzureProvider {
         );
         let what = format!("listing the zones of {scope}");
         let items = self.arm.list_all(&what, url).await.map_err(|f| match f.kind {
-            FailureKind::NotFound => ProviderError::ZoneNotFound(f.message),
+            FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(f.message),
             _ => f.into_provider_error(),
         })?;
         let mut zones = Vec::new();
@@ -200,7 +201,7 @@ impl AzureProvider {
             self.arm.list_all(&format!("listing record sets of zone {}", zone.name), url).await.map_err(|f| match f
                 .kind
             {
-                FailureKind::NotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
+                FailureKind::ZoneNotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
                 _ => f.into_provider_error(),
             })?;
         Ok(items
@@ -347,10 +348,12 @@ impl Provider for AzureProvider {
                         self.config.flavour.label()
                     )))
                 }
-                Err(f) if f.kind == FailureKind::Rejected => Err(f.into_provider_error()),
+                Err(f) if f.kind == FailureKind::Invalid => Err(f.into_provider_error()),
                 Err(f) => {
                     let e = match f.kind {
-                        FailureKind::NotFound => ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message)),
+                        FailureKind::ZoneNotFound => {
+                            ProviderError::ZoneNotFound(format!("{} ({})", zone.name, f.message))
+                        }
                         _ => f.into_provider_error(),
                     };
                     fatal = Some(e.clone());

@@ -39,6 +39,7 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::failure::{collect_results, send_isolating, BatchUnit, Failure, FailureKind};
-use crate::http;
+use crate::http::{self, Attempt};
 use crate::ratelimit::{Limiter, RequestLimited};
 pub use auth::Credentials;
 use auth::TokenSource;
@@ -69,10 +70,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Cloud DNS's documented per-change limits, used when the project's quota cannot be read.
 pub const DEFAULT_LIMITS: Limits =
     Limits { additions: 1000, deletions: 1000, rrdata_bytes: 100_000, records_per_rrset: 100 };
-const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
-/// A `Retry-After` longer than this is not waited for inside one call.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Which managed zones the provider considers, external-dns' `--google-zone-visibility`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -309,8 +306,8 @@ impl GoogleProvider {
         format!("{}/dns/v1/projects/{}{rest}", self.config.endpoint, segment(project))
     }
 
-    /// One API request, retried after 429 (and 5xx for reads) and once after a 401 with a new
-    /// token.
+    /// One API request, retried as [`http::retrying`] says, and once after a 401 with a new
+    /// token (it may have been revoked or expired early).
     async fn call(
         &self,
         what: &str,
@@ -320,73 +317,50 @@ impl GoogleProvider {
         body: Option<&Value>,
     ) -> Result<Value, Failure> {
         let idempotent = method == Method::GET;
-        let mut attempt = 1;
-        let mut reauthenticated = false;
-        loop {
-            self.limiter.admit(what).await.map_err(Failure::from)?;
-            let token = self.tokens.token().await.map_err(|e| {
-                let f = Failure::from(e);
-                // A token endpoint refusing the key is a credentials problem, whatever it said.
-                let kind = match f.kind {
-                    FailureKind::Unreachable | FailureKind::Throttled => f.kind,
-                    _ => FailureKind::Auth,
-                };
-                Failure::new(kind, format!("{what}: {}", f.message))
-            })?;
+        let reauthenticated = AtomicBool::new(false);
+        http::retrying("Cloud DNS", what, idempotent, self.config.max_attempts, || async {
+            if let Err(e) = self.limiter.admit(what).await {
+                return Attempt::Failed(e.into(), None);
+            }
+            let token = match self.tokens.token().await {
+                Ok(t) => t,
+                Err(e) => {
+                    let f = Failure::from(e);
+                    // A token endpoint refusing the key is a credentials problem, whatever it said.
+                    let kind = match f.kind {
+                        FailureKind::Unreachable | FailureKind::Throttled => f.kind,
+                        _ => FailureKind::Auth,
+                    };
+                    return Attempt::Failed(Failure::new(kind, format!("{what}: {}", f.message)), None);
+                }
+            };
             let mut req = self.http.request(method.clone(), url).bearer_auth(&token).query(query);
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let (failure, wait) = match req.send().await {
-                Err(e) => (http::transport_failure(what, &e), None),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = http::retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        return serde_json::from_str(&text).map_err(|e| {
-                            Failure::new(
-                                FailureKind::Unreachable,
-                                format!("{what}: HTTP {} but the answer is not JSON ({e})", status.as_u16()),
-                            )
-                        });
-                    }
-                    if status == StatusCode::UNAUTHORIZED && !reauthenticated {
-                        // The token may have been revoked or expired early: one more with a new one.
-                        reauthenticated = true;
-                        self.tokens.invalidate().await;
-                        continue;
-                    }
-                    (classify(what, status, &text), retry_after)
-                }
+            let (status, retry_after, text) = match http::exchange(req, what).await {
+                Ok(a) => (a.status, a.retry_after, a.text),
+                Err(f) => return Attempt::Failed(f, None),
             };
-            let retryable = match failure.kind {
-                FailureKind::Throttled => true,
-                FailureKind::Unreachable => idempotent,
-                _ => false,
-            };
-            if !retryable || attempt >= self.config.max_attempts {
-                let message = if retryable {
-                    format!("{} (gave up after {attempt} attempts)", failure.message)
-                } else {
-                    failure.message
+            if status.is_success() {
+                return match serde_json::from_str(&text) {
+                    Ok(v) => Attempt::Done(v),
+                    Err(e) => Attempt::Failed(
+                        Failure::new(
+                            FailureKind::Unreachable,
+                            format!("{what}: HTTP {} but the answer is not JSON ({e})", status.as_u16()),
+                        ),
+                        None,
+                    ),
                 };
-                return Err(Failure::new(failure.kind, message));
             }
-            let delay = match wait {
-                Some(w) if w <= MAX_RETRY_AFTER => w,
-                Some(w) => {
-                    return Err(Failure::new(
-                        failure.kind,
-                        format!("{} (Cloud DNS asked to retry after {w:?})", failure.message),
-                    ))
-                }
-                None => extdns_core::backoff::delay(RETRY_BASE_DELAY, MAX_RETRY_DELAY, attempt - 1),
-            };
-            tracing::debug!(what, attempt, ?delay, error = %failure.message, "Cloud DNS request failed, retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated.swap(true, Ordering::SeqCst) {
+                self.tokens.invalidate().await;
+                return Attempt::Renewed;
+            }
+            Attempt::Failed(classify(what, status, &text), retry_after)
+        })
+        .await
     }
 
     /// Every page of a listing, the `items` arrays concatenated.
