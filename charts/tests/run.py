@@ -34,7 +34,7 @@ NAMESPACE = "extdns"
 
 # A values file extdns has no meaning for must fail, saying what to use instead.
 MUST_FAIL = [
-    ({"provider": {"name": "google"}}, "set provider.name webhook"),
+    ({"provider": {"name": "digitalocean"}}, "set provider.name webhook"),
     ({"sources": ["istio-gateway"]}, "is not an extdns source"),
     ({"registry": "dynamodb"}, "registry: noop"),
     ({"interval": "30s"}, "at least 1m"),
@@ -57,6 +57,28 @@ MUST_FAIL = [
     ({"provider": {"name": "webhook"}}, "provider.webhook.image.repository"),
     ({"provider": {"name": "aws", "webhook": {"image": {"repository": "r"}}}}, "set provider.name webhook"),
     ({"logLevel": "verbose"}, "logLevel"),
+    # Google: the key file must come from a Secret volume the chart can name.
+    (
+        {"provider": {"name": "google"}, "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/etc/gcp/key.json"}]},
+        "extdns.clusterDNSProvider.spec.google.credentials.secretRef",
+    ),
+    (
+        {"provider": {"name": "google"}, "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
+        "mounted from a Secret",
+    ),
+    ({"provider": {"name": "aws"}, "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/k.json"}]}, "is for provider google"),
+    ({"provider": {"name": "google"}, "extraArgs": ["--google-zone-visibility=internal"]}, "public or private"),
+    ({"provider": {"name": "google"}, "extraArgs": ["--aws-batch-change-size=10"]}, "belongs to another provider"),
+    ({"provider": {"name": "aws"}, "extraArgs": ["--google-project=p"]}, "belongs to another provider"),
+    ({"provider": {"name": "google"}, "extraArgs": ["--google-project=p", "--google-foo=1"]}, "extdns has no such setting"),
+    # Azure: azure.json from a Secret, or the pod's identity with a subscription.
+    ({"provider": {"name": "azure"}}, "needs --azure-subscription-id"),
+    (
+        {"provider": {"name": "azure-private-dns"}, "extraArgs": ["--azure-config-file=/etc/azure/azure.json"]},
+        "extdns.clusterDNSProvider.spec.azurePrivateDns.credentials",
+    ),
+    ({"provider": {"name": "azure"}, "extraArgs": ["--azure-subscription-id=s", "--azure-zones-cache-duration=5m"]}, "resyncInterval"),
+    ({"provider": {"name": "cloudflare"}, "extraArgs": ["--azure-resource-group=rg"]}, "belongs to another provider"),
     ({"notAValue": 1}, "notAValue"),
 ]
 
@@ -143,6 +165,39 @@ def check_fails(chart: helm.Chart, values: dict, message: str) -> None:
         assert message in str(e), f"failed, but without {message!r}: {e}"
         return
     raise AssertionError(f"values {values} rendered; they must fail with {message!r}")
+
+
+def check_cloud_credentials(chart: helm.Chart) -> None:
+    """What the Google and Azure values become besides the golden files: no key file is the
+    pod's own identity; a key under a subPath mount or renamed by the volume's items is found."""
+
+    def spec(values: dict) -> dict:
+        return one(objects(render(chart, values)), "ClusterDNSProvider")["spec"]
+
+    assert spec({"provider": {"name": "google"}})["google"] == {}, "google without a key: the pod's identity"
+    got = spec({
+        "provider": {"name": "google"},
+        "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/var/secrets/google/key.json"}],
+        "extraVolumes": [{"name": "g", "secret": {"secretName": "gsa", "items": [{"key": "sa.json", "path": "key.json"}]}}],
+        "extraVolumeMounts": [{"name": "g", "mountPath": "/var/secrets/google"}],
+        "extraArgs": ["--zone-id-filter=my-zone"],
+    })["google"]
+    assert got == {"credentials": {"secretRef": {"name": "gsa", "key": "sa.json"}}, "zones": ["my-zone"]}, got
+    got = spec({
+        "provider": {"name": "google"},
+        "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/etc/gcp/key.json"}],
+        "extdns": {"clusterDNSProvider": {"spec": {"google": {"credentials": {"secretRef": {"name": "mine"}}}}}},
+    })["google"]
+    assert got == {"credentials": {"secretRef": {"name": "mine"}}}, got
+    got = spec({
+        "provider": {"name": "azure-private-dns"},
+        "extraVolumes": [{"name": "cfg", "secret": {"secretName": "azure-config-file"}}],
+        "extraVolumeMounts": [{"name": "cfg", "mountPath": "/etc/kubernetes/azure.json", "subPath": "config.json"}],
+    })
+    assert "azure" not in got, got
+    assert got["azurePrivateDns"] == {"credentials": {"azureConfigSecretRef": {"name": "azure-config-file", "key": "config.json"}}}, got
+    got = spec({"provider": {"name": "azure"}, "extraArgs": ["--azure-subscription-id=s"]})["azure"]
+    assert got == {"subscriptionId": "s"}, "azure without azure.json: the pod's identity"
 
 
 def run_help(binary: str) -> dict[str, str]:
@@ -272,7 +327,34 @@ def cluster_values() -> dict:
     return values
 
 
+def kept(rendered, served, path: str = "spec") -> None:
+    """Every field rendered is in what the apiserver returns (the 1.20 apiserver prunes
+    fields its schema lacks instead of refusing them)."""
+    if isinstance(rendered, dict):
+        assert isinstance(served, dict), f"{path}: served {served!r}"
+        for k, v in rendered.items():
+            assert k in served, f"{path}.{k} pruned by the apiserver: not in the CRD"
+            kept(v, served[k], f"{path}.{k}")
+    else:
+        assert rendered == served, f"{path}: rendered {rendered!r}, served {served!r}"
+
+
+def check_provider_valid(chart: helm.Chart, values_file: Path) -> None:
+    """The ClusterDNSProvider a values file renders passes the CRD's validation (server-side
+    dry run: nothing is stored) and keeps every field."""
+    objs = [o for o in objects(render(chart, load_values(values_file))) if o["kind"] == "ClusterDNSProvider"]
+    for o in objs:
+        r = subprocess.run(["kubectl", "create", "--dry-run=server", "-o", "json", "-f", "-"],
+                           input=json.dumps(o), capture_output=True, text=True)
+        assert r.returncode == 0, f"apiserver refused the ClusterDNSProvider of {values_file.name}: {r.stderr}"
+        kept(o["spec"], json.loads(r.stdout)["spec"])
+
+
 def cluster_checks(checks: Checks) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        for f in sorted(VALUES_DIR.glob("*.yaml")):
+            checks.run(f"cluster: ClusterDNSProvider of {f.name} valid against the CRD (dry run)",
+                       lambda f=f: check_provider_valid(chart, f))
     served = kubectl("api-versions").stdout.split()
     with helm.Config(namespace=CLUSTER_NS) as cfg, helm.Chart.load(str(CHART)) as chart:
         # A namespace left terminating by an earlier run would refuse the install.
@@ -362,6 +444,7 @@ def main() -> int:
                 checks.run(f"flags of {f.name} exist in extdns run", lambda f=f: check_flags(chart, f, help_flags))
             checks.run("Deployment runs extdns as config/manager and the e2e harness", lambda: check_runs_as_shipped(chart, help_flags))
         checks.run("PodDisruptionBudget where policy/v1 is served and replicas > 1", lambda: check_pdb(chart))
+        checks.run("Google and Azure credentials: Secret volumes, subPath, items, ambient identity", lambda: check_cloud_credentials(chart))
     if args.cluster:
         cluster_checks(checks)
     print(f"{checks.passed} passed, {checks.failed} failed")

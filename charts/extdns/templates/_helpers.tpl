@@ -61,6 +61,34 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+The Secret a credentials file of external-dns's pod comes from: the extraVolumeMounts entry
+whose mountPath holds .path (or whose subPath mount is .path) and its extraVolumes secret
+volume, as JSON {name, key}; {} when no Secret volume holds the file.
+*/}}
+{{- define "extdns.secretFile" -}}
+{{- $found := dict }}
+{{- range $m := .v.extraVolumeMounts }}
+{{- $mp := trimSuffix "/" (toString $m.mountPath) }}
+{{- $rest := "" }}
+{{- if $m.subPath }}
+{{- if eq $mp $.path }}{{ $rest = toString $m.subPath }}{{ end }}
+{{- else if hasPrefix (printf "%s/" $mp) $.path }}
+{{- $rest = trimPrefix (printf "%s/" $mp) $.path }}
+{{- end }}
+{{- if $rest }}
+{{- range $vol := $.v.extraVolumes }}
+{{- if and (eq (toString $vol.name) (toString $m.name)) (dig "secret" "secretName" "" $vol) }}
+{{- $key := $rest }}
+{{- range $vol.secret.items }}{{ if eq (toString .path) $rest }}{{ $key = toString .key }}{{ end }}{{ end }}
+{{- $found = dict "name" $vol.secret.secretName "key" $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $found }}
+{{- end }}
+
+{{/*
 The whole translation of external-dns's values into extdns's, as YAML:
   args:    the extdns container's arguments
   env:     its environment after the chart's own variables
@@ -74,7 +102,7 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 
 {{- /* Values of external-dns's chart that have no meaning for extdns. */}}
 {{- if and $v.secretConfiguration (dig "enabled" false $v.secretConfiguration) }}
-{{- fail "secretConfiguration: extdns reads provider credentials from Secrets itself; put them in a Secret of the release namespace and reference it (env CF_API_TOKEN / EXTERNAL_DNS_RFC2136_TSIG_SECRET / EXTERNAL_DNS_PDNS_API_KEY with valueFrom.secretKeyRef, or extdns.clusterDNSProvider.spec.route53.credentials.secretRef)" }}
+{{- fail "secretConfiguration: extdns reads provider credentials from Secrets itself; put them in a Secret of the release namespace and reference it (env CF_API_TOKEN / EXTERNAL_DNS_RFC2136_TSIG_SECRET / EXTERNAL_DNS_PDNS_API_KEY with valueFrom.secretKeyRef, or extdns.clusterDNSProvider.spec.route53.credentials.secretRef; azure.json or a Google service-account key: a Secret mounted with extraVolumes/extraVolumeMounts, see docs/helm.md)" }}
 {{- end }}
 {{- if contains "external-dns/external-dns" (toString $v.image.repository) }}
 {{- fail (printf "image.repository: %s is external-dns's image; set an extdns image (README \"Container image\": make image)" $v.image.repository) }}
@@ -119,6 +147,7 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- $env := list }}
 {{- $secretRefs := dict }}
 {{- $region := "" }}
+{{- $googleKeyFile := "" }}
 {{- range $e := $v.env }}
 {{- if hasPrefix "EXTERNAL_DNS_" $e.name }}
 {{- $n := $e.name | trimPrefix "EXTERNAL_DNS_" | lower | replace "_" "-" }}
@@ -137,6 +166,9 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- else }}
 {{- fail "env: CF_API_TOKEN: give a value or valueFrom.secretKeyRef" }}
 {{- end }}
+{{- else if eq $e.name "GOOGLE_APPLICATION_CREDENTIALS" }}
+{{- if not (hasKey $e "value") }}{{ fail "env: GOOGLE_APPLICATION_CREDENTIALS: give the key file's path as a value, the file mounted from a Secret with extraVolumes/extraVolumeMounts" }}{{ end }}
+{{- $googleKeyFile = toString $e.value }}
 {{- else if has $e.name (list "CF_API_KEY" "CF_API_EMAIL" "CF_API_TOKEN_FILE") }}
 {{- fail (printf "env: %s: extdns signs in to Cloudflare with an API token only; set CF_API_TOKEN (valueFrom.secretKeyRef) to a token with Zone:Read and DNS:Edit (README \"Cloudflare backend\")" $e.name) }}
 {{- else }}
@@ -233,6 +265,19 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- else if eq $name "cloudflare-proxied" }}{{ $_ := set $p "proxied" $on }}
 {{- else if eq $name "cloudflare-dns-records-per-page" }}{{ $_ := set $p "perPage" (atoi $value) }}
 {{- else if eq $name "zone-id-filter" }}{{ $zoneIds = append $zoneIds $value }}
+{{- else if eq $name "google-project" }}{{ $_ := set $p "project" $value }}
+{{- else if eq $name "google-zone-visibility" }}
+{{- if not (has $value (list "" "public" "private")) }}{{ fail (printf "extraArgs: --google-zone-visibility=%s: public or private (without the flag: both)" $value) }}{{ end }}
+{{- with $value }}{{ $_ := set $p "zoneVisibility" . }}{{ end }}
+{{- else if eq $name "google-batch-change-size" }}{{ $_ := set $p "googleBatchChangeSize" (atoi $value) }}
+{{- else if eq $name "google-batch-change-interval" }}{{ $_ := set $p "batchChangeInterval" $value }}
+{{- else if eq $name "azure-config-file" }}{{ $_ := set $p "azureConfigFile" $value }}
+{{- else if eq $name "azure-subscription-id" }}{{ $_ := set $p "subscriptionId" $value }}
+{{- else if eq $name "azure-resource-group" }}{{ $_ := set $p "resourceGroup" $value }}
+{{- else if eq $name "azure-user-assigned-identity-client-id" }}{{ $_ := set $p "userAssignedIdentityClientId" $value }}
+{{- else if eq $name "azure-maxretries-count" }}{{ $_ := set $p "maxAttempts" (atoi $value) }}
+{{- else if eq $name "azure-zones-cache-duration" }}
+{{- fail "extraArgs: --azure-zones-cache-duration: extdns lists Azure zones with their records; how often is interval (the ClusterDNSProvider's resyncInterval)" }}
 {{- else if eq $name "pdns-server" }}{{ $_ := set $p "url" $value }}
 {{- else if eq $name "pdns-server-id" }}{{ $_ := set $p "serverId" $value }}
 {{- else if eq $name "pdns-api-key" }}{{ $_ := set $secretRefs "pdns-api-key" (dict "value" $value) }}
@@ -300,9 +345,9 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- $secrets := dict }}
 {{- $pname := "" }}
 {{- if kindIs "string" $v.provider }}{{ $pname = $v.provider }}{{ else }}{{ $pname = toString $v.provider.name }}{{ end }}
-{{- $only := dict "aws" (list "zoneType" "assumeRoleArn" "batchChangeSize" "evaluateTargetHealth" "preferCNAME" "zonesCacheTTL") "rfc2136" (list "port" "keyName" "algorithm" "insecure" "minTTL" "batchSize") "cloudflare" (list "proxied" "perPage") "pdns" (list "url" "serverId") "webhook" (list "url") "inmemory" (list) }}
+{{- $only := dict "aws" (list "zoneType" "assumeRoleArn" "batchChangeSize" "evaluateTargetHealth" "preferCNAME" "zonesCacheTTL") "rfc2136" (list "port" "keyName" "algorithm" "insecure" "minTTL" "batchSize") "cloudflare" (list "proxied" "perPage") "pdns" (list "url" "serverId") "webhook" (list "url") "inmemory" (list) "google" (list "project" "zoneVisibility" "googleBatchChangeSize" "batchChangeInterval") "azure" (list "azureConfigFile" "subscriptionId" "resourceGroup" "userAssignedIdentityClientId" "maxAttempts") "azure-private-dns" (list "azureConfigFile" "subscriptionId" "resourceGroup" "userAssignedIdentityClientId" "maxAttempts") }}
 {{- if not (hasKey $only $pname) }}
-{{- fail (printf "provider.name: %q: extdns has aws, rfc2136, cloudflare, pdns, inmemory and webhook; every other external-dns provider has a webhook (README \"Webhook backend\"): set provider.name webhook and provider.webhook.image" $pname) }}
+{{- fail (printf "provider.name: %q: extdns has aws, google, azure, azure-private-dns, rfc2136, cloudflare, pdns, inmemory and webhook; every other external-dns provider has a webhook (README \"Webhook backend\"): set provider.name webhook and provider.webhook.image" $pname) }}
 {{- end }}
 {{- range $k, $_ := $p }}
 {{- if not (has $k (get $only $pname)) }}
@@ -310,7 +355,8 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- end }}
 {{- end }}
 {{- if and $zoneTags (ne $pname "aws") }}{{ fail (printf "extraArgs: --aws-zone-tags is for provider aws, not %s" $pname) }}{{ end }}
-{{- if and $zoneIds (ne $pname "cloudflare") }}{{ fail (printf "extraArgs: --zone-id-filter: extdns selects zones by id for cloudflare only; for %s use domainFilters or extdns.clusterDNSProvider.spec.zones.include" $pname) }}{{ end }}
+{{- if and $zoneIds (not (has $pname (list "cloudflare" "google"))) }}{{ fail (printf "extraArgs: --zone-id-filter: extdns selects zones by id for cloudflare and google only; for %s use domainFilters or extdns.clusterDNSProvider.spec.zones.include" $pname) }}{{ end }}
+{{- if and $googleKeyFile (ne $pname "google") }}{{ fail (printf "env: GOOGLE_APPLICATION_CREDENTIALS is for provider google, not %s" $pname) }}{{ end }}
 {{- if and $rfcHosts (ne $pname "rfc2136") }}{{ fail (printf "extraArgs: --rfc2136-host is for provider rfc2136, not %s" $pname) }}{{ end }}
 {{- if and $zoneNames (not (has $pname (list "rfc2136" "inmemory"))) }}{{ fail (printf "extraArgs: zone flags are for providers rfc2136 and inmemory, not %s" $pname) }}{{ end }}
 
@@ -349,6 +395,40 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- $r := merge (dict "apiToken" (dict "secretRef" $ref)) $p }}
 {{- with $zoneIds }}{{ $_ := set $r "zoneIDs" . }}{{ end }}
 {{- $_ := set $spec "cloudflare" $r }}
+{{- else if eq $pname "google" }}
+{{- $r := dict }}
+{{- range $k := list "project" "zoneVisibility" "batchChangeInterval" }}{{ if hasKey $p $k }}{{ $_ := set $r $k (get $p $k) }}{{ end }}{{ end }}
+{{- if hasKey $p "googleBatchChangeSize" }}{{ $_ := set $r "batchChangeSize" $p.googleBatchChangeSize }}{{ end }}
+{{- with $zoneIds }}{{ $_ := set $r "zones" . }}{{ end }}
+{{- /* A service-account key file: the Secret mounted there. Without one, the pod's own
+       identity (GKE Workload Identity, the metadata server), as external-dns. */}}
+{{- if and $googleKeyFile (not (dig "google" "credentials" "" $v.extdns.clusterDNSProvider.spec)) }}
+{{- $ref := include "extdns.secretFile" (dict "v" $v "path" $googleKeyFile) | fromJson }}
+{{- if not $ref }}
+{{- fail (printf "env: GOOGLE_APPLICATION_CREDENTIALS=%s: extdns reads the service-account key from a Secret, and no extraVolumes secret volume mounted by extraVolumeMounts holds that path; mount it from the Secret, or set extdns.clusterDNSProvider.spec.google.credentials.secretRef {name, key}" $googleKeyFile) }}
+{{- end }}
+{{- $_ := set $r "credentials" (dict "secretRef" $ref) }}
+{{- end }}
+{{- $_ := set $spec "google" $r }}
+{{- else if has $pname (list "azure" "azure-private-dns") }}
+{{- $field := ternary "azure" "azurePrivateDns" (eq $pname "azure") }}
+{{- $r := dict }}
+{{- range $k := list "subscriptionId" "resourceGroup" "userAssignedIdentityClientId" "maxAttempts" }}{{ if hasKey $p $k }}{{ $_ := set $r $k (get $p $k) }}{{ end }}{{ end }}
+{{- /* azure.json (--azure-config-file, default /etc/kubernetes/azure.json): the Secret
+       mounted there. Without one, the pod's own identity (Azure Workload Identity, the
+       node's managed identity), which needs the subscription. */}}
+{{- if not (dig $field "credentials" "" $v.extdns.clusterDNSProvider.spec) }}
+{{- $file := default "/etc/kubernetes/azure.json" $p.azureConfigFile }}
+{{- $ref := include "extdns.secretFile" (dict "v" $v "path" $file) | fromJson }}
+{{- if $ref }}
+{{- $_ := set $r "credentials" (dict "azureConfigSecretRef" $ref) }}
+{{- else if hasKey $p "azureConfigFile" }}
+{{- fail (printf "extraArgs: --azure-config-file=%s: extdns reads azure.json from a Secret, and no extraVolumes secret volume mounted by extraVolumeMounts holds that path; mount it from the Secret, or set extdns.clusterDNSProvider.spec.%s.credentials (azureConfigSecretRef {name, key} or secretRef)" $file $field) }}
+{{- else if not (or $r.subscriptionId (dig $field "subscriptionId" "" $v.extdns.clusterDNSProvider.spec)) }}
+{{- fail (printf "provider %s: without azure.json (a Secret mounted at /etc/kubernetes/azure.json with extraVolumes/extraVolumeMounts, or --azure-config-file) extdns uses the pod's own Azure identity and needs --azure-subscription-id" $pname) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $spec $field $r }}
 {{- else if eq $pname "pdns" }}
 {{- $ref := required "provider pdns: the API key: --pdns-api-key, or env EXTERNAL_DNS_PDNS_API_KEY with valueFrom.secretKeyRef" (get $secretRefs "pdns-api-key") }}
 {{- if hasKey $ref "value" }}
