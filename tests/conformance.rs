@@ -2115,7 +2115,13 @@ async fn google_throttling_outages_and_lost_answers() {
     fake.fail(401, 1, "/managedZones", None).await;
     assert!(p.zones().await.is_ok());
     assert_eq!(fake.tokens().await.len(), before + 1, "one new token after a 401");
+    // A token endpoint that fails once is retried like any read; one that stays down is
+    // reported Unreachable after the attempts.
     fake.fail(503, 1, "/token", None).await;
+    let fresh = gcp_provider(&fake, key.clone(), &[]);
+    assert!(fresh.zones().await.is_ok(), "a listing is retried after the token endpoint's 503");
+    let attempts = extdns::dns::providers::google::DEFAULT_MAX_ATTEMPTS;
+    fake.fail(503, attempts, "/token", None).await;
     let fresh = gcp_provider(&fake, key.clone(), &[]);
     match fresh.zones().await {
         Err(ProviderError::Unreachable(m)) if m.contains("503") => {}
