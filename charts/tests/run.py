@@ -7,6 +7,9 @@ RBAC). With --cluster: install into the cluster of $KUBECONFIG, wait for the obj
 upgrade with changed values, uninstall (CRDs stay).
 
 UPDATE_GOLDEN=1 rewrites the golden files instead of comparing them.
+
+--render VALUES_FILE [--set-json JSON]... [--release R] [--namespace NS] only prints the
+manifests the values render to (no checks): tests/e2e/chart.rs runs them.
 """
 
 from __future__ import annotations
@@ -422,11 +425,43 @@ def cluster_checks(checks: Checks) -> None:
             kubectl("delete", "namespace", CLUSTER_NS, "--ignore-not-found", "--wait=false", check=False)
 
 
+# --- render mode ----------------------------------------------------------------------------
+
+
+def merged(base, over):
+    """`over` merged into `base` as Helm merges values: maps key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merged(base.get(k), v)
+        return out
+    return over
+
+
+def render_mode(values_file: str, set_json: list[str], release: str, namespace: str) -> int:
+    """Prints the manifests a values file (with --set-json overrides) renders to, as YAML
+    documents: what `helm template` would print. The e2e suite (tests/e2e/chart.rs) runs
+    the result."""
+    values = load_values(Path(values_file))
+    for s in set_json:
+        values = merged(values, json.loads(s))
+    with helm.Chart.load(str(CHART)) as chart:
+        print(golden_text(render(chart, values, name=release, namespace=namespace)), end="")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", action="store_true", help="also install, upgrade and uninstall in $KUBECONFIG's cluster")
     parser.add_argument("--extdns-bin", default=os.environ.get("EXTDNS_BIN", str(REPO / "target/debug/extdns")))
+    parser.add_argument("--render", metavar="VALUES_FILE", help="only print the manifests VALUES_FILE renders to (no checks)")
+    parser.add_argument("--set-json", action="append", default=[], metavar="JSON",
+                        help="with --render: values merged over the file's (maps merged, lists replaced); repeatable")
+    parser.add_argument("--release", default=RELEASE, help="with --render: the release name")
+    parser.add_argument("--namespace", default=NAMESPACE, help="with --render: the release namespace")
     args = parser.parse_args()
+    if args.render:
+        return render_mode(args.render, args.set_json, args.release, args.namespace)
 
     checks = Checks()
     values_files = sorted(VALUES_DIR.glob("*.yaml"))

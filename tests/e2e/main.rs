@@ -4,6 +4,7 @@
 
 mod azure;
 mod budget;
+mod chart;
 mod cloudflare;
 mod crd_source;
 mod gateway;

@@ -371,6 +371,8 @@ Every value extdns has no meaning for fails here, naming what to use instead.
 {{- if ne (len $rfcHosts) 1 }}{{ fail "extraArgs: provider rfc2136 needs one --rfc2136-host (extdns talks to one server per provider; make one ClusterDNSProvider per server with extdns.clusterDNSProvider)" }}{{ end }}
 {{- if not $zoneNames }}{{ fail "extraArgs: provider rfc2136 needs --rfc2136-zone" }}{{ end }}
 {{- $r := dict "host" (first $rfcHosts) "zones" (uniq $zoneNames) }}
+{{- /* external-dns's RFC2136 provider writes a record without a TTL with TTL 0, raised to --rfc2136-min-ttl: the same through defaultTTL 0 (extdns's default is 300). */}}
+{{- $_ := set $spec "defaultTTL" 0 }}
 {{- range $k := list "port" "minTTL" "batchSize" }}{{ if hasKey $p $k }}{{ $_ := set $r $k (get $p $k) }}{{ end }}{{ end }}
 {{- if dig "insecure" false $p }}
 {{- if or (hasKey $p "keyName") (hasKey $secretRefs "rfc2136-tsig-secret") }}{{ fail "extraArgs: --rfc2136-insecure and a TSIG key: pick one" }}{{ end }}
