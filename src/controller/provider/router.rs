@@ -686,7 +686,6 @@ impl Router {
             Some(e) => {
                 self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
                 let reroute = e.snap.spec_hash != snap.spec_hash
-                    || e.snap.finalized() != snap.finalized()
                     || e.snap.deleting != snap.deleting
                     || e.snap.trimmed != snap.trimmed;
                 let old_cost = e.snap.budget_cost();
@@ -1133,43 +1132,44 @@ impl Router {
         let Some(e) = self.endpoints.get(key) else { return };
         let snap = &e.snap;
         if snap.deleting {
-            if snap.finalized() {
-                self.start_release(key);
-            }
+            // Also without our finalizer (another one holds the object): records published
+            // before ours landed go with it.
+            self.start_release(key);
             return;
         }
-        // The leader writes records only for objects that carry the finalizer, so no record
-        // can outlive its object; followers serve their embedded zones regardless.
-        let routable = snap.finalized() || !self.leading;
+        // Records go out before the finalizer lands: waiting for it would cost every new
+        // object an apiserver round trip (and, in a burst, a place in the apiserver's queue
+        // behind the creations). A deletion that races the finalizer still removes them: the
+        // watch's delete event sends the object's providers an empty desired set
+        // (`remove_endpoint`), and a deletion missed while no replica led is swept up by the
+        // next full plan, which deletes owned records no object wants.
         let claimant =
             Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
         let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
-        if routable {
-            for (i, ep) in &snap.valid {
-                let mut r = self.providers_for(snap, ep);
-                // Names a namespace may not claim there never become claims.
-                if let Ok(ids) = &mut r {
-                    let refusals: Vec<(ProviderId, String)> = ids
-                        .iter()
-                        .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
-                        .collect();
-                    ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
-                    for (id, message) in refusals {
-                        refused.push((*i, id, message));
-                    }
+        for (i, ep) in &snap.valid {
+            let mut r = self.providers_for(snap, ep);
+            // Names a namespace may not claim there never become claims.
+            if let Ok(ids) = &mut r {
+                let refusals: Vec<(ProviderId, String)> = ids
+                    .iter()
+                    .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
+                    .collect();
+                ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
+                for (id, message) in refusals {
+                    refused.push((*i, id, message));
                 }
-                if let Ok(ids) = &r {
-                    for id in ids {
-                        per_provider
-                            .entry(id.clone())
-                            .or_default()
-                            .push((*i, DesiredRecord { endpoint: ep.clone(), claimant: claimant.clone() }));
-                    }
-                }
-                routes.insert(*i, r);
             }
+            if let Ok(ids) = &r {
+                for id in ids {
+                    per_provider
+                        .entry(id.clone())
+                        .or_default()
+                        .push((*i, DesiredRecord { endpoint: ep.clone(), claimant: claimant.clone() }));
+                }
+            }
+            routes.insert(*i, r);
         }
         let Some(e) = self.endpoints.get_mut(key) else { return };
         let targets: BTreeSet<ProviderId> = e.sent.keys().chain(per_provider.keys()).cloned().collect();
@@ -1297,7 +1297,8 @@ impl Router {
         let Some(e) = self.endpoints.get(key) else { return };
         let snap = &e.snap;
         if !snap.deleting && !snap.finalized() {
-            // Written once the finalizer is on and records are routed.
+            // Written once the finalizer is on: a status write first would move the
+            // resourceVersion that guards the finalizer patch, and make it conflict.
             return;
         }
         if e.status_can_wait() {
@@ -1837,6 +1838,79 @@ status: {status}
         assert!(r.budget_dirty.is_empty());
         let b = r.budgets.get("t").expect("namespace counted");
         assert_eq!(b.total, Cost { records: 2, bytes: 2 * ("r0.a.example.com".len() + 100) });
+    }
+
+    /// The records of `ep` a worker's inbox holds, if it holds any message.
+    fn desired_in(inbox: &mut inbox::Inbox) -> Option<(EpKey, usize)> {
+        match inbox.try_recv() {
+            Ok(WorkerMsg::Desired { ep, records }) => Some((ep, records.len())),
+            Ok(_) => panic!("expected records"),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_go_out_before_the_finalizer_and_leave_with_a_deletion_that_races_it() {
+        let mut r = router(budget::Limits::UNLIMITED);
+        r.leading = true;
+        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("t".into()), name: "dns".into() };
+        let provider = ProviderObject {
+            id: id.clone(),
+            spec: crate::crd::dnsprovider::ProviderSpec {
+                in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
+                ..Default::default()
+            },
+            created: "2020-01-01T00:00:00Z".into(),
+            verdict: Ok(()),
+            generation: Some(1),
+            finalizers: vec![FINALIZER.into()],
+            resource_version: Some("1".into()),
+            deleting: false,
+            status: None,
+        };
+        step(&mut r, vec![RouterMsg::Upsert(Item::Provider(Box::new(provider)))]);
+        step(&mut r, NEEDED.iter().map(|k| RouterMsg::Listed(*k)).collect());
+        // The worker's inbox, read here instead of by the worker.
+        let (tx, mut inbox) = inbox::channel();
+        r.providers.get_mut(&id).expect("provider known").tx = Some(tx);
+        while inbox.try_recv().is_ok() {}
+
+        let mut fresh = snapshot("a", 1, 1, 10);
+        fresh.finalizers.clear();
+        let key = fresh.key.clone();
+        step(&mut r, vec![upsert(fresh.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((key.clone(), 1)), "routed before the finalizer landed");
+        assert!(r.adding_finalizer.contains(&key), "the finalizer is being added meanwhile");
+        assert!(r.writer.pending_status(&key).is_none(), "no status before the finalizer");
+
+        // The finalizer lands: nothing is sent again.
+        step(&mut r, vec![upsert(snapshot("a", 1, 1, 11))]);
+        assert_eq!(desired_in(&mut inbox), None);
+
+        // Deleted before its finalizer landed (or while another finalizer holds it): its
+        // records leave with it.
+        let mut b = snapshot("b", 2, 1, 12);
+        b.finalizers.clear();
+        let b_key = b.key.clone();
+        step(&mut r, vec![upsert(b.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((b_key.clone(), 1)));
+        step(&mut r, vec![RouterMsg::Remove(Item::Endpoint(Box::new(b.clone())))]);
+        assert_eq!(desired_in(&mut inbox), Some((b_key.clone(), 0)), "a removed object's records are withdrawn");
+
+        let mut c = snapshot("c", 3, 1, 13);
+        c.finalizers = vec!["other.example/hold".into()];
+        let c_key = c.key.clone();
+        step(&mut r, vec![upsert(c.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((c_key.clone(), 1)));
+        c.deleting = true;
+        c.resource_version = Some("14".into());
+        step(&mut r, vec![upsert(c)]);
+        match inbox.try_recv() {
+            Ok(WorkerMsg::Release { ep, names }) => {
+                assert_eq!((ep, names), (c_key, vec!["r0.c.example.com".to_string()]));
+            }
+            _ => panic!("a deleting object without our finalizer releases its records"),
+        }
     }
 
     #[test]
