@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::pace::Pace;
 use super::{backoff, now_time, EpKey, Leader, ProviderObject, RecordResult, DEFAULT_TTL};
 use crate::controller::backend::{self, Backend, BackendError, DEFAULT_RESYNC};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
@@ -402,22 +403,24 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
-        // When the last pass ended: a change that finds the worker idle for a window goes out
-        // at once (leading edge); changes arriving within a window of a pass are a burst and
-        // ride together, at most one pass per window.
-        let mut last_pass: Option<Instant> = None;
+        // A change on its own goes out at once; a burst rides together, at most one pass
+        // per coalescing window. What arrives during a pass goes out in the next one.
+        let mut pace = Pace::new(self.ctx.coalesce);
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
+                    pace.arrived(Instant::now());
                     let mut rebuild = self.handle(msg);
-                    if let Some(until) = last_pass.map(|t| t + self.ctx.coalesce).filter(|u| *u > Instant::now()) {
+                    if let Some(until) = pace.hold_until(Instant::now()) {
                         while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                            pace.arrived(Instant::now());
                             rebuild |= self.handle(msg);
                         }
                     }
                     while let Ok(msg) = rx.try_recv() {
+                        pace.arrived(Instant::now());
                         rebuild |= self.handle(msg);
                     }
                     if rebuild {
@@ -436,7 +439,7 @@ impl Worker {
                 }
             }
             self.sync().await;
-            last_pass = Some(Instant::now());
+            pace.passed(Instant::now());
         }
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
@@ -2050,7 +2053,7 @@ mod tests {
     }
 
     /// A change that finds its worker idle goes out at once, whatever the coalescing window;
-    /// changes right behind it wait for the window and go out together.
+    /// changes queued together go out in one pass.
     #[tokio::test(start_paused = true)]
     async fn an_idle_worker_sends_the_first_change_at_once_and_batches_a_burst() {
         let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
