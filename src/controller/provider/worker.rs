@@ -712,6 +712,10 @@ impl Worker {
 
     fn fail(&mut self, err: ProviderError) {
         self.schedule_retry();
+        if let Some(r) = &self.retry {
+            let retry_in = r.next.saturating_duration_since(Instant::now());
+            info!(provider = %self.id, attempt = r.attempts + 1, ?retry_in, "backend call failed; retrying");
+        }
         self.last_error = Some(tenancy::public_error(&err, self.id.namespace.is_some()));
     }
 
@@ -1198,12 +1202,14 @@ impl Worker {
             Some(e) => (e.reason().to_string(), e.to_string()),
             None => (state::PENDING.to_string(), "waiting for the provider".to_string()),
         };
-        let when = self.retry.as_ref().map(|r| r.next.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0);
         let id = self.id.clone();
+        // No time of the next attempt here (the log has it): a message that changed with
+        // every attempt would rewrite the status of every object a broken provider serves
+        // at every retry, loading the apiserver that every other provider's objects share.
         let results: Vec<((EpKey, usize), RecordResult)> = self
             .desired_in(groups)
             .map(|(slot, d)| {
-                let message = format!("{}: provider {id}: {msg}; retrying in {when}s", d.endpoint.key());
+                let message = format!("{}: provider {id}: {msg}; retrying with backoff", d.endpoint.key());
                 (slot.clone(), RecordResult { state: st.clone(), zone: None, message })
             })
             .collect();
@@ -2092,7 +2098,7 @@ mod tests {
         let got = &r[&("team-a/a@uid".to_string(), 0)];
         assert_eq!(got.state, "Unreachable", "{got:?}");
         // A namespaced provider's status hides the details; they are in the log.
-        assert!(got.message.contains("retrying in"), "{}", got.message);
+        assert!(got.message.ends_with("retrying with backoff"), "{}", got.message);
         assert!(w.retry.is_some(), "retried with backoff");
     }
 
