@@ -25,8 +25,10 @@ const TSIG_SECRET: &str = "e2a7m/0u+lZirz9VYyx2fdOgOLl0EY5tB4dHTDFRiLk=";
 #[derive(Parser, Debug, Clone)]
 #[command(about = "extdns benchmark: latency, scale, steady state, restart, nsupdate baseline")]
 struct Args {
-    /// Latency: sequential DNSEndpoint creations per backend.
-    #[arg(long, env = "BENCH_K", default_value_t = 50)]
+    /// Latency: sequential DNSEndpoint creations per backend (2 samples each: the creation
+    /// and a change of its target). 200 make 400 samples, so that p99 is not just the slowest
+    /// sample of the phase.
+    #[arg(long, env = "BENCH_K", default_value_t = 200)]
     k: usize,
     /// Scale: DNSEndpoints (one A record each).
     #[arg(long, env = "BENCH_N", default_value_t = 1000)]

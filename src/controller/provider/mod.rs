@@ -77,7 +77,8 @@ async fn leader_changed(leader: &mut Option<tokio::sync::watch::Receiver<bool>>)
 pub struct Settings {
     /// Namespace the operator runs in: ClusterDNSProviders read their Secrets there.
     pub operator_namespace: String,
-    /// During a burst, a provider's worker makes at most one pass per window ([`pace`]).
+    /// While changes outrun a provider's worker, it makes at most one pass per window
+    /// ([`pace`]).
     pub coalesce: Duration,
     /// Longest one backend call may take.
     pub backend_timeout: Duration,

@@ -1,46 +1,36 @@
-//! When a provider's worker starts its next pass. A change that arrives on its own goes out
-//! at once: one DNSEndpoint edited, a Service's address assigned, the next one a second
-//! later. Only a burst (many changes within one coalescing window: a bulk creation, a
-//! restart, a namespace deleted) waits for the window, so that it goes out in a few large
+//! When a provider's worker starts its next pass. A change that finds the worker idle goes
+//! out at once: one DNSEndpoint edited, a Service's address assigned, and the next change
+//! once that one is live. Only when changes arrive faster than passes finish (a bulk
+//! creation, a restart, a namespace deleted: the inbox is not empty when a pass ends) does
+//! the worker wait out the coalescing window, so that a burst goes out in a few large
 //! batches instead of one backend call per change.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Changes within one window that make a burst. Below it, the window costs more latency
-/// than it saves calls: a handful of changes a window apart each cost one call either way.
-pub(super) const BURST: usize = 8;
-
 pub(super) struct Pace {
     window: Duration,
-    /// When the latest changes arrived, at most [`BURST`] of them.
-    recent: VecDeque<Instant>,
     last_pass: Option<Instant>,
+    /// Changes were waiting when the last pass ended.
+    backlog: bool,
 }
 
 impl Pace {
     pub(super) fn new(window: Duration) -> Pace {
-        Pace { window, recent: VecDeque::with_capacity(BURST), last_pass: None }
+        Pace { window, last_pass: None, backlog: false }
     }
 
-    pub(super) fn arrived(&mut self, at: Instant) {
-        if self.recent.len() == BURST {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(at);
-    }
-
-    pub(super) fn passed(&mut self, at: Instant) {
+    /// A pass ended at `at`; `backlog`: changes arrived while it ran.
+    pub(super) fn passed(&mut self, at: Instant, backlog: bool) {
         self.last_pass = Some(at);
+        self.backlog = backlog;
     }
 
-    /// Until when the changes that arrived are held for more to join them: during a burst,
-    /// a window after the previous pass; otherwise not at all.
+    /// Until when the changes that arrived are held for more to join them: a window after
+    /// the last pass when changes outran it, otherwise not at all.
     pub(super) fn hold_until(&self, now: Instant) -> Option<Instant> {
-        let burst = self.recent.len() == BURST && self.recent.front().is_some_and(|t| now - *t < self.window);
-        if !burst {
+        if !self.backlog {
             return None;
         }
         self.last_pass.map(|t| t + self.window).filter(|until| *until > now)
@@ -52,52 +42,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn changes_on_their_own_go_at_once_and_a_burst_waits_for_the_window() {
+    fn a_change_that_finds_the_worker_idle_goes_at_once() {
         let window = Duration::from_millis(100);
         let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_millis(n);
         let mut p = Pace::new(window);
-        // One change every 20 ms (a user, the benchmark's sequential changes): each goes at
-        // once although the previous pass was within the window.
+        assert_eq!(p.hold_until(t0), None, "before the first pass");
+        // Sequential changes, each once the one before is live, 5 ms apart: none waits,
+        // although each comes well within a window of the pass before.
         for i in 0..20 {
-            let at = ms(i * 20);
-            p.arrived(at);
+            let at = t0 + Duration::from_millis(5 * i);
             assert_eq!(p.hold_until(at), None, "change {i}");
-            p.passed(at + Duration::from_millis(2));
+            p.passed(at + Duration::from_millis(2), false);
         }
-        // Then a burst, one change a millisecond: the first ones go at once, the rest wait
-        // a window after the last pass.
-        let start = 1000;
-        let mut held = None;
-        for i in 0..BURST as u64 {
-            let at = ms(start + i);
-            p.arrived(at);
-            held = p.hold_until(at);
-            if held.is_none() {
-                p.passed(at);
-            }
-        }
-        let last_pass = ms(start + BURST as u64 - 2);
-        assert_eq!(held, Some(last_pass + window));
-        // Quiet again for a window: the next change goes at once.
-        let later = ms(start + 300);
-        p.arrived(later);
-        assert_eq!(p.hold_until(later), None);
     }
 
     #[test]
-    fn a_burst_is_not_held_past_a_window_after_the_last_pass() {
+    fn changes_that_outrun_a_pass_wait_a_window_after_it() {
         let window = Duration::from_millis(100);
         let t0 = Instant::now();
         let mut p = Pace::new(window);
-        for i in 0..BURST as u64 {
-            p.arrived(t0 + Duration::from_millis(i));
-        }
-        // No pass yet (start-up): nothing to wait for.
-        assert_eq!(p.hold_until(t0 + Duration::from_millis(10)), None);
-        p.passed(t0);
-        let now = t0 + Duration::from_millis(50);
-        assert_eq!(p.hold_until(now), Some(t0 + window));
+        p.passed(t0, true);
+        assert_eq!(p.hold_until(t0 + Duration::from_millis(1)), Some(t0 + window));
+        // Never past the window.
         assert_eq!(p.hold_until(t0 + window), None);
+        // The burst is over once a pass ends with nothing waiting.
+        p.passed(t0 + Duration::from_millis(200), false);
+        assert_eq!(p.hold_until(t0 + Duration::from_millis(201)), None);
     }
 }

@@ -64,6 +64,11 @@ pub(super) fn deletion_grace_until(created: &str, now: jiff::Timestamp) -> Optio
     (age < grace).then(|| (grace - age).unsigned_abs())
 }
 
+/// How often a provider's status is written when only `managedRecords` or `lastSync`
+/// changed. A pass changes them whenever it writes records: writing them each time would cost
+/// the apiserver a write per pass in a burst, and hold up the pass after it.
+const COUNTS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The default TXT owner id, external-dns's `--txt-owner-id` default.
 pub const DEFAULT_OWNER_ID: &str = "default";
 
@@ -236,6 +241,10 @@ pub(super) struct Worker {
     /// Results sent to the router, so only changes are sent.
     sent: HashMap<(EpKey, usize), RecordResult>,
     written_status: Option<serde_json::Value>,
+    /// When this worker last wrote the provider's status.
+    status_written_at: Option<Instant>,
+    /// A status that only updates counts waits until then ([`COUNTS_INTERVAL`]).
+    status_due: Option<Instant>,
     started: bool,
     /// While this worker's embedded server holds its address, nobody else binds it.
     listener: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -288,6 +297,8 @@ impl Worker {
             unsettled: BTreeSet::new(),
             sent: HashMap::new(),
             written_status: None,
+            status_written_at: None,
+            status_due: None,
             started: false,
             listener: None,
             reports,
@@ -403,24 +414,21 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
-        // A change on its own goes out at once; a burst rides together, at most one pass
-        // per coalescing window. What arrives during a pass goes out in the next one.
+        // A change that finds the worker idle goes out at once; while changes outrun the
+        // passes they ride together, at most one pass per coalescing window.
         let mut pace = Pace::new(self.ctx.coalesce);
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    pace.arrived(Instant::now());
                     let mut rebuild = self.handle(msg);
                     if let Some(until) = pace.hold_until(Instant::now()) {
                         while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
-                            pace.arrived(Instant::now());
                             rebuild |= self.handle(msg);
                         }
                     }
                     while let Ok(msg) = rx.try_recv() {
-                        pace.arrived(Instant::now());
                         rebuild |= self.handle(msg);
                     }
                     if rebuild {
@@ -439,7 +447,7 @@ impl Worker {
                 }
             }
             self.sync().await;
-            pace.passed(Instant::now());
+            pace.passed(Instant::now(), rx.pending());
         }
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
@@ -703,7 +711,8 @@ impl Worker {
         }
         let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
         let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
-        resync.into_iter().chain(poll).chain(self.relist_at).chain(self.grace_replan_at).min()
+        let status = self.status_due.filter(|_| self.leading());
+        resync.into_iter().chain(poll).chain(self.relist_at).chain(self.grace_replan_at).chain(status).min()
     }
 
     fn in_backoff(&self) -> bool {
@@ -1246,6 +1255,8 @@ impl Worker {
 
     /// Writes the provider's status when it changed. Only the leader writes.
     async fn write_status(&mut self) {
+        // Whatever is due is decided again below.
+        self.status_due = None;
         if !self.leading() || self.object.deleting {
             return;
         }
@@ -1288,6 +1299,16 @@ impl Worker {
         if self.written_status.as_ref() == Some(&value) {
             return;
         }
+        let counts_only = self.object.status.as_ref().is_some_and(|s| {
+            s.observed_generation == status.observed_generation
+                && s.zones == status.zones
+                && status::same_conditions(&s.conditions, &status.conditions)
+        });
+        let due = self.status_written_at.map(|t| t + COUNTS_INTERVAL).filter(|at| *at > Instant::now());
+        if let (true, Some(due)) = (counts_only, due) {
+            self.status_due = Some(due);
+            return;
+        }
         let pp = PatchParams::apply(PROVIDER_MANAGER).force();
         let res = match &self.id.namespace {
             Some(ns) => {
@@ -1313,6 +1334,7 @@ impl Worker {
                     .get_or_create(&crate::metrics::KindLabels { kind: "DNSProvider".into() })
                     .inc();
                 self.written_status = Some(value);
+                self.status_written_at = Some(Instant::now());
             }
             Err(e) => warn!(provider = %self.id, error = %e, "provider status write failed"),
         }
