@@ -872,6 +872,8 @@ impl Bench<'_> {
         let apply_before = op.counter_wait("extdns_provider_calls_total", &[&pid, "operation=\"apply\""]).await;
         let changes_before = op.counter_wait("extdns_provider_changes_total", &[&pid]).await;
         let cpu_before = op.cpu_seconds();
+        let status_kind = "kind=\"DNSEndpoint\"";
+        let status_before = op.counter_wait("extdns_status_writes_total", &[status_kind]).await;
         let seps: Api<DNSEndpoint> = Api::namespaced(client.clone(), &ns);
         let t0 = Instant::now();
         let writes = async {
@@ -890,17 +892,19 @@ impl Bench<'_> {
             op.counter_wait("extdns_provider_calls_total", &[&pid, "operation=\"apply\""]).await - apply_before;
         let changes = op.counter_wait("extdns_provider_changes_total", &[&pid]).await - changes_before;
         let cpu = op.cpu_seconds() - cpu_before;
+        let status_writes = op.counter_wait("extdns_status_writes_total", &[status_kind]).await - status_before;
         let hwm_mib = op.status_kib("VmHWM") as f64 / 1024.0;
         let rate = served_s.map(|s| n as f64 / s);
         println!(
-            "  served in {} ({} records/s), all Ready at {}, apply calls {apply_calls}, changes {changes}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
+            "  served in {} ({} records/s), all Ready at {}, apply calls {apply_calls}, changes {changes}, DNSEndpoint status writes {status_writes}, CPU {cpu:.2} s, peak RSS {hwm_mib:.1} MiB",
             fmt_s(served_s),
             rate.map(|r| format!("{r:.0}")).unwrap_or("-".into()),
             fmt_s(ready_s)
         );
         self.res["scale"] = json!({
             "n": n, "written_s": written.as_secs_f64(), "served_s": served_s, "all_ready_s": ready_s,
-            "records_per_s": rate, "apply_calls": apply_calls, "changes": changes, "cpu_s": cpu, "peak_rss_mib": hwm_mib,
+            "records_per_s": rate, "apply_calls": apply_calls, "changes": changes, "status_writes": status_writes,
+            "cpu_s": cpu, "peak_rss_mib": hwm_mib,
         });
         Scale { _bind: bind, seps, pid, served_s, ready_s, rate, apply_calls, changes, cpu, hwm_mib }
     }

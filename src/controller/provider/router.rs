@@ -48,6 +48,12 @@ pub(super) enum Kind {
 /// Trimmed objects read again at once.
 const REFETCH_CONCURRENCY: usize = 2;
 
+/// How long a status waits for the providers' first report on records just sent to them.
+/// Written at once, it would say Pending and be written again a moment later with the
+/// outcome: two writes for every new object and every change, in a burst most of the
+/// apiserver's work. A provider that takes longer is shown Pending after this.
+const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Kinds whose first complete listing the router waits for before any worker plans.
 const NEEDED: [Kind; 4] = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces];
 
@@ -214,19 +220,32 @@ struct EpEntry {
     refused: Vec<(usize, ProviderId, String)>,
     /// Why none of its records is served: its namespace's record limit.
     over_budget: Option<OverBudget>,
+    /// When records of it were last sent to a provider.
+    routed_at: Option<Instant>,
 }
 
 impl EpEntry {
+    /// Some routed record has no report since it was sent.
+    fn unreported(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))))
+    }
+
+    /// Until when its status waits for the first report on records just sent
+    /// ([`REPORT_GRACE`]).
+    fn report_due(&self, now: Instant) -> Option<Instant> {
+        let until = self.routed_at? + REPORT_GRACE;
+        (!self.snap.deleting && until > now && self.unreported()).then_some(until)
+    }
+
     /// Whether the status can wait for the providers: some routed record has no report
     /// since it was sent, while the status the server holds already describes this
     /// generation. After a restart or a change of leader that is every record of every
     /// object; writing them Pending would flip every object to not Ready and back (two
     /// writes each, and GitOps tools showing everything progressing) for nothing.
     fn status_can_wait(&self) -> bool {
-        let unreported = self
-            .routes
-            .iter()
-            .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))));
+        let unreported = self.unreported();
         let described = self.snap.conditions.iter().any(|c| {
             c.type_ == status::READY && c.observed_generation.is_some() && c.observed_generation == self.snap.generation
         });
@@ -314,6 +333,8 @@ pub(super) struct Router {
     refetch: BTreeSet<EpKey>,
     refetching: HashSet<EpKey>,
     refetch_permits: Arc<Semaphore>,
+    /// Statuses waiting for their providers' first report, by when they are written anyway.
+    status_timers: BTreeSet<(Instant, EpKey)>,
 }
 
 /// The objects of one namespace and what they cost together.
@@ -381,6 +402,7 @@ impl Router {
             refetching: HashSet::new(),
             // Each read holds one whole object (up to the apiserver's size limit) for a moment.
             refetch_permits: Arc::new(Semaphore::new(REFETCH_CONCURRENCY)),
+            status_timers: BTreeSet::new(),
         }
     }
 
@@ -396,6 +418,7 @@ impl Router {
         let mut leader = Some(self.settings.leader.subscribe());
         loop {
             let restart_at = self.providers.values().filter_map(|p| p.restart_at).min();
+            let status_at = self.status_timers.first().map(|(at, _)| *at);
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
@@ -412,6 +435,7 @@ impl Router {
                     }
                 }
                 _ = sleep_until(restart_at) => self.restart_due(),
+                _ = sleep_until(status_at) => self.statuses_due(),
             }
             // Everything already queued is handled before the work it causes.
             loop {
@@ -483,6 +507,18 @@ impl Router {
             if touched {
                 self.status_dirty.insert(key.clone());
             }
+        }
+    }
+
+    /// Statuses that waited out [`REPORT_GRACE`] are written, Pending or not.
+    fn statuses_due(&mut self) {
+        let now = Instant::now();
+        while let Some((at, key)) = self.status_timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.status_timers.remove(&(at, key.clone()));
+            self.status_dirty.insert(key);
         }
     }
 
@@ -705,6 +741,7 @@ impl Router {
                         finalizer_attempts: 0,
                         refused: Vec::new(),
                         over_budget: None,
+                        routed_at: None,
                     },
                 );
                 (true, None)
@@ -1188,6 +1225,7 @@ impl Router {
             // What the provider said about the old records says nothing about the new ones:
             // until it reports again they are pending (and observedGeneration lags).
             e.results.retain(|(_, p), _| p != &id);
+            e.routed_at = Some(Instant::now());
             if records.is_empty() {
                 e.sent.remove(&id);
             } else {
@@ -1302,6 +1340,10 @@ impl Router {
             return;
         }
         if e.status_can_wait() {
+            return;
+        }
+        if let Some(until) = e.report_due(Instant::now()) {
+            self.status_timers.insert((until, key.clone()));
             return;
         }
         if let (Some(over), false) = (&e.over_budget, snap.deleting) {
@@ -1613,6 +1655,7 @@ status: {status}
             finalizer_attempts: 0,
             refused: Vec::new(),
             over_budget: None,
+            routed_at: None,
         }
     }
 
@@ -1849,8 +1892,9 @@ status: {status}
         }
     }
 
-    #[tokio::test]
-    async fn records_go_out_before_the_finalizer_and_leave_with_a_deletion_that_races_it() {
+    /// A leading router with one inMemory DNSProvider in namespace `t`, and that provider's
+    /// inbox, read by the test instead of by a worker.
+    fn router_with_provider() -> (Router, ProviderId, inbox::Inbox) {
         let mut r = router(budget::Limits::UNLIMITED);
         r.leading = true;
         let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("t".into()), name: "dns".into() };
@@ -1874,7 +1918,12 @@ status: {status}
         let (tx, mut inbox) = inbox::channel();
         r.providers.get_mut(&id).expect("provider known").tx = Some(tx);
         while inbox.try_recv().is_ok() {}
+        (r, id, inbox)
+    }
 
+    #[tokio::test]
+    async fn records_go_out_before_the_finalizer_and_leave_with_a_deletion_that_races_it() {
+        let (mut r, _, mut inbox) = router_with_provider();
         let mut fresh = snapshot("a", 1, 1, 10);
         fresh.finalizers.clear();
         let key = fresh.key.clone();
@@ -1911,6 +1960,31 @@ status: {status}
             }
             _ => panic!("a deleting object without our finalizer releases its records"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_waits_briefly_for_the_first_report_and_is_written_once() {
+        let (mut r, id, _inbox) = router_with_provider();
+        let a = snapshot("a", 1, 1, 10);
+        let key = a.key.clone();
+        step(&mut r, vec![upsert(a)]);
+        assert!(r.writer.pending_status(&key).is_none(), "no Pending status while the provider works");
+        let ready = RecordResult { state: state::READY.into(), zone: Some("example.com".into()), message: String::new() };
+        r.handle_report(id.clone(), WorkerReport::Results(vec![(key.clone(), 0, ready)]));
+        r.settle();
+        let status = r.writer.pending_status(&key).expect("status queued once reported");
+        assert_eq!(status.records.iter().map(|x| x.state.as_str()).collect::<Vec<_>>(), [state::READY]);
+
+        // A provider that does not report within the grace: Pending is shown after it.
+        let b = snapshot("b", 2, 1, 11);
+        let b_key = b.key.clone();
+        step(&mut r, vec![upsert(b)]);
+        assert!(r.writer.pending_status(&b_key).is_none());
+        tokio::time::advance(REPORT_GRACE).await;
+        r.statuses_due();
+        r.settle();
+        let status = r.writer.pending_status(&b_key).expect("status queued after the grace");
+        assert_eq!(status.records.iter().map(|x| x.state.as_str()).collect::<Vec<_>>(), [state::PENDING]);
     }
 
     #[test]
