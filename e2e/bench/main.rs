@@ -1255,10 +1255,14 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
     let m = |s: &str| format!("large: {n} embedded {s}");
     row(&mut rows, m("written to the apiserver"), format!("{:.1} s", written.as_secs_f64()), "", None);
     row(&mut rows, m("served (sample of 1,000 answers)"), fmt_s(secs(served)), "", None);
+    let served_x = secs(served).map(|s| s / written.as_secs_f64());
+    let x = served_x.map(|x| format!("{x:.2}x")).unwrap_or("-".into());
+    row(&mut rows, m("served x written"), x, "<= 1.5x", served_x.map(|x| x <= 1.5));
     row(&mut rows, m("all Ready"), fmt_s(secs(ready)), "", None);
     row(&mut rows, m("operator CPU"), format!("{cpu:.1} s"), "", None);
     row(&mut rows, m("change latency p50 / p99"), format!("{:.0} / {:.0} ms", r.p(0.5), r.p(0.99)), "", None);
-    row(&mut rows, m("operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "", None);
+    let cpu_ok = Some(r.cpu_ms_per_change < 5.0);
+    row(&mut rows, m("operator CPU/change"), format!("{:.1} ms", r.cpu_ms_per_change), "< 5 ms", cpu_ok);
     let target_ok = (n >= 100_000).then_some(hwm < 400.0);
     row(&mut rows, m("peak RSS (VmHWM)"), format!("{hwm:.1} MiB"), "< 400 MiB at 100k", target_ok);
     row(&mut rows, m("RSS after"), format!("{rss:.1} MiB"), "", None);
@@ -1267,7 +1271,8 @@ async fn large(args: &Args, client: &Client, out: &Path, bin: &Path) {
     let mut res: Value =
         std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| json!({}));
     res["large"] = json!({
-        "n": n, "written_s": written.as_secs_f64(), "served_s": secs(served), "all_ready_s": secs(ready),
+        "n": n, "written_s": written.as_secs_f64(), "served_s": secs(served), "served_x_written": served_x,
+        "all_ready_s": secs(ready),
         "cpu_s": cpu, "peak_rss_mib": hwm, "rss_mib": rss, "rss_idle_mib": rss_idle, "latency": r.json(),
         "table": table_json(&rows),
     });
