@@ -1969,7 +1969,8 @@ status: {status}
         let key = a.key.clone();
         step(&mut r, vec![upsert(a)]);
         assert!(r.writer.pending_status(&key).is_none(), "no Pending status while the provider works");
-        let ready = RecordResult { state: state::READY.into(), zone: Some("example.com".into()), message: String::new() };
+        let ready =
+            RecordResult { state: state::READY.into(), zone: Some("example.com".into()), message: String::new() };
         r.handle_report(id.clone(), WorkerReport::Results(vec![(key.clone(), 0, ready)]));
         r.settle();
         let status = r.writer.pending_status(&key).expect("status queued once reported");
