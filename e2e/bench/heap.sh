@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Heap profile of the operator holding HEAP_N one-A-record DNSEndpoints of one embedded
+# provider, under heaptrack: which structures hold the memory, in bytes per record.
+#
+# It starts its own local control plane (its own directory and ports, never the e2e or the
+# benchmark one), applies the CRDs, runs the operator under heaptrack with the flags the
+# benchmark uses, creates the objects, waits until the last name is served and every object
+# is Ready, stops the operator and prints heaptrack's peak consumers, grouped by the
+# innermost extdns function on each allocation's stack.
+#
+#   make bench-heap                      # HEAP_N=10000, debug build
+#   HEAP_N=2000 bash e2e/bench/heap.sh   # EXTDNS_BIN=<binary> to profile another build
+#   bash e2e/bench/heap.sh summarize target/bench/heap 10000   # the table of a run again
+#
+# Use a debug build: the data layout is the same as in release and an incremental build is
+# fast; resident-set figures belong to the release benchmark (`make bench`).
+# Output (profile, operator log, the grouped table) goes to HEAP_OUT (target/bench/heap).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+# Bytes at the peak per innermost extdns function on the stack (the structure that asked),
+# from heaptrack_print's peak flame-graph stacks: summarize STACKS N.
+summarize() {
+    awk -v n="$2" '
+    {
+        bytes = $NF; sub(/ [0-9]+$/, "")
+        k = split($0, frames, ";"); site = "(outside extdns)"
+        # The generic map type is no structure of its own: its caller is.
+        for (i = k; i >= 1; i--) if (frames[i] ~ /^(extdns|extdns_core|extdns_providers)::/ && frames[i] !~ /^extdns_core::vec_map::/) { site = frames[i]; break }
+        # Legacy-mangled names: drop the hash and the file, spell the escapes.
+        sub(/::h[0-9a-f]+ \(.*\)$/, "", site)
+        gsub(/_\$u7b\$\$u7b\$closure\$u7d\$\$u7d\$/, "{{closure}}", site)
+        gsub(/\$LT\$/, "<", site); gsub(/\$GT\$/, ">", site); gsub(/\$C\$/, ",", site); gsub(/\$u20\$/, " ", site)
+        sum[site] += bytes; total += bytes
+    }
+    END {
+        printf "%-12s %-10s %s\n", "bytes", "per record", "innermost extdns function"
+        for (s in sum) printf "%-12d %-10.0f %s\n", sum[s], sum[s] / n, s | "sort -rn | head -40"
+        close("sort -rn | head -40")
+        printf "%-12d %-10.0f %s\n", total, total / n, "(total at the peak)"
+    }' "$1"
+}
+
+# `heap.sh summarize DIR N`: the table of an earlier run's profile again.
+if [ "${1:-}" = summarize ]; then
+    summarize "$2/peak.stacks" "$3"
+    exit 0
+fi
+
+export EXTDNS_CLUSTER_DIR="${EXTDNS_CLUSTER_DIR:-$HOME/.cache/extdns/mem-cluster}"
+export EXTDNS_ETCD_PORT="${EXTDNS_ETCD_PORT:-27790}"
+export EXTDNS_ETCD_PEER_PORT="${EXTDNS_ETCD_PEER_PORT:-27800}"
+export EXTDNS_APISERVER_PORT="${EXTDNS_APISERVER_PORT:-17443}"
+export EXTDNS_KCM_PORT="${EXTDNS_KCM_PORT:-10757}"
+export KUBECONFIG="$EXTDNS_CLUSTER_DIR/kubeconfig"
+
+n="${HEAP_N:-10000}"
+dns_port="${HEAP_DNS_PORT:-27853}"
+metrics_port="${HEAP_METRICS_PORT:-27880}"
+out="${HEAP_OUT:-$root/target/bench/heap}"
+bin="${EXTDNS_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/extdns}"
+# Keep the control plane for another run (HEAP_KEEP_CLUSTER=1); down.sh with the same
+# environment stops it.
+keep="${HEAP_KEEP_CLUSTER:-0}"
+ns="heap"
+zone="heap.bench.test"
+
+for tool in heaptrack heaptrack_print kubectl dig jq; do
+    command -v "$tool" >/dev/null || { echo "heap.sh: $tool is missing" >&2; exit 1; }
+done
+[ -x "$bin" ] || { echo "heap.sh: no operator binary at $bin (cargo build --bin extdns)" >&2; exit 1; }
+mkdir -p "$out"
+
+bash "$root/e2e/cluster/up.sh" >"$out/cluster.log" 2>&1
+operator=""
+tracer=""
+cleanup() {
+    # The operator (under heaptrack) first, then the control plane it talks to.
+    if [ -n "$operator" ]; then kill "$operator" 2>/dev/null || true; fi
+    if [ -n "$tracer" ]; then wait "$tracer" 2>/dev/null || true; fi
+    if [ "$keep" != 1 ]; then bash "$root/e2e/cluster/down.sh" >>"$out/cluster.log" 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+kubectl apply --server-side --force-conflicts -f "$root/crds/extdns.io.yaml" >/dev/null
+kubectl wait --for condition=established --timeout=60s \
+    crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io >/dev/null
+# A run kept from before: start from an empty namespace.
+kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+for x in extdns-bench "$ns"; do
+    kubectl create namespace "$x" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+
+rm -f "$out"/heaptrack.extdns.*
+# The flags of the benchmark's operator (e2e/bench/main.rs `Operator::spawn`).
+RUST_LOG="info,kube=warn" heaptrack -o "$out/heaptrack.extdns" "$bin" run \
+    --metrics-addr "127.0.0.1:$metrics_port" --operator-namespace extdns-bench \
+    --leader-elect=false --namespaced-embedded --namespaced-custom-endpoint \
+    >"$out/heaptrack.log" 2>"$out/operator.log" &
+tracer=$!
+# heaptrack runs the operator as its child; its pid is the one to stop and to read RSS of.
+for _ in $(seq 100); do
+    operator="$(pgrep -P "$tracer" -x extdns || true)"
+    [ -n "$operator" ] && break
+    sleep 0.1
+done
+[ -n "$operator" ] || { echo "heap.sh: the operator did not start (see $out)" >&2; exit 1; }
+
+kubectl -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: extdns.io/v1alpha1
+kind: DNSProvider
+metadata: {name: emb}
+spec:
+  embedded: {zones: ["$zone"], listen: "127.0.0.1:$dns_port"}
+  domains: {include: ["$zone"]}
+  policy: sync
+  registry: {txt: {ownerId: bench}}
+  defaultTTL: 30
+EOF
+
+rss() { awk -v k="$1:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$operator/status"; }
+echo "heap: operator pid $operator under heaptrack, RSS $(rss VmRSS) MiB before the objects"
+
+# The objects, one A record each, written by 4 kubectl processes at once.
+start=$(date +%s)
+parts=4
+for p in $(seq 0 $((parts - 1))); do
+    for i in $(seq "$p" "$parts" $((n - 1))); do
+        printf -- '---\napiVersion: extdns.io/v1alpha1\nkind: DNSEndpoint\nmetadata: {name: r%d}\nspec:\n  endpoints:\n  - {dnsName: r%d.%s, recordType: A, targets: ["10.%d.%d.%d"]}\n' \
+            "$i" "$i" "$zone" $((i / 62500 % 250)) $((i / 250 % 250)) $((i % 250 + 1))
+    done >"$out/objects-$p.yaml"
+done
+pids=()
+for p in $(seq 0 $((parts - 1))); do
+    kubectl -n "$ns" create -f "$out/objects-$p.yaml" >/dev/null &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+echo "heap: $n DNSEndpoints written in $(($(date +%s) - start)) s"
+
+last=$((n - 1))
+want="10.$((last / 62500 % 250)).$((last / 250 % 250)).$((last % 250 + 1))"
+deadline=$(($(date +%s) + ${HEAP_TIMEOUT:-900}))
+until [ "$(dig +short +time=1 +tries=1 -p "$dns_port" @127.0.0.1 "r$last.$zone" A 2>/dev/null)" = "$want" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "heap.sh: r$last.$zone not served in time" >&2; exit 1; }
+    sleep 1
+done
+echo "heap: r$last.$zone served after $(($(date +%s) - start)) s"
+ready() {
+    kubectl -n "$ns" get dnsendpoints -o json |
+        jq '[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length'
+}
+until [ "$(ready)" -ge "$n" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "heap.sh: not all Ready in time" >&2; exit 1; }
+    sleep 2
+done
+echo "heap: all $n Ready after $(($(date +%s) - start)) s"
+# Let the last status writes and reports drain before the profile ends.
+sleep 5
+echo "heap: RSS $(rss VmRSS) MiB, peak $(rss VmHWM) MiB (debug build, under heaptrack)"
+
+kill "$operator"
+wait "$tracer" || true
+operator=""
+tracer=""
+profile="$(ls "$out"/heaptrack.extdns.* | head -n1)"
+heaptrack_print -f "$profile" --print-peaks 1 --print-allocators 0 --print-temporary 0 \
+    --peak-limit 25 --sub-peak-limit 3 -F "$out/peak.stacks" --flamegraph-cost-type peak \
+    >"$out/peaks.txt"
+grep -E '^(peak heap memory consumption|peak RSS|total memory leaked)' "$out/peaks.txt" || true
+summarize "$out/peak.stacks" "$n" | tee "$out/by-function.txt"
+echo "heap: profile $profile; peaks in $out/peaks.txt"
