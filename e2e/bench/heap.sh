@@ -61,9 +61,6 @@ dns_port="${HEAP_DNS_PORT:-27853}"
 metrics_port="${HEAP_METRICS_PORT:-27880}"
 out="${HEAP_OUT:-$root/target/bench/heap}"
 bin="${EXTDNS_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/extdns}"
-# Keep the control plane for another run (HEAP_KEEP_CLUSTER=1); down.sh with the same
-# environment stops it.
-keep="${HEAP_KEEP_CLUSTER:-0}"
 ns="heap"
 zone="heap.bench.test"
 
@@ -73,22 +70,24 @@ done
 [ -x "$bin" ] || { echo "heap.sh: no operator binary at $bin (cargo build --bin extdns)" >&2; exit 1; }
 mkdir -p "$out"
 
-bash "$root/e2e/cluster/up.sh" >"$out/cluster.log" 2>&1
+# A fresh control plane (one left by an interrupted run goes first).
+bash "$root/e2e/cluster/down.sh" >"$out/cluster.log" 2>&1 || true
+bash "$root/e2e/cluster/up.sh" >>"$out/cluster.log" 2>&1
 operator=""
 tracer=""
 cleanup() {
     # The operator (under heaptrack) first, then the control plane it talks to.
     if [ -n "$operator" ]; then kill "$operator" 2>/dev/null || true; fi
     if [ -n "$tracer" ]; then wait "$tracer" 2>/dev/null || true; fi
-    if [ "$keep" != 1 ]; then bash "$root/e2e/cluster/down.sh" >>"$out/cluster.log" 2>&1 || true; fi
+    # Always a fresh control plane: the objects carry the operator's finalizer, so a kept
+    # one could not even delete them without an operator running.
+    bash "$root/e2e/cluster/down.sh" >>"$out/cluster.log" 2>&1 || true
 }
 trap cleanup EXIT
 
 kubectl apply --server-side --force-conflicts -f "$root/crds/extdns.io.yaml" >/dev/null
 kubectl wait --for condition=established --timeout=60s \
     crd/dnsendpoints.extdns.io crd/dnsproviders.extdns.io crd/clusterdnsproviders.extdns.io >/dev/null
-# A run kept from before: start from an empty namespace.
-kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
 for x in extdns-bench "$ns"; do
     kubectl create namespace "$x" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 done
