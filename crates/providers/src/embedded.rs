@@ -722,7 +722,7 @@ impl Snapshot {
         }
     }
 
-    fn build(generation: u64, zone_names: &[String], records: &[Endpoint], settings: &ZoneSettings) -> Snapshot {
+    fn build(generation: u64, zone_names: &[String], records: &[Arc<Endpoint>], settings: &ZoneSettings) -> Snapshot {
         // SOA serials compare with RFC 1982 arithmetic, so wrapping around is harmless.
         let serial = generation as u32;
         let mut zones: Vec<ZoneData> = zone_names
@@ -808,7 +808,7 @@ impl ZoneData {
 
     /// Replaces what is served at `name` by `records` (all records at that name now), keeping
     /// the synthesised SOA and NS of the apex.
-    fn rebuild_node(&mut self, name: &Name, records: &[Endpoint], default_ttl: u32) {
+    fn rebuild_node(&mut self, name: &Name, records: &[Arc<Endpoint>], default_ttl: u32) {
         let key = name_key(name);
         let had = self.nodes.contains_key(&key);
         if key == name_key(&self.apex) {

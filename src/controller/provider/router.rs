@@ -100,7 +100,8 @@ pub(super) struct EndpointSnapshot {
     pub deleting: bool,
     pub finalizers: Vec<String>,
     pub provider_ref: Option<ProviderRef>,
-    pub valid: Vec<(usize, Endpoint)>,
+    /// Shared with the workers it is routed to (see [`DesiredRecord`]).
+    pub valid: Vec<(usize, Arc<Endpoint>)>,
     pub invalid: Vec<RecordStatus>,
     pub hostnames: Option<String>,
     pub spec_hash: u64,
@@ -146,14 +147,14 @@ impl EndpointSnapshot {
             deleting: obj.meta().deletion_timestamp.is_some(),
             finalizers: obj.finalizers().to_vec(),
             provider_ref: obj.spec.provider_ref.clone(),
-            valid,
+            valid: valid.into_iter().map(|(i, e)| (i, Arc::new(e))).collect(),
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
             spec_hash: obj.spec.digest(),
             cost: spec_cost(&obj.spec.endpoints),
             trimmed: false,
             status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
-            conditions: status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+            conditions: status.as_ref().map(|s| s.conditions.iter().map(prior_condition).collect()).unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
             namespace,
             name,
@@ -274,7 +275,9 @@ pub(super) struct Router {
     ctx: WorkerCtx,
     reports_tx: mpsc::UnboundedSender<(ProviderId, WorkerReport)>,
     reports_rx: Option<mpsc::UnboundedReceiver<(ProviderId, WorkerReport)>>,
-    endpoints: HashMap<EpKey, EpEntry>,
+    /// Boxed: an entry is several hundred bytes, and a table sized for growth holds up to
+    /// twice as many slots as entries.
+    endpoints: HashMap<EpKey, Box<EpEntry>>,
     providers: BTreeMap<ProviderId, ProviderEntry>,
     namespaces: Namespaces,
     /// Provider verdicts must be recomputed (a provider came, went or changed).
@@ -696,7 +699,7 @@ impl Router {
             None => {
                 self.endpoints.insert(
                     key.clone(),
-                    EpEntry {
+                    Box::new(EpEntry {
                         snap,
                         routes: VecMap::new(),
                         sent: VecMap::new(),
@@ -706,7 +709,7 @@ impl Router {
                         finalizer_attempts: 0,
                         refused: Vec::new(),
                         over_budget: None,
-                    },
+                    }),
                 );
                 (true, None)
             }
@@ -1141,8 +1144,11 @@ impl Router {
         // The leader writes records only for objects that carry the finalizer, so no record
         // can outlive its object; followers serve their embedded zones regardless.
         let routable = snap.finalized() || !self.leading;
-        let claimant =
-            Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
+        let claimant = Arc::new(Claimant {
+            created: snap.created.clone(),
+            namespace: snap.namespace.clone(),
+            name: snap.name.clone(),
+        });
         let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
@@ -1323,7 +1329,7 @@ impl Router {
         }
         let mut records: Vec<RecordStatus> = snap.invalid.clone();
         if !snap.deleting {
-            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
+            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, &**ep)).collect();
             for (i, route) in &e.routes {
                 let Some(ep) = valid.get(i) else { continue };
                 let base = RecordStatus {
@@ -1361,7 +1367,7 @@ impl Router {
             }
         }
         if !snap.deleting {
-            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
+            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, &**ep)).collect();
             for (i, id, message) in &e.refused {
                 let Some(ep) = valid.get(i) else { continue };
                 records.push(RecordStatus {
@@ -1574,6 +1580,21 @@ fn records_hash(records: &[(usize, DesiredRecord)]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{records:?}").hash(&mut h);
     h.finish()
+}
+
+/// What the router keeps of a condition the server holds: the fields it reads (which
+/// condition, its status and since when, for `lastTransitionTime`; its generation, for
+/// [`EpEntry::status_can_wait`]). Reason and message are rewritten from the records on every
+/// status, and were most of the bytes an object's snapshot held.
+fn prior_condition(c: &Condition) -> Condition {
+    Condition {
+        type_: c.type_.clone(),
+        status: c.status.clone(),
+        last_transition_time: c.last_transition_time.clone(),
+        observed_generation: c.observed_generation,
+        reason: String::new(),
+        message: String::new(),
+    }
 }
 
 fn summarize_names(names: &BTreeSet<&str>) -> String {

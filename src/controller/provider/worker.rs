@@ -218,8 +218,9 @@ pub(super) struct Worker {
     grace_replan_at: Option<Instant>,
     /// Desired records by group name, then by (object, index in its spec).
     desired: HashMap<String, VecMap<(EpKey, usize), DesiredRecord>>,
-    /// Groups each object has records in, to replace them.
-    ep_groups: HashMap<EpKey, BTreeSet<String>>,
+    /// Groups each object has records in, to replace them: sorted and unique, in a slice
+    /// (a `BTreeSet` allocates a node of eleven slots for the usual one group).
+    ep_groups: HashMap<EpKey, Box<[String]>>,
     /// Groups to plan on the next sync.
     dirty: BTreeSet<String>,
     /// [`subtree::tree_key`] of every desired group, for a shared provider: the claims
@@ -465,7 +466,7 @@ impl Worker {
                 false
             }
             WorkerMsg::Release { ep, names } => {
-                let mut groups = self.ep_groups.get(&ep).cloned().unwrap_or_default();
+                let mut groups: BTreeSet<String> = self.ep_groups.get(&ep).into_iter().flatten().cloned().collect();
                 self.set_desired(ep.clone(), Vec::new());
                 groups.extend(names.iter().map(|n| self.name_group(n)));
                 self.dirty.extend(groups.iter().cloned());
@@ -490,7 +491,7 @@ impl Worker {
     /// Replaces the records `ep` wants; the groups they leave or enter become dirty.
     pub(super) fn set_desired(&mut self, ep: EpKey, records: Vec<(usize, DesiredRecord)>) {
         let old = self.ep_groups.remove(&ep).unwrap_or_default();
-        for g in &old {
+        for g in old.iter() {
             if let Some(m) = self.desired.get_mut(g) {
                 m.retain(|slot, _| {
                     let theirs = slot.0 != ep;
@@ -525,7 +526,7 @@ impl Worker {
             }
         }
         if !groups.is_empty() {
-            self.ep_groups.insert(ep, groups);
+            self.ep_groups.insert(ep, groups.into_iter().collect());
         }
     }
 
@@ -596,7 +597,7 @@ impl Worker {
                 match per_ns.get(&c.namespace) {
                     Some(old) if old <= c => {}
                     _ => {
-                        per_ns.insert(c.namespace.clone(), c.clone());
+                        per_ns.insert(c.namespace.clone(), plan::Claimant::clone(c));
                     }
                 }
             }
@@ -632,7 +633,7 @@ impl Worker {
                     .collect();
                 let own = subtree::NameClaim {
                     name: group.clone(),
-                    claimant: claims_at(&group).remove(ns).unwrap_or_else(|| d.claimant.clone()),
+                    claimant: claims_at(&group).remove(ns).unwrap_or_else(|| plan::Claimant::clone(&d.claimant)),
                     published: !related.is_empty() && published(&group).contains(ns),
                 };
                 subtree::held_over(&own, &related).map(|h| {
@@ -926,11 +927,13 @@ impl Worker {
         let (mut partial, in_zone) = self.sort_desired(groups, &zones);
         // 2. The others become what the backend will hold for them (a Route53 CNAME to a load
         //    balancer: an A and an AAAA alias), in one call: a webhook answers it over HTTP.
-        let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| d.endpoint.clone()).collect()).await;
+        let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| Endpoint::clone(&d.endpoint)).collect()).await;
         let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
         for ((slot, d), endpoints) in in_zone.into_iter().zip(adjusted) {
             let asked = d.endpoint.key();
             for endpoint in endpoints {
+                // Most backends hand the record back as it was: keep sharing the router's.
+                let endpoint = if endpoint == *d.endpoint { d.endpoint.clone() } else { Arc::new(endpoint) };
                 desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
             }
         }
@@ -1471,8 +1474,8 @@ mod tests {
 
     fn desired(name: &str, rt: RecordType, target: &str) -> DesiredRecord {
         DesiredRecord {
-            endpoint: Endpoint::new(name, rt, vec![target.into()]),
-            claimant: Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() },
+            endpoint: Arc::new(Endpoint::new(name, rt, vec![target.into()])),
+            claimant: Arc::new(Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() }),
         }
     }
 
@@ -1766,7 +1769,7 @@ mod tests {
         // Its own unwanted record still goes.
         a.set_desired(ep("web-a"), Vec::new());
         a.sync().await;
-        let left: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        let left: Vec<String> = backend.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert_eq!(left, vec!["a-web.b.example.com".to_string(), "web.b.example.com".to_string()]);
     }
 
@@ -1782,8 +1785,8 @@ mod tests {
             let mut endpoint = Endpoint::new(name, rt, vec![target.into()]);
             endpoint.labels.insert(label::RESOURCE.into(), format!("crd/{ns}/obj"));
             DesiredRecord {
-                endpoint,
-                claimant: Claimant { created: created.into(), namespace: ns.into(), name: "obj".into() },
+                endpoint: Arc::new(endpoint),
+                claimant: Arc::new(Claimant { created: created.into(), namespace: ns.into(), name: "obj".into() }),
             }
         };
         let key = |ns: &str, obj: &str| EpKey::from(format!("{ns}/{obj}@uid"));
@@ -1813,7 +1816,7 @@ mod tests {
         );
         let msg = &r[&("alice/grab@uid".to_string(), 0)].message;
         assert!(msg.contains("namespace bob") && msg.contains("web.example.com"), "{msg}");
-        let names: BTreeSet<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        let names: BTreeSet<String> = backend.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert!(!names.contains("_acme-challenge.web.example.com") && !names.contains("example.com"), "{names:?}");
 
         // A claim at the apex holds nothing below it, and nothing below holds it: it re-plans
@@ -1918,7 +1921,7 @@ mod tests {
         backend.held.lock().unwrap().insert(zone.id.clone(), held);
         let (mut w, mut rx) = worker("dns", backend.clone());
         let mut web = desired("web.example.com", RecordType::A, "192.0.2.1");
-        web.endpoint.labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
+        Arc::make_mut(&mut web.endpoint).labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
         w.set_desired(ep("web"), vec![(0, web)]);
         w.sync().await;
         assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
@@ -2006,7 +2009,7 @@ mod tests {
                 .any(|(_, r)| matches!(r, WorkerReport::Released(k) if k == ep("web")))
         };
         assert!(!released(&mut rx), "not released while the delete is unanswered");
-        let left: Vec<String> = backend.inner.all_records().into_iter().map(|e| e.dns_name).collect();
+        let left: Vec<String> = backend.inner.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert_eq!(left, vec!["a-web.example.com".to_string()], "the record went, its TXT was not sent");
 
         // The retry (backoff skipped) lists the zone again and removes the TXT.
