@@ -98,7 +98,7 @@ fn ep_key(namespace: &str, name: &str, uid: &str) -> EpKey {
 }
 
 /// What became of one record at one provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecordResult {
     pub state: String,
     pub zone: Option<String>,

@@ -165,6 +165,20 @@ impl EndpointSnapshot {
         self.finalizers.iter().any(|f| f == FINALIZER)
     }
 
+    /// Takes the records of `old` (the version this one replaces) when they are the same
+    /// records: the workers hold those, and a version that changed only metadata or status
+    /// (the finalizer, every status write) would otherwise keep a second copy of each.
+    fn share_records(&mut self, old: &EndpointSnapshot) {
+        let same = self.spec_hash == old.spec_hash
+            && !self.trimmed
+            && !old.trimmed
+            && self.valid.len() == old.valid.len()
+            && self.valid.iter().zip(&old.valid).all(|((i, a), (j, b))| i == j && a == b);
+        if same {
+            self.valid.clone_from(&old.valid);
+        }
+    }
+
     /// Drops the records (the object's namespace is over its record limit); what they cost
     /// is kept, to know when they fit again.
     fn trim(&mut self) {
@@ -680,7 +694,7 @@ impl Router {
         }
     }
 
-    fn upsert_endpoint(&mut self, snap: EndpointSnapshot) {
+    fn upsert_endpoint(&mut self, mut snap: EndpointSnapshot) {
         let key = snap.key.clone();
         let namespace = snap.namespace.clone();
         let cost = snap.budget_cost();
@@ -693,6 +707,7 @@ impl Router {
                     || e.snap.deleting != snap.deleting
                     || e.snap.trimmed != snap.trimmed;
                 let old_cost = e.snap.budget_cost();
+                snap.share_records(&e.snap);
                 e.snap = snap;
                 (reroute, Some(old_cost))
             }
@@ -1749,6 +1764,24 @@ status: {status}
             metrics.encode()
         );
         assert!(!running.is_finished(), "the router goes on");
+    }
+
+    #[test]
+    fn a_new_version_with_the_same_records_shares_them_with_the_old_one() {
+        let mut r = router(budget::Limits::UNLIMITED);
+        step(&mut r, vec![upsert(snapshot("a", 1, 2, 10))]);
+        let held = |r: &Router| r.endpoints.values().next().expect("object known").snap.valid.clone();
+        let first = held(&r);
+        // A status write or a finalizer patch: a new resourceVersion, the same spec.
+        step(&mut r, vec![upsert(snapshot("a", 1, 2, 11))]);
+        let second = held(&r);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().zip(&second).all(|((_, a), (_, b))| Arc::ptr_eq(a, b)), "one copy of each record");
+        // A changed spec brings its own records.
+        step(&mut r, vec![upsert(snapshot("a", 1, 3, 12))]);
+        let third = held(&r);
+        assert_eq!(third.len(), 3);
+        assert!(!Arc::ptr_eq(&second[0].1, &third[0].1));
     }
 
     #[test]

@@ -233,8 +233,9 @@ pub(super) struct Worker {
     /// Groups whose last plan had a change fail (refused or lost): what the backend holds
     /// there is not known until a listing, so no release waits on them is finished yet.
     unsettled: BTreeSet<String>,
-    /// Results sent to the router, so only changes are sent.
-    sent: HashMap<(EpKey, usize), RecordResult>,
+    /// A hash of the result last sent to the router per record, so only changes are sent
+    /// (the router keeps the result itself).
+    sent: HashMap<(EpKey, usize), u64>,
     written_status: Option<serde_json::Value>,
     started: bool,
     /// While this worker's embedded server holds its address, nobody else binds it.
@@ -832,6 +833,9 @@ impl Worker {
             for e in recs? {
                 by_group.entry(self.group_of(&e)).or_default().push(e);
             }
+            // A group is a record and its ownership TXT: without this each one keeps room
+            // for four (a Vec's first growth), twice the records' size.
+            by_group.values_mut().for_each(Vec::shrink_to_fit);
             raw.insert(z.id.clone(), by_group);
         }
         self.cache = Some(Cache { zones, raw, fetched: Instant::now(), fetched_at: now_time() });
@@ -1214,8 +1218,9 @@ impl Worker {
     fn report(&mut self, results: Vec<((EpKey, usize), RecordResult)>) {
         let mut changed: Vec<(EpKey, usize, RecordResult)> = Vec::new();
         for (slot, r) in results {
-            if self.sent.get(&slot) != Some(&r) {
-                self.sent.insert(slot.clone(), r.clone());
+            let hash = result_hash(&r);
+            if self.sent.get(&slot) != Some(&hash) {
+                self.sent.insert(slot.clone(), hash);
                 changed.push((slot.0, slot.1, r));
             }
         }
@@ -1373,7 +1378,17 @@ fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>, domain
     n
 }
 
+fn result_hash(r: &RecordResult) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.hash(&mut h);
+    h.finish()
+}
+
 pub(super) fn apply_to_cache(records: &mut Vec<Endpoint>, change: &Change) {
+    // Room for exactly one more: a group holds a record or two (and its ownership TXT), and
+    // a Vec's first growth makes room for four.
+    records.reserve_exact(1);
     let strip = |e: &Endpoint| {
         let mut e = e.clone();
         e.labels.clear();
