@@ -5,12 +5,13 @@
 # It starts its own local control plane (its own directory and ports, never the e2e or the
 # benchmark one), applies the CRDs, runs the operator under heaptrack with the flags the
 # benchmark uses, creates the objects, waits until the last name is served and every object
-# is Ready, stops the operator and prints heaptrack's peak consumers, grouped by the
-# innermost extdns function on each allocation's stack.
+# is Ready, kills the operator and prints two tables of heaptrack's figures, grouped by the
+# innermost extdns function on each allocation's stack: at the peak, and what was held at the
+# end with every object Ready.
 #
 #   make bench-heap                      # HEAP_N=10000, debug build
 #   HEAP_N=2000 bash e2e/bench/heap.sh   # EXTDNS_BIN=<binary> to profile another build
-#   bash e2e/bench/heap.sh summarize target/bench/heap 10000   # the table of a run again
+#   bash e2e/bench/heap.sh summarize target/bench/heap 10000 live   # a table of a run again
 #
 # Use a debug build: the data layout is the same as in release and an incremental build is
 # fast; resident-set figures belong to the release benchmark (`make bench`).
@@ -43,9 +44,9 @@ summarize() {
     }' "$1"
 }
 
-# `heap.sh summarize DIR N`: the table of an earlier run's profile again.
+# `heap.sh summarize DIR N [peak|live]`: a table of an earlier run's profile again.
 if [ "${1:-}" = summarize ]; then
-    summarize "$2/peak.stacks" "$3"
+    summarize "$2/${4:-peak}.stacks" "$3"
     exit 0
 fi
 
@@ -160,7 +161,10 @@ echo "heap: all $n Ready after $(($(date +%s) - start)) s"
 sleep 5
 echo "heap: RSS $(rss VmRSS) MiB, peak $(rss VmHWM) MiB (debug build, under heaptrack)"
 
-kill "$operator"
+# SIGKILL: nothing is freed, so what heaptrack reports as leaked is exactly what the operator
+# held at this moment, with every object Ready (the steady state); the peak is the highest
+# point on the way, objects arriving in bulk included.
+kill -KILL "$operator"
 wait "$tracer" || true
 operator=""
 tracer=""
@@ -168,6 +172,12 @@ profile="$(ls "$out"/heaptrack.extdns.* | head -n1)"
 heaptrack_print -f "$profile" --print-peaks 1 --print-allocators 0 --print-temporary 0 \
     --peak-limit 25 --sub-peak-limit 3 -F "$out/peak.stacks" --flamegraph-cost-type peak \
     >"$out/peaks.txt"
-grep -E '^(peak heap memory consumption|peak RSS|total memory leaked)' "$out/peaks.txt" || true
-summarize "$out/peak.stacks" "$n" | tee "$out/by-function.txt"
+heaptrack_print -f "$profile" --print-peaks 0 --print-allocators 0 --print-temporary 0 \
+    -F "$out/live.stacks" --flamegraph-cost-type leaked >/dev/null
+grep -E '^(peak heap memory consumption|peak RSS)' "$out/peaks.txt" || true
+grep -E '^total memory leaked' "$out/peaks.txt" | sed 's/total memory leaked/held with all objects Ready/' || true
+echo "--- at the peak"
+summarize "$out/peak.stacks" "$n" | tee "$out/by-function-peak.txt"
+echo "--- held with all $n objects Ready"
+summarize "$out/live.stacks" "$n" | tee "$out/by-function-live.txt"
 echo "heap: profile $profile; peaks in $out/peaks.txt"

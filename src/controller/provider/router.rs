@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -105,7 +105,8 @@ pub(super) struct EndpointSnapshot {
     pub invalid: Vec<RecordStatus>,
     pub hostnames: Option<String>,
     pub spec_hash: u64,
-    pub conditions: Vec<Condition>,
+    /// What is read of the conditions the server holds (see [`PriorCondition`]).
+    pub conditions: Box<[PriorCondition]>,
     pub observed_generation: Option<i64>,
     /// Hash of the status as the server holds it.
     pub status_hash: Option<u64>,
@@ -147,14 +148,17 @@ impl EndpointSnapshot {
             deleting: obj.meta().deletion_timestamp.is_some(),
             finalizers: obj.finalizers().to_vec(),
             provider_ref: obj.spec.provider_ref.clone(),
-            valid: valid.into_iter().map(|(i, e)| (i, Arc::new(e))).collect(),
+            valid: exact(valid.into_iter().map(|(i, e)| (i, Arc::new(e))).collect()),
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
             spec_hash: obj.spec.digest(),
             cost: spec_cost(&obj.spec.endpoints),
             trimmed: false,
             status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
-            conditions: status.as_ref().map(|s| s.conditions.iter().map(prior_condition).collect()).unwrap_or_default(),
+            conditions: status
+                .as_ref()
+                .map(|s| s.conditions.iter().map(PriorCondition::of).collect())
+                .unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
             namespace,
             name,
@@ -165,10 +169,12 @@ impl EndpointSnapshot {
         self.finalizers.iter().any(|f| f == FINALIZER)
     }
 
-    /// Takes the records of `old` (the version this one replaces) when they are the same
-    /// records: the workers hold those, and a version that changed only metadata or status
-    /// (the finalizer, every status write) would otherwise keep a second copy of each.
+    /// Takes the key of `old` (the version this one replaces, filed under an equal key), and
+    /// its records when they are the same records: the workers and the router's tables hold
+    /// those, and a version that changed only metadata or status (the finalizer, every status
+    /// write) would otherwise keep a second copy of each.
     fn share_records(&mut self, old: &EndpointSnapshot) {
+        self.key.clone_from(&old.key);
         let same = self.spec_hash == old.spec_hash
             && !self.trimmed
             && !old.trimmed
@@ -243,7 +249,9 @@ impl EpEntry {
             .iter()
             .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))));
         let described = self.snap.conditions.iter().any(|c| {
-            c.type_ == status::READY && c.observed_generation.is_some() && c.observed_generation == self.snap.generation
+            &*c.type_ == status::READY
+                && c.observed_generation.is_some()
+                && c.observed_generation == self.snap.generation
         });
         !self.snap.deleting && unreported && described
     }
@@ -790,7 +798,7 @@ impl Router {
                     // A namespaced provider serves its own namespace alone.
                     match &id.namespace {
                         Some(ns) => {
-                            self.reroute_ns.insert(ns.clone());
+                            self.reroute_ns.insert(ns.to_string());
                         }
                         None => self.reroute_all = true,
                     }
@@ -822,7 +830,7 @@ impl Router {
                     self.start_worker(&id);
                     match &id.namespace {
                         Some(ns) => {
-                            self.reroute_ns.insert(ns.clone());
+                            self.reroute_ns.insert(ns.to_string());
                         }
                         None => self.reroute_all = true,
                     }
@@ -862,7 +870,7 @@ impl Router {
         }
         match &id.namespace {
             Some(ns) => {
-                self.reroute_ns.insert(ns.clone());
+                self.reroute_ns.insert(ns.to_string());
             }
             None => self.reroute_all = true,
         }
@@ -1249,7 +1257,7 @@ impl Router {
 
     fn admits_namespace(&self, p: &ProviderObject, ns: &str) -> bool {
         match &p.id.namespace {
-            Some(own) => own == ns,
+            Some(own) => **own == *ns,
             None => match &p.spec.namespace_selector {
                 None => true,
                 Some(sel) => {
@@ -1267,10 +1275,11 @@ impl Router {
         if let Some(r) = &snap.provider_ref {
             let id = ProviderId {
                 kind: r.kind,
-                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.to_string()),
-                name: r.name.clone(),
+                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.as_str().into()),
+                name: r.name.as_str().into(),
             };
-            let Some(p) = self.providers.get(&id) else {
+            // The table's own id: its names are shared by every record routed to it.
+            let Some((id, p)) = self.providers.get_key_value(&id) else {
                 return Err(format!("{}: spec.providerRef names {id}, which does not exist", ep.key()));
             };
             if !self.admits_namespace(&p.obj, ns) {
@@ -1279,16 +1288,17 @@ impl Router {
             if !p.domains.matches(&ep.dns_name) {
                 return Err(format!("{}: {id} does not manage this name (spec.domains)", ep.key()));
             }
-            return Ok(vec![id]);
+            return Ok(vec![id.clone()]);
         }
         let mut best: Option<usize> = None;
         let mut ids = Vec::new();
         // Only the namespace's own providers and cluster providers can serve it.
         let own = self.providers.range(
-            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.clone()), name: String::new() }..,
+            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.as_str().into()), name: "".into() }..,
         );
-        let own =
-            own.take_while(|(id, _)| id.kind == ProviderRefKind::DNSProvider && id.namespace.as_ref() == Some(ns));
+        let own = own.take_while(|(id, _)| {
+            id.kind == ProviderRefKind::DNSProvider && id.namespace.as_deref() == Some(ns.as_str())
+        });
         let cluster = self.providers.iter().filter(|(id, _)| id.kind == ProviderRefKind::ClusterDNSProvider);
         for (id, p) in own.chain(cluster) {
             if !self.admits_namespace(&p.obj, ns) {
@@ -1330,7 +1340,7 @@ impl Router {
                 status::reason::RECORD_LIMIT,
                 over.to_string(),
                 snap.generation,
-                &snap.conditions,
+                &PriorCondition::expand(&snap.conditions),
                 &now_time(),
             );
             let status = DnsEndpointStatus {
@@ -1397,8 +1407,13 @@ impl Router {
             }
         }
         records.sort();
-        let (conditions, applied) =
-            status::endpoint_conditions(&records, snap.deleting, snap.generation, &snap.conditions, &now_time());
+        let (conditions, applied) = status::endpoint_conditions(
+            &records,
+            snap.deleting,
+            snap.generation,
+            &PriorCondition::expand(&snap.conditions),
+            &now_time(),
+        );
         let status = DnsEndpointStatus {
             observed_generation: if applied { snap.generation } else { snap.observed_generation },
             conditions,
@@ -1468,7 +1483,9 @@ impl Router {
                     return;
                 }
                 let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+                // Boxed: a task is allocated at the size of its largest state, and thousands
+                // of them wait for a permit when objects arrive in bulk (2.5 KiB each inline).
+                Box::pin(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await
             };
             match result {
                 Ok(_) => {}
@@ -1563,7 +1580,7 @@ impl Router {
 
 /// Secrets a provider's backend and registry read, as (namespace, name).
 fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String, String)> {
-    let ns = p.id.namespace.clone().unwrap_or_else(|| operator_namespace.to_string());
+    let ns = p.id.namespace.as_deref().unwrap_or(operator_namespace).to_string();
     let spec = &p.spec;
     let registry = spec
         .registry
@@ -1600,16 +1617,45 @@ fn records_hash(records: &[(usize, DesiredRecord)]) -> u64 {
 /// What the router keeps of a condition the server holds: the fields it reads (which
 /// condition, its status and since when, for `lastTransitionTime`; its generation, for
 /// [`EpEntry::status_can_wait`]). Reason and message are rewritten from the records on every
-/// status, and were most of the bytes an object's snapshot held.
-fn prior_condition(c: &Condition) -> Condition {
-    Condition {
-        type_: c.type_.clone(),
-        status: c.status.clone(),
-        last_transition_time: c.last_transition_time.clone(),
-        observed_generation: c.observed_generation,
-        reason: String::new(),
-        message: String::new(),
+/// status; a whole `Condition` was the largest part of an object's snapshot.
+#[derive(Clone, Debug)]
+pub(super) struct PriorCondition {
+    type_: Box<str>,
+    status: Box<str>,
+    last_transition_time: Time,
+    observed_generation: Option<i64>,
+}
+
+impl PriorCondition {
+    fn of(c: &Condition) -> PriorCondition {
+        PriorCondition {
+            type_: c.type_.as_str().into(),
+            status: c.status.as_str().into(),
+            last_transition_time: c.last_transition_time.clone(),
+            observed_generation: c.observed_generation,
+        }
     }
+
+    /// As the status functions take them: reason and message empty (they never read them).
+    fn expand(prior: &[PriorCondition]) -> Vec<Condition> {
+        prior
+            .iter()
+            .map(|c| Condition {
+                type_: c.type_.to_string(),
+                status: c.status.to_string(),
+                last_transition_time: c.last_transition_time.clone(),
+                observed_generation: c.observed_generation,
+                reason: String::new(),
+                message: String::new(),
+            })
+            .collect()
+    }
+}
+
+/// `v` without room to spare: what a snapshot holds is kept until the object changes.
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 fn summarize_names(names: &BTreeSet<&str>) -> String {

@@ -317,7 +317,7 @@ impl Worker {
     }
 
     fn secret_ns(&self) -> String {
-        self.id.namespace.clone().unwrap_or_else(|| self.ctx.operator_namespace.clone())
+        self.id.namespace.as_deref().map_or_else(|| self.ctx.operator_namespace.clone(), str::to_string)
     }
 
     /// (Re)builds the backend and registry from the spec and the Secrets it names. The
