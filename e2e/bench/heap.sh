@@ -21,10 +21,26 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
-# Bytes at the peak per innermost extdns function on the stack (the structure that asked),
-# from heaptrack_print's peak flame-graph stacks: summarize STACKS N.
+# Bytes per innermost extdns function on the stack (the code that asked for them), from
+# heaptrack_print's flame-graph stacks, then the same bytes by the structure that holds them:
+# summarize STACKS N.
 summarize() {
     awk -v n="$2" '
+    # The structure that holds what a function allocated (first match wins).
+    function structure(site) {
+        if (site ~ /router::Router::upsert_endpoint/) return "router: object table (EpEntry)"
+        if (site ~ /router::EndpointSnapshot|router::PriorCondition|router::prior_condition|router::summarize_names|validate::|provider::ep_key|endpoint::normalize_/) return "router: object snapshot (records, key, conditions)"
+        if (site ~ /router::Router::(route|providers_for|handle_report|account)/) return "router: routes, results, budgets"
+        if (site ~ /worker::Worker::set_desired/) return "worker: desired records"
+        if (site ~ /worker::Worker::(report|record_result)/) return "worker: record results"
+        if (site ~ /worker::apply_to_cache|worker::Worker::refresh/) return "worker: zone cache"
+        if (site ~ /inmemory::|endpoint::Endpoint::key|apply::apply_changes/) return "embedded: record store"
+        if (site ~ /embedded::|wire_name::/) return "embedded: served snapshot"
+        if (site ~ /status_writer::/) return "status writer"
+        if (site ~ /patch_finalizers/) return "finalizer patches"
+        if (site == "(outside extdns)") return site
+        return "other extdns code"
+    }
     {
         bytes = $NF; sub(/ [0-9]+$/, "")
         k = split($0, frames, ";"); site = "(outside extdns)"
@@ -34,13 +50,17 @@ summarize() {
         sub(/::h[0-9a-f]+ \(.*\)$/, "", site)
         gsub(/_\$u7b\$\$u7b\$closure\$u7d\$\$u7d\$/, "{{closure}}", site)
         gsub(/\$LT\$/, "<", site); gsub(/\$GT\$/, ">", site); gsub(/\$C\$/, ",", site); gsub(/\$u20\$/, " ", site)
-        sum[site] += bytes; total += bytes
+        sum[site] += bytes; by[structure(site)] += bytes; total += bytes
     }
     END {
         printf "%-12s %-10s %s\n", "bytes", "per record", "innermost extdns function"
         for (s in sum) printf "%-12d %-10.0f %s\n", sum[s], sum[s] / n, s | "sort -rn | head -40"
         close("sort -rn | head -40")
-        printf "%-12d %-10.0f %s\n", total, total / n, "(total at the peak)"
+        printf "%-12d %-10.0f %s\n\n", total, total / n, "(total)"
+        printf "%-12s %-10s %s\n", "bytes", "per record", "structure"
+        for (s in by) printf "%-12d %-10.0f %s\n", by[s], by[s] / n, s | "sort -rn"
+        close("sort -rn")
+        printf "%-12d %-10.0f %s\n", total, total / n, "(total)"
     }' "$1"
 }
 
@@ -58,6 +78,7 @@ export EXTDNS_KCM_PORT="${EXTDNS_KCM_PORT:-10757}"
 export KUBECONFIG="$EXTDNS_CLUSTER_DIR/kubeconfig"
 
 n="${HEAP_N:-10000}"
+profiler="${HEAP_PROFILER:-heaptrack}"
 dns_port="${HEAP_DNS_PORT:-27853}"
 metrics_port="${HEAP_METRICS_PORT:-27880}"
 out="${HEAP_OUT:-$root/target/bench/heap}"
@@ -95,15 +116,23 @@ done
 
 rm -f "$out"/heaptrack.extdns.*
 # The flags of the benchmark's operator (e2e/bench/main.rs `Operator::spawn`).
-RUST_LOG="info,kube=warn" heaptrack -o "$out/heaptrack.extdns" "$bin" run \
-    --metrics-addr "127.0.0.1:$metrics_port" --operator-namespace extdns-bench \
-    --leader-elect=false --namespaced-embedded --namespaced-custom-endpoint \
-    >"$out/heaptrack.log" 2>"$out/operator.log" &
-tracer=$!
+flags=(run --metrics-addr "127.0.0.1:$metrics_port" --operator-namespace extdns-bench
+    --leader-elect=false --namespaced-embedded --namespaced-custom-endpoint)
+if [ "$profiler" = none ]; then
+    # Resident set only, without heaptrack's own memory (HEAP_PROFILER=none), e.g. to compare
+    # allocators or MALLOC_ARENA_MAX settings.
+    RUST_LOG="info,kube=warn" "$bin" "${flags[@]}" 2>"$out/operator.log" &
+    operator=$!
+    tracer=$operator
+else
+    RUST_LOG="info,kube=warn" heaptrack -o "$out/heaptrack.extdns" "$bin" "${flags[@]}" \
+        >"$out/heaptrack.log" 2>"$out/operator.log" &
+    tracer=$!
+fi
 # heaptrack runs the operator as its child; its pid is the one to stop and to read RSS of.
 for _ in $(seq 100); do
-    operator="$(pgrep -P "$tracer" -x extdns || true)"
     [ -n "$operator" ] && break
+    operator="$(pgrep -P "$tracer" -x extdns || true)"
     sleep 0.1
 done
 [ -n "$operator" ] || { echo "heap.sh: the operator did not start (see $out)" >&2; exit 1; }
@@ -121,7 +150,7 @@ spec:
 EOF
 
 rss() { awk -v k="$1:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$operator/status"; }
-echo "heap: operator pid $operator under heaptrack, RSS $(rss VmRSS) MiB before the objects"
+echo "heap: operator pid $operator (profiler: $profiler), RSS $(rss VmRSS) MiB before the objects"
 
 # The objects, one A record each, written by 4 kubectl processes at once.
 start=$(date +%s)
@@ -159,15 +188,16 @@ done
 echo "heap: all $n Ready after $(($(date +%s) - start)) s"
 # Let the last status writes and reports drain before the profile ends.
 sleep 5
-echo "heap: RSS $(rss VmRSS) MiB, peak $(rss VmHWM) MiB (debug build, under heaptrack)"
+echo "heap: RSS $(rss VmRSS) MiB, peak $(rss VmHWM) MiB (profiler: $profiler)"
 
 # SIGKILL: nothing is freed, so what heaptrack reports as leaked is exactly what the operator
 # held at this moment, with every object Ready (the steady state); the peak is the highest
 # point on the way, objects arriving in bulk included.
 kill -KILL "$operator"
-wait "$tracer" || true
+wait "$tracer" 2>/dev/null || true
 operator=""
 tracer=""
+[ "$profiler" = none ] && exit 0
 profile="$(ls "$out"/heaptrack.extdns.* | head -n1)"
 heaptrack_print -f "$profile" --print-peaks 1 --print-allocators 0 --print-temporary 0 \
     --peak-limit 25 --sub-peak-limit 3 -F "$out/peak.stacks" --flamegraph-cost-type peak \

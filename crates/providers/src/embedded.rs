@@ -733,7 +733,11 @@ impl Node {
             None => {
                 // Most names hold one RRset: room for exactly one more, not a Vec's first four.
                 self.rrsets.reserve_exact(1);
-                self.rrsets.push(RRset { record_type, ttl, values: values.collect() });
+                // Collected into a Vec of its own size: collecting in place would keep the
+                // room of the `RData`s, ten times as large.
+                let mut exact = Vec::with_capacity(values.len());
+                exact.extend(values);
+                self.rrsets.push(RRset { record_type, ttl, values: exact });
             }
         }
     }

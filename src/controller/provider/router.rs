@@ -234,7 +234,8 @@ struct EpEntry {
     /// Records a provider serves but the namespace may not claim there, with why.
     refused: Vec<(usize, ProviderId, String)>,
     /// Why none of its records is served: its namespace's record limit.
-    over_budget: Option<OverBudget>,
+    /// Boxed: rare, and as large as a tenth of the entry.
+    over_budget: Option<Box<OverBudget>>,
 }
 
 impl EpEntry {
@@ -1040,7 +1041,7 @@ impl Router {
             let mut over = 0;
             for (key, verdict) in verdicts {
                 let Some(e) = self.endpoints.get_mut(&key) else { continue };
-                let refusal = verdict.err();
+                let refusal = verdict.err().map(Box::new);
                 match &refusal {
                     Some(r) => {
                         over += 1;
