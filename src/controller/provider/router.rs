@@ -704,6 +704,10 @@ impl Router {
     }
 
     fn upsert_endpoint(&mut self, mut snap: EndpointSnapshot) {
+        if let Some(e) = self.endpoints.get(&snap.key) {
+            // Before the key is cloned into the tables and the workers' messages.
+            snap.share_records(&e.snap);
+        }
         let key = snap.key.clone();
         let namespace = snap.namespace.clone();
         let cost = snap.budget_cost();
@@ -716,7 +720,6 @@ impl Router {
                     || e.snap.deleting != snap.deleting
                     || e.snap.trimmed != snap.trimmed;
                 let old_cost = e.snap.budget_cost();
-                snap.share_records(&e.snap);
                 e.snap = snap;
                 (reroute, Some(old_cost))
             }
@@ -1824,6 +1827,8 @@ status: {status}
         let second = held(&r);
         assert_eq!(first.len(), 2);
         assert!(first.iter().zip(&second).all(|((_, a), (_, b))| Arc::ptr_eq(a, b)), "one copy of each record");
+        let (filed, e) = r.endpoints.iter().next().expect("object known");
+        assert!(Arc::ptr_eq(filed, &e.snap.key), "one copy of the key");
         // A changed spec brings its own records.
         step(&mut r, vec![upsert(snapshot("a", 1, 3, 12))]);
         let third = held(&r);
