@@ -77,7 +77,8 @@ pub struct RunArgs {
     /// Namespace the operator runs in; ClusterDNSProviders read their Secrets there.
     #[arg(long, default_value = "extdns", env = "POD_NAMESPACE")]
     pub operator_namespace: String,
-    /// Events arriving within this window are handled in one provider pass, e.g. "100ms".
+    /// While changes to a provider arrive faster than its passes finish, it sends at most
+    /// one batch per window, e.g. "100ms"; a change that finds it idle goes out at once.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration, env = "EXTDNS_COALESCE_WINDOW")]
     pub coalesce_window: std::time::Duration,
     /// Longest a single call to a DNS backend (zone list, record listing, change batch) may

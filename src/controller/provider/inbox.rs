@@ -102,6 +102,12 @@ impl Inbox {
         s.others.pop_front().ok_or(Closed)
     }
 
+    /// Whether a message waits.
+    pub(super) fn pending(&self) -> bool {
+        let s = self.0.lock();
+        !s.desired.is_empty() || !s.others.is_empty()
+    }
+
     /// The next message; `None` once the router dropped its end and nothing is left.
     pub(super) async fn recv(&mut self) -> Option<WorkerMsg> {
         loop {

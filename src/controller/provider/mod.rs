@@ -14,6 +14,7 @@
 
 pub mod budget;
 mod inbox;
+mod pace;
 mod router;
 mod status_writer;
 pub mod validate;
@@ -76,7 +77,8 @@ async fn leader_changed(leader: &mut Option<tokio::sync::watch::Receiver<bool>>)
 pub struct Settings {
     /// Namespace the operator runs in: ClusterDNSProviders read their Secrets there.
     pub operator_namespace: String,
-    /// Events arriving within this window are handled together by a provider's worker.
+    /// While changes outrun a provider's worker, it makes at most one pass per window
+    /// ([`pace`]).
     pub coalesce: Duration,
     /// Longest one backend call may take.
     pub backend_timeout: Duration,

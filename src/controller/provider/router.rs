@@ -48,6 +48,12 @@ pub(super) enum Kind {
 /// Trimmed objects read again at once.
 const REFETCH_CONCURRENCY: usize = 2;
 
+/// How long a status waits for the providers' first report on records just sent to them.
+/// Written at once, it would say Pending and be written again a moment later with the
+/// outcome: two writes for every new object and every change, in a burst most of the
+/// apiserver's work. A provider that takes longer is shown Pending after this.
+const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Kinds whose first complete listing the router waits for before any worker plans.
 const NEEDED: [Kind; 4] = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces];
 
@@ -236,19 +242,32 @@ struct EpEntry {
     /// Why none of its records is served: its namespace's record limit.
     /// Boxed: rare, and as large as a tenth of the entry.
     over_budget: Option<Box<OverBudget>>,
+    /// When records of it were last sent to a provider.
+    routed_at: Option<Instant>,
 }
 
 impl EpEntry {
+    /// Some routed record has no report since it was sent.
+    fn unreported(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))))
+    }
+
+    /// Until when its status waits for the first report on records just sent
+    /// ([`REPORT_GRACE`]).
+    fn report_due(&self, now: Instant) -> Option<Instant> {
+        let until = self.routed_at? + REPORT_GRACE;
+        (!self.snap.deleting && until > now && self.unreported()).then_some(until)
+    }
+
     /// Whether the status can wait for the providers: some routed record has no report
     /// since it was sent, while the status the server holds already describes this
     /// generation. After a restart or a change of leader that is every record of every
     /// object; writing them Pending would flip every object to not Ready and back (two
     /// writes each, and GitOps tools showing everything progressing) for nothing.
     fn status_can_wait(&self) -> bool {
-        let unreported = self
-            .routes
-            .iter()
-            .any(|(i, r)| matches!(r, Ok(ids) if ids.iter().any(|id| !self.results.contains_key(&(*i, id.clone())))));
+        let unreported = self.unreported();
         let described = self.snap.conditions.iter().any(|c| {
             &*c.type_ == status::READY
                 && c.observed_generation.is_some()
@@ -340,6 +359,8 @@ pub(super) struct Router {
     refetch: BTreeSet<EpKey>,
     refetching: HashSet<EpKey>,
     refetch_permits: Arc<Semaphore>,
+    /// Statuses waiting for their providers' first report, by when they are written anyway.
+    status_timers: BTreeSet<(Instant, EpKey)>,
 }
 
 /// The objects of one namespace and what they cost together.
@@ -407,6 +428,7 @@ impl Router {
             refetching: HashSet::new(),
             // Each read holds one whole object (up to the apiserver's size limit) for a moment.
             refetch_permits: Arc::new(Semaphore::new(REFETCH_CONCURRENCY)),
+            status_timers: BTreeSet::new(),
         }
     }
 
@@ -422,6 +444,7 @@ impl Router {
         let mut leader = Some(self.settings.leader.subscribe());
         loop {
             let restart_at = self.providers.values().filter_map(|p| p.restart_at).min();
+            let status_at = self.status_timers.first().map(|(at, _)| *at);
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
@@ -438,6 +461,7 @@ impl Router {
                     }
                 }
                 _ = sleep_until(restart_at) => self.restart_due(),
+                _ = sleep_until(status_at) => self.statuses_due(),
             }
             // Everything already queued is handled before the work it causes.
             loop {
@@ -509,6 +533,18 @@ impl Router {
             if touched {
                 self.status_dirty.insert(key.clone());
             }
+        }
+    }
+
+    /// Statuses that waited out [`REPORT_GRACE`] are written, Pending or not.
+    fn statuses_due(&mut self) {
+        let now = Instant::now();
+        while let Some((at, key)) = self.status_timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.status_timers.remove(&(at, key.clone()));
+            self.status_dirty.insert(key);
         }
     }
 
@@ -716,7 +752,6 @@ impl Router {
             Some(e) => {
                 self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
                 let reroute = e.snap.spec_hash != snap.spec_hash
-                    || e.snap.finalized() != snap.finalized()
                     || e.snap.deleting != snap.deleting
                     || e.snap.trimmed != snap.trimmed;
                 let old_cost = e.snap.budget_cost();
@@ -736,6 +771,7 @@ impl Router {
                         finalizer_attempts: 0,
                         refused: Vec::new(),
                         over_budget: None,
+                        routed_at: None,
                     }),
                 );
                 (true, None)
@@ -1163,14 +1199,17 @@ impl Router {
         let Some(e) = self.endpoints.get(key) else { return };
         let snap = &e.snap;
         if snap.deleting {
-            if snap.finalized() {
-                self.start_release(key);
-            }
+            // Also without our finalizer (another one holds the object): records published
+            // before ours landed go with it.
+            self.start_release(key);
             return;
         }
-        // The leader writes records only for objects that carry the finalizer, so no record
-        // can outlive its object; followers serve their embedded zones regardless.
-        let routable = snap.finalized() || !self.leading;
+        // Records go out before the finalizer lands: waiting for it would cost every new
+        // object an apiserver round trip (and, in a burst, a place in the apiserver's queue
+        // behind the creations). A deletion that races the finalizer still removes them: the
+        // watch's delete event sends the object's providers an empty desired set
+        // (`remove_endpoint`), and a deletion missed while no replica led is swept up by the
+        // next full plan, which deletes owned records no object wants.
         let claimant = Arc::new(Claimant {
             created: snap.created.clone(),
             namespace: snap.namespace.clone(),
@@ -1179,30 +1218,28 @@ impl Router {
         let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
-        if routable {
-            for (i, ep) in &snap.valid {
-                let mut r = self.providers_for(snap, ep);
-                // Names a namespace may not claim there never become claims.
-                if let Ok(ids) = &mut r {
-                    let refusals: Vec<(ProviderId, String)> = ids
-                        .iter()
-                        .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
-                        .collect();
-                    ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
-                    for (id, message) in refusals {
-                        refused.push((*i, id, message));
-                    }
+        for (i, ep) in &snap.valid {
+            let mut r = self.providers_for(snap, ep);
+            // Names a namespace may not claim there never become claims.
+            if let Ok(ids) = &mut r {
+                let refusals: Vec<(ProviderId, String)> = ids
+                    .iter()
+                    .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
+                    .collect();
+                ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
+                for (id, message) in refusals {
+                    refused.push((*i, id, message));
                 }
-                if let Ok(ids) = &r {
-                    for id in ids {
-                        per_provider
-                            .entry(id.clone())
-                            .or_default()
-                            .push((*i, DesiredRecord { endpoint: ep.clone(), claimant: claimant.clone() }));
-                    }
-                }
-                routes.insert(*i, r);
             }
+            if let Ok(ids) = &r {
+                for id in ids {
+                    per_provider
+                        .entry(id.clone())
+                        .or_default()
+                        .push((*i, DesiredRecord { endpoint: ep.clone(), claimant: claimant.clone() }));
+                }
+            }
+            routes.insert(*i, r);
         }
         let Some(e) = self.endpoints.get_mut(key) else { return };
         let targets: BTreeSet<ProviderId> = e.sent.keys().chain(per_provider.keys()).cloned().collect();
@@ -1221,6 +1258,7 @@ impl Router {
             // What the provider said about the old records says nothing about the new ones:
             // until it reports again they are pending (and observedGeneration lags).
             e.results.retain(|(_, p), _| p != &id);
+            e.routed_at = Some(Instant::now());
             if records.is_empty() {
                 e.sent.remove(&id);
             } else {
@@ -1332,10 +1370,15 @@ impl Router {
         let Some(e) = self.endpoints.get(key) else { return };
         let snap = &e.snap;
         if !snap.deleting && !snap.finalized() {
-            // Written once the finalizer is on and records are routed.
+            // Written once the finalizer is on: a status write first would move the
+            // resourceVersion that guards the finalizer patch, and make it conflict.
             return;
         }
         if e.status_can_wait() {
+            return;
+        }
+        if let Some(until) = e.report_due(Instant::now()) {
+            self.status_timers.insert((until, key.clone()));
             return;
         }
         if let (Some(over), false) = (&e.over_budget, snap.deleting) {
@@ -1698,6 +1741,7 @@ status: {status}
             finalizer_attempts: 0,
             refused: Vec::new(),
             over_budget: None,
+            routed_at: None,
         }
     }
 
@@ -1943,6 +1987,111 @@ status: {status}
         assert!(r.budget_dirty.is_empty());
         let b = r.budgets.get("t").expect("namespace counted");
         assert_eq!(b.total, Cost { records: 2, bytes: 2 * ("r0.a.example.com".len() + 100) });
+    }
+
+    /// The records of `ep` a worker's inbox holds, if it holds any message.
+    fn desired_in(inbox: &mut inbox::Inbox) -> Option<(EpKey, usize)> {
+        match inbox.try_recv() {
+            Ok(WorkerMsg::Desired { ep, records }) => Some((ep, records.len())),
+            Ok(_) => panic!("expected records"),
+            Err(_) => None,
+        }
+    }
+
+    /// A leading router with one inMemory DNSProvider in namespace `t`, and that provider's
+    /// inbox, read by the test instead of by a worker.
+    fn router_with_provider() -> (Router, ProviderId, inbox::Inbox) {
+        let mut r = router(budget::Limits::UNLIMITED);
+        r.leading = true;
+        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("t".into()), name: "dns".into() };
+        let provider = ProviderObject {
+            id: id.clone(),
+            spec: crate::crd::dnsprovider::ProviderSpec {
+                in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
+                ..Default::default()
+            },
+            created: "2020-01-01T00:00:00Z".into(),
+            verdict: Ok(()),
+            generation: Some(1),
+            finalizers: vec![FINALIZER.into()],
+            resource_version: Some("1".into()),
+            deleting: false,
+            status: None,
+        };
+        step(&mut r, vec![RouterMsg::Upsert(Item::Provider(Box::new(provider)))]);
+        step(&mut r, NEEDED.iter().map(|k| RouterMsg::Listed(*k)).collect());
+        // The worker's inbox, read here instead of by the worker.
+        let (tx, mut inbox) = inbox::channel();
+        r.providers.get_mut(&id).expect("provider known").tx = Some(tx);
+        while inbox.try_recv().is_ok() {}
+        (r, id, inbox)
+    }
+
+    #[tokio::test]
+    async fn records_go_out_before_the_finalizer_and_leave_with_a_deletion_that_races_it() {
+        let (mut r, _, mut inbox) = router_with_provider();
+        let mut fresh = snapshot("a", 1, 1, 10);
+        fresh.finalizers.clear();
+        let key = fresh.key.clone();
+        step(&mut r, vec![upsert(fresh.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((key.clone(), 1)), "routed before the finalizer landed");
+        assert!(r.adding_finalizer.contains(&key), "the finalizer is being added meanwhile");
+        assert!(r.writer.pending_status(&key).is_none(), "no status before the finalizer");
+
+        // The finalizer lands: nothing is sent again.
+        step(&mut r, vec![upsert(snapshot("a", 1, 1, 11))]);
+        assert_eq!(desired_in(&mut inbox), None);
+
+        // Deleted before its finalizer landed (or while another finalizer holds it): its
+        // records leave with it.
+        let mut b = snapshot("b", 2, 1, 12);
+        b.finalizers.clear();
+        let b_key = b.key.clone();
+        step(&mut r, vec![upsert(b.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((b_key.clone(), 1)));
+        step(&mut r, vec![RouterMsg::Remove(Item::Endpoint(Box::new(b.clone())))]);
+        assert_eq!(desired_in(&mut inbox), Some((b_key.clone(), 0)), "a removed object's records are withdrawn");
+
+        let mut c = snapshot("c", 3, 1, 13);
+        c.finalizers = vec!["other.example/hold".into()];
+        let c_key = c.key.clone();
+        step(&mut r, vec![upsert(c.clone())]);
+        assert_eq!(desired_in(&mut inbox), Some((c_key.clone(), 1)));
+        c.deleting = true;
+        c.resource_version = Some("14".into());
+        step(&mut r, vec![upsert(c)]);
+        match inbox.try_recv() {
+            Ok(WorkerMsg::Release { ep, names }) => {
+                assert_eq!((ep, names), (c_key, vec!["r0.c.example.com".to_string()]));
+            }
+            _ => panic!("a deleting object without our finalizer releases its records"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_waits_briefly_for_the_first_report_and_is_written_once() {
+        let (mut r, id, _inbox) = router_with_provider();
+        let a = snapshot("a", 1, 1, 10);
+        let key = a.key.clone();
+        step(&mut r, vec![upsert(a)]);
+        assert!(r.writer.pending_status(&key).is_none(), "no Pending status while the provider works");
+        let ready =
+            RecordResult { state: state::READY.into(), zone: Some("example.com".into()), message: String::new() };
+        r.handle_report(id.clone(), WorkerReport::Results(vec![(key.clone(), 0, ready)]));
+        r.settle();
+        let status = r.writer.pending_status(&key).expect("status queued once reported");
+        assert_eq!(status.records.iter().map(|x| x.state.as_str()).collect::<Vec<_>>(), [state::READY]);
+
+        // A provider that does not report within the grace: Pending is shown after it.
+        let b = snapshot("b", 2, 1, 11);
+        let b_key = b.key.clone();
+        step(&mut r, vec![upsert(b)]);
+        assert!(r.writer.pending_status(&b_key).is_none());
+        tokio::time::advance(REPORT_GRACE).await;
+        r.statuses_due();
+        r.settle();
+        let status = r.writer.pending_status(&b_key).expect("status queued after the grace");
+        assert_eq!(status.records.iter().map(|x| x.state.as_str()).collect::<Vec<_>>(), [state::PENDING]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::pace::Pace;
 use super::{backoff, now_time, EpKey, Leader, ProviderObject, RecordResult, DEFAULT_TTL};
 use crate::controller::backend::{self, Backend, BackendError, DEFAULT_RESYNC};
 use crate::controller::{tenancy, PROVIDER_MANAGER};
@@ -62,6 +63,11 @@ pub(super) fn deletion_grace_until(created: &str, now: jiff::Timestamp) -> Optio
     let grace = jiff::SignedDuration::try_from(NEW_PROVIDER_GRACE).ok()?;
     (age < grace).then(|| (grace - age).unsigned_abs())
 }
+
+/// How often a provider's status is written when only `managedRecords` or `lastSync`
+/// changed. A pass changes them whenever it writes records: writing them each time would cost
+/// the apiserver a write per pass in a burst, and hold up the pass after it.
+const COUNTS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The default TXT owner id, external-dns's `--txt-owner-id` default.
 pub const DEFAULT_OWNER_ID: &str = "default";
@@ -237,6 +243,10 @@ pub(super) struct Worker {
     /// (the router keeps the result itself).
     sent: HashMap<(EpKey, usize), u64>,
     written_status: Option<serde_json::Value>,
+    /// When this worker last wrote the provider's status.
+    status_written_at: Option<Instant>,
+    /// A status that only updates counts waits until then ([`COUNTS_INTERVAL`]).
+    status_due: Option<Instant>,
     started: bool,
     /// While this worker's embedded server holds its address, nobody else binds it.
     listener: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -289,6 +299,8 @@ impl Worker {
             unsettled: BTreeSet::new(),
             sent: HashMap::new(),
             written_status: None,
+            status_written_at: None,
+            status_due: None,
             started: false,
             listener: None,
             reports,
@@ -404,17 +416,16 @@ impl Worker {
     pub(super) async fn run(mut self, mut rx: super::inbox::Inbox) {
         self.rebuild().await;
         let mut leader = Some(self.ctx.leader.subscribe());
-        // When the last pass ended: a change that finds the worker idle for a window goes out
-        // at once (leading edge); changes arriving within a window of a pass are a burst and
-        // ride together, at most one pass per window.
-        let mut last_pass: Option<Instant> = None;
+        // A change that finds the worker idle goes out at once; while changes outrun the
+        // passes they ride together, at most one pass per coalescing window.
+        let mut pace = Pace::new(self.ctx.coalesce);
         loop {
             let deadline = self.deadline();
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     let mut rebuild = self.handle(msg);
-                    if let Some(until) = last_pass.map(|t| t + self.ctx.coalesce).filter(|u| *u > Instant::now()) {
+                    if let Some(until) = pace.hold_until(Instant::now()) {
                         while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
                             rebuild |= self.handle(msg);
                         }
@@ -438,7 +449,7 @@ impl Worker {
                 }
             }
             self.sync().await;
-            last_pass = Some(Instant::now());
+            pace.passed(Instant::now(), rx.pending());
         }
         if let Ok(b) = std::mem::replace(&mut self.backend, Err(BackendError::Start("stopped".into()))) {
             b.close().await;
@@ -702,7 +713,8 @@ impl Worker {
         }
         let resync = self.cache.as_ref().map(|c| c.fetched + self.resync);
         let poll = (!self.propagating.is_empty()).then_some(self.next_poll);
-        resync.into_iter().chain(poll).chain(self.relist_at).chain(self.grace_replan_at).min()
+        let status = self.status_due.filter(|_| self.leading());
+        resync.into_iter().chain(poll).chain(self.relist_at).chain(self.grace_replan_at).chain(status).min()
     }
 
     fn in_backoff(&self) -> bool {
@@ -711,6 +723,10 @@ impl Worker {
 
     fn fail(&mut self, err: ProviderError) {
         self.schedule_retry();
+        if let Some(r) = &self.retry {
+            let retry_in = r.next.saturating_duration_since(Instant::now());
+            info!(provider = %self.id, attempt = r.attempts + 1, ?retry_in, "backend call failed; retrying");
+        }
         self.last_error = Some(tenancy::public_error(&err, self.id.namespace.is_some()));
     }
 
@@ -1202,12 +1218,14 @@ impl Worker {
             Some(e) => (e.reason().to_string(), e.to_string()),
             None => (state::PENDING.to_string(), "waiting for the provider".to_string()),
         };
-        let when = self.retry.as_ref().map(|r| r.next.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0);
         let id = self.id.clone();
+        // No time of the next attempt here (the log has it): a message that changed with
+        // every attempt would rewrite the status of every object a broken provider serves
+        // at every retry, loading the apiserver that every other provider's objects share.
         let results: Vec<((EpKey, usize), RecordResult)> = self
             .desired_in(groups)
             .map(|(slot, d)| {
-                let message = format!("{}: provider {id}: {msg}; retrying in {when}s", d.endpoint.key());
+                let message = format!("{}: provider {id}: {msg}; retrying with backoff", d.endpoint.key());
                 (slot.clone(), RecordResult { state: st.clone(), zone: None, message })
             })
             .collect();
@@ -1245,6 +1263,8 @@ impl Worker {
 
     /// Writes the provider's status when it changed. Only the leader writes.
     async fn write_status(&mut self) {
+        // Whatever is due is decided again below.
+        self.status_due = None;
         if !self.leading() || self.object.deleting {
             return;
         }
@@ -1287,6 +1307,16 @@ impl Worker {
         if self.written_status.as_ref() == Some(&value) {
             return;
         }
+        let counts_only = self.object.status.as_ref().is_some_and(|s| {
+            s.observed_generation == status.observed_generation
+                && s.zones == status.zones
+                && status::same_conditions(&s.conditions, &status.conditions)
+        });
+        let due = self.status_written_at.map(|t| t + COUNTS_INTERVAL).filter(|at| *at > Instant::now());
+        if let (true, Some(due)) = (counts_only, due) {
+            self.status_due = Some(due);
+            return;
+        }
         let pp = PatchParams::apply(PROVIDER_MANAGER).force();
         let res = match &self.id.namespace {
             Some(ns) => {
@@ -1312,6 +1342,7 @@ impl Worker {
                     .get_or_create(&crate::metrics::KindLabels { kind: "DNSProvider".into() })
                     .inc();
                 self.written_status = Some(value);
+                self.status_written_at = Some(Instant::now());
             }
             Err(e) => warn!(provider = %self.id, error = %e, "provider status write failed"),
         }
@@ -2068,7 +2099,7 @@ mod tests {
     }
 
     /// A change that finds its worker idle goes out at once, whatever the coalescing window;
-    /// changes right behind it wait for the window and go out together.
+    /// changes queued together go out in one pass.
     #[tokio::test(start_paused = true)]
     async fn an_idle_worker_sends_the_first_change_at_once_and_batches_a_burst() {
         let backend = Arc::new(RecordingBackend { zones: vec![Zone::named("example.com")], ..Default::default() });
@@ -2107,7 +2138,7 @@ mod tests {
         let got = &r[&("team-a/a@uid".to_string(), 0)];
         assert_eq!(got.state, "Unreachable", "{got:?}");
         // A namespaced provider's status hides the details; they are in the log.
-        assert!(got.message.contains("retrying in"), "{}", got.message);
+        assert!(got.message.ends_with("retrying with backoff"), "{}", got.message);
         assert!(w.retry.is_some(), "retried with backoff");
     }
 
