@@ -29,7 +29,7 @@ summarize() {
     # The structure that holds what a function allocated (first match wins).
     function structure(site) {
         if (site ~ /router::Router::upsert_endpoint/) return "router: object table (EpEntry)"
-        if (site ~ /router::EndpointSnapshot|router::PriorCondition|router::prior_condition|router::summarize_names|validate::|provider::ep_key|endpoint::normalize_/) return "router: object snapshot (records, key, conditions)"
+        if (site ~ /router::EndpointSnapshot|router::PriorCondition|router::prior_condition|router::exact|router::summarize_names|validate::|provider::ep_key|endpoint::normalize_/) return "router: object snapshot (records, key, conditions)"
         if (site ~ /router::Router::(route|providers_for|handle_report|account)/) return "router: routes, results, budgets"
         if (site ~ /worker::Worker::set_desired/) return "worker: desired records"
         if (site ~ /worker::Worker::(report|record_result)/) return "worker: record results"
