@@ -6,7 +6,7 @@ export KUBECONFIG
 
 include e2e/cluster.mk
 
-.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds install-e2e-crds crds check-crds chart-crds chart-test lint run demo demo-down bench bench-large bench-run
+.PHONY: image image-test help build release test unit e2e e2e-cluster-down install-crds install-gateway-api-crds install-e2e-crds crds check-crds chart-crds chart-test lint run demo demo-down bench bench-large bench-run bench-heap
 
 help: ## This list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -138,6 +138,10 @@ bench-large: ## Only the BENCH_N_LARGE scenario of make bench (merged into targe
 	$(CARGO) build --release --features bench --bin extdns --bin extdns-bench
 	mkdir -p target/bench
 	$(MAKE) bench-run BENCH_ONLY=large
+
+bench-heap: ## Heap profile (heaptrack, debug build) of HEAP_N (10000) embedded DNSEndpoints on a control plane of its own; bytes per record per structure (target/bench/heap)
+	$(CARGO) build --bin extdns
+	bash e2e/bench/heap.sh
 
 # One benchmark part on a fresh cluster, torn down afterwards.
 bench-run:

@@ -3,6 +3,7 @@
 //! the same planner and registry the operator uses.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::controller::provider::{validate_endpoint_spec, DEFAULT_OWNER_ID, DEFAULT_TTL};
 use crate::crd::DNSEndpoint;
@@ -40,8 +41,11 @@ pub fn plan_text(rendered: &str, inputs: &[(String, String)], owner_id: Option<&
         for (_, e) in bad {
             let _ = writeln!(out, "# invalid  DNSEndpoint {ns}/{name}: {e}");
         }
-        let claimant = Claimant { created: String::new(), namespace: ns.clone(), name: name.clone() };
-        desired.extend(ok.into_iter().map(|(_, endpoint)| DesiredRecord { endpoint, claimant: claimant.clone() }));
+        let claimant = Arc::new(Claimant { created: String::new(), namespace: ns.clone(), name: name.clone() });
+        desired.extend(
+            ok.into_iter()
+                .map(|(_, endpoint)| DesiredRecord { endpoint: Arc::new(endpoint), claimant: claimant.clone() }),
+        );
     }
     let p = plan::plan(&plan::PlanInput {
         desired: &desired,

@@ -1636,8 +1636,12 @@ async fn azure_takes_over_an_external_dns_zone_without_writing() {
                 e.labels.insert(label::RESOURCE.into(), format!("service/default/{svc}"));
                 e.labels.insert(label::OWNER.into(), "default".into());
                 DesiredRecord {
-                    endpoint: e,
-                    claimant: Claimant { created: String::new(), namespace: "default".into(), name: svc.to_string() },
+                    endpoint: std::sync::Arc::new(e),
+                    claimant: std::sync::Arc::new(Claimant {
+                        created: String::new(),
+                        namespace: "default".into(),
+                        name: svc.to_string(),
+                    }),
                 }
             })
             .collect();

@@ -269,7 +269,12 @@ pub fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 /// Precedence of providers: ClusterDNSProviders first, then by creation time, then by name
 /// (namespace included), so the same provider wins on every pass, replica and restart.
 fn precedence(id: &ProviderId, created: &str) -> (bool, String, Option<String>, String) {
-    (id.kind != ProviderRefKind::ClusterDNSProvider, created.to_string(), id.namespace.clone(), id.name.clone())
+    (
+        id.kind != ProviderRefKind::ClusterDNSProvider,
+        created.to_string(),
+        id.namespace.as_deref().map(str::to_string),
+        id.name.to_string(),
+    )
 }
 
 /// Decides which embedded providers may bind their address. Candidates are taken in

@@ -12,17 +12,19 @@ pub use dnsendpoint::{
 pub use dnsprovider::{ClusterDNSProvider, DNSProvider, DnsProviderStatus, ProviderSpec};
 
 use std::fmt;
+use std::sync::Arc;
 
 use kube::CustomResourceExt;
 
 pub const GROUP: &str = "extdns.io";
 
-/// Identity of a provider object.
+/// Identity of a provider object. Cheap to clone (the router keeps one per record and
+/// provider): its names are shared, not copied.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProviderId {
     pub kind: ProviderRefKind,
-    pub namespace: Option<String>,
-    pub name: String,
+    pub namespace: Option<Arc<str>>,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for ProviderId {

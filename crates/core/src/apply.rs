@@ -271,7 +271,7 @@ fn already_applied(held: &[Endpoint], change: &Change) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
 
@@ -310,8 +310,12 @@ mod tests {
         }
 
         fn held(&self) -> Vec<(String, RecordType, Vec<String>)> {
-            let mut v: Vec<_> =
-                self.zone.all_records().into_iter().map(|e| (e.dns_name, e.record_type, e.targets)).collect();
+            let mut v: Vec<_> = self
+                .zone
+                .all_records()
+                .iter()
+                .map(|e| (e.dns_name.clone(), e.record_type, e.targets.clone()))
+                .collect();
             v.sort();
             v
         }
@@ -663,8 +667,8 @@ mod tests {
 
         // Even with TXT managed, the planner leaves the SPF alone and sees our A in sync.
         let desired = vec![DesiredRecord {
-            endpoint: a.clone(),
-            claimant: Claimant { created: String::new(), namespace: "ns".into(), name: "apex".into() },
+            endpoint: Arc::new(a.clone()),
+            claimant: Arc::new(Claimant { created: String::new(), namespace: "ns".into(), name: "apex".into() }),
         }];
         let p2 = plan::plan(&plan::PlanInput {
             desired: &desired,

@@ -12,7 +12,10 @@ use crate::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zo
 
 #[derive(Default, Debug)]
 struct State {
-    zones: BTreeMap<String, BTreeMap<RecordKey, Endpoint>>,
+    /// Each record behind an `Arc`: an observer (the embedded server) takes the records of
+    /// the names that changed without copying them, and a burst of changes no longer holds
+    /// the zone twice while the observer catches up.
+    zones: BTreeMap<String, BTreeMap<RecordKey, Arc<Endpoint>>>,
     /// Bumped on every successful change; lets observers (the embedded server) cache answers.
     generation: u64,
     /// The names changed at each generation, oldest first: an observer updates what changed
@@ -32,8 +35,8 @@ const MAX_CHANGE_LOG: usize = 1 << 16;
 pub struct StoreChanges {
     pub generation: u64,
     /// The names changed since, with all records now at each of them (empty: none left);
-    /// `None` when the observer must reload everything.
-    pub names: Option<Vec<(String, Vec<Endpoint>)>>,
+    /// `None` when the observer must reload everything. The records are the store's own.
+    pub names: Option<Vec<(String, Vec<Arc<Endpoint>>)>>,
 }
 
 impl State {
@@ -60,7 +63,10 @@ impl State {
 /// The records at exactly `name`: keys order by name first, so they are one range of the map
 /// and a lookup costs O(log n), not a walk of the zone (that walk, once per created record,
 /// made loading 100,000 records quadratic).
-fn at_name<'a>(records: &'a BTreeMap<RecordKey, Endpoint>, name: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+fn at_name<'a>(
+    records: &'a BTreeMap<RecordKey, Arc<Endpoint>>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a Arc<Endpoint>> + 'a {
     let from = RecordKey { dns_name: name.to_string(), set_identifier: String::new(), record_type: RecordType::A };
     records.range(from..).take_while(move |(k, _)| k.dns_name == name).map(|(_, e)| e)
 }
@@ -116,7 +122,7 @@ impl InMemoryProvider {
         let name = normalize_name(name);
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         let zone = st.zones.keys().filter(|z| Zone::named(z).contains(&name)).max_by_key(|z| z.len())?.clone();
-        let recs = at_name(&st.zones[&zone], &name).cloned().collect();
+        let recs = at_name(&st.zones[&zone], &name).map(|e| Endpoint::clone(e)).collect();
         Some((zone, recs))
     }
 
@@ -162,12 +168,13 @@ impl InMemoryProvider {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         let zone = zone_of(&st, &ep.dns_name)?;
         let name = ep.dns_name.clone();
-        st.zones.entry(zone).or_default().insert(ep.key(), strip(ep));
+        st.zones.entry(zone).or_default().insert(ep.key(), Arc::new(strip(ep)));
         st.bump([name]);
         Ok(())
     }
 
-    pub fn all_records(&self) -> Vec<Endpoint> {
+    /// Every record, shared with the store (no copy of the zone).
+    pub fn all_records(&self) -> Vec<Arc<Endpoint>> {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         st.zones.values().flat_map(|z| z.values().cloned()).collect()
     }
@@ -197,7 +204,7 @@ impl InMemoryProvider {
                         e.key()
                     )));
                 }
-                records.insert(e.key(), strip(e.clone()));
+                records.insert(e.key(), Arc::new(strip(e.clone())));
             }
             Change::Update { old, new } => {
                 in_zone(new)?;
@@ -212,7 +219,7 @@ impl InMemoryProvider {
                     None => return Err(ProviderError::Rejected(format!("{} does not exist", old.key()))),
                 }
                 records.remove(&old.key());
-                records.insert(new.key(), strip(new.clone()));
+                records.insert(new.key(), Arc::new(strip(new.clone())));
             }
             Change::Delete(e) => {
                 if records.remove(&e.key()).is_none() {
@@ -249,7 +256,7 @@ impl Provider for InMemoryProvider {
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
         st.zones
             .get(&zone.name)
-            .map(|z| z.values().cloned().collect())
+            .map(|z| z.values().map(|e| Endpoint::clone(e)).collect())
             .ok_or_else(|| ProviderError::ZoneNotFound(zone.name.clone()))
     }
 

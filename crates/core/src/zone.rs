@@ -167,6 +167,8 @@ pub fn hold_orphan_deletions(p: &mut Plan, delete_now: impl Fn(&str) -> bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::plan::Claimant;
     use crate::registry::TxtRegistryConfig;
 
@@ -182,8 +184,8 @@ mod tests {
 
     fn want(name: &str, ip: &str) -> DesiredRecord {
         DesiredRecord {
-            endpoint: a(name, ip),
-            claimant: Claimant { created: String::new(), namespace: "ns".into(), name: "ep".into() },
+            endpoint: Arc::new(a(name, ip)),
+            claimant: Arc::new(Claimant { created: String::new(), namespace: "ns".into(), name: "ep".into() }),
         }
     }
 

@@ -609,7 +609,7 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
             return res;
         }
         push_rrset(&mut res.answers, &owner, cname);
-        let Some(RData::CNAME(CNAME(target))) = cname.rdatas.first() else {
+        let Some(RData::CNAME(CNAME(target))) = cname.values.first().and_then(Value::rdata) else {
             return res;
         };
         match snapshot.zone_for(target) {
@@ -624,7 +624,7 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
 }
 
 fn push_rrset(out: &mut Vec<Record>, owner: &Name, rrset: &RRset) {
-    out.extend(rrset.rdatas.iter().map(|rdata| Record::from_rdata(owner.clone(), rrset.ttl, rdata.clone())));
+    out.extend(rrset.values.iter().map(|value| Record::from_rdata(owner.clone(), rrset.ttl, value.to_rdata())));
 }
 
 /// Lower-case presentation form without the final dot: the key of names in the snapshot, in
@@ -667,7 +667,49 @@ struct Node {
 struct RRset {
     record_type: WireType,
     ttl: u32,
-    rdatas: Vec<RData>,
+    values: Vec<Value>,
+}
+
+/// One value of an RRset as the snapshot keeps it. A `RData` takes a few hundred bytes
+/// whatever it holds; the values the operator publishes by the thousand (addresses and the
+/// registry's ownership TXT records) are kept in their own few bytes instead and become a
+/// `RData` only in an answer.
+#[derive(Debug, PartialEq)]
+enum Value {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Txt(Box<[Box<[u8]>]>),
+    Other(Box<RData>),
+}
+
+impl From<RData> for Value {
+    fn from(rdata: RData) -> Value {
+        match rdata {
+            RData::A(A(ip)) => Value::A(ip),
+            RData::AAAA(AAAA(ip)) => Value::Aaaa(ip),
+            RData::TXT(txt) => Value::Txt(txt.txt_data),
+            other => Value::Other(Box::new(other)),
+        }
+    }
+}
+
+impl Value {
+    fn to_rdata(&self) -> RData {
+        match self {
+            Value::A(ip) => RData::A(A(*ip)),
+            Value::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+            Value::Txt(strings) => RData::TXT(TXT::from_bytes(strings.iter().map(|s| &s[..]).collect())),
+            Value::Other(rdata) => RData::clone(rdata),
+        }
+    }
+
+    /// The data of the types the server reads itself (SOA, NS, CNAME).
+    fn rdata(&self) -> Option<&RData> {
+        match self {
+            Value::Other(rdata) => Some(rdata),
+            _ => None,
+        }
+    }
 }
 
 impl Node {
@@ -678,16 +720,25 @@ impl Node {
     /// Adds data; endpoints of one name and type with different set identifiers are served as
     /// one RRset, at the lowest TTL among them.
     fn add(&mut self, record_type: WireType, ttl: u32, rdatas: Vec<RData>) {
+        let values = rdatas.into_iter().map(Value::from);
         match self.rrsets.iter_mut().find(|r| r.record_type == record_type) {
             Some(rrset) => {
                 rrset.ttl = rrset.ttl.min(ttl);
-                for rdata in rdatas {
-                    if !rrset.rdatas.contains(&rdata) {
-                        rrset.rdatas.push(rdata);
+                for value in values {
+                    if !rrset.values.contains(&value) {
+                        rrset.values.push(value);
                     }
                 }
             }
-            None => self.rrsets.push(RRset { record_type, ttl, rdatas }),
+            None => {
+                // Most names hold one RRset: room for exactly one more, not a Vec's first four.
+                self.rrsets.reserve_exact(1);
+                // Collected into a Vec of its own size: collecting in place would keep the
+                // room of the `RData`s, ten times as large.
+                let mut exact = Vec::with_capacity(values.len());
+                exact.extend(values);
+                self.rrsets.push(RRset { record_type, ttl, values: exact });
+            }
         }
     }
 }
@@ -722,7 +773,7 @@ impl Snapshot {
         }
     }
 
-    fn build(generation: u64, zone_names: &[String], records: &[Endpoint], settings: &ZoneSettings) -> Snapshot {
+    fn build(generation: u64, zone_names: &[String], records: &[Arc<Endpoint>], settings: &ZoneSettings) -> Snapshot {
         // SOA serials compare with RFC 1982 arithmetic, so wrapping around is harmless.
         let serial = generation as u32;
         let mut zones: Vec<ZoneData> = zone_names
@@ -760,8 +811,8 @@ impl Snapshot {
     /// A/AAAA records we hold for the hosts of an NS set, so resolvers need not look them up.
     fn glue(&self, ns: &RRset) -> Vec<Record> {
         let mut glue = Vec::new();
-        for rdata in &ns.rdatas {
-            let RData::NS(NS(host)) = rdata else { continue };
+        for value in &ns.values {
+            let Some(RData::NS(NS(host))) = value.rdata() else { continue };
             let Some(node) = self.zone_for(host).and_then(|z| z.nodes.get(&name_key(host))) else {
                 continue;
             };
@@ -808,7 +859,7 @@ impl ZoneData {
 
     /// Replaces what is served at `name` by `records` (all records at that name now), keeping
     /// the synthesised SOA and NS of the apex.
-    fn rebuild_node(&mut self, name: &Name, records: &[Endpoint], default_ttl: u32) {
+    fn rebuild_node(&mut self, name: &Name, records: &[Arc<Endpoint>], default_ttl: u32) {
         let key = name_key(name);
         let had = self.nodes.contains_key(&key);
         if key == name_key(&self.apex) {
@@ -860,7 +911,8 @@ impl ZoneData {
         if let Some(rrset) =
             self.nodes.get_mut(&apex).and_then(|n| n.rrsets.iter_mut().find(|r| r.record_type == WireType::SOA))
         {
-            rrset.rdatas = rrset.rdatas.iter().filter_map(with_serial).collect();
+            rrset.values =
+                rrset.values.iter().filter_map(Value::rdata).filter_map(with_serial).map(Value::from).collect();
         }
     }
 

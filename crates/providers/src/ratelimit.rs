@@ -173,7 +173,7 @@ mod tests {
             matches!(&results[0], Err(ProviderError::Unreachable(m)) if m.contains("no longer leads")),
             "{results:?}"
         );
-        let names: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        let names: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name.clone()).collect();
         assert_eq!(names, vec!["first.example.com".to_string()], "the queued change was never sent");
     }
 

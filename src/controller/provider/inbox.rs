@@ -143,8 +143,8 @@ mod tests {
         vec![(
             0,
             DesiredRecord {
-                endpoint,
-                claimant: Claimant { created: String::new(), namespace: "ns".into(), name: "a".into() },
+                endpoint: Arc::new(endpoint),
+                claimant: Arc::new(Claimant { created: String::new(), namespace: "ns".into(), name: "a".into() }),
             },
         )]
     }

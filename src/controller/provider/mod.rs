@@ -100,7 +100,7 @@ fn ep_key(namespace: &str, name: &str, uid: &str) -> EpKey {
 }
 
 /// What became of one record at one provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecordResult {
     pub state: String,
     pub zone: Option<String>,
@@ -126,12 +126,16 @@ pub struct ProviderObject {
 
 impl ProviderObject {
     fn from_namespaced(p: &DNSProvider) -> ProviderObject {
-        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: p.namespace(), name: p.name_any() };
+        let id = ProviderId {
+            kind: ProviderRefKind::DNSProvider,
+            namespace: p.namespace().map(Into::into),
+            name: p.name_any().into(),
+        };
         Self::project(p, id, &p.spec.spec, p.status.clone())
     }
 
     fn from_cluster(p: &ClusterDNSProvider) -> ProviderObject {
-        let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any() };
+        let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: p.name_any().into() };
         Self::project(p, id, &p.spec.spec, p.status.clone())
     }
 

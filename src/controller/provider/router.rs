@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -106,11 +106,13 @@ pub(super) struct EndpointSnapshot {
     pub deleting: bool,
     pub finalizers: Vec<String>,
     pub provider_ref: Option<ProviderRef>,
-    pub valid: Vec<(usize, Endpoint)>,
+    /// Shared with the workers it is routed to (see [`DesiredRecord`]).
+    pub valid: Vec<(usize, Arc<Endpoint>)>,
     pub invalid: Vec<RecordStatus>,
     pub hostnames: Option<String>,
     pub spec_hash: u64,
-    pub conditions: Vec<Condition>,
+    /// What is read of the conditions the server holds (see [`PriorCondition`]).
+    pub conditions: Box<[PriorCondition]>,
     pub observed_generation: Option<i64>,
     /// Hash of the status as the server holds it.
     pub status_hash: Option<u64>,
@@ -152,14 +154,17 @@ impl EndpointSnapshot {
             deleting: obj.meta().deletion_timestamp.is_some(),
             finalizers: obj.finalizers().to_vec(),
             provider_ref: obj.spec.provider_ref.clone(),
-            valid,
+            valid: exact(valid.into_iter().map(|(i, e)| (i, Arc::new(e))).collect()),
             invalid,
             hostnames: Some(summarize_names(&names)).filter(|h| !h.is_empty()),
             spec_hash: obj.spec.digest(),
             cost: spec_cost(&obj.spec.endpoints),
             trimmed: false,
             status_hash: status.as_ref().and_then(serialize_status).map(|v| status_hash(&v)),
-            conditions: status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default(),
+            conditions: status
+                .as_ref()
+                .map(|s| s.conditions.iter().map(PriorCondition::of).collect())
+                .unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
             namespace,
             name,
@@ -168,6 +173,22 @@ impl EndpointSnapshot {
 
     fn finalized(&self) -> bool {
         self.finalizers.iter().any(|f| f == FINALIZER)
+    }
+
+    /// Takes the key of `old` (the version this one replaces, filed under an equal key), and
+    /// its records when they are the same records: the workers and the router's tables hold
+    /// those, and a version that changed only metadata or status (the finalizer, every status
+    /// write) would otherwise keep a second copy of each.
+    fn share_records(&mut self, old: &EndpointSnapshot) {
+        self.key.clone_from(&old.key);
+        let same = self.spec_hash == old.spec_hash
+            && !self.trimmed
+            && !old.trimmed
+            && self.valid.len() == old.valid.len()
+            && self.valid.iter().zip(&old.valid).all(|((i, a), (j, b))| i == j && a == b);
+        if same {
+            self.valid.clone_from(&old.valid);
+        }
     }
 
     /// Drops the records (the object's namespace is over its record limit); what they cost
@@ -219,7 +240,8 @@ struct EpEntry {
     /// Records a provider serves but the namespace may not claim there, with why.
     refused: Vec<(usize, ProviderId, String)>,
     /// Why none of its records is served: its namespace's record limit.
-    over_budget: Option<OverBudget>,
+    /// Boxed: rare, and as large as a tenth of the entry.
+    over_budget: Option<Box<OverBudget>>,
     /// When records of it were last sent to a provider.
     routed_at: Option<Instant>,
 }
@@ -247,7 +269,9 @@ impl EpEntry {
     fn status_can_wait(&self) -> bool {
         let unreported = self.unreported();
         let described = self.snap.conditions.iter().any(|c| {
-            c.type_ == status::READY && c.observed_generation.is_some() && c.observed_generation == self.snap.generation
+            &*c.type_ == status::READY
+                && c.observed_generation.is_some()
+                && c.observed_generation == self.snap.generation
         });
         !self.snap.deleting && unreported && described
     }
@@ -293,7 +317,9 @@ pub(super) struct Router {
     ctx: WorkerCtx,
     reports_tx: mpsc::UnboundedSender<(ProviderId, WorkerReport)>,
     reports_rx: Option<mpsc::UnboundedReceiver<(ProviderId, WorkerReport)>>,
-    endpoints: HashMap<EpKey, EpEntry>,
+    /// Boxed: an entry is several hundred bytes, and a table sized for growth holds up to
+    /// twice as many slots as entries.
+    endpoints: HashMap<EpKey, Box<EpEntry>>,
     providers: BTreeMap<ProviderId, ProviderEntry>,
     namespaces: Namespaces,
     /// Provider verdicts must be recomputed (a provider came, went or changed).
@@ -713,7 +739,11 @@ impl Router {
         }
     }
 
-    fn upsert_endpoint(&mut self, snap: EndpointSnapshot) {
+    fn upsert_endpoint(&mut self, mut snap: EndpointSnapshot) {
+        if let Some(e) = self.endpoints.get(&snap.key) {
+            // Before the key is cloned into the tables and the workers' messages.
+            snap.share_records(&e.snap);
+        }
         let key = snap.key.clone();
         let namespace = snap.namespace.clone();
         let cost = snap.budget_cost();
@@ -731,7 +761,7 @@ impl Router {
             None => {
                 self.endpoints.insert(
                     key.clone(),
-                    EpEntry {
+                    Box::new(EpEntry {
                         snap,
                         routes: VecMap::new(),
                         sent: VecMap::new(),
@@ -742,7 +772,7 @@ impl Router {
                         refused: Vec::new(),
                         over_budget: None,
                         routed_at: None,
-                    },
+                    }),
                 );
                 (true, None)
             }
@@ -808,7 +838,7 @@ impl Router {
                     // A namespaced provider serves its own namespace alone.
                     match &id.namespace {
                         Some(ns) => {
-                            self.reroute_ns.insert(ns.clone());
+                            self.reroute_ns.insert(ns.to_string());
                         }
                         None => self.reroute_all = true,
                     }
@@ -840,7 +870,7 @@ impl Router {
                     self.start_worker(&id);
                     match &id.namespace {
                         Some(ns) => {
-                            self.reroute_ns.insert(ns.clone());
+                            self.reroute_ns.insert(ns.to_string());
                         }
                         None => self.reroute_all = true,
                     }
@@ -880,7 +910,7 @@ impl Router {
         }
         match &id.namespace {
             Some(ns) => {
-                self.reroute_ns.insert(ns.clone());
+                self.reroute_ns.insert(ns.to_string());
             }
             None => self.reroute_all = true,
         }
@@ -1050,7 +1080,7 @@ impl Router {
             let mut over = 0;
             for (key, verdict) in verdicts {
                 let Some(e) = self.endpoints.get_mut(&key) else { continue };
-                let refusal = verdict.err();
+                let refusal = verdict.err().map(Box::new);
                 match &refusal {
                     Some(r) => {
                         over += 1;
@@ -1180,8 +1210,11 @@ impl Router {
         // watch's delete event sends the object's providers an empty desired set
         // (`remove_endpoint`), and a deletion missed while no replica led is swept up by the
         // next full plan, which deletes owned records no object wants.
-        let claimant =
-            Claimant { created: snap.created.clone(), namespace: snap.namespace.clone(), name: snap.name.clone() };
+        let claimant = Arc::new(Claimant {
+            created: snap.created.clone(),
+            namespace: snap.namespace.clone(),
+            name: snap.name.clone(),
+        });
         let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
         let mut per_provider: BTreeMap<ProviderId, Vec<(usize, DesiredRecord)>> = BTreeMap::new();
@@ -1266,7 +1299,7 @@ impl Router {
 
     fn admits_namespace(&self, p: &ProviderObject, ns: &str) -> bool {
         match &p.id.namespace {
-            Some(own) => own == ns,
+            Some(own) => **own == *ns,
             None => match &p.spec.namespace_selector {
                 None => true,
                 Some(sel) => {
@@ -1284,10 +1317,11 @@ impl Router {
         if let Some(r) = &snap.provider_ref {
             let id = ProviderId {
                 kind: r.kind,
-                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.to_string()),
-                name: r.name.clone(),
+                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.as_str().into()),
+                name: r.name.as_str().into(),
             };
-            let Some(p) = self.providers.get(&id) else {
+            // The table's own id: its names are shared by every record routed to it.
+            let Some((id, p)) = self.providers.get_key_value(&id) else {
                 return Err(format!("{}: spec.providerRef names {id}, which does not exist", ep.key()));
             };
             if !self.admits_namespace(&p.obj, ns) {
@@ -1296,16 +1330,17 @@ impl Router {
             if !p.domains.matches(&ep.dns_name) {
                 return Err(format!("{}: {id} does not manage this name (spec.domains)", ep.key()));
             }
-            return Ok(vec![id]);
+            return Ok(vec![id.clone()]);
         }
         let mut best: Option<usize> = None;
         let mut ids = Vec::new();
         // Only the namespace's own providers and cluster providers can serve it.
         let own = self.providers.range(
-            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.clone()), name: String::new() }..,
+            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.as_str().into()), name: "".into() }..,
         );
-        let own =
-            own.take_while(|(id, _)| id.kind == ProviderRefKind::DNSProvider && id.namespace.as_ref() == Some(ns));
+        let own = own.take_while(|(id, _)| {
+            id.kind == ProviderRefKind::DNSProvider && id.namespace.as_deref() == Some(ns.as_str())
+        });
         let cluster = self.providers.iter().filter(|(id, _)| id.kind == ProviderRefKind::ClusterDNSProvider);
         for (id, p) in own.chain(cluster) {
             if !self.admits_namespace(&p.obj, ns) {
@@ -1352,7 +1387,7 @@ impl Router {
                 status::reason::RECORD_LIMIT,
                 over.to_string(),
                 snap.generation,
-                &snap.conditions,
+                &PriorCondition::expand(&snap.conditions),
                 &now_time(),
             );
             let status = DnsEndpointStatus {
@@ -1366,7 +1401,7 @@ impl Router {
         }
         let mut records: Vec<RecordStatus> = snap.invalid.clone();
         if !snap.deleting {
-            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
+            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, &**ep)).collect();
             for (i, route) in &e.routes {
                 let Some(ep) = valid.get(i) else { continue };
                 let base = RecordStatus {
@@ -1404,7 +1439,7 @@ impl Router {
             }
         }
         if !snap.deleting {
-            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, ep)).collect();
+            let valid: BTreeMap<usize, &Endpoint> = snap.valid.iter().map(|(i, ep)| (*i, &**ep)).collect();
             for (i, id, message) in &e.refused {
                 let Some(ep) = valid.get(i) else { continue };
                 records.push(RecordStatus {
@@ -1419,8 +1454,13 @@ impl Router {
             }
         }
         records.sort();
-        let (conditions, applied) =
-            status::endpoint_conditions(&records, snap.deleting, snap.generation, &snap.conditions, &now_time());
+        let (conditions, applied) = status::endpoint_conditions(
+            &records,
+            snap.deleting,
+            snap.generation,
+            &PriorCondition::expand(&snap.conditions),
+            &now_time(),
+        );
         let status = DnsEndpointStatus {
             observed_generation: if applied { snap.generation } else { snap.observed_generation },
             conditions,
@@ -1490,7 +1530,9 @@ impl Router {
                     return;
                 }
                 let api: Api<DNSEndpoint> = Api::namespaced(client, &ns);
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+                // Boxed: a task is allocated at the size of its largest state, and thousands
+                // of them wait for a permit when objects arrive in bulk (2.5 KiB each inline).
+                Box::pin(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await
             };
             match result {
                 Ok(_) => {}
@@ -1585,7 +1627,7 @@ impl Router {
 
 /// Secrets a provider's backend and registry read, as (namespace, name).
 fn secret_refs(p: &ProviderObject, operator_namespace: &str) -> BTreeSet<(String, String)> {
-    let ns = p.id.namespace.clone().unwrap_or_else(|| operator_namespace.to_string());
+    let ns = p.id.namespace.as_deref().unwrap_or(operator_namespace).to_string();
     let spec = &p.spec;
     let registry = spec
         .registry
@@ -1617,6 +1659,50 @@ fn records_hash(records: &[(usize, DesiredRecord)]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{records:?}").hash(&mut h);
     h.finish()
+}
+
+/// What the router keeps of a condition the server holds: the fields it reads (which
+/// condition, its status and since when, for `lastTransitionTime`; its generation, for
+/// [`EpEntry::status_can_wait`]). Reason and message are rewritten from the records on every
+/// status; a whole `Condition` was the largest part of an object's snapshot.
+#[derive(Clone, Debug)]
+pub(super) struct PriorCondition {
+    type_: Box<str>,
+    status: Box<str>,
+    last_transition_time: Time,
+    observed_generation: Option<i64>,
+}
+
+impl PriorCondition {
+    fn of(c: &Condition) -> PriorCondition {
+        PriorCondition {
+            type_: c.type_.as_str().into(),
+            status: c.status.as_str().into(),
+            last_transition_time: c.last_transition_time.clone(),
+            observed_generation: c.observed_generation,
+        }
+    }
+
+    /// As the status functions take them: reason and message empty (they never read them).
+    fn expand(prior: &[PriorCondition]) -> Vec<Condition> {
+        prior
+            .iter()
+            .map(|c| Condition {
+                type_: c.type_.to_string(),
+                status: c.status.to_string(),
+                last_transition_time: c.last_transition_time.clone(),
+                observed_generation: c.observed_generation,
+                reason: String::new(),
+                message: String::new(),
+            })
+            .collect()
+    }
+}
+
+/// `v` without room to spare: what a snapshot holds is kept until the object changes.
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 fn summarize_names(names: &BTreeSet<&str>) -> String {
@@ -1772,6 +1858,26 @@ status: {status}
             metrics.encode()
         );
         assert!(!running.is_finished(), "the router goes on");
+    }
+
+    #[test]
+    fn a_new_version_with_the_same_records_shares_them_with_the_old_one() {
+        let mut r = router(budget::Limits::UNLIMITED);
+        step(&mut r, vec![upsert(snapshot("a", 1, 2, 10))]);
+        let held = |r: &Router| r.endpoints.values().next().expect("object known").snap.valid.clone();
+        let first = held(&r);
+        // A status write or a finalizer patch: a new resourceVersion, the same spec.
+        step(&mut r, vec![upsert(snapshot("a", 1, 2, 11))]);
+        let second = held(&r);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().zip(&second).all(|((_, a), (_, b))| Arc::ptr_eq(a, b)), "one copy of each record");
+        let (filed, e) = r.endpoints.iter().next().expect("object known");
+        assert!(Arc::ptr_eq(filed, &e.snap.key), "one copy of the key");
+        // A changed spec brings its own records.
+        step(&mut r, vec![upsert(snapshot("a", 1, 3, 12))]);
+        let third = held(&r);
+        assert_eq!(third.len(), 3);
+        assert!(!Arc::ptr_eq(&second[0].1, &third[0].1));
     }
 
     #[test]

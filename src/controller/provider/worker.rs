@@ -224,8 +224,9 @@ pub(super) struct Worker {
     grace_replan_at: Option<Instant>,
     /// Desired records by group name, then by (object, index in its spec).
     desired: HashMap<String, VecMap<(EpKey, usize), DesiredRecord>>,
-    /// Groups each object has records in, to replace them.
-    ep_groups: HashMap<EpKey, BTreeSet<String>>,
+    /// Groups each object has records in, to replace them: sorted and unique, in a slice
+    /// (a `BTreeSet` allocates a node of eleven slots for the usual one group).
+    ep_groups: HashMap<EpKey, Box<[String]>>,
     /// Groups to plan on the next sync.
     dirty: BTreeSet<String>,
     /// [`subtree::tree_key`] of every desired group, for a shared provider: the claims
@@ -238,8 +239,9 @@ pub(super) struct Worker {
     /// Groups whose last plan had a change fail (refused or lost): what the backend holds
     /// there is not known until a listing, so no release waits on them is finished yet.
     unsettled: BTreeSet<String>,
-    /// Results sent to the router, so only changes are sent.
-    sent: HashMap<(EpKey, usize), RecordResult>,
+    /// A hash of the result last sent to the router per record, so only changes are sent
+    /// (the router keeps the result itself).
+    sent: HashMap<(EpKey, usize), u64>,
     written_status: Option<serde_json::Value>,
     /// When this worker last wrote the provider's status.
     status_written_at: Option<Instant>,
@@ -327,7 +329,7 @@ impl Worker {
     }
 
     fn secret_ns(&self) -> String {
-        self.id.namespace.clone().unwrap_or_else(|| self.ctx.operator_namespace.clone())
+        self.id.namespace.as_deref().map_or_else(|| self.ctx.operator_namespace.clone(), str::to_string)
     }
 
     /// (Re)builds the backend and registry from the spec and the Secrets it names. The
@@ -476,7 +478,7 @@ impl Worker {
                 false
             }
             WorkerMsg::Release { ep, names } => {
-                let mut groups = self.ep_groups.get(&ep).cloned().unwrap_or_default();
+                let mut groups: BTreeSet<String> = self.ep_groups.get(&ep).into_iter().flatten().cloned().collect();
                 self.set_desired(ep.clone(), Vec::new());
                 groups.extend(names.iter().map(|n| self.name_group(n)));
                 self.dirty.extend(groups.iter().cloned());
@@ -501,7 +503,7 @@ impl Worker {
     /// Replaces the records `ep` wants; the groups they leave or enter become dirty.
     pub(super) fn set_desired(&mut self, ep: EpKey, records: Vec<(usize, DesiredRecord)>) {
         let old = self.ep_groups.remove(&ep).unwrap_or_default();
-        for g in &old {
+        for g in old.iter() {
             if let Some(m) = self.desired.get_mut(g) {
                 m.retain(|slot, _| {
                     let theirs = slot.0 != ep;
@@ -536,7 +538,7 @@ impl Worker {
             }
         }
         if !groups.is_empty() {
-            self.ep_groups.insert(ep, groups);
+            self.ep_groups.insert(ep, groups.into_iter().collect());
         }
     }
 
@@ -607,7 +609,7 @@ impl Worker {
                 match per_ns.get(&c.namespace) {
                     Some(old) if old <= c => {}
                     _ => {
-                        per_ns.insert(c.namespace.clone(), c.clone());
+                        per_ns.insert(c.namespace.clone(), plan::Claimant::clone(c));
                     }
                 }
             }
@@ -643,7 +645,7 @@ impl Worker {
                     .collect();
                 let own = subtree::NameClaim {
                     name: group.clone(),
-                    claimant: claims_at(&group).remove(ns).unwrap_or_else(|| d.claimant.clone()),
+                    claimant: claims_at(&group).remove(ns).unwrap_or_else(|| plan::Claimant::clone(&d.claimant)),
                     published: !related.is_empty() && published(&group).contains(ns),
                 };
                 subtree::held_over(&own, &related).map(|h| {
@@ -847,6 +849,9 @@ impl Worker {
             for e in recs? {
                 by_group.entry(self.group_of(&e)).or_default().push(e);
             }
+            // A group is a record and its ownership TXT: without this each one keeps room
+            // for four (a Vec's first growth), twice the records' size.
+            by_group.values_mut().for_each(Vec::shrink_to_fit);
             raw.insert(z.id.clone(), by_group);
         }
         self.cache = Some(Cache { zones, raw, fetched: Instant::now(), fetched_at: now_time() });
@@ -942,11 +947,13 @@ impl Worker {
         let (mut partial, in_zone) = self.sort_desired(groups, &zones);
         // 2. The others become what the backend will hold for them (a Route53 CNAME to a load
         //    balancer: an A and an AAAA alias), in one call: a webhook answers it over HTTP.
-        let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| d.endpoint.clone()).collect()).await;
+        let adjusted = backend.adjust_all(in_zone.iter().map(|(_, d)| Endpoint::clone(&d.endpoint)).collect()).await;
         let mut desired: Vec<(Slot, DesiredRecord)> = Vec::new();
         for ((slot, d), endpoints) in in_zone.into_iter().zip(adjusted) {
             let asked = d.endpoint.key();
             for endpoint in endpoints {
+                // Most backends hand the record back as it was: keep sharing the router's.
+                let endpoint = if endpoint == *d.endpoint { d.endpoint.clone() } else { Arc::new(endpoint) };
                 desired.push(((slot.clone(), asked.clone()), DesiredRecord { endpoint, claimant: d.claimant.clone() }));
             }
         }
@@ -1229,8 +1236,9 @@ impl Worker {
     fn report(&mut self, results: Vec<((EpKey, usize), RecordResult)>) {
         let mut changed: Vec<(EpKey, usize, RecordResult)> = Vec::new();
         for (slot, r) in results {
-            if self.sent.get(&slot) != Some(&r) {
-                self.sent.insert(slot.clone(), r.clone());
+            let hash = result_hash(&r);
+            if self.sent.get(&slot) != Some(&hash) {
+                self.sent.insert(slot.clone(), hash);
                 changed.push((slot.0, slot.1, r));
             }
         }
@@ -1401,7 +1409,17 @@ fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>, domain
     n
 }
 
+fn result_hash(r: &RecordResult) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.hash(&mut h);
+    h.finish()
+}
+
 pub(super) fn apply_to_cache(records: &mut Vec<Endpoint>, change: &Change) {
+    // Room for exactly one more: a group holds a record or two (and its ownership TXT), and
+    // a Vec's first growth makes room for four.
+    records.reserve_exact(1);
     let strip = |e: &Endpoint| {
         let mut e = e.clone();
         e.labels.clear();
@@ -1502,8 +1520,8 @@ mod tests {
 
     fn desired(name: &str, rt: RecordType, target: &str) -> DesiredRecord {
         DesiredRecord {
-            endpoint: Endpoint::new(name, rt, vec![target.into()]),
-            claimant: Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() },
+            endpoint: Arc::new(Endpoint::new(name, rt, vec![target.into()])),
+            claimant: Arc::new(Claimant { created: String::new(), namespace: "team-a".into(), name: "web".into() }),
         }
     }
 
@@ -1797,7 +1815,7 @@ mod tests {
         // Its own unwanted record still goes.
         a.set_desired(ep("web-a"), Vec::new());
         a.sync().await;
-        let left: Vec<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        let left: Vec<String> = backend.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert_eq!(left, vec!["a-web.b.example.com".to_string(), "web.b.example.com".to_string()]);
     }
 
@@ -1813,8 +1831,8 @@ mod tests {
             let mut endpoint = Endpoint::new(name, rt, vec![target.into()]);
             endpoint.labels.insert(label::RESOURCE.into(), format!("crd/{ns}/obj"));
             DesiredRecord {
-                endpoint,
-                claimant: Claimant { created: created.into(), namespace: ns.into(), name: "obj".into() },
+                endpoint: Arc::new(endpoint),
+                claimant: Arc::new(Claimant { created: created.into(), namespace: ns.into(), name: "obj".into() }),
             }
         };
         let key = |ns: &str, obj: &str| EpKey::from(format!("{ns}/{obj}@uid"));
@@ -1844,7 +1862,7 @@ mod tests {
         );
         let msg = &r[&("alice/grab@uid".to_string(), 0)].message;
         assert!(msg.contains("namespace bob") && msg.contains("web.example.com"), "{msg}");
-        let names: BTreeSet<String> = backend.all_records().into_iter().map(|e| e.dns_name).collect();
+        let names: BTreeSet<String> = backend.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert!(!names.contains("_acme-challenge.web.example.com") && !names.contains("example.com"), "{names:?}");
 
         // A claim at the apex holds nothing below it, and nothing below holds it: it re-plans
@@ -1949,7 +1967,7 @@ mod tests {
         backend.held.lock().unwrap().insert(zone.id.clone(), held);
         let (mut w, mut rx) = worker("dns", backend.clone());
         let mut web = desired("web.example.com", RecordType::A, "192.0.2.1");
-        web.endpoint.labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
+        Arc::make_mut(&mut web.endpoint).labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
         w.set_desired(ep("web"), vec![(0, web)]);
         w.sync().await;
         assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
@@ -2037,7 +2055,7 @@ mod tests {
                 .any(|(_, r)| matches!(r, WorkerReport::Released(k) if k == ep("web")))
         };
         assert!(!released(&mut rx), "not released while the delete is unanswered");
-        let left: Vec<String> = backend.inner.all_records().into_iter().map(|e| e.dns_name).collect();
+        let left: Vec<String> = backend.inner.all_records().iter().map(|e| e.dns_name.clone()).collect();
         assert_eq!(left, vec!["a-web.example.com".to_string()], "the record went, its TXT was not sent");
 
         // The retry (backoff skipped) lists the zone again and removes the TXT.
