@@ -7,12 +7,6 @@ use extdns::metrics::Metrics;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc returns the pages a burst used (a listing's pages, a batch of watch events, a
-/// plan) to the system; with glibc's malloc the resident set kept the peak of every burst,
-/// about twice the heap the operator holds (docs/performance.md, "Heap per record").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
