@@ -1814,20 +1814,7 @@ status: {status}
         let (tx, rx) = mpsc::unbounded_channel();
         let router = Router::new(Some(client), settings, metrics.clone(), writer.clone(), tx.clone());
         let id = ProviderId { kind: ProviderRefKind::ClusterDNSProvider, namespace: None, name: "mem".into() };
-        let provider = ProviderObject {
-            id: id.clone(),
-            spec: crate::crd::dnsprovider::ProviderSpec {
-                in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
-                ..Default::default()
-            },
-            created: "2020-01-01T00:00:00Z".into(),
-            verdict: Ok(()),
-            generation: Some(1),
-            finalizers: vec![FINALIZER.into()],
-            resource_version: Some("1".into()),
-            deleting: false,
-            status: None,
-        };
+        let provider = in_memory_provider(&id);
         let e = entry("null");
         let key = e.snap.key.clone();
         let kinds = [Kind::Endpoints, Kind::Providers, Kind::ClusterProviders, Kind::Namespaces, Kind::Secrets];
@@ -1998,13 +1985,9 @@ status: {status}
         }
     }
 
-    /// A leading router with one inMemory DNSProvider in namespace `t`, and that provider's
-    /// inbox, read by the test instead of by a worker.
-    fn router_with_provider() -> (Router, ProviderId, inbox::Inbox) {
-        let mut r = router(budget::Limits::UNLIMITED);
-        r.leading = true;
-        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("t".into()), name: "dns".into() };
-        let provider = ProviderObject {
+    /// A finalized inMemory provider for example.com.
+    fn in_memory_provider(id: &ProviderId) -> ProviderObject {
+        ProviderObject {
             id: id.clone(),
             spec: crate::crd::dnsprovider::ProviderSpec {
                 in_memory: Some(crate::crd::dnsprovider::InMemorySpec { zones: vec!["example.com".into()] }),
@@ -2017,7 +2000,16 @@ status: {status}
             resource_version: Some("1".into()),
             deleting: false,
             status: None,
-        };
+        }
+    }
+
+    /// A leading router with one inMemory DNSProvider in namespace `t`, and that provider's
+    /// inbox, read by the test instead of by a worker.
+    fn router_with_provider() -> (Router, ProviderId, inbox::Inbox) {
+        let mut r = router(budget::Limits::UNLIMITED);
+        r.leading = true;
+        let id = ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some("t".into()), name: "dns".into() };
+        let provider = in_memory_provider(&id);
         step(&mut r, vec![RouterMsg::Upsert(Item::Provider(Box::new(provider)))]);
         step(&mut r, NEEDED.iter().map(|k| RouterMsg::Listed(*k)).collect());
         // The worker's inbox, read here instead of by the worker.
