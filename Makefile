@@ -140,7 +140,7 @@ bench-large: ## Only the BENCH_N_LARGE scenario of make bench (merged into targe
 	$(MAKE) bench-run BENCH_ONLY=large
 
 bench-heap: ## Heap profile (heaptrack, debug build) of HEAP_N (10000) embedded DNSEndpoints on a control plane of its own; bytes per record per structure (target/bench/heap)
-	$(CARGO) build --bin extdns
+	$(CARGO) build --bin extdns --no-default-features
 	bash e2e/bench/heap.sh
 
 # One benchmark part on a fresh cluster, torn down afterwards.

@@ -1,3 +1,4 @@
+mod alloc;
 use std::process::ExitCode;
 use std::sync::Arc;
 

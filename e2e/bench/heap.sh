@@ -13,8 +13,10 @@
 #   HEAP_N=2000 bash e2e/bench/heap.sh   # EXTDNS_BIN=<binary> to profile another build
 #   bash e2e/bench/heap.sh summarize target/bench/heap 10000 live   # a table of a run again
 #
-# Use a debug build: the data layout is the same as in release and an incremental build is
-# fast; resident-set figures belong to the release benchmark (`make bench`).
+# Use a debug build without the default `jemalloc` feature (`cargo build --bin extdns
+# --no-default-features`): heaptrack sees the system allocator's calls only. The data layout is
+# the same as in release and an incremental build is fast; resident-set figures belong to the
+# release benchmark (`make bench`), or to HEAP_PROFILER=none with a release binary.
 # Output (profile, operator log, the grouped table) goes to HEAP_OUT (target/bench/heap).
 set -euo pipefail
 
@@ -89,7 +91,7 @@ zone="heap.bench.test"
 for tool in heaptrack heaptrack_print kubectl dig jq; do
     command -v "$tool" >/dev/null || { echo "heap.sh: $tool is missing" >&2; exit 1; }
 done
-[ -x "$bin" ] || { echo "heap.sh: no operator binary at $bin (cargo build --bin extdns)" >&2; exit 1; }
+[ -x "$bin" ] || { echo "heap.sh: no operator binary at $bin (cargo build --bin extdns --no-default-features)" >&2; exit 1; }
 mkdir -p "$out"
 
 # A fresh control plane (one left by an interrupted run goes first).
@@ -150,7 +152,14 @@ spec:
 EOF
 
 rss() { awk -v k="$1:" '$1 == k {printf "%.1f", $2 / 1024}' "/proc/$operator/status"; }
-echo "heap: operator pid $operator (profiler: $profiler), RSS $(rss VmRSS) MiB before the objects"
+# What the resident set is made of: the heap and stacks (anonymous) against the binary's code
+# and data mapped from its file, which the kernel can drop and read again.
+rss_parts() {
+    awk '$1 == "Rss:" {r = $2} $1 == "Anonymous:" {a = $2}
+        END {printf "anonymous %.1f MiB, file-backed %.1f MiB", a / 1024, (r - a) / 1024}' \
+        "/proc/$operator/smaps_rollup"
+}
+echo "heap: operator pid $operator (profiler: $profiler), RSS $(rss VmRSS) MiB before the objects ($(rss_parts))"
 
 # The objects, one A record each, written by 4 kubectl processes at once.
 start=$(date +%s)
@@ -188,7 +197,7 @@ done
 echo "heap: all $n Ready after $(($(date +%s) - start)) s"
 # Let the last status writes and reports drain before the profile ends.
 sleep 5
-echo "heap: RSS $(rss VmRSS) MiB, peak $(rss VmHWM) MiB (profiler: $profiler)"
+echo "heap: RSS $(rss VmRSS) MiB ($(rss_parts)), peak $(rss VmHWM) MiB (profiler: $profiler)"
 
 # SIGKILL: nothing is freed, so what heaptrack reports as leaked is exactly what the operator
 # held at this moment, with every object Ready (the steady state); the peak is the highest
