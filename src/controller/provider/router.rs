@@ -1570,7 +1570,13 @@ impl Router {
     /// Sets a DNSEndpoint's finalizers by a merge patch guarded by its resourceVersion, in a
     /// task of its own (leader only, bounded by --status-concurrency); a failure sends
     /// `retry` back after a backoff. A conflict means a newer version is on its way.
-    fn patch_finalizers(&mut self, key: &EpKey, finalizers: Vec<String>, retry: RouterMsg, permit: OwnedSemaphorePermit) {
+    fn patch_finalizers(
+        &mut self,
+        key: &EpKey,
+        finalizers: Vec<String>,
+        retry: RouterMsg,
+        permit: OwnedSemaphorePermit,
+    ) {
         let Some(client) = self.client.clone() else { return };
         let Some(e) = self.endpoints.get_mut(key) else { return };
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
