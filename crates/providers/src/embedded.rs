@@ -651,9 +651,11 @@ struct ZoneData {
     apex_labels: usize,
     /// Names holding at least one RRset.
     nodes: HashMap<String, Node>,
-    /// Every name at or above a node up to the apex, with the number of nodes at or below it:
-    /// names that exist even without records of their own (empty non-terminals) get NODATA
-    /// rather than NXDOMAIN or a wildcard; the count lets one name's change update it.
+    /// Every name strictly between a node and the apex, with the number of nodes below it:
+    /// names that exist without records of their own (empty non-terminals) get NODATA rather
+    /// than NXDOMAIN or a wildcard; the count lets one name's change update it. The nodes and
+    /// the apex are not repeated here: in a flat zone (most names one label below the apex)
+    /// the map stays empty instead of holding a second copy of every name.
     existing: HashMap<String, usize>,
     negative_soa: Record,
 }
@@ -879,9 +881,9 @@ impl ZoneData {
         }
     }
 
-    /// Counts a node at `name` in (or out of) every name from it up to the apex.
+    /// Counts a node at `name` in (or out of) every name strictly between it and the apex.
     fn count_existing(&mut self, name: &Name, added: bool) {
-        for labels in self.apex_labels..=name.iter().len() {
+        for labels in self.apex_labels + 1..name.iter().len() {
             let key = name_key(&name.trim_to(labels));
             if added {
                 *self.existing.entry(key).or_default() += 1;
@@ -936,11 +938,16 @@ impl ZoneData {
         self.nodes.entry(key).or_default().add(record_type, ep.ttl.unwrap_or(default_ttl), rdatas);
     }
 
+    /// True when the name holds records or has names below it.
+    fn exists(&self, key: &str) -> bool {
+        self.nodes.contains_key(key) || self.existing.contains_key(key)
+    }
+
     fn index_existing(&mut self) {
         let mut existing: HashMap<String, usize> = HashMap::new();
         for key in self.nodes.keys() {
             let Ok(name) = parse_name(key) else { continue };
-            for labels in self.apex_labels..=name.iter().len() {
+            for labels in self.apex_labels + 1..name.iter().len() {
                 *existing.entry(name_key(&name.trim_to(labels))).or_default() += 1;
             }
         }
@@ -964,7 +971,7 @@ impl ZoneData {
         let labels = name.iter().len();
         (self.apex_labels..labels).rev().find_map(|n| {
             let encloser = name_key(&name.trim_to(n));
-            self.existing.contains_key(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
+            self.exists(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
         })?
     }
 }
@@ -1224,7 +1231,7 @@ mod tests {
         // Empty non-terminals left by deletions are gone: c.example.org still exists (a CNAME),
         // b.c.example.org does not.
         let z = snapshot.zone_for(&parse_name("example.org").unwrap()).unwrap();
-        assert!(z.existing.contains_key("c.example.org") && !z.existing.contains_key("b.c.example.org"));
+        assert!(z.exists("c.example.org") && !z.exists("b.c.example.org"));
         store.add_zone("other.example");
         store.apply(&Zone::named("other.example"), &[Change::Create(a("o.other.example", "192.0.2.6"))]).await[0]
             .as_ref()
