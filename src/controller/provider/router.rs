@@ -105,9 +105,8 @@ pub(super) enum RouterMsg {
 /// The fields of a DNSEndpoint the controller reads, its spec already validated.
 #[derive(Clone, Debug)]
 pub(super) struct EndpointSnapshot {
+    /// `namespace/name@uid`: the namespace and the name are read from it, not kept twice.
     pub key: EpKey,
-    pub namespace: String,
-    pub name: String,
     pub generation: Option<i64>,
     pub resource_version: Option<String>,
     pub created: String,
@@ -174,9 +173,16 @@ impl EndpointSnapshot {
                 .map(|s| s.conditions.iter().map(PriorCondition::of).collect())
                 .unwrap_or_default(),
             observed_generation: status.and_then(|s| s.observed_generation),
-            namespace,
-            name,
         }
+    }
+
+    pub(super) fn namespace(&self) -> &str {
+        self.key.split_once('/').map_or("", |(ns, _)| ns)
+    }
+
+    pub(super) fn name(&self) -> &str {
+        let rest = self.key.split_once('/').map_or(&*self.key, |(_, rest)| rest);
+        rest.rsplit_once('@').map_or(rest, |(name, _)| name)
     }
 
     fn finalized(&self) -> bool {
@@ -774,7 +780,7 @@ impl Router {
             snap.share_records(&e.snap);
         }
         let key = snap.key.clone();
-        let namespace = snap.namespace.clone();
+        let namespace = snap.namespace().to_string();
         let cost = snap.budget_cost();
         self.metrics.desired_records.inc_by(snap.valid.len() as i64);
         let (reroute, old_cost) = match self.endpoints.get_mut(&key) {
@@ -835,11 +841,11 @@ impl Router {
         let Some(e) = self.endpoints.remove(key) else { return };
         self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
         if e.over_budget.is_some() {
-            if let Some(b) = self.budgets.get_mut(&e.snap.namespace) {
+            if let Some(b) = self.budgets.get_mut(e.snap.namespace()) {
                 b.over = b.over.saturating_sub(1);
             }
         }
-        self.account(&e.snap.namespace, key, Some(e.snap.budget_cost()), None);
+        self.account(&e.snap.namespace(), key, Some(e.snap.budget_cost()), None);
         self.refetch.remove(key);
         for id in e.sent.keys() {
             send(&self.providers, &mut self.dead, id, WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
@@ -1034,7 +1040,7 @@ impl Router {
             self.endpoints.keys().cloned().collect()
         } else if !self.reroute_ns.is_empty() {
             let ns = std::mem::take(&mut self.reroute_ns);
-            self.endpoints.iter().filter(|(_, e)| ns.contains(&e.snap.namespace)).map(|(k, _)| k.clone()).collect()
+            self.endpoints.iter().filter(|(_, e)| ns.contains(e.snap.namespace())).map(|(k, _)| k.clone()).collect()
         } else {
             Vec::new()
         };
@@ -1100,7 +1106,7 @@ impl Router {
                     .map(|e| Claim {
                         key: e.snap.key.clone(),
                         created: &e.snap.created,
-                        name: &e.snap.name,
+                        name: &e.snap.name(),
                         cost: e.snap.budget_cost(),
                         pinned: e.snap.deleting && !e.snap.trimmed,
                     })
@@ -1115,7 +1121,7 @@ impl Router {
                     Some(r) => {
                         over += 1;
                         if !e.snap.trimmed {
-                            info!(object = %format!("{}/{}", e.snap.namespace, e.snap.name), "records not served: {r}");
+                            info!(object = %format!("{}/{}", e.snap.namespace(), e.snap.name()), "records not served: {r}");
                             self.metrics.desired_records.dec_by(e.snap.valid.len() as i64);
                             e.snap.trim();
                             self.deferred_routes.insert(key.clone());
@@ -1146,7 +1152,7 @@ impl Router {
             if !wanted || !self.refetching.insert(key.clone()) {
                 continue;
             }
-            let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
+            let (ns, name) = (e.snap.namespace().to_string(), e.snap.name().to_string());
             let (tx, permits, client) = (self.tx.clone(), self.refetch_permits.clone(), client.clone());
             tokio::spawn(async move {
                 let _permit = permits.acquire().await;
@@ -1242,8 +1248,8 @@ impl Router {
         // next full plan, which deletes owned records no object wants.
         let claimant = Arc::new(Claimant {
             created: snap.created.clone(),
-            namespace: snap.namespace.clone(),
-            name: snap.name.clone(),
+            namespace: snap.namespace().to_string(),
+            name: snap.name().to_string(),
         });
         let mut routes = VecMap::new();
         let mut refused: Vec<(usize, ProviderId, String)> = Vec::new();
@@ -1254,7 +1260,7 @@ impl Router {
             if let Ok(ids) = &mut r {
                 let refusals: Vec<(ProviderId, String)> = ids
                     .iter()
-                    .filter_map(|id| self.name_refusal(id, &snap.namespace, ep).map(|m| (id.clone(), m)))
+                    .filter_map(|id| self.name_refusal(id, &snap.namespace(), ep).map(|m| (id.clone(), m)))
                     .collect();
                 ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
                 for (id, message) in refusals {
@@ -1343,11 +1349,11 @@ impl Router {
     /// Providers serving a record: the referenced one, or all admitting the namespace with
     /// the longest matching domain.
     fn providers_for(&self, snap: &EndpointSnapshot, ep: &Endpoint) -> Result<Vec<ProviderId>, String> {
-        let ns = &snap.namespace;
+        let ns = snap.namespace();
         if let Some(r) = &snap.provider_ref {
             let id = ProviderId {
                 kind: r.kind,
-                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.as_str().into()),
+                namespace: (r.kind == ProviderRefKind::DNSProvider).then(|| ns.into()),
                 name: r.name.as_str().into(),
             };
             // The table's own id: its names are shared by every record routed to it.
@@ -1365,12 +1371,11 @@ impl Router {
         let mut best: Option<usize> = None;
         let mut ids = Vec::new();
         // Only the namespace's own providers and cluster providers can serve it.
-        let own = self.providers.range(
-            ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.as_str().into()), name: "".into() }..,
-        );
-        let own = own.take_while(|(id, _)| {
-            id.kind == ProviderRefKind::DNSProvider && id.namespace.as_deref() == Some(ns.as_str())
-        });
+        let own = self
+            .providers
+            .range(ProviderId { kind: ProviderRefKind::DNSProvider, namespace: Some(ns.into()), name: "".into() }..);
+        let own =
+            own.take_while(|(id, _)| id.kind == ProviderRefKind::DNSProvider && id.namespace.as_deref() == Some(ns));
         let cluster = self.providers.iter().filter(|(id, _)| id.kind == ProviderRefKind::ClusterDNSProvider);
         for (id, p) in own.chain(cluster) {
             if !self.admits_namespace(&p.obj, ns) {
@@ -1512,7 +1517,7 @@ impl Router {
         if snap.status_hash == Some(hash) || self.writer.already_written(key, hash) {
             return;
         }
-        self.writer.push(key.clone(), snap.namespace.clone(), snap.name.clone(), value);
+        self.writer.push(key.clone(), snap.namespace().to_string(), snap.name().to_string(), value);
     }
 
     fn ensure_finalizer(&mut self, key: &EpKey) {
@@ -1532,7 +1537,7 @@ impl Router {
         if !e.snap.finalized() || !self.removing_finalizer.insert(key.clone()) {
             return;
         }
-        debug!(object = %format!("{}/{}", e.snap.namespace, e.snap.name), "records removed; releasing the object");
+        debug!(object = %format!("{}/{}", e.snap.namespace(), e.snap.name()), "records removed; releasing the object");
         self.queue_finalizer(key, FinalizerOp::Remove);
     }
 
@@ -1580,7 +1585,7 @@ impl Router {
         let Some(client) = self.client.clone() else { return };
         let Some(e) = self.endpoints.get_mut(key) else { return };
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": e.snap.resource_version}});
-        let (ns, name) = (e.snap.namespace.clone(), e.snap.name.clone());
+        let (ns, name) = (e.snap.namespace().to_string(), e.snap.name().to_string());
         e.finalizer_attempts += 1;
         let delay = backoff(e.finalizer_attempts);
         let leader = self.settings.leader.clone();
@@ -2037,7 +2042,7 @@ status: {status}
     }
 
     fn held(r: &Router, name: &str) -> (usize, usize, bool) {
-        let e = r.endpoints.values().find(|e| e.snap.name == name).expect("object known");
+        let e = r.endpoints.values().find(|e| e.snap.name() == name).expect("object known");
         (e.snap.valid.len(), e.routes.iter().count(), e.over_budget.is_some())
     }
 
@@ -2058,7 +2063,7 @@ status: {status}
         assert_eq!(held(&r, "b"), (0, 0, true));
         assert_eq!(held(&r, "c"), (1, 1, false));
         assert_eq!(r.metrics.desired_records.get(), 3);
-        let over = r.endpoints.values().find(|e| e.snap.name == "b").and_then(|e| e.over_budget.clone());
+        let over = r.endpoints.values().find(|e| e.snap.name() == "b").and_then(|e| e.over_budget.clone());
         assert!(over.expect("b refused").to_string().contains("--max-records-per-namespace=3"));
 
         // A new version of b from the watch is trimmed before it is routed.
@@ -2066,10 +2071,10 @@ status: {status}
         assert_eq!(held(&r, "b"), (0, 0, true));
 
         // a goes: b fits again, and is read again (the trimmed snapshot has no records).
-        let a = r.endpoints.values().find(|e| e.snap.name == "a").expect("a").snap.key.clone();
+        let a = r.endpoints.values().find(|e| e.snap.name() == "a").expect("a").snap.key.clone();
         step(&mut r, vec![RouterMsg::Remove(Item::Endpoint(Box::new(snapshot("a", 1, 2, 21))))]);
         assert!(!r.endpoints.contains_key(&a));
-        let b = r.endpoints.values().find(|e| e.snap.name == "b").expect("b").snap.key.clone();
+        let b = r.endpoints.values().find(|e| e.snap.name() == "b").expect("b").snap.key.clone();
         assert_eq!(held(&r, "b"), (0, 0, false));
         assert!(r.refetch.contains(&b), "b is read again");
         // A read older than what the watch brought is not taken.
