@@ -161,6 +161,14 @@ rss_parts() {
 }
 echo "heap: operator pid $operator (profiler: $profiler), RSS $(rss VmRSS) MiB before the objects ($(rss_parts))"
 
+# The resident set over time (seconds since the objects started, RSS and anonymous MiB), to
+# see when the peak happens.
+( t0=$(date +%s.%N)
+  while [ -e "/proc/$operator/smaps_rollup" ]; do
+      awk -v t="$(date +%s.%N)" -v t0="$t0" '$1 == "Rss:" {r = $2} $1 == "Anonymous:" {a = $2}
+          END {printf "%.1f %.1f %.1f\n", t - t0, r / 1024, a / 1024}' "/proc/$operator/smaps_rollup" 2>/dev/null
+      sleep 0.5
+  done >"$out/rss.txt" ) &
 # The objects, one A record each, written by 4 kubectl processes at once.
 start=$(date +%s)
 parts=4

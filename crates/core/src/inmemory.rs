@@ -2,8 +2,8 @@
 //! behind the embedded DNS server. Behaves like a strict DNS API: creating an existing RRset or
 //! deleting/updating one whose current data differs is rejected, so planner bugs show up here.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
 
@@ -16,47 +16,89 @@ struct State {
     /// the names that changed without copying them, and a burst of changes no longer holds
     /// the zone twice while the observer catches up.
     zones: BTreeMap<String, BTreeMap<RecordKey, Arc<Endpoint>>>,
-    /// Bumped on every successful change; lets observers (the embedded server) cache answers.
+    /// Bumped on every successful change (the embedded server's SOA serial).
     generation: u64,
-    /// The names changed at each generation, oldest first: an observer updates what changed
-    /// since the generation it has instead of reloading every zone (at 50,000 records a reload
-    /// per change cost half a second).
-    log: VecDeque<(u64, String)>,
-    /// Changes up to this generation may be missing from `log` (trimmed, or the zone set
-    /// changed): an observer older than it reloads everything.
-    log_floor: u64,
-}
-
-/// Changes kept for observers; one that falls further behind reloads everything.
-const MAX_CHANGE_LOG: usize = 1 << 16;
-
-/// What changed in a store since a generation, from [`InMemoryProvider::changes_since`].
-#[derive(Debug)]
-pub struct StoreChanges {
-    pub generation: u64,
-    /// The names changed since, with all records now at each of them (empty: none left);
-    /// `None` when the observer must reload everything. The records are the store's own.
-    pub names: Option<Vec<(String, Vec<Arc<Endpoint>>)>>,
+    /// Bumped when the zone set changes (the embedded server rebuilds its zone list).
+    zones_generation: u64,
+    /// Every name strictly between a name holding records and the apex of its zone, with the
+    /// number of such names below it: the names that exist without records of their own
+    /// (RFC 4592 empty non-terminals), which the embedded server answers NODATA rather than
+    /// NXDOMAIN. Kept as records come and go, so a query need not walk the zone; a flat zone
+    /// (names one label below the apex) leaves it empty.
+    below: HashMap<String, usize>,
 }
 
 impl State {
-    /// Records that `names` changed at a new generation.
-    fn bump<I: IntoIterator<Item = String>>(&mut self, names: I) {
+    /// The zone set changed: observers reload it, and the index of names is rebuilt.
+    fn bump_zones(&mut self) {
         self.generation += 1;
-        let generation = self.generation;
-        self.log.extend(names.into_iter().map(|n| (generation, n)));
-        while self.log.len() > MAX_CHANGE_LOG {
-            if let Some((g, _)) = self.log.pop_front() {
-                self.log_floor = self.log_floor.max(g);
+        self.zones_generation += 1;
+        let mut below = HashMap::new();
+        for (zone, records) in &self.zones {
+            let mut last: Option<&str> = None;
+            // Keys order by name first: each name once.
+            for key in records.keys() {
+                if last != Some(key.dns_name.as_str()) {
+                    count_ancestors(&mut below, zone, &key.dns_name, true);
+                    last = Some(&key.dns_name);
+                }
+            }
+        }
+        self.below = below;
+    }
+
+    fn holds(&self, zone: &str, name: &str) -> bool {
+        self.zones.get(zone).is_some_and(|records| at_name(records, name).next().is_some())
+    }
+}
+
+/// Counts `name` in (or out of) every name strictly between it and `zone`'s apex.
+fn count_ancestors(below: &mut HashMap<String, usize>, zone: &str, name: &str, added: bool) {
+    let Some(inner) = name.strip_suffix(zone).and_then(|n| n.strip_suffix('.')) else { return };
+    // Each dot of the part below the apex (one not escaped inside a label) starts an ancestor.
+    let bytes = inner.as_bytes();
+    for (i, _) in inner.match_indices('.') {
+        if i > 0 && bytes[i - 1] == b'\\' {
+            continue;
+        }
+        let ancestor = &name[i + 1..];
+        if added {
+            *below.entry(ancestor.to_string()).or_default() += 1;
+        } else if let Some(count) = below.get_mut(ancestor) {
+            *count -= 1;
+            if *count == 0 {
+                below.remove(ancestor);
             }
         }
     }
+}
 
-    /// The zone set changed: observers reload everything.
-    fn bump_zones(&mut self) {
-        self.generation += 1;
-        self.log.clear();
-        self.log_floor = self.generation;
+/// A consistent read of the store, under one lock, for answering DNS queries from it.
+pub struct StoreView<'a> {
+    st: RwLockReadGuard<'a, State>,
+}
+
+impl StoreView<'_> {
+    pub fn generation(&self) -> u64 {
+        self.st.generation
+    }
+
+    pub fn zones_generation(&self) -> u64 {
+        self.st.zones_generation
+    }
+
+    pub fn zone_names(&self) -> impl Iterator<Item = &str> {
+        self.st.zones.keys().map(String::as_str)
+    }
+
+    /// The records at exactly `name` (normalised) in `zone`.
+    pub fn at<'a>(&'a self, zone: &str, name: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.st.zones.get(zone).into_iter().flat_map(move |records| at_name(records, name)).map(|e| &**e)
+    }
+
+    /// True when names below `name` in its zone hold records (whether or not it holds any).
+    pub fn has_names_below(&self, name: &str) -> bool {
+        self.st.below.contains_key(name)
     }
 }
 
@@ -137,30 +179,9 @@ impl InMemoryProvider {
         self.state.read().unwrap_or_else(|e| e.into_inner()).generation
     }
 
-    /// The names changed after `generation`, each with the records it holds now, read under
-    /// one lock so that the answer is one consistent state.
-    pub fn changes_since(&self, generation: u64) -> StoreChanges {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        if generation < st.log_floor || generation > st.generation {
-            return StoreChanges { generation: st.generation, names: None };
-        }
-        // The log is in generation order: the changes after `generation` are its tail.
-        let start = st.log.partition_point(|(g, _)| *g <= generation);
-        let mut names: Vec<&str> = st.log.range(start..).map(|(_, n)| n.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let names = names
-            .into_iter()
-            .map(|name| {
-                let records = zone_of(&st, name)
-                    .ok()
-                    .and_then(|zone| st.zones.get(&zone))
-                    .map(|records| at_name(records, name).cloned().collect())
-                    .unwrap_or_default();
-                (name.to_string(), records)
-            })
-            .collect();
-        StoreChanges { generation: st.generation, names: Some(names) }
+    /// Reads the store under one lock until the view is dropped; writes wait meanwhile.
+    pub fn view(&self) -> StoreView<'_> {
+        StoreView { st: self.state.read().unwrap_or_else(|e| e.into_inner()) }
     }
 
     /// Inserts a record directly, bypassing ownership: used to pre-seed zones in tests.
@@ -168,8 +189,12 @@ impl InMemoryProvider {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         let zone = zone_of(&st, &ep.dns_name)?;
         let name = ep.dns_name.clone();
-        st.zones.entry(zone).or_default().insert(ep.key(), Arc::new(strip(ep)));
-        st.bump([name]);
+        let held = st.holds(&zone, &name);
+        st.zones.entry(zone.clone()).or_default().insert(ep.key(), Arc::new(strip(ep)));
+        if !held {
+            count_ancestors(&mut st.below, &zone, &name, true);
+        }
+        st.generation += 1;
         Ok(())
     }
 
@@ -262,19 +287,28 @@ impl Provider for InMemoryProvider {
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // The names the batch touches, and whether each held records before it.
+        let mut names: Vec<&str> = changes
+            .iter()
+            .flat_map(|c| match c {
+                Change::Create(e) | Change::Delete(e) => [Some(e.dns_name.as_str()), None],
+                Change::Update { old, new } => [Some(old.dns_name.as_str()), Some(new.dns_name.as_str())],
+            })
+            .flatten()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let held: Vec<bool> = names.iter().map(|n| st.holds(&zone.name, n)).collect();
         let results: Vec<ChangeResult> =
             changes.iter().map(|c| Self::apply_one(&mut st, &zone.name, c).map(|()| Applied::Live)).collect();
-        let changed: Vec<String> = changes
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .flat_map(|(c, _)| match c {
-                Change::Create(e) | Change::Delete(e) => vec![e.dns_name.clone()],
-                Change::Update { old, new } => vec![old.dns_name.clone(), new.dns_name.clone()],
-            })
-            .collect();
-        if !changed.is_empty() {
-            st.bump(changed);
+        if results.iter().any(Result::is_ok) {
+            st.generation += 1;
+            for (name, held) in names.into_iter().zip(held) {
+                let holds = st.holds(&zone.name, name);
+                if holds != held {
+                    count_ancestors(&mut st.below, &zone.name, name, holds);
+                }
+            }
         }
         results
     }
@@ -290,6 +324,59 @@ mod tests {
 
     fn cname(name: &str) -> Endpoint {
         Endpoint::new(name, RecordType::CNAME, vec!["target.example.org".into()])
+    }
+
+    /// The index of names with records below them follows creations, updates and deletions
+    /// batch by batch, stops at each zone's apex, and equals one rebuilt from scratch.
+    #[tokio::test]
+    async fn names_below_follow_the_records() {
+        let p = InMemoryProvider::new(["example.org", "sub.example.org"]);
+        let (zone, sub) = (Zone::named("example.org"), Zone::named("sub.example.org"));
+        let below = |p: &InMemoryProvider, names: &[&str]| -> Vec<bool> {
+            let v = p.view();
+            names.iter().map(|n| v.has_names_below(n)).collect()
+        };
+        let names = [
+            "example.org",
+            "c.example.org",
+            "b.c.example.org",
+            "x.b.c.example.org",
+            "sub.example.org",
+            "r.sub.example.org",
+        ];
+        let r = p.apply(&zone, &[Change::Create(a("x.b.c.example.org")), Change::Create(a("y.c.example.org"))]).await;
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        // A second record at a name counts it once.
+        let r = p
+            .apply(
+                &zone,
+                &[
+                    Change::Create(cname("z.y.c.example.org")),
+                    Change::Create(Endpoint::new("x.b.c.example.org", RecordType::TXT, vec!["t".into()])),
+                ],
+            )
+            .await;
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        assert!(p.apply(&sub, &[Change::Create(a("q.r.sub.example.org"))]).await[0].is_ok());
+        assert_eq!(below(&p, &names), [false, true, true, false, false, true]);
+        let rebuilt = |p: &InMemoryProvider| {
+            let before = p.state.read().unwrap().below.clone();
+            p.add_zone("other.test");
+            let after = p.state.read().unwrap().below.clone();
+            p.set_zones(["example.org", "sub.example.org"]);
+            assert_eq!(before, after, "kept as records change = rebuilt from scratch");
+        };
+        rebuilt(&p);
+        // The TXT leaves, the A stays: x still holds records.
+        let txt = Endpoint::new("x.b.c.example.org", RecordType::TXT, vec!["t".into()]);
+        assert!(p.apply(&zone, &[Change::Delete(txt)]).await[0].is_ok());
+        assert_eq!(below(&p, &names), [false, true, true, false, false, true]);
+        // A rejected change counts nothing.
+        assert!(p.apply(&zone, &[Change::Delete(a("w.v.example.org"))]).await[0].is_err());
+        assert!(!p.view().has_names_below("v.example.org"));
+        assert!(p.apply(&zone, &[Change::Delete(a("x.b.c.example.org"))]).await[0].is_ok());
+        assert_eq!(below(&p, &names), [false, true, false, false, false, true]);
+        rebuilt(&p);
     }
 
     #[tokio::test]

@@ -2,9 +2,10 @@
 //!
 //! Records live in an [`InMemoryProvider`]; the planner writes them through the [`Provider`]
 //! trait like for any other backend, and a small UDP/TCP server answers queries from them.
-//! Answers are computed from an immutable snapshot rebuilt whenever the store's generation
-//! changes, so one answer never mixes two generations and a change is served by the very next
-//! query.
+//! Answers are read from the store itself, under its read lock for the whole answer: one
+//! answer never mixes two generations, a change is served by the very next query, and the
+//! server holds no second copy of the zones (at 10,000 records the copy it used to keep cost
+//! 600 bytes a record).
 //!
 //! Behaviour worth knowing when reading answers:
 //! - The server is authoritative only (AA set, RA clear, no recursion). Names outside the
@@ -18,7 +19,7 @@
 //!   [`MAX_UDP_PAYLOAD`]; a larger answer is sent with TC set and empty sections so the client
 //!   retries over TCP.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
-use crate::inmemory::InMemoryProvider;
+use crate::inmemory::{InMemoryProvider, StoreView};
 use extdns_core::endpoint::{normalize_name, validate_name, Endpoint, RecordType};
 use extdns_core::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
@@ -410,33 +411,31 @@ enum Transport {
 struct QueryHandler {
     store: InMemoryProvider,
     settings: Arc<ZoneSettings>,
-    snapshot: RwLock<Snapshot>,
+    zones: RwLock<Zones>,
 }
 
 impl QueryHandler {
     fn new(store: InMemoryProvider, settings: Arc<ZoneSettings>) -> Self {
-        let snapshot = Snapshot::load(&store, &settings);
-        QueryHandler { store, settings, snapshot: RwLock::new(snapshot) }
+        let zones = Zones::load(&store.view(), &settings);
+        QueryHandler { store, settings, zones: RwLock::new(zones) }
     }
 
-    /// The snapshot of the current store generation, brought up to date first when the store
-    /// changed: only the names that changed are rebuilt, so a change costs O(change) and not a
-    /// reload of every zone. Queries hold the read lock only while they resolve.
-    fn snapshot(&self) -> RwLockReadGuard<'_, Snapshot> {
-        let generation = self.store.generation();
+    /// The zones of the store's current zone set, rebuilt first when that set changed.
+    /// `view` must be taken before: every query takes the store's lock, then this one.
+    fn zones(&self, view: &StoreView<'_>) -> RwLockReadGuard<'_, Zones> {
         {
-            let current = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
-            if current.generation == generation {
+            let current = self.zones.read().unwrap_or_else(PoisonError::into_inner);
+            if current.generation == view.zones_generation() {
                 return current;
             }
         }
         {
-            let mut current = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
-            if current.generation != generation {
-                current.refresh(&self.store, &self.settings);
+            let mut current = self.zones.write().unwrap_or_else(PoisonError::into_inner);
+            if current.generation != view.zones_generation() {
+                *current = Zones::load(view, &self.settings);
             }
         }
-        self.snapshot.read().unwrap_or_else(PoisonError::into_inner)
+        self.zones.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `None` means send nothing: the input was not a query we can parse.
@@ -463,7 +462,11 @@ impl QueryHandler {
         if request.metadata.message_type != MessageType::Query {
             return None;
         }
-        let response = answer(&request, || self.snapshot());
+        let response = answer(&request, || {
+            let view = self.store.view();
+            let zones = self.zones(&view);
+            (view, zones)
+        });
         let limit = match transport {
             Transport::Udp => usize::from(request.max_payload().min(MAX_UDP_PAYLOAD)),
             Transport::Tcp => usize::from(u16::MAX),
@@ -472,8 +475,11 @@ impl QueryHandler {
     }
 }
 
-/// The response to a parsed query; `snapshot` is only loaded for queries that need data.
-fn answer<S: std::ops::Deref<Target = Snapshot>>(request: &Message, snapshot: impl FnOnce() -> S) -> Message {
+/// The response to a parsed query; the store is only read for queries that need data.
+fn answer<'s, Z: std::ops::Deref<Target = Zones>>(
+    request: &Message,
+    read: impl FnOnce() -> (StoreView<'s>, Z),
+) -> Message {
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata = Metadata::response_from_request(&request.metadata);
     if let Some(client_edns) = &request.edns {
@@ -500,7 +506,10 @@ fn answer<S: std::ops::Deref<Target = Snapshot>>(request: &Message, snapshot: im
         response.metadata.response_code = ResponseCode::Refused;
         return response;
     }
-    let resolution = resolve(&snapshot(), query.name(), qtype);
+    let resolution = {
+        let (view, zones) = read();
+        resolve(&Served { view: &view, zones: &zones }, query.name(), qtype)
+    };
     debug!(name = %query.name(), %qtype, rcode = %resolution.rcode, answers = resolution.answers.len(), "answered DNS query");
     response.metadata.authoritative = resolution.authoritative;
     response.metadata.response_code = resolution.rcode;
@@ -548,21 +557,21 @@ struct Resolution {
 }
 
 impl Resolution {
-    fn no_data(mut self, zone: &ZoneData) -> Self {
-        self.authorities.push(zone.negative_soa.clone());
+    fn no_data(mut self, served: &Served, zone: &ZoneData) -> Self {
+        self.authorities.push(zone.negative_soa(served.serial()));
         self
     }
 
-    fn nx_domain(mut self, zone: &ZoneData) -> Self {
+    fn nx_domain(mut self, served: &Served, zone: &ZoneData) -> Self {
         self.rcode = ResponseCode::NXDomain;
-        self.authorities.push(zone.negative_soa.clone());
+        self.authorities.push(zone.negative_soa(served.serial()));
         self
     }
 }
 
-/// Answers one question from `snapshot` (RFC 1034 4.3.2 without recursion, RFC 4592 wildcards).
-fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
-    let Some(mut zone) = snapshot.zone_for(qname) else {
+/// Answers one question from the store (RFC 1034 4.3.2 without recursion, RFC 4592 wildcards).
+fn resolve(served: &Served, qname: &Name, qtype: WireType) -> Resolution {
+    let Some(mut zone) = served.zone_for(qname) else {
         return Resolution { rcode: ResponseCode::Refused, ..Resolution::default() };
     };
     let mut res = Resolution { authoritative: true, ..Resolution::default() };
@@ -572,19 +581,19 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
     loop {
         let key = name_key(&owner);
         // The parent side of a cut holds no DS here, so a DS query at the cut is answered below.
-        if let Some(cut) = zone.delegation(&owner, qtype == WireType::DS) {
+        if let Some(cut) = served.delegation(zone, &owner, qtype == WireType::DS) {
             if res.answers.is_empty() {
-                return snapshot.referral(zone, &owner, cut);
+                return served.referral(zone, &owner, &cut);
             }
             // A CNAME led into a delegated subtree: the resolver continues from the target.
             return res;
         }
-        let node = match zone.nodes.get(&key) {
+        let node = match served.node(zone, &key) {
             Some(node) => node,
-            None if zone.existing.contains_key(&key) => return res.no_data(zone),
-            None => match zone.wildcard_for(&owner) {
+            None if served.view.has_names_below(&key) => return res.no_data(served, zone),
+            None => match served.wildcard_for(zone, &owner) {
                 Some(node) => node,
-                None => return res.nx_domain(zone),
+                None => return res.nx_domain(served, zone),
             },
         };
         if qtype == WireType::ANY {
@@ -596,23 +605,23 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
         if let Some(rrset) = node.get(qtype) {
             push_rrset(&mut res.answers, &owner, rrset);
             if qtype == WireType::NS {
-                res.additionals = snapshot.glue(rrset);
+                res.additionals = served.glue(rrset);
             }
             return res;
         }
         let cname = match node.get(WireType::CNAME) {
             Some(cname) if qtype != WireType::CNAME => cname,
-            _ => return res.no_data(zone),
+            _ => return res.no_data(served, zone),
         };
         // A loop or an over-long chain ends the answer where it stands, as BIND does.
         if !followed.insert(key) || followed.len() > MAX_CNAME_CHAIN {
             return res;
         }
         push_rrset(&mut res.answers, &owner, cname);
-        let Some(RData::CNAME(CNAME(target))) = cname.values.first().and_then(Value::rdata) else {
+        let Some(RData::CNAME(CNAME(target))) = cname.values.first() else {
             return res;
         };
-        match snapshot.zone_for(target) {
+        match served.zone_for(target) {
             Some(target_zone) => {
                 zone = target_zone;
                 owner = target.clone();
@@ -624,10 +633,10 @@ fn resolve(snapshot: &Snapshot, qname: &Name, qtype: WireType) -> Resolution {
 }
 
 fn push_rrset(out: &mut Vec<Record>, owner: &Name, rrset: &RRset) {
-    out.extend(rrset.values.iter().map(|value| Record::from_rdata(owner.clone(), rrset.ttl, value.to_rdata())));
+    out.extend(rrset.values.iter().map(|rdata| Record::from_rdata(owner.clone(), rrset.ttl, rdata.clone())));
 }
 
-/// Lower-case presentation form without the final dot: the key of names in the snapshot, in
+/// Lower-case presentation form without the final dot: the key of names in the store, in
 /// the same form as [`Endpoint::dns_name`].
 fn name_key(name: &Name) -> String {
     super::wire_name::to_text(name)
@@ -637,81 +646,56 @@ fn parse_name(name: &str) -> Result<Name, String> {
     super::wire_name::to_wire(&format!("{}.", name.trim_end_matches('.')))
 }
 
-/// Everything the server knows, at one store generation.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
+/// The zones served, as of one zone set of the store: what the server synthesises at each
+/// apex. The records are read from the store itself at each query; the server keeps no copy.
+#[derive(Debug)]
+struct Zones {
+    /// The store's zone-set generation these were built from.
     generation: u64,
     /// Most labels first, so the first zone containing a name is the closest one.
-    zones: Vec<ZoneData>,
+    list: Vec<ZoneData>,
 }
 
-#[derive(Debug, PartialEq)]
+impl Zones {
+    fn load(view: &StoreView<'_>, settings: &ZoneSettings) -> Zones {
+        let mut list: Vec<ZoneData> = view
+            .zone_names()
+            .filter_map(|zone| match ZoneData::new(zone, &settings.nameservers_of(zone), settings.default_ttl) {
+                Ok(data) => Some(data),
+                Err(reason) => {
+                    warn!(zone, %reason, "not serving zone");
+                    None
+                }
+            })
+            .collect();
+        list.sort_by_key(|z| std::cmp::Reverse(z.apex_labels));
+        Zones { generation: view.zones_generation(), list }
+    }
+}
+
+#[derive(Debug)]
 struct ZoneData {
     apex: Name,
+    /// The apex as the store names the zone.
+    key: String,
     apex_labels: usize,
-    /// Names holding at least one RRset.
-    nodes: HashMap<String, Node>,
-    /// Every name strictly between a node and the apex, with the number of nodes below it:
-    /// names that exist without records of their own (empty non-terminals) get NODATA rather
-    /// than NXDOMAIN or a wildcard; the count lets one name's change update it. The nodes and
-    /// the apex are not repeated here: in a flat zone (most names one label below the apex)
-    /// the map stays empty instead of holding a second copy of every name.
-    existing: HashMap<String, usize>,
-    negative_soa: Record,
+    default_ttl: u32,
+    /// The SOA at serial 0: each answer sets the store's generation.
+    soa: SOA,
+    nameservers: Vec<Name>,
 }
 
-#[derive(Debug, Default, PartialEq)]
+/// One name's data as an answer needs it, read from the store for one query.
+#[derive(Debug, Default)]
 struct Node {
     rrsets: Vec<RRset>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct RRset {
     record_type: WireType,
     ttl: u32,
-    values: Vec<Value>,
-}
-
-/// One value of an RRset as the snapshot keeps it. A `RData` takes a few hundred bytes
-/// whatever it holds; the values the operator publishes by the thousand (addresses and the
-/// registry's ownership TXT records) are kept in their own few bytes instead and become a
-/// `RData` only in an answer.
-#[derive(Debug, PartialEq)]
-enum Value {
-    A(Ipv4Addr),
-    Aaaa(Ipv6Addr),
-    Txt(Box<[Box<[u8]>]>),
-    Other(Box<RData>),
-}
-
-impl From<RData> for Value {
-    fn from(rdata: RData) -> Value {
-        match rdata {
-            RData::A(A(ip)) => Value::A(ip),
-            RData::AAAA(AAAA(ip)) => Value::Aaaa(ip),
-            RData::TXT(txt) => Value::Txt(txt.txt_data),
-            other => Value::Other(Box::new(other)),
-        }
-    }
-}
-
-impl Value {
-    fn to_rdata(&self) -> RData {
-        match self {
-            Value::A(ip) => RData::A(A(*ip)),
-            Value::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
-            Value::Txt(strings) => RData::TXT(TXT::from_bytes(strings.iter().map(|s| &s[..]).collect())),
-            Value::Other(rdata) => RData::clone(rdata),
-        }
-    }
-
-    /// The data of the types the server reads itself (SOA, NS, CNAME).
-    fn rdata(&self) -> Option<&RData> {
-        match self {
-            Value::Other(rdata) => Some(rdata),
-            _ => None,
-        }
-    }
+    values: Vec<RData>,
 }
 
 impl Node {
@@ -722,100 +706,86 @@ impl Node {
     /// Adds data; endpoints of one name and type with different set identifiers are served as
     /// one RRset, at the lowest TTL among them.
     fn add(&mut self, record_type: WireType, ttl: u32, rdatas: Vec<RData>) {
-        let values = rdatas.into_iter().map(Value::from);
         match self.rrsets.iter_mut().find(|r| r.record_type == record_type) {
             Some(rrset) => {
                 rrset.ttl = rrset.ttl.min(ttl);
-                for value in values {
-                    if !rrset.values.contains(&value) {
-                        rrset.values.push(value);
+                for rdata in rdatas {
+                    if !rrset.values.contains(&rdata) {
+                        rrset.values.push(rdata);
                     }
                 }
             }
-            None => {
-                // Most names hold one RRset: room for exactly one more, not a Vec's first four.
-                self.rrsets.reserve_exact(1);
-                // Collected into a Vec of its own size: collecting in place would keep the
-                // room of the `RData`s, ten times as large.
-                let mut exact = Vec::with_capacity(values.len());
-                exact.extend(values);
-                self.rrsets.push(RRset { record_type, ttl, values: exact });
+            None => self.rrsets.push(RRset { record_type, ttl, values: rdatas }),
+        }
+    }
+
+    fn add_endpoint(&mut self, ep: &Endpoint, default_ttl: u32) {
+        let mut rdatas = Vec::with_capacity(ep.targets.len());
+        for target in &ep.targets {
+            match rdata_for(ep.record_type, target) {
+                Ok(rdata) => rdatas.push(rdata),
+                // `apply` refuses what cannot be served; only a seeded record gets here.
+                Err(reason) => debug!(record = %ep.key(), %reason, "not serving a record value"),
             }
+        }
+        if !rdatas.is_empty() {
+            self.add(super::wire_type(ep.record_type), ep.ttl.unwrap_or(default_ttl), rdatas);
         }
     }
 }
 
-impl Snapshot {
-    fn load(store: &InMemoryProvider, settings: &ZoneSettings) -> Snapshot {
-        // Generation first: if the store changes while we read, the snapshot is labelled with
-        // the older generation and rebuilt by the next query instead of serving stale data.
-        let generation = store.generation();
-        Snapshot::build(generation, &store.zone_names(), &store.all_records(), settings)
-    }
+/// The store as one query reads it: the records under one lock, and the zones' apex data.
+struct Served<'a> {
+    view: &'a StoreView<'a>,
+    zones: &'a Zones,
+}
 
-    /// Brings the snapshot to the store's current state by rebuilding the names changed since
-    /// its generation; reloads everything when the store no longer knows them all (the zone set
-    /// changed, or the snapshot fell too far behind).
-    fn refresh(&mut self, store: &InMemoryProvider, settings: &ZoneSettings) {
-        let changes = store.changes_since(self.generation);
-        let Some(names) = changes.names else {
-            *self = Snapshot::load(store, settings);
-            return;
-        };
-        for (name, records) in &names {
-            let Ok(name) = parse_name(name) else { continue };
-            if let Some(zone) = self.zones.iter_mut().find(|z| z.apex.zone_of(&name)) {
-                zone.rebuild_node(&name, records, settings.default_ttl);
-            }
-        }
-        self.generation = changes.generation;
-        let serial = changes.generation as u32;
-        for zone in &mut self.zones {
-            zone.set_serial(serial);
-        }
-    }
-
-    fn build(generation: u64, zone_names: &[String], records: &[Arc<Endpoint>], settings: &ZoneSettings) -> Snapshot {
-        // SOA serials compare with RFC 1982 arithmetic, so wrapping around is harmless.
-        let serial = generation as u32;
-        let mut zones: Vec<ZoneData> = zone_names
-            .iter()
-            .filter_map(|zone| {
-                match ZoneData::new(zone, serial, &settings.nameservers_of(zone), settings.default_ttl) {
-                    Ok(data) => Some(data),
-                    Err(reason) => {
-                        warn!(zone, %reason, "not serving zone");
-                        None
-                    }
-                }
-            })
-            .collect();
-        zones.sort_by_key(|z| std::cmp::Reverse(z.apex_labels));
-        for ep in records {
-            let Ok(name) = parse_name(&ep.dns_name) else {
-                warn!(record = %ep.key(), "not serving a record with an invalid name");
-                continue;
-            };
-            if let Some(zone) = zones.iter_mut().find(|z| z.apex.zone_of(&name)) {
-                zone.add_endpoint(ep, &name, settings.default_ttl);
-            }
-        }
-        for zone in &mut zones {
-            zone.index_existing();
-        }
-        Snapshot { generation, zones }
+impl Served<'_> {
+    /// SOA serials compare with RFC 1982 arithmetic, so wrapping around is harmless.
+    fn serial(&self) -> u32 {
+        self.view.generation() as u32
     }
 
     fn zone_for(&self, name: &Name) -> Option<&ZoneData> {
-        self.zones.iter().find(|z| z.apex.zone_of(name))
+        self.zones.list.iter().find(|z| z.apex.zone_of(name))
+    }
+
+    /// What is served at `key` in `zone`: the store's records there and, at the apex, the
+    /// synthesised SOA and NS. `None` when nothing is.
+    fn node(&self, zone: &ZoneData, key: &str) -> Option<Node> {
+        let mut node = Node::default();
+        let apex = key == zone.key;
+        if apex {
+            let mut soa = zone.soa.clone();
+            soa.serial = self.serial();
+            node.add(WireType::SOA, zone.default_ttl, vec![RData::SOA(soa)]);
+            node.add(
+                WireType::NS,
+                zone.default_ttl,
+                zone.nameservers.iter().map(|n| RData::NS(NS(n.clone()))).collect(),
+            );
+        }
+        for ep in self.view.at(&zone.key, key) {
+            if apex && matches!(ep.record_type, RecordType::NS | RecordType::CNAME) {
+                debug!(record = %ep.key(), "ignoring a record that would contradict the synthesised apex");
+                continue;
+            }
+            node.add_endpoint(ep, zone.default_ttl);
+        }
+        (!node.rrsets.is_empty()).then_some(node)
+    }
+
+    /// The name exists: it holds records, or names below it do.
+    fn exists(&self, zone: &ZoneData, key: &str) -> bool {
+        key == zone.key || self.view.at(&zone.key, key).next().is_some() || self.view.has_names_below(key)
     }
 
     /// A/AAAA records we hold for the hosts of an NS set, so resolvers need not look them up.
     fn glue(&self, ns: &RRset) -> Vec<Record> {
         let mut glue = Vec::new();
         for value in &ns.values {
-            let Some(RData::NS(NS(host))) = value.rdata() else { continue };
-            let Some(node) = self.zone_for(host).and_then(|z| z.nodes.get(&name_key(host))) else {
+            let RData::NS(NS(host)) = value else { continue };
+            let Some(node) = self.zone_for(host).and_then(|z| self.node(z, &name_key(host))) else {
                 continue;
             };
             for record_type in [WireType::A, WireType::AAAA] {
@@ -830,153 +800,57 @@ impl Snapshot {
     /// Points the resolver at the servers of the delegated subtree `cut` (key of the NS owner).
     fn referral(&self, zone: &ZoneData, owner: &Name, cut: &str) -> Resolution {
         let mut res = Resolution::default();
-        let Some(ns) = zone.nodes.get(cut).and_then(|n| n.get(WireType::NS)) else {
-            return res;
-        };
+        let Some(node) = self.node(zone, cut) else { return res };
+        let Some(ns) = node.get(WireType::NS) else { return res };
         let cut_labels = cut.split('.').count();
         let cut_name = owner.trim_to(cut_labels);
         push_rrset(&mut res.authorities, &cut_name, ns);
         res.additionals = self.glue(ns);
         res
     }
-}
-
-impl ZoneData {
-    fn new(zone: &str, serial: u32, nameservers: &[String], default_ttl: u32) -> Result<ZoneData, String> {
-        let apex = parse_name(zone)?;
-        let hostmaster = parse_name(&format!("hostmaster.{zone}"))?;
-        let ns_names = nameservers.iter().map(|ns| parse_name(ns)).collect::<Result<Vec<_>, _>>()?;
-        let mname = ns_names.first().cloned().ok_or("no nameservers")?;
-        let negative_ttl = default_ttl.min(NEGATIVE_TTL);
-        let soa = RData::SOA(SOA::new(mname, hostmaster, serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, negative_ttl));
-        // RFC 2308: a negative answer is cached for min(SOA TTL, SOA minimum).
-        let negative_soa = Record::from_rdata(apex.clone(), negative_ttl, soa.clone());
-        let mut apex_node = Node::default();
-        apex_node.add(WireType::SOA, default_ttl, vec![soa]);
-        apex_node.add(WireType::NS, default_ttl, ns_names.into_iter().map(|n| RData::NS(NS(n))).collect());
-        let mut nodes = HashMap::new();
-        nodes.insert(name_key(&apex), apex_node);
-        Ok(ZoneData { apex_labels: apex.iter().len(), apex, nodes, existing: HashMap::new(), negative_soa })
-    }
-
-    /// Replaces what is served at `name` by `records` (all records at that name now), keeping
-    /// the synthesised SOA and NS of the apex.
-    fn rebuild_node(&mut self, name: &Name, records: &[Arc<Endpoint>], default_ttl: u32) {
-        let key = name_key(name);
-        let had = self.nodes.contains_key(&key);
-        if key == name_key(&self.apex) {
-            if let Some(apex) = self.nodes.get_mut(&key) {
-                apex.rrsets.retain(|r| matches!(r.record_type, WireType::SOA | WireType::NS));
-            }
-        } else {
-            self.nodes.remove(&key);
-        }
-        for ep in records {
-            self.add_endpoint(ep, name, default_ttl);
-        }
-        match (had, self.nodes.contains_key(&key)) {
-            (false, true) => self.count_existing(name, true),
-            (true, false) => self.count_existing(name, false),
-            _ => {}
-        }
-    }
-
-    /// Counts a node at `name` in (or out of) every name strictly between it and the apex.
-    fn count_existing(&mut self, name: &Name, added: bool) {
-        for labels in self.apex_labels + 1..name.iter().len() {
-            let key = name_key(&name.trim_to(labels));
-            if added {
-                *self.existing.entry(key).or_default() += 1;
-            } else if let Some(count) = self.existing.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    self.existing.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Gives the apex SOA and the negative answers' SOA a new serial.
-    fn set_serial(&mut self, serial: u32) {
-        let with_serial = |rdata: &RData| match rdata {
-            RData::SOA(soa) => {
-                let mut soa = soa.clone();
-                soa.serial = serial;
-                Some(RData::SOA(soa))
-            }
-            _ => None,
-        };
-        if let Some(soa) = with_serial(&self.negative_soa.data) {
-            self.negative_soa = Record::from_rdata(self.apex.clone(), self.negative_soa.ttl, soa);
-        }
-        let apex = name_key(&self.apex);
-        if let Some(rrset) =
-            self.nodes.get_mut(&apex).and_then(|n| n.rrsets.iter_mut().find(|r| r.record_type == WireType::SOA))
-        {
-            rrset.values =
-                rrset.values.iter().filter_map(Value::rdata).filter_map(with_serial).map(Value::from).collect();
-        }
-    }
-
-    fn add_endpoint(&mut self, ep: &Endpoint, name: &Name, default_ttl: u32) {
-        let key = name_key(name);
-        if key == name_key(&self.apex) && matches!(ep.record_type, RecordType::NS | RecordType::CNAME) {
-            debug!(record = %ep.key(), "ignoring a record that would contradict the synthesised apex");
-            return;
-        }
-        let mut rdatas = Vec::with_capacity(ep.targets.len());
-        for target in &ep.targets {
-            match rdata_for(ep.record_type, target) {
-                Ok(rdata) => rdatas.push(rdata),
-                Err(reason) => warn!(record = %ep.key(), %reason, "not serving a record value"),
-            }
-        }
-        if rdatas.is_empty() {
-            return;
-        }
-        let record_type = super::wire_type(ep.record_type);
-        self.nodes.entry(key).or_default().add(record_type, ep.ttl.unwrap_or(default_ttl), rdatas);
-    }
-
-    /// True when the name holds records or has names below it.
-    fn exists(&self, key: &str) -> bool {
-        self.nodes.contains_key(key) || self.existing.contains_key(key)
-    }
-
-    fn index_existing(&mut self) {
-        let mut existing: HashMap<String, usize> = HashMap::new();
-        for key in self.nodes.keys() {
-            let Ok(name) = parse_name(key) else { continue };
-            for labels in self.apex_labels + 1..name.iter().len() {
-                *existing.entry(name_key(&name.trim_to(labels))).or_default() += 1;
-            }
-        }
-        self.existing = existing;
-    }
 
     /// The topmost NS owner strictly between the apex and `name` (or at `name`, unless
     /// `below_only`): where our authority ends.
-    fn delegation(&self, name: &Name, below_only: bool) -> Option<&str> {
+    fn delegation(&self, zone: &ZoneData, name: &Name, below_only: bool) -> Option<String> {
         let labels = name.iter().len();
         let deepest = if below_only { labels.saturating_sub(1) } else { labels };
-        (self.apex_labels + 1..=deepest).find_map(|n| {
-            let (key, node) = self.nodes.get_key_value(&name_key(&name.trim_to(n)))?;
-            node.get(WireType::NS).map(|_| key.as_str())
+        (zone.apex_labels + 1..=deepest).find_map(|n| {
+            let key = name_key(&name.trim_to(n));
+            let cut = self.view.at(&zone.key, &key).any(|ep| ep.record_type == RecordType::NS);
+            cut.then_some(key)
         })
     }
 
     /// The RFC 4592 source of synthesis for a name that does not exist: the `*` child of its
     /// closest encloser, if there is one.
-    fn wildcard_for(&self, name: &Name) -> Option<&Node> {
+    fn wildcard_for(&self, zone: &ZoneData, name: &Name) -> Option<Node> {
         let labels = name.iter().len();
-        (self.apex_labels..labels).rev().find_map(|n| {
+        (zone.apex_labels..labels).rev().find_map(|n| {
             let encloser = name_key(&name.trim_to(n));
-            self.exists(&encloser).then(|| self.nodes.get(&format!("*.{encloser}")))
+            self.exists(zone, &encloser).then(|| self.node(zone, &format!("*.{encloser}")))
         })?
     }
 }
 
-/// Record data for one endpoint target, in the formats [`Endpoint`] documents.
+impl ZoneData {
+    fn new(zone: &str, nameservers: &[String], default_ttl: u32) -> Result<ZoneData, String> {
+        let apex = parse_name(zone)?;
+        let hostmaster = parse_name(&format!("hostmaster.{zone}"))?;
+        let nameservers = nameservers.iter().map(|ns| parse_name(ns)).collect::<Result<Vec<_>, _>>()?;
+        let mname = nameservers.first().cloned().ok_or("no nameservers")?;
+        let negative_ttl = default_ttl.min(NEGATIVE_TTL);
+        let soa = SOA::new(mname, hostmaster, 0, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, negative_ttl);
+        Ok(ZoneData { apex_labels: apex.iter().len(), key: name_key(&apex), apex, default_ttl, soa, nameservers })
+    }
+
+    /// RFC 2308: a negative answer is cached for min(SOA TTL, SOA minimum).
+    fn negative_soa(&self, serial: u32) -> Record {
+        let mut soa = self.soa.clone();
+        soa.serial = serial;
+        Record::from_rdata(self.apex.clone(), self.default_ttl.min(NEGATIVE_TTL), RData::SOA(soa))
+    }
+}
+
 fn rdata_for(record_type: RecordType, target: &str) -> Result<RData, String> {
     let target = target.trim();
     let number =
@@ -1173,71 +1047,81 @@ mod tests {
         }
     }
 
-    /// The snapshot a query sees after incremental refreshes equals the one a full reload
-    /// builds, through creates, updates and deletes at the apex, under wildcards, below empty
-    /// non-terminals, and across a zone-set change (which reloads).
+    /// Answers follow the store change by change, read from it at each query: creates,
+    /// updates and deletes at the apex, under wildcards, below empty non-terminals (which
+    /// come and go with the names below them), and across a zone-set change.
     #[tokio::test]
-    async fn embedded_incremental_snapshot_matches_a_full_reload() {
-        let settings = ZoneSettings::from_config(&config(&["example.org", "sub.example.org"])).unwrap();
-        let store = InMemoryProvider::new(&settings.zones);
-        let mut snapshot = Snapshot::load(&store, &settings);
+    async fn embedded_answers_follow_the_store_change_by_change() {
+        let (p, h) = start(config(&["example.org", "sub.example.org"])).await.unwrap();
+        let addr = h.local_addr();
         let zone = Zone::named("example.org");
         let sub = Zone::named("sub.example.org");
         let a = |name: &str, ip: &str| ep(name, RecordType::A, &[ip]);
-        let steps: Vec<(&Zone, Vec<Change>)> = vec![
-            (
-                &zone,
-                vec![
-                    Change::Create(a("example.org", "192.0.2.1")),
-                    Change::Create(a("a.b.c.example.org", "192.0.2.2")),
-                ],
-            ),
-            (
-                &zone,
-                vec![
-                    Change::Create(a("*.w.example.org", "192.0.2.3")),
-                    Change::Create(ep("t.example.org", RecordType::TXT, &["v"])),
-                ],
-            ),
-            (&sub, vec![Change::Create(a("x.sub.example.org", "192.0.2.4"))]),
-            (
-                &zone,
-                vec![Change::Update {
-                    old: a("a.b.c.example.org", "192.0.2.2"),
-                    new: a("a.b.c.example.org", "192.0.2.9"),
-                }],
-            ),
-            (
-                &zone,
-                vec![
-                    Change::Create(a("d.c.example.org", "192.0.2.5")),
-                    Change::Delete(a("a.b.c.example.org", "192.0.2.9")),
-                ],
-            ),
-            (
-                &zone,
-                vec![Change::Delete(a("example.org", "192.0.2.1")), Change::Delete(a("*.w.example.org", "192.0.2.3"))],
-            ),
-            (&zone, vec![Change::Create(ep("c.example.org", RecordType::CNAME, &["x.sub.example.org"]))]),
-            (&zone, vec![Change::Delete(a("d.c.example.org", "192.0.2.5"))]),
-        ];
-        for (i, (z, changes)) in steps.into_iter().enumerate() {
-            for r in store.apply(z, &changes).await {
-                r.unwrap_or_else(|e| panic!("step {i}: {e}"));
+        let apply = |z: &Zone, changes: Vec<Change>| {
+            let (p, z) = (p.clone(), z.clone());
+            async move {
+                for r in p.apply(&z, &changes).await {
+                    r.unwrap();
+                }
             }
-            snapshot.refresh(&store, &settings);
-            assert_eq!(snapshot, Snapshot::load(&store, &settings), "after step {i}");
+        };
+        let rcode = |m: &Message| m.metadata.response_code;
+        apply(
+            &zone,
+            vec![Change::Create(a("example.org", "192.0.2.1")), Change::Create(a("a.b.c.example.org", "192.0.2.2"))],
+        )
+        .await;
+        apply(
+            &zone,
+            vec![
+                Change::Create(a("*.w.example.org", "192.0.2.3")),
+                Change::Create(ep("t.example.org", RecordType::TXT, &["v"])),
+            ],
+        )
+        .await;
+        apply(&sub, vec![Change::Create(a("x.sub.example.org", "192.0.2.4"))]).await;
+        assert_eq!(ips(&udp(addr, "example.org.", WireType::A).await), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))]);
+        assert_eq!(ips(&udp(addr, "any.w.example.org.", WireType::A).await), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3))]);
+        // Empty non-terminals: NODATA, and no wildcard below them.
+        for name in ["b.c.example.org.", "c.example.org."] {
+            let m = udp(addr, name, WireType::A).await;
+            assert_eq!((rcode(&m), m.answers.len()), (ResponseCode::NoError, 0), "{name}");
         }
-        // Empty non-terminals left by deletions are gone: c.example.org still exists (a CNAME),
-        // b.c.example.org does not.
-        let z = snapshot.zone_for(&parse_name("example.org").unwrap()).unwrap();
-        assert!(z.exists("c.example.org") && !z.exists("b.c.example.org"));
-        store.add_zone("other.example");
-        store.apply(&Zone::named("other.example"), &[Change::Create(a("o.other.example", "192.0.2.6"))]).await[0]
-            .as_ref()
-            .unwrap();
-        snapshot.refresh(&store, &settings);
-        assert_eq!(snapshot, Snapshot::load(&store, &settings), "after a zone-set change");
+        apply(
+            &zone,
+            vec![Change::Update { old: a("a.b.c.example.org", "192.0.2.2"), new: a("a.b.c.example.org", "192.0.2.9") }],
+        )
+        .await;
+        assert_eq!(ips(&udp(addr, "a.b.c.example.org.", WireType::A).await), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))]);
+        apply(
+            &zone,
+            vec![
+                Change::Create(a("d.c.example.org", "192.0.2.5")),
+                Change::Delete(a("a.b.c.example.org", "192.0.2.9")),
+            ],
+        )
+        .await;
+        assert_eq!(rcode(&udp(addr, "b.c.example.org.", WireType::A).await), ResponseCode::NXDomain);
+        assert_eq!(rcode(&udp(addr, "c.example.org.", WireType::A).await), ResponseCode::NoError);
+        apply(
+            &zone,
+            vec![Change::Delete(a("example.org", "192.0.2.1")), Change::Delete(a("*.w.example.org", "192.0.2.3"))],
+        )
+        .await;
+        let m = udp(addr, "example.org.", WireType::A).await;
+        assert_eq!((rcode(&m), m.answers.len()), (ResponseCode::NoError, 0));
+        assert_eq!(soa_serial(&m.authorities[0]), p.store.generation() as u32);
+        assert_eq!(rcode(&udp(addr, "any.w.example.org.", WireType::A).await), ResponseCode::NXDomain);
+        apply(&zone, vec![Change::Create(ep("c.example.org", RecordType::CNAME, &["x.sub.example.org"]))]).await;
+        apply(&zone, vec![Change::Delete(a("d.c.example.org", "192.0.2.5"))]).await;
+        // c.example.org holds its CNAME (followed into the sub zone); nothing is left below it.
+        let m = udp(addr, "c.example.org.", WireType::A).await;
+        assert_eq!(ips(&m), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 4))]);
+        assert_eq!(rcode(&udp(addr, "d.c.example.org.", WireType::A).await), ResponseCode::NXDomain);
+        // A zone added to the store is served at once.
+        p.store.add_zone("other.example");
+        apply(&Zone::named("other.example"), vec![Change::Create(a("o.other.example", "192.0.2.6"))]).await;
+        assert_eq!(ips(&udp(addr, "o.other.example.", WireType::A).await), [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 6))]);
     }
 
     #[tokio::test]

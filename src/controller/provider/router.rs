@@ -845,7 +845,7 @@ impl Router {
                 b.over = b.over.saturating_sub(1);
             }
         }
-        self.account(&e.snap.namespace(), key, Some(e.snap.budget_cost()), None);
+        self.account(e.snap.namespace(), key, Some(e.snap.budget_cost()), None);
         self.refetch.remove(key);
         for id in e.sent.keys() {
             send(&self.providers, &mut self.dead, id, WorkerMsg::Desired { ep: key.clone(), records: Vec::new() });
@@ -1106,7 +1106,7 @@ impl Router {
                     .map(|e| Claim {
                         key: e.snap.key.clone(),
                         created: &e.snap.created,
-                        name: &e.snap.name(),
+                        name: e.snap.name(),
                         cost: e.snap.budget_cost(),
                         pinned: e.snap.deleting && !e.snap.trimmed,
                     })
@@ -1260,7 +1260,7 @@ impl Router {
             if let Ok(ids) = &mut r {
                 let refusals: Vec<(ProviderId, String)> = ids
                     .iter()
-                    .filter_map(|id| self.name_refusal(id, &snap.namespace(), ep).map(|m| (id.clone(), m)))
+                    .filter_map(|id| self.name_refusal(id, snap.namespace(), ep).map(|m| (id.clone(), m)))
                     .collect();
                 ids.retain(|id| !refusals.iter().any(|(r, _)| r == id));
                 for (id, message) in refusals {
