@@ -11,6 +11,7 @@
 #
 #   make bench-heap                      # HEAP_N=10000, debug build
 #   HEAP_N=2000 bash e2e/bench/heap.sh   # EXTDNS_BIN=<binary> to profile another build
+#   HEAP_HOLD=70 ...                     # keep running 70 s after every object is Ready
 #   bash e2e/bench/heap.sh summarize target/bench/heap 10000 live   # a table of a run again
 #
 # Use a debug build without the default `jemalloc` feature (`cargo build --bin extdns
@@ -167,7 +168,7 @@ echo "heap: operator pid $operator (profiler: $profiler), RSS $(rss VmRSS) MiB b
   while [ -e "/proc/$operator/smaps_rollup" ]; do
       awk -v t="$(date +%s.%N)" -v t0="$t0" '$1 == "Rss:" {r = $2} $1 == "Anonymous:" {a = $2}
           END {printf "%.1f %.1f %.1f\n", t - t0, r / 1024, a / 1024}' "/proc/$operator/smaps_rollup" 2>/dev/null
-      sleep 0.5
+      sleep 0.1
   done >"$out/rss.txt" ) &
 # The objects, one A record each, written by 4 kubectl processes at once.
 start=$(date +%s)
@@ -203,8 +204,10 @@ until [ "$(ready)" -ge "$n" ]; do
     sleep 2
 done
 echo "heap: all $n Ready after $(($(date +%s) - start)) s"
-# Let the last status writes and reports drain before the profile ends.
-sleep 5
+# Let the last status writes and reports drain before the profile ends; HEAP_HOLD seconds
+# (5) in all, e.g. past a new provider's deletion grace (60 s), which ends in a plan of every
+# name.
+sleep "${HEAP_HOLD:-5}"
 echo "heap: RSS $(rss VmRSS) MiB ($(rss_parts)), peak $(rss VmHWM) MiB (profiler: $profiler)"
 
 # SIGKILL: nothing is freed, so what heaptrack reports as leaked is exactly what the operator

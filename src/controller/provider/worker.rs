@@ -1398,13 +1398,19 @@ fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>, domain
     let mut n = 0i64;
     for zone in &cache.zones {
         let Some(groups) = cache.raw.get(&zone.id) else { continue };
-        let raw: Vec<Endpoint> = groups.values().flatten().cloned().collect();
-        let view = reg.view_in_zone(raw, &zone.name);
-        n += view
-            .endpoints
-            .iter()
-            .filter(|e| e.labels.get(label::OWNER).map(String::as_str) == Some(owner) && domains.matches(&e.dns_name))
-            .count() as i64;
+        // Group by group: a group holds a name's records and their ownership TXT records, so
+        // each one reads the same on its own. A view of the whole zone at once copied it, at
+        // the end of every full plan: 1.4 KB a record, the operator's peak at 10,000.
+        for records in groups.values() {
+            let view = reg.view_in_zone(records.clone(), &zone.name);
+            n += view
+                .endpoints
+                .iter()
+                .filter(|e| {
+                    e.labels.get(label::OWNER).map(String::as_str) == Some(owner) && domains.matches(&e.dns_name)
+                })
+                .count() as i64;
+        }
     }
     n
 }
