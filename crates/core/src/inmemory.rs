@@ -285,6 +285,19 @@ impl Provider for InMemoryProvider {
             .ok_or_else(|| ProviderError::ZoneNotFound(zone.name.clone()))
     }
 
+    async fn records_shared(&self, zone: &Zone) -> Result<Vec<Arc<Endpoint>>, ProviderError> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.zones
+            .get(&zone.name)
+            .map(|z| z.values().cloned().collect())
+            .ok_or_else(|| ProviderError::ZoneNotFound(zone.name.clone()))
+    }
+
+    fn held(&self, zone: &Zone, key: &RecordKey) -> Option<Arc<Endpoint>> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.zones.get(&zone.name)?.get(key).cloned()
+    }
+
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         // The names the batch touches, and whether each held records before it.

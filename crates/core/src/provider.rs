@@ -1,9 +1,11 @@
 //! The seam between planning and DNS APIs. Kept small on purpose: list zones, list records,
 //! apply changes with one result per change so that one bad record never hides the others.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, RecordKey};
 
 /// A zone a provider can write to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,6 +166,19 @@ pub trait Provider: Send + Sync {
     async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError>;
     /// Applies changes to one zone. Returns exactly one result per change, in order.
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult>;
+
+    /// [`Provider::records`], each behind an `Arc`. A backend that keeps its records in this
+    /// process (in memory, embedded) hands out its own, so that the worker's cache of the zone
+    /// is no second copy of it.
+    async fn records_shared(&self, zone: &Zone) -> Result<Vec<Arc<Endpoint>>, ProviderError> {
+        Ok(self.records(zone).await?.into_iter().map(Arc::new).collect())
+    }
+
+    /// The RRset `key` of `zone` as this backend holds it now, from a backend that keeps its
+    /// records in this process (see [`Provider::records_shared`]); `None` from the others.
+    fn held(&self, _zone: &Zone, _key: &RecordKey) -> Option<Arc<Endpoint>> {
+        None
+    }
 
     /// Refuses, without contacting the backend, a change `apply` would refuse client-side
     /// (a name or value the wire format cannot carry), with the reason naming the record.

@@ -37,7 +37,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::inmemory::{InMemoryProvider, StoreView};
-use extdns_core::endpoint::{normalize_name, validate_name, Endpoint, RecordType};
+use extdns_core::endpoint::{normalize_name, validate_name, Endpoint, RecordKey, RecordType};
 use extdns_core::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
 /// TTL of records that do not set one.
@@ -211,6 +211,14 @@ impl Provider for EmbeddedProvider {
 
     async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
         self.store.records(zone).await
+    }
+
+    async fn records_shared(&self, zone: &Zone) -> Result<Vec<Arc<Endpoint>>, ProviderError> {
+        self.store.records_shared(zone).await
+    }
+
+    fn held(&self, zone: &Zone, key: &RecordKey) -> Option<Arc<Endpoint>> {
+        self.store.held(zone, key)
     }
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {

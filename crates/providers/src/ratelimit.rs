@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use extdns_core::endpoint::Endpoint;
+use extdns_core::endpoint::{Endpoint, RecordKey};
 use extdns_core::provider::{Change, ChangeResult, Provider, ProviderError, Zone};
 
 #[derive(Debug)]
@@ -113,6 +113,16 @@ impl Provider for RateLimited {
     async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
         self.take().await;
         self.inner.records(zone).await
+    }
+
+    async fn records_shared(&self, zone: &Zone) -> Result<Vec<Arc<Endpoint>>, ProviderError> {
+        self.take().await;
+        self.inner.records_shared(zone).await
+    }
+
+    /// Reads this process's memory, not the backend: no token.
+    fn held(&self, zone: &Zone, key: &RecordKey) -> Option<Arc<Endpoint>> {
+        self.inner.held(zone, key)
     }
 
     async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {

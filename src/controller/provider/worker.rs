@@ -181,9 +181,13 @@ fn by_zone<'g>(
 /// The provider's view of the backend: raw records per zone, filed by
 /// [`TxtRegistry::group_name`] so that one name's records (and their ownership TXT) are found
 /// without a walk of the zone.
+///
+/// The records are shared: a backend that keeps its records in this process (embedded,
+/// inMemory) hands out its own (`records_shared`, `held`), so the cache of its zones is no
+/// second copy of them.
 struct Cache {
     zones: Vec<Zone>,
-    raw: BTreeMap<String, HashMap<String, Vec<Endpoint>>>,
+    raw: BTreeMap<String, HashMap<String, Vec<Arc<Endpoint>>>>,
     fetched: Instant,
     fetched_at: Time,
 }
@@ -586,14 +590,14 @@ impl Worker {
     fn refuse_overreach(
         &self,
         zone: &Zone,
-        zone_cache: &HashMap<String, Vec<Endpoint>>,
+        zone_cache: &HashMap<String, Vec<Arc<Endpoint>>>,
         claims: Vec<(Slot, DesiredRecord)>,
         results: &mut RecordResults,
     ) -> Vec<(Slot, DesiredRecord)> {
         let Ok(Ownership::Txt(reg)) = &self.ownership else { return claims };
         // Namespaces whose records of ours the zone holds at a group, read when needed.
         let published = |group: &str| -> BTreeSet<String> {
-            let raw = zone_cache.get(group).cloned().unwrap_or_default();
+            let raw = zone_cache.get(group).map_or_else(Vec::new, |g| own_copies(g));
             reg.view_in_zone(raw, &zone.name)
                 .endpoints
                 .iter()
@@ -843,9 +847,9 @@ impl Worker {
         let zones: Vec<Zone> = zones?.into_iter().filter(|z| self.zone_filter.matches(&z.name)).collect();
         let mut raw = BTreeMap::new();
         for z in &zones {
-            let recs = bounded(limit, "listing records", backend.records(z)).await;
+            let recs = bounded(limit, "listing records", backend.records_shared(z)).await;
             metrics.call(&pid, "records", if recs.is_ok() { "ok" } else { "error" });
-            let mut by_group: HashMap<String, Vec<Endpoint>> = HashMap::new();
+            let mut by_group: HashMap<String, Vec<Arc<Endpoint>>> = HashMap::new();
             for e in recs? {
                 by_group.entry(self.group_of(&e)).or_default().push(e);
             }
@@ -1017,13 +1021,14 @@ impl Worker {
     async fn sync_zone(
         &mut self,
         z: &ZoneSync<'_>,
-        zone_cache: &mut HashMap<String, Vec<Endpoint>>,
+        zone_cache: &mut HashMap<String, Vec<Arc<Endpoint>>>,
         desired: Vec<(Slot, DesiredRecord)>,
         partial: &mut RecordResults,
         out: &mut SyncOutcome,
     ) {
         let zone = z.zone;
-        let raw: Vec<Endpoint> = z.zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().cloned().collect();
+        let raw: Vec<Endpoint> =
+            z.zone_groups.iter().filter_map(|g| zone_cache.get(*g)).flatten().map(|e| Endpoint::clone(e)).collect();
         let desired = if self.shared() { self.refuse_overreach(zone, zone_cache, desired, partial) } else { desired };
         let (slots, mine): (Vec<Slot>, Vec<DesiredRecord>) = desired.into_iter().unzip();
         let grace = deletion_grace_until(&self.object.created, jiff::Timestamp::now());
@@ -1088,7 +1093,7 @@ impl Worker {
     async fn apply_zone(
         &mut self,
         z: &ZoneSync<'_>,
-        zone_cache: &mut HashMap<String, Vec<Endpoint>>,
+        zone_cache: &mut HashMap<String, Vec<Arc<Endpoint>>>,
         expanded: &[Expanded],
         planned: usize,
         out: &mut SyncOutcome,
@@ -1121,7 +1126,8 @@ impl Worker {
             let group = z.ownership.group_name(change.endpoint());
             match r {
                 Ok(applied) => {
-                    apply_to_cache(zone_cache.entry(group).or_default(), change);
+                    let held = z.backend.held(zone, &change.endpoint().key());
+                    apply_to_cache(zone_cache.entry(group).or_default(), change, held);
                     if *role == Role::Data {
                         match change {
                             Change::Create(_) => self.managed_records += 1,
@@ -1402,7 +1408,7 @@ fn count_owned(cache: &Cache, ownership: &Ownership, owner: Option<&str>, domain
         // each one reads the same on its own. A view of the whole zone at once copied it, at
         // the end of every full plan: 1.4 KB a record, the operator's peak at 10,000.
         for records in groups.values() {
-            let view = reg.view_in_zone(records.clone(), &zone.name);
+            let view = reg.view_in_zone(own_copies(records), &zone.name);
             n += view
                 .endpoints
                 .iter()
@@ -1422,14 +1428,24 @@ fn result_hash(r: &RecordResult) -> u64 {
     h.finish()
 }
 
-pub(super) fn apply_to_cache(records: &mut Vec<Endpoint>, change: &Change) {
+/// Copies of shared records, for the planner and the registry, which take them by value.
+fn own_copies(records: &[Arc<Endpoint>]) -> Vec<Endpoint> {
+    records.iter().map(|e| Endpoint::clone(e)).collect()
+}
+
+/// Files an applied change in a group of the cache. `held` is the record as the backend
+/// holds it now, when it keeps its records in this process: the cache shares it.
+pub(super) fn apply_to_cache(records: &mut Vec<Arc<Endpoint>>, change: &Change, held: Option<Arc<Endpoint>>) {
     // Room for exactly one more: a group holds a record or two (and its ownership TXT), and
     // a Vec's first growth makes room for four.
     records.reserve_exact(1);
     let strip = |e: &Endpoint| {
+        if let Some(held) = held.as_ref().filter(|h| h.key() == e.key()) {
+            return held.clone();
+        }
         let mut e = e.clone();
         e.labels.clear();
-        e
+        Arc::new(e)
     };
     match change {
         Change::Create(e) => {
@@ -1664,6 +1680,27 @@ mod tests {
         assert!(held.iter().all(|e| e.record_type != RecordType::SRV), "{held:?}");
     }
 
+    /// A backend in this process shares its records with the worker's cache, both those it
+    /// listed and those a pass then wrote: the cache is no second copy of the zone.
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_of_an_in_process_backend_shares_its_records() {
+        let backend = Arc::new(InMemoryProvider::new(["example.com"]));
+        backend.seed(Endpoint::new("old.example.com", RecordType::A, vec!["192.0.2.9".into()])).unwrap();
+        let (mut w, mut rx) = worker("p", backend.clone());
+        w.set_desired(ep("web"), vec![(0, desired("web.example.com", RecordType::A, "192.0.2.1"))]);
+        w.sync().await;
+        assert_eq!(results(&mut rx)[&("team-a/web@uid".to_string(), 0)].state, "Ready");
+        let store = backend.records_shared(&Zone::named("example.com")).await.unwrap();
+        let cached: Vec<Arc<Endpoint>> =
+            w.cache.as_ref().expect("listed").raw.values().flat_map(|z| z.values()).flatten().cloned().collect();
+        // The seeded record, the new one and its ownership TXT.
+        assert_eq!(store.len(), 3, "{store:?}");
+        assert_eq!(cached.len(), 3, "{cached:?}");
+        for e in &cached {
+            assert!(store.iter().any(|s| Arc::ptr_eq(s, e)), "{} is a copy", e.key());
+        }
+    }
+
     /// Two hosted zones with one name, as Route53's private and public zone of a domain.
     /// Counts listings and records every batch it is sent.
     #[derive(Default)]
@@ -1690,7 +1727,9 @@ mod tests {
             changes
                 .iter()
                 .map(|c| {
-                    apply_to_cache(z, c);
+                    let mut shared: Vec<Arc<Endpoint>> = z.drain(..).map(Arc::new).collect();
+                    apply_to_cache(&mut shared, c, None);
+                    z.extend(shared.iter().map(|e| Endpoint::clone(e)));
                     Ok(Applied::Live)
                 })
                 .collect()
