@@ -1857,15 +1857,7 @@ status: {status}
         });
         let client = Client::new(svc, "default");
         let metrics = Arc::new(Metrics::default());
-        let settings = Settings {
-            operator_namespace: "extdns".into(),
-            coalesce: std::time::Duration::from_millis(10),
-            backend_timeout: std::time::Duration::from_secs(2),
-            status_concurrency: 1,
-            leader: crate::controller::leader::Leadership::always(),
-            tenancy: Default::default(),
-            budget: budget::Limits::UNLIMITED,
-        };
+        let settings = settings(budget::Limits::UNLIMITED);
         let writer = Arc::new(StatusWriter::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let router = Router::new(Some(client), settings, metrics.clone(), writer.clone(), tx.clone());
@@ -1927,15 +1919,7 @@ status: {status}
         use kube::client::Body;
         let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(svc, "default");
-        let settings = Settings {
-            operator_namespace: "extdns".into(),
-            coalesce: std::time::Duration::from_millis(10),
-            backend_timeout: std::time::Duration::from_secs(2),
-            status_concurrency: 1,
-            leader: crate::controller::leader::Leadership::always(),
-            tenancy: Default::default(),
-            budget: budget::Limits::UNLIMITED,
-        };
+        let settings = settings(budget::Limits::UNLIMITED);
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Arc::new(StatusWriter::default());
         let router = Router::new(Some(client), settings, Arc::new(Metrics::default()), writer, tx.clone());
@@ -2000,18 +1984,22 @@ status: {status}
         assert_eq!(summarize_names(&names), "a.example.com (+1)");
     }
 
-    fn router(limits: budget::Limits) -> Router {
-        let settings = Settings {
+    /// A leader's settings with one status (and finalizer) write at a time.
+    fn settings(limits: budget::Limits) -> Settings {
+        Settings {
             operator_namespace: "extdns".into(),
             coalesce: std::time::Duration::from_millis(10),
-            backend_timeout: std::time::Duration::from_secs(1),
+            backend_timeout: std::time::Duration::from_secs(2),
             status_concurrency: 1,
             leader: crate::controller::leader::Leadership::always(),
             tenancy: Default::default(),
             budget: limits,
-        };
+        }
+    }
+
+    fn router(limits: budget::Limits) -> Router {
         let (tx, _rx) = mpsc::unbounded_channel();
-        Router::new(None, settings, Arc::new(Metrics::default()), Arc::new(StatusWriter::default()), tx)
+        Router::new(None, settings(limits), Arc::new(Metrics::default()), Arc::new(StatusWriter::default()), tx)
     }
 
     /// A finalized DNSEndpoint of namespace `t` with `n` TXT records of 100 characters.
