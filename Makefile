@@ -14,7 +14,7 @@ help: ## This list
 build: ## Debug build of the extdns binary
 	$(CARGO) build --bin extdns
 
-release: ## Release build (used by the demo and the benchmark)
+release: ## Release build (the image and the benchmark; whole-program optimised, see Cargo.toml)
 	$(CARGO) build --release --bin extdns
 
 unit: ## Unit tests of every crate of the workspace (no cluster, no DNS servers)

@@ -29,8 +29,8 @@ mkdir -p "$DEMO_DIR"
 say "installing dig (bind9-dnsutils) if missing"
 command -v dig >/dev/null || bash e2e/dns/install.sh
 
-say "building extdns (release)"
-cargo build --release --bin extdns
+say "building extdns (optimised, profile demo)"
+cargo build --profile demo --bin extdns
 
 say "starting the local control plane (first run builds kube-apiserver: ~7 minutes)"
 bash e2e/cluster/up.sh
@@ -47,7 +47,7 @@ say "applying samples/"
 
 say "starting extdns (log: $LOG)"
 stop_operator
-nohup ./target/release/extdns run --leader-elect=false --metrics-addr 127.0.0.1:18080 --operator-namespace default >"$LOG" 2>&1 &
+nohup "${CARGO_TARGET_DIR:-$ROOT/target}/demo/extdns" run --leader-elect=false --metrics-addr 127.0.0.1:18080 --operator-namespace default >"$LOG" 2>&1 &
 echo $! >"$PIDFILE"
 
 say "giving the sample LoadBalancer Service and Ingress an address, as a cloud controller would"
