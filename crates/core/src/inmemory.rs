@@ -12,9 +12,8 @@ use crate::provider::{Applied, Change, ChangeResult, Provider, ProviderError, Zo
 
 #[derive(Default, Debug)]
 struct State {
-    /// Each record behind an `Arc`: an observer (the embedded server) takes the records of
-    /// the names that changed without copying them, and a burst of changes no longer holds
-    /// the zone twice while the observer catches up.
+    /// Each record behind an `Arc`: the worker's cache of the zone shares them
+    /// (`records_shared`, `held`), and the embedded server reads them in place.
     zones: BTreeMap<String, BTreeMap<RecordKey, Arc<Endpoint>>>,
     /// Bumped on every successful change (the embedded server's SOA serial).
     generation: u64,
@@ -166,13 +165,6 @@ impl InMemoryProvider {
         let zone = st.zones.keys().filter(|z| Zone::named(z).contains(&name)).max_by_key(|z| z.len())?.clone();
         let recs = at_name(&st.zones[&zone], &name).map(|e| Endpoint::clone(e)).collect();
         Some((zone, recs))
-    }
-
-    /// True when some record exists at or below `name` in its zone (for NXDOMAIN vs NODATA).
-    pub fn name_exists(&self, zone: &str, name: &str) -> bool {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let suffix = format!(".{name}");
-        st.zones.get(zone).is_some_and(|z| z.values().any(|e| e.dns_name == name || e.dns_name.ends_with(&suffix)))
     }
 
     pub fn generation(&self) -> u64 {

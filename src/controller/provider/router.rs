@@ -1601,7 +1601,7 @@ impl Router {
                 Ok(_) => None,
                 Err(kube::Error::Api(e)) if e.code == 404 => None,
                 Err(e) => {
-                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot update finalizers; retrying (records of a new object are written once its finalizer is in place)");
+                    warn!(object = %format!("{ns}/{name}"), error = %e, "cannot update finalizers; retrying with backoff");
                     Some((delay, retry))
                 }
             }

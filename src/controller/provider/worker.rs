@@ -1126,7 +1126,11 @@ impl Worker {
             let group = z.ownership.group_name(change.endpoint());
             match r {
                 Ok(applied) => {
-                    let held = z.backend.held(zone, &change.endpoint().key());
+                    // A deletion files nothing: no need to ask what the backend holds.
+                    let held = match change {
+                        Change::Delete(_) => None,
+                        Change::Create(e) | Change::Update { new: e, .. } => z.backend.held(zone, &e.key()),
+                    };
                     apply_to_cache(zone_cache.entry(group).or_default(), change, held);
                     if *role == Role::Data {
                         match change {
@@ -1706,7 +1710,7 @@ mod tests {
     #[derive(Default)]
     struct RecordingBackend {
         zones: Vec<Zone>,
-        held: std::sync::Mutex<BTreeMap<String, Vec<Endpoint>>>,
+        held: std::sync::Mutex<BTreeMap<String, Vec<Arc<Endpoint>>>>,
         applied: std::sync::Mutex<Vec<(String, Vec<Change>)>>,
         listings: AtomicUsize,
     }
@@ -1718,7 +1722,7 @@ mod tests {
         }
         async fn records(&self, zone: &Zone) -> Result<Vec<Endpoint>, ProviderError> {
             self.listings.fetch_add(1, Ordering::SeqCst);
-            Ok(self.held.lock().unwrap().get(&zone.id).cloned().unwrap_or_default())
+            Ok(self.held.lock().unwrap().get(&zone.id).map_or_else(Vec::new, |z| own_copies(z)))
         }
         async fn apply(&self, zone: &Zone, changes: &[Change]) -> Vec<ChangeResult> {
             self.applied.lock().unwrap().push((zone.id.clone(), changes.to_vec()));
@@ -1727,9 +1731,7 @@ mod tests {
             changes
                 .iter()
                 .map(|c| {
-                    let mut shared: Vec<Arc<Endpoint>> = z.drain(..).map(Arc::new).collect();
-                    apply_to_cache(&mut shared, c, None);
-                    z.extend(shared.iter().map(|e| Endpoint::clone(e)));
+                    apply_to_cache(z, c, None);
                     Ok(Applied::Live)
                 })
                 .collect()
@@ -1956,7 +1958,7 @@ mod tests {
             Endpoint::new("a-late.example.com", RecordType::TXT, vec![owned("late")]).with_ttl(300),
         ];
         let backend = Arc::new(RecordingBackend { zones: vec![zone.clone()], ..Default::default() });
-        backend.held.lock().unwrap().insert(zone.id.clone(), held);
+        backend.held.lock().unwrap().insert(zone.id.clone(), held.into_iter().map(Arc::new).collect());
         let (mut w, mut rx) = worker("dns", backend.clone());
         w.object.created = jiff::Timestamp::now().to_string();
         w.set_desired(ep("web"), vec![(0, desired("web.example.com", RecordType::A, "192.0.2.1"))]);
@@ -2009,7 +2011,7 @@ mod tests {
             Endpoint::new("web.example.com", RecordType::TXT, vec![owned.into()]).with_ttl(0),
         ];
         let backend = Arc::new(RecordingBackend { zones: vec![zone.clone()], ..Default::default() });
-        backend.held.lock().unwrap().insert(zone.id.clone(), held);
+        backend.held.lock().unwrap().insert(zone.id.clone(), held.into_iter().map(Arc::new).collect());
         let (mut w, mut rx) = worker("dns", backend.clone());
         let mut web = desired("web.example.com", RecordType::A, "192.0.2.1");
         Arc::make_mut(&mut web.endpoint).labels.insert(label::RESOURCE.into(), "crd/team-a/web".into());
